@@ -1,0 +1,221 @@
+// Finds a Hugging Face checkpoint on disk and opens its parts: config.json (kept raw; GPT-2 parsing
+// is in arch/gpt2.ts), the safetensors weights (header only) and the tokenizer.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineError } from './errors';
+import { type DType, isReadableDType, SafetensorsFile } from './safetensors';
+import { Tokenizer } from './tokenizer';
+
+export interface Checkpoint {
+  dir: string;
+  configPath: string;
+  configJson: Record<string, unknown>;
+  weights: SafetensorsFile;
+  tokenizer: Tokenizer;
+  /** The float dtype holding most weight elements. */
+  weightsDtype: DType;
+  /** The file(s) the tokenizer came from, for run manifests. */
+  tokenizerFiles: string[];
+}
+
+// Formats that unpickle on load: loading one runs whatever code its author put in it.
+const PICKLE_EXT = ['.bin', '.pt', '.pth', '.ckpt', '.pkl', '.pickle'];
+
+/**
+ * The folder holding a checkpoint. Accepts the folder itself, a file inside it, a Hugging Face hub
+ * cache entry `models--org--name` (the `refs/main` snapshot, else the newest), its `snapshots`
+ * folder, or one of its `snapshots/<rev>` folders.
+ */
+export function resolveModelDir(p: string): string {
+  const abs = path.resolve(p);
+  const st = statOrUndefined(abs);
+  if (!st) throw new EngineError(`model path ${abs} does not exist`, abs);
+  if (st.isFile()) return resolveModelDir(path.dirname(abs));
+  const names = listDir(abs);
+  if (names.some(isModelFile)) return abs;
+
+  if (names.includes('snapshots') && statOrUndefined(path.join(abs, 'snapshots'))?.isDirectory()) {
+    return hubSnapshot(abs);
+  }
+  if (path.basename(abs) === 'snapshots' && path.basename(path.dirname(abs)).startsWith('models--')) {
+    return hubSnapshot(path.dirname(abs));
+  }
+  const hubModels = names.filter((n) => n.startsWith('models--'));
+  if (hubModels.length > 0) {
+    throw new EngineError(
+      `${abs} is a Hugging Face hub cache holding ${hubModels.length} model(s); choose one, e.g. ${path.join(abs, hubModels[0]!)}`,
+      abs,
+    );
+  }
+  throw new EngineError(
+    `${abs} holds no checkpoint: expected config.json and model.safetensors (a Hugging Face model folder), or a hub cache folder models--org--name`,
+    abs,
+  );
+}
+
+/** Opens the checkpoint at `p` (see resolveModelDir). The caller closes `weights`. */
+export function loadCheckpoint(p: string): Checkpoint {
+  const dir = resolveModelDir(p);
+  const names = listDir(dir);
+  const weightsPath = findWeights(dir, names);
+  const configPath = path.join(dir, 'config.json');
+  const configJson = readConfig(configPath);
+  const { tokenizer, tokenizerFiles } = loadTokenizer(dir, names);
+  const weights = SafetensorsFile.open(weightsPath);
+  try {
+    return { dir, configPath, configJson, weights, tokenizer, weightsDtype: dominantDtype(weights), tokenizerFiles };
+  } catch (e) {
+    weights.close();
+    throw e;
+  }
+}
+
+/** SHA-256 of a file, hex, read as a stream (checkpoints are hundreds of MB). */
+export function hashFile(p: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    fs.createReadStream(p)
+      .on('error', (e: NodeJS.ErrnoException) =>
+        reject(new EngineError(`cannot hash ${p}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, p)),
+      )
+      .on('data', (chunk) => hash.update(chunk as Uint8Array))
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+function isModelFile(name: string): boolean {
+  return (
+    name === 'config.json' ||
+    name === 'tokenizer.json' ||
+    name.endsWith('.safetensors') ||
+    name === 'model.safetensors.index.json' ||
+    PICKLE_EXT.some((e) => name.endsWith(e))
+  );
+}
+
+function hubSnapshot(repo: string): string {
+  const snapDir = path.join(repo, 'snapshots');
+  const refFile = path.join(repo, 'refs', 'main');
+  if (fs.existsSync(refFile)) {
+    const rev = fs.readFileSync(refFile, 'utf8').trim();
+    const snap = path.join(snapDir, rev);
+    if (rev && statOrUndefined(snap)?.isDirectory()) return snap;
+  }
+  // No usable refs/main (e.g. a revision pinned by commit): take the newest snapshot.
+  const snaps = listDir(snapDir)
+    .map((n) => path.join(snapDir, n))
+    .filter((s) => statOrUndefined(s)?.isDirectory());
+  if (snaps.length === 0) {
+    throw new EngineError(`${repo} is a Hugging Face hub cache folder with no snapshots; the download is incomplete`, repo);
+  }
+  snaps.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  return snaps[0]!;
+}
+
+function findWeights(dir: string, names: string[]): string {
+  if (names.includes('model.safetensors')) return path.join(dir, 'model.safetensors');
+  if (names.includes('model.safetensors.index.json')) {
+    throw new EngineError(
+      `${dir} holds a sharded checkpoint (model.safetensors.index.json), which is not supported yet; re-save it as one file: ` +
+        `python -c "from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained('${dir}').save_pretrained('${dir}', safe_serialization=True, max_shard_size='100GB')"`,
+      path.join(dir, 'model.safetensors.index.json'),
+    );
+  }
+  const st = names.filter((n) => n.endsWith('.safetensors'));
+  if (st.length === 1) return path.join(dir, st[0]!);
+  if (st.length > 1) {
+    throw new EngineError(`${dir} has several .safetensors files (${st.join(', ')}) and no model.safetensors; keep or rename the one to use`, dir);
+  }
+  const pickles = names.filter((n) => PICKLE_EXT.some((e) => n.endsWith(e)));
+  if (pickles.length > 0) {
+    // Never opened: refusing before reading a byte is the point.
+    throw new EngineError(
+      `${dir} has only PyTorch pickle weights (${pickles.join(', ')}). Pickle files execute code when loaded, so they are not read; ` +
+        `convert the checkpoint to safetensors first: ` +
+        `python -c "from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained('${dir}').save_pretrained('${dir}', safe_serialization=True)"`,
+      path.join(dir, pickles[0]!),
+    );
+  }
+  const other = names.filter((n) => n.endsWith('.h5') || n.endsWith('.msgpack'));
+  throw new EngineError(
+    `${dir} has no model.safetensors` +
+      (other.length ? ` (only ${other.join(', ')}: TensorFlow/Flax weights; load with from_tf=True or from_flax=True and save_pretrained with safe_serialization=True)` : ''),
+    dir,
+  );
+}
+
+function readConfig(configPath: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(configPath, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new EngineError(
+      code === 'ENOENT'
+        ? `${configPath} is missing; a Hugging Face checkpoint folder needs its config.json`
+        : `cannot read ${configPath}: ${(e as Error).message}`,
+      configPath,
+    );
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new EngineError(`${configPath} is not valid JSON: ${(e as Error).message}`, configPath);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new EngineError(`${configPath} must contain a JSON object, not ${Array.isArray(v) ? 'an array' : JSON.stringify(v)}`, configPath);
+  }
+  return v as Record<string, unknown>;
+}
+
+function loadTokenizer(dir: string, names: string[]): { tokenizer: Tokenizer; tokenizerFiles: string[] } {
+  if (names.includes('tokenizer.json')) {
+    const p = path.join(dir, 'tokenizer.json');
+    return { tokenizer: Tokenizer.fromTokenizerJson(p), tokenizerFiles: [p] };
+  }
+  const hasVocab = names.includes('vocab.json');
+  const hasMerges = names.includes('merges.txt');
+  if (hasVocab && hasMerges) {
+    const v = path.join(dir, 'vocab.json');
+    const m = path.join(dir, 'merges.txt');
+    return { tokenizer: Tokenizer.fromVocabMerges(v, m), tokenizerFiles: [v, m] };
+  }
+  const half = hasVocab ? ' (vocab.json is there, merges.txt is missing)' : hasMerges ? ' (merges.txt is there, vocab.json is missing)' : '';
+  throw new EngineError(
+    `${dir} has no tokenizer${half}: it needs tokenizer.json, or vocab.json and merges.txt; ` +
+      `for a GPT-2 model copy models/gpt2-tokenizer/tokenizer.json from this extension into the folder`,
+    dir,
+  );
+}
+
+function dominantDtype(w: SafetensorsFile): DType {
+  const count = new Map<DType, number>();
+  for (const t of w.tensors.values()) {
+    if (!isReadableDType(t.dtype)) continue;
+    count.set(t.dtype, (count.get(t.dtype) ?? 0) + t.shape.reduce((a, b) => a * b, 1));
+  }
+  let best: DType | undefined;
+  for (const [d, n] of count) if (best === undefined || n > count.get(best)!) best = d;
+  if (best === undefined) {
+    throw new EngineError(`${w.path} has no F32, F16 or BF16 tensors; it holds no usable weights`, w.path);
+  }
+  return best;
+}
+
+function statOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).sort();
+  } catch (e) {
+    throw new EngineError(`cannot list ${dir}: ${(e as Error).message}`, dir);
+  }
+}
