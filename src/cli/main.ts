@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/** universal-neurons CLI entry (bundled to dist/cli.js). Formatting only; the engine does the work. */
+import { CancelledError, type CancellationSignal } from '../engine/errors';
+import { errorLine } from '../format';
+import { runActivations } from './activations';
+import { HELP, parseCli, UsageError, type Command } from './args';
+import { runDemo } from './demo';
+
+const print = (line: string) => process.stdout.write(line + '\n');
+const note = (line: string) => process.stderr.write(line + '\n');
+
+async function main(argv: string[]): Promise<number> {
+  let cmd: Command;
+  try {
+    cmd = parseCli(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    note(`universal-neurons: ${e.message}`);
+    note(`Try 'universal-neurons --help'.`);
+    return 2;
+  }
+  if (cmd.kind === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  // First Ctrl-C asks the engine to stop between steps; a second one kills as usual.
+  let cancelled = false;
+  const signal: CancellationSignal = { get cancelled() { return cancelled; } };
+  process.once('SIGINT', () => (cancelled = true));
+  try {
+    if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
+    else await runDemo(cmd, print, note, signal);
+    return 0;
+  } catch (e) {
+    if (e instanceof CancelledError) {
+      note('universal-neurons: interrupted');
+      return 130;
+    }
+    note(`universal-neurons: error: ${errorLine(e)}`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    note(`universal-neurons: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,60 @@
+/** Settings (`universalNeurons.*`) and where the model comes from. */
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import * as vscode from 'vscode';
+import { DEFAULT_MODEL, fixtureCheckpoint, isCheckpointDir } from '../locate';
+
+export const SECTION = 'universalNeurons';
+
+export interface Settings {
+  modelPath: string;
+  topK: number;
+  threads: number;
+  maxPromptBytes: number;
+}
+
+function int(v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  return typeof v === 'number' && Number.isFinite(v) ? Math.min(max, Math.max(min, Math.floor(v))) : def;
+}
+
+/** Clamped to the ranges package.json declares: a hand-edited settings.json is not validated. */
+export function readSettings(): Settings {
+  const c = vscode.workspace.getConfiguration(SECTION);
+  return {
+    modelPath: (c.get<string>('modelPath') ?? '').trim(),
+    topK: int(c.get('topK'), 5, 1, 100),
+    threads: int(c.get('threads'), 0, 0),
+    maxPromptBytes: int(c.get('maxPromptBytes'), 1_000_000, 1),
+  };
+}
+
+export interface ModelChoice {
+  dir: string;
+  source: 'setting' | 'shipped' | 'fixture';
+}
+
+/**
+ * The setting wins (`~/` expanded, relative paths against the first workspace folder); else the
+ * shipped tiny-gpt2-a; else, in a development checkout whose family is not trained yet, the
+ * test-fixture checkpoint. A setting that points nowhere is left to the engine to report.
+ */
+export function chooseModel(modelPath: string, extensionPath: string): ModelChoice {
+  if (modelPath) {
+    let p = modelPath.startsWith('~/') ? join(homedir(), modelPath.slice(2)) : modelPath;
+    if (!isAbsolute(p)) {
+      const ws = vscode.workspace.workspaceFolders?.[0];
+      p = ws?.uri.scheme === 'file' ? resolve(ws.uri.fsPath, p) : resolve(p);
+    }
+    return { dir: p, source: 'setting' };
+  }
+  const shipped = join(extensionPath, DEFAULT_MODEL);
+  if (isCheckpointDir(shipped)) return { dir: shipped, source: 'shipped' };
+  const fixture = fixtureCheckpoint(extensionPath);
+  if (fixture) return { dir: fixture, source: 'fixture' };
+  throw new Error(
+    `no model: the shipped ${DEFAULT_MODEL} is missing from ${extensionPath}` +
+      (existsSync(shipped) ? ' (incomplete folder)' : '') +
+      `. Set ${SECTION}.modelPath to a GPT-2 checkpoint folder (config.json, model.safetensors, tokenizer.json).`,
+  );
+}

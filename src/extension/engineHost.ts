@@ -1,0 +1,92 @@
+/**
+ * The engine as the extension sees it: the runtime module (and with it the native
+ * onnxruntime-node addon) is imported on first use, never at activation, and one opened model is
+ * kept for the next command, because opening builds an ONNX session (seconds for GPT-2 small).
+ */
+import { statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type * as vscode from 'vscode';
+import type { Model } from '../engine/runtime';
+
+export type Runtime = typeof import('../engine/runtime');
+export type TokenizerModule = typeof import('../engine/tokenizer');
+
+function mtime(p: string): number {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+interface Entry {
+  key: string;
+  model: Promise<Model>;
+  /** Runs in flight on this model; a stale entry is closed when the last one ends. */
+  users: number;
+  stale: boolean;
+}
+
+export class EngineHost implements vscode.Disposable {
+  private runtime?: Promise<Runtime>;
+  private cached?: Entry;
+
+  /** esbuild turns this import() into a lazily initialised module inside dist/extension.js. */
+  loadRuntime(): Promise<Runtime> {
+    this.runtime ??= import('../engine/runtime').catch((e: unknown) => {
+      this.runtime = undefined;
+      throw e;
+    });
+    return this.runtime;
+  }
+
+  loadTokenizer(): Promise<TokenizerModule> {
+    return import('../engine/tokenizer');
+  }
+
+  /**
+   * Runs `fn` on the model of `dir`: the cached one when folder, threads and weight files are
+   * unchanged, else a freshly opened one. The model stays open while `fn` runs, even if the
+   * settings change meanwhile.
+   */
+  async use<T>(dir: string, threads: number, fn: (rt: Runtime, model: Model) => Promise<T>): Promise<T> {
+    const abs = resolve(dir);
+    const key = [abs, threads, mtime(join(abs, 'config.json')), mtime(join(abs, 'model.safetensors'))].join('\0');
+    const rt = await this.loadRuntime();
+    if (this.cached?.key !== key) {
+      this.invalidate();
+      const entry: Entry = { key, model: rt.openModel(abs, threads ? { threads } : {}), users: 0, stale: false };
+      this.cached = entry;
+      // A failed open must not stick: the next command retries (the user may have fixed the folder).
+      entry.model.catch(() => {
+        if (this.cached === entry) this.cached = undefined;
+      });
+    }
+    const entry = this.cached!;
+    entry.users++;
+    try {
+      return await fn(rt, await entry.model);
+    } finally {
+      entry.users--;
+      this.release(entry);
+    }
+  }
+
+  /** Forget the cached model (settings changed); it is closed once no run uses it. */
+  invalidate(): void {
+    const entry = this.cached;
+    this.cached = undefined;
+    if (entry) {
+      entry.stale = true;
+      this.release(entry);
+    }
+  }
+
+  private release(entry: Entry): void {
+    if (entry.stale && entry.users === 0) entry.model.then((m) => m.close()).catch(() => undefined);
+  }
+
+  dispose(): void {
+    this.invalidate();
+  }
+}
