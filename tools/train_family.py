@@ -176,7 +176,7 @@ def train_seed(seed, args):
     rng = np.random.default_rng(num)  # data order: per-seed permutation of rows, per epoch
     perm, pos, shift = rng.permutation(len(train)), 0, 0
     if os.path.exists(ck):
-        st = torch.load(ck, map_location=dev)
+        st = torch.load(ck, map_location=dev, weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, log = st["step"], st["log"]
@@ -256,16 +256,8 @@ def hf_state(model, dtype):
     return {k: v.numpy().astype(dtype) for k, v in out.items()}
 
 
-def export_seed(seed, args):
-    dev = torch.device("cpu")
-    cfg = default_config(args)
-    model = GPT2(cfg)
-    st = torch.load(os.path.join(args.work, f"seed-{seed}", "ckpt.pt"), map_location=dev)
-    model.load_state_dict(st["model"])
-    folder = os.path.join(args.out, f"tiny-gpt2-{seed}")
-    os.makedirs(folder, exist_ok=True)
-    tensors = hf_state(model, np.float16)
-    write_safetensors(os.path.join(folder, "model.safetensors"), tensors, {"format": "pt", "seed": seed})
+def write_folder_files(folder, cfg):
+    """config.json and tokenizer.json beside the weights: what makes the folder a standard HF checkpoint."""
     hf_cfg = {
         "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "activation_function": "gelu_new",
         "n_layer": cfg["n_layer"], "n_embd": cfg["n_embd"], "n_head": cfg["n_head"], "n_inner": cfg["n_inner"],
@@ -283,6 +275,19 @@ def export_seed(seed, args):
             b.write(a.read())
     else:
         print(f"warning: {tok_src} missing; copy a GPT-2 tokenizer.json into {folder}", file=sys.stderr)
+
+
+def export_seed(seed, args):
+    dev = torch.device("cpu")
+    cfg = default_config(args)
+    model = GPT2(cfg)
+    st = torch.load(os.path.join(args.work, f"seed-{seed}", "ckpt.pt"), map_location=dev, weights_only=False)
+    model.load_state_dict(st["model"])
+    folder = os.path.join(args.out, f"tiny-gpt2-{seed}")
+    os.makedirs(folder, exist_ok=True)
+    tensors = hf_state(model, np.float16)
+    write_safetensors(os.path.join(folder, "model.safetensors"), tensors, {"format": "pt", "seed": seed})
+    write_folder_files(folder, cfg)
     print(f"exported {folder}")
 
 
