@@ -1,0 +1,80 @@
+// The shipped family: every model loads through our engine, and the engine reproduces the model
+// card's figures (models/family.json, written by tools/family_card.py from an independent torch
+// forward) on the card's fixed held-out slice.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openModel } from '../../src/engine/runtime';
+
+const root = join(__dirname, '..', '..');
+const card = JSON.parse(readFileSync(join(root, 'models', 'family.json'), 'utf8')) as {
+  slice: { file: string; ctx: number; stride: number; rows: number };
+  unigram_baseline_nats: number;
+  seeds: Record<string, { heldout_loss: number; predictions: number }>;
+};
+const SEEDS = ['a', 'b', 'c', 'd', 'e'];
+const BOS = 50256;
+
+/** The card's slice: rows of BOS + (ctx-1) held-out tokens, every `stride`-th row from row 0. */
+function sliceRows(): number[][] {
+  const buf = readFileSync(join(root, card.slice.file));
+  const toks = new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2);
+  const body = card.slice.ctx - 1;
+  const nRows = Math.floor(toks.length / body);
+  const rows: number[][] = [];
+  for (let r = 0; r < nRows; r += card.slice.stride) rows.push([BOS, ...toks.subarray(r * body, (r + 1) * body)]);
+  return rows;
+}
+
+test('the card covers all five seeds and its slice is what the card says', () => {
+  assert.deepEqual(Object.keys(card.seeds).sort(), SEEDS);
+  assert.equal(sliceRows().length, card.slice.rows);
+});
+
+for (const seed of SEEDS) {
+  test(`tiny-gpt2-${seed}: loads, and its held-out loss matches the model card within 0.01`, async () => {
+    const model = await openModel(join(root, 'models', `tiny-gpt2-${seed}`), { threads: 2 });
+    try {
+      assert.equal(model.nLayers, 4);
+      assert.equal(model.dMlp, 512);
+      assert.equal(model.config.vocabSize, 50257);
+      const rows = sliceRows();
+      const V = model.config.vocabSize;
+      let total = 0;
+      let n = 0;
+      for (let i = 0; i < rows.length; i += 16) {
+        const chunk = rows.slice(i, i + 16);
+        const run = await model.runTokens(chunk, { logits: true, hooks: [] });
+        const logits = run.logits!;
+        chunk.forEach((row, r) => {
+          for (let t = 0; t + 1 < row.length; t++) {
+            const base = (run.offsets[r]! + t) * V;
+            let max = -Infinity;
+            for (let v = 0; v < V; v++) max = Math.max(max, logits[base + v]!);
+            let sum = 0;
+            for (let v = 0; v < V; v++) sum += Math.exp(logits[base + v]! - max);
+            total += max + Math.log(sum) - logits[base + row[t + 1]!]!;
+            n++;
+          }
+        });
+      }
+      const loss = total / n;
+      assert.equal(n, card.seeds[seed]!.predictions);
+      assert.ok(Math.abs(loss - card.seeds[seed]!.heldout_loss) <= 0.01, `engine loss ${loss.toFixed(4)} vs card ${card.seeds[seed]!.heldout_loss}`);
+      assert.ok(loss <= card.unigram_baseline_nats - 1.5, `loss ${loss.toFixed(3)} is not 1.5 nats below the unigram baseline ${card.unigram_baseline_nats}`);
+    } finally {
+      await model.close();
+    }
+  });
+}
+
+test('models/README.md shows the figures of family.json', () => {
+  const md = readFileSync(join(root, 'models', 'README.md'), 'utf8');
+  for (const seed of SEEDS) {
+    const row = new RegExp(`^\\| ${seed} \\| (\\d+\\.\\d+) \\|`, 'm').exec(md);
+    assert.ok(row, `no held-out loss row for seed ${seed}`);
+    assert.equal(Number(row[1]), card.seeds[seed]!.heldout_loss);
+  }
+  assert.ok(md.includes(card.unigram_baseline_nats.toFixed(4)));
+});
