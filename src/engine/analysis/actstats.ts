@@ -1,0 +1,448 @@
+/**
+ * ActivationStats: exact streaming moments of every neuron's pre-activation over kept tokens
+ * (method.md "Activation statistics"), plus a fixed-bin histogram per neuron for the charts.
+ *
+ * Moments: each batch's mean and central sums Σd², Σd³, Σd⁴ are computed two-pass in float64,
+ * then merged into the running totals with Chan/Pébay's pairwise update. Raw power sums
+ * (Σx⁴ − …) lose every digit when |mean| ≫ std; central sums do not, and the merge is exact up
+ * to rounding, so results hardly depend on how the tokens are split into batches.
+ *
+ * Histograms: `bins` equal bins per neuron over a range fixed by the first batch that has kept
+ * tokens ([min, max] of that batch, widened by `margin`·span each side), plus underflow and
+ * overflow counts and the exact running min/max. Memory is N·(bins+2) counts whatever the
+ * token count. A range that grows by merging bins would keep every count in range, but a single
+ * outlier would then squash the body of a heavy-tailed neuron into a few bins — and the body is
+ * what the chart is for; the tails are summarised by under/overflow and min/max.
+ */
+import { EngineError } from '../errors';
+import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
+
+export interface ActivationStatsOptions {
+  /** Neurons per model (L·d_mlp). */
+  nNeurons: number;
+  /** Which of the batch's models to accumulate (default [0], the reference). */
+  models?: number[];
+  /** Histogram bins per neuron (default 64). */
+  bins?: number;
+  /** Histogram range margin, as a fraction of the first batch's span, each side (default 0.25). */
+  margin?: number;
+}
+
+/** Fixed-range histograms of N columns: counts[n·(bins+2) + 0] underflow, 1..bins, bins+1 overflow. */
+export interface HistogramSet {
+  bins: number;
+  /** [N] lower edge of bin 1. */
+  lo: Float64Array;
+  /** [N] upper edge of bin `bins`. */
+  hi: Float64Array;
+  /** [N × (bins+2)] */
+  counts: Uint32Array;
+  /** [N] exact extremes over every value seen (±Infinity before any). */
+  min: Float64Array;
+  max: Float64Array;
+}
+
+export interface ActivationStatsResult {
+  model: number;
+  /** Kept tokens counted (the same for every neuron). */
+  count: number;
+  /** Population moments of the pre-activation; kurt is NOT excess (a Gaussian gives 3). */
+  mean: Float64Array;
+  var: Float64Array;
+  skew: Float64Array;
+  kurt: Float64Array;
+  /** Activation frequency: fraction of kept tokens with pre > 0 (the paper's "sparsity"). */
+  sparsity: Float64Array;
+  hist: HistogramSet;
+}
+
+const KIND = 'ActivationStats/1';
+
+/**
+ * Streaming histograms over N columns. Shared with examples.ts (post-activation histogram).
+ * The range is fixed by the first `add` that sees at least one row.
+ */
+export class Histograms {
+  readonly lo: Float64Array;
+  readonly inv: Float64Array; // bins / (hi - lo)
+  readonly hi: Float64Array;
+  readonly counts: Uint32Array;
+  readonly min: Float64Array;
+  readonly max: Float64Array;
+  fixed = false;
+
+  constructor(
+    readonly n: number,
+    readonly bins: number,
+    readonly margin: number,
+  ) {
+    if (!Number.isInteger(bins) || bins < 1) throw new EngineError(`histogram bins must be a positive integer, got ${bins}`);
+    if (!(margin >= 0)) throw new EngineError(`histogram margin must be >= 0, got ${margin}`);
+    this.lo = new Float64Array(n);
+    this.hi = new Float64Array(n);
+    this.inv = new Float64Array(n);
+    this.counts = new Uint32Array(n * (bins + 2));
+    this.min = new Float64Array(n).fill(Infinity);
+    this.max = new Float64Array(n).fill(-Infinity);
+  }
+
+  /** Fixes the range from rows [0, rows) of a [rows × n] matrix. */
+  private fix(x: Float32Array, rows: number): void {
+    const n = this.n;
+    const mn = new Float64Array(n).fill(Infinity);
+    const mx = new Float64Array(n).fill(-Infinity);
+    for (let t = 0, base = 0; t < rows; t++, base += n) {
+      for (let j = 0; j < n; j++) {
+        const v = x[base + j]!;
+        if (v < mn[j]!) mn[j] = v;
+        if (v > mx[j]!) mx[j] = v;
+      }
+    }
+    for (let j = 0; j < n; j++) {
+      let lo = mn[j]!;
+      let hi = mx[j]!;
+      const span = hi - lo;
+      if (span > 0 && Number.isFinite(span)) {
+        lo -= this.margin * span;
+        hi += this.margin * span;
+      } else {
+        // A constant column: centre a unit-scale window on it.
+        const half = 0.5 * Math.max(1, Math.abs(lo));
+        lo -= half;
+        hi += half;
+      }
+      this.lo[j] = lo;
+      this.hi[j] = hi;
+      this.inv[j] = this.bins / (hi - lo);
+    }
+    this.fixed = true;
+  }
+
+  /** Counts rows [0, rows) of a [rows × n] matrix (row-major). */
+  add(x: Float32Array, rows: number): void {
+    if (rows === 0) return;
+    if (!this.fixed) this.fix(x, rows);
+    const { n, bins, lo, inv, counts, min, max } = this;
+    const stride = bins + 2;
+    for (let t = 0, base = 0; t < rows; t++, base += n) {
+      for (let j = 0, c = 0; j < n; j++, c += stride) {
+        const v = x[base + j]!;
+        if (v < min[j]!) min[j] = v;
+        if (v > max[j]!) max[j] = v;
+        const b = Math.floor((v - lo[j]!) * inv[j]!);
+        counts[c + (b < 0 ? 0 : b >= bins ? bins + 1 : b + 1)]++;
+      }
+    }
+  }
+
+  /** Counts one value of column j (for callers that walk the data themselves). */
+  addOne(j: number, v: number): void {
+    if (v < this.min[j]!) this.min[j] = v;
+    if (v > this.max[j]!) this.max[j] = v;
+    const b = Math.floor((v - this.lo[j]!) * this.inv[j]!);
+    const bins = this.bins;
+    this.counts[j * (bins + 2) + (b < 0 ? 0 : b >= bins ? bins + 1 : b + 1)]++;
+  }
+
+  /** Fixes the range from a [rows × n] matrix without counting it (see examples.ts). */
+  fixFrom(x: Float32Array, rows: number): void {
+    if (!this.fixed && rows > 0) this.fix(x, rows);
+  }
+
+  result(): HistogramSet {
+    return { bins: this.bins, lo: this.lo.slice(), hi: this.hi.slice(), counts: this.counts.slice(), min: this.min.slice(), max: this.max.slice() };
+  }
+
+  saveTo(s: AccumulatorState, prefix: string): void {
+    s[prefix + 'lo'] = this.lo.slice();
+    s[prefix + 'hi'] = this.hi.slice();
+    s[prefix + 'counts'] = this.counts.slice();
+    s[prefix + 'min'] = this.min.slice();
+    s[prefix + 'max'] = this.max.slice();
+    s[prefix + 'fixed'] = this.fixed ? 1 : 0;
+  }
+
+  loadFrom(s: AccumulatorState, prefix: string): void {
+    copyInto(this.lo, s, prefix + 'lo');
+    copyInto(this.hi, s, prefix + 'hi');
+    copyInto(this.counts, s, prefix + 'counts');
+    copyInto(this.min, s, prefix + 'min');
+    copyInto(this.max, s, prefix + 'max');
+    this.fixed = num(s, prefix + 'fixed') === 1;
+    // Recompute exactly as fix() did, so restored binning is bit-identical.
+    for (let j = 0; j < this.n; j++) this.inv[j] = this.bins / (this.hi[j]! - this.lo[j]!);
+  }
+}
+
+/** Population moments from central sums; constant columns give var 0, skew 0, kurt 0 (not NaN). */
+export function momentsFromCentral(
+  n: number,
+  m2: number,
+  m3: number,
+  m4: number,
+): { var: number; skew: number; kurt: number } {
+  const v = m2 / n;
+  // Exactly constant columns have m2 = 0 exactly (per-batch two-pass, δ = 0 in the merge).
+  // 0 keeps tables and sorts NaN-free; kurt 0 is impossible for real data (kurt >= 1), so it
+  // also marks "constant" unambiguously.
+  if (!(v > 0)) return { var: 0, skew: 0, kurt: 0 };
+  return { var: v, skew: m3 / n / Math.pow(v, 1.5), kurt: m4 / n / (v * v) };
+}
+
+/**
+ * Central sums of rows [0, rows) of a [rows × n] float32 matrix, per column, in float64, merged
+ * into running (count, mean, m2, m3, m4) with Pébay's formulas. `onValue` lets the caller look at
+ * each value in the second pass (sparsity, histograms) without a third sweep.
+ */
+export class MomentAccumulator {
+  count = 0;
+  readonly mean: Float64Array;
+  readonly m2: Float64Array;
+  readonly m3: Float64Array;
+  readonly m4: Float64Array;
+  // Per-batch scratch.
+  private readonly bMean: Float64Array;
+  private readonly b2: Float64Array;
+  private readonly b3: Float64Array;
+  private readonly b4: Float64Array;
+
+  constructor(readonly n: number) {
+    this.mean = new Float64Array(n);
+    this.m2 = new Float64Array(n);
+    this.m3 = new Float64Array(n);
+    this.m4 = new Float64Array(n);
+    this.bMean = new Float64Array(n);
+    this.b2 = new Float64Array(n);
+    this.b3 = new Float64Array(n);
+    this.b4 = new Float64Array(n);
+  }
+
+  /**
+   * Adds a batch. `positive` (optional, [n]) is incremented for every value > 0; `hist` (optional)
+   * counts every value — both in the second pass, so the data is read twice in all.
+   */
+  add(x: Float32Array, rows: number, positive?: Float64Array, hist?: Histograms): void {
+    if (rows === 0) return;
+    const n = this.n;
+    const { bMean, b2, b3, b4 } = this;
+    bMean.fill(0);
+    b2.fill(0);
+    b3.fill(0);
+    b4.fill(0);
+    for (let t = 0, base = 0; t < rows; t++, base += n) {
+      for (let j = 0; j < n; j++) bMean[j] += x[base + j]!;
+    }
+    for (let j = 0; j < n; j++) {
+      bMean[j]! /= rows;
+      if (!Number.isFinite(bMean[j]!)) {
+        throw new EngineError(`activation column ${j} has a non-finite value (NaN or ±Infinity) in this batch`);
+      }
+    }
+    if (positive && hist) {
+      hist.fixFrom(x, rows);
+      const { bins, lo, inv, counts, min, max } = hist;
+      const stride = bins + 2;
+      for (let t = 0, base = 0; t < rows; t++, base += n) {
+        for (let j = 0, c = 0; j < n; j++, c += stride) {
+          const v = x[base + j]!;
+          const d = v - bMean[j]!;
+          const d2 = d * d;
+          b2[j] += d2;
+          b3[j] += d2 * d;
+          b4[j] += d2 * d2;
+          if (v > 0) positive[j]++;
+          if (v < min[j]!) min[j] = v;
+          if (v > max[j]!) max[j] = v;
+          const b = Math.floor((v - lo[j]!) * inv[j]!);
+          counts[c + (b < 0 ? 0 : b >= bins ? bins + 1 : b + 1)]++;
+        }
+      }
+    } else {
+      if (hist) hist.add(x, rows);
+      for (let t = 0, base = 0; t < rows; t++, base += n) {
+        for (let j = 0; j < n; j++) {
+          const v = x[base + j]!;
+          const d = v - bMean[j]!;
+          const d2 = d * d;
+          b2[j] += d2;
+          b3[j] += d2 * d;
+          b4[j] += d2 * d2;
+          if (positive && v > 0) positive[j]++;
+        }
+      }
+    }
+    this.merge(rows, bMean, b2, b3, b4);
+  }
+
+  /** Pébay (2008) eqs. 2.1–2.3 (Chan et al. for the second moment), column by column. */
+  merge(nb: number, mb: Float64Array, m2b: Float64Array, m3b: Float64Array, m4b: Float64Array): void {
+    const na = this.count;
+    if (na === 0) {
+      this.mean.set(mb);
+      this.m2.set(m2b);
+      this.m3.set(m3b);
+      this.m4.set(m4b);
+      this.count = nb;
+      return;
+    }
+    const nn = na + nb;
+    const { mean, m2, m3, m4 } = this;
+    const f1 = nb / nn; // δ·nb/n: mean shift
+    const f2 = (na * nb) / nn; // δ²·na·nb/n
+    const f3 = (na * nb * (na - nb)) / (nn * nn);
+    const f4 = (na * nb * (na * na - na * nb + nb * nb)) / (nn * nn * nn);
+    for (let j = 0; j < this.n; j++) {
+      const d = mb[j]! - mean[j]!;
+      const d2 = d * d;
+      const a2 = m2[j]!;
+      const a3 = m3[j]!;
+      const c2 = m2b[j]!;
+      const c3 = m3b[j]!;
+      m4[j] = m4[j]! + m4b[j]! + d2 * d2 * f4 + (6 * d2 * (na * na * c2 + nb * nb * a2)) / (nn * nn) + (4 * d * (na * c3 - nb * a3)) / nn;
+      m3[j] = a3 + c3 + d2 * d * f3 + (3 * d * (na * c2 - nb * a2)) / nn;
+      m2[j] = a2 + c2 + d2 * f2;
+      mean[j] = mean[j]! + d * f1;
+    }
+    this.count = nn;
+  }
+}
+
+/** Exact streaming pre-activation statistics per neuron, for each selected model. */
+export class ActivationStats implements Accumulator<ActivationStatsResult[]> {
+  readonly nNeurons: number;
+  readonly models: number[];
+  readonly bins: number;
+  readonly margin: number;
+  private readonly moments: MomentAccumulator[];
+  private readonly positive: Float64Array[];
+  private readonly hists: Histograms[];
+
+  constructor(opts: ActivationStatsOptions) {
+    const { nNeurons } = opts;
+    if (!Number.isInteger(nNeurons) || nNeurons < 1) throw new EngineError(`nNeurons must be a positive integer, got ${nNeurons}`);
+    this.nNeurons = nNeurons;
+    this.models = [...(opts.models ?? [0])];
+    if (this.models.length === 0 || this.models.some((m) => !Number.isInteger(m) || m < 0)) {
+      throw new EngineError(`models must be a non-empty list of model indices, got ${JSON.stringify(opts.models)}`);
+    }
+    this.bins = opts.bins ?? 64;
+    this.margin = opts.margin ?? 0.25;
+    this.moments = this.models.map(() => new MomentAccumulator(nNeurons));
+    this.positive = this.models.map(() => new Float64Array(nNeurons));
+    this.hists = this.models.map(() => new Histograms(nNeurons, this.bins, this.margin));
+  }
+
+  add(batch: ActivationBatch): void {
+    const N = this.nNeurons;
+    const rows = batch.nKept;
+    this.models.forEach((m, i) => {
+      const acts = batch.models[m];
+      if (!acts) throw new EngineError(`ActivationStats: batch ${batch.batchIndex} has no model ${m} (it has ${batch.models.length})`);
+      const x = acts.keptPre;
+      if (x.length !== rows * N) {
+        throw new EngineError(`ActivationStats: model ${m} keptPre has ${x.length} values, expected nKept·N = ${rows}·${N}`);
+      }
+      this.moments[i]!.add(x, rows, this.positive[i]!, this.hists[i]!);
+    });
+  }
+
+  state(): AccumulatorState {
+    const s: AccumulatorState = {
+      kind: KIND,
+      nNeurons: this.nNeurons,
+      models: [...this.models],
+      bins: this.bins,
+      margin: this.margin,
+    };
+    this.models.forEach((_, i) => {
+      const mo = this.moments[i]!;
+      const p = `m${i}.`;
+      s[p + 'count'] = mo.count;
+      s[p + 'mean'] = mo.mean.slice();
+      s[p + 'm2'] = mo.m2.slice();
+      s[p + 'm3'] = mo.m3.slice();
+      s[p + 'm4'] = mo.m4.slice();
+      s[p + 'positive'] = this.positive[i]!.slice();
+      this.hists[i]!.saveTo(s, p + 'hist.');
+    });
+    return s;
+  }
+
+  static restore(state: AccumulatorState, opts: ActivationStatsOptions): ActivationStats {
+    const a = new ActivationStats(opts);
+    checkHeader(state, KIND, { nNeurons: a.nNeurons, bins: a.bins, margin: a.margin, models: a.models });
+    a.models.forEach((_, i) => {
+      const mo = a.moments[i]!;
+      const p = `m${i}.`;
+      mo.count = num(state, p + 'count');
+      copyInto(mo.mean, state, p + 'mean');
+      copyInto(mo.m2, state, p + 'm2');
+      copyInto(mo.m3, state, p + 'm3');
+      copyInto(mo.m4, state, p + 'm4');
+      copyInto(a.positive[i]!, state, p + 'positive');
+      a.hists[i]!.loadFrom(state, p + 'hist.');
+    });
+    return a;
+  }
+
+  /** Throws if no kept token was ever seen: statistics of nothing are not zeros. */
+  finish(): ActivationStatsResult[] {
+    const N = this.nNeurons;
+    return this.models.map((model, i) => {
+      const mo = this.moments[i]!;
+      const n = mo.count;
+      if (n === 0) throw new EngineError('ActivationStats: no kept tokens were seen, so there are no activation statistics');
+      const r: ActivationStatsResult = {
+        model,
+        count: n,
+        mean: mo.mean.slice(),
+        var: new Float64Array(N),
+        skew: new Float64Array(N),
+        kurt: new Float64Array(N),
+        sparsity: new Float64Array(N),
+        hist: this.hists[i]!.result(),
+      };
+      for (let j = 0; j < N; j++) {
+        const m = momentsFromCentral(n, mo.m2[j]!, mo.m3[j]!, mo.m4[j]!);
+        r.var[j] = m.var;
+        r.skew[j] = m.skew;
+        r.kurt[j] = m.kurt;
+        r.sparsity[j] = this.positive[i]![j]! / n;
+      }
+      return r;
+    });
+  }
+}
+
+// ---- state helpers (shared with examples.ts) ----
+
+export function num(s: AccumulatorState, key: string): number {
+  const v = s[key];
+  if (typeof v !== 'number') throw new EngineError(`accumulator state: "${key}" is missing or not a number`);
+  return v;
+}
+
+type Typed = Float64Array | Float32Array | Int32Array | Uint32Array;
+
+/** Copies state[key] into `dst`, checking type and length (a mismatched state is a wrong run). */
+export function copyInto(dst: Typed, s: AccumulatorState, key: string): void {
+  const v = s[key];
+  if (v === undefined || typeof v === 'number' || typeof v === 'string') {
+    throw new EngineError(`accumulator state: "${key}" is missing`);
+  }
+  if (v.length !== dst.length) throw new EngineError(`accumulator state: "${key}" has ${v.length} values, expected ${dst.length}`);
+  if (!Array.isArray(v) && v.constructor !== dst.constructor) {
+    throw new EngineError(`accumulator state: "${key}" is a ${v.constructor.name}, expected ${dst.constructor.name}`);
+  }
+  dst.set(v as ArrayLike<number>);
+}
+
+/** Refuses a state written by another accumulator or with other settings. */
+export function checkHeader(s: AccumulatorState, kind: string, want: Record<string, number | number[]>): void {
+  if (s['kind'] !== kind) throw new EngineError(`accumulator state is ${JSON.stringify(s['kind'])}, expected ${kind}`);
+  for (const [k, w] of Object.entries(want)) {
+    const got = s[k];
+    const same = Array.isArray(w) ? Array.isArray(got) && got.length === w.length && got.every((g, i) => g === w[i]) : got === w;
+    if (!same) throw new EngineError(`accumulator state was written with ${k} = ${JSON.stringify(got)}, but this run has ${JSON.stringify(w)}`);
+  }
+}

@@ -1,0 +1,774 @@
+/**
+ * TopExamples: per neuron, the contexts that activate it most, contexts sampled across its
+ * activation range (as Neuronpedia shows them), and a histogram of its post-activation.
+ *
+ * A context is a corpus row. Its candidate value for a neuron is the row's maximum
+ * post-activation over KEPT tokens (dropped tokens — BOS, EOS, "\n" — are never chosen), at the
+ * first position reaching it. Each row therefore appears at most once per neuron, so one long
+ * repetitive row cannot fill the whole top-K. Every stored example carries its token window
+ * (`before` tokens before the max, `after` after, clipped to the row) and the neuron's
+ * activation on each window token (dropped ones included), so the UI shades text without
+ * running the model.
+ *
+ * Top-K: a min-heap per neuron over K fixed slots (an index heap, so window data never moves);
+ * a per-neuron threshold (the heap's root once full) rejects almost every candidate with one
+ * compare. Ties keep the earlier row.
+ *
+ * Interval samples: the activation range (0, S] is cut into `intervals` equal buckets, S a power
+ * of two ≥ the running max. Each bucket keeps a uniform reservoir (Algorithm R, seeded) of
+ * `perInterval` contexts whose max falls in it. When the max passes S, S doubles and adjacent
+ * bucket pairs merge: the merged reservoir draws a hypergeometric split of its size between
+ * the two halves (by their seen counts), then a uniform subset of each — still a uniform sample
+ * of everything the new bucket covers. So the final max lies in (S/2, S]: between
+ * intervals/2 and intervals buckets lie below it, and their edges are exact. Memory is fixed.
+ *
+ * Processing order is the corpus order, and the RNG state is part of state(), so a resumed run
+ * and any batch split give bit-identical results.
+ */
+import { EngineError } from '../errors';
+import { checkHeader, copyInto, HistogramSet, Histograms, num } from './actstats';
+import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
+
+export interface TopExamplesOptions {
+  /** Neurons per model (L·d_mlp). */
+  nNeurons: number;
+  /** Which of the batch's models to collect for (default [0], the reference). */
+  models?: number[];
+  /** Top contexts per neuron (default 20). */
+  k?: number;
+  /** Window tokens before / after the max (default 12 / 4). */
+  before?: number;
+  after?: number;
+  /** Activation-interval buckets over (0, S] (default 16; even). */
+  intervals?: number;
+  /** Reservoir size per bucket (default 3). */
+  perInterval?: number;
+  /** Histogram bins and range margin (see actstats.ts Histograms; default 64, 0.25). */
+  bins?: number;
+  margin?: number;
+  /** Reservoir RNG seed (default 0). */
+  seed?: number;
+}
+
+/** One context, as the neuron page shows it. */
+export interface Example {
+  /** Corpus row index. */
+  row: number;
+  /** Position of the max within the row. */
+  pos: number;
+  /** The neuron's post-activation there. */
+  value: number;
+  /** Row position of tokens[0]. */
+  start: number;
+  tokens: number[];
+  /** The neuron's post-activation on each window token. */
+  acts: number[];
+}
+
+export interface NeuronExamples {
+  top: Example[];
+  /** Buckets from 0 up to the last one with any context; `seen` = contexts whose max fell in it. */
+  intervals: { lo: number; hi: number; seen: number; examples: Example[] }[];
+  hist: { lo: number; hi: number; under: number; counts: number[]; over: number; min: number; max: number };
+}
+
+/** A block of fixed-size example slots: slot s has its window at [s·W, (s+1)·W). */
+export interface ExampleSlots {
+  value: Float32Array;
+  row: Int32Array;
+  pos: Int32Array;
+  start: Int32Array;
+  /** Window length (≤ W); tokens beyond it are id −1, act 0. */
+  len: Int32Array;
+  ids: Int32Array;
+  acts: Float32Array;
+}
+
+const KIND = 'TopExamples/1';
+const FORMAT = 'universal-neurons-examples';
+const SLOT_FIELDS = ['value', 'row', 'pos', 'start', 'len', 'ids', 'acts'] as const;
+
+function newSlots(n: number, w: number): ExampleSlots {
+  return {
+    value: new Float32Array(n),
+    row: new Int32Array(n).fill(-1),
+    pos: new Int32Array(n),
+    start: new Int32Array(n),
+    len: new Int32Array(n),
+    ids: new Int32Array(n * w).fill(-1),
+    acts: new Float32Array(n * w),
+  };
+}
+
+function copySlot(src: ExampleSlots, s: number, dst: ExampleSlots, d: number, w: number): void {
+  dst.value[d] = src.value[s]!;
+  dst.row[d] = src.row[s]!;
+  dst.pos[d] = src.pos[s]!;
+  dst.start[d] = src.start[s]!;
+  dst.len[d] = src.len[s]!;
+  dst.ids.set(src.ids.subarray(s * w, s * w + w), d * w);
+  dst.acts.set(src.acts.subarray(s * w, s * w + w), d * w);
+}
+
+function slotExample(sl: ExampleSlots, s: number, w: number): Example {
+  const len = sl.len[s]!;
+  return {
+    row: sl.row[s]!,
+    pos: sl.pos[s]!,
+    value: sl.value[s]!,
+    start: sl.start[s]!,
+    tokens: Array.from(sl.ids.subarray(s * w, s * w + len)),
+    acts: Array.from(sl.acts.subarray(s * w, s * w + len)),
+  };
+}
+
+/** A context offered for neuron j: row rowIds (full-array tokens o0…), max at row position pos. */
+interface Candidate {
+  value: number;
+  corpusRow: number;
+  pos: number;
+  /** Window [start, end) in row positions. */
+  start: number;
+  end: number;
+  j: number;
+  o0: number;
+  rowIds: readonly number[];
+  post: Float32Array;
+  N: number;
+  W: number;
+}
+
+function writeSlot(sl: ExampleSlots, slot: number, c: Candidate): void {
+  const { start, end, W, N, j, o0, post, rowIds } = c;
+  sl.value[slot] = c.value;
+  sl.row[slot] = c.corpusRow;
+  sl.pos[slot] = c.pos;
+  sl.start[slot] = start;
+  sl.len[slot] = end - start;
+  const w0 = slot * W;
+  for (let q = 0; q < W; q++) {
+    const p = start + q;
+    if (p < end) {
+      sl.ids[w0 + q] = rowIds[p]!;
+      sl.acts[w0 + q] = post[(o0 + p) * N + j]!;
+    } else {
+      sl.ids[w0 + q] = -1;
+      sl.acts[w0 + q] = 0;
+    }
+  }
+}
+
+/** mulberry32: small, fast, and its whole state is one int32 (stored in state()). */
+class Rng {
+  constructor(public s: number) {}
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) | 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+interface Settings {
+  N: number;
+  K: number;
+  W: number;
+  before: number;
+  after: number;
+  F: number;
+  R: number;
+}
+
+/** Everything collected for one model. */
+class ModelState {
+  readonly topCount: Int32Array; // [N]
+  readonly heap: Int32Array; // [N×K] slot indices (0..K-1), min-heap order
+  readonly thr: Float64Array; // [N] heap root value once full, else −∞
+  readonly top: ExampleSlots; // [N×K]
+  readonly scale: Float64Array; // [N] S (0: nothing positive yet)
+  readonly seen: Float64Array; // [N×F]
+  readonly fill: Int32Array; // [N×F]
+  readonly samples: ExampleSlots; // [N×F×R]
+  readonly hist: Histograms;
+  private readonly scratch: ExampleSlots; // 2R slots for merges
+
+  constructor(
+    readonly s: Settings,
+    bins: number,
+    margin: number,
+  ) {
+    const { N, K, W, F, R } = s;
+    this.topCount = new Int32Array(N);
+    this.heap = new Int32Array(N * K);
+    this.thr = new Float64Array(N).fill(-Infinity);
+    this.top = newSlots(N * K, W);
+    this.scale = new Float64Array(N);
+    this.seen = new Float64Array(N * F);
+    this.fill = new Int32Array(N * F);
+    this.samples = newSlots(N * F * R, W);
+    this.hist = new Histograms(N, bins, margin);
+    this.scratch = newSlots(2 * R, W);
+  }
+
+  /** Slot a sorts before slot b in the min-heap: smaller value, or equal value and later row. */
+  private less(a: number, b: number): boolean {
+    const v = this.top.value;
+    return v[a]! < v[b]! || (v[a] === v[b] && this.top.row[a]! > this.top.row[b]!);
+  }
+
+  offerTop(j: number, cand: Candidate): void {
+    const K = this.s.K;
+    const base = j * K;
+    const h = this.heap;
+    const k = this.topCount[j]!;
+    if (k < K) {
+      writeSlot(this.top, base + k, cand);
+      // Sift up.
+      let i = k;
+      h[base + i] = k;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!this.less(base + h[base + i]!, base + h[base + p]!)) break;
+        const tmp = h[base + i]!;
+        h[base + i] = h[base + p]!;
+        h[base + p] = tmp;
+        i = p;
+      }
+      this.topCount[j] = k + 1;
+      if (k + 1 === K) this.thr[j] = this.top.value[base + h[base]!]!;
+      return;
+    }
+    writeSlot(this.top, base + h[base]!, cand);
+    // Sift down from the root.
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= K) break;
+      let c = l;
+      if (l + 1 < K && this.less(base + h[base + l + 1]!, base + h[base + l]!)) c = l + 1;
+      if (!this.less(base + h[base + c]!, base + h[base + i]!)) break;
+      const tmp = h[base + i]!;
+      h[base + i] = h[base + c]!;
+      h[base + c] = tmp;
+      i = c;
+    }
+    this.thr[j] = this.top.value[base + h[base]!]!;
+  }
+
+  offerSample(j: number, v: number, rng: Rng, cand: Candidate): void {
+    const { F, R } = this.s;
+    let S = this.scale[j]!;
+    if (S === 0) {
+      S = Math.pow(2, Math.ceil(Math.log2(v)));
+      // log2 may be off by an ulp at powers of two: make v ∈ (S/2, S] exactly.
+      while (S < v) S *= 2;
+      while (S / 2 >= v) S /= 2;
+      this.scale[j] = S;
+    }
+    while (v > S) S = this.double(j, rng);
+    let b = Math.floor((v / S) * F);
+    if (b >= F) b = F - 1;
+    const idx = j * F + b;
+    const c = ++this.seen[idx]!;
+    const f = this.fill[idx]!;
+    if (f < R) {
+      writeSlot(this.samples, idx * R + f, cand);
+      this.fill[idx] = f + 1;
+    } else {
+      const u = rng.int(c);
+      if (u < R) writeSlot(this.samples, idx * R + u, cand);
+    }
+  }
+
+  /** S → 2S: bucket i takes old buckets 2i and 2i+1; the upper half empties. */
+  private double(j: number, rng: Rng): number {
+    const { F, R, W } = this.s;
+    const sm = this.samples;
+    const sc = this.scratch;
+    const idxA = new Array<number>(R);
+    const idxB = new Array<number>(R);
+    for (let i = 0; i < F / 2; i++) {
+      const a = j * F + 2 * i;
+      const b = a + 1;
+      const ca = this.seen[a]!;
+      const cb = this.seen[b]!;
+      const fa = this.fill[a]!;
+      const fb = this.fill[b]!;
+      const k = Math.min(R, ca + cb);
+      // Hypergeometric: how many of k uniform draws from ca+cb items come from a.
+      let ra = ca;
+      let rb = cb;
+      let ta = 0;
+      for (let q = 0; q < k; q++) {
+        if (rng.next() * (ra + rb) < ra) {
+          ta++;
+          ra--;
+        } else rb--;
+      }
+      const tb = k - ta;
+      // ta ≤ min(k, ca) ≤ fa: a's reservoir is a uniform sample of a, so a uniform subset of it is too.
+      const pick = (ix: number[], f: number, t: number): void => {
+        for (let q = 0; q < f; q++) ix[q] = q;
+        for (let q = 0; q < t; q++) {
+          const r = q + rng.int(f - q);
+          const tmp = ix[q]!;
+          ix[q] = ix[r]!;
+          ix[r] = tmp;
+        }
+      };
+      pick(idxA, fa, ta);
+      pick(idxB, fb, tb);
+      let n = 0;
+      for (let q = 0; q < ta; q++) copySlot(sm, a * R + idxA[q]!, sc, n++, W);
+      for (let q = 0; q < tb; q++) copySlot(sm, b * R + idxB[q]!, sc, n++, W);
+      const dst = j * F + i;
+      for (let q = 0; q < n; q++) copySlot(sc, q, sm, dst * R + q, W);
+      this.fill[dst] = n;
+      this.seen[dst] = ca + cb;
+    }
+    for (let i = F / 2; i < F; i++) {
+      this.fill[j * F + i] = 0;
+      this.seen[j * F + i] = 0;
+    }
+    return (this.scale[j] = this.scale[j]! * 2);
+  }
+
+  /** Rebuilds the thresholds from the heaps (not stored in state). */
+  recomputeThresholds(): void {
+    const { N, K } = this.s;
+    for (let j = 0; j < N; j++) {
+      this.thr[j] = this.topCount[j] === K ? this.top.value[j * K + this.heap[j * K]!]! : -Infinity;
+    }
+  }
+}
+
+/** The top, sampled and histogram examples of every neuron of one model. */
+export class TopExamplesResult {
+  constructor(
+    readonly model: number,
+    readonly nNeurons: number,
+    readonly k: number,
+    readonly before: number,
+    readonly after: number,
+    readonly intervals: number,
+    readonly perInterval: number,
+    /** [N] valid top slots per neuron; slots j·K … j·K+count−1 in rank order (value desc, row asc). */
+    readonly topCount: Int32Array,
+    readonly top: ExampleSlots,
+    /** [N] S per neuron: bucket b covers [b·S/F, (b+1)·S/F) (the last one also S); 0 = never positive. */
+    readonly scale: Float64Array,
+    /** [N×F] contexts seen per bucket. */
+    readonly seen: Float64Array,
+    /** [N×F] filled slots per bucket; slots (j·F+b)·R … in value-desc order. */
+    readonly fill: Int32Array,
+    readonly samples: ExampleSlots,
+    readonly hist: HistogramSet,
+  ) {}
+
+  get window(): number {
+    return this.before + 1 + this.after;
+  }
+
+  /** Plain objects for one neuron (column l·d_mlp + n). */
+  neuron(j: number): NeuronExamples {
+    if (!Number.isInteger(j) || j < 0 || j >= this.nNeurons) throw new EngineError(`neuron column ${j} is outside 0..${this.nNeurons - 1}`);
+    const { k: K, intervals: F, perInterval: R, window: W } = this;
+    const top: Example[] = [];
+    for (let q = 0; q < this.topCount[j]!; q++) top.push(slotExample(this.top, j * K + q, W));
+    const S = this.scale[j]!;
+    let last = -1;
+    for (let b = 0; b < F; b++) if (this.seen[j * F + b]! > 0) last = b;
+    const intervals: NeuronExamples['intervals'] = [];
+    for (let b = 0; b <= last; b++) {
+      const idx = j * F + b;
+      const examples: Example[] = [];
+      for (let q = 0; q < this.fill[idx]!; q++) examples.push(slotExample(this.samples, idx * R + q, W));
+      intervals.push({ lo: (b * S) / F, hi: ((b + 1) * S) / F, seen: this.seen[idx]!, examples });
+    }
+    const B = this.hist.bins;
+    const c = Array.from(this.hist.counts.subarray(j * (B + 2), (j + 1) * (B + 2)));
+    return {
+      top,
+      intervals,
+      hist: {
+        lo: this.hist.lo[j]!,
+        hi: this.hist.hi[j]!,
+        under: c[0]!,
+        counts: c.slice(1, B + 1),
+        over: c[B + 1]!,
+        min: this.hist.min[j]!,
+        max: this.hist.max[j]!,
+      },
+    };
+  }
+}
+
+/** Top-K, interval-sampled contexts and post-activation histograms per neuron. */
+export class TopExamples implements Accumulator<TopExamplesResult[]> {
+  readonly nNeurons: number;
+  readonly models: number[];
+  readonly k: number;
+  readonly before: number;
+  readonly after: number;
+  readonly intervals: number;
+  readonly perInterval: number;
+  readonly bins: number;
+  readonly margin: number;
+  readonly seed: number;
+  private readonly per: ModelState[];
+  private readonly rng: Rng;
+  private readonly rowMax: Float32Array;
+  private readonly rowArg: Int32Array;
+
+  constructor(opts: TopExamplesOptions) {
+    const int = (name: string, v: number, min: number): number => {
+      if (!Number.isInteger(v) || v < min) throw new EngineError(`TopExamples: ${name} must be an integer >= ${min}, got ${v}`);
+      return v;
+    };
+    this.nNeurons = int('nNeurons', opts.nNeurons, 1);
+    this.models = [...(opts.models ?? [0])];
+    if (this.models.length === 0 || this.models.some((m) => !Number.isInteger(m) || m < 0)) {
+      throw new EngineError(`TopExamples: models must be a non-empty list of model indices, got ${JSON.stringify(opts.models)}`);
+    }
+    this.k = int('k', opts.k ?? 20, 1);
+    this.before = int('before', opts.before ?? 12, 0);
+    this.after = int('after', opts.after ?? 4, 0);
+    this.intervals = int('intervals', opts.intervals ?? 16, 2);
+    if (this.intervals % 2) throw new EngineError(`TopExamples: intervals must be even (buckets merge in pairs), got ${this.intervals}`);
+    this.perInterval = int('perInterval', opts.perInterval ?? 3, 1);
+    this.bins = opts.bins ?? 64;
+    this.margin = opts.margin ?? 0.25;
+    this.seed = int('seed', opts.seed ?? 0, 0);
+    const s: Settings = {
+      N: this.nNeurons,
+      K: this.k,
+      W: this.before + 1 + this.after,
+      before: this.before,
+      after: this.after,
+      F: this.intervals,
+      R: this.perInterval,
+    };
+    this.per = this.models.map(() => new ModelState(s, this.bins, this.margin));
+    this.rng = new Rng(this.seed | 0);
+    this.rowMax = new Float32Array(this.nNeurons);
+    this.rowArg = new Int32Array(this.nNeurons);
+  }
+
+  add(batch: ActivationBatch): void {
+    const N = this.nNeurons;
+    const { offsets, keep, rows, nTokens } = batch;
+    if (offsets.length !== rows.length + 1 || offsets[rows.length] !== nTokens || keep.length !== nTokens) {
+      throw new EngineError(`TopExamples: batch ${batch.batchIndex} has inconsistent offsets/keep for ${rows.length} rows of ${nTokens} tokens`);
+    }
+    const { before, after } = this;
+    const W = before + 1 + after;
+    const rowMax = this.rowMax;
+    const rowArg = this.rowArg;
+    this.models.forEach((m, i) => {
+      const acts = batch.models[m];
+      if (!acts) throw new EngineError(`TopExamples: batch ${batch.batchIndex} has no model ${m} (it has ${batch.models.length})`);
+      const post = acts.post;
+      if (post.length !== nTokens * N) throw new EngineError(`TopExamples: model ${m} post has ${post.length} values, expected nTokens·N = ${nTokens}·${N}`);
+      const st = this.per[i]!;
+      const hist = st.hist;
+      if (!hist.fixed) hist.fixFrom(acts.keptPost, batch.nKept);
+      const { lo, inv, counts, min, max } = hist;
+      const B = hist.bins;
+      const stride = B + 2;
+      const thr = st.thr;
+      // One mutable candidate record, so the hot loop allocates nothing.
+      const ctx: Candidate = { value: 0, corpusRow: 0, pos: 0, start: 0, end: 0, j: 0, o0: 0, rowIds: [], post, N, W };
+
+      for (let r = 0; r < rows.length; r++) {
+        const o0 = offsets[r]!;
+        const o1 = offsets[r + 1]!;
+        if (rows[r]!.length !== o1 - o0) throw new EngineError(`TopExamples: batch ${batch.batchIndex} row ${r} has ${rows[r]!.length} ids but spans ${o1 - o0} tokens`);
+        let any = false;
+        rowMax.fill(-Infinity);
+        for (let t = o0; t < o1; t++) {
+          if (!keep[t]) continue;
+          any = true;
+          const base = t * N;
+          for (let j = 0, c = 0; j < N; j++, c += stride) {
+            const v = post[base + j]!;
+            if (v > rowMax[j]!) {
+              rowMax[j] = v;
+              rowArg[j] = t;
+            }
+            if (v < min[j]!) min[j] = v;
+            if (v > max[j]!) max[j] = v;
+            const b = Math.floor((v - lo[j]!) * inv[j]!);
+            counts[c + (b < 0 ? 0 : b >= B ? B + 1 : b + 1)]++;
+          }
+        }
+        if (!any) continue;
+        const rowLen = o1 - o0;
+        ctx.rowIds = rows[r]!;
+        ctx.o0 = o0;
+        ctx.corpusRow = batch.rowStart + r;
+        for (let j = 0; j < N; j++) {
+          const v = rowMax[j]!;
+          const overTop = v > thr[j]!;
+          if (!overTop && !(v > 0)) continue;
+          const pos = rowArg[j]! - o0;
+          const start = Math.max(0, pos - before);
+          const end = Math.min(rowLen, pos + after + 1);
+          ctx.value = v;
+          ctx.pos = pos;
+          ctx.start = start;
+          ctx.end = end;
+          ctx.j = j;
+          if (overTop) st.offerTop(j, ctx);
+          if (v > 0) st.offerSample(j, v, this.rng, ctx);
+        }
+      }
+    });
+  }
+
+  state(): AccumulatorState {
+    const s: AccumulatorState = {
+      kind: KIND,
+      ...this.header(),
+      rng: this.rng.s,
+    };
+    this.per.forEach((st, i) => {
+      const p = `m${i}.`;
+      s[p + 'topCount'] = st.topCount.slice();
+      s[p + 'heap'] = st.heap.slice();
+      s[p + 'scale'] = st.scale.slice();
+      s[p + 'seen'] = st.seen.slice();
+      s[p + 'fill'] = st.fill.slice();
+      for (const f of SLOT_FIELDS) {
+        s[p + 'top.' + f] = st.top[f].slice();
+        s[p + 'samples.' + f] = st.samples[f].slice();
+      }
+      st.hist.saveTo(s, p + 'hist.');
+    });
+    return s;
+  }
+
+  private header(): Record<string, number | number[]> {
+    return {
+      nNeurons: this.nNeurons,
+      models: [...this.models],
+      k: this.k,
+      before: this.before,
+      after: this.after,
+      intervals: this.intervals,
+      perInterval: this.perInterval,
+      bins: this.bins,
+      margin: this.margin,
+      seed: this.seed,
+    };
+  }
+
+  static restore(state: AccumulatorState, opts: TopExamplesOptions): TopExamples {
+    const a = new TopExamples(opts);
+    checkHeader(state, KIND, a.header());
+    a.rng.s = num(state, 'rng') | 0;
+    a.per.forEach((st, i) => {
+      const p = `m${i}.`;
+      copyInto(st.topCount, state, p + 'topCount');
+      copyInto(st.heap, state, p + 'heap');
+      copyInto(st.scale, state, p + 'scale');
+      copyInto(st.seen, state, p + 'seen');
+      copyInto(st.fill, state, p + 'fill');
+      for (const f of SLOT_FIELDS) {
+        copyInto(st.top[f], state, p + 'top.' + f);
+        copyInto(st.samples[f], state, p + 'samples.' + f);
+      }
+      st.hist.loadFrom(state, p + 'hist.');
+      st.recomputeThresholds();
+    });
+    return a;
+  }
+
+  /** Results per selected model, in `models` order; examples sorted by value (desc), then row. */
+  finish(): TopExamplesResult[] {
+    const { nNeurons: N, k: K, intervals: F, perInterval: R } = this;
+    const W = this.before + 1 + this.after;
+    return this.per.map((st, i) => {
+      const top = newSlots(N * K, W);
+      const samples = newSlots(N * F * R, W);
+      const order = (sl: ExampleSlots, base: number, n: number): number[] =>
+        Array.from({ length: n }, (_, q) => base + q).sort((a, b) => sl.value[b]! - sl.value[a]! || sl.row[a]! - sl.row[b]!);
+      for (let j = 0; j < N; j++) {
+        order(st.top, j * K, st.topCount[j]!).forEach((s, q) => copySlot(st.top, s, top, j * K + q, W));
+        for (let b = 0; b < F; b++) {
+          const idx = j * F + b;
+          order(st.samples, idx * R, st.fill[idx]!).forEach((s, q) => copySlot(st.samples, s, samples, idx * R + q, W));
+        }
+      }
+      return new TopExamplesResult(
+        this.models[i]!,
+        N,
+        K,
+        this.before,
+        this.after,
+        F,
+        R,
+        st.topCount.slice(),
+        top,
+        st.scale.slice(),
+        st.seen.slice(),
+        st.fill.slice(),
+        samples,
+        st.hist.result(),
+      );
+    });
+  }
+}
+
+// ---- run-folder serialisation: examples.json (index) + examples.bin (arrays) ----
+
+type DTypeName = 'f32' | 'f64' | 'i32' | 'u32';
+type TypedArray = Float32Array | Float64Array | Int32Array | Uint32Array;
+
+export interface ArrayRef {
+  dtype: DTypeName;
+  /** Element count. */
+  length: number;
+  /** Byte offset into examples.bin (a multiple of 8). */
+  offset: number;
+}
+
+export interface ExamplesModelIndex {
+  model: number;
+  nNeurons: number;
+  k: number;
+  before: number;
+  after: number;
+  window: number;
+  intervals: number;
+  perInterval: number;
+  bins: number;
+  arrays: Record<string, ArrayRef>;
+}
+
+export interface ExamplesIndex {
+  format: typeof FORMAT;
+  version: 1;
+  /** Every array is little-endian. */
+  littleEndian: true;
+  models: ExamplesModelIndex[];
+}
+
+const DTYPE: Record<DTypeName, { bytes: number; make: (b: ArrayBuffer, off: number, n: number) => TypedArray }> = {
+  f32: { bytes: 4, make: (b, o, n) => new Float32Array(b, o, n) },
+  f64: { bytes: 8, make: (b, o, n) => new Float64Array(b, o, n) },
+  i32: { bytes: 4, make: (b, o, n) => new Int32Array(b, o, n) },
+  u32: { bytes: 4, make: (b, o, n) => new Uint32Array(b, o, n) },
+};
+
+function dtypeOf(a: TypedArray): DTypeName {
+  if (a instanceof Float32Array) return 'f32';
+  if (a instanceof Float64Array) return 'f64';
+  if (a instanceof Int32Array) return 'i32';
+  return 'u32';
+}
+
+function resultArrays(r: TopExamplesResult): Record<string, TypedArray> {
+  const out: Record<string, TypedArray> = { topCount: r.topCount, scale: r.scale, seen: r.seen, fill: r.fill };
+  for (const f of SLOT_FIELDS) {
+    out['top.' + f] = r.top[f];
+    out['samples.' + f] = r.samples[f];
+  }
+  out['hist.lo'] = r.hist.lo;
+  out['hist.hi'] = r.hist.hi;
+  out['hist.counts'] = r.hist.counts;
+  out['hist.min'] = r.hist.min;
+  out['hist.max'] = r.hist.max;
+  return out;
+}
+
+/**
+ * One index plus one binary for the run folder. Every array is fixed-stride per neuron (see
+ * TopExamplesResult), so a reader can slice one neuron without parsing the rest. This host is
+ * little-endian (every platform onnxruntime-node ships for); the index says so.
+ */
+export function serializeExamples(results: TopExamplesResult[]): { json: ExamplesIndex; binary: Uint8Array } {
+  const models: ExamplesModelIndex[] = [];
+  const parts: { a: TypedArray; offset: number }[] = [];
+  let at = 0;
+  for (const r of results) {
+    const arrays: Record<string, ArrayRef> = {};
+    for (const [name, a] of Object.entries(resultArrays(r))) {
+      at = Math.ceil(at / 8) * 8;
+      arrays[name] = { dtype: dtypeOf(a), length: a.length, offset: at };
+      parts.push({ a, offset: at });
+      at += a.byteLength;
+    }
+    models.push({
+      model: r.model,
+      nNeurons: r.nNeurons,
+      k: r.k,
+      before: r.before,
+      after: r.after,
+      window: r.window,
+      intervals: r.intervals,
+      perInterval: r.perInterval,
+      bins: r.hist.bins,
+      arrays,
+    });
+  }
+  const binary = new Uint8Array(at);
+  for (const { a, offset } of parts) binary.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), offset);
+  return { json: { format: FORMAT, version: 1, littleEndian: true, models }, binary };
+}
+
+/** Reads what serializeExamples wrote; arrays are views into `binary` when it is 8-byte aligned. */
+export function readExamples(json: unknown, binary: Uint8Array): TopExamplesResult[] {
+  const idx = json as ExamplesIndex;
+  if (!idx || idx.format !== FORMAT || idx.version !== 1) {
+    throw new EngineError(`not an examples index (format ${JSON.stringify((idx as { format?: unknown })?.format)}, version ${JSON.stringify((idx as { version?: unknown })?.version)})`);
+  }
+  // Typed-array views need aligned offsets; copy once if the caller's buffer is not aligned.
+  const bin = binary.byteOffset % 8 === 0 ? binary : binary.slice();
+  return idx.models.map((m) => {
+    const get = <T extends TypedArray>(name: string, want: DTypeName, length: number): T => {
+      const ref = m.arrays[name];
+      if (!ref) throw new EngineError(`examples index: array ${name} is missing`);
+      const d = DTYPE[ref.dtype];
+      if (ref.dtype !== want || ref.length !== length || !d || ref.offset % 8 !== 0 || ref.offset + ref.length * d.bytes > bin.byteLength) {
+        throw new EngineError(`examples index: array ${name} (${ref.dtype}[${ref.length}] at ${ref.offset}) does not fit this file or model`);
+      }
+      return d.make(bin.buffer as ArrayBuffer, bin.byteOffset + ref.offset, ref.length) as T;
+    };
+    const { nNeurons: N, k: K, window: W, intervals: F, perInterval: R, bins: B } = m;
+    const slots = (p: string, n: number): ExampleSlots => ({
+      value: get(p + 'value', 'f32', n),
+      row: get(p + 'row', 'i32', n),
+      pos: get(p + 'pos', 'i32', n),
+      start: get(p + 'start', 'i32', n),
+      len: get(p + 'len', 'i32', n),
+      ids: get(p + 'ids', 'i32', n * W),
+      acts: get(p + 'acts', 'f32', n * W),
+    });
+    return new TopExamplesResult(
+      m.model,
+      N,
+      K,
+      m.before,
+      m.after,
+      F,
+      R,
+      get('topCount', 'i32', N),
+      slots('top.', N * K),
+      get('scale', 'f64', N),
+      get('seen', 'f64', N * F),
+      get('fill', 'i32', N * F),
+      slots('samples.', N * F * R),
+      {
+        bins: B,
+        lo: get('hist.lo', 'f64', N),
+        hi: get('hist.hi', 'f64', N),
+        counts: get('hist.counts', 'u32', N * (B + 2)),
+        min: get('hist.min', 'f64', N),
+        max: get('hist.max', 'f64', N),
+      },
+    );
+  });
+}

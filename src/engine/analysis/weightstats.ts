@@ -1,0 +1,358 @@
+/**
+ * Weight statistics per neuron (method.md "Weight statistics"), on weights processed as
+ * TransformerLens loads them by default:
+ *   W_in' = diag(γ₂)·W_in, b_in' = b_in + β₂·W_in, then W_in' centred over d_model per neuron;
+ *   W_out rows centred over d_model;
+ *   W_U' = diag(γ_f)·W_U, centred over d_model per token, then its mean over the vocab removed.
+ * (W_U is wteᵀ for tied models, lm_headᵀ otherwise — what the engine's forward uses.)
+ *
+ * Processing runs in float64. The vocab composition c = ŵ_out·Ŵ_U (Ŵ_U with unit columns) is one
+ * [N × d]·[d × V] product — 26 GFLOP for the tiny family, 2.8 TFLOP for GPT2-small — so it runs on onnxruntime's float32 GEMM in blocks of neurons; each block's [nb × V] result is
+ * reduced at once (float64 moments, top/bottom tokens) and dropped, never the whole [N × V].
+ */
+import { availableParallelism } from 'node:os';
+import { EngineError } from '../errors';
+import { loadCheckpoint } from '../checkpoint';
+import { type Gpt2Weights, parseGpt2Config, resolveGpt2Weights } from '../arch/gpt2';
+import { OnnxGraph } from '../onnx';
+import { momentsFromCentral } from './actstats';
+
+export interface WeightStats {
+  nLayers: number;
+  dMlp: number;
+  /** L·d_mlp; neuron (l, n) is index l·d_mlp + n of every array. */
+  nNeurons: number;
+  w_in_norm: Float64Array;
+  input_bias: Float64Array;
+  w_out_norm: Float64Array;
+  in_out_sim: Float64Array;
+  l2_penalty: Float64Array;
+  /** Population moments of c over the vocab; kurt non-excess (Gaussian 3). */
+  vocab_mean: Float64Array;
+  vocab_var: Float64Array;
+  vocab_skew: Float64Array;
+  vocab_kurt: Float64Array;
+  /** Tokens per neuron in topTokens / bottomTokens. */
+  topK: number;
+  /** [N × topK] token ids with the largest composition c, largest first (ties: lower id). */
+  topTokens: Int32Array;
+  topValues: Float32Array;
+  /** [N × topK] token ids with the smallest c, smallest first. */
+  bottomTokens: Int32Array;
+  bottomValues: Float32Array;
+}
+
+export interface WeightStatsOptions {
+  /** Top/bottom tokens per neuron (default 10). */
+  topK?: number;
+  /** `ort` (default): onnxruntime GEMM. `js`: a plain loop, for tiny models and tests. */
+  gemm?: 'ort' | 'js';
+  /** ORT intra-op threads (default: cores, at most 8). */
+  threads?: number;
+  /** Neurons per GEMM block (default: what keeps a block's output near 64 MB). */
+  blockNeurons?: number;
+}
+
+/** MLP weights after TransformerLens processing, float64. */
+export interface ProcessedMlp {
+  nLayers: number;
+  dModel: number;
+  dMlp: number;
+  /** Per layer, [d_model × d_mlp] (Conv1D layout: neuron n is column n). */
+  wIn: Float64Array[];
+  /** Per layer, [d_mlp] */
+  bIn: Float64Array[];
+  /** Per layer, [d_mlp × d_model] (neuron n is row n). */
+  wOut: Float64Array[];
+}
+
+function tensor(w: Gpt2Weights, name: string): Float32Array {
+  const stored = w.stored.get(name);
+  if (stored === undefined) throw new EngineError(`weight ${name} was not resolved`, undefined, name);
+  return w.source.read(stored);
+}
+
+/** Folds ln_2 into W_in/b_in and centres W_in columns and W_out rows over d_model, every layer. */
+export function processMlpWeights(w: Gpt2Weights): ProcessedMlp {
+  const { nLayer: L, nEmbd: d, dMlp: m } = w.config;
+  const out: ProcessedMlp = { nLayers: L, dModel: d, dMlp: m, wIn: [], bIn: [], wOut: [] };
+  for (let l = 0; l < L; l++) {
+    const p = processLayer(w, l);
+    out.wIn.push(p.wIn);
+    out.bIn.push(p.bIn);
+    out.wOut.push(p.wOut);
+  }
+  return out;
+}
+
+/** One layer of processMlpWeights (weightStats goes layer by layer: float64 copies of every layer add up). */
+function processLayer(w: Gpt2Weights, l: number): { wIn: Float64Array; bIn: Float64Array; wOut: Float64Array } {
+  const { nEmbd: d, dMlp: m } = w.config;
+  const h = `h.${l}.`;
+  const g = tensor(w, h + 'ln_2.weight');
+  const beta = tensor(w, h + 'ln_2.bias');
+  const W = tensor(w, h + 'mlp.c_fc.weight'); // [d, m]
+  const b = tensor(w, h + 'mlp.c_fc.bias');
+  const Wo = tensor(w, h + 'mlp.c_proj.weight'); // [m, d]
+  const wIn = new Float64Array(d * m);
+  const bIn = Float64Array.from(b);
+  const colMean = new Float64Array(m);
+  for (let i = 0; i < d; i++) {
+    const gi = g[i]!;
+    const bi = beta[i]!;
+    for (let n = 0; n < m; n++) {
+      const x = W[i * m + n]!;
+      const y = gi * x;
+      wIn[i * m + n] = y;
+      colMean[n] += y;
+      bIn[n] += bi * x; // β·W_in with the unscaled W_in
+    }
+  }
+  for (let n = 0; n < m; n++) colMean[n]! /= d;
+  for (let i = 0; i < d; i++) for (let n = 0; n < m; n++) wIn[i * m + n]! -= colMean[n]!;
+  const wOut = Float64Array.from(Wo);
+  for (let n = 0; n < m; n++) {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += wOut[n * d + i]!;
+    s /= d;
+    for (let i = 0; i < d; i++) wOut[n * d + i]! -= s;
+  }
+  return { wIn, bIn, wOut };
+}
+
+/**
+ * The processed unembedding with unit columns, stored transposed: row v of the result
+ * ([V × d_model], float32) is Ŵ_U[:, v]. Zero columns stay zero.
+ */
+export function unitUnembedRows(w: Gpt2Weights): Float32Array {
+  const { nEmbd: d, vocabSize: V } = w.config;
+  const E = tensor(w, w.config.tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'); // [V, d]
+  const g = tensor(w, 'ln_f.weight');
+  const u = new Float64Array(d);
+  // Column v of diag(γ)·W_U, centred over d_model, into u.
+  const column = (v: number): void => {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += (u[i] = E[v * d + i]! * g[i]!);
+    s /= d;
+    for (let i = 0; i < d; i++) u[i]! -= s;
+  };
+  const vocabMean = new Float64Array(d);
+  for (let v = 0; v < V; v++) {
+    column(v);
+    for (let i = 0; i < d; i++) vocabMean[i] += u[i]!;
+  }
+  for (let i = 0; i < d; i++) vocabMean[i]! /= V;
+  const out = new Float32Array(V * d);
+  for (let v = 0; v < V; v++) {
+    column(v);
+    let ss = 0;
+    for (let i = 0; i < d; i++) {
+      u[i]! -= vocabMean[i]!;
+      ss += u[i]! * u[i]!;
+    }
+    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    for (let i = 0; i < d; i++) out[v * d + i] = u[i]! * inv;
+  }
+  return out;
+}
+
+type Gemm = (a: Float32Array, rows: number) => Promise<Float32Array>;
+
+/** C = A·Uᵀ for A [rows × d], U [V × d]: ORT's Gemm with transB, so U is used as stored. */
+async function ortGemm(U: Float32Array, V: number, d: number, threads: number): Promise<{ gemm: Gemm; close: () => Promise<void> }> {
+  const ort = await import('onnxruntime-node'); // lazily: the native addon
+  const g = new OnnxGraph('composition', 13);
+  const a = g.input('a', 'float', ['n', d]);
+  const u = g.input('u', 'float', [V, d]);
+  g.op('Gemm', [a, u], { transB: { i: 1 } }, 'c');
+  g.output('c', 'float', ['n', V]);
+  const session = await ort.InferenceSession.create(g.toBytes(), {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  });
+  const uT = new ort.Tensor('float32', U, [V, d]);
+  return {
+    gemm: async (A, rows) => {
+      const res = await session.run({ a: new ort.Tensor('float32', A.subarray(0, rows * d), [rows, d]), u: uT }, ['c']);
+      return res['c']!.data as Float32Array;
+    },
+    close: () => session.release(),
+  };
+}
+
+function jsGemm(U: Float32Array, V: number, d: number): Gemm {
+  return async (A, rows) => {
+    const C = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) {
+        let s = 0;
+        for (let i = 0; i < d; i++) s += A[r * d + i]! * U[v * d + i]!;
+        C[r * V + v] = s;
+      }
+    }
+    return C;
+  };
+}
+
+/** Statistics for every neuron of one resolved GPT-2 checkpoint. */
+export async function weightStats(w: Gpt2Weights, opts: WeightStatsOptions = {}): Promise<WeightStats> {
+  const { nEmbd: d, vocabSize: V } = w.config;
+  const topK = opts.topK ?? 10;
+  if (!Number.isInteger(topK) || topK < 1 || topK > V) throw new EngineError(`topK must be an integer in 1..${V}, got ${topK}`);
+  const { nLayer: L, dMlp: m } = w.config;
+  const N = L * m;
+  const s: WeightStats = {
+    nLayers: L,
+    dMlp: m,
+    nNeurons: N,
+    w_in_norm: new Float64Array(N),
+    input_bias: new Float64Array(N),
+    w_out_norm: new Float64Array(N),
+    in_out_sim: new Float64Array(N),
+    l2_penalty: new Float64Array(N),
+    vocab_mean: new Float64Array(N),
+    vocab_var: new Float64Array(N),
+    vocab_skew: new Float64Array(N),
+    vocab_kurt: new Float64Array(N),
+    topK,
+    topTokens: new Int32Array(N * topK),
+    topValues: new Float32Array(N * topK),
+    bottomTokens: new Int32Array(N * topK),
+    bottomValues: new Float32Array(N * topK),
+  };
+  // Unit w_out rows for the GEMM, float32 [N × d].
+  const A = new Float32Array(N * d);
+  for (let l = 0; l < L; l++) {
+    const { wIn, bIn, wOut } = processLayer(w, l);
+    for (let n = 0; n < m; n++) {
+      const j = l * m + n;
+      let ii = 0;
+      let oo = 0;
+      let io = 0;
+      for (let i = 0; i < d; i++) {
+        const a = wIn[i * m + n]!;
+        const b = wOut[n * d + i]!;
+        ii += a * a;
+        oo += b * b;
+        io += a * b;
+      }
+      const ni = Math.sqrt(ii);
+      const no = Math.sqrt(oo);
+      s.w_in_norm[j] = ni;
+      s.w_out_norm[j] = no;
+      s.input_bias[j] = bIn[n]!;
+      s.in_out_sim[j] = ni > 0 && no > 0 ? io / (ni * no) : 0;
+      s.l2_penalty[j] = ii + oo;
+      const inv = no > 0 ? 1 / no : 0;
+      for (let i = 0; i < d; i++) A[j * d + i] = wOut[n * d + i]! * inv;
+    }
+  }
+  const U = unitUnembedRows(w);
+  const block = Math.max(1, Math.min(N, opts.blockNeurons ?? Math.floor((64 * 1024 * 1024) / (4 * V))));
+  let gemm: Gemm;
+  let close = async (): Promise<void> => {};
+  if ((opts.gemm ?? 'ort') === 'ort') {
+    const threads = opts.threads && opts.threads > 0 ? Math.floor(opts.threads) : defaultThreads();
+    ({ gemm, close } = await ortGemm(U, V, d, threads));
+  } else gemm = jsGemm(U, V, d);
+  try {
+    const Ablock = new Float32Array(block * d);
+    for (let j0 = 0; j0 < N; j0 += block) {
+      const rows = Math.min(block, N - j0);
+      Ablock.set(A.subarray(j0 * d, (j0 + rows) * d));
+      const C = await gemm(Ablock, rows);
+      for (let r = 0; r < rows; r++) reduceRow(C, r * V, V, j0 + r, s);
+    }
+  } finally {
+    await close();
+  }
+  return s;
+}
+
+/** Moments (float64, two-pass) and top/bottom tokens of one composition row c[0..V). */
+function reduceRow(C: Float32Array, off: number, V: number, j: number, s: WeightStats): void {
+  const K = s.topK;
+  const tv = s.topValues.subarray(j * K, (j + 1) * K);
+  const ti = s.topTokens.subarray(j * K, (j + 1) * K);
+  const bv = s.bottomValues.subarray(j * K, (j + 1) * K);
+  const bi = s.bottomTokens.subarray(j * K, (j + 1) * K);
+  let nt = 0;
+  let nb = 0;
+  let sum = 0;
+  for (let v = 0; v < V; v++) {
+    const x = C[off + v]!;
+    sum += x;
+    // Sorted insert into the top list (desc) / bottom list (asc); strict compares keep lower ids on ties.
+    if (nt < K || x > tv[K - 1]!) {
+      let q = nt < K ? nt++ : K - 1;
+      while (q > 0 && tv[q - 1]! < x) {
+        tv[q] = tv[q - 1]!;
+        ti[q] = ti[q - 1]!;
+        q--;
+      }
+      tv[q] = x;
+      ti[q] = v;
+    }
+    if (nb < K || x < bv[K - 1]!) {
+      let q = nb < K ? nb++ : K - 1;
+      while (q > 0 && bv[q - 1]! > x) {
+        bv[q] = bv[q - 1]!;
+        bi[q] = bi[q - 1]!;
+        q--;
+      }
+      bv[q] = x;
+      bi[q] = v;
+    }
+  }
+  const mean = sum / V;
+  if (!Number.isFinite(mean)) throw new EngineError(`vocab composition of neuron column ${j} is not finite (NaN or Infinity in the weights?)`);
+  let m2 = 0;
+  let m3 = 0;
+  let m4 = 0;
+  for (let v = 0; v < V; v++) {
+    const dd = C[off + v]! - mean;
+    const d2 = dd * dd;
+    m2 += d2;
+    m3 += d2 * dd;
+    m4 += d2 * d2;
+  }
+  const mo = momentsFromCentral(V, m2, m3, m4);
+  s.vocab_mean[j] = mean;
+  s.vocab_var[j] = mo.var;
+  s.vocab_skew[j] = mo.skew;
+  s.vocab_kurt[j] = mo.kurt;
+}
+
+// Mirrors runtime.ts without importing it (it loads onnxruntime at module load).
+function defaultThreads(): number {
+  return Math.max(1, Math.min(availableParallelism(), 8));
+}
+
+/**
+ * Opens a checkpoint just far enough for weight statistics: config parsed and every tensor
+ * resolved and shape-checked by arch/gpt2 (no ORT session, no tokenizer use). Close when done.
+ */
+export function openGpt2Weights(path: string): { weights: Gpt2Weights; close: () => void } {
+  const ck = loadCheckpoint(path);
+  try {
+    const cfg = parseGpt2Config(ck.configJson, ck.configPath);
+    const file = ck.weights;
+    const weights = resolveGpt2Weights(cfg, { shape: (n) => file.tensors.get(n)?.shape, read: (n) => file.readF32(n) }, file.path);
+    return { weights, close: () => file.close() };
+  } catch (e) {
+    ck.weights.close();
+    throw e;
+  }
+}
+
+/** weightStats of the checkpoint at `path` (see openGpt2Weights). */
+export async function weightStatsFromCheckpoint(path: string, opts: WeightStatsOptions = {}): Promise<WeightStats> {
+  const { weights, close } = openGpt2Weights(path);
+  try {
+    return await weightStats(weights, opts);
+  } finally {
+    close();
+  }
+}

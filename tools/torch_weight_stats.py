@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""Independent reference for the engine's weight statistics (src/engine/analysis/weightstats.ts).
+
+Reads each checkpoint's model.safetensors directly (format parsed here, no safetensors package),
+applies TransformerLens's default weight processing in float64 PyTorch, and writes the per-neuron
+statistics of method.md "Weight statistics" to test/fixtures/weightstats/<name>.json:
+
+  W_in' = diag(ln_2.w) W_in, b_in' = b_in + ln_2.b W_in, W_in' centred over d_model per neuron;
+  W_out rows centred over d_model;
+  W_U' = diag(ln_f.w) W_U (W_U = wte^T when tied, lm_head.weight^T otherwise), centred over
+  d_model per token, then minus its mean over the vocab;
+  c = (w_out/|w_out|) @ (W_U' with unit columns); population moments of c (kurtosis non-excess).
+
+Nothing here imports or mirrors our TypeScript: it follows the formulas in the method and in
+TransformerLens (fold_layer_norm, center_writing_weights, center_unembed).
+
+Values are rounded to 7 significant digits. Top/bottom-10 composition tokens are stored for a
+subset of neurons (every one for small fixtures, every 16th for the tiny family) to keep the
+golden small.
+
+Run:  /usr/bin/python3 tools/torch_weight_stats.py   (about a minute on 2 cores; deterministic)
+"""
+import hashlib
+import json
+import os
+import struct
+
+import torch
+
+torch.set_num_threads(2)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, 'test', 'fixtures', 'weightstats')
+
+# (golden name, checkpoint folder relative to ROOT, stride of neurons whose top tokens are kept)
+CHECKPOINTS = [
+    ('gpt2-tiny-crfm', 'test/fixtures/gpt2-tiny-crfm', 1),  # tied, fp32, d_mlp = 4·d_model
+    ('gpt2-tiny-untied', 'test/fixtures/gpt2-tiny-untied', 1),  # untied lm_head, n_inner 40
+    ('tiny-gpt2-a', 'models/tiny-gpt2-a', 16),  # shipped family, fp16
+]
+TOP = 10
+
+_DTYPES = {'F32': (torch.float32, 4), 'F16': (torch.float16, 2), 'BF16': (torch.bfloat16, 2), 'F64': (torch.float64, 8)}
+
+
+def read_safetensors(path):
+    """{name: float64 tensor} from a safetensors file: u64 header length, JSON header, raw data."""
+    with open(path, 'rb') as f:
+        blob = f.read()
+    (n,) = struct.unpack('<Q', blob[:8])
+    header = json.loads(blob[8 : 8 + n].decode('utf-8'))
+    data = blob[8 + n :]
+    out = {}
+    for name, info in header.items():
+        if name == '__metadata__' or info['dtype'] not in _DTYPES:
+            continue
+        dt, size = _DTYPES[info['dtype']]
+        begin, end = info['data_offsets']
+        count = (end - begin) // size
+        t = torch.frombuffer(bytearray(data[begin:end]), dtype=dt, count=count) if count else torch.zeros(0, dtype=dt)
+        out[name] = t.to(torch.float64).reshape(info['shape'])
+    return out
+
+
+def sig7(x):
+    return float('%.7g' % x)
+
+
+def moments(c):
+    """Population mean, var, skew, kurtosis (non-excess) along the last axis; constant rows: 0."""
+    mean = c.mean(-1)
+    d = c - mean[:, None]
+    var = (d * d).mean(-1)
+    m3 = (d ** 3).mean(-1)
+    m4 = (d ** 4).mean(-1)
+    ok = var > 0
+    safe = torch.where(ok, var, torch.ones_like(var))
+    skew = torch.where(ok, m3 / safe ** 1.5, torch.zeros_like(var))
+    kurt = torch.where(ok, m4 / safe ** 2, torch.zeros_like(var))
+    return mean, var, skew, kurt
+
+
+def stats(folder):
+    cfg = json.load(open(os.path.join(folder, 'config.json')))
+    W = read_safetensors(os.path.join(folder, 'model.safetensors'))
+
+    def get(name):
+        for n in (name, 'transformer.' + name):
+            if n in W:
+                return W[n]
+        raise KeyError(name)
+
+    n_layer = cfg['n_layer']
+    tied = cfg.get('tie_word_embeddings', True) is not False
+    rows = {k: [] for k in ('w_in_norm', 'input_bias', 'w_out_norm', 'in_out_sim', 'l2_penalty')}
+    w_out_all = []
+    for l in range(n_layer):
+        g, b = get(f'h.{l}.ln_2.weight'), get(f'h.{l}.ln_2.bias')
+        w_in = get(f'h.{l}.mlp.c_fc.weight')  # [d_model, d_mlp] (Conv1D)
+        b_in = get(f'h.{l}.mlp.c_fc.bias') + b @ w_in
+        w_in = g[:, None] * w_in
+        w_in = w_in - w_in.mean(0, keepdim=True)
+        w_out = get(f'h.{l}.mlp.c_proj.weight')  # [d_mlp, d_model]
+        w_out = w_out - w_out.mean(1, keepdim=True)
+        ni = w_in.norm(dim=0)
+        no = w_out.norm(dim=1)
+        rows['w_in_norm'].append(ni)
+        rows['input_bias'].append(b_in)
+        rows['w_out_norm'].append(no)
+        rows['in_out_sim'].append((w_in.T * w_out).sum(1) / (ni * no))
+        rows['l2_penalty'].append(ni ** 2 + no ** 2)
+        w_out_all.append(w_out / no[:, None])
+    out = {k: torch.cat(v) for k, v in rows.items()}
+
+    # Unembedding [d_model, vocab].
+    W_U = (get('wte.weight') if tied else W['lm_head.weight']).T
+    W_U = W_U * get('ln_f.weight')[:, None]
+    W_U = W_U - W_U.mean(0, keepdim=True)  # over d_model (fold_layer_norm, center_weights)
+    W_U = W_U - W_U.mean(1, keepdim=True)  # over the vocab (center_unembed)
+    W_U = W_U / W_U.norm(dim=0, keepdim=True)
+
+    A = torch.cat(w_out_all)  # [N, d_model], unit rows
+    N = A.shape[0]
+    mom = {k: [] for k in ('vocab_mean', 'vocab_var', 'vocab_skew', 'vocab_kurt')}
+    top_v, top_i, bot_v, bot_i = [], [], [], []
+    for j0 in range(0, N, 256):
+        c = A[j0 : j0 + 256] @ W_U
+        for k, v in zip(mom, moments(c)):
+            mom[k].append(v)
+        t = torch.topk(c, TOP, dim=1, largest=True, sorted=True)
+        bt = torch.topk(c, TOP, dim=1, largest=False, sorted=True)
+        top_v.append(t.values)
+        top_i.append(t.indices)
+        bot_v.append(bt.values)
+        bot_i.append(bt.indices)
+    for k, v in mom.items():
+        out[k] = torch.cat(v)
+    return cfg, out, torch.cat(top_v), torch.cat(top_i), torch.cat(bot_v), torch.cat(bot_i)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for name, rel, stride in CHECKPOINTS:
+        folder = os.path.join(ROOT, rel)
+        sha = hashlib.sha256(open(os.path.join(folder, 'model.safetensors'), 'rb').read()).hexdigest()
+        cfg, s, tv, ti, bv, bi = stats(folder)
+        N = len(s['w_in_norm'])
+        picked = list(range(0, N, stride))
+        golden = {
+            'checkpoint': rel,
+            'sha256': sha,
+            'generator': 'tools/torch_weight_stats.py (float64 PyTorch %s)' % torch.__version__,
+            'n_layer': cfg['n_layer'],
+            'n_neurons': N,
+            'stats': {k: [sig7(x) for x in v.tolist()] for k, v in s.items()},
+            'top': {
+                'neurons': picked,
+                'top_tokens': [ti[j].tolist() for j in picked],
+                'top_values': [[sig7(x) for x in tv[j].tolist()] for j in picked],
+                'bottom_tokens': [bi[j].tolist() for j in picked],
+                'bottom_values': [[sig7(x) for x in bv[j].tolist()] for j in picked],
+            },
+        }
+        path = os.path.join(OUT, name + '.json')
+        with open(path, 'w') as f:
+            json.dump(golden, f, separators=(',', ':'))
+            f.write('\n')
+        print('%s: %d neurons -> %s (%d bytes)' % (name, N, os.path.relpath(path, ROOT), os.path.getsize(path)))
+
+
+if __name__ == '__main__':
+    main()
