@@ -1,0 +1,327 @@
+/**
+ * Everything GPT-2-specific: config.json parsing, Hugging Face weight names, shape checks, and
+ * the ONNX graph of the forward pass. A sibling module per architecture (GPT-NeoX next) exports
+ * the same three steps, so `runtime.ts` stays architecture-free.
+ *
+ * Graph names (the contract with runtime.ts and the analysis engine):
+ *   input   `input_ids`       int64 [batch, seq]
+ *   outputs `L{l}.hook_pre`   float [batch, seq, d_mlp]   ln_2(x)·W_in + b_in  (mlp.c_fc)
+ *           `L{l}.hook_post`  float [batch, seq, d_mlp]   act(hook_pre)
+ *           `logits`          float [batch, seq, vocab]   only in the logits variant
+ */
+import { EngineError } from '../errors';
+import { OnnxGraph } from '../onnx';
+
+/** Tensors by stored name; the checkpoint's safetensors file or an in-memory map. */
+export interface WeightSource {
+  /** Stored shape, or undefined when the tensor is absent. */
+  shape(name: string): readonly number[] | undefined;
+  /** The tensor as fp32 (upcast when stored as F16/BF16). */
+  read(name: string): Float32Array;
+}
+
+/** The MLP nonlinearity, by what it computes (several HF names share one). */
+export type Activation = 'gelu_tanh' | 'gelu_erf' | 'relu';
+
+const ACTIVATIONS: Record<string, Activation> = {
+  gelu_new: 'gelu_tanh',
+  gelu_pytorch_tanh: 'gelu_tanh',
+  gelu_fast: 'gelu_tanh',
+  gelu: 'gelu_erf',
+  relu: 'relu',
+};
+
+export interface Gpt2Config {
+  modelType: 'gpt2';
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  dHead: number;
+  /** n_inner, or 4·n_embd when null/absent. */
+  dMlp: number;
+  nPositions: number;
+  vocabSize: number;
+  layerNormEpsilon: number;
+  /** As written in config.json, e.g. `gelu_new`. */
+  activationFunction: string;
+  activation: Activation;
+  scaleAttnWeights: boolean;
+  scaleAttnByInverseLayerIdx: boolean;
+  reorderAndUpcastAttn: boolean;
+  /** HF default true: the LM head is `wte` even if an `lm_head.weight` is stored. */
+  tieWordEmbeddings: boolean;
+}
+
+function bad(message: string, file: string): never {
+  throw new EngineError(`${file}: ${message}`, file);
+}
+
+function positiveInt(json: Record<string, unknown>, key: string, file: string, fallback?: number): number {
+  const v = json[key] ?? fallback;
+  if (v === undefined) bad(`"${key}" is missing`, file);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) bad(`"${key}" must be a positive integer, got ${JSON.stringify(v)}`, file);
+  return v;
+}
+
+function bool(json: Record<string, unknown>, key: string, fallback: boolean, file: string): boolean {
+  const v = json[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') bad(`"${key}" must be true or false, got ${JSON.stringify(v)}`, file);
+  return v;
+}
+
+/** Reads a Hugging Face GPT-2 config.json (already parsed) with HF's defaults. */
+export function parseGpt2Config(json: Record<string, unknown>, file: string): Gpt2Config {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) bad('not a JSON object', file);
+  const modelType = json['model_type'];
+  if (modelType !== 'gpt2') {
+    bad(
+      modelType === undefined
+        ? '"model_type" is missing; only GPT-2 ("gpt2") checkpoints are supported'
+        : `model_type is ${JSON.stringify(modelType)}; only GPT-2 ("gpt2") checkpoints are supported`,
+      file,
+    );
+  }
+  const nLayer = positiveInt(json, 'n_layer', file);
+  const nHead = positiveInt(json, 'n_head', file);
+  const nEmbd = positiveInt(json, 'n_embd', file);
+  if (nEmbd % nHead !== 0) bad(`n_embd (${nEmbd}) is not divisible by n_head (${nHead})`, file);
+  const nInner = json['n_inner'];
+  const dMlp = nInner === null || nInner === undefined ? 4 * nEmbd : positiveInt(json, 'n_inner', file);
+  // Very old configs call the context n_ctx.
+  const nPositions = positiveInt(json, 'n_positions', file, json['n_ctx'] as number | undefined);
+  const vocabSize = positiveInt(json, 'vocab_size', file, 50257);
+  const eps = json['layer_norm_epsilon'] ?? 1e-5;
+  if (typeof eps !== 'number' || !(eps > 0)) bad(`"layer_norm_epsilon" must be a positive number, got ${JSON.stringify(eps)}`, file);
+  const act = json['activation_function'] ?? 'gelu_new';
+  if (typeof act !== 'string' || !(act in ACTIVATIONS)) {
+    bad(`activation_function ${JSON.stringify(act)} is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`, file);
+  }
+  return {
+    modelType: 'gpt2',
+    nLayer,
+    nHead,
+    nEmbd,
+    dHead: nEmbd / nHead,
+    dMlp,
+    nPositions,
+    vocabSize,
+    layerNormEpsilon: eps,
+    activationFunction: act,
+    activation: ACTIVATIONS[act]!,
+    scaleAttnWeights: bool(json, 'scale_attn_weights', true, file),
+    scaleAttnByInverseLayerIdx: bool(json, 'scale_attn_by_inverse_layer_idx', false, file),
+    reorderAndUpcastAttn: bool(json, 'reorder_and_upcast_attn', false, file),
+    tieWordEmbeddings: bool(json, 'tie_word_embeddings', true, file),
+  };
+}
+
+/** The tensors a GPT-2 forward needs, by HF name without prefix, with the shape config implies. */
+export function gpt2TensorShapes(cfg: Gpt2Config): Map<string, number[]> {
+  const { nEmbd: d, dMlp: m, vocabSize: v, nPositions: p } = cfg;
+  const s = new Map<string, number[]>([
+    ['wte.weight', [v, d]],
+    ['wpe.weight', [p, d]],
+  ]);
+  for (let l = 0; l < cfg.nLayer; l++) {
+    const h = `h.${l}.`;
+    s.set(h + 'ln_1.weight', [d]);
+    s.set(h + 'ln_1.bias', [d]);
+    // Conv1D stores [in, out], so x·W needs no transpose.
+    s.set(h + 'attn.c_attn.weight', [d, 3 * d]);
+    s.set(h + 'attn.c_attn.bias', [3 * d]);
+    s.set(h + 'attn.c_proj.weight', [d, d]);
+    s.set(h + 'attn.c_proj.bias', [d]);
+    s.set(h + 'ln_2.weight', [d]);
+    s.set(h + 'ln_2.bias', [d]);
+    s.set(h + 'mlp.c_fc.weight', [d, m]);
+    s.set(h + 'mlp.c_fc.bias', [m]);
+    s.set(h + 'mlp.c_proj.weight', [m, d]);
+    s.set(h + 'mlp.c_proj.bias', [d]);
+  }
+  s.set('ln_f.weight', [d]);
+  s.set('ln_f.bias', [d]);
+  if (!cfg.tieWordEmbeddings) s.set('lm_head.weight', [v, d]);
+  return s;
+}
+
+/** Config plus a validated map from HF name (no prefix) to the name stored in the file. */
+export interface Gpt2Weights {
+  config: Gpt2Config;
+  source: WeightSource;
+  stored: Map<string, string>;
+}
+
+const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/**
+ * Finds every tensor the forward needs — stored with or without the `transformer.` prefix that
+ * GPT2LMHeadModel adds — and checks each shape against the config. `attn.bias` and
+ * `attn.masked_bias` are causal-mask buffers, not weights, and are ignored like any other extra.
+ */
+export function resolveGpt2Weights(cfg: Gpt2Config, source: WeightSource, file: string): Gpt2Weights {
+  const stored = new Map<string, string>();
+  for (const [name, want] of gpt2TensorShapes(cfg)) {
+    const candidates = name === 'lm_head.weight' ? [name] : [name, 'transformer.' + name];
+    const found = candidates.find((c) => source.shape(c) !== undefined);
+    if (found === undefined) {
+      const why = name === 'lm_head.weight' ? ' (config.json sets tie_word_embeddings: false, so the LM head must be stored)' : '';
+      throw new EngineError(`${file}: tensor ${name} is missing${why}`, file, name);
+    }
+    const got = source.shape(found)!;
+    if (got.length !== want.length || got.some((g, i) => g !== want[i])) {
+      throw new EngineError(
+        `${file}: tensor ${found} has shape ${shapeStr(got)}, but config.json implies ${shapeStr(want)} ` +
+          `(n_embd=${cfg.nEmbd}, d_mlp=${cfg.dMlp}, vocab_size=${cfg.vocabSize}, n_positions=${cfg.nPositions})`,
+        file,
+        found,
+      );
+    }
+    stored.set(name, found);
+  }
+  return { config: cfg, source, stored };
+}
+
+export const INPUT_IDS = 'input_ids';
+export const LOGITS = 'logits';
+export type Hook = 'pre' | 'post';
+export const hookName = (layer: number, hook: Hook): string => `L${layer}.hook_${hook}`;
+
+export interface Gpt2GraphOptions {
+  /** Build the full forward with `logits`; otherwise stop at the last layer's hook_post. */
+  logits: boolean;
+  /**
+   * `onnx` (default): attention from standard ops. `fused`: ORT's com.microsoft Attention kernel
+   * (causal via unidirectional=1). Same function; kept to A/B the two, `onnx` measured faster.
+   */
+  attention?: 'fused' | 'onnx';
+}
+
+// Opset 20 is the first with Gelu(approximate="tanh"); LayerNormalization is there from 17.
+const OPSET = 20;
+// What HF fills masked scores with (torch.finfo(float32).min) before the softmax.
+const MASK_MIN = -3.4028234663852886e38;
+
+/**
+ * The GPT-2 forward as an ONNX graph. Weights are lazy initializers: only those the variant
+ * uses are read (the activations variant never touches ln_f, lm_head or the last c_proj).
+ *
+ * The residual stream is kept 2-D, [batch·seq, d], so every Conv1D is one Gemm with its bias
+ * fused (a 3-D MatMul would need a separate Add pass over each output); only attention reshapes
+ * to heads. Hook outputs are therefore [batch·seq, d_mlp] (row b·seq + t), logits [batch·seq, V].
+ */
+export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGraph {
+  const cfg = w.config;
+  const attention = opts.attention ?? 'onnx';
+  const g = new OnnxGraph('gpt2', OPSET, attention === 'fused' ? [{ domain: 'com.microsoft', version: 1 }] : []);
+  const d = cfg.nEmbd;
+  const shapes = gpt2TensorShapes(cfg);
+  const W = (name: string): string => {
+    const storedName = w.stored.get(name);
+    if (storedName === undefined) throw new Error(`gpt2 graph: ${name} was not resolved`);
+    return g.initializer(name, 'float', shapes.get(name)!, () => w.source.read(storedName));
+  };
+
+  const ids = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
+  const idsShape = g.op('Shape', [ids]); // [batch, seq]
+  // Position ids 0..seq-1 for every row: rows are never left-padded (see runtime.ts).
+  const seq1 = g.op('Slice', [idsShape, g.constI64([1]), g.constI64([2])]); // [seq]
+  const seq = g.op('Squeeze', [seq1, g.constI64([0])]);
+  const positions = g.op('Range', [g.constI64([0], []), seq, g.constI64([1], [])]);
+  const wte = W('wte.weight');
+  const embed = g.op('Add', [g.op('Gather', [wte, ids]), g.op('Gather', [W('wpe.weight'), positions])]); // [B,S,d]
+  const flat = g.constI64([-1, d]);
+  let x = g.op('Reshape', [embed, flat]); // [B·S, d]
+
+  const layerNorm = (input: string, prefix: string): string =>
+    g.op('LayerNormalization', [input, W(prefix + '.weight'), W(prefix + '.bias')], {
+      axis: { i: -1 },
+      epsilon: { f: cfg.layerNormEpsilon },
+    });
+  // Conv1D: x·W + b with W stored [in, out].
+  const linear = (input: string, prefix: string, out?: string): string =>
+    g.op('Gemm', [input, W(prefix + '.weight'), W(prefix + '.bias')], {}, out);
+
+  let attend: (a: string, layer: number, scale: number) => string;
+  if (attention === 'fused') {
+    const bsd = g.op('Concat', [idsShape, g.constI64([d])], { axis: { i: 0 } });
+    attend = (a, l, scale) => {
+      const ctx = g.op(
+        'Attention',
+        [g.op('Reshape', [a, bsd]), W(`h.${l}.attn.c_attn.weight`), W(`h.${l}.attn.c_attn.bias`)],
+        { num_heads: { i: cfg.nHead }, unidirectional: { i: 1 }, scale: { f: scale } },
+        undefined,
+        'com.microsoft',
+      );
+      return g.op('Reshape', [ctx, flat]);
+    };
+  } else {
+    // Causal mask: a [n_positions]² additive constant sliced to [seq]².
+    const p = cfg.nPositions;
+    const m = new Float32Array(p * p);
+    for (let i = 0; i < p; i++) for (let j = i + 1; j < p; j++) m[i * p + j] = MASK_MIN;
+    const mask = g.op('Slice', [g.constF32(m, [p, p]), g.constI64([0, 0]), g.op('Concat', [seq1, seq1], { axis: { i: 0 } })]);
+    const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
+    attend = (a, l, scale) => standardAttention(g, cfg, linear(a, `h.${l}.attn.c_attn`), heads, flat, mask, scale, l);
+  }
+
+  for (let l = 0; l < cfg.nLayer; l++) {
+    const h = `h.${l}`;
+    // HF: scores / sqrt(d_head) (if scale_attn_weights), then / (l+1) (if inverse-layer-idx).
+    // The reorder_and_upcast path instead multiplies q·kᵀ by one combined factor (baddbmm alpha)
+    // in fp32; everything here is fp32, so both orders agree to an ulp.
+    let scale = 1;
+    if (cfg.scaleAttnWeights) scale /= Math.sqrt(cfg.dHead);
+    if (cfg.scaleAttnByInverseLayerIdx) scale /= l + 1;
+    x = g.op('Add', [x, linear(attend(layerNorm(x, `${h}.ln_1`), l, scale), `${h}.attn.c_proj`)]);
+    const pre = linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`, hookName(l, 'pre'));
+    const post = activation(g, cfg.activation, pre, hookName(l, 'post'));
+    g.output(pre, 'float', ['tokens', cfg.dMlp]);
+    g.output(post, 'float', ['tokens', cfg.dMlp]);
+    // Everything after the last hook_post is dead code for activations: stop here.
+    if (l === cfg.nLayer - 1 && !opts.logits) return g;
+    x = g.op('Add', [x, linear(post, `${h}.mlp.c_proj`)]);
+  }
+
+  // LM head [V, d]: Gemm with transB reads it as stored, so a tied head shares wte's buffer.
+  const head = cfg.tieWordEmbeddings ? wte : W('lm_head.weight');
+  g.op('Gemm', [layerNorm(x, 'ln_f'), head], { transB: { i: 1 } }, LOGITS);
+  g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
+  return g;
+}
+
+function standardAttention(
+  g: OnnxGraph,
+  cfg: Gpt2Config,
+  qkv: string,
+  heads: string,
+  flat: string,
+  mask: string,
+  scale: number,
+  layer: number,
+): string {
+  const d = cfg.nEmbd;
+  const [q, k, v] = g.node('Split', [qkv, g.constI64([d, d, d])], { axis: { i: 1 } }, { outputs: 3 }) as [string, string, string];
+  const split = (t: string, perm: number[]): string => g.op('Transpose', [g.op('Reshape', [t, heads])], { perm: { ints: perm } });
+  let scores = g.op('MatMul', [split(q, [0, 2, 1, 3]), split(k, [0, 2, 3, 1])]); // [B,H,S,S]
+  if (cfg.reorderAndUpcastAttn) {
+    scores = g.op('Mul', [scores, g.constF32([scale], [])]);
+  } else {
+    if (cfg.scaleAttnWeights) scores = g.op('Div', [scores, g.constF32([Math.sqrt(cfg.dHead)], [])]);
+    if (cfg.scaleAttnByInverseLayerIdx) scores = g.op('Div', [scores, g.constF32([layer + 1], [])]);
+  }
+  const probs = g.op('Softmax', [g.op('Add', [scores, mask])], { axis: { i: -1 } });
+  const ctx = g.op('MatMul', [probs, split(v, [0, 2, 1, 3])]); // [B,H,S,Dh]
+  return g.op('Reshape', [g.op('Transpose', [ctx], { perm: { ints: [0, 2, 1, 3] } }), flat]);
+}
+
+function activation(g: OnnxGraph, act: Activation, pre: string, out: string): string {
+  switch (act) {
+    case 'gelu_tanh':
+      return g.op('Gelu', [pre], { approximate: { s: 'tanh' } }, out);
+    case 'gelu_erf':
+      return g.op('Gelu', [pre], {}, out);
+    case 'relu':
+      return g.op('Relu', [pre], {}, out);
+  }
+}

@@ -1,0 +1,425 @@
+/**
+ * Runs a checkpoint's forward pass on onnxruntime (CPU) and returns every MLP neuron's
+ * activations. Architecture-specific work (config, weight names, graph) lives in `arch/`.
+ *
+ * Batching: rows are sorted by length and packed into batches of at most `batchTokens` padded
+ * tokens; shorter rows are padded on the right (id 0). Under a causal mask a position never
+ * sees later positions, so right padding leaves every real token's activations unchanged, and
+ * rows of equal length (the usual analysis case) are not padded at all.
+ *
+ * Long texts (`activations`): see `windows()` below.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import {
+  buildGpt2Graph,
+  Gpt2Config,
+  Gpt2Weights,
+  Hook,
+  hookName,
+  INPUT_IDS,
+  LOGITS,
+  parseGpt2Config,
+  resolveGpt2Weights,
+  WeightSource,
+} from './arch/gpt2';
+import { loadCheckpoint } from './checkpoint';
+import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
+import { SafetensorsFile } from './safetensors';
+import { encodeWithBos, Tokenizer } from './tokenizer';
+
+export interface ForwardOptions {
+  /** ORT intra-op threads; 0 or absent: one per core, at most 8 (GEMMs this size stop scaling). */
+  threads?: number;
+  /** Graphs whose weights exceed this many bytes are written as ONNX external data (default 1.9 GB, under protobuf's 2 GB cap). */
+  externalDataBytes?: number;
+  /** Where external-data models are written (default: the OS temp folder); removed on close. */
+  cacheDir?: string;
+  /** Padded tokens per ORT run (default: what keeps one run's outputs near 256 MB, at most 8192). */
+  batchTokens?: number;
+  /** See Gpt2GraphOptions.attention; for tests. */
+  attention?: 'fused' | 'onnx';
+}
+
+export interface RunOptions {
+  /** Also compute logits (builds the full-forward variant on first use). */
+  logits?: boolean;
+  /** Which hooks to return (default both). Fewer hooks: less output copying. */
+  hooks?: readonly Hook[];
+  signal?: CancellationSignal;
+}
+
+/** The result of `runTokens`: rows concatenated in input order. */
+export interface TokenRun {
+  /** Row r occupies tokens offsets[r] .. offsets[r+1]-1. */
+  offsets: number[];
+  nTokens: number;
+  /** Per layer, [nTokens * dMlp] row-major; empty when not requested. */
+  hookPre: Float32Array[];
+  hookPost: Float32Array[];
+  /** [nTokens * vocabSize] when asked for. */
+  logits?: Float32Array;
+}
+
+export interface TokenInfo {
+  id: number;
+  /** The token as the tokenizer spells it (BOS: `<|endoftext|>`). */
+  text: string;
+  /** UTF-16 range in the analysed text; BOS is [0, 0]. */
+  start: number;
+  end: number;
+}
+
+export interface Activations {
+  tokens: TokenInfo[];
+  /** Per layer, [T * dMlp]: token t's neuron n at t*dMlp + n. */
+  hookPre: Float32Array[];
+  hookPost: Float32Array[];
+  /** [T * vocabSize] when asked for. */
+  logits?: Float32Array;
+}
+
+const DEFAULT_EXTERNAL_BYTES = 1.9e9;
+const OUTPUT_BUDGET_BYTES = 256 * 1024 * 1024;
+
+export function defaultThreads(): number {
+  return Math.max(1, Math.min(availableParallelism(), 8));
+}
+
+type Variant = 'acts' | 'logits';
+
+/**
+ * One architecture-resolved model on ORT, without a tokenizer: the fast path. Two session
+ * variants are built lazily — activations only (no LM head) and the full forward with logits.
+ */
+export class Forward {
+  readonly config: Gpt2Config;
+  private readonly sessions = new Map<Variant, Promise<ort.InferenceSession>>();
+  private readonly tempDirs: string[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly weights: Gpt2Weights,
+    private readonly opts: ForwardOptions,
+  ) {
+    this.config = weights.config;
+  }
+
+  /** Builds and loads the activations variant now, so that a broken model fails at open. */
+  static async create(weights: Gpt2Weights, opts: ForwardOptions = {}): Promise<Forward> {
+    const f = new Forward(weights, opts);
+    await f.session('acts');
+    return f;
+  }
+
+  get nLayers(): number {
+    return this.config.nLayer;
+  }
+
+  get dMlp(): number {
+    return this.config.dMlp;
+  }
+
+  private session(variant: Variant): Promise<ort.InferenceSession> {
+    if (this.closed) throw new EngineError('the model has been closed');
+    let s = this.sessions.get(variant);
+    if (!s) {
+      s = this.load(variant);
+      this.sessions.set(variant, s);
+      s.catch(() => this.sessions.delete(variant));
+    }
+    return s;
+  }
+
+  private async load(variant: Variant): Promise<ort.InferenceSession> {
+    const graph = buildGpt2Graph(this.weights, { logits: variant === 'logits', attention: this.opts.attention });
+    const threads = this.opts.threads && this.opts.threads > 0 ? Math.floor(this.opts.threads) : defaultThreads();
+    const options: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      enableCpuMemArena: true,
+      enableMemPattern: true,
+    };
+    let session: ort.InferenceSession;
+    if (graph.weightBytes() > (this.opts.externalDataBytes ?? DEFAULT_EXTERNAL_BYTES)) {
+      const dir = mkdtempSync(join(this.opts.cacheDir ?? tmpdir(), 'universal-neurons-onnx-'));
+      this.tempDirs.push(dir);
+      session = await ort.InferenceSession.create(graph.writeExternal(dir), options);
+    } else {
+      session = await ort.InferenceSession.create(graph.toBytes(), options);
+    }
+    // Graph optimisation must not rename or drop the outputs we read.
+    const want = [...Array(this.config.nLayer).keys()].flatMap((l) => [hookName(l, 'pre'), hookName(l, 'post')]);
+    if (variant === 'logits') want.push(LOGITS);
+    const missing = want.filter((n) => !session.outputNames.includes(n));
+    if (missing.length) {
+      await session.release();
+      throw new EngineError(`onnxruntime dropped graph outputs ${missing.join(', ')} while optimising`);
+    }
+    return session;
+  }
+
+  private defaultBatchTokens(logits: boolean, hooks: number): number {
+    const perToken = 4 * (hooks * this.config.nLayer * this.config.dMlp + (logits ? this.config.vocabSize : 0));
+    return Math.max(1, Math.min(8192, Math.floor(OUTPUT_BUDGET_BYTES / Math.max(perToken, 1))));
+  }
+
+  /**
+   * Runs rows of token ids (each 1..n_positions long). Returns activations concatenated over
+   * rows in input order. Cancellation is checked between ORT runs.
+   */
+  async runTokens(rows: readonly (readonly number[])[], opts: RunOptions = {}): Promise<TokenRun> {
+    const cfg = this.config;
+    const hooks = opts.hooks ?? ['pre', 'post'];
+    const wantPre = hooks.includes('pre');
+    const wantPost = hooks.includes('post');
+    const logits = !!opts.logits;
+    const offsets = [0];
+    rows.forEach((r, i) => {
+      if (r.length === 0) throw new EngineError(`row ${i} is empty`);
+      if (r.length > cfg.nPositions) {
+        throw new EngineError(`row ${i} has ${r.length} tokens; this model's context is ${cfg.nPositions} (n_positions)`);
+      }
+      for (const id of r) {
+        if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) {
+          throw new EngineError(`row ${i} has token id ${id}, outside this model's vocabulary [0, ${cfg.vocabSize})`);
+        }
+      }
+      offsets.push(offsets[i]! + r.length);
+    });
+    const nTokens = offsets[rows.length]!;
+    const L = cfg.nLayer;
+    const M = cfg.dMlp;
+    const V = cfg.vocabSize;
+    const out: TokenRun = { offsets, nTokens, hookPre: [], hookPost: [] };
+    if (rows.length === 0) {
+      if (wantPre) out.hookPre = Array.from({ length: L }, () => new Float32Array(0));
+      if (wantPost) out.hookPost = Array.from({ length: L }, () => new Float32Array(0));
+      if (logits) out.logits = new Float32Array(0);
+      return out;
+    }
+    throwIfCancelled(opts.signal);
+    const session = await this.session(logits ? 'logits' : 'acts');
+    const fetches: string[] = [];
+    for (let l = 0; l < L; l++) {
+      if (wantPre) fetches.push(hookName(l, 'pre'));
+      if (wantPost) fetches.push(hookName(l, 'post'));
+    }
+    if (logits) fetches.push(LOGITS);
+
+    const batches = planBatches(rows, this.opts.batchTokens ?? this.defaultBatchTokens(logits, hooks.length));
+    // Fast path: one batch, no padding, input order — ORT's output buffers are the result.
+    const single = batches.length === 1 && batches[0]!.every((r, i) => r === i && rows[r]!.length === rows[0]!.length);
+    if (!single) {
+      if (wantPre) out.hookPre = Array.from({ length: L }, () => new Float32Array(nTokens * M));
+      if (wantPost) out.hookPost = Array.from({ length: L }, () => new Float32Array(nTokens * M));
+      if (logits) out.logits = new Float32Array(nTokens * V);
+    }
+    for (const batch of batches) {
+      throwIfCancelled(opts.signal);
+      const S = rows[batch[0]!]!.length; // longest first
+      const ids = new BigInt64Array(batch.length * S); // padding id 0: any valid id will do
+      batch.forEach((r, b) => rows[r]!.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
+      const res = await session.run({ [INPUT_IDS]: new ort.Tensor('int64', ids, [batch.length, S]) }, fetches);
+      const data = (name: string): Float32Array => res[name]!.data as Float32Array;
+      if (single) {
+        for (let l = 0; l < L; l++) {
+          if (wantPre) out.hookPre.push(data(hookName(l, 'pre')));
+          if (wantPost) out.hookPost.push(data(hookName(l, 'post')));
+        }
+        if (logits) out.logits = data(LOGITS);
+        break;
+      }
+      // Copy each row's real tokens to its place in the concatenation.
+      const scatter = (src: Float32Array, dst: Float32Array, width: number): void => {
+        batch.forEach((r, b) => {
+          const n = rows[r]!.length;
+          dst.set(src.subarray(b * S * width, (b * S + n) * width), offsets[r]! * width);
+        });
+      };
+      for (let l = 0; l < L; l++) {
+        if (wantPre) scatter(data(hookName(l, 'pre')), out.hookPre[l]!, M);
+        if (wantPost) scatter(data(hookName(l, 'post')), out.hookPost[l]!, M);
+      }
+      if (logits) scatter(data(LOGITS), out.logits!, V);
+      for (const name of fetches) res[name]!.dispose();
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.sessions.values()) {
+      try {
+        await (await s).release();
+      } catch {
+        // A session that failed to load has nothing to release.
+      }
+    }
+    this.sessions.clear();
+    for (const d of this.tempDirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+/** Row indices grouped into batches: longest first, at most `budget` padded tokens each. */
+export function planBatches(rows: readonly (readonly number[])[], budget: number): number[][] {
+  const order = [...rows.keys()].sort((a, b) => rows[b]!.length - rows[a]!.length || a - b);
+  const batches: number[][] = [];
+  let cur: number[] = [];
+  for (const r of order) {
+    const width = cur.length ? rows[cur[0]!]!.length : rows[r]!.length;
+    if (cur.length && (cur.length + 1) * width > budget) {
+      batches.push(cur);
+      cur = [];
+    }
+    cur.push(r);
+  }
+  if (cur.length) batches.push(cur);
+  return batches;
+}
+
+/**
+ * Long-text rule. A text of more than n_positions tokens (BOS included) is cut into windows
+ * that run independently, as the paper's data pipeline does (TransformerLens
+ * `tokenize_and_concatenate`: every row starts with BOS): window 0 is the first n_positions
+ * tokens (the text's own BOS plus n_positions-1 text tokens); every later window is a fresh BOS
+ * followed by the next n_positions-1 text tokens. Windows do not overlap, so each text token
+ * appears exactly once; the inserted BOS positions are computed but not returned. A token near a
+ * window's start therefore sees only the context of its own window.
+ *
+ * Returns the rows and, for each row, the index in the text's token list of its first returned
+ * position and which row positions are returned (all of row 0; positions 1.. of later rows).
+ */
+export function windows(ids: readonly number[], nPositions: number, bos: number): { rows: number[][]; firstToken: number[]; skip: number[] } {
+  if (nPositions < 2 && ids.length > nPositions) {
+    throw new EngineError(`a context of ${nPositions} token cannot hold BOS plus a text token`);
+  }
+  const rows: number[][] = [ids.slice(0, nPositions)];
+  const firstToken = [0];
+  const skip = [0];
+  for (let i = nPositions; i < ids.length; i += nPositions - 1) {
+    rows.push([bos, ...ids.slice(i, i + nPositions - 1)]);
+    firstToken.push(i);
+    skip.push(1);
+  }
+  return { rows, firstToken, skip };
+}
+
+/** A checkpoint on disk with its tokenizer: what the editor and CLI use. */
+export class Model {
+  private constructor(
+    readonly dir: string,
+    readonly config: Gpt2Config,
+    readonly tokenizer: Tokenizer,
+    readonly forward: Forward,
+    private readonly weightsFile: SafetensorsFile,
+  ) {}
+
+  static async open(path: string, opts: ForwardOptions = {}): Promise<Model> {
+    const ck = loadCheckpoint(path);
+    try {
+      const cfg = parseGpt2Config(ck.configJson, ck.configPath);
+      if (ck.tokenizer.vocabSize > cfg.vocabSize) {
+        throw new EngineError(
+          `${ck.configPath}: vocab_size is ${cfg.vocabSize}, but the tokenizer produces ids up to ${ck.tokenizer.vocabSize - 1}`,
+          ck.configPath,
+        );
+      }
+      const weights = resolveGpt2Weights(cfg, safetensorsSource(ck.weights), ck.weights.path);
+      const forward = await Forward.create(weights, opts);
+      return new Model(ck.dir, cfg, ck.tokenizer, forward, ck.weights);
+    } catch (e) {
+      ck.weights.close();
+      throw e;
+    }
+  }
+
+  get nLayers(): number {
+    return this.config.nLayer;
+  }
+
+  get dMlp(): number {
+    return this.config.dMlp;
+  }
+
+  /** Tokenizes with BOS, runs (windowed past n_positions), returns per-token activations. */
+  async activations(text: string, opts: { logits?: boolean; signal?: CancellationSignal } = {}): Promise<Activations> {
+    const enc = encodeWithBos(this.tokenizer, text);
+    const T = enc.ids.length;
+    const w = windows(enc.ids, this.config.nPositions, this.tokenizer.bosId);
+    const run = await this.forward.runTokens(w.rows, { logits: opts.logits, signal: opts.signal });
+    const tokens = enc.ids.map((id, i) => ({ id, text: this.tokenizer.tokenString(id), start: enc.starts[i]!, end: enc.ends[i]! }));
+    if (w.rows.length === 1) {
+      return { tokens, hookPre: run.hookPre, hookPost: run.hookPost, logits: run.logits };
+    }
+    // Drop the inserted BOS of every window after the first.
+    const gather = (src: Float32Array, width: number): Float32Array => {
+      const dst = new Float32Array(T * width);
+      w.rows.forEach((row, r) => {
+        const from = run.offsets[r]! + w.skip[r]!;
+        const n = row.length - w.skip[r]!;
+        dst.set(src.subarray(from * width, (from + n) * width), w.firstToken[r]! * width);
+      });
+      return dst;
+    };
+    return {
+      tokens,
+      hookPre: run.hookPre.map((a) => gather(a, this.config.dMlp)),
+      hookPost: run.hookPost.map((a) => gather(a, this.config.dMlp)),
+      logits: run.logits && gather(run.logits, this.config.vocabSize),
+    };
+  }
+
+  runTokens(rows: readonly (readonly number[])[], opts: RunOptions = {}): Promise<TokenRun> {
+    return this.forward.runTokens(rows, opts);
+  }
+
+  async close(): Promise<void> {
+    await this.forward.close();
+    this.weightsFile.close();
+  }
+}
+
+export function openModel(path: string, opts: ForwardOptions = {}): Promise<Model> {
+  return Model.open(path, opts);
+}
+
+export function safetensorsSource(file: SafetensorsFile): WeightSource {
+  return { shape: (n) => file.tensors.get(n)?.shape, read: (n) => file.readF32(n) };
+}
+
+/**
+ * The k neurons with the largest post-activation at one token, across all layers, largest
+ * first (ties: lower layer, then lower index).
+ */
+export function topNeurons(
+  acts: Pick<Activations, 'hookPost' | 'tokens'>,
+  tokenIndex: number,
+  k: number,
+): { layer: number; neuron: number; value: number }[] {
+  const T = acts.tokens.length;
+  if (!Number.isInteger(tokenIndex) || tokenIndex < 0 || tokenIndex >= T) {
+    throw new EngineError(`token index ${tokenIndex} is outside 0..${T - 1}`);
+  }
+  const top: { layer: number; neuron: number; value: number }[] = [];
+  if (k <= 0) return top;
+  acts.hookPost.forEach((layer, l) => {
+    const dMlp = layer.length / T;
+    const base = tokenIndex * dMlp;
+    for (let n = 0; n < dMlp; n++) {
+      const v = layer[base + n]!;
+      if (top.length === k && !(v > top[k - 1]!.value)) continue;
+      if (top.length === k) top.pop();
+      // Insert after every entry >= v, keeping earlier (layer, neuron) first among equals.
+      let i = top.length;
+      while (i > 0 && top[i - 1]!.value < v) i--;
+      top.splice(i, 0, { layer: l, neuron: n, value: v });
+    }
+  });
+  return top;
+}
