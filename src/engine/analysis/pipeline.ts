@@ -1,0 +1,568 @@
+/**
+ * The streaming pass (docs/analysis-contract.md): open the models, read the corpus, run every
+ * model's activations-only forward over each batch of rows, hand one ActivationBatch to every
+ * accumulator (always in the same order), checkpoint every K batches, then finish and write the
+ * results through the store.
+ *
+ * Resume: the run folder's manifest holds every setting; the checkpoint holds the accumulators'
+ * states after batch `nextBatch − 1`. Batches are cut the same way on resume, and accumulators
+ * see the same batches in the same order, so a resumed run's numbers equal an uninterrupted run's.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { hashFile } from '../checkpoint';
+import { readCorpus, row, isKept, type Corpus } from '../corpus';
+import { CancelledError, EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
+import type { Model } from '../runtime';
+import {
+  createRunDir,
+  readCheckpoint,
+  readJson,
+  resolveRunDir,
+  writeCheckpoint,
+  writeJsonAtomic,
+} from '../store';
+import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
+
+export type Mode = 'exact' | 'fast';
+
+export interface AnalysisOptions {
+  /** Model folders; the reference is moved to the front. */
+  models: string[];
+  /** The reference model: a folder basename (e.g. `tiny-gpt2-a`), a path as given, or an index; default the first. */
+  reference?: string;
+  corpus: string[];
+  /** Token budget (BOS included): whole rows of the model's context length. */
+  tokens: number;
+  /** Run folder; default `<workspace>/.universal-neurons/runs/<id>`. */
+  out?: string;
+  workspace?: string;
+  /** Continue the run in this folder (or id under the workspace). Other settings come from its manifest. */
+  resume?: string;
+  threshold?: number;
+  /** Seed of the baseline's random rotations. */
+  seed?: number;
+  batchRows?: number;
+  /** Checkpoint every K batches. */
+  checkpointEvery?: number;
+  mode?: Mode;
+  /** onnxruntime intra-op threads (0: engine default). */
+  threads?: number;
+  /** Top examples kept per neuron (reference model). */
+  topK?: number;
+  /** Replaces the accumulators and result writing (tests; other analyses). */
+  plan?: AnalysisPlan;
+}
+
+export interface Settings {
+  reference: string;
+  threshold: number;
+  seed: number;
+  batchRows: number;
+  checkpointEvery: number;
+  mode: Mode;
+  threads: number;
+  topK: number;
+  tokens: number;
+}
+
+export interface ModelInfo {
+  label: string;
+  dir: string;
+  nLayers: number;
+  dMlp: number;
+  /** nLayers · dMlp */
+  nNeurons: number;
+  nPositions: number;
+}
+
+export interface PlanContext {
+  models: ModelInfo[];
+  /** Open models (reference first); closed after `finalize`. */
+  handles: Model[];
+  settings: Settings;
+  corpus: Corpus;
+  runDir: string;
+  signal?: CancellationSignal;
+  progress: (p: Progress) => void;
+}
+
+export interface AccumulatorSpec {
+  /** Key in the checkpoint; unique within a plan. */
+  name: string;
+  create(): Accumulator<unknown>;
+  restore(state: AccumulatorState): Accumulator<unknown>;
+}
+
+export interface AnalysisPlan {
+  /** Accumulators in the order they see each batch. */
+  accumulators(ctx: PlanContext): AccumulatorSpec[] | Promise<AccumulatorSpec[]>;
+  /** Writes the results from every accumulator's `finish()`; returns what goes into the manifest's `results`. */
+  finalize(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>>;
+  /** Choices the plan makes where method.md leaves one open (for the manifest). */
+  choices?: Record<string, string>;
+}
+
+export interface Progress {
+  phase: 'open' | 'corpus' | 'stream' | 'checkpoint' | 'finish' | 'write' | 'done';
+  message?: string;
+  batch?: number;
+  batches?: number;
+  tokensDone?: number;
+  tokensTotal?: number;
+  tokensPerSec?: number;
+  etaSec?: number;
+}
+
+export interface RunResult {
+  runDir: string;
+  id: string;
+  manifest: Manifest;
+  results: Map<string, unknown>;
+}
+
+export interface Manifest {
+  format: 'universal-neurons/run@1';
+  id: string;
+  status: 'running' | 'cancelled' | 'failed' | 'complete';
+  created: string;
+  updated: string;
+  software: Record<string, string>;
+  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string })[];
+  corpus: {
+    inputs: string[];
+    files: Corpus['files'];
+    skipped: string[];
+    hash: string;
+    rows: number;
+    row_length: number;
+    tokens: Corpus['tokens'];
+  };
+  settings: Settings;
+  choices: Record<string, string>;
+  progress: { batches_done: number; batches_total: number; tokens_done: number };
+  timings: { open_s: number; corpus_s: number; stream_s: number; finish_s: number; write_s: number; total_s: number; sessions: number };
+  warnings: string[];
+  error?: string;
+  results?: Record<string, unknown>;
+}
+
+export const DEFAULTS = {
+  threshold: 0.5,
+  seed: 0,
+  batchRows: 8,
+  checkpointEvery: 25,
+  mode: 'exact' as Mode,
+  threads: 0,
+  topK: 20,
+};
+
+/** Choices the pipeline itself makes where method.md is silent. */
+const PIPELINE_CHOICES: Record<string, string> = {
+  rows: 'TransformerLens tokenize_and_concatenate: documents joined with EOS (50256), rows of n_positions = BOS + n_positions−1 corpus tokens, the incomplete last row dropped',
+  token_budget: 'the first floor(tokens / n_positions) whole rows of the stream; BOS counts towards the budget',
+  token_filter: 'statistics and correlations use tokens other than 50256 and "\\n" (198); the rows still contain them, and the forward sees them',
+  corpus_order: 'inputs in the order given; a folder contributes its .txt/.md/.jsonl/.tokens.bin files sorted by relative path (code-unit order), hidden entries skipped',
+  text_tokenizer: "text inputs are tokenized with the reference model's tokenizer, document by document",
+};
+
+// ---------------------------------------------------------------------------------------------
+
+/** sha256 of the tokenizer's id → token table: two models share a tokenizer iff these match. */
+export function vocabHash(tok: { vocabSize: number; tokenRaw(id: number): string | undefined }): string {
+  const h = createHash('sha256');
+  for (let i = 0; i < tok.vocabSize; i++) h.update(`${i}\u0000${tok.tokenRaw(i) ?? ''}\u0001`);
+  return h.digest('hex');
+}
+
+function labelOf(dir: string): string {
+  return basename(resolve(dir));
+}
+
+function pickReference(models: string[], ref: string | undefined): number {
+  if (ref === undefined || ref === '') return 0;
+  const byPath = models.findIndex((m) => m === ref || resolve(m) === resolve(ref));
+  if (byPath >= 0) return byPath;
+  const byLabel = models.map(labelOf).indexOf(ref);
+  if (byLabel >= 0) return byLabel;
+  if (/^\d+$/.test(ref) && Number(ref) < models.length) return Number(ref);
+  throw new EngineError(`--reference ${ref} is none of the models (${models.map(labelOf).join(', ')})`);
+}
+
+function packageVersion(): string {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    const p = join(dir, 'package.json');
+    if (fs.existsSync(p)) {
+      try {
+        return String((JSON.parse(fs.readFileSync(p, 'utf8')) as { version?: string }).version ?? 'unknown');
+      } catch {
+        return 'unknown';
+      }
+    }
+    if (dirname(dir) === dir) return 'unknown';
+  }
+}
+
+async function softwareVersions(): Promise<Record<string, string>> {
+  const out: Record<string, string> = { 'universal-neurons': packageVersion(), node: process.version };
+  try {
+    const ort = await import('onnxruntime-node');
+    out['onnxruntime-node'] = String(ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown');
+  } catch {
+    out['onnxruntime-node'] = 'unavailable';
+  }
+  return out;
+}
+
+/** Layer arrays [T×d_mlp] interleaved into one [T×N] matrix (neuron (l,n) at column l·d_mlp+n). */
+export function interleave(layers: readonly Float32Array[], nTokens: number, dMlp: number): Float32Array {
+  const L = layers.length;
+  const N = L * dMlp;
+  const out = new Float32Array(nTokens * N);
+  for (let l = 0; l < L; l++) {
+    const src = layers[l]!;
+    for (let t = 0; t < nTokens; t++) out.set(src.subarray(t * dMlp, (t + 1) * dMlp), t * N + l * dMlp);
+  }
+  return out;
+}
+
+/** Rows of `full` ([T×N]) at `index`, packed. */
+export function compact(full: Float32Array, index: Int32Array, N: number): Float32Array {
+  const out = new Float32Array(index.length * N);
+  for (let k = 0; k < index.length; k++) out.set(full.subarray(index[k]! * N, (index[k]! + 1) * N), k * N);
+  return out;
+}
+
+/** Builds the contract's ActivationBatch for rows [rowStart, rowStart+nRows) of the corpus. */
+export async function buildBatch(
+  handles: readonly Model[],
+  corpus: Corpus,
+  batchIndex: number,
+  rowStart: number,
+  nRows: number,
+  signal?: CancellationSignal,
+): Promise<ActivationBatch> {
+  const rows: number[][] = [];
+  for (let r = rowStart; r < rowStart + nRows; r++) rows.push(row(corpus, r));
+  const offsets = [0];
+  for (const r of rows) offsets.push(offsets[offsets.length - 1]! + r.length);
+  const nTokens = offsets[rows.length]!;
+  const keep = new Uint8Array(nTokens);
+  const kept: number[] = [];
+  let t = 0;
+  for (const r of rows) {
+    for (const id of r) {
+      if (isKept(id)) {
+        keep[t] = 1;
+        kept.push(t);
+      }
+      t++;
+    }
+  }
+  const keptIndex = Int32Array.from(kept);
+  const models: ModelActivations[] = [];
+  for (const m of handles) {
+    const run = await m.runTokens(rows, { hooks: ['pre', 'post'], signal });
+    const N = m.nLayers * m.dMlp;
+    const pre = interleave(run.hookPre, nTokens, m.dMlp);
+    const post = interleave(run.hookPost, nTokens, m.dMlp);
+    models.push({ pre, post, keptPre: compact(pre, keptIndex, N), keptPost: compact(post, keptIndex, N) });
+  }
+  return { batchIndex, rows, rowStart, offsets, nTokens, keep, keptIndex, nKept: keptIndex.length, models };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Opened {
+  handles: Model[];
+  infos: ModelInfo[];
+  entries: Manifest['models'];
+}
+
+async function openModels(dirs: string[], threads: number, signal?: CancellationSignal): Promise<Opened> {
+  const { openModel } = await import('../runtime'); // lazily: loads the native onnxruntime addon
+  const handles: Model[] = [];
+  try {
+    const entries: Manifest['models'] = [];
+    const infos: ModelInfo[] = [];
+    const labels = new Set<string>();
+    for (const [i, dir] of dirs.entries()) {
+      throwIfCancelled(signal);
+      const m = await openModel(dir, threads ? { threads } : {});
+      handles.push(m);
+      let label = labelOf(dir);
+      while (labels.has(label)) label = `${label}_${i}`;
+      labels.add(label);
+      const info: ModelInfo = {
+        label,
+        dir: m.dir,
+        nLayers: m.nLayers,
+        dMlp: m.dMlp,
+        nNeurons: m.nLayers * m.dMlp,
+        nPositions: m.config.nPositions,
+      };
+      infos.push(info);
+      entries.push({
+        ...info,
+        role: i === 0 ? 'reference' : 'other',
+        config_sha256: await hashFile(join(m.dir, 'config.json')),
+        safetensors_sha256: await hashFile(join(m.dir, 'model.safetensors')),
+        vocab_sha256: vocabHash(m.tokenizer),
+      });
+    }
+    const ref = entries[0]!;
+    for (const e of entries.slice(1)) {
+      const diffs: string[] = [];
+      if (e.nLayers !== ref.nLayers) diffs.push(`n_layer ${ref.nLayers} vs ${e.nLayers}`);
+      if (e.dMlp !== ref.dMlp) diffs.push(`d_mlp ${ref.dMlp} vs ${e.dMlp}`);
+      if (e.nPositions !== ref.nPositions) diffs.push(`n_positions ${ref.nPositions} vs ${e.nPositions}`);
+      if (diffs.length) {
+        throw new EngineError(
+          `models ${ref.dir} and ${e.dir} differ in architecture (${diffs.join(', ')}); universality compares models of one architecture`,
+          e.dir,
+        );
+      }
+      if (e.vocab_sha256 !== ref.vocab_sha256) {
+        throw new EngineError(
+          `models ${ref.dir} and ${e.dir} use different tokenizers (vocabulary hashes ${ref.vocab_sha256.slice(0, 12)} vs ${e.vocab_sha256.slice(0, 12)}); they must read the same tokens`,
+          e.dir,
+        );
+      }
+    }
+    return { handles, infos, entries };
+  } catch (e) {
+    for (const h of handles) await h.close();
+    throw e;
+  }
+}
+
+function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
+  const s: Settings = {
+    reference,
+    threshold: opts.threshold ?? DEFAULTS.threshold,
+    seed: opts.seed ?? DEFAULTS.seed,
+    batchRows: opts.batchRows ?? DEFAULTS.batchRows,
+    checkpointEvery: opts.checkpointEvery ?? DEFAULTS.checkpointEvery,
+    mode: opts.mode ?? DEFAULTS.mode,
+    threads: opts.threads ?? DEFAULTS.threads,
+    topK: opts.topK ?? DEFAULTS.topK,
+    tokens: opts.tokens,
+  };
+  if (!(Number.isFinite(s.threshold) && s.threshold > -1 && s.threshold < 2)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
+  if (!Number.isSafeInteger(s.seed) || s.seed < 0) throw new EngineError(`seed ${s.seed} must be a non-negative integer`);
+  if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
+  if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);
+  if (s.mode !== 'exact' && s.mode !== 'fast') throw new EngineError(`mode ${String(s.mode)} is neither exact nor fast`);
+  return s;
+}
+
+/**
+ * Runs (or resumes) one analysis end to end. Progress goes to `onProgress`; `signal` stops it
+ * between batches (CancelledError) after writing a checkpoint, so that `resume` continues there.
+ */
+export async function runAnalysis(
+  opts: AnalysisOptions,
+  onProgress: (p: Progress) => void = () => {},
+  signal?: CancellationSignal,
+): Promise<RunResult> {
+  const t0 = Date.now();
+  const plan = opts.plan ?? (await import('./plan')).defaultPlan();
+
+  // Settings: a resumed run takes everything from its manifest.
+  let runDir: string;
+  let id: string;
+  let previous: Manifest | undefined;
+  let modelDirs: string[];
+  let corpusPaths: string[];
+  let settings: Settings;
+  if (opts.resume) {
+    runDir = resolveRunDir(opts.resume, opts.workspace);
+    previous = readJson<Manifest>(join(runDir, 'manifest.json'));
+    if (previous.format !== 'universal-neurons/run@1') throw new EngineError(`${runDir}/manifest.json is not a run manifest of this tool`, runDir);
+    if (previous.status === 'complete') throw new EngineError(`run ${runDir} is already complete; nothing to resume`, runDir);
+    id = previous.id;
+    modelDirs = previous.models.map((m) => m.dir);
+    corpusPaths = previous.corpus.inputs;
+    settings = previous.settings;
+  } else {
+    if (opts.models.length < 2) throw new EngineError(`universality needs at least two models (got ${opts.models.length})`);
+    const ri = pickReference(opts.models, opts.reference);
+    modelDirs = [opts.models[ri]!, ...opts.models.filter((_, i) => i !== ri)];
+    corpusPaths = opts.corpus.map((p) => resolve(p));
+    settings = settingsFrom(opts, labelOf(modelDirs[0]!));
+    runDir = '';
+    id = '';
+  }
+
+  onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
+  const opened = await openModels(modelDirs, settings.threads, signal);
+  const { handles, infos } = opened;
+  let manifest: Manifest | undefined;
+  try {
+    if (previous) {
+      for (const [i, e] of opened.entries.entries()) {
+        const p = previous.models[i]!;
+        if (p.safetensors_sha256 !== e.safetensors_sha256 || p.config_sha256 !== e.config_sha256) {
+          throw new EngineError(`model ${e.dir} changed since run ${id} started (sha256 differs); start a new run`, e.dir);
+        }
+      }
+    }
+    const tOpen = Date.now();
+    onProgress({ phase: 'corpus', message: `reading the corpus (${settings.tokens} tokens)` });
+    const ref = handles[0]!;
+    const corpus = readCorpus({
+      paths: corpusPaths,
+      nPositions: infos[0]!.nPositions,
+      tokens: settings.tokens,
+      encode: (text) => ref.tokenizer.encode(text).ids,
+      bos: ref.tokenizer.bosId,
+      eos: ref.tokenizer.eosId,
+      signal,
+    });
+    if (previous && previous.corpus.hash !== corpus.hash) {
+      throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
+    }
+    // A new run's folder appears only once models and corpus are known to be usable.
+    if (!previous) ({ dir: runDir, id } = createRunDir({ out: opts.out, workspace: opts.workspace }));
+    const tCorpus = Date.now();
+
+    const nBatches = Math.ceil(corpus.nRows / settings.batchRows);
+    const now = new Date().toISOString();
+    manifest = {
+      format: 'universal-neurons/run@1',
+      id,
+      status: 'running',
+      created: previous?.created ?? now,
+      updated: now,
+      software: await softwareVersions(),
+      models: opened.entries,
+      corpus: {
+        inputs: corpusPaths,
+        files: corpus.files,
+        skipped: corpus.skipped,
+        hash: corpus.hash,
+        rows: corpus.nRows,
+        row_length: corpus.nPositions,
+        tokens: corpus.tokens,
+      },
+      settings,
+      choices: { ...PIPELINE_CHOICES, ...(plan.choices ?? {}) },
+      progress: { batches_done: 0, batches_total: nBatches, tokens_done: 0 },
+      timings: {
+        open_s: (previous?.timings.open_s ?? 0) + (tOpen - t0) / 1000,
+        corpus_s: (previous?.timings.corpus_s ?? 0) + (tCorpus - tOpen) / 1000,
+        stream_s: previous?.timings.stream_s ?? 0,
+        finish_s: 0,
+        write_s: 0,
+        total_s: previous?.timings.total_s ?? 0,
+        sessions: (previous?.timings.sessions ?? 0) + 1,
+      },
+      warnings: [...corpus.warnings],
+    };
+    const m = manifest;
+    const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
+    const specs = await plan.accumulators(ctx);
+    const names = new Set(specs.map((s) => s.name));
+    if (names.size !== specs.length) throw new EngineError('accumulator names in the plan are not unique');
+
+    // Restore or create every accumulator.
+    let start = 0;
+    let accs: Accumulator<unknown>[];
+    const ck = previous ? readCheckpoint(runDir) : undefined;
+    if (ck) {
+      if (ck.meta.corpusHash !== corpus.hash || ck.meta.batchRows !== settings.batchRows) {
+        throw new EngineError(`the checkpoint in ${runDir} belongs to other data or batch size; start a new run`, runDir);
+      }
+      for (const s of specs) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
+      accs = specs.map((s) => s.restore(ck.states[s.name]!));
+      start = ck.nextBatch;
+    } else {
+      accs = specs.map((s) => s.create());
+    }
+    const tokensAt = (b: number) => Math.min(b * settings.batchRows, corpus.nRows) * corpus.nPositions;
+    m.progress = { batches_done: start, batches_total: nBatches, tokens_done: tokensAt(start) };
+    writeJsonAtomic(join(runDir, 'manifest.json'), m);
+
+    const checkpoint = (next: number): void => {
+      onProgress({ phase: 'checkpoint', batch: next, batches: nBatches });
+      writeCheckpoint(runDir, {
+        nextBatch: next,
+        meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches },
+        states: Object.fromEntries(specs.map((s, i) => [s.name, accs[i]!.state()])),
+      });
+      m.progress = { batches_done: next, batches_total: nBatches, tokens_done: tokensAt(next) };
+      m.updated = new Date().toISOString();
+      writeJsonAtomic(join(runDir, 'manifest.json'), m);
+    };
+
+    // Stream.
+    const tStream = Date.now();
+    const streamBase = m.timings.stream_s;
+    let lastCheckpoint = start;
+    const tokensTotal = corpus.nRows * corpus.nPositions;
+    try {
+      for (let b = start; b < nBatches; b++) {
+        if (signal?.cancelled) {
+          if (b > lastCheckpoint) checkpoint(b);
+          throw new CancelledError();
+        }
+        const rowStart = b * settings.batchRows;
+        const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal);
+        for (const a of accs) await a.add(batch);
+        const done = tokensAt(b + 1);
+        const secs = (Date.now() - tStream) / 1000;
+        const rate = (done - tokensAt(start)) / Math.max(secs, 1e-3);
+        m.timings.stream_s = streamBase + secs;
+        if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
+          checkpoint(b + 1);
+          lastCheckpoint = b + 1;
+        }
+        onProgress({
+          phase: 'stream',
+          batch: b + 1,
+          batches: nBatches,
+          tokensDone: done,
+          tokensTotal,
+          tokensPerSec: rate,
+          etaSec: (tokensTotal - done) / Math.max(rate, 1e-9),
+        });
+      }
+    } catch (e) {
+      m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
+      if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
+      m.updated = new Date().toISOString();
+      m.timings.total_s += (Date.now() - t0) / 1000;
+      try {
+        writeJsonAtomic(join(runDir, 'manifest.json'), m);
+      } catch {
+        // the original error matters more
+      }
+      throw e;
+    }
+    throwIfCancelled(signal);
+
+    // Finish and write.
+    const tFinish = Date.now();
+    onProgress({ phase: 'finish', message: 'computing correlations and statistics' });
+    const results = new Map<string, unknown>();
+    for (const [i, s] of specs.entries()) results.set(s.name, await accs[i]!.finish());
+    const tWrite = Date.now();
+    onProgress({ phase: 'write', message: `writing results to ${runDir}` });
+    m.results = await plan.finalize(ctx, results);
+    const tEnd = Date.now();
+    m.status = 'complete';
+    m.updated = new Date().toISOString();
+    m.progress = { batches_done: nBatches, batches_total: nBatches, tokens_done: tokensTotal };
+    m.timings.finish_s = (tWrite - tFinish) / 1000;
+    m.timings.write_s = (tEnd - tWrite) / 1000;
+    m.timings.total_s += (tEnd - t0) / 1000;
+    writeJsonAtomic(join(runDir, 'manifest.json'), m);
+    // The checkpoint has served its purpose; the results are final.
+    fs.rmSync(join(runDir, 'checkpoint'), { recursive: true, force: true });
+    onProgress({ phase: 'done', message: runDir });
+    return { runDir, id, manifest: m, results };
+  } finally {
+    for (const h of handles) await h.close();
+  }
+}
