@@ -232,7 +232,7 @@ describe('bad input', () => {
   test('a budget larger than the corpus warns in the manifest and uses what there is', async () => {
     const small = join(tmp, 'small.tokens.bin');
     const buf = readFileSync(HELDOUT).subarray(0, 2 * 127 * 3 + 10);
-    writeFileSync(small, buf);
+    writeFileSync(small, new Uint8Array(buf));
     const r = await runAnalysis({ ...BASE, models: [MODEL('a'), MODEL('b')], corpus: [small], tokens: 1_000_000, out: join(tmp, 'big'), plan: sumPlan() });
     assert.equal(r.manifest.corpus.rows, 3);
     assert.equal(r.manifest.corpus.tokens.requested, 1_000_000);
