@@ -12,10 +12,27 @@ export interface Settings {
   topK: number;
   threads: number;
   maxPromptBytes: number;
+  maxPromptTokens: number;
+  /** Glob patterns of prompt files (hover, heat-map), besides plaintext and markdown documents. */
+  promptGlobs: string[];
+  /** Universal ⇔ excess correlation above this (new analyses). */
+  universalThreshold: number;
+  /** Quiet time after an edit before an analysed document is re-analysed, ms. */
+  reanalyzeDelayMs: number;
 }
+
+export const DEFAULT_PROMPT_GLOBS = ['**/*.prompt', '**/*.txt'];
 
 function int(v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   return typeof v === 'number' && Number.isFinite(v) ? Math.min(max, Math.max(min, Math.floor(v))) : def;
+}
+
+function num(v: unknown, def: number, min: number, max: number): number {
+  return typeof v === 'number' && Number.isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
+}
+
+function stringList(v: unknown, def: string[]): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x.trim() !== '').map((x) => x.trim()) : def;
 }
 
 /** Clamped to the ranges package.json declares: a hand-edited settings.json is not validated. */
@@ -26,6 +43,10 @@ export function readSettings(): Settings {
     topK: int(c.get('topK'), 5, 1, 100),
     threads: int(c.get('threads'), 0, 0),
     maxPromptBytes: int(c.get('maxPromptBytes'), 1_000_000, 1),
+    maxPromptTokens: int(c.get('maxPromptTokens'), 8192, 2),
+    promptGlobs: stringList(c.get('promptGlobs'), DEFAULT_PROMPT_GLOBS),
+    universalThreshold: num(c.get('universalThreshold'), 0.5, -1, 2),
+    reanalyzeDelayMs: int(c.get('reanalyzeDelayMs'), 300, 0, 10_000),
   };
 }
 

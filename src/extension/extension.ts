@@ -1,34 +1,70 @@
 /**
  * Entry point. Activation only wires things up: no model, no native addon (onnxruntime-node is
- * loaded by EngineHost on the first command), so opening VS Code stays fast.
+ * loaded by EngineHost on the first analysis), no run files read (the remembered run loads in the
+ * background once activation has returned), so opening VS Code stays fast.
  */
 import * as vscode from 'vscode';
+import { registerCommands } from './commands';
 import { SECTION } from './config';
 import { EngineHost } from './engineHost';
+import { HeatMap } from './heatmap';
+import { registerHover } from './hover';
+import { loadPanels, registerSerializers } from './panelsBridge';
+import { PromptAnalyzer } from './promptAnalyzer';
+import { RunState } from './runState';
 import { registerTokenActivations } from './tokenActivations';
+import { RunsTree, VIEW_ID } from './tree';
 
 /** Returned from activate(): what `vscode.extensions.getExtension(...).exports` gives. */
 export interface UniversalNeuronsApi {
   /** Wall time of activate() itself, ms. */
   activationMs: number;
+  /** For tests: the hover's layout input at a position of an analysed document. */
+  testing: {
+    currentRunDir(): string | undefined;
+    heatApplied(doc: vscode.TextDocument): unknown;
+    isFollowed(doc: vscode.TextDocument): boolean;
+  };
 }
 
 export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi {
   const t0 = performance.now();
   const channel = vscode.window.createOutputChannel('Universal Neurons');
   const host = new EngineHost();
+  const runs = new RunState(context, channel);
+  const analyzer = new PromptAnalyzer(context.extensionPath, host, runs, channel);
+  const heat = new HeatMap(analyzer);
+  const tree = new RunsTree(runs);
   context.subscriptions.push(
     channel,
     host,
+    runs,
+    analyzer,
+    heat,
+    tree,
     registerTokenActivations(context.extensionPath, channel, host),
+    ...registerCommands({ ctx: context, log: channel, runs, analyzer, heat, panels: loadPanels }),
+    registerHover(analyzer, runs, heat),
+    vscode.window.createTreeView(VIEW_ID, { treeDataProvider: tree, showCollapseAll: true }),
     vscode.workspace.onDidChangeConfiguration((e) => {
       // A different model or thread count needs a new session; topK etc. apply on the next run.
       if (e.affectsConfiguration(`${SECTION}.modelPath`) || e.affectsConfiguration(`${SECTION}.threads`)) host.invalidate();
     }),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => runs.refresh()),
   );
+  registerSerializers(context);
+  // The remembered run, after activation has returned (reading its table takes tens of ms).
+  setTimeout(() => void runs.ensureLoaded(), 0);
   const activationMs = performance.now() - t0;
-  channel.appendLine(`Universal Neurons activated in ${activationMs.toFixed(1)} ms`);
-  return { activationMs };
+  channel.appendLine(`Universal Neurons activated in ${activationMs.toFixed(1)} ms${vscode.workspace.isTrusted ? '' : ' (Restricted Mode: analysis only on request)'}`);
+  return {
+    activationMs,
+    testing: {
+      currentRunDir: () => runs.current?.dir,
+      heatApplied: (doc) => heat.appliedFor(doc),
+      isFollowed: (doc) => analyzer.isFollowed(doc),
+    },
+  };
 }
 
 export function deactivate(): void {

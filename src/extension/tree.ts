@@ -1,0 +1,145 @@
+/**
+ * The Runs view (activity bar → Universal Neurons): runs found under the workspace's
+ * `.universal-neurons/runs` (and the global store); the current run expands to its models, the
+ * reference model to its layers, each layer to its universal neurons grouped by family (when the
+ * run has families). Neuron rows have inline actions: open the neuron page, heat-map it.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import * as vscode from 'vscode';
+import { listRuns, universalByLayerAndFamily, type RunView } from '../engine/runView';
+import type { RunState } from './runState';
+
+export const VIEW_ID = 'universalNeurons.runs';
+
+export type Node =
+  | { kind: 'run'; dir: string; current: boolean }
+  | { kind: 'model'; index: number }
+  | { kind: 'layer'; layer: number }
+  | { kind: 'family'; layer: number; family: string; rows: number[] }
+  | { kind: 'neuron'; layer: number; neuron: number; row: number };
+
+function readStatus(dir: string): { status: string; id: string; models: string } {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+      status?: string;
+      id?: string;
+      models?: { label?: string }[];
+    };
+    return { status: String(m.status ?? '?'), id: String(m.id ?? basename(dir)), models: (m.models ?? []).map((x) => x.label ?? '?').join(', ') };
+  } catch {
+    return { status: 'unreadable', id: basename(dir), models: '' };
+  }
+}
+
+export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
+  private readonly emitter = new vscode.EventEmitter<Node | undefined>();
+  readonly onDidChangeTreeData = this.emitter.event;
+  private readonly sub: vscode.Disposable;
+
+  constructor(private readonly runs: RunState) {
+    this.sub = runs.onDidChange(() => this.emitter.fire(undefined));
+  }
+
+  private get run(): RunView | undefined {
+    return this.runs.current;
+  }
+
+  getChildren(node?: Node): Node[] {
+    const run = this.run;
+    if (!node) {
+      const dirs = new Set<string>();
+      for (const d of this.runs.runsDirs()) for (const r of listRuns(d)) dirs.add(r);
+      if (run) dirs.add(run.dir);
+      return [...dirs].map((dir) => ({ kind: 'run', dir, current: !!run && run.dir === dir }) as Node).sort((a, b) => Number(b.kind === 'run' && b.current) - Number(a.kind === 'run' && a.current));
+    }
+    if (!run) return [];
+    switch (node.kind) {
+      case 'run':
+        return node.current ? run.models.map((_, index) => ({ kind: 'model', index })) : [];
+      case 'model':
+        return node.index === 0 ? Array.from({ length: run.reference.nLayers }, (_, layer) => ({ kind: 'layer', layer })) : [];
+      case 'layer': {
+        const groups = universalByLayerAndFamily(run)[node.layer]?.families ?? [];
+        if (!run.family) return (groups[0]?.rows ?? []).map((row) => this.neuronNode(run, row));
+        return groups.map((g) => ({ kind: 'family', layer: node.layer, family: g.family, rows: g.rows }));
+      }
+      case 'family':
+        return node.rows.map((row) => this.neuronNode(run, row));
+      default:
+        return [];
+    }
+  }
+
+  private neuronNode(run: RunView, row: number): Node {
+    return { kind: 'neuron', layer: run.layer[row]!, neuron: run.neuron[row]!, row };
+  }
+
+  getTreeItem(node: Node): vscode.TreeItem {
+    const run = this.run;
+    const C = vscode.TreeItemCollapsibleState;
+    switch (node.kind) {
+      case 'run': {
+        const s = readStatus(node.dir);
+        const item = new vscode.TreeItem(s.id, node.current ? C.Expanded : C.None);
+        item.description = node.current ? 'current' : s.status === 'complete' ? s.models : s.status;
+        item.tooltip = `${node.dir}\nstatus: ${s.status}\nmodels: ${s.models}`;
+        item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : s.status === 'complete' ? 'circle-large-outline' : 'warning');
+        item.contextValue = node.current ? 'run.current' : s.status === 'complete' ? 'run' : 'run.incomplete';
+        item.resourceUri = vscode.Uri.file(node.dir);
+        if (!node.current && s.status === 'complete') item.command = { command: 'universalNeurons.openRun', title: 'Open Run', arguments: [node.dir] };
+        return item;
+      }
+      case 'model': {
+        const m = run!.models[node.index]!;
+        const ref = node.index === 0;
+        const item = new vscode.TreeItem(m.label, ref ? C.Collapsed : C.None);
+        let universal = 0;
+        if (ref) for (const u of run!.universal) universal += u;
+        item.description = ref ? `reference · ${universal} universal` : 'compared';
+        item.tooltip = `${m.dir}\n${m.nLayers} layers × ${m.dMlp} neurons`;
+        item.iconPath = new vscode.ThemeIcon(ref ? 'star-full' : 'symbol-class');
+        item.contextValue = ref ? 'model.reference' : 'model';
+        return item;
+      }
+      case 'layer': {
+        let n = 0;
+        for (let r = 0; r < run!.nRows; r++) if (run!.layer[r] === node.layer && run!.universal[r]) n++;
+        const item = new vscode.TreeItem(`Layer ${node.layer}`, n ? C.Collapsed : C.None);
+        item.description = `${n} universal of ${run!.reference.dMlp}`;
+        item.iconPath = new vscode.ThemeIcon('layers');
+        item.contextValue = 'layer';
+        return item;
+      }
+      case 'family': {
+        const item = new vscode.TreeItem(node.family, C.Collapsed);
+        item.description = String(node.rows.length);
+        item.iconPath = new vscode.ThemeIcon('symbol-folder');
+        item.contextValue = 'family';
+        return item;
+      }
+      case 'neuron': {
+        const label = `L${node.layer}.N${node.neuron}`;
+        const item = new vscode.TreeItem(label, C.None);
+        const ex = run!.excess[node.row]!;
+        item.description = `excess ${ex.toFixed(3)}`;
+        const mc = run!.columns.mean_corr?.[node.row];
+        const mb = run!.columns.mean_baseline?.[node.row];
+        item.tooltip = `${label}: excess ${ex.toFixed(3)}${mc !== undefined ? `, mean corr ${mc.toFixed(3)}` : ''}${mb !== undefined ? `, mean baseline ${mb.toFixed(3)}` : ''}${run!.family?.[node.row] ? `\nfamily: ${run!.family[node.row]}` : ''}`;
+        item.iconPath = new vscode.ThemeIcon('circle-filled');
+        item.contextValue = 'neuron';
+        item.command = { command: 'universalNeurons.showNeuron', title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };
+        return item;
+      }
+    }
+  }
+
+  refresh(): void {
+    this.emitter.fire(undefined);
+  }
+
+  dispose(): void {
+    this.sub.dispose();
+    this.emitter.dispose();
+  }
+}
