@@ -41,6 +41,14 @@ export const PAPER_COLUMNS = [
 ] as const;
 export type PaperColumn = (typeof PAPER_COLUMNS)[number];
 
+/** Partner columns of neurons.arrow for other model `label`. */
+export const partnerColumns = (label: string) => ({
+  layer: `partner_layer_${label}`,
+  neuron: `partner_neuron_${label}`,
+  corr: `corr_${label}`,
+  baseline: `baseline_${label}`,
+});
+
 export const RUNS_DIR = join('.universal-neurons', 'runs');
 
 // ---------------------------------------------------------------------------------------------
@@ -362,4 +370,120 @@ export function csvText(columns: readonly string[], rows: readonly Record<string
   const lines = [columns.join(',')];
   for (const r of rows) lines.push(columns.map((c) => csvNumber(r[c] ?? NaN)).join(','));
   return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading neuron tables back (ours, and the paper's published CSVs)
+
+export interface NeuronTable {
+  /** Where it came from (for messages). */
+  source: string;
+  nRows: number;
+  /** Numeric columns by name (booleans as 0/1, missing values NaN), in file order. */
+  columns: Map<string, Float64Array>;
+}
+
+/** Splits one CSV line (RFC 4180 quotes; the paper's files are plain numbers). */
+function csvCells(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i]!;
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out;
+}
+
+function cellNumber(raw: string): number {
+  const s = raw.trim();
+  if (s === '' || /^(nan|NaN|NA|null|None)$/.test(s)) return NaN;
+  if (/^true$/i.test(s)) return 1;
+  if (/^false$/i.test(s)) return 0;
+  if (/^-?inf(inity)?$/i.test(s)) return s.startsWith('-') ? -Infinity : Infinity;
+  const x = Number(s);
+  return Number.isNaN(x) ? NaN : x;
+}
+
+/**
+ * Reads a CSV in the paper's schema (any column order, extra columns kept, a pandas index column
+ * — empty or "Unnamed: 0" header — dropped). `layer` and `neuron` are required.
+ */
+export function readNeuronCsv(path: string): NeuronTable {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new EngineError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : ioMessage(e)}`, path);
+  }
+  if (text.includes('\u0000')) throw new EngineError(`${path} looks binary, not a CSV table`, path);
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/).filter((l) => l.trim() !== '');
+  if (lines.length === 0) throw new EngineError(`${path} is empty`, path);
+  const head = csvCells(lines[0]!).map((h) => h.trim());
+  for (const need of ['layer', 'neuron']) {
+    if (!head.includes(need)) {
+      throw new EngineError(`${path} has no "${need}" column (columns: ${head.join(', ')}); expected the paper's universal.csv schema`, path);
+    }
+  }
+  const keepIdx = head.map((h, i) => (h === '' || /^Unnamed: \d+$/.test(h) ? -1 : i)).filter((i) => i >= 0);
+  const n = lines.length - 1;
+  const columns = new Map<string, Float64Array>();
+  for (const i of keepIdx) if (!columns.has(head[i]!)) columns.set(head[i]!, new Float64Array(n));
+  for (let r = 0; r < n; r++) {
+    const cells = csvCells(lines[r + 1]!);
+    if (cells.length !== head.length) {
+      throw new EngineError(`${path}:${r + 2}: ${cells.length} cells, the header has ${head.length}`, path);
+    }
+    for (const i of keepIdx) columns.get(head[i]!)![r] = cellNumber(cells[i]!);
+  }
+  const layer = columns.get('layer')!;
+  const neuron = columns.get('neuron')!;
+  for (let r = 0; r < n; r++) {
+    if (!(Number.isInteger(layer[r]) && layer[r]! >= 0 && Number.isInteger(neuron[r]) && neuron[r]! >= 0)) {
+      throw new EngineError(`${path}:${r + 2}: layer and neuron must be non-negative integers`, path);
+    }
+  }
+  return { source: path, nRows: n, columns };
+}
+
+/** Reads an Arrow IPC neuron table (our neurons.arrow): numeric and boolean columns. */
+export async function readNeuronArrow(path: string): Promise<NeuronTable> {
+  const arrow = await import('apache-arrow');
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(path);
+  } catch (e) {
+    throw new EngineError(`cannot read ${path}: ${ioMessage(e)}`, path);
+  }
+  let t: import('apache-arrow').Table;
+  try {
+    t = arrow.tableFromIPC(u8(bytes));
+  } catch (e) {
+    throw new EngineError(`${path} is not an Arrow IPC file (${(e as Error).message})`, path);
+  }
+  const columns = new Map<string, Float64Array>();
+  for (const f of t.schema.fields) {
+    const type = String(f.type);
+    if (!/^(Float|Int|Uint|Bool)/.test(type)) continue;
+    const v = t.getChild(f.name)!;
+    const out = new Float64Array(t.numRows);
+    for (let i = 0; i < t.numRows; i++) {
+      const x: unknown = v.get(i);
+      out[i] = x === null || x === undefined ? NaN : typeof x === 'boolean' ? (x ? 1 : 0) : Number(x);
+    }
+    columns.set(f.name, out);
+  }
+  if (!columns.has('layer') || !columns.has('neuron')) throw new EngineError(`${path} has no layer/neuron columns`, path);
+  return { source: path, nRows: t.numRows, columns };
 }

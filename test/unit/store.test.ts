@@ -16,6 +16,8 @@ import {
   newRunId,
   PAPER_COLUMNS,
   readCheckpoint,
+  readNeuronArrow,
+  readNeuronCsv,
   resolveRunDir,
   setWriteFn,
   writeArrowAtomic,
@@ -174,6 +176,50 @@ describe('tables', () => {
     assert.equal(cells.length, PAPER_COLUMNS.length);
     assert.equal(Number(cells[PAPER_COLUMNS.indexOf('mean_corr')]), 0.1 + 0.2);
     assert.equal(cells[PAPER_COLUMNS.indexOf('excess_corr')], '');
+  });
+});
+
+describe('reading neuron tables', () => {
+  test('the paper schema as written by csvText reads back exactly', () => {
+    const rows = [0, 1, 2].map((i) => Object.fromEntries(PAPER_COLUMNS.map((c, k) => [c, c === 'layer' ? i : c === 'neuron' ? 7 * i : (k + 1) / (i + 3)])));
+    const p = join(tmp, 'paper.csv');
+    writeFileSync(p, csvText(PAPER_COLUMNS, rows));
+    const t = readNeuronCsv(p);
+    assert.equal(t.nRows, 3);
+    assert.deepEqual([...t.columns.keys()], [...PAPER_COLUMNS]);
+    for (const c of PAPER_COLUMNS) assert.deepEqual(Array.from(t.columns.get(c)!), rows.map((r) => r[c]));
+  });
+
+  test('a pandas index column is dropped; booleans, nan and quotes are understood', () => {
+    const p = join(tmp, 'pandas.csv');
+    writeFileSync(p, ',layer,neuron,excess_corr,universal,"note"\r\n0,1,2,0.6,True,"a, b"\r\n1,0,3,nan,False,x\r\n');
+    const t = readNeuronCsv(p);
+    assert.deepEqual([...t.columns.keys()], ['layer', 'neuron', 'excess_corr', 'universal', 'note']);
+    assert.deepEqual(Array.from(t.columns.get('universal')!), [1, 0]);
+    assert.ok(Number.isNaN(t.columns.get('excess_corr')![1]));
+  });
+
+  test('bad tables are named', () => {
+    const noLayer = join(tmp, 'nolayer.csv');
+    writeFileSync(noLayer, 'neuron,excess_corr\n1,0.5\n');
+    assert.throws(() => readNeuronCsv(noLayer), (e: Error) => e instanceof EngineError && e.message.includes(noLayer) && /"layer"/.test(e.message));
+    const ragged = join(tmp, 'ragged.csv');
+    writeFileSync(ragged, 'layer,neuron,excess_corr\n1,2\n');
+    assert.throws(() => readNeuronCsv(ragged), /ragged\.csv:2/);
+    const frac = join(tmp, 'frac.csv');
+    writeFileSync(frac, 'layer,neuron\n1.5,2\n');
+    assert.throws(() => readNeuronCsv(frac), /non-negative integers/);
+    assert.throws(() => readNeuronCsv(join(tmp, 'none.csv')), /no such file/);
+  });
+
+  test('neurons.arrow reads back as numeric columns (booleans as 0/1)', async () => {
+    const p = join(tmp, 'n.arrow');
+    await writeArrowAtomic(p, { layer: new Int32Array([0, 1]), neuron: new Int32Array([3, 4]), excess_corr: new Float64Array([0.1, 0.9]), universal: [false, true], model: ['x', 'y'] });
+    const t = await readNeuronArrow(p);
+    assert.deepEqual([...t.columns.keys()], ['layer', 'neuron', 'excess_corr', 'universal']);
+    assert.deepEqual(Array.from(t.columns.get('universal')!), [0, 1]);
+    writeFileSync(join(tmp, 'junk.arrow'), 'not arrow');
+    await assert.rejects(readNeuronArrow(join(tmp, 'junk.arrow')), /not an Arrow IPC file/);
   });
 });
 

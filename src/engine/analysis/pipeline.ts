@@ -105,8 +105,10 @@ export interface AnalysisPlan {
 }
 
 export interface Progress {
-  phase: 'open' | 'corpus' | 'stream' | 'checkpoint' | 'finish' | 'write' | 'done';
+  phase: 'open' | 'corpus' | 'run' | 'stream' | 'checkpoint' | 'finish' | 'write' | 'done';
   message?: string;
+  /** The run folder, from phase 'run' on. */
+  runDir?: string;
   batch?: number;
   batches?: number;
   tokensDone?: number;
@@ -425,6 +427,7 @@ export async function runAnalysis(
     }
     // A new run's folder appears only once models and corpus are known to be usable.
     if (!previous) ({ dir: runDir, id } = createRunDir({ out: opts.out, workspace: opts.workspace }));
+    onProgress({ phase: 'run', runDir, message: `${previous ? 'resuming' : 'run'} ${runDir}` });
     const tCorpus = Date.now();
 
     const nBatches = Math.ceil(corpus.nRows / settings.batchRows);
