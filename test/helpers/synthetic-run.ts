@@ -1,0 +1,213 @@
+/**
+ * A synthetic, complete analysis run folder in the contract's layout (manifest.json,
+ * neurons.arrow, partners.arrow, examples.json/.bin, optionally vocab.arrow), with plausible
+ * numbers (a U-shaped universal share per layer), for the result views' tests and previews.
+ * Nothing here is science: the values are random.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { serializeExamples, TopExamplesResult } from '../../src/engine/analysis/examples';
+import { arrowBytes, PAPER_COLUMNS } from '../../src/engine/store';
+
+export interface SyntheticRunOptions {
+  dir: string;
+  nLayers: number;
+  dMlp: number;
+  /** Labels, reference first. */
+  models?: string[];
+  /** Reference model folder (its tokenizer gives token text). */
+  modelDir?: string;
+  /** Top examples per neuron (0: no examples files). */
+  k?: number;
+  families?: boolean;
+  vocab?: boolean;
+  partners?: boolean;
+  seed?: number;
+  threshold?: number;
+  status?: string;
+}
+
+export function rng(seed: number): () => number {
+  let s = seed | 0;
+  return () => {
+    let t = (s = (s + 0x6d2b79f5) | 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const FAMILIES = ['unigram', 'alphabet', 'previous token', 'position', 'syntax', 'semantic'];
+
+export async function writeSyntheticRun(o: SyntheticRunOptions): Promise<void> {
+  const { dir, nLayers: L, dMlp: D } = o;
+  const models = o.models ?? ['tiny-gpt2-a', 'tiny-gpt2-b', 'tiny-gpt2-c'];
+  const N = L * D;
+  const r = rng(o.seed ?? 1);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  mkdirSync(dir, { recursive: true });
+
+  const cols: Record<string, Float64Array> = {};
+  for (const c of PAPER_COLUMNS) cols[c] = new Float64Array(N);
+  for (let l = 0; l < L; l++) {
+    const edge = Math.abs(l - (L - 1) / 2) / ((L - 1) / 2 || 1); // 0 mid, 1 first/last
+    const pUniv = 0.02 + 0.08 * edge * edge;
+    for (let n = 0; n < D; n++) {
+      const i = l * D + n;
+      const univ = r() < pUniv;
+      const base = 0.12 + 0.05 * r();
+      const mean = univ ? 0.65 + 0.3 * r() + 0.0 * base : base + 0.05 + 0.35 * r() * r();
+      cols.layer![i] = l;
+      cols.neuron![i] = n;
+      cols.mean_corr![i] = Math.min(0.999, mean);
+      cols.max_corr![i] = Math.min(0.999, mean + 0.05 * r());
+      cols.min_corr![i] = Math.max(0, mean - 0.1 * r());
+      cols.mean_baseline![i] = base;
+      cols.max_baseline![i] = base + 0.03 * r();
+      cols.min_baseline![i] = base - 0.03 * r();
+      cols.excess_corr![i] = cols.mean_corr![i]! - base;
+      cols.w_in_norm![i] = 0.5 + 0.2 * gauss() + (univ ? 0.3 : 0);
+      cols.input_bias![i] = -0.2 + 0.1 * gauss() - (univ ? 0.4 : 0);
+      cols.w_out_norm![i] = 0.4 + 0.1 * gauss() + (univ ? 0.2 : 0);
+      cols.in_out_sim![i] = 0.1 * gauss();
+      cols.l2_penalty![i] = cols.w_in_norm![i]! ** 2 + cols.w_out_norm![i]! ** 2;
+      cols.mean![i] = -0.5 + 0.3 * gauss() - (univ ? 0.5 : 0);
+      cols.var![i] = 0.2 + 0.1 * r();
+      cols.skew![i] = 0.5 * gauss() + (univ ? 1.5 : 0);
+      cols.kurt![i] = 3 + Math.abs(gauss()) + (univ ? 3 : 0);
+      cols.vocab_mean![i] = 0.001 * gauss();
+      cols.vocab_var![i] = 0.001 + 0.0005 * r();
+      cols.vocab_skew![i] = 0.3 * gauss();
+      cols.vocab_kurt![i] = 3 + 2 * Math.abs(gauss()) + (univ && l === L - 1 ? 10 : 0);
+      cols.sparsity![i] = univ ? 0.01 + 0.03 * r() : 0.05 + 0.3 * r();
+    }
+  }
+  cols.excess_corr![Math.min(3, N - 1)] = NaN; // one missing value, as a NaN in the file
+  const table: Record<string, Float64Array | Int32Array | string[]> = {
+    layer: Int32Array.from(cols.layer!),
+    neuron: Int32Array.from(cols.neuron!),
+  };
+  for (const c of PAPER_COLUMNS) if (c !== 'layer' && c !== 'neuron') table[c] = cols[c]!;
+  if (o.families) table.family = Array.from({ length: N }, () => (r() < 0.3 ? FAMILIES[Math.floor(r() * FAMILIES.length)]! : ''));
+  writeFileSync(join(dir, 'neurons.arrow'), await arrowBytes(table));
+
+  if (o.partners ?? true) {
+    const rows = N * (models.length - 1);
+    const p = {
+      layer: new Int32Array(rows),
+      neuron: new Int32Array(rows),
+      model: [] as string[],
+      partner_layer: new Int32Array(rows),
+      partner_neuron: new Int32Array(rows),
+      corr: new Float64Array(rows),
+      baseline: new Float64Array(rows),
+    };
+    let k = 0;
+    for (let m = 1; m < models.length; m++) {
+      for (let i = 0; i < N; i++, k++) {
+        const l = Math.floor(i / D);
+        p.layer[k] = l;
+        p.neuron[k] = i % D;
+        p.model.push(models[m]!);
+        p.partner_layer[k] = Math.max(0, Math.min(L - 1, l + (r() < 0.8 ? 0 : r() < 0.5 ? -1 : 1)));
+        // Some partners shared by several reference neurons (so "best reference match" varies).
+        p.partner_neuron[k] = r() < 0.3 ? Math.floor(r() * Math.min(D, 8)) : Math.floor(r() * D);
+        p.corr[k] = Math.min(0.999, cols.mean_corr![i]! + 0.05 * gauss());
+        p.baseline[k] = cols.mean_baseline![i]! + 0.02 * gauss();
+      }
+    }
+    writeFileSync(join(dir, 'partners.arrow'), await arrowBytes(p));
+  }
+
+  const K = o.k ?? 5;
+  if (K > 0) {
+    const before = 12;
+    const after = 4;
+    const W = before + 1 + after;
+    const F = 2;
+    const R = 1;
+    const B = 32;
+    const slots = (n: number) => ({
+      value: new Float32Array(n),
+      row: new Int32Array(n).fill(-1),
+      pos: new Int32Array(n),
+      start: new Int32Array(n),
+      len: new Int32Array(n),
+      ids: new Int32Array(n * W).fill(-1),
+      acts: new Float32Array(n * W),
+    });
+    const top = slots(N * K);
+    const topCount = new Int32Array(N);
+    const words = [464, 3797, 3332, 319, 262, 2603, 13, 314, 588, 340, 11, 290, 257, 1110, 286, 6403, 198, 818, 383, 995];
+    for (let j = 0; j < N; j++) {
+      const count = j % 17 === 5 ? 0 : K; // a few neurons never fire
+      topCount[j] = count;
+      let v = 2 + 3 * r();
+      for (let q = 0; q < count; q++) {
+        const s = j * K + q;
+        v *= 0.8 + 0.15 * r();
+        top.value[s] = v;
+        top.row[s] = Math.floor(r() * 1000);
+        top.start[s] = 3 + q;
+        top.pos[s] = top.start[s]! + before;
+        top.len[s] = W;
+        for (let t = 0; t < W; t++) {
+          top.ids[s * W + t] = words[Math.floor(r() * words.length)]!;
+          top.acts[s * W + t] = t === before ? v : (r() - 0.3) * v * 0.6;
+        }
+      }
+    }
+    const hist = { bins: B, lo: new Float64Array(N), hi: new Float64Array(N), counts: new Uint32Array(N * (B + 2)), min: new Float64Array(N), max: new Float64Array(N) };
+    for (let j = 0; j < N; j++) {
+      hist.lo[j] = -0.2;
+      hist.hi[j] = 3;
+      hist.min[j] = -0.17;
+      hist.max[j] = 2.9;
+      for (let b = 0; b < B; b++) hist.counts[j * (B + 2) + 1 + b] = Math.round(1000 * Math.exp(-b / 3) + 5 * r());
+      hist.counts[j * (B + 2)] = 0;
+      hist.counts[j * (B + 2) + B + 1] = 2;
+    }
+    const res = new TopExamplesResult(0, N, K, before, after, F, R, topCount, top, new Float64Array(N).fill(4), new Float64Array(N * F), new Int32Array(N * F), slots(N * F * R), hist);
+    const { json, binary } = serializeExamples([res]);
+    writeFileSync(join(dir, 'examples.json'), JSON.stringify(json));
+    writeFileSync(join(dir, 'examples.bin'), binary);
+  }
+
+  if (o.vocab) {
+    const per = 5;
+    const rows = N * per * 2;
+    const v = { layer: new Int32Array(rows), neuron: new Int32Array(rows), side: [] as string[], rank: new Int32Array(rows), token: new Int32Array(rows), value: new Float64Array(rows) };
+    let k = 0;
+    for (let i = 0; i < N; i++) {
+      for (const side of ['top', 'bottom']) {
+        for (let q = 0; q < per; q++, k++) {
+          v.layer[k] = Math.floor(i / D);
+          v.neuron[k] = i % D;
+          v.side.push(side);
+          v.rank[k] = q;
+          v.token[k] = 1000 + Math.floor(r() * 20000);
+          v.value[k] = (side === 'top' ? 1 : -1) * (0.3 - 0.04 * q);
+        }
+      }
+    }
+    writeFileSync(join(dir, 'vocab.arrow'), await arrowBytes(v));
+  }
+
+  const manifest = {
+    format: 'universal-neurons/run@1',
+    id: dir.split('/').pop(),
+    status: o.status ?? 'complete',
+    created: '2026-11-27T12:00:00.000Z',
+    updated: '2026-11-27T12:05:00.000Z',
+    software: {},
+    models: models.map((label, i) => ({ label, dir: o.modelDir ?? `/nonexistent/${label}`, nLayers: L, dMlp: D, nNeurons: N, nPositions: 128, role: i ? 'other' : 'reference' })),
+    corpus: {},
+    settings: { reference: models[0], threshold: o.threshold ?? 0.5, seed: 0, batchRows: 8, checkpointEvery: 25, mode: 'exact', threads: 0, topK: K, tokens: 1_000_000 },
+    choices: {},
+    progress: { batches_done: 10, batches_total: 10, tokens_done: 1_000_000 },
+    timings: {},
+    warnings: [],
+    results: {},
+  };
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+}

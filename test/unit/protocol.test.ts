@@ -1,0 +1,256 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  describeMessage,
+  isFromWebview,
+  isNeuronData,
+  isOverviewData,
+  isPanelState,
+  isPromptData,
+  isTableData,
+  isTableUiState,
+  isToWebview,
+  isViewPayload,
+  MAX_TEXT,
+  PROTOCOL_VERSION,
+  TABLE_COLUMNS,
+  VIEW_TYPES,
+  type FromWebview,
+  type NeuronData,
+  type OverviewData,
+  type PanelState,
+  type PromptData,
+  type RunInfo,
+  type TableData,
+  type ToWebview,
+} from '../../src/protocol';
+
+const run: RunInfo = {
+  runDir: '/w/.universal-neurons/runs/r1',
+  id: 'r1',
+  status: 'complete',
+  models: ['a', 'b', 'c'],
+  nLayers: 2,
+  dMlp: 2,
+  threshold: 0.5,
+  tokens: 1000,
+  created: '2026-01-01T00:00:00Z',
+};
+
+const col = (xs: (number | null)[]) => xs;
+const table: TableData = {
+  run,
+  columns: {
+    layer: [0, 0, 1, 1],
+    neuron: [0, 1, 0, 1],
+    values: Object.fromEntries(TABLE_COLUMNS.map((c) => [c, col([0.1, null, 0.7, 0.2])])) as TableData['columns']['values'],
+    family: null,
+  },
+};
+
+const overview: OverviewData = {
+  run,
+  totals: { neurons: 4, universal: 1, percent: 25 },
+  layers: [
+    { layer: 0, neurons: 2, universal: 0, percent: 0, medianExcess: null },
+    { layer: 1, neurons: 2, universal: 1, percent: 50, medianExcess: 0.7 },
+  ],
+  excessHistogram: { edges: [0, 0.5, 1], counts: [3, 1] },
+  scatter: { layer: [0, 0, 1, 1], neuron: [0, 1, 0, 1], meanCorr: [0.2, null, 0.9, 0.3], meanBaseline: [0.1, 0.1, 0.2, 0.1], universal: [false, false, true, false] },
+  families: null,
+};
+
+const neuron: NeuronData = {
+  run,
+  layer: 1,
+  neuron: 0,
+  universal: true,
+  family: null,
+  stats: [{ key: 'excess_corr', group: 'universality', value: 0.7, percentile: 75 }],
+  histogram: { edges: [-1, 0, 1], counts: [5, 2], under: 0, over: 1, min: -0.9, max: 1.2 },
+  examples: [{ value: 3, row: 12, maxIndex: 1, tokens: [{ id: 464, text: 'The', act: 0.1 }, { id: 3797, text: ' cat', act: 3 }] }],
+  vocab: { top: [{ id: 1, text: 'x', value: 0.3 }], bottom: [] },
+  partners: [{ model: 'b', layer: 1, neuron: 1, corr: 0.8, baseline: 0.2, bestReference: { layer: 1, neuron: 0, corr: 0.8 } }],
+  notes: [],
+};
+
+const prompt: PromptData = {
+  document: 'file:///w/prompt.txt',
+  title: 'prompt.txt',
+  neuronLabel: 'L1.N0',
+  tokens: [
+    { text: '<|endoftext|>', start: 0, end: 0, id: 50256, value: null },
+    { text: 'Hi', start: 0, end: 2, id: 17250, value: 1.5 },
+  ],
+};
+
+const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+/** `x` with `path` set to `v` (deep copy). */
+function withField(x: unknown, path: (string | number)[], v: unknown): unknown {
+  const c = clone(x) as Record<string | number, unknown>;
+  let o = c;
+  for (const k of path.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
+  if (v === undefined) delete o[path[path.length - 1]!];
+  else o[path[path.length - 1]!] = v;
+  return c;
+}
+
+const junk: unknown[] = [undefined, null, 0, 'ready', [], [{ type: 'ready' }], true, () => 1];
+
+test('view types are distinct and namespaced', () => {
+  const v = Object.values(VIEW_TYPES);
+  assert.equal(new Set(v).size, 4);
+  for (const t of v) assert.match(t, /^universalNeurons\.[a-z]+$/);
+});
+
+test('isFromWebview accepts every good webview message', () => {
+  const good: FromWebview[] = [
+    { type: 'ready', protocolVersion: PROTOCOL_VERSION, view: 'overview' },
+    { type: 'ready', protocolVersion: 1, view: 'prompt' },
+    { type: 'openNeuron', layer: 0, neuron: 0 },
+    { type: 'openNeuron', layer: 11, neuron: 3071 },
+    { type: 'openView', view: 'table' },
+    { type: 'openView', view: 'overview' },
+    { type: 'revealRange', start: 0, end: 0 },
+    { type: 'revealRange', start: 3, end: 10 },
+    { type: 'log', level: 'error', message: 'boom' },
+  ];
+  for (const m of good) assert.ok(isFromWebview(m), JSON.stringify(m));
+  // Extra fields are tolerated (ignored), like any JSON reader.
+  assert.ok(isFromWebview({ type: 'openNeuron', layer: 1, neuron: 2, extra: true }));
+});
+
+test('isFromWebview rejects wrong shapes', () => {
+  const bad: unknown[] = [
+    ...junk,
+    {},
+    { type: 'nope' },
+    { type: 'init', protocolVersion: 2 },
+    { type: 'ready' },
+    { type: 'ready', protocolVersion: '2', view: 'overview' },
+    { type: 'ready', protocolVersion: 2.5, view: 'overview' },
+    { type: 'ready', protocolVersion: 2, view: 'settings' },
+    { type: 'openNeuron', layer: -1, neuron: 0 },
+    { type: 'openNeuron', layer: 1.5, neuron: 0 },
+    { type: 'openNeuron', layer: '1', neuron: 0 },
+    { type: 'openNeuron', layer: 1 },
+    { type: 'openNeuron', layer: Number.NaN, neuron: 0 },
+    { type: 'openNeuron', layer: Infinity, neuron: 0 },
+    { type: 'openNeuron', layer: 2 ** 60, neuron: 0 },
+    { type: 'openView', view: 'neuron' },
+    { type: 'openView' },
+    { type: 'revealRange', start: 5, end: 2 },
+    { type: 'revealRange', start: -1, end: 2 },
+    { type: 'revealRange', start: 0 },
+    { type: 'log', level: 'debug', message: 'x' },
+    { type: 'log', level: 'info', message: 42 },
+    { type: 'log', level: 'info', message: 'x'.repeat(MAX_TEXT + 1) },
+    { type: ['ready'], protocolVersion: 2, view: 'overview' },
+  ];
+  for (const m of bad) assert.equal(isFromWebview(m), false, JSON.stringify(m) ?? String(m));
+});
+
+test('isToWebview accepts init for every view and error', () => {
+  const good: ToWebview[] = [
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'overview', data: overview } },
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'table', data: table } },
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'neuron', data: neuron } },
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'prompt', data: prompt } },
+    { type: 'error', message: 'the run is running' },
+  ];
+  // After a JSON round trip, as postMessage delivers them.
+  for (const m of good) assert.ok(isToWebview(clone(m)), JSON.stringify(m).slice(0, 80));
+  // Optional parts.
+  assert.ok(isNeuronData(withField(neuron, ['family'], undefined)));
+  assert.ok(isNeuronData({ ...neuron, histogram: null, vocab: null, partners: [], examples: [] }));
+  assert.ok(isOverviewData({ ...overview, families: [{ family: 'unigram', neurons: 3, universal: 1 }] }));
+  assert.ok(isTableData(withField(table, ['columns', 'family'], ['unigram', null, null, 'position'])));
+  assert.ok(isNeuronData({ ...neuron, examples: [{ value: 0, row: 0, maxIndex: 0, tokens: [] }] }));
+});
+
+test('isToWebview rejects wrong shapes', () => {
+  const init = (payload: unknown) => ({ type: 'init', protocolVersion: PROTOCOL_VERSION, payload });
+  const bad: unknown[] = [
+    ...junk,
+    { type: 'ready', protocolVersion: 2, view: 'overview' },
+    { type: 'error' },
+    { type: 'error', message: 1 },
+    { type: 'init', payload: { view: 'table', data: table } },
+    init(undefined),
+    init({ view: 'table' }),
+    init({ view: 'overview', data: table }), // view and data disagree
+    init({ view: 'unknown', data: table }),
+    // Table: ragged columns, missing column, non-numeric, wrong family length.
+    init({ view: 'table', data: withField(table, ['columns', 'neuron'], [0, 1, 0]) }),
+    init({ view: 'table', data: withField(table, ['columns', 'values', 'excess_corr'], undefined) }),
+    init({ view: 'table', data: withField(table, ['columns', 'values', 'kurt'], [1, 2, 'x', 4]) }),
+    init({ view: 'table', data: withField(table, ['columns', 'family'], ['a']) }),
+    init({ view: 'table', data: withField(table, ['columns', 'layer'], [0, 0, -1, 1]) }),
+    init({ view: 'table', data: withField(table, ['run', 'nLayers'], '2') }),
+    init({ view: 'table', data: withField(table, ['run', 'models'], ['a', 2]) }),
+    // Overview.
+    init({ view: 'overview', data: withField(overview, ['excessHistogram', 'edges'], [0, 1]) }),
+    init({ view: 'overview', data: withField(overview, ['scatter', 'universal'], [true]) }),
+    init({ view: 'overview', data: withField(overview, ['scatter', 'layer'], [0, 0, 1]) }),
+    init({ view: 'overview', data: withField(overview, ['layers', 0, 'percent'], null) }),
+    init({ view: 'overview', data: withField(overview, ['families'], [{ family: 'x' }]) }),
+    init({ view: 'overview', data: withField(overview, ['totals'], undefined) }),
+    // Neuron.
+    init({ view: 'neuron', data: withField(neuron, ['stats', 0, 'group'], 'misc') }),
+    init({ view: 'neuron', data: withField(neuron, ['examples', 0, 'maxIndex'], 2) }),
+    init({ view: 'neuron', data: withField(neuron, ['examples', 0, 'tokens', 0, 'text'], 3) }),
+    init({ view: 'neuron', data: withField(neuron, ['partners', 0, 'bestReference'], { layer: 1 }) }),
+    init({ view: 'neuron', data: withField(neuron, ['histogram', 'under'], -1) }),
+    init({ view: 'neuron', data: withField(neuron, ['vocab'], { top: [] }) }),
+    init({ view: 'neuron', data: withField(neuron, ['notes'], [1]) }),
+    init({ view: 'neuron', data: withField(neuron, ['family'], 7) }),
+    init({ view: 'neuron', data: withField(neuron, ['universal'], 'yes') }),
+    // Prompt.
+    init({ view: 'prompt', data: withField(prompt, ['tokens', 1, 'end'], -1) }),
+    init({ view: 'prompt', data: withField(prompt, ['tokens', 1, 'start'], 3) }),
+    init({ view: 'prompt', data: withField(prompt, ['tokens', 1, 'value'], 'high') }),
+    init({ view: 'prompt', data: withField(prompt, ['tokens', 1, 'id'], -5) }),
+    init({ view: 'prompt', data: withField(prompt, ['neuronLabel'], undefined) }),
+  ];
+  for (const m of bad) assert.equal(isToWebview(m), false, (JSON.stringify(m) ?? String(m)).slice(0, 200));
+  // NaN cannot arrive through postMessage's JSON, but a guard must still refuse it.
+  assert.equal(isViewPayload({ view: 'neuron', data: { ...neuron, stats: [{ ...neuron.stats[0], value: Number.NaN }] } }), false);
+  assert.equal(isPromptData({ ...prompt, tokens: [{ ...prompt.tokens[1], value: Infinity }] }), false);
+});
+
+test('persisted state guards', () => {
+  const good: PanelState[] = [
+    { v: 1, view: 'overview', runDir: '/r' },
+    { v: 1, view: 'neuron', runDir: '/r', neuron: { layer: 1, neuron: 2 }, scrollY: 120 },
+    { v: 1, view: 'prompt', prompt },
+    {
+      v: 1,
+      view: 'table',
+      runDir: '/r',
+      table: { universalOnly: true, layer: null, family: null, minExcess: 0.3, maxExcess: null, sort: 'excess_corr', descending: true, page: 2 },
+    },
+  ];
+  for (const s of good) assert.ok(isPanelState(clone(s)), JSON.stringify(s).slice(0, 80));
+  const bad: unknown[] = [
+    ...junk,
+    {},
+    { v: 2, view: 'overview' },
+    { v: 1, view: 'other' },
+    { v: 1, view: 'overview', runDir: 5 },
+    { v: 1, view: 'neuron', runDir: '/r', neuron: { layer: -1, neuron: 0 } },
+    { v: 1, view: 'prompt', prompt: { ...prompt, tokens: 'x' } },
+    { v: 1, view: 'table', table: { universalOnly: 'yes' } },
+    { v: 1, view: 'overview', scrollY: -3 },
+  ];
+  for (const s of bad) assert.equal(isPanelState(s), false, JSON.stringify(s) ?? String(s));
+  assert.equal(isTableUiState({ universalOnly: true, layer: null, family: null, minExcess: null, maxExcess: null, sort: 'bogus', descending: true, page: 0 }), false);
+});
+
+test('describeMessage summarises without dumping the payload', () => {
+  assert.equal(describeMessage(null), 'null');
+  assert.equal(describeMessage([1]), 'an array');
+  assert.equal(describeMessage(3), 'number');
+  const d = describeMessage({ type: 'x'.repeat(100), secret: 'y'.repeat(10_000) });
+  assert.ok(d.length < 120, d);
+  assert.match(d, /keys: type, secret/);
+});

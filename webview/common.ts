@@ -1,0 +1,26 @@
+/** Pieces several views share: the run header and view context. */
+import type { NeuronRef, RunInfo } from '../src/protocol';
+import { el } from './dom';
+
+export interface ViewContext {
+  openNeuron(ref: NeuronRef): void;
+  openView(view: 'overview' | 'table'): void;
+  /** Registers a teardown (charts, listeners) run before the next render. */
+  onDispose(fn: () => void): void;
+}
+
+export function runHeader(run: RunInfo): HTMLElement {
+  const others = run.models.slice(1);
+  return el(
+    'p',
+    { class: 'run-meta' },
+    `Run ${run.id || run.runDir} · reference ${run.models[0] ?? '?'} vs ${others.length} other seed${others.length === 1 ? '' : 's'}` +
+      `${others.length ? ` (${others.join(', ')})` : ''} · ${run.nLayers} layers × ${run.dMlp} neurons · ` +
+      `${run.tokens.toLocaleString('en-US')} tokens · universal ⇔ excess_corr > ${run.threshold}`,
+  );
+}
+
+export function section(title: string, ...children: (Node | null)[]): HTMLElement {
+  const id = 'h-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
+  return el('section', { attrs: { 'aria-labelledby': id } }, el('h2', { text: title, attrs: { id } }), ...children);
+}

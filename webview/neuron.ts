@@ -1,0 +1,169 @@
+/**
+ * A neuron's page: statistics with percentiles within its layer, post-activation histogram,
+ * top-activating contexts shaded by activation, vocab effect (when the run has it), and its best
+ * partner in each other seed.
+ *
+ * Partners: the run only holds pages for the reference model, so a partner (a neuron of another
+ * seed) is shown as text. Its "best reference match" — the reference neuron that correlates best
+ * with it among those whose best partner it is — is a link to that reference neuron's page (often
+ * this very neuron; then it says so). That answers the question a click on a partner would ask
+ * ("which reference neuron is this partner's counterpart?") without inventing a page for a model
+ * the run did not analyse.
+ */
+import type { NeuronData, StatGroup } from '../src/protocol';
+import { baseOptions, chartBox, themedChart } from './charts';
+import { runHeader, section, type ViewContext } from './common';
+import { el, fmt, neuronName, shade, visibleToken } from './dom';
+import { actionLink, badge, button } from './ui';
+
+const GROUP_TITLES: Record<StatGroup, string> = {
+  universality: 'Universality',
+  weights: 'Weights (processed, TransformerLens)',
+  activations: 'Activations (pre-activation, kept tokens)',
+  vocab: 'Vocabulary composition',
+};
+
+export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext): void {
+  const name = neuronName(d.layer, d.neuron);
+  root.append(
+    el(
+      'h1',
+      {},
+      name + ' ',
+      badge(d.universal ? 'universal' : 'not universal'),
+      d.family === undefined ? null : ' ',
+      d.family === undefined ? null : badge(d.family === null ? 'no family' : `family: ${d.family}`),
+    ),
+    runHeader(d.run),
+    el('p', { class: 'actions' }, button('Neuron table', () => ctx.openView('table')), ' ', button('Overview', () => ctx.openView('overview'))),
+  );
+
+  // Statistics.
+  const tbody = el('tbody');
+  for (const g of ['universality', 'weights', 'activations', 'vocab'] as StatGroup[]) {
+    const rows = d.stats.filter((s) => s.group === g);
+    if (!rows.length) continue;
+    tbody.append(el('tr', { class: 'group' }, el('th', { text: GROUP_TITLES[g], attrs: { colspan: '3', scope: 'colgroup' } })));
+    for (const s of rows) {
+      const bar = el('span', { class: 'pct-bar', attrs: { 'aria-hidden': 'true' } });
+      if (s.percentile !== null) bar.style.setProperty('--p', String(s.percentile / 100));
+      tbody.append(
+        el(
+          'tr',
+          {},
+          el('th', { text: s.key, attrs: { scope: 'row' } }),
+          el('td', { class: 'num', text: fmt(s.value) }),
+          el('td', { class: 'pct' }, bar, el('span', { text: s.percentile === null ? '—' : `${fmt(s.percentile, 3)}` })),
+        ),
+      );
+    }
+  }
+  root.append(
+    section(
+      'Statistics',
+      d.stats.length
+        ? el(
+            'table',
+            { class: 'plain stats' },
+            el('thead', {}, el('tr', {}, el('th', { text: 'statistic', attrs: { scope: 'col' } }), el('th', { class: 'num', text: 'value', attrs: { scope: 'col' } }), el('th', { text: `percentile within L${d.layer}`, attrs: { scope: 'col' } }))),
+            tbody,
+          )
+        : el('p', { class: 'muted', text: 'No statistics in this run.' }),
+    ),
+  );
+
+  // Activation histogram.
+  const h = d.histogram;
+  if (h) {
+    const centers = h.counts.map((_, i) => (h.edges[i]! + h.edges[i + 1]!) / 2);
+    const box = chartBox(`Post-activation histogram of ${name}`, `min ${fmt(h.min)}, max ${fmt(h.max)}, ${h.counts.length} bins`);
+    root.append(
+      section(
+        'Activation histogram',
+        box.box,
+        el('p', { class: 'muted', text: `post-activation over the corpus · min ${fmt(h.min)} · max ${fmt(h.max)} · below range ${h.under} · above range ${h.over}` }),
+      ),
+    );
+    const chart = themedChart(box.canvas, (th) => ({
+      type: 'bar',
+      data: {
+        labels: centers.map((c) => fmt(c, 3)),
+        datasets: [{ label: 'tokens', data: h.counts, backgroundColor: centers.map((c) => (c > 0 ? th.positive : th.negative)), barPercentage: 1, categoryPercentage: 1 }],
+      },
+      options: {
+        ...baseOptions(th, { title: 'post-activation' }, { title: 'tokens', beginAtZero: true }),
+        plugins: { legend: { display: false }, tooltip: baseOptions(th, {}, {})!.plugins!.tooltip },
+      },
+    }));
+    ctx.onDispose(() => chart.destroy());
+  }
+
+  // Top contexts.
+  if (d.examples.length) {
+    const list = el('ol', { class: 'contexts' });
+    const scale = Math.max(...d.examples.map((e) => Math.abs(e.value)), 1e-9);
+    for (const ex of d.examples) {
+      const line = el('div', { class: 'tokens' });
+      ex.tokens.forEach((t, i) => {
+        const span = el('span', { class: 'tok', text: visibleToken(t.text) });
+        span.title = `${JSON.stringify(t.text)} · id ${t.id} · ${fmt(t.act)}`;
+        shade(span, t.act, scale);
+        if (i === ex.maxIndex) span.classList.add('max');
+        line.append(span);
+      });
+      list.append(el('li', {}, el('span', { class: 'ctx-value', text: fmt(ex.value, 3) }), line));
+    }
+    root.append(section('Top-activating contexts', el('p', { class: 'muted', text: 'Tokens shaded by this neuron’s post-activation; the outlined token is the maximum. Hover a token for its id and value.' }), list));
+  }
+
+  // Vocab effect.
+  if (d.vocab) {
+    const col = (title: string, items: { id: number; text: string; value: number }[]) =>
+      el('div', {}, el('h3', { text: title }), el('ol', { class: 'vocab' }, ...items.map((t) => el('li', {}, el('code', { text: visibleToken(t.text) }), ` ${fmt(t.value, 3)}`))));
+    root.append(section('Vocabulary effect (W_out · W_U)', el('div', { class: 'two-col' }, col('Promoted', d.vocab.top), col('Suppressed', d.vocab.bottom))));
+  }
+
+  // Partners.
+  if (d.partners.length) {
+    const rows = d.partners.map((p) => {
+      const b = p.bestReference;
+      const match =
+        b === null
+          ? el('span', { class: 'muted', text: '—' })
+          : b.layer === d.layer && b.neuron === d.neuron
+            ? el('span', { text: 'this neuron' })
+            : actionLink(`${neuronName(b.layer, b.neuron)} (ρ ${fmt(b.corr, 3)})`, () => ctx.openNeuron({ layer: b.layer, neuron: b.neuron }), 'Open this reference neuron’s page');
+      return el(
+        'tr',
+        {},
+        el('th', { text: p.model, attrs: { scope: 'row' } }),
+        el('td', { text: neuronName(p.layer, p.neuron) }),
+        el('td', { class: 'num', text: fmt(p.corr, 3) }),
+        el('td', { class: 'num', text: fmt(p.baseline, 3) }),
+        el('td', {}, match),
+      );
+    });
+    root.append(
+      section(
+        'Partners in the other seeds',
+        el('p', { class: 'muted', text: 'Each other model’s neuron with the highest correlation to this one. Only the reference model has pages; the last column links to the reference neuron that is the partner’s own best match.' }),
+        el(
+          'table',
+          { class: 'plain' },
+          el(
+            'thead',
+            {},
+            el(
+              'tr',
+              {},
+              ...['model', 'partner', 'corr', 'baseline', 'best reference match'].map((t, i) => el('th', { text: t, class: i === 2 || i === 3 ? 'num' : '', attrs: { scope: 'col' } })),
+            ),
+          ),
+          el('tbody', {}, ...rows),
+        ),
+      ),
+    );
+  }
+
+  if (d.notes.length) root.append(section('Notes', el('ul', { class: 'muted' }, ...d.notes.map((n) => el('li', { text: n })))));
+}

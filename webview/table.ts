@@ -1,0 +1,207 @@
+/**
+ * The neuron table: every reference neuron, filtered (universal only by default, layer, family,
+ * excess range), sorted by any column, shown a page at a time so that GPT2-small's 36,864 rows stay
+ * responsive (filter + sort over all rows takes milliseconds; only PAGE_SIZE rows reach the DOM).
+ * Clicking a row (or Enter on it) opens the neuron's page. Filters and page persist across reloads.
+ */
+import { TABLE_COLUMNS, type TableColumn, type TableData, type TableUiState } from '../src/protocol';
+import { runHeader, type ViewContext } from './common';
+import { el, fmt, neuronName } from './dom';
+import { button, checkbox, dataGrid, dropdown, textField, type GridColumn } from './ui';
+
+export const PAGE_SIZE = 100;
+
+export const DEFAULT_TABLE_STATE: TableUiState = {
+  universalOnly: true,
+  layer: null,
+  family: null,
+  minExcess: null,
+  maxExcess: null,
+  sort: 'excess_corr',
+  descending: true,
+  page: 0,
+};
+
+const parseBound = (s: string): number | null | undefined => {
+  const t = s.trim();
+  if (t === '') return null;
+  const x = Number(t);
+  return Number.isFinite(x) ? x : undefined;
+};
+
+/** Row indices passing the filters, sorted (missing values last, ties by layer then neuron). */
+export function filterAndSort(d: TableData, st: TableUiState): number[] {
+  const c = d.columns;
+  const ex = c.values.excess_corr;
+  const t = d.run.threshold;
+  const rows: number[] = [];
+  for (let i = 0; i < c.layer.length; i++) {
+    const e = ex[i];
+    if (st.universalOnly && !(e !== null && e !== undefined && e > t)) continue;
+    if (st.layer !== null && c.layer[i] !== st.layer) continue;
+    if (st.family !== null && (c.family === null || c.family[i] !== st.family)) continue;
+    if (st.minExcess !== null && !(e !== null && e !== undefined && e >= st.minExcess)) continue;
+    if (st.maxExcess !== null && !(e !== null && e !== undefined && e <= st.maxExcess)) continue;
+    rows.push(i);
+  }
+  const byPos = (a: number, b: number) => c.layer[a]! - c.layer[b]! || c.neuron[a]! - c.neuron[b]!;
+  if (st.sort === 'layer' || st.sort === 'neuron') {
+    rows.sort(st.sort === 'layer' ? byPos : (a, b) => c.neuron[a]! - c.neuron[b]! || c.layer[a]! - c.layer[b]!);
+    if (st.descending) rows.reverse();
+  } else {
+    const v = c.values[st.sort];
+    const sign = st.descending ? -1 : 1;
+    rows.sort((a, b) => {
+      const x = v[a];
+      const y = v[b];
+      if (x === null || x === undefined) return y === null || y === undefined ? byPos(a, b) : 1;
+      if (y === null || y === undefined) return -1;
+      return x !== y ? sign * (x - y) : byPos(a, b);
+    });
+  }
+  return rows;
+}
+
+export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, initial: TableUiState | undefined, save: (s: TableUiState) => void): void {
+  const c = d.columns;
+  const st: TableUiState = { ...DEFAULT_TABLE_STATE, ...(initial ?? {}) };
+  if (st.layer !== null && st.layer >= d.run.nLayers) st.layer = null;
+  if (st.family !== null && (c.family === null || !c.family.includes(st.family))) st.family = null;
+
+  const columns: GridColumn[] = [
+    { key: 'neuron_name', title: 'Neuron', width: 'minmax(90px, 1.2fr)' },
+    { key: 'layer', title: 'Layer', width: 'minmax(60px, 0.7fr)', numeric: true, sortable: true },
+    ...TABLE_COLUMNS.map((k) => ({ key: k, title: k, width: 'minmax(80px, 1fr)', numeric: true, sortable: true })),
+    ...(c.family ? [{ key: 'family', title: 'family', width: 'minmax(90px, 1fr)' }] : []),
+  ];
+  let pageRows: number[] = [];
+  const grid = dataGrid({
+    label: 'Neurons of the reference model',
+    columns,
+    rowTitle: 'Open this neuron’s page',
+    onSort: (key) => {
+      const k = key as TableColumn | 'layer';
+      if (st.sort === k) st.descending = !st.descending;
+      else {
+        st.sort = k;
+        st.descending = k !== 'layer';
+      }
+      st.page = 0;
+      update();
+    },
+    onActivate: (r) => {
+      const i = pageRows[r];
+      if (i !== undefined) ctx.openNeuron({ layer: c.layer[i]!, neuron: c.neuron[i]! });
+    },
+  });
+
+  const status = el('p', { class: 'status', attrs: { 'aria-live': 'polite', role: 'status' } });
+  const prev = button('Previous', () => go(-1), { ariaLabel: 'Previous page' });
+  const next = button('Next', () => go(1), { ariaLabel: 'Next page' });
+  const pageLabel = el('span', { class: 'page-label' });
+
+  const bound = (x: string) => parseBound(x) === undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const later = () => {
+    clearTimeout(timer);
+    timer = setTimeout(update, 150);
+  };
+  ctx.onDispose(() => clearTimeout(timer));
+
+  const families = c.family ? [...new Set(c.family.filter((f): f is string => !!f))].sort() : [];
+  const filters = el(
+    'div',
+    { class: 'filters', attrs: { role: 'group', 'aria-label': 'Filters' } },
+    checkbox(`Universal only (excess_corr > ${d.run.threshold})`, st.universalOnly, (v) => {
+      st.universalOnly = v;
+      st.page = 0;
+      update();
+    }),
+    dropdown(
+      'Layer',
+      [{ value: '', label: 'all layers' }, ...Array.from({ length: d.run.nLayers }, (_, l) => ({ value: String(l), label: `L${l}` }))],
+      st.layer === null ? '' : String(st.layer),
+      (v) => {
+        st.layer = v === '' ? null : Number(v);
+        st.page = 0;
+        update();
+      },
+    ),
+    c.family
+      ? dropdown('Family', [{ value: '', label: 'all families' }, ...families.map((f) => ({ value: f, label: f }))], st.family ?? '', (v) => {
+          st.family = v === '' ? null : v;
+          st.page = 0;
+          update();
+        })
+      : el('div', { class: 'ui-field' }, el('span', { class: 'label', text: 'Family' }), el('span', { class: 'muted', text: 'not computed yet' })),
+    textField(
+      'excess_corr ≥',
+      st.minExcess === null ? '' : String(st.minExcess),
+      (v) => {
+        const b = parseBound(v);
+        if (b === undefined) return;
+        st.minExcess = b;
+        st.page = 0;
+        later();
+      },
+      { placeholder: 'min', size: 6, invalid: bound },
+    ),
+    textField(
+      'excess_corr ≤',
+      st.maxExcess === null ? '' : String(st.maxExcess),
+      (v) => {
+        const b = parseBound(v);
+        if (b === undefined) return;
+        st.maxExcess = b;
+        st.page = 0;
+        later();
+      },
+      { placeholder: 'max', size: 6, invalid: bound },
+    ),
+  );
+
+  root.append(
+    el('h1', { text: 'Universal neurons: table' }),
+    runHeader(d.run),
+    el('p', {}, button('Overview', () => ctx.openView('overview'))),
+    filters,
+    status,
+    el('div', { class: 'grid-wrap' }, grid.element),
+    el('div', { class: 'pager', attrs: { role: 'group', 'aria-label': 'Pages' } }, prev, pageLabel, next),
+  );
+
+  let matched: number[] = [];
+  function go(delta: number): void {
+    st.page += delta;
+    update(false);
+  }
+
+  function update(refilter = true): void {
+    if (refilter) matched = filterAndSort(d, st);
+    const pages = Math.max(1, Math.ceil(matched.length / PAGE_SIZE));
+    st.page = Math.max(0, Math.min(st.page, pages - 1));
+    const from = st.page * PAGE_SIZE;
+    pageRows = matched.slice(from, from + PAGE_SIZE);
+    grid.setRows(
+      pageRows.map((i) => [
+        neuronName(c.layer[i]!, c.neuron[i]!),
+        String(c.layer[i]),
+        ...TABLE_COLUMNS.map((k) => fmt(c.values[k][i])),
+        ...(c.family ? [c.family[i] ?? ''] : []),
+      ]),
+    );
+    grid.setSort(st.sort, st.descending);
+    const n = matched.length;
+    status.textContent =
+      n === 0
+        ? st.universalOnly
+          ? `No universal neuron matches (threshold ${d.run.threshold}). Untick “Universal only” to see every neuron.`
+          : 'No neuron matches these filters.'
+        : `${n.toLocaleString('en-US')} of ${c.layer.length.toLocaleString('en-US')} neurons match · rows ${(from + 1).toLocaleString('en-US')}–${(from + pageRows.length).toLocaleString('en-US')}`;
+    pageLabel.textContent = `page ${st.page + 1} of ${pages}`;
+    prev.toggleAttribute('disabled', st.page === 0);
+    next.toggleAttribute('disabled', st.page >= pages - 1);
+    save({ ...st });
+  }
+  update();
+}
