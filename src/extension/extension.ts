@@ -52,7 +52,7 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
     }),
     vscode.workspace.onDidGrantWorkspaceTrust(() => runs.refresh()),
   );
-  registerSerializers(context);
+  registerSerializers(context, channel);
   // The remembered run, after activation has returned (reading its table takes tens of ms).
   setTimeout(() => void runs.ensureLoaded(), 0);
   const activationMs = performance.now() - t0;

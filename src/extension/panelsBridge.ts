@@ -1,14 +1,17 @@
 /**
- * Where the commands get the webview panels (src/extension/panels, H7's). Loaded on first use so
- * that activation stays light.
+ * The commands' view of the webview panels (src/extension/panels): one place that adapts their
+ * API, so the commands can be exercised with stand-ins and the panels can change behind it.
  */
 import type * as vscode from 'vscode';
 import type { Panels } from './commands';
+import { openNeuronPanel, openOverviewPanel, openPromptView, openTablePanel, registerPanelSerializers, setPanelLog } from './panels';
 
-export async function loadPanels(): Promise<Panels> {
-  throw new Error('the webview panels are not part of this build yet');
+export function loadPanels(): Promise<Panels> {
+  return Promise.resolve({ openOverviewPanel, openTablePanel, openNeuronPanel, openPromptView });
 }
 
-export function registerSerializers(_ctx: vscode.ExtensionContext): void {
-  // The panels register their serializers here once they land.
+/** At activation: panel logs go to our output channel; panels come back after a window reload. */
+export function registerSerializers(ctx: vscode.ExtensionContext, log: vscode.OutputChannel): void {
+  setPanelLog(log);
+  ctx.subscriptions.push(registerPanelSerializers(ctx));
 }

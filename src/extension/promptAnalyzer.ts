@@ -192,7 +192,13 @@ export class PromptAnalyzer implements vscode.Disposable {
       this.analyzed.fire(result);
       return { status: 'ok', result, cached: false };
     } catch (e) {
-      if (e instanceof CancelledError) return { status: 'cancelled' };
+      if (e instanceof CancelledError) {
+        // Stopped because the text changed under it (edited() cancels superseded runs): that is a stale result, not a user's cancel.
+        if (!doc.isClosed && doc.version !== version) {
+          return { status: 'stale', message: `the document changed during the analysis (version ${version} → ${doc.version}); result discarded` };
+        }
+        return { status: 'cancelled' };
+      }
       return { status: 'error', message: errorLine(e) };
     }
   }

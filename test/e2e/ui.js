@@ -108,6 +108,8 @@ async function check(name, fn) {
     return `${rows} token rows visible`;
   });
 
+  await require('./ui-editor').editorUi({ page, palette, check, shot });
+
   fs.writeFileSync(path.join(shots, 'browser-console-errors.txt'), consoleErrors.join('\n'));
   await browser.close();
   const failed = results.filter((ok) => !ok).length;

@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { UniversalNeuronsApi } from '../../../src/extension/extension';
 import type { TokenActivationsResult } from '../../../src/extension/tokenActivations';
+import { editorTests } from './editor';
 
 const EXT_ID = 'universal-neurons.universal-neurons';
 const COMMAND = 'universalNeurons.showTokenActivations';
@@ -160,6 +161,8 @@ export async function run(): Promise<void> {
     const r = await runCommand();
     assert.equal(r.status, 'ok', JSON.stringify(r));
   });
+
+  await editorTests(test);
 
   const failed = results.filter((r) => !r[1]).length;
   console.log(`exthost: ${results.length - failed} passed, ${failed} failed`);

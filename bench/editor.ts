@@ -1,0 +1,165 @@
+// Editor latency (not a test; figures go in BENCHMARKS.md, section "Editor latency"):
+//   1. hover, once the prompt is analysed: position → token, top-K neurons, universal marks from
+//      the run's table, the Markdown — the provider's own work, at random positions of a
+//      1k-token prompt (target p95 ≤ 30 ms);
+//   2. re-analysing a 1k-token prompt on the tiny family after an edit: sliced tokenisation +
+//      hook_post forward (target ≤ 300 ms);
+//   3. extension activation: loading dist/extension.js and running activate() against a stand-in
+//      `vscode` module (target ≤ 50 ms; the real figure inside VS Code is printed by the e2e).
+//
+//   npm run build && node --import tsx bench/editor.ts [--threads N] [--repeats N]
+import { execFileSync } from 'node:child_process';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../src/engine/editor';
+import { promptActivations } from '../src/engine/promptRun';
+import { openModel } from '../src/engine/runtime';
+import { rowOf } from '../src/engine/runView';
+import { hoverMarkdown, type HoverNeuron } from '../src/extension/hoverContent';
+
+const ROOT = resolve(__dirname, '..');
+const arg = (name: string, def: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+const threads = arg('threads', 0);
+const repeats = arg('repeats', 30);
+
+function stats(xs: number[]): { p50: number; p95: number; max: number; n: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]!;
+  return { p50: q(0.5), p95: q(0.95), max: s[s.length - 1]!, n: s.length };
+}
+const sizes = new Map<string, number>();
+const kb = (p: string): string => String(Math.round((sizes.get(p) ?? statSync(p).size) / 1024));
+
+/** Loads a bundle with `vscode` replaced by a stand-in and calls activate(); prints "loadMs activateMs". */
+const ACTIVATE_PROBE = `
+const Module = require('module');
+const stub = new Proxy(function () {}, { get: (_t, p) => (p === 'then' ? undefined : p === Symbol.toPrimitive ? () => 0 : p === 'isTrusted' ? true : stub), apply: () => stub, set: () => true, construct: () => stub });
+// esbuild's interop copies the module's own keys: name every namespace and class the extension uses.
+const vs = Object.fromEntries('window workspace languages commands extensions env Uri EventEmitter ThemeColor ThemeIcon Disposable StatusBarAlignment OverviewRulerLane DecorationRangeBehavior ProgressLocation QuickPickItemKind TreeItem TreeItemCollapsibleState MarkdownString Hover Range Position ConfigurationTarget ViewColumn'.split(' ').map((k) => [k, stub]));
+const load = Module._load;
+Module._load = (r, p, m) => (r === 'vscode' ? vs : load(r, p, m));
+const t0 = performance.now();
+const ext = require(process.argv[2]);
+const t1 = performance.now();
+ext.activate({ subscriptions: [], extensionPath: process.argv[3], extensionUri: stub, globalStorageUri: { fsPath: '/tmp/un-bench' }, workspaceState: { get: () => undefined, update: async () => {} } });
+const t2 = performance.now();
+console.log((t1 - t0).toFixed(2) + ' ' + (t2 - t1).toFixed(2));
+`;
+
+const f = (x: number) => x.toFixed(x < 1 ? 3 : x < 10 ? 2 : 1);
+
+/** A prompt of about `n` tokens of varied English (plus some multi-byte text). */
+function promptOf(n: number, salt: number): string {
+  const words = 'the universal neurons of models trained from different seeds fire on the same tokens while others do not and we ask why'.split(' ');
+  let s = '';
+  for (let i = 0; s.length < n * 5.15; i++) s += (i % 37 === 0 ? '\n' : ' ') + words[(i * 7 + salt) % words.length] + (i % 53 === 0 ? ' café 😀' : '');
+  return s;
+}
+
+async function main(): Promise<void> {
+  const model = await openModel(join(ROOT, 'models', 'tiny-gpt2-a'), threads ? { threads } : {});
+  const base = promptOf(1000, 0);
+  await promptActivations(model, base); // warm-up: session, allocator
+  const acts = await promptActivations(model, base);
+  const T = acts.tokens.length;
+
+  // 2. Re-analysis after an edit: a different text each time (nothing cached).
+  const re: number[] = [];
+  const tok: number[] = [];
+  let tokens = 0;
+  for (let i = 0; i < repeats; i++) {
+    const text = `Edit ${i}.` + base.slice(0, base.length - 12);
+    const t0 = performance.now();
+    const a = await promptActivations(model, text);
+    re.push(performance.now() - t0);
+    tok.push(a.tokenizeMs);
+    tokens = a.tokens.length;
+  }
+
+  // 1. Hover. The run's table: every reference neuron, ~3% universal, with families.
+  const N = model.nLayers * model.dMlp;
+  const run = {
+    reference: { nLayers: model.nLayers, dMlp: model.dMlp },
+    rowIndex: new Map<number, number>(Array.from({ length: N }, (_, i) => [i, i] as [number, number])),
+    universal: Uint8Array.from({ length: N }, (_, i) => (i % 31 === 0 ? 1 : 0)),
+    excess: Float64Array.from({ length: N }, (_, i) => (i % 31 === 0 ? 0.6 : 0.1)),
+    family: Array.from({ length: N }, (_, i) => (i % 62 === 0 ? 'unigram' : '')),
+  };
+  const tokenText = acts.tokens.map((t) => model.tokenizer.tokenString(t.id));
+  const heat = { layer: 2, neuron: 7 };
+  const hover: number[] = [];
+  let sink = 0;
+  for (let i = 0; i < 2000; i++) {
+    const offset = Math.floor(Math.random() * base.length);
+    const t0 = performance.now();
+    const t = tokenAtOffset(acts.tokens, offset);
+    const top: HoverNeuron[] = topNeuronsAt(acts.post, T, t, 5).map((n) => {
+      const r = rowOf(run as never, n);
+      return r < 0 ? n : { ...n, universal: run.universal[r] === 1, excess: run.excess[r], family: run.family[r] || undefined };
+    });
+    const tk = acts.tokens[t]!;
+    const md = hoverMarkdown({
+      tokenIndex: t,
+      nTokens: T,
+      text: base.slice(tk.start, tk.end),
+      raw: tokenText[t],
+      continuation: continuationTokens(acts.tokens, t).map((index) => ({ index, id: acts.tokens[index]!.id })),
+      id: tk.id,
+      start: tk.start,
+      end: tk.end,
+      line: 0,
+      character: tk.start,
+      top,
+      model: 'tiny-gpt2-a',
+      runId: 'bench',
+      heat: { label: 'L2.N7', value: neuronSeries(acts.post, T, heat)[t]! },
+    });
+    hover.push(performance.now() - t0);
+    sink += md.length;
+  }
+  await model.close();
+
+  // 3. Activation against a stand-in vscode module, each in a fresh node process (nothing cached):
+  //    the dev bundle as built, and the same bundle minified as `npm run package` (--production) ships it.
+  const minified = join(tmpdir(), `un-bench-extension-${process.pid}.js`);
+  await (await import('esbuild')).build({ entryPoints: [join(ROOT, 'dist', 'extension.js')], outfile: minified, minify: true, platform: 'node', format: 'cjs', logLevel: 'warning', allowOverwrite: true });
+  const probe = join(tmpdir(), `un-bench-activate-${process.pid}.js`);
+  writeFileSync(probe, ACTIVATE_PROBE);
+  const activation = (bundle: string) => {
+    const req: number[] = [];
+    const act: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const out = execFileSync(process.execPath, [probe, bundle, ROOT], { encoding: 'utf8' });
+      const [a, b] = out.trim().split(' ').map(Number);
+      req.push(a!);
+      act.push(b!);
+    }
+    return { require: stats(req).p50, activate: stats(act).p50, total: stats(req.map((r, i) => r + act[i]!)).p50 };
+  };
+  const dev = activation(join(ROOT, 'dist', 'extension.js'));
+  const prod = activation(minified);
+  sizes.set(minified + '.size', statSync(minified).size);
+  rmSync(minified, { force: true });
+  rmSync(probe, { force: true });
+
+  const h = stats(hover);
+  const a = stats(re);
+  const tz = stats(tok);
+  console.log(`cpu threads: ${threads || 'default'}; prompt ${tokens} tokens (BOS included), ${model.nLayers}×${model.dMlp} neurons`);
+  console.log(`hover (provider work, 2000 random positions): p50 ${f(h.p50)} ms, p95 ${f(h.p95)} ms, max ${f(h.max)} ms  [target p95 ≤ 30 ms]`);
+  console.log(`re-analysis of a ${tokens}-token prompt (${repeats}×): p50 ${f(a.p50)} ms, p95 ${f(a.p95)} ms (tokenise p50 ${f(tz.p50)} ms)  [target ≤ 300 ms]`);
+  console.log(`activation, dev bundle (${kb(join(ROOT, 'dist', 'extension.js'))} KiB): load ${f(dev.require)} ms + activate() ${f(dev.activate)} ms = ${f(dev.total)} ms (median of 7 fresh processes)  [target ≤ 50 ms]`);
+  console.log(`activation, minified as packaged (${kb(minified + '.size')} KiB): load ${f(prod.require)} ms + activate() ${f(prod.activate)} ms = ${f(prod.total)} ms`);
+  if (sink < 0) console.log(sink);
+  process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,296 @@
+/**
+ * Extension-host tests of the editor features, on the run that run.sh made with the CLI
+ * (E2E_RUN_DIR): Open Run, Analyze Models (small budget), Analyze Prompt (cached per version),
+ * the hover (through the real hover pipeline, executeHoverProvider), stale results on edit, the
+ * heat-map following edits, panels, export, broken runs with Remove, the token limit.
+ */
+import * as assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import type { AnalyzePromptResult } from '../../../src/extension/commands';
+import type { UniversalNeuronsApi } from '../../../src/extension/extension';
+import type { HeatApplied } from '../../../src/extension/heatmap';
+import type { OpenRunResult } from '../../../src/extension/runState';
+import type { TokenActivationsResult } from '../../../src/extension/tokenActivations';
+
+type Test = (name: string, fn: () => Promise<void>) => Promise<void>;
+
+const EXT_ID = 'universal-neurons.universal-neurons';
+const PAPER_HEADER =
+  'layer,neuron,max_corr,mean_corr,min_corr,max_baseline,min_baseline,mean_baseline,w_in_norm,input_bias,w_out_norm,in_out_sim,l2_penalty,mean,var,skew,kurt,vocab_mean,vocab_var,vocab_skew,vocab_kurt,sparsity,excess_corr';
+
+const exec = <T>(cmd: string, ...args: unknown[]) => vscode.commands.executeCommand<T>(cmd, ...args);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function wsFile(name: string): vscode.Uri {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  assert.ok(folder, 'no workspace folder');
+  return vscode.Uri.joinPath(folder.uri, name);
+}
+
+async function show(name: string): Promise<vscode.TextEditor> {
+  const doc = await vscode.workspace.openTextDocument(wsFile(name));
+  return vscode.window.showTextDocument(doc);
+}
+
+async function hoverText(doc: vscode.TextDocument, pos: vscode.Position): Promise<{ text: string; range?: vscode.Range; trusted: unknown }[]> {
+  const hovers = (await exec<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, pos)) ?? [];
+  const out: { text: string; range?: vscode.Range; trusted: unknown }[] = [];
+  for (const h of hovers) {
+    for (const c of h.contents) {
+      const text = typeof c === 'string' ? c : 'value' in c ? c.value : '';
+      if (text.includes('Universal Neurons')) out.push({ text, range: h.range, trusted: typeof c === 'object' && 'isTrusted' in c ? c.isTrusted : undefined });
+    }
+  }
+  return out;
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 15000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+async function revertAll(): Promise<void> {
+  for (const ed of vscode.window.visibleTextEditors) {
+    if (ed.document.isDirty) {
+      await vscode.window.showTextDocument(ed.document);
+      await exec('workbench.action.files.revert');
+    }
+  }
+}
+
+export async function editorTests(test: Test): Promise<void> {
+  const runDir = process.env.E2E_RUN_DIR;
+  const ext = vscode.extensions.getExtension<UniversalNeuronsApi>(EXT_ID)!;
+  const api = ext.exports;
+
+  await test('run made by the CLI: Open Run makes it current', async () => {
+    assert.ok(runDir && existsSync(join(runDir, 'manifest.json')), `E2E_RUN_DIR ${runDir} holds no run`);
+    const r = await exec<OpenRunResult>('universalNeurons.openRun', runDir);
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    if (r.status !== 'ok') return;
+    assert.equal(api.testing.currentRunDir(), runDir);
+    assert.ok(r.neurons > 0);
+    console.log(`     run ${r.id}: ${r.universal} of ${r.neurons} neurons universal`);
+  });
+
+  await test('Analyze Models (command arguments, 4k tokens) writes a run and makes it current; the CLI run is reopened', async () => {
+    const models = ['a', 'b'].map((s) => join(ext.extensionPath, 'models', `tiny-gpt2-${s}`));
+    const out = join(vscode.workspace.workspaceFolders![0]!.uri.fsPath, '.universal-neurons', 'runs', 'from-command');
+    const t0 = Date.now();
+    const r = await exec<{ status: string; runDir?: string; universal?: number; neurons?: number; message?: string }>('universalNeurons.analyzeModels', {
+      models,
+      corpus: [join(ext.extensionPath, 'models', 'corpus', 'heldout.tokens.bin')],
+      tokens: 4096,
+      out,
+    });
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    assert.equal(api.testing.currentRunDir(), out);
+    assert.ok(existsSync(join(out, 'universal.csv')));
+    console.log(`     Analyze Models: ${r.universal}/${r.neurons} universal in ${Date.now() - t0} ms`);
+    const back = await exec<OpenRunResult>('universalNeurons.openRun', runDir);
+    assert.equal(back.status, 'ok');
+  });
+
+  let promptResult: AnalyzePromptResult | undefined;
+  await test('Analyze Prompt: the run’s reference model, cached per document version', async () => {
+    await show('prompt.txt');
+    const r = await exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    if (r.status !== 'ok') return;
+    assert.equal(r.modelSource, 'run');
+    assert.match(r.model, /tiny-gpt2-a$/);
+    assert.equal(r.cached, false);
+    const again = await exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+    assert.equal(again.status === 'ok' && again.cached, true, 'second run on the same version was not cached');
+    promptResult = r;
+    console.log(`     ${r.tokens} tokens, tokenize ${r.tokenizeMs.toFixed(1)} ms, run ${r.runMs.toFixed(1)} ms`);
+  });
+
+  let topNeuron: { layer: number; neuron: number } | undefined;
+  await test('hover: the token under the mouse, its top-K neurons with values (same as the engine), command links', async () => {
+    const ed = await show('prompt.txt');
+    const doc = ed.document;
+    const off = doc.getText().indexOf(' cat') + 2; // inside "cat"
+    const hs = await hoverText(doc, doc.positionAt(off));
+    assert.equal(hs.length, 1, `expected one Universal Neurons hover, got ${hs.length}`);
+    const h = hs[0]!;
+    assert.match(h.text, /token 2 of \d+ · " cat"/);
+    assert.match(h.text, /id 3797/);
+    assert.equal(doc.getText(h.range!), ' cat');
+    const rows = [...h.text.matchAll(/\| \[L(\d+)\.N(\d+)\]\(command:universalNeurons\.showNeuron\?[^)]*\) \| (-?\d+\.\d{3}) \|/g)];
+    assert.equal(rows.length, 3, 'workspace topK=3 not applied: ' + h.text);
+    assert.match(h.text, /command:universalNeurons\.heatmapNeuron\?/);
+    assert.deepEqual(h.trusted, { enabledCommands: ['universalNeurons.showNeuron', 'universalNeurons.heatmapNeuron'] });
+    // The same neurons and values as the engine's own ranking (Show Token Activations).
+    const t = await exec<TokenActivationsResult>('universalNeurons.showTokenActivations');
+    assert.equal(t.status, 'ok');
+    if (t.status !== 'ok') return;
+    const top = t.tokens[2]!.top;
+    assert.deepEqual(
+      rows.map((m) => [Number(m[1]), Number(m[2]), m[3]]),
+      top.map((n) => [n.layer, n.neuron, n.value.toFixed(3)]),
+    );
+    topNeuron = { layer: top[0]!.layer, neuron: top[0]!.neuron };
+    // Latency of the whole hover round trip through VS Code (the provider alone: bench/editor.ts).
+    const times: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const t0 = performance.now();
+      await hoverText(doc, doc.positionAt((off + i * 7) % doc.getText().length));
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`     hover round trip (executeHoverProvider) p50 ${times[20]!.toFixed(1)} ms, p95 ${times[38]!.toFixed(1)} ms`);
+    console.log(`     ${h.text.split('\n').slice(0, 3).join(' / ')}`);
+  });
+
+  await test('hover on multi-byte text: emoji halves, CJK, combining marks map to the token holding the character', async () => {
+    const ed = await show('multibyte.prompt');
+    const doc = ed.document;
+    assert.equal(doc.languageId, 'plaintext');
+    const r = await exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    const text = doc.getText();
+    for (const [needle, delta] of [
+      ['😀', 0],
+      ['😀', 1],
+      ['語', 0],
+      ['e\u0301', 1],
+    ] as const) {
+      const off = text.indexOf(needle) + delta;
+      const hs = await hoverText(doc, doc.positionAt(off));
+      assert.equal(hs.length, 1, `no hover at ${needle}+${delta}`);
+      const range = hs[0]!.range!;
+      const [s, e] = [doc.offsetAt(range.start), doc.offsetAt(range.end)];
+      assert.ok(s <= off && off < e, `hover range ${s}-${e} does not hold offset ${off} (${needle}+${delta})`);
+      assert.match(hs[0]!.text, /\| \[L\d+\.N\d+\]/);
+    }
+  });
+
+  await test('edit during an analysis: the result for the old version is discarded', async () => {
+    const words = 'Universal neurons fire on the same tokens in models trained from different seeds. ';
+    const doc = await vscode.workspace.openTextDocument({ language: 'plaintext', content: words.repeat(300) });
+    await vscode.window.showTextDocument(doc);
+    let outcome = '';
+    for (let attempt = 0; attempt < 4 && outcome !== 'stale'; attempt++) {
+      const v0 = doc.version;
+      const pending = exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+      const edit = new vscode.WorkspaceEdit();
+      edit.insert(doc.uri, doc.positionAt(0), 'Edited. ');
+      await vscode.workspace.applyEdit(edit);
+      const r = await pending;
+      if (r.status === 'stale') outcome = 'stale';
+      else {
+        assert.equal(r.status, 'ok', JSON.stringify(r));
+        // The edit won the race: then the result must be for the edited version, never the old one.
+        if (r.status === 'ok') assert.notEqual(r.version, v0, 'a result for the pre-edit version was kept');
+        outcome = 'edit first';
+      }
+    }
+    console.log(`     outcome: ${outcome}`);
+    assert.equal(outcome, 'stale', 'never caught an analysis in flight');
+    await exec('workbench.action.revertAndCloseActiveEditor');
+  });
+
+  await test('heat-map: decorations on the tokens, redrawn after an edit (debounced re-analysis)', async () => {
+    assert.ok(topNeuron, 'hover test did not give a neuron');
+    const ed = await show('prompt.txt');
+    const doc = ed.document;
+    const r = await exec<{ status: string; applied: HeatApplied }>('universalNeurons.heatmapNeuron', topNeuron);
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    const a = r.applied;
+    assert.equal(a.editors, 1);
+    const shaded = [...a.positive, ...a.negative].reduce((x, y) => x + y, 0);
+    assert.ok(shaded > 0, 'no token shaded');
+    assert.ok(a.positive[4]! >= 1, 'the neuron’s maximum is not at full strength');
+    const hs = await hoverText(doc, doc.positionAt(doc.getText().indexOf(' cat') + 2));
+    assert.match(hs[0]!.text, new RegExp(`Heat-map L${topNeuron.layer}\\.N${topNeuron.neuron}: \\*\\*-?\\d+\\.\\d{3}\\*\\*`));
+    const edit = new vscode.WorkspaceEdit();
+    edit.insert(doc.uri, doc.positionAt(doc.getText().length), ' The dog sat too.');
+    await vscode.workspace.applyEdit(edit);
+    const v = doc.version;
+    const after = await waitFor('the heat-map redrawn for the edited version', () => {
+      const x = api.testing.heatApplied(doc) as HeatApplied | undefined;
+      return x && x.version === v ? x : undefined;
+    });
+    assert.ok(after.version > a.version);
+    await revertAll();
+    await waitFor('the heat-map redrawn after the revert', () => (api.testing.heatApplied(doc) as HeatApplied | undefined)?.version === doc.version);
+  });
+
+  await test('panels: Show Neuron, the table and the overview open for the run', async () => {
+    assert.ok(topNeuron);
+    const n = await exec<{ status: string; neuron?: string }>('universalNeurons.showNeuron', topNeuron);
+    assert.equal(n.status, 'ok', JSON.stringify(n));
+    const t = await exec<{ status: string }>('universalNeurons.openTable');
+    assert.equal(t.status, 'ok', JSON.stringify(t));
+    const o = await exec<{ status: string }>('universalNeurons.openOverview');
+    assert.equal(o.status, 'ok', JSON.stringify(o));
+    const labels = vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((x) => x.label));
+    for (const want of [`L${topNeuron.layer}.N${topNeuron.neuron}`, 'Neurons ·', 'Universality ·']) {
+      assert.ok(labels.some((l) => l.includes(want)), `no tab like ${want}: ${labels.join(' | ')}`);
+    }
+    const bad = await exec<{ status: string; message?: string }>('universalNeurons.showNeuron', 'L99.N0');
+    assert.equal(bad.status, 'error');
+    assert.match(bad.message ?? '', /outside tiny-gpt2-a/);
+  });
+
+  await test('Export Table: paper CSV schema and Arrow', async () => {
+    const csv = join(tmpdir(), `un-e2e-${process.pid}.csv`);
+    const r = await exec<{ status: string }>('universalNeurons.exportTable', { format: 'csv-all', target: csv });
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    const lines = readFileSync(csv, 'utf8').trim().split('\n');
+    assert.equal(lines[0], PAPER_HEADER);
+    assert.ok(lines.length > 1000, `${lines.length} lines`);
+    const arrow = join(tmpdir(), `un-e2e-${process.pid}.arrow`);
+    const a = await exec<{ status: string }>('universalNeurons.exportTable', { format: 'arrow', target: arrow });
+    assert.equal(a.status, 'ok');
+    assert.equal(readFileSync(arrow).subarray(0, 6).toString('latin1'), 'ARROW1');
+  });
+
+  await test('broken runs: missing and corrupt folders give clear errors; Remove deletes; the current run stays', async () => {
+    const missing = await exec<OpenRunResult>('universalNeurons.openRun', '/nonexistent/un-run');
+    assert.equal(missing.status, 'error');
+    if (missing.status === 'error') {
+      assert.equal(missing.problem, 'missing');
+      assert.match(missing.message, /does not exist/);
+    }
+    const broken = join(vscode.workspace.workspaceFolders![0]!.uri.fsPath, '.universal-neurons', 'runs', 'broken');
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(join(broken, 'manifest.json'), '{"format": "universal-neurons/run@1", "status": "comp');
+    const corrupt = await exec<OpenRunResult>('universalNeurons.openRun', broken);
+    assert.equal(corrupt.status, 'error');
+    if (corrupt.status === 'error') {
+      assert.equal(corrupt.problem, 'corrupt');
+      assert.match(corrupt.message, /manifest\.json is unreadable or not valid JSON/);
+    }
+    assert.equal(api.testing.currentRunDir(), runDir, 'a failed open replaced the current run');
+    const rm = await exec<{ status: string; outcome: string }>('universalNeurons.removeRun', { dir: broken, confirm: false });
+    assert.equal(rm.outcome, 'removed');
+    assert.equal(existsSync(broken), false);
+  });
+
+  await test('a prompt over the token limit is refused with a message', async () => {
+    await vscode.workspace.getConfiguration('universalNeurons').update('maxPromptTokens', 8, vscode.ConfigurationTarget.Global);
+    try {
+      const doc = await vscode.workspace.openTextDocument({ language: 'plaintext', content: 'one two three four five six seven eight nine ten' });
+      await vscode.window.showTextDocument(doc);
+      const r = await exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+      assert.equal(r.status, 'error');
+      assert.match(r.status === 'error' ? r.message : '', /over the prompt token limit/);
+      await exec('workbench.action.revertAndCloseActiveEditor');
+    } finally {
+      await vscode.workspace.getConfiguration('universalNeurons').update('maxPromptTokens', undefined, vscode.ConfigurationTarget.Global);
+    }
+  });
+
+  assert.ok(promptResult === undefined || promptResult.status === 'ok');
+  await exec('workbench.action.closeAllEditors');
+}

@@ -1,0 +1,183 @@
+// UI tests of the editor features in the real workbench (called from ui.js after its own checks):
+// Open Run from the palette, Analyze Prompt, hover a token (neurons with values), the table
+// webview (rows), the neuron page (chart canvases with drawn pixels), a heat-map (decorations
+// and the status-bar item), the Runs tree. One screenshot per step in <shots>.
+
+const HOVER_ROW = /L\d+\.N\d+\s*\|?\s*-?\d+\.\d{3}/;
+
+async function frameWith(page, selector, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const f of page.frames()) {
+      try {
+        if (await f.$(selector)) return f;
+      } catch (_) { /* frame navigating */ }
+    }
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`no webview frame with ${selector}; frames: ${page.frames().map((f) => f.url().slice(0, 80)).join(', ')}`);
+}
+
+async function focusEditor(page, name) {
+  const tab = page.locator('.tabs-container .tab', { hasText: name }).first();
+  await tab.click();
+  await page.waitForFunction((n) => document.querySelector('.tab.active')?.textContent?.includes(n), name, { timeout: 10000 });
+  await page.locator('.editor-instance .view-lines').first().click({ position: { x: 5, y: 5 } });
+}
+
+/** Screen position of character `index` (+0.5) of `word` inside the first view line containing it. */
+async function wordPos(page, word, charIndex = 1) {
+  const span = page.locator('.editor-instance .view-lines .view-line span span', { hasText: word }).first();
+  await span.waitFor({ timeout: 10000 });
+  return span.evaluate((el, [w, ci]) => {
+    const node = el.firstChild;
+    const i = node.textContent.indexOf(w) + ci;
+    const r = document.createRange();
+    r.setStart(node, i);
+    r.setEnd(node, i + 1);
+    const b = r.getBoundingClientRect();
+    return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+  }, [word, charIndex]);
+}
+
+exports.editorUi = async function editorUi({ page, palette, check, shot }) {
+  const quickPick = async (text) => {
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 15000 });
+    await input.fill(text);
+    await page.waitForSelector(`.quick-input-list .monaco-list-row >> text=${text}`, { timeout: 20000 });
+    await page.keyboard.press('Enter');
+  };
+
+  await check('restore the panel; Open Run… from the palette picks the CLI-made run', async () => {
+    await page.keyboard.press('Escape');
+    await palette('>', 'View: Toggle Maximized Panel');
+    await page.waitForTimeout(300);
+    await palette('>', 'Universal Neurons: Open Run…');
+    await quickPick('e2e');
+    await page.waitForTimeout(500);
+  });
+
+  await check('Analyze Prompt on prompt.txt', async () => {
+    await focusEditor(page, 'prompt.txt');
+    await palette('>', 'Universal Neurons: Analyze Prompt');
+    await page.waitForSelector('.statusbar >> text=/tokens analysed on tiny-gpt2-a/', { timeout: 60000 });
+    await shot('05-analyze-prompt.png');
+    return (await page.locator('.statusbar').innerText()).split('\n').find((l) => /tokens analysed/.test(l));
+  });
+
+  await check('hover a token: the hover lists neurons with values', async () => {
+    const pos = await wordPos(page, 'cat');
+    let text = '';
+    for (let attempt = 0; attempt < 5 && !HOVER_ROW.test(text); attempt++) {
+      await page.mouse.move(pos.x - 40, pos.y + 60);
+      await page.mouse.move(pos.x, pos.y, { steps: 5 });
+      try {
+        await page.waitForSelector('.monaco-hover:visible >> text=Universal Neurons', { timeout: 8000 });
+      } catch (_) { /* retry */ }
+      text = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join(' | ');
+    }
+    await page.waitForTimeout(300);
+    await shot('06-hover.png');
+    if (!/" cat"/.test(text)) throw new Error('hover is not about " cat": ' + JSON.stringify(text.slice(0, 400)));
+    const rows = text.match(/L\d+\.N\d+/g) || [];
+    if (rows.length < 3 || !HOVER_ROW.test(text)) throw new Error('no neuron rows with values: ' + JSON.stringify(text.slice(0, 600)));
+    const links = await page.locator('.monaco-hover:visible a[data-href^="command:universalNeurons."], .monaco-hover:visible a[href^="command:universalNeurons."]').count();
+    if (links < 6) throw new Error(`only ${links} command links in the hover`);
+    return `${rows.length} neurons, ${links} command links: ${JSON.stringify(text.replace(/\s+/g, ' ').slice(0, 200))}`;
+  });
+
+  await check('Open Universal Neuron Table: rows appear', async () => {
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+    await palette('>', 'Universal Neurons: Open Universal Neuron Table');
+    const frame = await frameWith(page, 'vscode-data-grid-row[data-row]', 45000);
+    await page.waitForTimeout(800);
+    const rows = await frame.locator('vscode-data-grid-row[data-row]').count();
+    const first = (await frame.locator('vscode-data-grid-row[data-row]').first().innerText()).replace(/\s+/g, ' ');
+    await shot('07-table.png');
+    if (rows < 1) throw new Error('no rows');
+    return `${rows} rows; first: ${first}`;
+  });
+
+  await check('Show Neuron… (top excess): the neuron page draws its charts', async () => {
+    await palette('>', 'Universal Neurons: Show Neuron…');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 15000 });
+    await page.waitForSelector('.quick-input-list .monaco-list-row >> text=/^L\\d+\\.N\\d+$/', { timeout: 20000 });
+    const label = (await page.locator('.quick-input-list .monaco-list-row.focused .label-name').first().innerText().catch(() => '')).trim();
+    await page.keyboard.press('Enter');
+    const frame = await frameWith(page, 'canvas[data-drawn="yes"]', 45000);
+    await page.waitForTimeout(1000);
+    const stats = await frame.evaluate(() =>
+      Array.from(document.querySelectorAll('canvas')).map((c) => {
+        const ctx = c.getContext('2d');
+        const { width, height } = c;
+        if (!ctx || !width || !height) return { drawn: c.dataset.drawn, painted: 0, width, height };
+        const d = ctx.getImageData(0, 0, width, height).data;
+        let painted = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+        return { drawn: c.dataset.drawn, painted, width, height };
+      }),
+    );
+    await shot('08-neuron-page.png');
+    const good = stats.filter((s) => s.drawn === 'yes' && s.painted > 100);
+    if (good.length < 1 || good.length < stats.length) throw new Error('canvases: ' + JSON.stringify(stats));
+    return `${label}: ${good.length} canvases drawn (${good.map((s) => s.painted).join(', ')} painted pixels)`;
+  });
+
+  await check('Heat-map Neuron…: decorations on the tokens, status-bar item', async () => {
+    await focusEditor(page, 'prompt.txt');
+    const before = await page.locator('.editor-instance .view-overlays div[class*="ced-"]').count();
+    await palette('>', 'Universal Neurons: Heat-map Neuron…');
+    await page.locator('.quick-input-widget input').waitFor({ state: 'visible', timeout: 15000 });
+    await page.waitForSelector('.quick-input-list .monaco-list-row >> text=/^L\\d+\\.N\\d+$/', { timeout: 20000 });
+    await page.keyboard.press('Enter'); // the neuron most active at the cursor
+    await page.waitForSelector('.statusbar-item >> text=/L\\d+\\.N\\d+/', { timeout: 30000 });
+    await page.waitForTimeout(800);
+    const deco = await page.locator('.editor-instance .view-overlays div[class*="ced-"]').evaluateAll((els) =>
+      els.map((e) => getComputedStyle(e).backgroundColor).filter((c) => c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent'),
+    );
+    const status = (await page.locator('.statusbar-item', { hasText: /L\d+\.N\d+/ }).first().innerText()).trim();
+    await shot('09-heatmap.png');
+    if (deco.length <= before) throw new Error(`no decorations (${before} before, ${deco.length} after)`);
+    return `${deco.length} shaded overlay boxes (${[...new Set(deco)].slice(0, 3).join('; ')}); status bar "${status}"`;
+  });
+
+  await check('status-bar item clears the heat-map', async () => {
+    await page.locator('.statusbar-item', { hasText: /L\d+\.N\d+/ }).first().click();
+    await page.waitForTimeout(800);
+    const left = await page.locator('.editor-instance .view-overlays div[class*="ced-"]').evaluateAll((els) =>
+      els.filter((e) => { const c = getComputedStyle(e).backgroundColor; return c && c !== 'rgba(0, 0, 0, 0)'; }).length,
+    );
+    const status = await page.locator('.statusbar-item', { hasText: /L\d+\.N\d+/ }).count();
+    if (left || status) throw new Error(`${left} decorations and ${status} status items left`);
+  });
+
+  await check('Runs tree: run → models → layers → universal neurons', async () => {
+    await page.locator('.activitybar .action-item a[aria-label^="Universal Neurons"], .activitybar .action-item[aria-label^="Universal Neurons"]').first().click();
+    const view = page.locator('.pane-body .monaco-list-row');
+    await page.waitForSelector('.pane-body .monaco-list-row >> text=e2e', { timeout: 20000 });
+    await page.locator('.pane-body .monaco-list-row', { hasText: 'tiny-gpt2-a' }).first().click();
+    await page.waitForSelector('.pane-body .monaco-list-row >> text=Layer 0', { timeout: 10000 });
+    // Open the first layer that has universal neurons.
+    const layers = page.locator('.pane-body .monaco-list-row', { hasText: /^Layer \d/ });
+    const n = await layers.count();
+    let opened = '';
+    for (let i = 0; i < n && !opened; i++) {
+      const row = layers.nth(i);
+      const t = (await row.innerText()).replace(/\s+/g, ' ');
+      if (!/^Layer \d+ 0 universal/.test(t)) {
+        await row.click();
+        opened = t;
+      }
+    }
+    await page.waitForTimeout(600);
+    const texts = (await view.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
+    await shot('10-runs-tree.png');
+    const neurons = texts.filter((t) => /^L\d+\.N\d+/.test(t));
+    if (!opened) return `no layer with universal neurons; rows: ${texts.join(' | ')}`;
+    if (!neurons.length) throw new Error('no neuron rows under ' + opened + ': ' + texts.join(' | '));
+    return `${texts.length} rows; opened ${opened}; first neuron ${neurons[0]}`;
+  });
+};
