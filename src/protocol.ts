@@ -72,6 +72,8 @@ export type TableColumn = (typeof TABLE_COLUMNS)[number];
 export interface NeuronColumns {
   layer: number[];
   neuron: number[];
+  /** The run's universal flag per neuron. */
+  universal: boolean[];
   values: Record<TableColumn, Num[]>;
   /** null: families are not computed in this run yet. */
   family: (string | null)[] | null;
@@ -317,7 +319,7 @@ export function isRunInfo(v: unknown): v is RunInfo {
 export function isNeuronColumns(v: unknown): v is NeuronColumns {
   if (!isObj(v) || !every(v.layer, isNat)) return false;
   const n = v.layer.length;
-  if (!arrayOf(v.neuron, n, isNat) || !isObj(v.values)) return false;
+  if (!arrayOf(v.neuron, n, isNat) || !arrayOf(v.universal, n, isBool) || !isObj(v.values)) return false;
   const values = v.values;
   if (!TABLE_COLUMNS.every((c) => arrayOf(values[c], n, isNum))) return false;
   return v.family === null || arrayOf(v.family, n, isNullableStr);

@@ -33,11 +33,10 @@ const parseBound = (s: string): number | null | undefined => {
 export function filterAndSort(d: TableData, st: TableUiState): number[] {
   const c = d.columns;
   const ex = c.values.excess_corr;
-  const t = d.run.threshold;
   const rows: number[] = [];
   for (let i = 0; i < c.layer.length; i++) {
     const e = ex[i];
-    if (st.universalOnly && !(e !== null && e !== undefined && e > t)) continue;
+    if (st.universalOnly && !c.universal[i]) continue;
     if (st.layer !== null && c.layer[i] !== st.layer) continue;
     if (st.family !== null && (c.family === null || c.family[i] !== st.family)) continue;
     if (st.minExcess !== null && !(e !== null && e !== undefined && e >= st.minExcess)) continue;

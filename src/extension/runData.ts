@@ -5,12 +5,13 @@
  *
  * Files read:
  * - `manifest.json` (required; must say `complete`);
- * - `neurons.arrow` (required): one row per reference neuron, the paper's columns; optional
- *   `family` (utf8) column;
- * - `partners.arrow` (optional): long format, one row per reference neuron and other model —
- *   `layer, neuron` (reference), `model` (label, or index into manifest.models), `partner_layer`,
- *   `partner_neuron` (or `partner`, a column index l·d_mlp+n), `corr` (or `max_corr`), optional
- *   `baseline`;
+ * - `neurons.arrow` (required, read with the store's readNeuronArrow): one row per reference
+ *   neuron, the paper's columns, optional `universal` (bool; else excess_corr > threshold),
+ *   optional `family` (utf8) column, partner columns (store.partnerColumns);
+ * - `partners.arrow` (optional; else the partner columns of neurons.arrow): long format, one row
+ *   per reference neuron and other model — `layer, neuron` (reference), `model` (label, or index
+ *   into manifest.models), `partner_layer`, `partner_neuron` (or `partner`, a column index
+ *   l·d_mlp+n), `corr` (or `max_corr`), optional `baseline`;
  * - `examples.json` + `examples.bin` (optional, examples.ts layout): read per neuron by slicing the
  *   fixed-stride arrays, never the whole file (hundreds of MB for GPT2-small);
  * - `vocab.arrow` (optional): `layer, neuron, side` ('top'|'bottom'), `rank`, `token`, `value`.
@@ -20,6 +21,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { percentileRank } from '../engine/analysis/percentile';
+import { partnerColumns, readNeuronArrow } from '../engine/store';
 import { bestReferenceByPartner, familyCounts, histogram, isUniversal, layerShares, partnerKey } from '../engine/analysis/summaries';
 import type {
   ActivationHistogram,
@@ -87,6 +89,8 @@ export interface RunData {
   layerRows: number[][];
   /** Numeric columns, NaN for missing values. */
   columns: Map<string, Float64Array>;
+  /** Per row: the run's universal flag (its `universal` column, else excess_corr > threshold). */
+  universal: boolean[];
   family: (string | null)[] | null;
   /** Partners per reference row. */
   partners: PartnerRow[][] | null;
@@ -258,6 +262,27 @@ function readPartners(t: ArrowTable, run: Pick<RunData, 'rowOf' | 'dMlp' | 'nLay
   return { rows };
 }
 
+/** Partners from neurons.arrow's wide partner columns (store.partnerColumns), one set per other model. */
+function partnersFromColumns(columns: Map<string, Float64Array>, layer: Int32Array, models: ManifestModel[]): { rows: PartnerRow[][] | null; note?: string } {
+  const others = models.slice(1).filter((m) => {
+    const c = partnerColumns(m.label);
+    return columns.has(c.layer) && columns.has(c.neuron) && columns.has(c.corr);
+  });
+  if (others.length === 0) return { rows: null, note: 'this run has no partners (no partners.arrow, no partner columns in neurons.arrow)' };
+  const rows: PartnerRow[][] = Array.from({ length: layer.length }, () => []);
+  for (const m of others) {
+    const c = partnerColumns(m.label);
+    const pl = columns.get(c.layer)!;
+    const pn = columns.get(c.neuron)!;
+    const corr = columns.get(c.corr)!;
+    const base = columns.get(c.baseline);
+    for (let i = 0; i < layer.length; i++) {
+      if (nat(pl[i]) && nat(pn[i])) rows[i]!.push({ ref: i, model: m.label, layer: pl[i]!, neuron: pn[i]!, corr: corr[i]!, baseline: base ? base[i]! : NaN });
+    }
+  }
+  return { rows };
+}
+
 function readVocab(t: ArrowTable, run: Pick<RunData, 'rowOf' | 'dMlp' | 'nLayers'>): RunData['vocab'] {
   const layer = numColumn(t, 'layer');
   const neuron = numColumn(t, 'neuron');
@@ -312,16 +337,24 @@ export async function loadRun(runDir: string): Promise<RunData> {
   const { nLayers, dMlp } = info;
   const neuronsPath = join(runDir, 'neurons.arrow');
   if (!fs.existsSync(neuronsPath)) throw new RunDataError(`${runDir} has no neurons.arrow`);
-  const t = await readArrow(neuronsPath);
-  const layerF = numColumn(t, 'layer');
-  const neuronF = numColumn(t, 'neuron');
-  if (!layerF || !neuronF) throw new RunDataError(`${neuronsPath} has no layer/neuron columns`);
+  let table: Awaited<ReturnType<typeof readNeuronArrow>>;
+  try {
+    table = await readNeuronArrow(neuronsPath);
+  } catch (e) {
+    throw new RunDataError((e as Error).message);
+  }
+  const columns = table.columns;
+  const nRows = table.nRows;
+  const layerF = columns.get('layer')!;
+  const neuronF = columns.get('neuron')!;
+  columns.delete('layer');
+  columns.delete('neuron');
   const N = nLayers * dMlp;
   const rowOf = new Int32Array(N).fill(-1);
-  const layer = new Int32Array(t.numRows);
-  const neuron = new Int32Array(t.numRows);
+  const layer = new Int32Array(nRows);
+  const neuron = new Int32Array(nRows);
   const layerRows: number[][] = Array.from({ length: nLayers }, () => []);
-  for (let i = 0; i < t.numRows; i++) {
+  for (let i = 0; i < nRows; i++) {
     const l = layerF[i]!;
     const n = neuronF[i]!;
     if (!(nat(l) && nat(n) && l < nLayers && n < dMlp)) throw new RunDataError(`${neuronsPath} row ${i}: neuron L${l}.N${n} is outside ${nLayers}×${dMlp}`);
@@ -331,13 +364,13 @@ export async function loadRun(runDir: string): Promise<RunData> {
     neuron[i] = n;
     layerRows[l]!.push(i);
   }
-  const columns = new Map<string, Float64Array>();
-  for (const f of t.schema.fields) {
-    if (f.name === 'layer' || f.name === 'neuron') continue;
-    const c = numColumn(t, f.name);
-    if (c) columns.set(f.name, c);
-  }
-  const family = strColumn(t, 'family') ?? null;
+  // Text columns (the store's reader keeps numbers only): families, when a run has them.
+  const family = strColumn(await readArrow(neuronsPath), 'family') ?? null;
+  const flag = columns.get('universal');
+  const excess = columns.get('excess_corr');
+  const universal = Array.from({ length: nRows }, (_, i) =>
+    flag ? flag[i] === 1 : excess ? isUniversal(excess[i]!, info.threshold) : false,
+  );
   const base = { rowOf, dMlp, nLayers };
 
   let partners: RunData['partners'] = null;
@@ -347,7 +380,11 @@ export async function loadRun(runDir: string): Promise<RunData> {
     const r = readPartners(await readArrow(partnersPath), base, models);
     partners = r.rows;
     partnerNote = r.note;
-  } else partnerNote = 'this run has no partners.arrow';
+  } else {
+    const r = partnersFromColumns(columns, layer, models);
+    partners = r.rows;
+    partnerNote = r.note;
+  }
 
   let examples: ExamplesModel | null = null;
   const exJson = join(runDir, 'examples.json');
@@ -368,6 +405,7 @@ export async function loadRun(runDir: string): Promise<RunData> {
     rowOf,
     layerRows,
     columns,
+    universal,
     family,
     partners,
     partnerNote,
@@ -432,14 +470,9 @@ function tokenText(run: RunData, id: number): string {
   }
 }
 
-function universalFlags(run: RunData): boolean[] {
-  const ex = col(run, 'excess_corr');
-  return Array.from(ex, (x) => isUniversal(x, run.info.threshold));
-}
-
 export function overviewData(run: RunData): OverviewData {
   const excess = col(run, 'excess_corr');
-  const universal = universalFlags(run);
+  const universal = run.universal;
   const nUniv = universal.filter(Boolean).length;
   const layers = layerShares(run.layer, excess, run.info.threshold, run.nLayers).map((s) => ({ ...s, medianExcess: num(s.medianExcess) }));
   return {
@@ -457,7 +490,7 @@ export function tableData(run: RunData): TableData {
   for (const c of TABLE_COLUMNS) values[c] = Array.from(col(run, c), num);
   return {
     run: run.info,
-    columns: { layer: Array.from(run.layer), neuron: Array.from(run.neuron), values, family: run.family },
+    columns: { layer: Array.from(run.layer), neuron: Array.from(run.neuron), universal: run.universal, values, family: run.family },
   };
 }
 
@@ -486,7 +519,6 @@ export function neuronData(run: RunData, ref: NeuronRef): NeuronData {
       stats.push({ key, group, value: num(c[row]), percentile: num(percentileRank(c[row]!, sample)) });
     }
   }
-  const excess = col(run, 'excess_corr')[row]!;
 
   let histogram: ActivationHistogram | null = null;
   let examples: ExampleContext[] = [];
@@ -529,7 +561,7 @@ export function neuronData(run: RunData, ref: NeuronRef): NeuronData {
     run: run.info,
     layer: l,
     neuron: n,
-    universal: isUniversal(excess, run.info.threshold),
+    universal: run.universal[row]!,
     ...(run.family ? { family: run.family[row] ?? null } : {}),
     stats,
     histogram,

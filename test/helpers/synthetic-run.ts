@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeExamples, TopExamplesResult } from '../../src/engine/analysis/examples';
-import { arrowBytes, PAPER_COLUMNS } from '../../src/engine/store';
+import { arrowBytes, PAPER_COLUMNS, partnerColumns } from '../../src/engine/store';
 
 export interface SyntheticRunOptions {
   dir: string;
@@ -22,6 +22,8 @@ export interface SyntheticRunOptions {
   families?: boolean;
   vocab?: boolean;
   partners?: boolean;
+  /** Also write what the pipeline's plan puts in neurons.arrow: a `universal` column and wide partner columns. */
+  wide?: boolean;
   seed?: number;
   threshold?: number;
   status?: string;
@@ -83,12 +85,23 @@ export async function writeSyntheticRun(o: SyntheticRunOptions): Promise<void> {
     }
   }
   cols.excess_corr![Math.min(3, N - 1)] = NaN; // one missing value, as a NaN in the file
-  const table: Record<string, Float64Array | Int32Array | string[]> = {
+  const table: Record<string, Float64Array | Int32Array | string[] | boolean[]> = {
     layer: Int32Array.from(cols.layer!),
     neuron: Int32Array.from(cols.neuron!),
   };
   for (const c of PAPER_COLUMNS) if (c !== 'layer' && c !== 'neuron') table[c] = cols[c]!;
   if (o.families) table.family = Array.from({ length: N }, () => (r() < 0.3 ? FAMILIES[Math.floor(r() * FAMILIES.length)]! : ''));
+  if (o.wide) {
+    // The run's own flag; neuron 0 is flagged whatever its excess (the flag wins over the threshold).
+    table.universal = Array.from(cols.excess_corr!, (x, i) => i === 0 || x > (o.threshold ?? 0.5));
+    for (const m of models.slice(1)) {
+      const c = partnerColumns(m);
+      table[c.layer] = Int32Array.from({ length: N }, (_, i) => Math.floor(i / D));
+      table[c.neuron] = Int32Array.from({ length: N }, (_, i) => (i * 7) % D);
+      table[c.corr] = Float64Array.from(cols.mean_corr!);
+      table[c.baseline] = Float64Array.from(cols.mean_baseline!);
+    }
+  }
   writeFileSync(join(dir, 'neurons.arrow'), await arrowBytes(table));
 
   if (o.partners ?? true) {

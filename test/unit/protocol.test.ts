@@ -43,6 +43,7 @@ const table: TableData = {
   columns: {
     layer: [0, 0, 1, 1],
     neuron: [0, 1, 0, 1],
+    universal: [false, false, true, false],
     values: Object.fromEntries(TABLE_COLUMNS.map((c) => [c, col([0.1, null, 0.7, 0.2])])) as TableData['columns']['values'],
     family: null,
   },
@@ -185,6 +186,8 @@ test('isToWebview rejects wrong shapes', () => {
     init({ view: 'table', data: withField(table, ['columns', 'values', 'excess_corr'], undefined) }),
     init({ view: 'table', data: withField(table, ['columns', 'values', 'kurt'], [1, 2, 'x', 4]) }),
     init({ view: 'table', data: withField(table, ['columns', 'family'], ['a']) }),
+    init({ view: 'table', data: withField(table, ['columns', 'universal'], [true, false, 1, false]) }),
+    init({ view: 'table', data: withField(table, ['columns', 'universal'], undefined) }),
     init({ view: 'table', data: withField(table, ['columns', 'layer'], [0, 0, -1, 1]) }),
     init({ view: 'table', data: withField(table, ['run', 'nLayers'], '2') }),
     init({ view: 'table', data: withField(table, ['run', 'models'], ['a', 2]) }),

@@ -24,6 +24,8 @@ test('a complete run folder becomes view payloads that pass the protocol guards'
   assert.equal(ov.excessHistogram.counts.reduce((a: number, b: number) => a + b, 0), 47); // one excess is NaN
   assert.ok(Array.isArray(ov.families));
 
+  // No `universal` column in this file: the flag is excess_corr > threshold.
+  assert.deepEqual(run.universal, Array.from(run.columns.get('excess_corr')!, (x) => x > 0.5));
   const tb = JSON.parse(JSON.stringify(tableData(run)));
   assert.ok(isTableData(tb));
   assert.equal(tb.columns.values.excess_corr[3], null); // NaN in the file → null
@@ -36,8 +38,8 @@ test('a complete run folder becomes view payloads that pass the protocol guards'
   assert.ok(nd.examples[0].tokens.every((x: { text: string }) => !x.text.startsWith('⟨')), 'token text from the tokenizer');
   assert.ok(nd.histogram && nd.histogram.counts.length === 32);
   assert.ok(nd.vocab && nd.vocab.top.length === 5);
-  const ex = nd.stats.find((s: { key: string }) => s.key === 'excess_corr');
-  assert.ok(ex.percentile > 0 && ex.percentile < 100);
+  const pct = nd.stats.find((s: { key: string }) => s.key === 'excess_corr')?.percentile ?? NaN;
+  assert.ok(pct > 0 && pct < 100, String(pct));
   assert.ok(nd.partners.every((p: { bestReference: unknown }) => p.bestReference !== null));
 
   assert.throws(() => neuronData(run, { layer: 3, neuron: 0 }), RunDataError);
@@ -69,4 +71,25 @@ test('missing optional files become notes; bad folders are refused with the file
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
   writeFileSync(join(dir, 'neurons.arrow'), 'not arrow');
   await assert.rejects(loadRun(dir), /neurons\.arrow is not an Arrow IPC file/);
+});
+
+test("the pipeline's neurons.arrow layout: universal column and wide partner columns", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'un-run-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  await writeSyntheticRun({ dir, nLayers: 2, dMlp: 8, k: 0, partners: false, wide: true });
+  const run = await loadRun(dir);
+  assert.equal(run.universal[0], true);
+  const nd = neuronData(run, { layer: 0, neuron: 0 });
+  assert.equal(nd.universal, true);
+  assert.deepEqual(
+    nd.partners.map((p) => [p.model, p.layer, p.neuron]),
+    [
+      ['tiny-gpt2-b', 0, 0],
+      ['tiny-gpt2-c', 0, 0],
+    ],
+  );
+  assert.ok(!nd.notes.some((n) => /partners/.test(n)));
+  const tb = tableData(run);
+  assert.equal(tb.columns.universal[0], true);
+  assert.equal(overviewData(run).totals.universal, run.universal.filter(Boolean).length);
 });
