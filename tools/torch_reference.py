@@ -291,10 +291,11 @@ FIXTURE_SPECS = {
         seed=1, dtype=torch.float32),
     'gpt2-tiny-crfm-f16': dict(base='gpt2-tiny-crfm', dtype=torch.float16),
     'gpt2-tiny-crfm-bf16': dict(base='gpt2-tiny-crfm', dtype=torch.bfloat16),
-    # Untied lm_head, `transformer.` prefix, n_inner not 4*d, exact-erf gelu, HF mask buffers stored.
+    # Untied lm_head, `transformer.` prefix, n_inner not 4*d, exact-erf gelu, HF mask buffers stored,
+    # inverse-layer-idx scaling without the reorder path.
     'gpt2-tiny-untied': dict(
         config=dict(n_layer=2, n_head=2, n_embd=8, n_inner=40, n_positions=64, activation_function='gelu',
-                    tie_word_embeddings=False),
+                    tie_word_embeddings=False, scale_attn_by_inverse_layer_idx=True),
         seed=2, dtype=torch.float32, prefix='transformer.', buffers=True),
     # relu, unscaled attention, a non-default layer-norm epsilon.
     'gpt2-tiny-relu': dict(

@@ -39,8 +39,12 @@ export interface ForwardOptions {
   cacheDir?: string;
   /** Padded tokens per ORT run (default: what keeps one run's outputs near 256 MB, at most 8192). */
   batchTokens?: number;
-  /** See Gpt2GraphOptions.attention; for tests. */
-  attention?: 'fused' | 'onnx';
+  /**
+   * Let ORT's worker threads spin-wait between operators (ORT's default). Off by default: on a
+   * machine shared with an editor and other processes, spinning measured slower (the spinning
+   * threads take cores from the work), and it burns CPU while the caller handles results.
+   */
+  spinWait?: boolean;
 }
 
 export interface RunOptions {
@@ -134,7 +138,7 @@ export class Forward {
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {
-    const graph = buildGpt2Graph(this.weights, { logits: variant === 'logits', attention: this.opts.attention });
+    const graph = buildGpt2Graph(this.weights, { logits: variant === 'logits' });
     const threads = this.opts.threads && this.opts.threads > 0 ? Math.floor(this.opts.threads) : defaultThreads();
     const options: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
@@ -143,6 +147,7 @@ export class Forward {
       interOpNumThreads: 1,
       enableCpuMemArena: true,
       enableMemPattern: true,
+      extra: { session: { intra_op: { allow_spinning: this.opts.spinWait ? '1' : '0' } } },
     };
     let session: ort.InferenceSession;
     if (graph.weightBytes() > (this.opts.externalDataBytes ?? DEFAULT_EXTERNAL_BYTES)) {

@@ -183,8 +183,7 @@ describe('long texts', () => {
 
 describe('engine variants against the same goldens', () => {
   const variants: [string, string, ForwardOptions][] = [
-    ['standard-op attention (no fused kernel)', 'gpt2-tiny-crfm', { attention: 'onnx' }],
-    ['standard-op attention, unscaled', 'gpt2-tiny-relu', { attention: 'onnx' }],
+    ['spin-waiting threads', 'gpt2-tiny-relu', { spinWait: true }],
     ['weights as ONNX external data', 'gpt2-tiny-untied', { externalDataBytes: 0 }],
     ['one thread, tiny batches (padding)', 'gpt2-tiny-crfm', { threads: 1, batchTokens: 40 }],
   ];

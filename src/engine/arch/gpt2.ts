@@ -5,9 +5,9 @@
  *
  * Graph names (the contract with runtime.ts and the analysis engine):
  *   input   `input_ids`       int64 [batch, seq]
- *   outputs `L{l}.hook_pre`   float [batch, seq, d_mlp]   ln_2(x)·W_in + b_in  (mlp.c_fc)
- *           `L{l}.hook_post`  float [batch, seq, d_mlp]   act(hook_pre)
- *           `logits`          float [batch, seq, vocab]   only in the logits variant
+ *   outputs `L{l}.hook_pre`   float [batch·seq, d_mlp]   ln_2(x)·W_in + b_in  (mlp.c_fc)
+ *           `L{l}.hook_post`  float [batch·seq, d_mlp]   act(hook_pre)
+ *           `logits`          float [batch·seq, vocab]   only in the logits variant
  */
 import { EngineError } from '../errors';
 import { OnnxGraph } from '../onnx';
@@ -190,11 +190,6 @@ export const hookName = (layer: number, hook: Hook): string => `L${layer}.hook_$
 export interface Gpt2GraphOptions {
   /** Build the full forward with `logits`; otherwise stop at the last layer's hook_post. */
   logits: boolean;
-  /**
-   * `onnx` (default): attention from standard ops. `fused`: ORT's com.microsoft Attention kernel
-   * (causal via unidirectional=1). Same function; kept to A/B the two, `onnx` measured faster.
-   */
-  attention?: 'fused' | 'onnx';
 }
 
 // Opset 20 is the first with Gelu(approximate="tanh"); LayerNormalization is there from 17.
@@ -207,13 +202,15 @@ const MASK_MIN = -3.4028234663852886e38;
  * uses are read (the activations variant never touches ln_f, lm_head or the last c_proj).
  *
  * The residual stream is kept 2-D, [batch·seq, d], so every Conv1D is one Gemm with its bias
- * fused (a 3-D MatMul would need a separate Add pass over each output); only attention reshapes
- * to heads. Hook outputs are therefore [batch·seq, d_mlp] (row b·seq + t), logits [batch·seq, V].
+ * (the kernel ORT would fuse MatMul+Add into anyway) and only attention reshapes to heads. Hook
+ * outputs are therefore [batch·seq, d_mlp] (row b·seq + t), logits [batch·seq, V].
+ *
+ * Attention is built from standard ops. ORT's fused com.microsoft Attention kernel was measured
+ * too: no faster at GPT-2-small size, slower on the tiny config, so it is not used.
  */
 export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGraph {
   const cfg = w.config;
-  const attention = opts.attention ?? 'onnx';
-  const g = new OnnxGraph('gpt2', OPSET, attention === 'fused' ? [{ domain: 'com.microsoft', version: 1 }] : []);
+  const g = new OnnxGraph('gpt2', OPSET);
   const d = cfg.nEmbd;
   const shapes = gpt2TensorShapes(cfg);
   const W = (name: string): string => {
@@ -242,28 +239,12 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
   const linear = (input: string, prefix: string, out?: string): string =>
     g.op('Gemm', [input, W(prefix + '.weight'), W(prefix + '.bias')], {}, out);
 
-  let attend: (a: string, layer: number, scale: number) => string;
-  if (attention === 'fused') {
-    const bsd = g.op('Concat', [idsShape, g.constI64([d])], { axis: { i: 0 } });
-    attend = (a, l, scale) => {
-      const ctx = g.op(
-        'Attention',
-        [g.op('Reshape', [a, bsd]), W(`h.${l}.attn.c_attn.weight`), W(`h.${l}.attn.c_attn.bias`)],
-        { num_heads: { i: cfg.nHead }, unidirectional: { i: 1 }, scale: { f: scale } },
-        undefined,
-        'com.microsoft',
-      );
-      return g.op('Reshape', [ctx, flat]);
-    };
-  } else {
-    // Causal mask: a [n_positions]² additive constant sliced to [seq]².
-    const p = cfg.nPositions;
-    const m = new Float32Array(p * p);
-    for (let i = 0; i < p; i++) for (let j = i + 1; j < p; j++) m[i * p + j] = MASK_MIN;
-    const mask = g.op('Slice', [g.constF32(m, [p, p]), g.constI64([0, 0]), g.op('Concat', [seq1, seq1], { axis: { i: 0 } })]);
-    const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
-    attend = (a, l, scale) => standardAttention(g, cfg, linear(a, `h.${l}.attn.c_attn`), heads, flat, mask, scale, l);
-  }
+  // Causal mask: a [n_positions]² additive constant sliced to [seq]².
+  const p = cfg.nPositions;
+  const m = new Float32Array(p * p);
+  for (let i = 0; i < p; i++) for (let j = i + 1; j < p; j++) m[i * p + j] = MASK_MIN;
+  const mask = g.op('Slice', [g.constF32(m, [p, p]), g.constI64([0, 0]), g.op('Concat', [seq1, seq1], { axis: { i: 0 } })]);
+  const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
 
   for (let l = 0; l < cfg.nLayer; l++) {
     const h = `h.${l}`;
@@ -273,7 +254,9 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
     let scale = 1;
     if (cfg.scaleAttnWeights) scale /= Math.sqrt(cfg.dHead);
     if (cfg.scaleAttnByInverseLayerIdx) scale /= l + 1;
-    x = g.op('Add', [x, linear(attend(layerNorm(x, `${h}.ln_1`), l, scale), `${h}.attn.c_proj`)]);
+    const qkv = linear(layerNorm(x, `${h}.ln_1`), `${h}.attn.c_attn`);
+    const ctx = attention(g, cfg, qkv, heads, flat, mask, scale, l);
+    x = g.op('Add', [x, linear(ctx, `${h}.attn.c_proj`)]);
     const pre = linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`, hookName(l, 'pre'));
     const post = activation(g, cfg.activation, pre, hookName(l, 'post'));
     g.output(pre, 'float', ['tokens', cfg.dMlp]);
@@ -290,7 +273,7 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
   return g;
 }
 
-function standardAttention(
+function attention(
   g: OnnxGraph,
   cfg: Gpt2Config,
   qkv: string,
