@@ -37,6 +37,11 @@ export function loadState(view: ViewKind): PanelState | undefined {
   return s;
 }
 
+/** The state as last saved (or loaded). */
+export function currentState(): PanelState | undefined {
+  return state;
+}
+
 /** Merges `patch` into the persisted state. */
 export function saveState(view: ViewKind, patch: Partial<Omit<PanelState, 'v' | 'view'>>): void {
   state = { ...(state ?? {}), ...patch, v: 1, view };

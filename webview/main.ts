@@ -7,7 +7,7 @@
 import { isToWebview, isViewKind, PROTOCOL_VERSION, type ViewKind, type ViewPayload } from '../src/protocol';
 import type { ViewContext } from './common';
 import { clear, el } from './dom';
-import { loadState, log, post, saveState } from './host';
+import { currentState, loadState, log, post, saveState } from './host';
 import { renderNeuron } from './neuron';
 import { renderOverview } from './overview';
 import { renderPrompt } from './prompt';
@@ -50,7 +50,7 @@ function start(view: ViewKind): void {
           break;
         case 'table':
           saveState(view, { runDir: p.data.run.runDir });
-          renderTable(app, p.data, ctx, saved?.table, (table) => saveState(view, { table }));
+          renderTable(app, p.data, ctx, currentState()?.table, (table) => saveState(view, { table }));
           break;
         case 'neuron':
           saveState(view, { runDir: p.data.run.runDir, neuron: { layer: p.data.layer, neuron: p.data.neuron } });
@@ -70,7 +70,7 @@ function start(view: ViewKind): void {
     if (restoreScroll !== undefined) {
       window.scrollTo(0, restoreScroll);
       restoreScroll = undefined;
-    }
+    } else if (p.view === 'neuron' || p.view === 'prompt') window.scrollTo(0, 0); // a re-targeted page starts at its top
   }
 
   let scrollTimer: ReturnType<typeof setTimeout> | undefined;

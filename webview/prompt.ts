@@ -8,10 +8,15 @@ import type { ViewContext } from './common';
 import { el, fmt, shade } from './dom';
 
 export function renderPrompt(root: HTMLElement, d: PromptData, ctx: ViewContext, reveal: (start: number, end: number) => void): void {
-  const finite = d.tokens.map((t) => t.value).filter((v): v is number => v !== null);
-  const scale = finite.length ? Math.max(...finite.map(Math.abs)) : 0;
-  const min = finite.length ? Math.min(...finite) : null;
-  const max = finite.length ? Math.max(...finite) : null;
+  // Loops, not Math.max(...xs): a long prompt has more tokens than a call may take arguments.
+  let min: number | null = null;
+  let max: number | null = null;
+  for (const t of d.tokens) {
+    if (t.value === null) continue;
+    min = min === null ? t.value : Math.min(min, t.value);
+    max = max === null ? t.value : Math.max(max, t.value);
+  }
+  const scale = Math.max(Math.abs(min ?? 0), Math.abs(max ?? 0));
   root.append(
     el('h1', { text: `${d.neuronLabel} on ${d.title}` }),
     el(
@@ -25,15 +30,19 @@ export function renderPrompt(root: HTMLElement, d: PromptData, ctx: ViewContext,
   );
   const text = el('div', { class: 'prompt-text', attrs: { tabindex: '0', role: 'group', 'aria-label': `Prompt tokens shaded by ${d.neuronLabel}. Arrow keys move between tokens; Enter selects the token in the editor.` } });
   const tip = el('div', { class: 'tooltip', attrs: { role: 'tooltip', id: 'token-tip', hidden: '' } });
+  // What keyboard navigation lands on, for screen readers (the tooltip itself is visual).
+  const said = el('div', { class: 'sr-only', attrs: { 'aria-live': 'polite' } });
   const spans: HTMLElement[] = d.tokens.map((t, i) => {
-    const s = el('span', { class: 'tok', text: t.text === '' ? '\u200b' : t.text });
+    // A token with an empty range (BOS) is not in the document: shown small and muted.
+    const inserted = t.start === t.end;
+    const s = el('span', { class: inserted ? 'tok inserted' : 'tok', text: t.text === '' ? '\u200b' : t.text });
     s.dataset.i = String(i);
     if (t.value !== null) shade(s, t.value, scale);
     else s.classList.add('missing');
     return s;
   });
   text.append(...spans);
-  root.append(text, tip);
+  root.append(text, tip, said);
 
   let active = -1;
   const show = (i: number) => {
@@ -45,7 +54,6 @@ export function renderPrompt(root: HTMLElement, d: PromptData, ctx: ViewContext,
     const r = s.getBoundingClientRect();
     tip.style.left = `${Math.max(4, r.left + window.scrollX)}px`;
     tip.style.top = `${r.bottom + window.scrollY + 4}px`;
-    s.setAttribute('aria-describedby', 'token-tip');
   };
   const hide = () => {
     tip.hidden = true;
@@ -55,10 +63,9 @@ export function renderPrompt(root: HTMLElement, d: PromptData, ctx: ViewContext,
     active = Math.max(0, Math.min(spans.length - 1, i));
     spans[active]?.classList.add('active');
     spans[active]?.scrollIntoView({ block: 'nearest' });
-    text.setAttribute('aria-activedescendant', `tok-${active}`);
     show(active);
+    said.textContent = tip.textContent;
   };
-  spans.forEach((s, i) => (s.id = `tok-${i}`));
   const idx = (e: Event): number | undefined => {
     const s = (e.target as HTMLElement).closest?.('.tok') as HTMLElement | null;
     return s?.dataset.i !== undefined ? Number(s.dataset.i) : undefined;

@@ -55,7 +55,7 @@ ${styles}
   <title>${a(o.title)}</title>
 </head>
 <body data-view="${a(o.view)}">
-  <main id="app" aria-live="polite"><p class="loading">Loading…</p></main>
+  <main id="app"><p class="loading" role="status">Loading…</p></main>
   <script nonce="${a(o.nonce)}" src="${a(o.resource(...WEBVIEW_SCRIPT))}"></script>
 </body>
 </html>

@@ -68,8 +68,18 @@ function show(
 function runMessages(ctx: vscode.ExtensionContext, runDir: string): MessageHandler {
   return (m, host) => {
     switch (m.type) {
-      case 'openNeuron':
-        return openNeuronPanel(ctx, runDir, { layer: m.layer, neuron: m.neuron });
+      case 'openNeuron': {
+        // Checked against the run before a panel opens: a webview's numbers are not trusted.
+        const ref = { layer: m.layer, neuron: m.neuron };
+        void getRun(runDir).then(
+          (run) => {
+            if (ref.layer < run.nLayers && ref.neuron < run.dMlp && run.rowOf[ref.layer * run.dMlp + ref.neuron]! >= 0) openNeuronPanel(ctx, runDir, ref);
+            else panelLog(ctx).appendLine(`[${host.view} panel] ignored openNeuron ${nName(ref)}: not a neuron of ${runDir}`);
+          },
+          (e: unknown) => panelLog(ctx).appendLine(`[${host.view} panel] cannot open ${nName(ref)}: ${e instanceof Error ? e.message : String(e)}`),
+        );
+        return;
+      }
       case 'openView':
         return m.view === 'table' ? openTablePanel(ctx, runDir) : openOverviewPanel(ctx, runDir);
       default:
