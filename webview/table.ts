@@ -67,11 +67,13 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
   if (st.layer !== null && st.layer >= d.run.nLayers) st.layer = null;
   if (st.family !== null && (c.family === null || !c.family.includes(st.family))) st.family = null;
 
+  // Wide enough for the header and its sort arrow (the grid scrolls sideways in a narrow panel).
+  const w = (title: string) => Math.max(72, Math.round(7.5 * title.length) + 40);
   const columns: GridColumn[] = [
-    { key: 'neuron_name', title: 'Neuron', width: 'minmax(90px, 1.2fr)' },
-    { key: 'layer', title: 'Layer', width: 'minmax(60px, 0.7fr)', numeric: true, sortable: true },
-    ...TABLE_COLUMNS.map((k) => ({ key: k, title: k, width: 'minmax(80px, 1fr)', numeric: true, sortable: true })),
-    ...(c.family ? [{ key: 'family', title: 'family', width: 'minmax(90px, 1fr)' }] : []),
+    { key: 'neuron_name', title: 'Neuron', minWidth: 96 },
+    { key: 'layer', title: 'Layer', minWidth: w('Layer'), numeric: true, sortable: true },
+    ...TABLE_COLUMNS.map((k) => ({ key: k, title: k, minWidth: w(k), numeric: true, sortable: true })),
+    ...(c.family ? [{ key: 'family', title: 'family', minWidth: 110 }] : []),
   ];
   let pageRows: number[] = [];
   const grid = dataGrid({

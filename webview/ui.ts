@@ -177,8 +177,8 @@ export function progressRing(label: string): HTMLElement {
 export interface GridColumn {
   key: string;
   title: string;
-  /** CSS grid track, e.g. '80px' or '1fr'. */
-  width: string;
+  /** Minimum width in px (the grid scrolls sideways rather than squeeze below the sum). */
+  minWidth: number;
   numeric?: boolean;
   sortable?: boolean;
 }
@@ -202,7 +202,8 @@ export function dataGrid(opts: {
   const grid = document.createElement('vscode-data-grid');
   grid.setAttribute('aria-label', opts.label);
   grid.setAttribute('generate-header', 'none');
-  grid.setAttribute('grid-template-columns', opts.columns.map((c) => c.width).join(' '));
+  grid.setAttribute('grid-template-columns', opts.columns.map((c) => `minmax(${c.minWidth}px, 1fr)`).join(' '));
+  grid.style.minWidth = `${opts.columns.reduce((s, c) => s + c.minWidth, 0)}px`; // CSSOM: allowed by the CSP
   const header = document.createElement('vscode-data-grid-row');
   header.setAttribute('row-type', 'sticky-header');
   const headCells: HTMLElement[] = [];

@@ -201,6 +201,15 @@ async function main() {
         check(JSON.stringify(state).includes('"universalOnly":false'), `table: filters persisted with setState: ${JSON.stringify(state)}`);
         await page.screenshot({ path: join(out, `table-all.png`) });
       }
+      if (name === 'table-small') {
+        await page.setViewportSize({ width: 560, height: 800 });
+        const scrolls = await page.evaluate(() => {
+          const w = document.querySelector('.grid-wrap');
+          return w.scrollWidth > w.clientWidth;
+        });
+        check(scrolls, 'table: in a narrow panel the grid scrolls sideways instead of squeezing its columns');
+        await page.screenshot({ path: join(out, 'table-narrow.png') });
+      }
       if (name === 'prompt') {
         await page.locator('.prompt-text .tok').nth(2).hover();
         const tip = await page.locator('.tooltip').textContent();
