@@ -174,6 +174,55 @@ export function createRunDir(opts: { out?: string; workspace?: string; id?: stri
   return { dir, id };
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims a run folder for this process (`run.lock` holding the pid), so that two processes never
+ * write one run. A lock left by a process that no longer exists (killed) is taken over.
+ * Returns the release function.
+ */
+export function acquireRunLock(runDir: string): () => void {
+  const p = join(runDir, 'run.lock');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = fs.openSync(p, 'wx');
+      try {
+        fs.writeSync(fd, String(process.pid));
+      } finally {
+        fs.closeSync(fd);
+      }
+      return () => {
+        try {
+          if (fs.readFileSync(p, 'utf8') === String(process.pid)) fs.unlinkSync(p);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
+        throw new EngineError(`cannot lock run ${runDir}: ${ioMessage(e)}`, runDir);
+      }
+      let pid = NaN;
+      try {
+        pid = Number(fs.readFileSync(p, 'utf8').trim());
+      } catch {
+        // unreadable: treat as stale
+      }
+      if (Number.isInteger(pid) && pid > 0 && (pid === process.pid || processAlive(pid))) {
+        throw new EngineError(`run ${runDir} is in use by process ${pid}`, runDir);
+      }
+      fs.rmSync(p, { force: true });
+    }
+  }
+}
+
 /** A run folder given as a path, or as an id under the workspace's runs folder. */
 export function resolveRunDir(run: string, workspace: string = process.cwd()): string {
   for (const cand of [run, join(workspace, RUNS_DIR, run)]) {

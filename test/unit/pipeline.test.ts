@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { readCorpus, row } from '../../src/engine/corpus';
 import { CancelledError, EngineError } from '../../src/engine/errors';
 import { openModel, type Model } from '../../src/engine/runtime';
-import { readCheckpoint, readJson, writeFileAtomic } from '../../src/engine/store';
+import { readCheckpoint, readJson, setWriteFn, writeFileAtomic } from '../../src/engine/store';
 import { buildBatch, runAnalysis, type AnalysisPlan, type Manifest } from '../../src/engine/analysis/pipeline';
 import type { Accumulator, AccumulatorState, ActivationBatch } from '../../src/engine/analysis/types';
 
@@ -193,6 +193,56 @@ describe('checkpoint and resume', () => {
     await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: sumPlan() });
     assert.deepEqual(readFileSync(join(dir, 'sums.bin')), full);
     await assert.rejects(runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: sumPlan() }), /already complete/);
+  });
+
+  test('disk full while writing results: earlier files intact, status failed, resume finishes without re-streaming', async () => {
+    const dir = join(tmp, 'diskfull');
+    const restore = { fn: () => {} };
+    const plan = sumPlan();
+    const finalize = plan.finalize;
+    plan.finalize = async (ctx, results) => {
+      writeFileAtomic(join(ctx.runDir, 'first.txt'), 'written before the disk filled\n');
+      restore.fn = setWriteFn(() => {
+        throw Object.assign(new Error('no space'), { code: 'ENOSPC' });
+      });
+      try {
+        return await finalize(ctx, results);
+      } finally {
+        restore.fn();
+      }
+    };
+    await assert.rejects(runAnalysis({ ...BASE, out: dir, plan }), /disk is full/);
+    const m = readJson<Manifest>(join(dir, 'manifest.json'));
+    assert.equal(m.status, 'failed');
+    assert.match(m.error!, /disk is full/);
+    assert.equal(readFileSync(join(dir, 'first.txt'), 'utf8'), 'written before the disk filled\n');
+    assert.equal(existsSync(join(dir, 'sums.bin')), false, 'no half-written result under its final name');
+    assert.equal(readCheckpoint(dir)!.nextBatch, 6, 'the end-of-stream checkpoint');
+    let streamed = 0;
+    await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: sumPlan() }, (p) => {
+      if (p.phase === 'stream') streamed++;
+    });
+    assert.equal(streamed, 0);
+    assert.deepEqual(readFileSync(join(dir, 'sums.bin')), full);
+  });
+
+  test('a run in use by a live process is not resumed; a stale lock is taken over', async () => {
+    const dir = join(tmp, 'locked');
+    let cancelled = false;
+    await assert.rejects(
+      runAnalysis({ ...BASE, out: dir, plan: sumPlan() }, (p) => {
+        if (p.phase === 'stream') cancelled = true;
+      }, { get cancelled() { return cancelled; } }),
+      CancelledError,
+    );
+    assert.equal(existsSync(join(dir, 'run.lock')), false, 'released on exit');
+    writeFileSync(join(dir, 'run.lock'), String(process.ppid));
+    await assert.rejects(runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: sumPlan() }), /in use by process/);
+    writeFileSync(join(dir, 'run.lock'), '999999999');
+    writeFileSync(join(dir, '.sums.bin.1234.abcd.tmp'), 'left by a killed writer');
+    await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: sumPlan() });
+    assert.deepEqual(readFileSync(join(dir, 'sums.bin')), full);
+    assert.equal(existsSync(join(dir, '.sums.bin.1234.abcd.tmp')), false);
   });
 
   test('the reference setting puts that model first', async () => {

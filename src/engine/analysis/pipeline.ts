@@ -16,6 +16,7 @@ import { readCorpus, row, isKept, type Corpus } from '../corpus';
 import { CancelledError, EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
 import {
+  acquireRunLock,
   createRunDir,
   readCheckpoint,
   readJson,
@@ -339,6 +340,19 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
   }
 }
 
+/** Temp files a killed writer left behind (never under a final name; see store.writeFileAtomic). */
+function removeStaleTemps(runDir: string): void {
+  for (const dir of [runDir, join(runDir, 'checkpoint')]) {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (/^\..+\.tmp$/.test(n)) fs.rmSync(join(dir, n), { force: true });
+  }
+}
+
 function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
   const s: Settings = {
     reference,
@@ -352,7 +366,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     tokens: opts.tokens,
   };
   if (!(Number.isFinite(s.threshold) && s.threshold > -1 && s.threshold < 2)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
-  if (!Number.isSafeInteger(s.seed) || s.seed < 0) throw new EngineError(`seed ${s.seed} must be a non-negative integer`);
+  if (!Number.isSafeInteger(s.seed) || s.seed < 0 || s.seed >= 2 ** 32) throw new EngineError(`seed ${s.seed} must be an integer in [0, 2^32)`);
   if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
   if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);
   if (s.mode !== 'exact' && s.mode !== 'fast') throw new EngineError(`mode ${String(s.mode)} is neither exact nor fast`);
@@ -371,201 +385,227 @@ export async function runAnalysis(
   const t0 = Date.now();
   const plan = opts.plan ?? (await import('./plan')).defaultPlan();
 
-  // Settings: a resumed run takes everything from its manifest.
-  let runDir: string;
-  let id: string;
-  let previous: Manifest | undefined;
-  let modelDirs: string[];
-  let corpusPaths: string[];
-  let settings: Settings;
-  if (opts.resume) {
-    runDir = resolveRunDir(opts.resume, opts.workspace);
-    previous = readJson<Manifest>(join(runDir, 'manifest.json'));
-    if (previous.format !== 'universal-neurons/run@1') throw new EngineError(`${runDir}/manifest.json is not a run manifest of this tool`, runDir);
-    if (previous.status === 'complete') throw new EngineError(`run ${runDir} is already complete; nothing to resume`, runDir);
-    id = previous.id;
-    modelDirs = previous.models.map((m) => m.dir);
-    corpusPaths = previous.corpus.inputs;
-    settings = previous.settings;
-  } else {
-    if (opts.models.length < 2) throw new EngineError(`universality needs at least two models (got ${opts.models.length})`);
-    const ri = pickReference(opts.models, opts.reference);
-    modelDirs = [opts.models[ri]!, ...opts.models.filter((_, i) => i !== ri)];
-    corpusPaths = opts.corpus.map((p) => resolve(p));
-    settings = settingsFrom(opts, labelOf(modelDirs[0]!));
-    runDir = '';
-    id = '';
-  }
-
-  onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
-  const opened = await openModels(modelDirs, settings.threads, signal);
-  const { handles, infos } = opened;
-  let manifest: Manifest | undefined;
+  let release: (() => void) | undefined;
   try {
-    if (previous) {
-      for (const [i, e] of opened.entries.entries()) {
-        const p = previous.models[i]!;
-        if (p.safetensors_sha256 !== e.safetensors_sha256 || p.config_sha256 !== e.config_sha256) {
-          throw new EngineError(`model ${e.dir} changed since run ${id} started (sha256 differs); start a new run`, e.dir);
-        }
-      }
-    }
-    const tOpen = Date.now();
-    onProgress({ phase: 'corpus', message: `reading the corpus (${settings.tokens} tokens)` });
-    const ref = handles[0]!;
-    const corpus = readCorpus({
-      paths: corpusPaths,
-      nPositions: infos[0]!.nPositions,
-      tokens: settings.tokens,
-      encode: (text) => ref.tokenizer.encode(text).ids,
-      bos: ref.tokenizer.bosId,
-      eos: ref.tokenizer.eosId,
-      signal,
-    });
-    if (previous && previous.corpus.hash !== corpus.hash) {
-      throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
-    }
-    // A new run's folder appears only once models and corpus are known to be usable.
-    if (!previous) ({ dir: runDir, id } = createRunDir({ out: opts.out, workspace: opts.workspace }));
-    onProgress({ phase: 'run', runDir, message: `${previous ? 'resuming' : 'run'} ${runDir}` });
-    const tCorpus = Date.now();
-
-    const nBatches = Math.ceil(corpus.nRows / settings.batchRows);
-    const now = new Date().toISOString();
-    manifest = {
-      format: 'universal-neurons/run@1',
-      id,
-      status: 'running',
-      created: previous?.created ?? now,
-      updated: now,
-      software: await softwareVersions(),
-      models: opened.entries,
-      corpus: {
-        inputs: corpusPaths,
-        files: corpus.files,
-        skipped: corpus.skipped,
-        hash: corpus.hash,
-        rows: corpus.nRows,
-        row_length: corpus.nPositions,
-        tokens: corpus.tokens,
-      },
-      settings,
-      choices: { ...PIPELINE_CHOICES, ...(plan.choices ?? {}) },
-      progress: { batches_done: 0, batches_total: nBatches, tokens_done: 0 },
-      timings: {
-        open_s: (previous?.timings.open_s ?? 0) + (tOpen - t0) / 1000,
-        corpus_s: (previous?.timings.corpus_s ?? 0) + (tCorpus - tOpen) / 1000,
-        stream_s: previous?.timings.stream_s ?? 0,
-        finish_s: 0,
-        write_s: 0,
-        total_s: previous?.timings.total_s ?? 0,
-        sessions: (previous?.timings.sessions ?? 0) + 1,
-      },
-      warnings: [...corpus.warnings],
-    };
-    const m = manifest;
-    const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
-    const specs = await plan.accumulators(ctx);
-    const names = new Set(specs.map((s) => s.name));
-    if (names.size !== specs.length) throw new EngineError('accumulator names in the plan are not unique');
-
-    // Restore or create every accumulator.
-    let start = 0;
-    let accs: Accumulator<unknown>[];
-    const ck = previous ? readCheckpoint(runDir) : undefined;
-    if (ck) {
-      if (ck.meta.corpusHash !== corpus.hash || ck.meta.batchRows !== settings.batchRows) {
-        throw new EngineError(`the checkpoint in ${runDir} belongs to other data or batch size; start a new run`, runDir);
-      }
-      for (const s of specs) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
-      accs = specs.map((s) => s.restore(ck.states[s.name]!));
-      start = ck.nextBatch;
+    // Settings: a resumed run takes everything from its manifest.
+    let runDir: string;
+    let id: string;
+    let previous: Manifest | undefined;
+    let modelDirs: string[];
+    let corpusPaths: string[];
+    let settings: Settings;
+    if (opts.resume) {
+      runDir = resolveRunDir(opts.resume, opts.workspace);
+      previous = readJson<Manifest>(join(runDir, 'manifest.json'));
+      if (previous.format !== 'universal-neurons/run@1') throw new EngineError(`${runDir}/manifest.json is not a run manifest of this tool`, runDir);
+      if (previous.status === 'complete') throw new EngineError(`run ${runDir} is already complete; nothing to resume`, runDir);
+      id = previous.id;
+      release = acquireRunLock(runDir);
+      removeStaleTemps(runDir);
+      modelDirs = previous.models.map((m) => m.dir);
+      corpusPaths = previous.corpus.inputs;
+      settings = previous.settings;
     } else {
-      accs = specs.map((s) => s.create());
+      if (opts.models.length < 2) throw new EngineError(`universality needs at least two models (got ${opts.models.length})`);
+      const ri = pickReference(opts.models, opts.reference);
+      modelDirs = [opts.models[ri]!, ...opts.models.filter((_, i) => i !== ri)];
+      corpusPaths = opts.corpus.map((p) => resolve(p));
+      settings = settingsFrom(opts, labelOf(modelDirs[0]!));
+      runDir = '';
+      id = '';
     }
-    const tokensAt = (b: number) => Math.min(b * settings.batchRows, corpus.nRows) * corpus.nPositions;
-    m.progress = { batches_done: start, batches_total: nBatches, tokens_done: tokensAt(start) };
-    writeJsonAtomic(join(runDir, 'manifest.json'), m);
 
-    const checkpoint = (next: number): void => {
-      onProgress({ phase: 'checkpoint', batch: next, batches: nBatches });
-      writeCheckpoint(runDir, {
-        nextBatch: next,
-        meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches },
-        states: Object.fromEntries(specs.map((s, i) => [s.name, accs[i]!.state()])),
-      });
-      m.progress = { batches_done: next, batches_total: nBatches, tokens_done: tokensAt(next) };
-      m.updated = new Date().toISOString();
-      writeJsonAtomic(join(runDir, 'manifest.json'), m);
-    };
-
-    // Stream.
-    const tStream = Date.now();
-    const streamBase = m.timings.stream_s;
-    let lastCheckpoint = start;
-    const tokensTotal = corpus.nRows * corpus.nPositions;
+    onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
+    const opened = await openModels(modelDirs, settings.threads, signal);
+    const { handles, infos } = opened;
+    let manifest: Manifest | undefined;
     try {
-      for (let b = start; b < nBatches; b++) {
-        if (signal?.cancelled) {
-          if (b > lastCheckpoint) checkpoint(b);
-          throw new CancelledError();
+      if (previous) {
+        for (const [i, e] of opened.entries.entries()) {
+          const p = previous.models[i]!;
+          if (p.safetensors_sha256 !== e.safetensors_sha256 || p.config_sha256 !== e.config_sha256) {
+            throw new EngineError(`model ${e.dir} changed since run ${id} started (sha256 differs); start a new run`, e.dir);
+          }
         }
-        const rowStart = b * settings.batchRows;
-        const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal);
-        for (const a of accs) await a.add(batch);
-        const done = tokensAt(b + 1);
-        const secs = (Date.now() - tStream) / 1000;
-        const rate = (done - tokensAt(start)) / Math.max(secs, 1e-3);
-        m.timings.stream_s = streamBase + secs;
-        if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
-          checkpoint(b + 1);
-          lastCheckpoint = b + 1;
-        }
-        onProgress({
-          phase: 'stream',
-          batch: b + 1,
-          batches: nBatches,
-          tokensDone: done,
-          tokensTotal,
-          tokensPerSec: rate,
-          etaSec: (tokensTotal - done) / Math.max(rate, 1e-9),
-        });
       }
-    } catch (e) {
-      m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
-      if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
-      m.updated = new Date().toISOString();
-      m.timings.total_s += (Date.now() - t0) / 1000;
-      try {
-        writeJsonAtomic(join(runDir, 'manifest.json'), m);
-      } catch {
-        // the original error matters more
+      const tOpen = Date.now();
+      onProgress({ phase: 'corpus', message: `reading the corpus (${settings.tokens} tokens)` });
+      const ref = handles[0]!;
+      const corpus = readCorpus({
+        paths: corpusPaths,
+        nPositions: infos[0]!.nPositions,
+        tokens: settings.tokens,
+        encode: (text) => ref.tokenizer.encode(text).ids,
+        bos: ref.tokenizer.bosId,
+        eos: ref.tokenizer.eosId,
+        signal,
+      });
+      if (previous && previous.corpus.hash !== corpus.hash) {
+        throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
       }
-      throw e;
-    }
-    throwIfCancelled(signal);
+      // A new run's folder appears only once models and corpus are known to be usable.
+      if (!previous) {
+        ({ dir: runDir, id } = createRunDir({ out: opts.out, workspace: opts.workspace }));
+        release = acquireRunLock(runDir);
+      }
+      onProgress({ phase: 'run', runDir, message: `${previous ? 'resuming' : 'run'} ${runDir}` });
+      const tCorpus = Date.now();
 
-    // Finish and write.
-    const tFinish = Date.now();
-    onProgress({ phase: 'finish', message: 'computing correlations and statistics' });
-    const results = new Map<string, unknown>();
-    for (const [i, s] of specs.entries()) results.set(s.name, await accs[i]!.finish());
-    const tWrite = Date.now();
-    onProgress({ phase: 'write', message: `writing results to ${runDir}` });
-    m.results = await plan.finalize(ctx, results);
-    const tEnd = Date.now();
-    m.status = 'complete';
-    m.updated = new Date().toISOString();
-    m.progress = { batches_done: nBatches, batches_total: nBatches, tokens_done: tokensTotal };
-    m.timings.finish_s = (tWrite - tFinish) / 1000;
-    m.timings.write_s = (tEnd - tWrite) / 1000;
-    m.timings.total_s += (tEnd - t0) / 1000;
-    writeJsonAtomic(join(runDir, 'manifest.json'), m);
-    // The checkpoint has served its purpose; the results are final.
-    fs.rmSync(join(runDir, 'checkpoint'), { recursive: true, force: true });
-    onProgress({ phase: 'done', message: runDir });
-    return { runDir, id, manifest: m, results };
+      const nBatches = Math.ceil(corpus.nRows / settings.batchRows);
+      const now = new Date().toISOString();
+      manifest = {
+        format: 'universal-neurons/run@1',
+        id,
+        status: 'running',
+        created: previous?.created ?? now,
+        updated: now,
+        software: await softwareVersions(),
+        models: opened.entries,
+        corpus: {
+          inputs: corpusPaths,
+          files: corpus.files,
+          skipped: corpus.skipped,
+          hash: corpus.hash,
+          rows: corpus.nRows,
+          row_length: corpus.nPositions,
+          tokens: corpus.tokens,
+        },
+        settings,
+        choices: { ...PIPELINE_CHOICES, ...(plan.choices ?? {}) },
+        progress: { batches_done: 0, batches_total: nBatches, tokens_done: 0 },
+        timings: {
+          open_s: (previous?.timings.open_s ?? 0) + (tOpen - t0) / 1000,
+          corpus_s: (previous?.timings.corpus_s ?? 0) + (tCorpus - tOpen) / 1000,
+          stream_s: previous?.timings.stream_s ?? 0,
+          finish_s: 0,
+          write_s: 0,
+          total_s: previous?.timings.total_s ?? 0,
+          sessions: (previous?.timings.sessions ?? 0) + 1,
+        },
+        warnings: [...corpus.warnings],
+      };
+      const m = manifest;
+      const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
+      const specs = await plan.accumulators(ctx);
+      const names = new Set(specs.map((s) => s.name));
+      if (names.size !== specs.length) throw new EngineError('accumulator names in the plan are not unique');
+
+      // Restore or create every accumulator.
+      let start = 0;
+      let accs: Accumulator<unknown>[];
+      const ck = previous ? readCheckpoint(runDir) : undefined;
+      if (ck) {
+        if (ck.meta.corpusHash !== corpus.hash || ck.meta.batchRows !== settings.batchRows) {
+          throw new EngineError(`the checkpoint in ${runDir} belongs to other data or batch size; start a new run`, runDir);
+        }
+        for (const s of specs) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
+        accs = specs.map((s) => s.restore(ck.states[s.name]!));
+        start = ck.nextBatch;
+      } else {
+        accs = specs.map((s) => s.create());
+      }
+      const tokensAt = (b: number) => Math.min(b * settings.batchRows, corpus.nRows) * corpus.nPositions;
+      m.progress = { batches_done: start, batches_total: nBatches, tokens_done: tokensAt(start) };
+      writeJsonAtomic(join(runDir, 'manifest.json'), m);
+
+      const checkpoint = (next: number): void => {
+        onProgress({ phase: 'checkpoint', batch: next, batches: nBatches });
+        writeCheckpoint(runDir, {
+          nextBatch: next,
+          meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches },
+          states: Object.fromEntries(specs.map((s, i) => [s.name, accs[i]!.state()])),
+        });
+        m.progress = { batches_done: next, batches_total: nBatches, tokens_done: tokensAt(next) };
+        m.updated = new Date().toISOString();
+        writeJsonAtomic(join(runDir, 'manifest.json'), m);
+      };
+
+      // Stream.
+      const tStream = Date.now();
+      const streamBase = m.timings.stream_s;
+      let lastCheckpoint = start;
+      const tokensTotal = corpus.nRows * corpus.nPositions;
+      try {
+        for (let b = start; b < nBatches; b++) {
+          if (signal?.cancelled) {
+            if (b > lastCheckpoint) checkpoint(b);
+            throw new CancelledError();
+          }
+          const rowStart = b * settings.batchRows;
+          const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal);
+          for (const a of accs) await a.add(batch);
+          const done = tokensAt(b + 1);
+          const secs = (Date.now() - tStream) / 1000;
+          const rate = (done - tokensAt(start)) / Math.max(secs, 1e-3);
+          m.timings.stream_s = streamBase + secs;
+          if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
+            checkpoint(b + 1);
+            lastCheckpoint = b + 1;
+          }
+          onProgress({
+            phase: 'stream',
+            batch: b + 1,
+            batches: nBatches,
+            tokensDone: done,
+            tokensTotal,
+            tokensPerSec: rate,
+            etaSec: (tokensTotal - done) / Math.max(rate, 1e-9),
+          });
+        }
+      } catch (e) {
+        m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
+        if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
+        m.updated = new Date().toISOString();
+        m.timings.total_s += (Date.now() - t0) / 1000;
+        try {
+          writeJsonAtomic(join(runDir, 'manifest.json'), m);
+        } catch {
+          // the original error matters more
+        }
+        throw e;
+      }
+      throwIfCancelled(signal);
+      // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the stream.
+      if (lastCheckpoint < nBatches) checkpoint(nBatches);
+
+      // Finish and write.
+      const tFinish = Date.now();
+      const results = new Map<string, unknown>();
+      let tWrite = tFinish;
+      try {
+        onProgress({ phase: 'finish', message: 'computing correlations and statistics' });
+        for (const [i, s] of specs.entries()) results.set(s.name, await accs[i]!.finish());
+        tWrite = Date.now();
+        onProgress({ phase: 'write', message: `writing results to ${runDir}` });
+        m.results = await plan.finalize(ctx, results);
+      } catch (e) {
+        m.status = 'failed';
+        m.error = e instanceof Error ? e.message : String(e);
+        m.updated = new Date().toISOString();
+        try {
+          writeJsonAtomic(join(runDir, 'manifest.json'), m);
+        } catch {
+          // the original error matters more
+        }
+        throw e;
+      }
+      const tEnd = Date.now();
+      m.status = 'complete';
+      delete m.error;
+      m.updated = new Date().toISOString();
+      m.progress = { batches_done: nBatches, batches_total: nBatches, tokens_done: tokensTotal };
+      m.timings.finish_s = (tWrite - tFinish) / 1000;
+      m.timings.write_s = (tEnd - tWrite) / 1000;
+      m.timings.total_s += (tEnd - t0) / 1000;
+      writeJsonAtomic(join(runDir, 'manifest.json'), m);
+      // The checkpoint has served its purpose; the results are final.
+      fs.rmSync(join(runDir, 'checkpoint'), { recursive: true, force: true });
+      onProgress({ phase: 'done', message: runDir });
+      return { runDir, id, manifest: m, results };
+    } finally {
+      for (const h of handles) await h.close();
+    }
   } finally {
-    for (const h of handles) await h.close();
+    release?.();
   }
 }
