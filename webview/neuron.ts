@@ -45,32 +45,72 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
     if (!rows.length) continue;
     tbody.append(el('tr', { class: 'group' }, el('th', { text: GROUP_TITLES[g], attrs: { colspan: '3', scope: 'colgroup' } })));
     for (const s of rows) {
-      const bar = el('span', { class: 'pct-bar', attrs: { 'aria-hidden': 'true' } });
-      if (s.percentile !== null) bar.style.setProperty('--p', String(s.percentile / 100));
       tbody.append(
         el(
           'tr',
           {},
           el('th', { text: s.key, attrs: { scope: 'row' } }),
           el('td', { class: 'num', text: fmt(s.value) }),
-          el('td', { class: 'pct' }, bar, el('span', { text: s.percentile === null ? '—' : `${fmt(s.percentile, 3)}` })),
+          el('td', { class: 'num', text: s.percentile === null ? '—' : fmt(s.percentile, 3) }),
         ),
       );
     }
   }
+  const ranked = d.stats.filter((s) => s.percentile !== null);
+  const pct = chartBox(
+    `Percentiles of ${name} within layer ${d.layer}`,
+    ranked.map((s) => `${s.key} ${fmt(s.percentile, 3)}`).join(', '),
+    'chart pct-chart',
+  );
+  pct.box.style.setProperty('--rows', String(Math.max(ranked.length, 4)));
   root.append(
     section(
       'Statistics',
       d.stats.length
         ? el(
-            'table',
-            { class: 'plain stats' },
-            el('thead', {}, el('tr', {}, el('th', { text: 'statistic', attrs: { scope: 'col' } }), el('th', { class: 'num', text: 'value', attrs: { scope: 'col' } }), el('th', { text: `percentile within L${d.layer}`, attrs: { scope: 'col' } }))),
-            tbody,
+            'div',
+            { class: 'stats-layout' },
+            el(
+              'table',
+              { class: 'plain stats' },
+              el('thead', {}, el('tr', {}, el('th', { text: 'statistic', attrs: { scope: 'col' } }), el('th', { class: 'num', text: 'value', attrs: { scope: 'col' } }), el('th', { class: 'num', text: `percentile in L${d.layer}`, attrs: { scope: 'col' } }))),
+              tbody,
+            ),
+            ranked.length ? pct.box : null,
           )
         : el('p', { class: 'muted', text: 'No statistics in this run.' }),
     ),
   );
+  // Paper Fig. 3 style: where this neuron sits within its layer on every statistic.
+  if (ranked.length) {
+    const chart = themedChart(pct.canvas, (th) => ({
+      type: 'bar',
+      data: {
+        labels: ranked.map((s) => s.key),
+        datasets: [
+          {
+            label: `percentile within L${d.layer}`,
+            data: ranked.map((s) => s.percentile!),
+            backgroundColor: ranked.map((s) => (s.group === 'universality' ? th.accent : th.primary)),
+            barPercentage: 0.8,
+          },
+        ],
+      },
+      options: {
+        ...baseOptions(th, { title: `percentile within layer ${d.layer}` }, {}),
+        indexAxis: 'y',
+        scales: {
+          x: { ...baseOptions(th, { title: `percentile within layer ${d.layer}` }, {})!.scales!.x, min: 0, max: 100 },
+          y: { ...baseOptions(th, {}, {})!.scales!.y, ticks: { color: th.foreground, autoSkip: false, font: { family: th.fontFamily, size: th.fontSize - 1 } } },
+        },
+        plugins: {
+          legend: { display: false },
+          tooltip: { ...baseOptions(th, {}, {})!.plugins!.tooltip, callbacks: { label: (item) => `${fmt(item.raw as number, 3)} (value ${fmt(ranked[item.dataIndex]!.value)})` } },
+        },
+      },
+    }));
+    ctx.onDispose(() => chart.destroy());
+  }
 
   // Activation histogram.
   const h = d.histogram;

@@ -555,7 +555,7 @@ export function neuronData(run: RunData, ref: NeuronRef): NeuronData {
     }
   }
   if (run.partnerNote) notes.push(run.partnerNote);
-  if (run.tokenizerNote) notes.push(run.tokenizerNote);
+  if (run.tokenizerNote && (examples.length || vocab)) notes.push(run.tokenizerNote);
 
   return {
     run: run.info,

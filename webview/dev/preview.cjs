@@ -58,6 +58,9 @@ async function main() {
   let t = Date.now();
   await writeSyntheticRun({ dir: small, nLayers: 4, dMlp: 128, modelDir, families: true, vocab: true, k: 6 });
   await writeSyntheticRun({ dir: big, nLayers: 12, dMlp: 3072, modelDir, k: 3, seed: 7 });
+  // Only neurons.arrow (the pipeline's layout), like the CLI-made run of the editor e2e.
+  const bare = join(work, 'bare');
+  await writeSyntheticRun({ dir: bare, nLayers: 4, dMlp: 64, k: 0, partners: false, wide: true, seed: 3 });
   console.log(`synthetic runs written in ${Date.now() - t} ms`);
 
   t = Date.now();
@@ -71,6 +74,7 @@ async function main() {
     'table-small': { view: 'table', data: tableData(runSmall) },
     neuron: { view: 'neuron', data: neuronData(runSmall, { layer: 3, neuron: 7 }) },
     'neuron-big': { view: 'neuron', data: neuronData(runBig, { layer: 11, neuron: 100 }) },
+    'neuron-bare': { view: 'neuron', data: neuronData(await getRun(bare), { layer: 0, neuron: 0 }) },
     prompt: {
       view: 'prompt',
       data: {
