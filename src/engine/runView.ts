@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { EngineError } from './errors';
-import { csvText, PAPER_COLUMNS } from './store';
+import { csvText, PAPER_COLUMNS, readNeuronCsv } from './store';
 import type { Manifest } from './analysis/pipeline';
 import type { NeuronRef } from './editor';
 
@@ -132,17 +132,14 @@ async function readArrowColumns(path: string, dir: string): Promise<Map<string, 
   return out;
 }
 
+/** universal.csv through the store's reader of paper-schema CSVs (quotes, a pandas index column). */
 function readCsvColumns(path: string, dir: string): Map<string, ColumnData> {
-  const lines = fs.readFileSync(path, 'utf8').split(/\r?\n/).filter((l) => l.length > 0);
-  if (lines.length === 0) throw new RunError(`${path} is empty`, 'corrupt', dir);
-  const head = lines[0]!.split(',');
-  const cols = head.map(() => [] as number[]);
-  for (let r = 1; r < lines.length; r++) {
-    const cells = lines[r]!.split(',');
-    if (cells.length !== head.length) throw new RunError(`${path} line ${r + 1} has ${cells.length} cells, the header ${head.length}`, 'corrupt', dir);
-    cells.forEach((c, i) => cols[i]!.push(c === '' ? NaN : Number(c)));
+  try {
+    const t = readNeuronCsv(path);
+    return new Map([...t.columns].map(([k, v]) => [k, { kind: 'num', data: v } as ColumnData]));
+  } catch (e) {
+    throw new RunError((e as Error).message, 'corrupt', dir);
   }
-  return new Map(head.map((h, i) => [h, { kind: 'num', data: Float64Array.from(cols[i]!) } as ColumnData]));
 }
 
 /** Opens a complete run: manifest + the reference model's neuron table. */

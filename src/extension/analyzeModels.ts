@@ -174,6 +174,8 @@ export async function analyzeModels(
           { models: choice.models, corpus: choice.corpus, tokens: choice.tokens, out, threshold, threads: settings.threads },
           (p) => {
             let message = p.message ?? p.phase;
+            // Cancellation is checked between batches of the stream; the last steps run to the end.
+            if (p.phase === 'finish' || p.phase === 'write') message += ' (last step: no longer cancellable)';
             let increment: number | undefined;
             if (p.phase === 'stream' && p.batches) {
               const pct = (100 * (p.batch ?? 0)) / p.batches;

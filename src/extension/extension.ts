@@ -19,11 +19,14 @@ import { RunsTree, VIEW_ID } from './tree';
 export interface UniversalNeuronsApi {
   /** Wall time of activate() itself, ms. */
   activationMs: number;
-  /** For tests: the hover's layout input at a position of an analysed document. */
+  /** For the extension-host tests: state that the UI does not expose. */
   testing: {
     currentRunDir(): string | undefined;
     heatApplied(doc: vscode.TextDocument): unknown;
     isFollowed(doc: vscode.TextDocument): boolean;
+    isAnalyzing(doc: vscode.TextDocument): boolean;
+    /** A pause after each model run (ms), so a test's edit lands while an analysis is in flight. */
+    setAnalysisDelay(ms: number): void;
   };
 }
 
@@ -63,6 +66,8 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
       currentRunDir: () => runs.current?.dir,
       heatApplied: (doc) => heat.appliedFor(doc),
       isFollowed: (doc) => analyzer.isFollowed(doc),
+      isAnalyzing: (doc) => analyzer.isAnalyzing(doc),
+      setAnalysisDelay: (ms) => void (analyzer.testDelayMs = ms),
     },
   };
 }

@@ -36,10 +36,24 @@ export class HeatMap implements vscode.Disposable {
   private readonly pos: vscode.TextEditorDecorationType[] = [];
   private readonly neg: vscode.TextEditorDecorationType[] = [];
   private readonly active = new Map<string, Active>();
-  private readonly status: vscode.StatusBarItem;
   private readonly disposables: vscode.Disposable[] = [];
 
+  private status?: vscode.StatusBarItem;
+
   constructor(private readonly analyzer: PromptAnalyzer) {
+    this.disposables.push(
+      analyzer.onDidAnalyze((r) => this.redraw(r)),
+      vscode.window.onDidChangeVisibleTextEditors(() => this.redrawVisible()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.updateStatus()),
+      vscode.workspace.onDidCloseTextDocument((d) => {
+        if (this.active.delete(d.uri.toString())) this.updateStatus();
+      }),
+    );
+  }
+
+  /** Decoration types and the status item are made on first use: activation stays light. */
+  private ensureTypes(): void {
+    if (this.pos.length) return;
     for (let k = 1; k <= LEVELS; k++) {
       const strongest = k === LEVELS;
       this.pos.push(
@@ -59,20 +73,11 @@ export class HeatMap implements vscode.Disposable {
         }),
       );
     }
-    this.status = vscode.window.createStatusBarItem('universalNeurons.heatmap', vscode.StatusBarAlignment.Left, 50);
-    this.status.name = 'Universal Neurons heat-map';
-    this.status.command = CLEAR_COMMAND;
-    this.disposables.push(
-      ...this.pos,
-      ...this.neg,
-      this.status,
-      analyzer.onDidAnalyze((r) => this.redraw(r)),
-      vscode.window.onDidChangeVisibleTextEditors(() => this.redrawVisible()),
-      vscode.window.onDidChangeActiveTextEditor(() => this.updateStatus()),
-      vscode.workspace.onDidCloseTextDocument((d) => {
-        if (this.active.delete(d.uri.toString())) this.updateStatus();
-      }),
-    );
+    const status = vscode.window.createStatusBarItem('universalNeurons.heatmap', vscode.StatusBarAlignment.Left, 50);
+    status.name = 'Universal Neurons heat-map';
+    status.command = CLEAR_COMMAND;
+    this.status = status;
+    this.disposables.push(...this.pos, ...this.neg, status);
   }
 
   /** The neuron heat-mapped on `doc`, if any (the hover shows its value). */
@@ -87,6 +92,7 @@ export class HeatMap implements vscode.Disposable {
 
   /** Shades `doc` by `ref` from an analysis of its current version. */
   set(doc: vscode.TextDocument, ref: NeuronRef, result: PromptResult): HeatApplied {
+    this.ensureTypes();
     const a: Active = { ref, label: neuronLabel(ref) };
     this.active.set(doc.uri.toString(), a);
     const applied = this.draw(doc, a, result);
@@ -161,6 +167,7 @@ export class HeatMap implements vscode.Disposable {
   }
 
   private updateStatus(): void {
+    if (!this.status) return;
     const ed = vscode.window.activeTextEditor;
     const a = ed && this.active.get(ed.document.uri.toString());
     const any = a ?? [...this.active.values()][0];

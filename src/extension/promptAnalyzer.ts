@@ -76,6 +76,8 @@ export class PromptAnalyzer implements vscode.Disposable {
   /** A fresh result for a document (its current version). */
   readonly onDidAnalyze = this.analyzed.event;
   private readonly disposables: vscode.Disposable[] = [];
+  /** Extension-host tests only: a pause after the model run, so an edit can land deterministically mid-analysis. */
+  testDelayMs = 0;
 
   constructor(
     private readonly extensionPath: string,
@@ -102,6 +104,11 @@ export class PromptAnalyzer implements vscode.Disposable {
   /** Is `doc` followed (analysed once, re-analysed on edit)? */
   isFollowed(doc: vscode.TextDocument): boolean {
     return this.followed.has(doc.uri.toString());
+  }
+
+  /** Is an analysis of this document running now? */
+  isAnalyzing(doc: vscode.TextDocument): boolean {
+    return this.flights.has(doc.uri.toString());
   }
 
   /** The result for the document's current version with the current model, if there is one. */
@@ -177,6 +184,8 @@ export class PromptAnalyzer implements vscode.Disposable {
         const acts = await pr.promptActivations(m, text, { signal, maxTokens: settings.maxPromptTokens });
         return { acts, tokenText: acts.tokens.map((t) => m.tokenizer.tokenString(t.id)) };
       });
+      if (this.testDelayMs > 0) await new Promise((r) => setTimeout(r, this.testDelayMs));
+      if (signal.cancelled) throw new CancelledError();
       if (doc.isClosed) return { status: 'stale', message: 'the document was closed during the analysis' };
       if (doc.version !== version) {
         // Edited meanwhile: these activations belong to text that is gone.

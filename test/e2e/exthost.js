@@ -27,7 +27,7 @@ const url = `${base.replace(/\/$/, '')}/?folder=${encodeURIComponent(folder)}&pa
   const exited = new Promise((r) => (resolveExit = r));
   await page.exposeFunction('codeAutomationLog', (_type, args) => console.log(...(Array.isArray(args) ? args : [args])));
   await page.exposeFunction('codeAutomationExit', (code) => resolveExit(code));
-  const timeoutMs = Number(process.env.EXTHOST_TEST_TIMEOUT_MS || 240000);
+  const timeoutMs = Number(process.env.EXTHOST_TEST_TIMEOUT_MS || 420000);
   const timer = setTimeout(() => resolveExit('timeout'), timeoutMs);
   await page.goto(url, { waitUntil: 'domcontentloaded' });
   const code = await exited;

@@ -41,6 +41,14 @@ async function wordPos(page, word, charIndex = 1) {
 }
 
 exports.editorUi = async function editorUi({ page, palette, check, shot }) {
+  const tryPalette = async (text) => {
+    try {
+      await palette('>', text);
+      await page.waitForTimeout(300);
+    } catch (_) {
+      await page.keyboard.press('Escape');
+    }
+  };
   const quickPick = async (text) => {
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible', timeout: 15000 });
@@ -53,6 +61,8 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
     await page.keyboard.press('Escape');
     await palette('>', 'View: Toggle Maximized Panel');
     await page.waitForTimeout(300);
+    // The Output panel has served its purpose: give the editor the height for the screenshots.
+    await tryPalette('View: Hide Panel');
     await palette('>', 'Universal Neurons: Open Run…');
     await quickPick('e2e');
     await page.waitForTimeout(500);
@@ -101,6 +111,8 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
   });
 
   await check('Show Neuron… (top excess): the neuron page draws its charts', async () => {
+    await focusEditor(page, 'prompt.txt');
+    await tryPalette('View: Close Editors in Other Groups');
     await palette('>', 'Universal Neurons: Show Neuron…');
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible', timeout: 15000 });
@@ -120,6 +132,8 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
         return { drawn: c.dataset.drawn, painted, width, height };
       }),
     );
+    await frame.evaluate(() => document.querySelector('canvas[data-drawn="yes"]')?.scrollIntoView({ block: 'center' }));
+    await page.waitForTimeout(300);
     await shot('08-neuron-page.png');
     const good = stats.filter((s) => s.drawn === 'yes' && s.painted > 100);
     if (good.length < 1 || good.length < stats.length) throw new Error('canvases: ' + JSON.stringify(stats));
@@ -166,18 +180,30 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
     let opened = '';
     for (let i = 0; i < n && !opened; i++) {
       const row = layers.nth(i);
-      const t = (await row.innerText()).replace(/\s+/g, ' ');
-      if (!/^Layer \d+ 0 universal/.test(t)) {
+      const desc = (await row.locator('.label-description').first().innerText().catch(() => '')).trim();
+      if (!/^0 universal/.test(desc)) {
         await row.click();
-        opened = t;
+        opened = `${(await row.locator('.label-name').first().innerText()).trim()} (${desc})`;
       }
     }
     await page.waitForTimeout(600);
+    // Families (when the run has them) sit between layer and neurons: open the first.
+    if (opened && !(await view.allInnerTexts()).some((t) => /^L\d+\.N\d+/.test(t.trim()))) {
+      const fam = page.locator('.pane-body .monaco-list-row[aria-level="4"]').first();
+      if (await fam.count()) await fam.click();
+      await page.waitForTimeout(400);
+    }
+    // Hover a neuron row: its inline actions (open page, heat-map) show.
+    const neuronRow = page.locator('.pane-body .monaco-list-row', { hasText: /^L\d+\.N\d+/ }).first();
+    if (await neuronRow.count()) await neuronRow.hover();
+    await page.waitForTimeout(300);
+    const actions = await neuronRow.locator('.actions .action-label').count().catch(() => 0);
     const texts = (await view.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
     await shot('10-runs-tree.png');
     const neurons = texts.filter((t) => /^L\d+\.N\d+/.test(t));
     if (!opened) return `no layer with universal neurons; rows: ${texts.join(' | ')}`;
     if (!neurons.length) throw new Error('no neuron rows under ' + opened + ': ' + texts.join(' | '));
-    return `${texts.length} rows; opened ${opened}; first neuron ${neurons[0]}`;
+    if (actions < 2) throw new Error(`neuron row shows ${actions} inline actions`);
+    return `${texts.length} rows; opened ${opened}; first neuron ${neurons[0]}; ${actions} inline actions`;
   });
 };

@@ -174,28 +174,30 @@ export async function editorTests(test: Test): Promise<void> {
     }
   });
 
-  await test('edit during an analysis: the result for the old version is discarded', async () => {
+  await test('edit during an analysis: the result for the old version is discarded, the new version analysed', async () => {
     const words = 'Universal neurons fire on the same tokens in models trained from different seeds. ';
-    const doc = await vscode.workspace.openTextDocument({ language: 'plaintext', content: words.repeat(300) });
+    const doc = await vscode.workspace.openTextDocument({ language: 'plaintext', content: words.repeat(480) }); // ~7.2k tokens
     await vscode.window.showTextDocument(doc);
-    let outcome = '';
-    for (let attempt = 0; attempt < 4 && outcome !== 'stale'; attempt++) {
-      const v0 = doc.version;
+    const v0 = doc.version;
+    api.testing.setAnalysisDelay(1500); // the model run ends, then waits: the edit lands in between
+    let r: AnalyzePromptResult;
+    try {
       const pending = exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+      await waitFor('the analysis to start', () => api.testing.isAnalyzing(doc), 10000);
       const edit = new vscode.WorkspaceEdit();
       edit.insert(doc.uri, doc.positionAt(0), 'Edited. ');
-      await vscode.workspace.applyEdit(edit);
-      const r = await pending;
-      if (r.status === 'stale') outcome = 'stale';
-      else {
-        assert.equal(r.status, 'ok', JSON.stringify(r));
-        // The edit won the race: then the result must be for the edited version, never the old one.
-        if (r.status === 'ok') assert.notEqual(r.version, v0, 'a result for the pre-edit version was kept');
-        outcome = 'edit first';
-      }
+      assert.ok(await vscode.workspace.applyEdit(edit));
+      r = await pending;
+    } finally {
+      api.testing.setAnalysisDelay(0);
     }
-    console.log(`     outcome: ${outcome}`);
-    assert.equal(outcome, 'stale', 'never caught an analysis in flight');
+    assert.notEqual(doc.version, v0);
+    assert.equal(r.status, 'stale', JSON.stringify(r));
+    assert.match(r.status === 'stale' ? r.message : '', new RegExp(`changed during the analysis \\(version ${v0} → \\d+\\); result discarded`));
+    // The document is followed: the edited version is analysed on its own, and the hover shows it.
+    const hs = await hoverText(doc, doc.positionAt(2));
+    assert.equal(hs.length, 1, 'no hover for the edited document');
+    assert.match(hs[0]!.text, /" Edited"|"Edited"/);
     await exec('workbench.action.revertAndCloseActiveEditor');
   });
 
@@ -233,9 +235,9 @@ export async function editorTests(test: Test): Promise<void> {
     assert.equal(t.status, 'ok', JSON.stringify(t));
     const o = await exec<{ status: string }>('universalNeurons.openOverview');
     assert.equal(o.status, 'ok', JSON.stringify(o));
-    const labels = vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((x) => x.label));
+    const labels = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((x) => x.label));
     for (const want of [`L${topNeuron.layer}.N${topNeuron.neuron}`, 'Neurons ·', 'Universality ·']) {
-      assert.ok(labels.some((l) => l.includes(want)), `no tab like ${want}: ${labels.join(' | ')}`);
+      await waitFor(`a tab like ${want} (tabs: ${labels().join(' | ')})`, () => labels().some((l) => l.includes(want)), 10000);
     }
     const bad = await exec<{ status: string; message?: string }>('universalNeurons.showNeuron', 'L99.N0');
     assert.equal(bad.status, 'error');
