@@ -251,7 +251,8 @@ export function registerCommands(d: Deps): vscode.Disposable[] {
   }
 
   async function heatmapNeuron(arg?: unknown): Promise<{ status: 'ok'; applied: HeatApplied } | AnalyzePromptResult | { status: 'dismissed' }> {
-    const ed = vscode.window.activeTextEditor;
+    // From the tree or a panel no text editor is active: the visible one is meant.
+    const ed = vscode.window.activeTextEditor ?? vscode.window.visibleTextEditors.find((e) => e.document.uri.scheme !== 'output');
     if (!ed) return fail('open a prompt file first (the heat-map shades the active editor)');
     let ref = refFromArg(arg);
     if (arg !== undefined && !ref) return fail(`${JSON.stringify(arg)} is not a neuron (write it as L3.N120)`);

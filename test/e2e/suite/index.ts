@@ -57,6 +57,8 @@ export async function run(): Promise<void> {
   await test('activation is fast and does not load onnxruntime', async () => {
     assert.ok(ext, `${EXT_ID} not found`);
     assert.deepEqual(ortModules(), [], 'onnxruntime loaded before activation');
+    // Opening a plaintext file or a workspace with runs activates it (activationEvents) before this runs.
+    const wasActive = ext.isActive;
     const t0 = performance.now();
     const api = await ext.activate();
     const wallMs = performance.now() - t0;
@@ -64,8 +66,9 @@ export async function run(): Promise<void> {
     assert.deepEqual(ortModules(), [], 'activate() loaded onnxruntime');
     assert.equal(typeof api.activationMs, 'number');
     console.log(
-      `     activate(): ${api.activationMs.toFixed(1)} ms inside, ${wallMs.toFixed(1)} ms ext.activate() wall ` +
-        `(bundle load + activate) from ${ext.extensionPath}`,
+      `     activate(): ${api.activationMs.toFixed(1)} ms inside; ` +
+        (wasActive ? 'already active (activation event)' : `${wallMs.toFixed(1)} ms ext.activate() wall (bundle load + activate)`) +
+        ` from ${ext.extensionPath}`,
     );
   });
 
