@@ -8,26 +8,53 @@ export class UsageError extends Error {
   }
 }
 
-export const HELP = `universal-neurons: MLP neuron activations of GPT-2 checkpoints (onnxruntime, CPU)
+export const HELP = `universal-neurons: universal neurons across GPT-2 seeds (Gurnee et al. 2024), onnxruntime on CPU
 
 Usage:
+  universal-neurons analyze --models DIR... --corpus PATH... --tokens N [--out DIR] [options]
+  universal-neurons analyze --resume RUN
+  universal-neurons summary RUN [--top K]
+  universal-neurons table FILE.csv [--threshold T] [--top K] [--d-mlp N]
   universal-neurons activations --model DIR (--text T | --file F) [--top K] [--json OUT] [--threads N]
-  universal-neurons demo [--top K] [--threads N] [--text T]
+  universal-neurons demo [--tokens N] [--top K] [--out DIR] [--threads N]
   universal-neurons --help
 
 Commands:
+  analyze       Correlate every neuron of the reference model with every neuron of the other
+                models over the corpus, against a random-rotation baseline; write the run folder
+                (manifest.json, neurons.arrow, universal.csv, partners.arrow, examples) and print
+                its summary. Progress (tokens/s, ETA) goes to stderr. Checkpoints let an
+                interrupted run continue with --resume; the results are identical.
+  summary       Per-layer table of a finished run (neurons, universal count and %, median
+                excess correlation, median rotated baseline), counts at thresholds 0.3/0.4/0.5,
+                and the top universal neurons.
+  table         The same summary for any CSV in the paper's universal.csv schema (the paper's
+                own files included: all neurons, or only the universal ones).
   activations   Run one checkpoint on a text. Prints one line per token (BOS first): its text
                 (JSON-escaped), id, character range start-end, and the top K neurons by
                 post-activation as L{layer}.N{neuron}=value.
-  demo          Run 'activations' on each shipped model models/tiny-gpt2-{a..e} over a short
-                built-in sentence.
+  demo          Analyse the shipped family models/tiny-gpt2-{a..e} on the shipped held-out
+                corpus (a small token budget) and print the summary.
 
-Options:
+Options of analyze:
+  --models DIR...      Two or more GPT-2 folders of one architecture and tokenizer.
+  --corpus PATH...     .txt/.md/.jsonl ("text" per line) files, .tokens.bin (uint16 ids), or folders.
+  --tokens N           Token budget: the first N tokens as whole rows of the context length.
+  --out DIR            Run folder (default ./.universal-neurons/runs/<id>).
+  --reference NAME     Reference model (folder name or path; default the first).
+  --threshold T        Universal if excess correlation > T (default 0.5).
+  --seed S             Seed of the baseline's random rotations (default 0).
+  --batch-rows B       Corpus rows per batch (default 8).
+  --checkpoint-every K Checkpoint every K batches (default 25).
+  --mode exact|fast    exact: float64 accumulation; fast: float32 (default exact).
+  --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
+
+Common options:
   --model DIR   Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json) or a
                 hub cache folder models--org--name.
   --text T      The text to analyse.
   --file F      Read the text from a UTF-8 file.
-  --top K       Neurons listed per token (default 5).
+  --top K       Neurons listed (default 5 for activations, 15 for summaries).
   --json OUT    Also write {"model", "tokens": [{id,text,start,end}], "hook_pre", "hook_post"}
                 to OUT, activations indexed [layer][token][neuron], BOS as token 0.
   --threads N   onnxruntime intra-op threads (default 0: one per core).
@@ -48,12 +75,70 @@ export interface ActivationsCommand {
 
 export interface DemoCommand {
   kind: 'demo';
-  top: number;
   threads: number;
-  text?: string;
+  /** Top universal neurons listed. */
+  top: number;
+  /** Run folder (default as for analyze). */
+  out?: string;
+  /** Token budget (default: what fits the demo's time). */
+  tokens?: number;
 }
 
-export type Command = { kind: 'help' } | ActivationsCommand | DemoCommand;
+export interface AnalyzeCommand {
+  kind: 'analyze';
+  models: string[];
+  corpus: string[];
+  tokens: number;
+  out?: string;
+  reference?: string;
+  threshold?: number;
+  seed?: number;
+  batchRows?: number;
+  checkpointEvery?: number;
+  mode?: 'exact' | 'fast';
+  threads: number;
+  resume?: string;
+}
+
+export interface SummaryCommand {
+  kind: 'summary';
+  run: string;
+  top: number;
+}
+
+export interface TableCommand {
+  kind: 'table';
+  file: string;
+  top: number;
+  threshold?: number;
+  dMlp?: number;
+}
+
+export type Command = { kind: 'help' } | ActivationsCommand | DemoCommand | AnalyzeCommand | SummaryCommand | TableCommand;
+
+/** Flags that take several values: `--models a b c` is `--models a --models b --models c`. */
+const LIST_FLAGS = new Set(['--models', '--corpus']);
+
+function expandLists(argv: string[]): string[] {
+  const out: string[] = [];
+  let list: string | undefined;
+  for (const a of argv) {
+    if (a.startsWith('-')) {
+      list = LIST_FLAGS.has(a) ? a : undefined;
+      if (list) continue;
+      out.push(a);
+    } else if (list) out.push(list, a);
+    else out.push(a);
+  }
+  return out;
+}
+
+function number(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const x = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(x)) throw new UsageError(`--${name} needs a number, got ${JSON.stringify(raw)}`);
+  return x;
+}
 
 function integer(name: string, raw: string | undefined, def: number, min: number): number {
   if (raw === undefined) return def;
@@ -67,7 +152,7 @@ export function parseCli(argv: string[]): Command {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: expandLists(argv),
       allowPositionals: true,
       strict: true,
       options: {
@@ -77,6 +162,18 @@ export function parseCli(argv: string[]): Command {
         top: { type: 'string' },
         json: { type: 'string' },
         threads: { type: 'string' },
+        models: { type: 'string', multiple: true },
+        corpus: { type: 'string', multiple: true },
+        tokens: { type: 'string' },
+        out: { type: 'string' },
+        reference: { type: 'string' },
+        threshold: { type: 'string' },
+        seed: { type: 'string' },
+        'batch-rows': { type: 'string' },
+        'checkpoint-every': { type: 'string' },
+        mode: { type: 'string' },
+        resume: { type: 'string' },
+        'd-mlp': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -87,12 +184,25 @@ export function parseCli(argv: string[]): Command {
   const { values: v, positionals } = parsed;
   if (v.help || positionals[0] === 'help') return { kind: 'help' };
   const [sub, ...extra] = positionals;
-  if (!sub) throw new UsageError('missing command (activations or demo)');
-  if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
-  const top = integer('top', v.top, 5, 1);
+  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations or demo)');
   const threads = integer('threads', v.threads, 0, 0);
+  const allowed: Record<string, readonly string[]> = {
+    activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
+    demo: ['tokens', 'threads', 'top', 'out'],
+    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'mode', 'resume', 'threads'],
+    summary: ['top'],
+    table: ['top', 'threshold', 'd-mlp'],
+  };
+  const own = allowed[sub];
+  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations or demo)`);
+  for (const [flag, value] of Object.entries(v)) {
+    if (value !== undefined && flag !== 'help' && !own.includes(flag)) throw new UsageError(`${sub} does not take --${flag}`);
+  }
+  const positional = sub === 'summary' || sub === 'table' ? 1 : 0;
+  if (extra.length > positional) throw new UsageError(`unexpected argument ${JSON.stringify(extra[positional])}`);
 
   if (sub === 'activations') {
+    const top = integer('top', v.top, 5, 1);
     if (!v.model) throw new UsageError('activations needs --model DIR');
     if ((v.text === undefined) === (v.file === undefined)) {
       throw new UsageError('activations needs exactly one of --text T or --file F');
@@ -100,10 +210,54 @@ export function parseCli(argv: string[]): Command {
     return { kind: 'activations', model: v.model, text: v.text, file: v.file, top, json: v.json, threads };
   }
   if (sub === 'demo') {
-    for (const flag of ['model', 'file', 'json'] as const) {
-      if (v[flag] !== undefined) throw new UsageError(`demo does not take --${flag}`);
-    }
-    return { kind: 'demo', top, threads, text: v.text };
+    return {
+      kind: 'demo',
+      threads,
+      top: integer('top', v.top, 15, 0),
+      out: v.out,
+      tokens: v.tokens === undefined ? undefined : integer('tokens', v.tokens.replace(/_/g, ''), 0, 2),
+    };
   }
-  throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected activations or demo)`);
+  if (sub === 'summary') {
+    if (!extra[0]) throw new UsageError('summary needs a run folder (or run id)');
+    return { kind: 'summary', run: extra[0], top: integer('top', v.top, 15, 0) };
+  }
+  if (sub === 'table') {
+    if (!extra[0]) throw new UsageError('table needs a CSV file');
+    return {
+      kind: 'table',
+      file: extra[0],
+      top: integer('top', v.top, 15, 0),
+      threshold: number('threshold', v.threshold),
+      dMlp: v['d-mlp'] === undefined ? undefined : integer('d-mlp', v['d-mlp'], 0, 1),
+    };
+  }
+  // analyze
+  if (v.resume !== undefined) {
+    const extraFlags = Object.keys(v).filter((f) => v[f as keyof typeof v] !== undefined && !['resume', 'threads', 'help'].includes(f));
+    if (extraFlags.length) {
+      throw new UsageError(`--resume takes every setting from the run's manifest; drop --${extraFlags[0]}`);
+    }
+    return { kind: 'analyze', models: [], corpus: [], tokens: 0, resume: v.resume, threads };
+  }
+  if (!v.models || v.models.length < 2) throw new UsageError('analyze needs --models with at least two model folders');
+  if (!v.corpus || v.corpus.length === 0) throw new UsageError('analyze needs --corpus PATH...');
+  if (v.tokens === undefined) throw new UsageError('analyze needs --tokens N (the token budget)');
+  const tokens = integer('tokens', v.tokens.replace(/_/g, ''), 0, 2);
+  const mode = v.mode;
+  if (mode !== undefined && mode !== 'exact' && mode !== 'fast') throw new UsageError(`--mode must be exact or fast, got ${JSON.stringify(mode)}`);
+  return {
+    kind: 'analyze',
+    models: v.models,
+    corpus: v.corpus,
+    tokens,
+    out: v.out,
+    reference: v.reference,
+    threshold: number('threshold', v.threshold),
+    seed: v.seed === undefined ? undefined : integer('seed', v.seed, 0, 0),
+    batchRows: v['batch-rows'] === undefined ? undefined : integer('batch-rows', v['batch-rows'], 0, 1),
+    checkpointEvery: v['checkpoint-every'] === undefined ? undefined : integer('checkpoint-every', v['checkpoint-every'], 0, 1),
+    mode,
+    threads,
+  };
 }

@@ -3,6 +3,7 @@
 import { CancelledError, type CancellationSignal } from '../engine/errors';
 import { errorLine } from '../format';
 import { runActivations } from './activations';
+import { runAnalyze, runSummary, runTable } from './analyze';
 import { HELP, parseCli, UsageError, type Command } from './args';
 import { runDemo } from './demo';
 
@@ -29,6 +30,9 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => (cancelled = true));
   try {
     if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
+    else if (cmd.kind === 'analyze') await runAnalyze(cmd, print, note, signal);
+    else if (cmd.kind === 'summary') await runSummary(cmd, print);
+    else if (cmd.kind === 'table') await runTable(cmd, print);
     else await runDemo(cmd, print, note, signal);
     return 0;
   } catch (e) {

@@ -1,0 +1,96 @@
+/** `analyze`, `summary RUN`, `table FILE.csv`: the universality analysis from the command line. */
+import { join } from 'node:path';
+import type { Manifest } from '../engine/analysis/pipeline';
+import { EngineError, type CancellationSignal, CancelledError } from '../engine/errors';
+import type { Print } from './activations';
+import type { AnalyzeCommand, SummaryCommand, TableCommand } from './args';
+import { formatDuration, progressReporter } from './progress';
+import { summarizeTable } from './summary';
+
+// Loaded on first use: --help and usage errors never load onnxruntime or apache-arrow.
+const loadPipeline = () => import('../engine/analysis/pipeline');
+const loadStore = () => import('../engine/store');
+
+const int = (x: number) => x.toLocaleString('en-US');
+
+export async function runSummaryOf(runDir: string, print: Print, top: number): Promise<void> {
+  const store = await loadStore();
+  const m = store.readJson<Manifest>(join(runDir, 'manifest.json'));
+  if (m.status !== 'complete') {
+    throw new EngineError(`run ${runDir} is ${m.status}; resume it with: universal-neurons analyze --resume ${runDir}`, runDir);
+  }
+  const t = await store.readNeuronArrow(join(runDir, 'neurons.arrow'));
+  const ref = m.models[0]!;
+  const others = m.models.slice(1);
+  const tk = m.corpus.tokens;
+  const header = [
+    `run ${m.id} (${runDir})`,
+    `reference ${ref.label} (${ref.nLayers} layers x ${ref.dMlp} neurons) vs ${others.map((o) => o.label).join(', ')}`,
+    `corpus: ${int(tk.used)} tokens in ${int(m.corpus.rows)} rows of ${m.corpus.row_length} (${int(tk.kept)} kept for statistics); ` +
+      `threshold excess > ${m.settings.threshold}; baseline seed ${m.settings.seed}; ${formatDuration(m.timings.total_s)} total`,
+    '',
+  ];
+  const partners = others
+    .map((o) => ({ label: o.label, ...store.partnerColumns(o.label) }))
+    .filter((p) => t.columns.has(p.layer) && t.columns.has(p.neuron) && t.columns.has(p.corr));
+  for (const line of summarizeTable(t, { threshold: m.settings.threshold, top, header, partners })) print(line);
+}
+
+export async function runSummary(cmd: SummaryCommand, print: Print): Promise<void> {
+  const store = await loadStore();
+  await runSummaryOf(store.resolveRunDir(cmd.run), print, cmd.top);
+}
+
+export async function runTable(cmd: TableCommand, print: Print): Promise<void> {
+  const store = await loadStore();
+  const t = store.readNeuronCsv(cmd.file);
+  const threshold = cmd.threshold ?? 0.5;
+  const header = [`${cmd.file}: ${int(t.nRows)} rows, threshold excess > ${threshold}`, ''];
+  for (const line of summarizeTable(t, { threshold, top: cmd.top, dMlp: cmd.dMlp, header })) print(line);
+}
+
+export async function runAnalyze(
+  cmd: Omit<AnalyzeCommand, 'kind'> & { topSummary?: number },
+  print: Print,
+  note: Print,
+  signal: CancellationSignal,
+  stderr: { isTTY?: boolean; write(s: string): unknown } = process.stderr,
+): Promise<string> {
+  const { runAnalysis } = await loadPipeline();
+  const progress = progressReporter(stderr);
+  let runDir: string | undefined;
+  try {
+    const r = await runAnalysis(
+      {
+        models: cmd.models,
+        corpus: cmd.corpus,
+        tokens: cmd.tokens,
+        out: cmd.out,
+        reference: cmd.reference,
+        threshold: cmd.threshold,
+        seed: cmd.seed,
+        batchRows: cmd.batchRows,
+        checkpointEvery: cmd.checkpointEvery,
+        mode: cmd.mode,
+        threads: cmd.threads,
+        resume: cmd.resume,
+      },
+      (p) => {
+        if (p.runDir) runDir = p.runDir;
+        progress.update(p);
+      },
+      signal,
+    );
+    progress.end();
+    runDir = r.runDir;
+    for (const w of r.manifest.warnings) note(`warning: ${w}`);
+    print(`wrote ${r.runDir} in ${formatDuration(r.manifest.timings.total_s)}`);
+    print('');
+    await runSummaryOf(r.runDir, print, cmd.topSummary ?? 15);
+    return r.runDir;
+  } catch (e) {
+    progress.end();
+    if (e instanceof CancelledError && runDir) note(`the run is checkpointed; continue it with: universal-neurons analyze --resume ${runDir}`);
+    throw e;
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The text summary of a neuron table in the paper's schema: per layer (neurons, universal count
+ * and %, median excess correlation, median rotated baseline), counts at thresholds 0.3/0.4/0.5,
+ * and the top universal neurons. Shared by `analyze`, `summary RUN` and `table FILE.csv`.
+ *
+ * A table may hold every neuron (our runs) or only the universal ones (the paper's published
+ * universal.csv): then neurons per layer are unknown unless given (`dMlp`), and counts at
+ * thresholds below the table's own cut are lower bounds, which the output says.
+ */
+import type { NeuronTable } from '../engine/store';
+
+export interface SummaryOptions {
+  threshold: number;
+  top: number;
+  /** Neurons per layer, when the table does not hold them all. */
+  dMlp?: number;
+  /** Lines printed above the table (run, models, tokens). */
+  header?: string[];
+  /** Partner columns to show for top neurons: label → [layer column, neuron column, corr column]. */
+  partners?: { label: string; layer: string; neuron: string; corr: string }[];
+}
+
+export const SUMMARY_THRESHOLDS = [0.3, 0.4, 0.5] as const;
+
+function median(values: number[]): number {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '-');
+const pct = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}%` : '-');
+
+/** Columns right-aligned (numbers) except the first and any listed in `left`. */
+function table(head: string[], rows: string[][], left: number[] = []): string[] {
+  const w = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const isLeft = (c: number) => c === 0 || left.includes(c);
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => (isLeft(c) ? (c === r.length - 1 ? cell : cell.padEnd(w[c]!)) : cell.padStart(w[c]!)))
+      .join('  ');
+  return [line(head), ...rows.map(line)];
+}
+
+export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
+  const out = [...(opts.header ?? [])];
+  const col = (name: string) => t.columns.get(name);
+  const layer = col('layer')!;
+  const neuron = col('neuron')!;
+  let excess = col('excess_corr');
+  const meanCorr = col('mean_corr');
+  const meanBase = col('mean_baseline');
+  if (!excess) {
+    if (!meanCorr || !meanBase) {
+      out.push(`${t.source} has neither excess_corr nor mean_corr and mean_baseline: no universality to summarise`);
+      return out;
+    }
+    excess = meanCorr.map((x, i) => x - meanBase[i]!);
+    out.push('(excess_corr computed as mean_corr − mean_baseline)');
+  }
+  const n = t.nRows;
+  let nLayers = 0;
+  let maxNeuron = -1;
+  for (let i = 0; i < n; i++) {
+    nLayers = Math.max(nLayers, layer[i]! + 1);
+    maxNeuron = Math.max(maxNeuron, neuron[i]!);
+  }
+  // Every (layer, neuron) present exactly once ⇒ the table holds all neurons.
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) seen.add(layer[i]! * (maxNeuron + 1) + neuron[i]!);
+  const complete = seen.size === n && n === nLayers * (maxNeuron + 1);
+  const dMlp = complete ? maxNeuron + 1 : opts.dMlp;
+  if (!complete && opts.dMlp !== undefined && maxNeuron >= opts.dMlp) {
+    out.push(`warning: the table has neuron ${maxNeuron}, beyond --d-mlp ${opts.dMlp}`);
+  }
+  let minExcess = Infinity;
+  for (let i = 0; i < n; i++) if (Number.isFinite(excess[i]!)) minExcess = Math.min(minExcess, excess[i]!);
+  // A partial table (the paper's universal.csv) was cut at some excess ≤ its lowest row; taking
+  // that cut as the threshold asked for, counts below it are lower bounds.
+  const cut = complete ? -Infinity : Math.min(minExcess, opts.threshold);
+  const isU = (i: number, thr: number) => Number.isFinite(excess![i]!) && excess![i]! > thr;
+
+  if (!complete) {
+    out.push(
+      `${t.source}: ${n} neurons in layers 0–${nLayers - 1}, not every neuron of the model (lowest excess ${f3(minExcess)})` +
+        (dMlp ? `; ${dMlp} neurons per layer as given` : '; neurons per layer unknown (give --d-mlp for percentages)'),
+    );
+  }
+  const rows: string[][] = [];
+  let totU = 0;
+  for (let l = 0; l < nLayers; l++) {
+    const idx: number[] = [];
+    for (let i = 0; i < n; i++) if (layer[i] === l) idx.push(i);
+    const u = idx.filter((i) => isU(i, opts.threshold)).length;
+    totU += u;
+    const neurons = complete ? idx.length : dMlp;
+    rows.push([
+      String(l),
+      neurons === undefined ? '?' : String(neurons),
+      String(u),
+      neurons ? pct((100 * u) / neurons) : '-',
+      f3(median(idx.map((i) => excess![i]!))),
+      meanBase ? f3(median(idx.map((i) => meanBase[i]!))) : '-',
+    ]);
+  }
+  const total = complete ? n : dMlp !== undefined ? dMlp * nLayers : undefined;
+  rows.push([
+    'all',
+    total === undefined ? '?' : String(total),
+    String(totU),
+    total ? pct((100 * totU) / total) : '-',
+    f3(median(Array.from(excess))),
+    meanBase ? f3(median(Array.from(meanBase))) : '-',
+  ]);
+  const scope = complete ? '' : ' (rows in the table)';
+  out.push(...table(['layer', 'neurons', 'universal', '%', `median excess${scope}`, `median baseline${scope}`], rows));
+
+  const thresholds = [...new Set([...SUMMARY_THRESHOLDS, opts.threshold])].sort((a, b) => a - b);
+  const counts = thresholds.map((thr) => {
+    let c = 0;
+    for (let i = 0; i < n; i++) if (isU(i, thr)) c++;
+    const lower = thr < cut ? ' (at least: the table holds no lower excess)' : '';
+    return `> ${thr}: ${c}${total ? ` (${pct((100 * c) / total)})` : ''}${lower}`;
+  });
+  out.push('');
+  out.push(`universal neurons by excess threshold: ${counts.join(', ')}`);
+
+  const uIdx: number[] = [];
+  for (let i = 0; i < n; i++) if (isU(i, opts.threshold)) uIdx.push(i);
+  if (uIdx.length && meanCorr && meanBase) {
+    out.push(
+      `medians over the ${uIdx.length} universal neurons: mean_corr ${f3(median(uIdx.map((i) => meanCorr[i]!)))}, ` +
+        `mean_baseline ${f3(median(uIdx.map((i) => meanBase[i]!)))}` +
+        (col('sparsity') ? `, activation frequency ${f3(median(uIdx.map((i) => col('sparsity')![i]!)))}` : '') +
+        (col('kurt') ? `, kurtosis ${f3(median(uIdx.map((i) => col('kurt')![i]!)))}` : ''),
+    );
+  }
+  if (opts.top > 0) {
+    out.push('');
+    if (uIdx.length === 0) {
+      out.push(`no neuron has excess correlation > ${opts.threshold}`);
+    } else {
+      uIdx.sort((a, b) => excess![b]! - excess![a]! || layer[a]! - layer[b]! || neuron[a]! - neuron[b]!);
+      const show = uIdx.slice(0, opts.top);
+      out.push(`top ${show.length} of ${uIdx.length} universal neurons (excess > ${opts.threshold}):`);
+      const extra = (name: string) => (col(name) ? [name] : []);
+      const head = ['neuron', 'excess', 'mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('sparsity'), ...extra('kurt')];
+      const partners = opts.partners ?? [];
+      if (partners.length) head.push('best partner per model');
+      const body = show.map((i) => {
+        const r = [`L${layer[i]}.N${neuron[i]}`, f3(excess![i]!)];
+        for (const c of ['mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('sparsity'), ...extra('kurt')]) r.push(f3(col(c)?.[i] ?? NaN));
+        if (partners.length) {
+          r.push(partners.map((p) => `${p.label}:L${col(p.layer)![i]}.N${col(p.neuron)![i]}(${f3(col(p.corr)![i]!)})`).join(' '));
+        }
+        return r;
+      });
+      out.push(...table(head, body, partners.length ? [head.length - 1] : []).map((l) => '  ' + l));
+    }
+  }
+  return out;
+}
