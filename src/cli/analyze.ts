@@ -50,7 +50,7 @@ export async function runTable(cmd: TableCommand, print: Print): Promise<void> {
 }
 
 export async function runAnalyze(
-  cmd: Omit<AnalyzeCommand, 'kind'> & { topSummary?: number },
+  cmd: Omit<AnalyzeCommand, 'kind' | 'top'> & { topSummary?: number },
   print: Print,
   note: Print,
   signal: CancellationSignal,

@@ -12,7 +12,7 @@ export const HELP = `universal-neurons: universal neurons across GPT-2 seeds (Gu
 
 Usage:
   universal-neurons analyze --models DIR... --corpus PATH... --tokens N [--out DIR] [options]
-  universal-neurons analyze --resume RUN
+  universal-neurons analyze --resume RUN [--top K]
   universal-neurons summary RUN [--top K]
   universal-neurons table FILE.csv [--threshold T] [--top K] [--d-mlp N]
   universal-neurons activations --model DIR (--text T | --file F) [--top K] [--json OUT] [--threads N]
@@ -98,6 +98,8 @@ export interface AnalyzeCommand {
   mode?: 'exact' | 'fast';
   threads: number;
   resume?: string;
+  /** Top universal neurons listed in the summary. */
+  top: number;
 }
 
 export interface SummaryCommand {
@@ -189,7 +191,7 @@ export function parseCli(argv: string[]): Command {
   const allowed: Record<string, readonly string[]> = {
     activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
     demo: ['tokens', 'threads', 'top', 'out'],
-    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'mode', 'resume', 'threads'],
+    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'mode', 'resume', 'threads', 'top'],
     summary: ['top'],
     table: ['top', 'threshold', 'd-mlp'],
   };
@@ -234,11 +236,11 @@ export function parseCli(argv: string[]): Command {
   }
   // analyze
   if (v.resume !== undefined) {
-    const extraFlags = Object.keys(v).filter((f) => v[f as keyof typeof v] !== undefined && !['resume', 'threads', 'help'].includes(f));
+    const extraFlags = Object.keys(v).filter((f) => v[f as keyof typeof v] !== undefined && !['resume', 'threads', 'top', 'help'].includes(f));
     if (extraFlags.length) {
       throw new UsageError(`--resume takes every setting from the run's manifest; drop --${extraFlags[0]}`);
     }
-    return { kind: 'analyze', models: [], corpus: [], tokens: 0, resume: v.resume, threads };
+    return { kind: 'analyze', models: [], corpus: [], tokens: 0, resume: v.resume, threads, top: integer('top', v.top, 15, 0) };
   }
   if (!v.models || v.models.length < 2) throw new UsageError('analyze needs --models with at least two model folders');
   if (!v.corpus || v.corpus.length === 0) throw new UsageError('analyze needs --corpus PATH...');
@@ -259,5 +261,6 @@ export function parseCli(argv: string[]): Command {
     checkpointEvery: v['checkpoint-every'] === undefined ? undefined : integer('checkpoint-every', v['checkpoint-every'], 0, 1),
     mode,
     threads,
+    top: integer('top', v.top, 15, 0),
   };
 }

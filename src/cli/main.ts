@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => (cancelled = true));
   try {
     if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
-    else if (cmd.kind === 'analyze') await runAnalyze(cmd, print, note, signal);
+    else if (cmd.kind === 'analyze') await runAnalyze({ ...cmd, topSummary: cmd.top }, print, note, signal);
     else if (cmd.kind === 'summary') await runSummary(cmd, print);
     else if (cmd.kind === 'table') await runTable(cmd, print);
     else await runDemo(cmd, print, note, signal);

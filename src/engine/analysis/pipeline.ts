@@ -408,7 +408,8 @@ export async function runAnalysis(
     } else {
       if (opts.models.length < 2) throw new EngineError(`universality needs at least two models (got ${opts.models.length})`);
       const ri = pickReference(opts.models, opts.reference);
-      modelDirs = [opts.models[ri]!, ...opts.models.filter((_, i) => i !== ri)];
+      // Absolute, so that --resume works from any folder.
+      modelDirs = [opts.models[ri]!, ...opts.models.filter((_, i) => i !== ri)].map((d) => resolve(d));
       corpusPaths = opts.corpus.map((p) => resolve(p));
       settings = settingsFrom(opts, labelOf(modelDirs[0]!));
       runDir = '';
