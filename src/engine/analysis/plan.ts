@@ -1,10 +1,248 @@
 /**
- * The default analysis plan: which accumulators the pipeline feeds and how their results become
- * the run's files. Wired to the universality (H4) and statistics (H5) modules.
+ * The default analysis plan: which accumulators the pipeline feeds, in which order, and how their
+ * results become the run folder's files.
+ *
+ * Accumulators (batch order is fixed, so resume is exact):
+ *   cross:<label>  CrossMoments, reference vs each other model (post-activations, kept tokens)
+ *   actstats       ActivationStats of every model (pre-activations, kept tokens)
+ *   examples       TopExamples of the reference model (post-activations)
+ * Finalize: weight statistics of the reference model, the universality table, then
+ *   neurons.arrow   every reference neuron: the paper's columns, `universal`, partner columns
+ *   universal.csv   the universal neurons in exactly the paper's schema
+ *   partners.arrow  per reference neuron and other model: partner layer/neuron, corr, baseline
+ *   vocab.arrow     per reference neuron: top/bottom tokens of its vocab composition
+ *   actstats.arrow  activation statistics of every model (for cross-model comparisons)
+ *   examples.json + examples.bin  (examples.ts serialisation)
  */
-import { EngineError } from '../errors';
-import type { AnalysisPlan } from './pipeline';
+import { join } from 'node:path';
+import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
+import { ActivationStats, type ActivationStatsResult } from './actstats';
+import { CrossMoments, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
+import { serializeExamples, TopExamples, type TopExamplesResult } from './examples';
+import type { AnalysisPlan, PlanContext } from './pipeline';
+import type { AccumulatorState } from './types';
+import { universalityTable } from './universality';
+import { weightStatsFromCheckpoint } from './weightstats';
+
+export const RESULT_FILES = [
+  'neurons.arrow',
+  'universal.csv',
+  'partners.arrow',
+  'vocab.arrow',
+  'actstats.arrow',
+  'examples.json',
+  'examples.bin',
+] as const;
+
+const PLAN_CHOICES: Record<string, string> = {
+  correlation_activation: 'post-activations (hook_post), kept tokens only, as method.md',
+  statistics_activation: 'pre-activations (hook_pre), kept tokens only; exact streaming moments (Pébay merge), not 256-bin histograms',
+  examples: 'top contexts per reference neuron over post-activations: one per corpus row (its max over kept tokens), plus interval samples',
+  weights: "weight statistics on TransformerLens-processed weights of the reference model (weightstats.ts)",
+  partner: 'argmax over every neuron of every layer of the other model; ties keep the lowest column',
+  baseline:
+    'R_l per layer: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (seed, layer) by crossmoments.ts rotationMatrix, so every other model gets the same R_l; computed from accumulated moments, no second pass',
+  zero_variance: 'a neuron constant over the counted tokens gets ρ = 0 with every partner (partner column −1)',
+  correlation_precision: 'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact); mode fast screens candidates on a prefix, see crossmoments.ts',
+};
 
 export function defaultPlan(): AnalysisPlan {
-  throw new EngineError('the universality accumulators are not built into this version yet');
+  return {
+    choices: PLAN_CHOICES,
+    accumulators(ctx) {
+      const ref = ctx.models[0]!;
+      const s = ctx.settings;
+      const crossOpts = (m: number): CrossMomentsOptions => ({
+        model: m,
+        ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
+        other: { nLayers: ctx.models[m]!.nLayers, dMlp: ctx.models[m]!.dMlp },
+        seed: s.seed,
+        mode: s.mode,
+        ...(s.threads ? { threads: s.threads } : {}),
+      });
+      const statsOpts = { nNeurons: ref.nNeurons, models: ctx.models.map((_, i) => i) };
+      const exOpts = { nNeurons: ref.nNeurons, models: [0], k: s.topK, seed: s.seed };
+      return [
+        ...ctx.models.slice(1).map((m, i) => ({
+          name: `cross:${m.label}`,
+          create: () => new CrossMoments(crossOpts(i + 1)),
+          restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
+        })),
+        { name: 'actstats', create: () => new ActivationStats(statsOpts), restore: (st: AccumulatorState) => ActivationStats.restore(st, statsOpts) },
+        { name: 'examples', create: () => new TopExamples(exOpts), restore: (st: AccumulatorState) => TopExamples.restore(st, exOpts) },
+      ];
+    },
+    finalize: (ctx, results) => writeResults(ctx, results),
+  };
+}
+
+async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>> {
+  const ref = ctx.models[0]!;
+  const others = ctx.models.slice(1);
+  const N = ref.nNeurons;
+  const M = ref.dMlp;
+  const s = ctx.settings;
+  const cross = others.map((m) => results.get(`cross:${m.label}`) as CrossMomentsResult);
+  const stats = results.get('actstats') as ActivationStatsResult[];
+  const examples = results.get('examples') as TopExamplesResult[];
+
+  ctx.progress({ phase: 'write', message: 'weight statistics of the reference model' });
+  const w = await weightStatsFromCheckpoint(ref.dir, s.threads ? { threads: s.threads } : {});
+  const u = universalityTable(
+    others.map((m, i) => ({ label: m.label, dMlp: m.dMlp, result: cross[i]! })),
+    { nLayers: ref.nLayers, dMlp: ref.dMlp },
+    { threshold: s.threshold },
+  );
+  const st = stats[0]!;
+
+  const layer = new Int32Array(N);
+  const neuron = new Int32Array(N);
+  for (let j = 0; j < N; j++) {
+    layer[j] = Math.floor(j / M);
+    neuron[j] = j % M;
+  }
+  const paper: Record<(typeof PAPER_COLUMNS)[number], Float64Array | Int32Array> = {
+    layer,
+    neuron,
+    max_corr: u.max_corr,
+    mean_corr: u.mean_corr,
+    min_corr: u.min_corr,
+    max_baseline: u.max_baseline,
+    min_baseline: u.min_baseline,
+    mean_baseline: u.mean_baseline,
+    w_in_norm: w.w_in_norm,
+    input_bias: w.input_bias,
+    w_out_norm: w.w_out_norm,
+    in_out_sim: w.in_out_sim,
+    l2_penalty: w.l2_penalty,
+    mean: st.mean,
+    var: st.var,
+    skew: st.skew,
+    kurt: st.kurt,
+    vocab_mean: w.vocab_mean,
+    vocab_var: w.vocab_var,
+    vocab_skew: w.vocab_skew,
+    vocab_kurt: w.vocab_kurt,
+    sparsity: st.sparsity,
+    excess_corr: u.excess_corr,
+  };
+  const universal = Array.from(u.universal, (x) => !!x);
+  const columns: Record<string, Column> = { ...paper, universal };
+  others.forEach((m, i) => {
+    const c = partnerColumns(m.label);
+    const p = cross[i]!.partner;
+    columns[c.layer] = Int32Array.from(p, (x) => Math.floor(x / m.dMlp));
+    columns[c.neuron] = Int32Array.from(p, (x) => x % m.dMlp);
+    columns[c.corr] = cross[i]!.maxCorr;
+    columns[c.baseline] = cross[i]!.baseline;
+  });
+  // Deterministic metadata only: a resumed run's files equal an uninterrupted run's.
+  const meta = {
+    reference: ref.label,
+    models: ctx.models.map((m) => m.label).join(','),
+    threshold: String(s.threshold),
+    baseline_seed: String(s.seed),
+    corpus_sha256: ctx.corpus.hash,
+    tokens: String(ctx.corpus.tokens.used),
+  };
+  const dir = ctx.runDir;
+  await writeArrowAtomic(join(dir, 'neurons.arrow'), columns, meta);
+
+  // universal.csv: the paper's schema and order, universal neurons only, layer-major.
+  const rows: Record<string, number>[] = [];
+  for (let j = 0; j < N; j++) {
+    if (!universal[j]) continue;
+    const r: Record<string, number> = {};
+    for (const c of PAPER_COLUMNS) r[c] = paper[c][j]!;
+    rows.push(r);
+  }
+  writeFileAtomic(join(dir, 'universal.csv'), csvText(PAPER_COLUMNS, rows));
+
+  // partners.arrow: long format, reference neuron × other model.
+  const P = N * others.length;
+  const pl = new Int32Array(P);
+  const pn = new Int32Array(P);
+  const pLayer = new Int32Array(P);
+  const pNeuron = new Int32Array(P);
+  const pCorr = new Float64Array(P);
+  const pBase = new Float64Array(P);
+  const pModel: string[] = new Array(P);
+  let k = 0;
+  for (let j = 0; j < N; j++) {
+    others.forEach((m, i) => {
+      const c = cross[i]!.partner[j]!;
+      pl[k] = layer[j]!;
+      pn[k] = neuron[j]!;
+      pModel[k] = m.label;
+      pLayer[k] = Math.floor(c / m.dMlp);
+      pNeuron[k] = c % m.dMlp;
+      pCorr[k] = cross[i]!.maxCorr[j]!;
+      pBase[k] = cross[i]!.baseline[j]!;
+      k++;
+    });
+  }
+  await writeArrowAtomic(
+    join(dir, 'partners.arrow'),
+    { layer: pl, neuron: pn, model: pModel, partner_layer: pLayer, partner_neuron: pNeuron, corr: pCorr, baseline: pBase },
+    meta,
+  );
+
+  // vocab.arrow: top/bottom tokens of each neuron's vocab composition.
+  const K = w.topK;
+  const V = 2 * N * K;
+  const vl = new Int32Array(V);
+  const vn = new Int32Array(V);
+  const side: string[] = new Array(V);
+  const rank = new Int32Array(V);
+  const token = new Int32Array(V);
+  const value = new Float64Array(V);
+  k = 0;
+  for (let j = 0; j < N; j++) {
+    for (const [name, ids, vals] of [
+      ['top', w.topTokens, w.topValues],
+      ['bottom', w.bottomTokens, w.bottomValues],
+    ] as const) {
+      for (let q = 0; q < K; q++) {
+        vl[k] = layer[j]!;
+        vn[k] = neuron[j]!;
+        side[k] = name;
+        rank[k] = q;
+        token[k] = ids[j * K + q]!;
+        value[k] = vals[j * K + q]!;
+        k++;
+      }
+    }
+  }
+  await writeArrowAtomic(join(dir, 'vocab.arrow'), { layer: vl, neuron: vn, side, rank, token, value }, meta);
+
+  // actstats.arrow: every model's activation statistics, long format.
+  const A = stats.length * N;
+  const am: string[] = new Array(A);
+  const al = new Int32Array(A);
+  const an = new Int32Array(A);
+  const acols = { mean: new Float64Array(A), var: new Float64Array(A), skew: new Float64Array(A), kurt: new Float64Array(A), sparsity: new Float64Array(A) };
+  k = 0;
+  for (const r of stats) {
+    const m = ctx.models[r.model]!;
+    for (let j = 0; j < m.nNeurons; j++, k++) {
+      am[k] = m.label;
+      al[k] = Math.floor(j / m.dMlp);
+      an[k] = j % m.dMlp;
+      for (const c of ['mean', 'var', 'skew', 'kurt', 'sparsity'] as const) acols[c][k] = r[c][j]!;
+    }
+  }
+  await writeArrowAtomic(join(dir, 'actstats.arrow'), { model: am, layer: al, neuron: an, ...acols }, meta);
+
+  const ex = serializeExamples(examples);
+  writeFileAtomic(join(dir, 'examples.bin'), ex.binary);
+  writeJsonAtomic(join(dir, 'examples.json'), ex.json);
+
+  const nUniversal = rows.length;
+  return {
+    neurons: N,
+    universal: nUniversal,
+    universal_percent: (100 * nUniversal) / N,
+    kept_tokens: st.count,
+    files: [...RESULT_FILES],
+  };
 }
