@@ -9,7 +9,8 @@
 //
 //   npm run bench                           both configs, engine + torch (~1.5 min)
 //   npm run bench -- --no-torch             engine only
-//   npm run bench -- --configs tiny --threads 2 --seconds 10 --extra
+//   npm run bench -- --configs tiny --threads 2 --seconds 10 --extra --spin
+//     --extra: post-only, 16x128 and with-logits rows; --spin: also ORT's spin-waiting threads
 import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -103,10 +104,11 @@ const stats = (ms: number[], tokens: number): Stats => {
   return { median: (tokens * 1000) / s[s.length >> 1]!, best: (tokens * 1000) / s[0]!, runs: s.length };
 };
 
-/** Engine and torch take turns in blocks of ~1 s for `seconds`; returns per-side stats. */
-async function race(fwd: Forward, torch: TorchServer | undefined, rows: number[][], opts: RunOptions, seconds: number): Promise<[Stats, Stats | undefined]> {
-  const tokens = rows.length * rows[0]!.length;
-  const engineBlock = async (n: number): Promise<number[]> => {
+/** Something timed in blocks: returns the time of each of n consecutive batches. */
+type Side = (n: number) => Promise<number[]>;
+
+function engineSide(fwd: Forward, rows: number[][], opts: RunOptions): Side {
+  return async (n) => {
     const ms: number[] = [];
     for (let i = 0; i < n; i++) {
       const t0 = performance.now();
@@ -115,24 +117,24 @@ async function race(fwd: Forward, torch: TorchServer | undefined, rows: number[]
     }
     return ms;
   };
-  // Warm-up, and a block size from the warm-up's pace.
-  const warm = await engineBlock(3);
+}
+
+/** The sides take turns in blocks of ~1 s for `seconds`; the first batch of a block is not counted. */
+async function race(sides: Side[], tokens: number, seconds: number): Promise<Stats[]> {
+  const warm = await sides[0]!(3);
   const n = Math.max(3, Math.round(1000 / Math.min(...warm)));
-  await torch?.run(2);
-  const e: number[] = [];
-  const t: number[] = [];
+  for (const side of sides.slice(1)) await side(2);
+  const ms: number[][] = sides.map(() => []);
   const start = performance.now();
-  while (performance.now() - start < seconds * 1000 || e.length < 3) {
-    e.push(...(await engineBlock(n)).slice(1));
-    // Idle between turns: thread pools spin-wait after their work (ORT's and OpenMP's), which
-    // would otherwise steal the other side's cores.
-    await sleep(PAUSE_MS);
-    if (torch) {
-      t.push(...(await torch.run(n)).slice(1));
+  while (performance.now() - start < seconds * 1000 || ms[0]!.length < 3) {
+    for (let k = 0; k < sides.length; k++) {
+      ms[k]!.push(...(await sides[k]!(n)).slice(1));
+      // Idle between turns: thread pools spin-wait after their work (ORT's and OpenMP's), which
+      // would otherwise steal the next side's cores.
       await sleep(PAUSE_MS);
     }
   }
-  return [stats(e, tokens), torch ? stats(t, tokens) : undefined];
+  return ms.map((m) => stats(m, tokens));
 }
 
 const PAUSE_MS = 50;
@@ -154,20 +156,27 @@ async function main(): Promise<void> {
     console.log(`${name}: random weights + ORT session in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const torch = flag('no-torch') ? undefined : await TorchServer.start(name, threads);
     if (torch) torchVersion = torch.version;
-    const [e, t] = await race(fwd, torch, randomRows(4, 128), {}, seconds);
+    const rows = randomRows(4, 128);
+    const sides = [engineSide(fwd, rows, {})];
+    if (torch) sides.push((n) => torch.run(n));
+    // ORT's default thread behaviour, for comparison with ours (threads sleep between operators).
+    const spinning = flag('spin') ? await Forward.create(randomWeights(name), { threads, spinWait: true }) : undefined;
+    if (spinning) sides.push(engineSide(spinning, rows, {}));
+    const [e, t, sp] = await race(sides, 4 * 128, seconds);
     torch?.stop();
-    const ratio = t ? `${(e.median / t.median).toFixed(2)}×` : '–';
-    table.push(
-      `| ${name} | 4×128, pre+post | ${fmt(e.median)} (best ${fmt(e.best)}) | ${t ? `${fmt(t.median)} (best ${fmt(t.best)})` : '–'} | ${ratio} | ${e.runs} |`,
-    );
+    await spinning?.close();
+    const row = (label: string, x: Stats): string =>
+      `| ${name} | ${label} | ${fmt(x.median)} (best ${fmt(x.best)}) | ${t ? `${fmt(t.median)} (best ${fmt(t.best)})` : '–'} | ${t ? `${(x.median / t.median).toFixed(2)}×` : '–'} | ${x.runs} |`;
+    table.push(row('4×128, pre+post', e!));
+    if (sp) table.push(row('4×128, pre+post, spinWait', sp));
     if (flag('extra')) {
-      for (const [label, rows, opts] of [
+      for (const [label, r, opts] of [
         ['4×128, post only', randomRows(4, 128), { hooks: ['post'] }],
         ['16×128, pre+post', randomRows(16, 128), {}],
         ['4×128, with logits', randomRows(4, 128), { logits: true }],
       ] as [string, number[][], RunOptions][]) {
-        const [x] = await race(fwd, undefined, rows, opts, seconds / 2);
-        table.push(`| ${name} | ${label} | ${fmt(x.median)} (best ${fmt(x.best)}) | – | – | ${x.runs} |`);
+        const [x] = await race([engineSide(fwd, r, opts)], r.length * r[0]!.length, seconds / 2);
+        table.push(`| ${name} | ${label} | ${fmt(x!.median)} (best ${fmt(x!.best)}) | – | – | ${x!.runs} |`);
       }
     }
     await fwd.close();

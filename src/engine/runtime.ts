@@ -87,6 +87,7 @@ export interface Activations {
 
 const DEFAULT_EXTERNAL_BYTES = 1.9e9;
 const OUTPUT_BUDGET_BYTES = 256 * 1024 * 1024;
+const MAX_ACTIVATION_BYTES = 4 * 2 ** 30;
 
 export function defaultThreads(): number {
   return Math.max(1, Math.min(availableParallelism(), 8));
@@ -356,6 +357,13 @@ export class Model {
   async activations(text: string, opts: { logits?: boolean; signal?: CancellationSignal } = {}): Promise<Activations> {
     const enc = encodeWithBos(this.tokenizer, text);
     const T = enc.ids.length;
+    // Every token's activations are held at once: refuse what would exhaust memory.
+    const bytes = 4 * T * (2 * this.config.nLayer * this.config.dMlp + (opts.logits ? this.config.vocabSize : 0));
+    if (bytes > MAX_ACTIVATION_BYTES) {
+      throw new EngineError(
+        `the text is ${T} tokens; its activations would take ${(bytes / 2 ** 30).toFixed(1)} GiB (limit ${MAX_ACTIVATION_BYTES / 2 ** 30} GiB). Analyse a shorter excerpt.`,
+      );
+    }
     const w = windows(enc.ids, this.config.nPositions, this.tokenizer.bosId);
     const run = await this.forward.runTokens(w.rows, { logits: opts.logits, signal: opts.signal });
     const tokens = enc.ids.map((id, i) => ({ id, text: this.tokenizer.tokenString(id), start: enc.starts[i]!, end: enc.ends[i]! }));
