@@ -1,0 +1,1098 @@
+/**
+ * Cross-model correlation moments: the reference model a (models[0]) against one other model m,
+ * on post-activations of kept tokens (method.md, "Correlation across models").
+ *
+ * Design (measured in bench/analysis.ts; figures in BENCHMARKS.md, "Correlation analysis"):
+ * - S_xy is one fp32 GEMM per step (ORT/MLAS, Gemm transA=1 on [tokens × N] as the activations
+ *   come) into an fp32 partial updated in place, added into the float64 total before it would
+ *   cover more than `chunkTokens` tokens (small batches do not pay an N_a×N_m float64 pass each).
+ * - The reference block is shifted by its first token's values (x' = x − x_0; Pearson is
+ *   shift-invariant) in one JS pass shared by all pairs of a batch, which also sums Σx', Σx'² in
+ *   float64: a constant reference neuron has Σx'² = 0 exactly. m's side is not shifted (a pass
+ *   over Y per pair costs ~15% of the step): Σy comes from a ReduceSum in the same ORT run, Σy²
+ *   from the Gram diagonal, and zero variance is decided by a relative threshold (Y_REL).
+ * - The baseline needs no second pass. Per layer l of m we keep C_l = Σ y_l y_lᵀ as the upper
+ *   block triangle of the Gram matrix (a SYRK made of `gramSplit` GEMMs, (s+1)/2s of the flops;
+ *   its diagonal is Σy²). At the end, with Σ_l = C_l − s_l s_lᵀ/n and Cov = S_xy − S_x S_yᵀ/n in
+ *   float64: cov(x_i, (RV)_k) = (Cov_l·R_lᵀ)_ik and var((RV)_k) = r_k Σ_l r_kᵀ — the method's
+ *   S_xy·R_lᵀ and r_kᵀC_l r_k − (r_k·S_y)²/n, centred first. These run as float64 GEMMs on ORT.
+ * - Zero variance gives ρ = 0 (never NaN); ρ is clamped to [−1, 1].
+ * - Blocks: `block: [start, end)` restricts the reference side to those columns; memory is about
+ *   12·(end−start)·N_m bytes (float64 total + fp32 partial). Every output element is computed by
+ *   the same arithmetic as without blocks.
+ * - Fast mode (`mode: 'fast'`): exact all-pairs moments on a screen — the first `screenTokens`
+ *   kept tokens, or batches given to `screen()` beforehand — then for every reference neuron only
+ *   its candidate partners (screened ρ within `margin` of its best) and candidate rotated neurons
+ *   are accumulated over the remaining tokens: per step ORT writes x'ᵀ, yᵀ and the rotated
+ *   R_l·y_lᵀ (R prepacked in the graph; 2·d² flops per token and layer, as much as one Gram) into
+ *   a WebAssembly arena, and a SIMD kernel takes the candidates' dot products. The baseline cannot
+ *   reuse S_xy·Rᵀ here — that needs all of S_xy — so rotating the activations is the price; it is
+ *   1/L of the dense product. Reported numbers are exact sums over all counted tokens; only the set
+ *   searched for each maximum comes from the screen. A screen read from the start of a corpus
+ *   that drifts (source after source) misses partners: give `screen()` a sample spread over the
+ *   corpus. A neuron constant on the screen keeps every candidate.
+ */
+import { EngineError } from '../errors';
+import { Gemm, gramLayout, GramLayout, SddmmArena } from './gemm';
+import type { Accumulator, AccumulatorState, ActivationBatch, StateValue } from './types';
+
+export interface ModelShape {
+  nLayers: number;
+  dMlp: number;
+}
+
+export interface FastOptions {
+  /** Kept tokens of the prefix screen (ignored when `screen()` was fed). Default 65536. */
+  screenTokens?: number;
+  /** Partner candidates: screened ρ within this of the neuron's screened maximum. Default 0.05. */
+  margin?: number;
+  /** Rotated-neuron candidates, the same for the baseline. Default 0.05. */
+  baselineMargin?: number;
+  /** At most this many candidates per neuron and kind (partner, rotated). Default 64. */
+  maxCandidates?: number;
+}
+
+export interface CrossMomentsOptions {
+  /** Position of model m in `ActivationBatch.models` (1, 2, …; 0 is the reference). */
+  model: number;
+  ref: ModelShape;
+  other: ModelShape;
+  /** Seed of the baseline's random matrices, an integer in [0, 2^32); record it in the manifest. */
+  seed: number;
+  /** Reference columns [start, end) handled by this instance (default: all). */
+  block?: readonly [number, number];
+  /** Most tokens one fp32 partial sum covers before it goes into the float64 total (default 8192). */
+  chunkTokens?: number;
+  /** Row blocks of the within-layer Gram products of m (1 = full GEMM; default 2). */
+  gramSplit?: number;
+  mode?: 'exact' | 'fast';
+  fast?: FastOptions;
+  /** ORT intra-op threads (default: one per core, at most 8, as the forward pass). */
+  threads?: number;
+  /** A session cache shared with other accumulators; default: a private one, released by finish(). */
+  gemm?: Gemm;
+}
+
+export interface CrossMomentsResult {
+  /** Reference columns [refStart, refStart + maxCorr.length). */
+  refStart: number;
+  /** Tokens counted. */
+  n: number;
+  seed: number;
+  mode: 'exact' | 'fast';
+  /** Per reference neuron: max_j ρ_ij over all neurons j of m. */
+  maxCorr: Float64Array;
+  /** Its argmax: column of m (layer·d_mlp + neuron); −1 when the reference neuron is constant. */
+  partner: Int32Array;
+  /** max_k ρ(x_i, (R V)_k) over the rotated neurons of all layers of m. */
+  baseline: Float64Array;
+  /** Its argmax, a rotated-neuron column (layer·d_mlp + k); −1 when none has variance. */
+  baselinePartner: Int32Array;
+}
+
+const STATE_KIND = 'CrossMoments';
+const STATE_VERSION = 1;
+
+/** Default kept tokens of a prefix screen. */
+const SCREEN_TOKENS = 65536;
+/** Fast mode's arena (the transposed activations of one step) stays under this many bytes. */
+const FAST_ARENA_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The reference side of one step, shared by every CrossMoments of the run: x' = x − k_x for the
+ * block's columns, contiguous, and float64 Σx', Σx'². Keyed by the batch's keptPost array (and
+ * index), so the pairs of one batch do this pass once.
+ */
+interface RefStep {
+  kx: Float32Array;
+  xs: Float32Array;
+  sx: Float64Array;
+  sxx: Float64Array;
+}
+
+const refSteps = new WeakMap<Float32Array, Map<string, RefStep>>();
+
+function refStep(batch: number, x: Float32Array, Na: number, a0: number, a1: number, t0: number, t1: number, kx: Float32Array): RefStep {
+  let m = refSteps.get(x);
+  if (!m) refSteps.set(x, (m = new Map()));
+  // The batch index too, in case a caller refills one buffer from batch to batch.
+  const key = `${batch}:${a0}:${a1}:${t0}:${t1}`;
+  const hit = m.get(key);
+  if (hit && (hit.kx === kx || hit.kx.every((v, i) => v === kx[i]))) return hit;
+  const B = a1 - a0;
+  const xs = new Float32Array((t1 - t0) * B);
+  const sx = new Float64Array(B);
+  const sxx = new Float64Array(B);
+  // Four rows at a time: a quarter of the accumulator traffic (about 1.5× faster).
+  let r = t0;
+  for (; r + 4 <= t1; r += 4) {
+    const s0 = r * Na + a0;
+    const d0 = (r - t0) * B;
+    for (let j = 0; j < B; j++) {
+      const k = kx[j]!;
+      const a = Math.fround(x[s0 + j]! - k);
+      const b = Math.fround(x[s0 + Na + j]! - k);
+      const c = Math.fround(x[s0 + 2 * Na + j]! - k);
+      const d = Math.fround(x[s0 + 3 * Na + j]! - k);
+      xs[d0 + j] = a;
+      xs[d0 + B + j] = b;
+      xs[d0 + 2 * B + j] = c;
+      xs[d0 + 3 * B + j] = d;
+      sx[j]! += a + b + (c + d);
+      sxx[j]! += a * a + b * b + (c * c + d * d);
+    }
+  }
+  for (; r < t1; r++) {
+    const src = r * Na + a0;
+    const dst = (r - t0) * B;
+    for (let j = 0; j < B; j++) {
+      const v = Math.fround(x[src + j]! - kx[j]!);
+      xs[dst + j] = v;
+      sx[j]! += v;
+      sxx[j]! += v * v;
+    }
+  }
+  const step = { kx, xs, sx, sxx };
+  m.set(key, step);
+  return step;
+}
+
+/** Σ x', Σ x'² (float64) of the reference block over some tokens, and their count. */
+class XStats {
+  n = 0;
+  readonly sx: Float64Array;
+  readonly sxx: Float64Array;
+
+  constructor(B: number) {
+    this.sx = new Float64Array(B);
+    this.sxx = new Float64Array(B);
+  }
+
+  add(r: RefStep, n: number): void {
+    addInto(this.sx, r.sx);
+    addInto(this.sxx, r.sxx);
+    this.n += n;
+  }
+
+  save(s: AccumulatorState, p: string): void {
+    s[`${p}n`] = this.n;
+    s[`${p}sx`] = this.sx;
+    s[`${p}sxx`] = this.sxx;
+  }
+
+  load(s: AccumulatorState, p: string): void {
+    this.n = num(s, `${p}n`);
+    copyInto(this.sx, s, `${p}sx`);
+    copyInto(this.sxx, s, `${p}sxx`);
+  }
+}
+
+/**
+ * m's sums are fp32 GEMM partials of unshifted values: for a constant neuron Σy² − (Σy)²/n comes
+ * out as noise of about 2e-6·Σy² (measured), so a variance below Y_REL·Σy² cannot be told from 0
+ * and counts as zero variance (|mean| > 100·std). The reference side is shifted and summed in
+ * float64, so there a constant neuron gives exactly 0.
+ */
+const Y_REL = 1e-4;
+
+/** 1/sqrt(Σ(v−v̄)²) from sums over n tokens; 0 when the variance is not above rel·Σv². */
+function invStd(s: ArrayLike<number>, ss: ArrayLike<number>, n: number, rel = 0): Float64Array {
+  const out = new Float64Array(s.length);
+  if (!(n > 1)) return out;
+  for (let i = 0; i < s.length; i++) {
+    if (ss[i] === 0) continue;
+    const q = ss[i]! - (s[i]! * s[i]!) / n;
+    if (q > rel * ss[i]!) out[i] = 1 / Math.sqrt(q);
+  }
+  return out;
+}
+
+/**
+ * Streaming cross moments of one model pair (see the file comment). `add()` takes the contract's
+ * ActivationBatch (models[0].keptPost vs models[model].keptPost).
+ */
+export class CrossMoments implements Accumulator<CrossMomentsResult> {
+  readonly a0: number;
+  readonly a1: number;
+  /** Reference columns handled. */
+  readonly B: number;
+  /** Neurons of the reference model (the width of its keptPost rows). */
+  readonly Na: number;
+  /** Neurons of m. */
+  readonly Nm: number;
+  readonly L: number;
+  readonly d: number;
+  readonly chunk: number;
+  readonly mode: 'exact' | 'fast';
+  private readonly layout: GramLayout;
+  private readonly gemm: Gemm;
+  private readonly ownGemm: boolean;
+  private finished = false;
+
+  /** The reference block's shift: its first token's values. */
+  private kx?: Float32Array;
+  /** x statistics over every counted token (every add() token). */
+  readonly xs: XStats;
+  /** Dense products: all tokens (exact), or the screening tokens (fast; dropped once screened). */
+  private dense?: DenseMoments;
+  /** Fast mode: screen() was fed, so the screen is not part of the counted tokens. */
+  private screened = false;
+  /** Fast mode, after the screen. */
+  private fast?: FastState;
+
+  constructor(readonly opts: CrossMomentsOptions) {
+    const { ref, other } = opts;
+    for (const [what, s] of [
+      ['reference', ref],
+      ['other', other],
+    ] as const) {
+      if (!Number.isSafeInteger(s.nLayers) || s.nLayers < 1 || !Number.isSafeInteger(s.dMlp) || s.dMlp < 1) {
+        throw new EngineError(`CrossMoments: the ${what} model's shape ${s.nLayers}×${s.dMlp} is not positive`);
+      }
+    }
+    if (!Number.isSafeInteger(opts.model) || opts.model < 1) throw new EngineError(`CrossMoments: model index ${opts.model} must be 1 or more`);
+    if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed >= 2 ** 32) {
+      throw new EngineError(`CrossMoments: seed ${opts.seed} must be an integer in [0, 2^32)`);
+    }
+    this.Na = ref.nLayers * ref.dMlp;
+    const [a0, a1] = opts.block ?? [0, this.Na];
+    if (!Number.isSafeInteger(a0) || !Number.isSafeInteger(a1) || a0 < 0 || a1 > this.Na || a0 >= a1) {
+      throw new EngineError(`CrossMoments: block [${a0}, ${a1}) is not a non-empty range of the reference's ${this.Na} neurons`);
+    }
+    this.a0 = a0;
+    this.a1 = a1;
+    this.B = a1 - a0;
+    this.L = other.nLayers;
+    this.d = other.dMlp;
+    this.Nm = this.L * this.d;
+    this.chunk = opts.chunkTokens ?? 8192;
+    if (!Number.isSafeInteger(this.chunk) || this.chunk < 1) throw new EngineError(`CrossMoments: chunkTokens ${this.chunk} must be a positive integer`);
+    this.layout = gramLayout(this.L, this.d, opts.gramSplit ?? (this.d % 2 === 0 ? 2 : 1));
+    this.mode = opts.mode ?? 'exact';
+    if (this.mode !== 'exact' && this.mode !== 'fast') throw new EngineError(`CrossMoments: unknown mode ${String(this.mode)}`);
+    const f = opts.fast ?? {};
+    for (const m of [f.margin, f.baselineMargin]) if (m !== undefined && !(m >= 0)) throw new EngineError(`CrossMoments: fast margin ${m} must be ≥ 0`);
+    if (f.maxCandidates !== undefined && !(Number.isSafeInteger(f.maxCandidates) && f.maxCandidates >= 1)) {
+      throw new EngineError(`CrossMoments: fast maxCandidates ${f.maxCandidates} must be a positive integer`);
+    }
+    if (f.screenTokens !== undefined && !(Number.isSafeInteger(f.screenTokens) && f.screenTokens >= 1)) {
+      throw new EngineError(`CrossMoments: fast screenTokens ${f.screenTokens} must be a positive integer`);
+    }
+    this.ownGemm = !opts.gemm;
+    this.gemm = opts.gemm ?? new Gemm({ threads: opts.threads });
+    this.xs = new XStats(this.B);
+    this.dense = new DenseMoments(this.B, this.Nm, this.layout);
+  }
+
+  private get screenTokens(): number {
+    return this.opts.fast?.screenTokens ?? SCREEN_TOKENS;
+  }
+
+  /** Accumulates the batch's kept tokens. Await it before the next call. */
+  async add(batch: ActivationBatch): Promise<void> {
+    const { x, y, t } = this.operands(batch);
+    const b = batch.batchIndex;
+    if (this.mode === 'exact') {
+      await this.addDense(b, x, y, 0, t, true);
+      return;
+    }
+    let t0 = 0;
+    if (!this.fast) {
+      if (!this.screened) {
+        // Prefix screen: these tokens are counted and their dense products kept.
+        const take = Math.min(t, Math.max(0, this.screenTokens - this.xs.n));
+        if (take > 0) await this.addDense(b, x, y, 0, take, true);
+        t0 = take;
+        // Candidates only once tokens beyond the screen arrive: a run that fits in the screen
+        // finishes from the dense products, i.e. exactly.
+        if (t0 >= t) return;
+      }
+      this.fast = await this.startFast();
+    }
+    await this.addFast(this.fast, b, x, y, t0, t);
+  }
+
+  /**
+   * Fast mode: feeds a screening sample, not counted in the results. Feed every sample batch
+   * before the first add(); then every add() batch is counted (the whole corpus, sample included).
+   */
+  async screen(batch: ActivationBatch): Promise<void> {
+    if (this.mode !== 'fast') throw new EngineError('CrossMoments: screen() is for fast mode');
+    if (this.xs.n > 0 || this.fast) throw new EngineError('CrossMoments: screen() after add()');
+    const { x, y, t } = this.operands(batch);
+    this.screened = true;
+    await this.addDense(batch.batchIndex, x, y, 0, t, false);
+  }
+
+  private operands(batch: ActivationBatch): { x: Float32Array; y: Float32Array; t: number } {
+    if (this.finished) throw new EngineError('CrossMoments: add() after finish()');
+    const m = batch.models[this.opts.model];
+    const a = batch.models[0];
+    if (!a || !m) throw new EngineError(`CrossMoments: the batch has ${batch.models.length} models; model ${this.opts.model} is missing`);
+    const t = batch.nKept;
+    if (a.keptPost.length !== t * this.Na) throw new EngineError(`CrossMoments: reference keptPost has ${a.keptPost.length} values, expected ${t}×${this.Na}`);
+    if (m.keptPost.length !== t * this.Nm) {
+      throw new EngineError(`CrossMoments: model ${this.opts.model} keptPost has ${m.keptPost.length} values, expected ${t}×${this.Nm}`);
+    }
+    if (t > 0 && !this.kx) this.kx = a.keptPost.slice(this.a0, this.a1);
+    return { x: a.keptPost, y: m.keptPost, t };
+  }
+
+  /** Token ranges of at most `max` tokens, balanced, covering [t0, t1). */
+  private static steps(t0: number, t1: number, max: number): [number, number][] {
+    const t = t1 - t0;
+    const k = Math.ceil(t / max);
+    const out: [number, number][] = [];
+    for (let s = 0; s < k; s++) out.push([t0 + Math.floor((s * t) / k), t0 + Math.floor(((s + 1) * t) / k)]);
+    return out.filter(([a, b]) => b > a);
+  }
+
+  private async addDense(batch: number, x: Float32Array, y: Float32Array, t0: number, t1: number, counted: boolean): Promise<void> {
+    const D = this.dense!;
+    for (const [s0, s1] of CrossMoments.steps(t0, t1, this.chunk)) {
+      const n = s1 - s0;
+      if (D.partialTokens + n > this.chunk) D.flush();
+      const r = refStep(batch, x, this.Na, this.a0, this.a1, s0, s1, this.kx!);
+      const sy = await this.gemm.crossStep({
+        x: r.xs,
+        y: y.subarray(s0 * this.Nm, s1 * this.Nm),
+        t: n,
+        a: this.B,
+        b: this.Nm,
+        xy: D.p32,
+        gram: { layout: this.layout, parts: D.gp32 },
+      });
+      addInto(D.syAcc, sy);
+      D.partialTokens += n;
+      D.xs.add(r, n);
+      if (counted) this.xs.add(r, n);
+    }
+  }
+
+  // ---- fast mode -------------------------------------------------------------------------
+
+  private rotations(): Float64Array[] {
+    return Array.from({ length: this.L }, (_, l) => rotationMatrix(this.opts.seed, l, this.d));
+  }
+
+  /** Picks the candidates from the screen and sets up the candidate totals. */
+  private async startFast(): Promise<FastState> {
+    const D = this.dense!;
+    D.finalize();
+    const { B, Nm, L, d } = this;
+    const margin = this.opts.fast?.margin ?? 0.05;
+    const bMargin = this.opts.fast?.baselineMargin ?? 0.05;
+    const cap = this.opts.fast?.maxCandidates ?? 64;
+    const n = D.xs.n;
+    const ix = invStd(D.xs.sx, D.xs.sxx, n);
+    const sy = D.sy();
+    const iy = invStd(sy, D.syy(), n, Y_REL);
+    // Partners: screened ρ within `margin` of the row's best, best first, at most `cap`.
+    const candP: number[][] = [];
+    const row = new Float64Array(Nm);
+    for (let i = 0; i < B; i++) {
+      if (ix[i] === 0) {
+        // Constant on the screen: nothing to rank by, so every neuron stays a candidate.
+        candP.push([...Array(Nm).keys()]);
+        continue;
+      }
+      let best = -Infinity;
+      for (let j = 0; j < Nm; j++) {
+        row[j] = clampCorr((D.sxy[i * Nm + j]! - (D.xs.sx[i]! * sy[j]!) / n) * ix[i]! * iy[j]!);
+        if (row[j]! > best) best = row[j]!;
+      }
+      candP.push(pick(row, best - margin, cap));
+    }
+    // Rotated neurons: the same on the screen's baseline correlations, two passes over the layers
+    // (row maxima, then candidates) so that no B×N_m matrix is held.
+    const R = this.rotations();
+    const best = new Float64Array(B).fill(-Infinity);
+    await this.rotatedCorr(D, n, R, ix, (_l, rho) => {
+      for (let i = 0; i < B; i++) for (let k = 0; k < d; k++) if (rho[i * d + k]! > best[i]!) best[i] = rho[i * d + k]!;
+    });
+    const candR: number[][] = Array.from({ length: B }, () => []);
+    const vals: number[][] = Array.from({ length: B }, () => []);
+    await this.rotatedCorr(D, n, R, ix, (l, rho) => {
+      for (let i = 0; i < B; i++) {
+        const lim = ix[i] === 0 ? -Infinity : best[i]! - bMargin;
+        for (let k = 0; k < d; k++) {
+          if (rho[i * d + k]! >= lim) {
+            candR[i]!.push(l * d + k);
+            vals[i]!.push(rho[i * d + k]!);
+          }
+        }
+      }
+    });
+    for (let i = 0; i < B; i++) {
+      if (ix[i] === 0) continue; // every rotated neuron, as for partners
+      const order = [...candR[i]!.keys()].sort((p, q) => vals[i]![q]! - vals[i]![p]! || candR[i]![p]! - candR[i]![q]!);
+      candR[i] = order.slice(0, cap).map((o) => candR[i]![o]!);
+    }
+    const f = new FastState(this, csr(candP), csr(candR));
+    if (!this.screened) {
+      // The prefix is part of the counted tokens: every total starts from its dense products.
+      for (let i = 0; i < B; i++) {
+        for (let c = f.rpP[i]!; c < f.rpP[i + 1]!; c++) f.cxy[c] = D.sxy[i * Nm + f.clP[c]!]!;
+        for (let c = f.rpR[i]!; c < f.rpR[i + 1]!; c++) {
+          const col = f.clR[c]!;
+          const l = Math.floor(col / d);
+          const k = col - l * d;
+          const r = R[l]!;
+          let s = 0;
+          for (let b = 0; b < d; b++) s += D.sxy[i * Nm + l * d + b]! * r[k * d + b]!;
+          f.cxr[c] = s;
+        }
+      }
+      f.sy.set(sy);
+      f.syy.set(D.syy());
+      for (let l = 0; l < L; l++) {
+        const r = R[l]!;
+        const RC = await this.gemm.abt64(r, D.gram.subarray(l * d * d, (l + 1) * d * d), d, d, d);
+        for (let k = 0; k < d; k++) {
+          let s1 = 0;
+          let s2 = 0;
+          for (let b = 0; b < d; b++) {
+            s1 += r[k * d + b]! * sy[l * d + b]!;
+            s2 += RC[k * d + b]! * r[k * d + b]!;
+          }
+          f.sr[l * d + k] = s1;
+          f.srr[l * d + k] = s2;
+        }
+      }
+    }
+    this.dense = undefined;
+    return f;
+  }
+
+  private async addFast(f: FastState, batch: number, x: Float32Array, y: Float32Array, t0: number, t1: number): Promise<void> {
+    const { B, Nm } = this;
+    for (const [s0, s1] of CrossMoments.steps(t0, t1, f.tc)) {
+      const n = s1 - s0;
+      const r = refStep(batch, x, this.Na, this.a0, this.a1, s0, s1, this.kx!);
+      await this.gemm.fastStep({
+        x: r.xs,
+        y: y.subarray(s0 * Nm, s1 * Nm),
+        t: n,
+        a: B,
+        b: Nm,
+        rot: { layers: this.L, d: this.d, R: f.R32, key: String(this.opts.seed) },
+        xt: f.arena.f32(f.xt, B * n),
+        yt: f.arena.f32(f.yt, Nm * n),
+        rt: f.arena.f32(f.rt, Nm * n),
+      });
+      this.xs.add(r, n);
+      f.step(n);
+    }
+  }
+
+  // ---- resume ----------------------------------------------------------------------------
+
+  /**
+   * Everything needed to resume. Arrays are live views of this accumulator (persist them before
+   * the next add()), except fast mode's candidate arrays, which are copies.
+   */
+  state(): AccumulatorState {
+    const s: AccumulatorState = {
+      kind: STATE_KIND,
+      version: STATE_VERSION,
+      header: this.header(),
+      screened: this.screened ? 1 : 0,
+      phase: this.fast ? 'candidates' : 'dense',
+    };
+    if (this.kx) s.kx = this.kx;
+    this.xs.save(s, '');
+    if (this.dense) this.dense.save(s, 'dense.');
+    if (this.fast) this.fast.save(s, 'fast.');
+    return s;
+  }
+
+  private header(): number[] {
+    const f = this.opts.fast ?? {};
+    return [
+      this.opts.model,
+      this.opts.ref.nLayers,
+      this.opts.ref.dMlp,
+      this.L,
+      this.d,
+      this.a0,
+      this.a1,
+      this.chunk,
+      this.layout.split,
+      this.opts.seed,
+      this.mode === 'fast' ? 1 : 0,
+      ...(this.mode === 'fast' ? [this.screenTokens, f.margin ?? 0.05, f.baselineMargin ?? 0.05, f.maxCandidates ?? 64] : []),
+    ];
+  }
+
+  /** Continues exactly where `state()` left off; `opts` must be the options the state was made with. */
+  static restore(state: AccumulatorState, opts: CrossMomentsOptions): CrossMoments {
+    const c = new CrossMoments(opts);
+    if (state.kind !== STATE_KIND || state.version !== STATE_VERSION) {
+      throw new EngineError(`CrossMoments: the checkpoint holds ${String(state.kind)} v${String(state.version)}, not ${STATE_KIND} v${STATE_VERSION}`);
+    }
+    const h = state.header;
+    const want = c.header();
+    if (!Array.isArray(h) || h.length !== want.length || h.some((v, i) => v !== want[i])) {
+      throw new EngineError(`CrossMoments: the checkpoint was made with other settings (${JSON.stringify(h)} vs ${JSON.stringify(want)})`);
+    }
+    c.screened = num(state, 'screened') === 1;
+    if (state.kx !== undefined) {
+      c.kx = new Float32Array(c.B);
+      copyInto(c.kx, state, 'kx');
+    }
+    c.xs.load(state, '');
+    if (state.phase === 'candidates') {
+      c.dense = undefined;
+      c.fast = FastState.load(c, state, 'fast.');
+    } else if (state.phase === 'dense') {
+      c.dense!.load(state, 'dense.');
+    } else {
+      throw new EngineError(`CrossMoments: checkpoint phase ${String(state.phase)} is unknown`);
+    }
+    return c;
+  }
+
+  // ---- results ---------------------------------------------------------------------------
+
+  async finish(): Promise<CrossMomentsResult> {
+    if (this.finished) throw new EngineError('CrossMoments: finish() called twice');
+    this.finished = true;
+    try {
+      if (this.fast) return this.finishFast(this.fast);
+      if (this.screened) {
+        // Fast mode, screened, but no add(): nothing was counted.
+        return this.result(new Float64Array(this.B), new Int32Array(this.B).fill(-1), new Float64Array(this.B), new Int32Array(this.B).fill(-1));
+      }
+      // Exact mode, or fast mode whose whole run fit in the prefix screen: the dense products are exact.
+      return await this.finishExact(this.dense!);
+    } finally {
+      if (this.ownGemm) await this.gemm.release();
+    }
+  }
+
+  private result(maxCorr: Float64Array, partner: Int32Array, baseline: Float64Array, baselinePartner: Int32Array): CrossMomentsResult {
+    return { refStart: this.a0, n: this.xs.n, seed: this.opts.seed, mode: this.mode, maxCorr, partner, baseline, baselinePartner };
+  }
+
+  private async finishExact(D: DenseMoments): Promise<CrossMomentsResult> {
+    D.finalize();
+    const { B, Nm } = this;
+    const n = this.xs.n;
+    const sx = this.xs.sx;
+    const ix = invStd(sx, this.xs.sxx, n);
+    const sy = D.sy();
+    const iy = invStd(sy, D.syy(), n, Y_REL);
+    const my = new Float64Array(Nm);
+    for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
+    const maxCorr = new Float64Array(B);
+    const partner = new Int32Array(B).fill(-1);
+    for (let i = 0; i < B; i++) {
+      if (ix[i] === 0) continue;
+      const row = i * Nm;
+      let best = -Infinity;
+      let arg = -1;
+      for (let j = 0; j < Nm; j++) {
+        const r = clampCorr((D.sxy[row + j]! - sx[i]! * my[j]!) * ix[i]! * iy[j]!);
+        if (r > best) {
+          best = r;
+          arg = j;
+        }
+      }
+      maxCorr[i] = best;
+      partner[i] = arg;
+    }
+    const baseline = new Float64Array(B).fill(-Infinity);
+    const baselinePartner = new Int32Array(B).fill(-1);
+    const d = this.d;
+    await this.rotatedCorr(D, n, this.rotations(), ix, (l, rho) => {
+      for (let i = 0; i < B; i++) {
+        for (let k = 0; k < d; k++) {
+          if (rho[i * d + k]! > baseline[i]!) {
+            baseline[i] = rho[i * d + k]!;
+            baselinePartner[i] = l * d + k;
+          }
+        }
+      }
+    });
+    for (let i = 0; i < B; i++) {
+      if (ix[i] === 0) {
+        baseline[i] = 0;
+        baselinePartner[i] = -1;
+      }
+    }
+    return this.result(maxCorr, partner, baseline, baselinePartner);
+  }
+
+  /**
+   * ρ(x_i, (R_l V_l)_k) for every reference neuron of the block and every rotated neuron, one
+   * layer at a time (B×d), from finalized dense moments over n tokens: Cov_l·R_lᵀ over
+   * sqrt(var x_i · r_k Σ_l r_kᵀ), with Cov and Σ centred in float64 and constant neurons of m
+   * zeroed.
+   */
+  private async rotatedCorr(D: DenseMoments, n: number, R: Float64Array[], ix: Float64Array, visit: (layer: number, rho: Float64Array) => void): Promise<void> {
+    const { B, Nm, d, L } = this;
+    const sx = D.xs.sx;
+    const sy = D.sy();
+    const iy = invStd(sy, D.syy(), n, Y_REL);
+    const cov = new Float64Array(B * d);
+    const Sig = new Float64Array(d * d);
+    for (let l = 0; l < L; l++) {
+      const off = l * d;
+      const constY = (b: number): boolean => iy[off + b] === 0;
+      // Σ_l = C_l − s s/n, constant neurons zeroed.
+      for (let a = 0; a < d; a++) {
+        for (let b = 0; b < d; b++) {
+          Sig[a * d + b] = constY(a) || constY(b) ? 0 : D.gram[l * d * d + a * d + b]! - (sy[off + a]! * sy[off + b]!) / n;
+        }
+      }
+      const RS = await this.gemm.abt64(R[l]!, Sig, d, d, d); // R·Σᵀ = R·Σ
+      const irv = new Float64Array(d);
+      if (n > 1) {
+        for (let k = 0; k < d; k++) {
+          let v = 0;
+          for (let b = 0; b < d; b++) v += RS[k * d + b]! * R[l]![k * d + b]!;
+          if (v > 0) irv[k] = 1 / Math.sqrt(v);
+        }
+      }
+      for (let i = 0; i < B; i++) {
+        for (let b = 0; b < d; b++) cov[i * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
+      }
+      const rho = await this.gemm.abt64(cov, R[l]!, B, d, d);
+      for (let i = 0; i < B; i++) for (let k = 0; k < d; k++) rho[i * d + k] = clampCorr(rho[i * d + k]! * ix[i]! * irv[k]!);
+      visit(l, rho);
+    }
+  }
+
+  private finishFast(f: FastState): CrossMomentsResult {
+    const { B } = this;
+    const n = this.xs.n;
+    const sx = this.xs.sx;
+    const ix = invStd(sx, this.xs.sxx, n);
+    const iy = invStd(f.sy, f.syy, n, Y_REL);
+    const irv = invStd(f.sr, f.srr, n, Y_REL);
+    const maxCorr = new Float64Array(B);
+    const partner = new Int32Array(B).fill(-1);
+    const baseline = new Float64Array(B);
+    const baselinePartner = new Int32Array(B).fill(-1);
+    for (let i = 0; i < B; i++) {
+      if (ix[i] === 0) continue;
+      let best = -Infinity;
+      let arg = -1;
+      for (let c = f.rpP[i]!; c < f.rpP[i + 1]!; c++) {
+        const j = f.clP[c]!;
+        const r = clampCorr((f.cxy[c]! - (sx[i]! * f.sy[j]!) / n) * ix[i]! * iy[j]!);
+        if (r > best) [best, arg] = [r, j];
+      }
+      maxCorr[i] = best;
+      partner[i] = arg;
+      best = -Infinity;
+      arg = -1;
+      for (let c = f.rpR[i]!; c < f.rpR[i + 1]!; c++) {
+        const k = f.clR[c]!;
+        const r = clampCorr((f.cxr[c]! - (sx[i]! * f.sr[k]!) / n) * ix[i]! * irv[k]!);
+        if (r > best) [best, arg] = [r, k];
+      }
+      baseline[i] = best;
+      baselinePartner[i] = arg;
+    }
+    return this.result(maxCorr, partner, baseline, baselinePartner);
+  }
+
+  /** Fast mode: the candidate pairs in total after the screen (null before). */
+  candidates(): { partners: number; rotated: number } | null {
+    return this.fast ? { partners: this.fast.rpP[this.B]!, rotated: this.fast.rpR[this.B]! } : null;
+  }
+}
+
+/** Indices with value ≥ lim, largest value first (ties: lower index), at most `cap`. */
+function pick(v: Float64Array, lim: number, cap: number): number[] {
+  const idx: number[] = [];
+  for (let j = 0; j < v.length; j++) if (v[j]! >= lim) idx.push(j);
+  idx.sort((a, b) => v[b]! - v[a]! || a - b);
+  return idx.slice(0, cap);
+}
+
+/** Lists of columns per row as CSR (row pointers, columns). */
+function csr(lists: number[][]): { rowptr: Int32Array; cols: Int32Array } {
+  const rowptr = new Int32Array(lists.length + 1);
+  lists.forEach((l, i) => (rowptr[i + 1] = rowptr[i]! + l.length));
+  const cols = new Int32Array(rowptr[lists.length]!);
+  lists.forEach((l, i) => cols.set(l, rowptr[i]!));
+  return { rowptr, cols };
+}
+
+/**
+ * Dense products over some tokens: `sxy` is Σ x'y (block × N_m; x' shifted), `syAcc` Σ y, and
+ * `gram` m's within-layer Σ y_l y_lᵀ (diagonal: Σ y²).
+ */
+class DenseMoments {
+  /** Float64 totals, B × N_m. */
+  readonly sxy: Float64Array;
+  /** Σ y, float64 (added every step). */
+  readonly syAcc: Float64Array;
+  /** L × d × d; the upper block triangle accumulates, `finalize` fills the rest. */
+  readonly gram: Float64Array;
+  /** fp32 partials since the last flush, updated in place by the GEMMs. */
+  readonly p32: Float32Array;
+  readonly gp32: Float32Array[];
+  partialTokens = 0;
+  /** x statistics of exactly these tokens. */
+  readonly xs: XStats;
+  private final = false;
+
+  constructor(
+    readonly B: number,
+    readonly Nm: number,
+    readonly layout: GramLayout,
+  ) {
+    this.sxy = new Float64Array(B * Nm);
+    this.syAcc = new Float64Array(Nm);
+    this.p32 = new Float32Array(B * Nm);
+    this.gram = new Float64Array(layout.groups * layout.width * layout.width);
+    this.gp32 = layout.blocks.map((b) => new Float32Array(b.rows * b.cols));
+    this.xs = new XStats(B);
+  }
+
+  /** Adds the fp32 partials into the float64 totals and zeroes them. */
+  flush(): void {
+    if (this.partialTokens === 0) return;
+    addInto(this.sxy, this.p32);
+    this.p32.fill(0);
+    const w = this.layout.width;
+    this.layout.blocks.forEach((blk, bi) => {
+      const part = this.gp32[bi]!;
+      const base = blk.group * w * w;
+      for (let r = 0; r < blk.rows; r++) {
+        const dst = base + (blk.r0 + r) * w + blk.c0;
+        const src = r * blk.cols;
+        for (let c = 0; c < blk.cols; c++) this.gram[dst + c]! += part[src + c]!;
+      }
+      part.fill(0);
+    });
+    this.partialTokens = 0;
+  }
+
+  /** Flushes and makes the Gram matrices symmetric (upper onto lower); no add() after this. */
+  finalize(): void {
+    if (this.final) return;
+    this.flush();
+    const w = this.layout.width;
+    for (let g = 0; g < this.layout.groups; g++) {
+      const base = g * w * w;
+      for (let a = 0; a < w; a++) for (let b = a + 1; b < w; b++) this.gram[base + b * w + a] = this.gram[base + a * w + b]!;
+    }
+    this.final = true;
+  }
+
+  /** Σ y. */
+  sy(): Float64Array {
+    return this.syAcc;
+  }
+
+  /** Σ y² (the Gram diagonals; after flush). */
+  syy(): Float64Array {
+    const w = this.layout.width;
+    const out = new Float64Array(this.Nm);
+    for (let j = 0; j < this.Nm; j++) {
+      const g = Math.floor(j / w);
+      const a = j - g * w;
+      out[j] = this.gram[g * w * w + a * w + a]!;
+    }
+    return out;
+  }
+
+  save(s: AccumulatorState, p: string): void {
+    s[`${p}partialTokens`] = this.partialTokens;
+    s[`${p}sxy`] = this.sxy;
+    s[`${p}sy`] = this.syAcc;
+    s[`${p}p32`] = this.p32;
+    s[`${p}gram`] = this.gram;
+    this.gp32.forEach((g, i) => (s[`${p}gp32.${i}`] = g));
+    this.xs.save(s, `${p}x.`);
+  }
+
+  load(s: AccumulatorState, p: string): void {
+    this.partialTokens = num(s, `${p}partialTokens`);
+    copyInto(this.sxy, s, `${p}sxy`);
+    copyInto(this.syAcc, s, `${p}sy`);
+    copyInto(this.p32, s, `${p}p32`);
+    copyInto(this.gram, s, `${p}gram`);
+    this.gp32.forEach((g, i) => copyInto(g, s, `${p}gp32.${i}`));
+    this.xs.load(s, `${p}x.`);
+  }
+}
+
+/**
+ * Fast mode after the screen: candidate lists (CSR) and their float64 totals, m's and the rotated
+ * neurons' sums, and the arena where each step's transposed activations land.
+ */
+class FastState {
+  readonly arena = new SddmmArena();
+  /** Tokens per step (bounded by the arena size). */
+  readonly tc: number;
+  readonly R32: Float32Array[];
+  private readonly B: number;
+  private readonly Nm: number;
+  // Byte offsets in the arena.
+  readonly xt: number;
+  readonly yt: number;
+  readonly rt: number;
+  private readonly oOnes: number;
+  private readonly oIdRp: number;
+  private readonly oIdCl: number;
+  private readonly oZero: number;
+  private readonly oRowSum: number;
+  private readonly oRowSq: number;
+  private readonly oRpP: number;
+  private readonly oClP: number;
+  private readonly oCxy: number;
+  private readonly oRpR: number;
+  private readonly oClR: number;
+  private readonly oCxr: number;
+  // Views.
+  readonly rpP: Int32Array;
+  readonly clP: Int32Array;
+  readonly cxy: Float64Array;
+  readonly rpR: Int32Array;
+  readonly clR: Int32Array;
+  readonly cxr: Float64Array;
+  /** Σ y, Σ y², Σ (RV)_k, Σ (RV)_k² over the counted tokens. */
+  readonly sy: Float64Array;
+  readonly syy: Float64Array;
+  readonly sr: Float64Array;
+  readonly srr: Float64Array;
+
+  constructor(c: CrossMoments, P: { rowptr: Int32Array; cols: Int32Array }, Rc: { rowptr: Int32Array; cols: Int32Array }) {
+    const { B, Nm } = c;
+    this.B = B;
+    this.Nm = Nm;
+    this.tc = Math.max(16, Math.min(c.chunk, Math.floor(FAST_ARENA_BYTES / (4 * (B + 2 * Nm)))));
+    this.R32 = Array.from({ length: c.L }, (_, l) => Float32Array.from(rotationMatrix(c.opts.seed, l, c.d)));
+    const a = this.arena;
+    this.xt = a.alloc(4 * B * this.tc);
+    this.yt = a.alloc(4 * Nm * this.tc);
+    this.rt = a.alloc(4 * Nm * this.tc);
+    // Row sums and sums of squares run through the same kernel: dot with a ones row, and with itself.
+    this.oOnes = a.alloc(4 * this.tc);
+    this.oIdRp = a.alloc(4 * (Nm + 1));
+    this.oIdCl = a.alloc(4 * Nm);
+    this.oZero = a.alloc(4 * Nm);
+    this.oRowSum = a.alloc(8 * Nm);
+    this.oRowSq = a.alloc(8 * Nm);
+    this.oRpP = a.alloc(4 * (B + 1));
+    this.oClP = a.alloc(4 * P.cols.length);
+    this.oCxy = a.alloc(8 * P.cols.length);
+    this.oRpR = a.alloc(4 * (B + 1));
+    this.oClR = a.alloc(4 * Rc.cols.length);
+    this.oCxr = a.alloc(8 * Rc.cols.length);
+    a.seal();
+    a.f32(this.oOnes, this.tc).fill(1);
+    a.i32(this.oIdRp, Nm + 1).forEach((_, i, v) => (v[i] = i));
+    a.i32(this.oIdCl, Nm).forEach((_, i, v) => (v[i] = i));
+    this.rpP = a.i32(this.oRpP, B + 1);
+    this.clP = a.i32(this.oClP, P.cols.length);
+    this.cxy = a.f64(this.oCxy, P.cols.length);
+    this.rpR = a.i32(this.oRpR, B + 1);
+    this.clR = a.i32(this.oClR, Rc.cols.length);
+    this.cxr = a.f64(this.oCxr, Rc.cols.length);
+    this.rpP.set(P.rowptr);
+    this.clP.set(P.cols);
+    this.rpR.set(Rc.rowptr);
+    this.clR.set(Rc.cols);
+    this.sy = new Float64Array(Nm);
+    this.syy = new Float64Array(Nm);
+    this.sr = new Float64Array(Nm);
+    this.srr = new Float64Array(Nm);
+  }
+
+  /** The sums of one step whose x'ᵀ, Yᵀ and (RV)ᵀ (n tokens) are in the arena. */
+  step(n: number): void {
+    const a = this.arena;
+    a.sddmm(this.xt, this.yt, n, this.oRpP, this.oClP, this.B, this.oCxy);
+    a.sddmm(this.xt, this.rt, n, this.oRpR, this.oClR, this.B, this.oCxr);
+    for (const [rows, s, ss] of [
+      [this.yt, this.sy, this.syy],
+      [this.rt, this.sr, this.srr],
+    ] as const) {
+      const sum = a.f64(this.oRowSum, this.Nm);
+      const sq = a.f64(this.oRowSq, this.Nm);
+      sum.fill(0);
+      sq.fill(0);
+      a.sddmm(rows, this.oOnes, n, this.oIdRp, this.oZero, this.Nm, this.oRowSum);
+      a.sddmm(rows, rows, n, this.oIdRp, this.oIdCl, this.Nm, this.oRowSq);
+      addInto(s, sum);
+      addInto(ss, sq);
+    }
+  }
+
+  save(s: AccumulatorState, p: string): void {
+    // Copies: views of the arena would drag its whole buffer into a structured clone.
+    s[`${p}rowptrP`] = this.rpP.slice();
+    s[`${p}colsP`] = this.clP.slice();
+    s[`${p}cxy`] = this.cxy.slice();
+    s[`${p}rowptrR`] = this.rpR.slice();
+    s[`${p}colsR`] = this.clR.slice();
+    s[`${p}cxr`] = this.cxr.slice();
+    s[`${p}sy`] = this.sy;
+    s[`${p}syy`] = this.syy;
+    s[`${p}sr`] = this.sr;
+    s[`${p}srr`] = this.srr;
+  }
+
+  static load(c: CrossMoments, s: AccumulatorState, p: string): FastState {
+    const arr = (k: string): Int32Array => {
+      const v = s[`${p}${k}`];
+      if (!(v instanceof Int32Array)) throw new EngineError(`CrossMoments: checkpoint field ${p}${k} is missing or not an Int32Array`);
+      return v;
+    };
+    const P = { rowptr: arr('rowptrP'), cols: arr('colsP') };
+    const Rc = { rowptr: arr('rowptrR'), cols: arr('colsR') };
+    for (const q of [P, Rc]) {
+      if (q.rowptr.length !== c.B + 1 || q.rowptr[c.B] !== q.cols.length || q.cols.some((j) => j < 0 || j >= c.Nm)) {
+        throw new EngineError('CrossMoments: the checkpoint candidate lists do not fit this block');
+      }
+    }
+    const f = new FastState(c, P, Rc);
+    for (const k of ['cxy', 'cxr', 'sy', 'syy', 'sr', 'srr'] as const) copyInto(f[k], s, `${p}${k}`);
+    return f;
+  }
+}
+
+/**
+ * Joins the results of reference blocks (any order) into one over all N reference neurons.
+ * Refuses gaps, overlaps and blocks of different runs (token count, seed or mode).
+ */
+export function mergeBlocks(parts: readonly CrossMomentsResult[], N: number): CrossMomentsResult {
+  if (parts.length === 0) throw new EngineError('mergeBlocks: no blocks');
+  const sorted = [...parts].sort((a, b) => a.refStart - b.refStart);
+  const first = sorted[0]!;
+  const out: CrossMomentsResult = {
+    refStart: 0,
+    n: first.n,
+    seed: first.seed,
+    mode: first.mode,
+    maxCorr: new Float64Array(N),
+    partner: new Int32Array(N),
+    baseline: new Float64Array(N),
+    baselinePartner: new Int32Array(N),
+  };
+  let next = 0;
+  for (const p of sorted) {
+    if (p.n !== first.n || p.seed !== first.seed || p.mode !== first.mode) {
+      throw new EngineError(`mergeBlocks: block at ${p.refStart} comes from another run (n ${p.n}, seed ${p.seed}, ${p.mode})`);
+    }
+    if (p.refStart !== next) throw new EngineError(`mergeBlocks: blocks leave a gap or overlap at reference neuron ${Math.min(p.refStart, next)}`);
+    out.maxCorr.set(p.maxCorr, next);
+    out.partner.set(p.partner, next);
+    out.baseline.set(p.baseline, next);
+    out.baselinePartner.set(p.baselinePartner, next);
+    next += p.maxCorr.length;
+  }
+  if (next !== N) throw new EngineError(`mergeBlocks: blocks cover ${next} of ${N} reference neurons`);
+  return out;
+}
+
+// ---- small helpers -----------------------------------------------------------------------
+
+function clampCorr(r: number): number {
+  if (!(r === r)) return 0; // NaN: cannot happen with the zero-variance rules, kept as a guard
+  return r > 1 ? 1 : r < -1 ? -1 : r;
+}
+
+function addInto(dst: Float64Array, src: ArrayLike<number>): void {
+  for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
+}
+
+function num(s: AccumulatorState, key: string): number {
+  const v = s[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new EngineError(`CrossMoments: checkpoint field ${key} is missing or not a number`);
+  return v;
+}
+
+function copyInto(dst: Float64Array | Float32Array | Int32Array, s: AccumulatorState, key: string): void {
+  const v: StateValue | undefined = s[key];
+  if (!v || typeof v === 'number' || typeof v === 'string' || v.length !== dst.length || v.constructor !== dst.constructor) {
+    throw new EngineError(`CrossMoments: checkpoint field ${key} is missing or has the wrong type or length`);
+  }
+  dst.set(v as ArrayLike<number>);
+}
+
+// ---- the baseline's random matrices --------------------------------------------------------
+
+const MASK64 = (1n << 64n) - 1n;
+
+/** splitmix64 (Steele, Lea, Flood 2014): seeds xoshiro from one 64-bit key. */
+function splitmix64(state: { s: bigint }): bigint {
+  state.s = (state.s + 0x9e3779b97f4a7c15n) & MASK64;
+  let z = state.s;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  return z ^ (z >> 31n);
+}
+
+/** xoshiro128** 1.1 (Blackman, Vigna), 32-bit words: fast in JS without BigInt. */
+class Xoshiro128 {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+
+  constructor(key: bigint) {
+    const st = { s: key & MASK64 };
+    const a = splitmix64(st);
+    const b = splitmix64(st);
+    this.s0 = Number(a & 0xffffffffn) | 0;
+    this.s1 = Number(a >> 32n) | 0;
+    this.s2 = Number(b & 0xffffffffn) | 0;
+    this.s3 = Number(b >> 32n) | 0;
+  }
+
+  /** Next 32-bit output, unsigned. */
+  next(): number {
+    const r = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return r;
+  }
+
+  /** Uniform in [0, 1) with 53 random bits. */
+  uniform(): number {
+    return ((this.next() >>> 5) * 67108864 + (this.next() >>> 6)) / 9007199254740992;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/**
+ * The baseline's random matrix R_l for layer `layer` of model m: d×d, i.i.d. N(0,1) entries, each
+ * row then scaled to unit length (not orthogonalised: the paper's approximate rotation).
+ * Row-major float64. Reproducible from (seed, layer): splitmix64 of the key seed·2^32 + layer
+ * seeds xoshiro128**; normals come in row-major pairs by Box–Muller, z0 = ρ·cos θ, z1 = ρ·sin θ
+ * with ρ = sqrt(−2 ln(1 − u1)), θ = 2π·u2, u = 53-bit uniforms in [0, 1).
+ */
+export function rotationMatrix(seed: number, layer: number, d: number): Float64Array {
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new EngineError(`rotation seed ${seed} must be an integer in [0, 2^32)`);
+  if (!Number.isInteger(layer) || layer < 0 || layer >= 2 ** 32) throw new EngineError(`rotation layer ${layer} is not a valid index`);
+  const rng = new Xoshiro128((BigInt(seed) << 32n) | BigInt(layer));
+  const R = new Float64Array(d * d);
+  for (let i = 0; i < R.length; i += 2) {
+    const rho = Math.sqrt(-2 * Math.log(1 - rng.uniform()));
+    const theta = 2 * Math.PI * rng.uniform();
+    R[i] = rho * Math.cos(theta);
+    if (i + 1 < R.length) R[i + 1] = rho * Math.sin(theta);
+  }
+  for (let k = 0; k < d; k++) {
+    let s = 0;
+    for (let b = 0; b < d; b++) s += R[k * d + b]! * R[k * d + b]!;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let b = 0; b < d; b++) R[k * d + b]! *= inv;
+  }
+  return R;
+}

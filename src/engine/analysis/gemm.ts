@@ -1,0 +1,537 @@
+/**
+ * The dense products of the correlation analysis, run as tiny ONNX graphs on onnxruntime (CPU):
+ * MLAS's GEMMs are several times faster than anything in JS. One `Gemm` owns a small cache of
+ * sessions, one per graph shape (token counts stay dynamic). onnxruntime-node is imported on first
+ * use, never at module load, so that the extension does not load ORT on activation.
+ *
+ * fp32 products take their operands as they come ([tokens × columns], row-major) and let MLAS
+ * transpose while packing (Gemm transA=1), so m's activations are never copied; running sums
+ * (Xᵀ·Y, the per-layer Yᵀ·Y blocks) are updated in place. Also here: float64 A·Bᵀ for the
+ * end-of-run algebra, and fast mode's sampled dense-dense products on WebAssembly SIMD.
+ */
+import { availableParallelism } from 'node:os';
+import type * as Ort from 'onnxruntime-node';
+import { onnx } from 'onnx-proto';
+import { EngineError } from '../errors';
+import { OnnxGraph } from '../onnx';
+
+type OrtModule = typeof import('onnxruntime-node');
+
+let ortModule: OrtModule | undefined;
+
+/**
+ * onnxruntime-node, loaded on first use. `require`, not `import()`: the bundles are CommonJS, and
+ * tsx cannot resolve a bare specifier from a dynamic import in a file it compiled to CommonJS.
+ */
+export function loadOrt(): OrtModule {
+  if (!ortModule) {
+    try {
+      ortModule = require('onnxruntime-node') as OrtModule;
+    } catch (e) {
+      throw new EngineError(`onnxruntime-node could not be loaded: ${(e as Error).message}`);
+    }
+  }
+  return ortModule;
+}
+
+export interface GemmOptions {
+  /** ORT intra-op threads (default: one per core, at most 8, as the forward pass). */
+  threads?: number;
+}
+
+const OPSET = 17;
+
+function check(data: ArrayLike<number>, n: number, what: string): void {
+  if (data.length !== n) throw new EngineError(`gemm: ${what} has ${data.length} values, expected ${n}`);
+}
+
+/**
+ * fp32 and fp64 products on a cached set of ORT sessions. Not thread-safe in the JS sense: await
+ * each call before the next (the analysis is sequential anyway; the CPU cores are ORT's).
+ */
+export class Gemm {
+  private readonly sessions = new Map<string, Promise<Ort.InferenceSession>>();
+  private released = false;
+
+  constructor(readonly opts: GemmOptions = {}) {}
+
+  private threads(): number {
+    const t = this.opts.threads;
+    return t && t > 0 ? Math.floor(t) : Math.max(1, Math.min(availableParallelism(), 8));
+  }
+
+  private session(key: string, build: () => Uint8Array): Promise<Ort.InferenceSession> {
+    if (this.released) throw new EngineError('gemm: used after release()');
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = Promise.resolve().then(() =>
+        loadOrt().InferenceSession.create(build(), {
+          graphOptimizationLevel: 'all',
+          executionMode: 'sequential',
+          intraOpNumThreads: this.threads(),
+          interOpNumThreads: 1,
+          // Outputs are copied out to JS; an arena would only keep the largest run's memory.
+          enableCpuMemArena: false,
+          enableMemPattern: false,
+          // Runs are large and back to back with other sessions' (the forward pass): idle workers
+          // should sleep rather than spin on a shared 2-core machine.
+          extra: { session: { intra_op: { allow_spinning: '0' } } },
+        }),
+      );
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  private async run(key: string, build: () => Uint8Array, feeds: Record<string, Ort.Tensor>): Promise<Ort.InferenceSession.OnnxValueMapType> {
+    const s = await this.session(key, build);
+    return s.run(feeds);
+  }
+
+  /** Xᵀ·Y for X [t×a] and Y [t×b] (fp32, row-major): [a×b] fp32. Keep t bounded: one fp32 sum. */
+  async xty(x: Float32Array, y: Float32Array, t: number, a: number, b: number): Promise<Float32Array> {
+    check(x, t * a, 'X');
+    check(y, t * b, 'Y');
+    if (t === 0) return new Float32Array(a * b);
+    const ort = loadOrt();
+    const key = `xty:${a}:${b}`;
+    const out = await this.run(
+      key,
+      () => {
+        const g = new OnnxGraph('xty', OPSET);
+        g.input('X', 'float', ['t', a]);
+        g.input('Y', 'float', ['t', b]);
+        g.op('Gemm', ['X', 'Y'], { transA: { i: 1 } }, 'C');
+        g.output('C', 'float', [a, b]);
+        return g.toBytes();
+      },
+      { X: new ort.Tensor('float32', x, [t, a]), Y: new ort.Tensor('float32', y, [t, b]) },
+    );
+    return out.C!.data as Float32Array;
+  }
+
+  /**
+   * One streaming step of exact mode, in one ORT run. `x` is the reference block (shifted),
+   * [t × a]. Updated in place (Gemm with C = the running partial, beta = 1; the output is bound to
+   * the same buffer): `xy` [a × b] += xᵀ·Y and, when `gram` is given, each block of the
+   * within-group Gram matrices of Y (see `gramLayout`; their diagonals are Σ y²). Returns the
+   * step's Σ y (fp32, [b]).
+   */
+  async crossStep(args: {
+    x: Float32Array;
+    y: Float32Array;
+    t: number;
+    a: number;
+    b: number;
+    xy: Float32Array;
+    gram?: { layout: GramLayout; parts: Float32Array[] };
+  }): Promise<Float32Array> {
+    const { x, y, t, a, b, xy, gram } = args;
+    check(x, t * a, 'X');
+    check(y, t * b, 'Y');
+    check(xy, a * b, 'the Xᵀ·Y partial');
+    const blocks = gram?.layout.blocks ?? [];
+    if (gram) {
+      if (gram.layout.groups * gram.layout.width !== b) throw new EngineError(`gemm: Gram groups of ${gram.layout.width} do not tile ${b} columns`);
+      blocks.forEach((blk, i) => check(gram.parts[i]!, blk.rows * blk.cols, `Gram block ${i}`));
+    }
+    const ort = loadOrt();
+    const key = `cross:${a}:${b}:${gram ? gram.layout.key : '-'}`;
+    const feeds: Record<string, Ort.Tensor> = {
+      X: new ort.Tensor('float32', x, [t, a]),
+      Y: new ort.Tensor('float32', y, [t, b]),
+      P: new ort.Tensor('float32', xy, [a, b]),
+    };
+    const fetches: Record<string, Ort.Tensor | null> = { XY: new ort.Tensor('float32', xy, [a, b]), SY: null };
+    blocks.forEach((blk, i) => {
+      const buf = gram!.parts[i]!;
+      feeds[`Gp${i}`] = new ort.Tensor('float32', buf, [blk.rows, blk.cols]);
+      fetches[`G${i}`] = new ort.Tensor('float32', buf, [blk.rows, blk.cols]);
+    });
+    const s = await this.session(key, () => crossGraph(a, b, blocks));
+    const out = await s.run(feeds, fetches);
+    return out.SY!.data as Float32Array;
+  }
+
+  /**
+   * One step of fast mode's candidate accumulation: writes xᵀ [a × t], Yᵀ [b × t] and m's
+   * rotated activations (R_l·Y_lᵀ per layer, stacked: [b × t]) into the
+   * given buffers (views of the SDDMM arena). `rot.R` are the per-layer d×d matrices (fp32,
+   * constants of the graph); `rot.key` names them in the session cache.
+   */
+  async fastStep(args: {
+    x: Float32Array;
+    y: Float32Array;
+    t: number;
+    a: number;
+    b: number;
+    rot: { layers: number; d: number; R: Float32Array[]; key: string };
+    xt: Float32Array;
+    yt: Float32Array;
+    rt: Float32Array;
+  }): Promise<void> {
+    const { x, y, t, a, b, rot, xt, yt, rt } = args;
+    check(x, t * a, 'X');
+    check(y, t * b, 'Y');
+    check(xt, a * t, 'Xᵀ');
+    check(yt, b * t, 'Yᵀ');
+    check(rt, b * t, '(RV)ᵀ');
+    if (rot.layers * rot.d !== b) throw new EngineError(`gemm: ${rot.layers} rotations of ${rot.d} do not cover ${b} columns`);
+    const ort = loadOrt();
+    const s = await this.session(`fast:${a}:${b}:${rot.layers}x${rot.d}:${rot.key}`, () => fastGraph(a, b, rot.layers, rot.d, rot.R));
+    const fetches: Record<string, Ort.Tensor> = {
+      XT: new ort.Tensor('float32', xt, [a, t]),
+      YT: new ort.Tensor('float32', yt, [b, t]),
+    };
+    for (let l = 0; l < rot.layers; l++) fetches[`RT${l}`] = new ort.Tensor('float32', rt.subarray(l * rot.d * t, (l + 1) * rot.d * t), [rot.d, t]);
+    const feeds = {
+      X: new ort.Tensor('float32', x, [t, a]),
+      Y: new ort.Tensor('float32', y, [t, b]),
+    };
+    await s.run(feeds, fetches);
+  }
+
+  /** A·Bᵀ in float64: A [m×k], B [n×k], row-major: [m×n]. */
+  async abt64(a: Float64Array, b: Float64Array, m: number, k: number, n: number): Promise<Float64Array> {
+    check(a, m * k, 'A');
+    check(b, n * k, 'B');
+    if (m === 0 || n === 0) return new Float64Array(m * n);
+    if (k === 0) return new Float64Array(m * n);
+    const ort = loadOrt();
+    const out = await this.run('abt64', abt64Graph, {
+      A: new ort.Tensor('float64', a, [m, k]),
+      B: new ort.Tensor('float64', b, [n, k]),
+    });
+    return out.C!.data as Float64Array;
+  }
+
+  /** Releases every session (their memory); the object cannot be used afterwards. */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) {
+      try {
+        await (await s).release();
+      } catch {
+        // A session that failed to load has nothing to release.
+      }
+    }
+  }
+}
+
+/** One block of a Gram matrix: rows r0.. and columns c0.. of group `group` (indices within the group). */
+export interface GramBlock {
+  group: number;
+  /** The group's first column in Y. */
+  offset: number;
+  r0: number;
+  rows: number;
+  c0: number;
+  cols: number;
+}
+
+/**
+ * The upper block triangle of each group's Gram matrix Y_gᵀ·Y_g (a SYRK done with GEMMs): the
+ * group's `width` columns are cut into `split` row blocks of w = width/split, and block i is
+ * Y_{g,i}ᵀ · Y_g[:, i·w : width], w × (width − i·w). That is (split+1)/(2·split) of the full
+ * product's flops; split = 1 is the full product.
+ */
+export interface GramLayout {
+  groups: number;
+  width: number;
+  split: number;
+  blocks: GramBlock[];
+  key: string;
+}
+
+export function gramLayout(groups: number, width: number, split: number): GramLayout {
+  if (!Number.isInteger(split) || split < 1 || width % split !== 0) {
+    throw new EngineError(`gemm: ${split} row blocks do not divide a group width of ${width}`);
+  }
+  const w = width / split;
+  const blocks: GramBlock[] = [];
+  for (let g = 0; g < groups; g++) {
+    for (let i = 0; i < split; i++) blocks.push({ group: g, offset: g * width, r0: i * w, rows: w, c0: i * w, cols: width - i * w });
+  }
+  return { groups, width, split, blocks, key: `${groups}x${width}/${split}` };
+}
+
+function crossGraph(a: number, b: number, blocks: readonly GramBlock[]): Uint8Array {
+  const g = new OnnxGraph('cross', OPSET);
+  g.input('X', 'float', ['t', a]);
+  g.input('Y', 'float', ['t', b]);
+  g.input('P', 'float', [a, b]);
+  g.op('Gemm', ['X', 'Y', 'P'], { transA: { i: 1 }, beta: { f: 1 } }, 'XY');
+  g.output('XY', 'float', [a, b]);
+  // Σy here, not as a ones column of X: an M of 2049 instead of 2048 costs MLAS ~10%.
+  g.op('ReduceSum', ['Y', g.constI64([0])], { keepdims: { i: 0 } }, 'SY');
+  g.output('SY', 'float', [b]);
+  const axis1 = g.constI64([1]);
+  blocks.forEach((blk, i) => {
+    const base = blk.offset;
+    const right = g.op('Slice', ['Y', g.constI64([base + blk.c0]), g.constI64([base + blk.c0 + blk.cols]), axis1]);
+    const left =
+      blk.rows === blk.cols ? right : g.op('Slice', ['Y', g.constI64([base + blk.r0]), g.constI64([base + blk.r0 + blk.rows]), axis1]);
+    g.input(`Gp${i}`, 'float', [blk.rows, blk.cols]);
+    g.op('Gemm', [left, right, `Gp${i}`], { transA: { i: 1 }, beta: { f: 1 } }, `G${i}`);
+    g.output(`G${i}`, 'float', [blk.rows, blk.cols]);
+  });
+  return g.toBytes();
+}
+
+function fastGraph(a: number, b: number, layers: number, d: number, R: readonly Float32Array[]): Uint8Array {
+  const g = new OnnxGraph('fast', OPSET);
+  g.input('X', 'float', ['t', a]);
+  g.input('Y', 'float', ['t', b]);
+  g.op('Transpose', ['X'], { perm: { ints: [1, 0] } }, 'XT');
+  g.output('XT', 'float', [a, 't']);
+  g.op('Transpose', ['Y'], { perm: { ints: [1, 0] } }, 'YT');
+  g.output('YT', 'float', [b, 't']);
+  const axis0 = g.constI64([0]);
+  for (let l = 0; l < layers; l++) {
+    const yl = g.op('Slice', ['YT', g.constI64([l * d]), g.constI64([(l + 1) * d]), axis0]);
+    const r = g.initializer(`R${l}`, 'float', [d, d], R[l]!);
+    g.op('MatMul', [r, yl], {}, `RT${l}`);
+    g.output(`RT${l}`, 'float', [d, 't']);
+  }
+  return g.toBytes();
+}
+
+/** `OnnxGraph` speaks float and int64 only; this one-node double graph is written out by hand. */
+function abt64Graph(): Uint8Array {
+  const D = onnx.TensorProto.DataType.DOUBLE;
+  const vi = (name: string, dims: string[]): onnx.IValueInfoProto => ({
+    name,
+    type: { tensorType: { elemType: D, shape: { dim: dims.map((d) => ({ dimParam: d })) } } },
+  });
+  return onnx.ModelProto.encode({
+    irVersion: 8,
+    producerName: 'universal-neurons',
+    opsetImport: [{ domain: '', version: OPSET }],
+    graph: {
+      name: 'abt64',
+      node: [
+        {
+          opType: 'Gemm',
+          domain: '',
+          name: 'Gemm_0',
+          input: ['A', 'B'],
+          output: ['C'],
+          attribute: [{ name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+        },
+      ],
+      input: [vi('A', ['m', 'k']), vi('B', ['n', 'k'])],
+      output: [vi('C', ['m', 'n'])],
+    },
+  }).finish();
+}
+
+// ---- sampled dense-dense products (fast mode) ------------------------------------------------
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const name = (s: string): number[] => [...uleb(s.length), ...new TextEncoder().encode(s)];
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+
+/**
+ * The kernel, assembled here rather than shipped as a binary so that every instruction can be read:
+ *
+ *   sddmm(x, y, t, rowptr, cols, nrows, out)   (byte addresses into the imported memory)
+ *   for i < nrows: for c in rowptr[i] .. rowptr[i+1]-1:
+ *     out[c] (f64) += Σ_k x[i·t + k] · y[cols[c]·t + k]
+ *
+ * x and y are row-major fp32 rows of length t. The sum runs in four f32x4 accumulators (16 lanes,
+ * so a lane sums ≤ t/16 products), which are then added in float64 — the same precision class as
+ * the fp32 GEMM partials of exact mode.
+ */
+function sddmmModule(): Uint8Array<ArrayBuffer> {
+  const LG = (i: number): number[] => [0x20, ...uleb(i)];
+  const LS = (i: number): number[] => [0x21, ...uleb(i)];
+  const I32 = (v: number): number[] => [0x41, ...sleb(v)];
+  const ADD = 0x6a;
+  const MUL = 0x6c;
+  const SHL = 0x74;
+  const GEU = 0x4f;
+  const LOAD32 = (off: number): number[] => [0x28, 0x02, ...uleb(off)];
+  const V_LOAD = (off: number): number[] => [0xfd, 0x00, 0x00, ...uleb(off)];
+  const V_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+  const F4_ADD = [0xfd, 0xe4, 0x01];
+  const F4_MUL = [0xfd, 0xe6, 0x01];
+  const LANE = (k: number): number[] => [0xfd, 0x1f, k];
+  const PROMOTE = 0xbb;
+  const F64_ADD = 0xa0;
+  const BLOCK = [0x02, 0x40];
+  const LOOP = [0x03, 0x40];
+  const END = 0x0b;
+  const BR = (d: number): number[] => [0x0c, d];
+  const BR_IF = (d: number): number[] => [0x0d, d];
+  // params 0 x, 1 y, 2 t, 3 rowptr, 4 cols, 5 nrows, 6 out
+  // locals 7 i, 8 c, 9 cend, 10 xrow, 11 yrow, 12 k, 13 vbytes, 14 rowbytes, 15-18 acc (v128), 19 s (f64)
+  const [X, Y, T, ROWPTR, COLS, NROWS, OUT, I, C, CEND, XROW, YROW, K, VBYTES, ROWBYTES, A0, S] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 19,
+  ] as const;
+  const accs = [A0, A0 + 1, A0 + 2, A0 + 3];
+  const code = [
+    ...LG(T), ...I32(2), SHL, ...LS(ROWBYTES),
+    ...LG(ROWBYTES), ...I32(-64), 0x71, ...LS(VBYTES),
+    ...BLOCK, ...LOOP,
+    ...LG(I), ...LG(NROWS), GEU, ...BR_IF(1),
+    ...LG(X), ...LG(I), ...LG(ROWBYTES), MUL, ADD, ...LS(XROW),
+    ...LG(ROWPTR), ...LG(I), ...I32(2), SHL, ADD, ...LOAD32(0), ...LS(C),
+    ...LG(ROWPTR), ...LG(I), ...I32(2), SHL, ADD, ...LOAD32(4), ...LS(CEND),
+    ...BLOCK, ...LOOP,
+    ...LG(C), ...LG(CEND), GEU, ...BR_IF(1),
+    ...LG(Y), ...LG(COLS), ...LG(C), ...I32(2), SHL, ADD, ...LOAD32(0), ...LG(ROWBYTES), MUL, ADD, ...LS(YROW),
+    ...accs.flatMap((a) => [...V_ZERO, ...LS(a)]),
+    ...I32(0), ...LS(K),
+    ...BLOCK, ...LOOP,
+    ...LG(K), ...LG(VBYTES), GEU, ...BR_IF(1),
+    ...accs.flatMap((a, q) => [
+      ...LG(a),
+      ...LG(XROW), ...LG(K), ADD, ...V_LOAD(16 * q),
+      ...LG(YROW), ...LG(K), ADD, ...V_LOAD(16 * q),
+      ...F4_MUL, ...F4_ADD, ...LS(a),
+    ]),
+    ...LG(K), ...I32(64), ADD, ...LS(K),
+    ...BR(0), END, END,
+    ...LG(accs[0]), ...LG(accs[1]), ...F4_ADD, ...LG(accs[2]), ...F4_ADD, ...LG(accs[3]), ...F4_ADD, ...LS(A0),
+    ...LG(A0), ...LANE(0), PROMOTE,
+    ...LG(A0), ...LANE(1), PROMOTE, F64_ADD,
+    ...LG(A0), ...LANE(2), PROMOTE, F64_ADD,
+    ...LG(A0), ...LANE(3), PROMOTE, F64_ADD, ...LS(S),
+    // the t mod 16 tail, one product at a time
+    ...BLOCK, ...LOOP,
+    ...LG(K), ...LG(ROWBYTES), GEU, ...BR_IF(1),
+    ...LG(S), ...LG(XROW), ...LG(K), ADD, 0x2a, 0x02, 0x00, ...LG(YROW), ...LG(K), ADD, 0x2a, 0x02, 0x00, 0x94, PROMOTE, F64_ADD, ...LS(S),
+    ...LG(K), ...I32(4), ADD, ...LS(K),
+    ...BR(0), END, END,
+    // out[c] += s
+    ...LG(OUT), ...LG(C), ...I32(3), SHL, ADD,
+    ...LG(OUT), ...LG(C), ...I32(3), SHL, ADD, 0x2b, 0x03, 0x00, ...LG(S), F64_ADD, 0x39, 0x03, 0x00,
+    ...LG(C), ...I32(1), ADD, ...LS(C),
+    ...BR(0), END, END,
+    ...LG(I), ...I32(1), ADD, ...LS(I),
+    ...BR(0), END, END,
+    END,
+  ];
+  const locals = [3, ...uleb(8), 0x7f, ...uleb(4), 0x7b, ...uleb(1), 0x7c];
+  const body = [...locals, ...code];
+  return Uint8Array.from([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 7, ...new Array<number>(7).fill(0x7f), 0]),
+    ...section(2, [1, ...name('env'), ...name('mem'), 0x02, 0x00, 1]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...name('sddmm'), 0x00, 0]),
+    ...section(10, [1, ...uleb(body.length), ...body]),
+  ]);
+}
+
+let sddmmCompiled: WebAssembly.Module | null | undefined;
+
+function sddmmWasm(): WebAssembly.Module | null {
+  if (sddmmCompiled === undefined) {
+    const bytes = sddmmModule();
+    sddmmCompiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  }
+  return sddmmCompiled;
+}
+
+/**
+ * A fixed-size arena for fast mode: the transposed activations, the candidate lists and the
+ * candidate totals live here so that ORT writes straight into it and the SDDMM kernel reads it
+ * without copies. Allocate everything first (`alloc`), then `seal()`; views stay valid for the
+ * arena's life. Without WebAssembly SIMD the same products run in plain JS (float64 sums).
+ */
+export class SddmmArena {
+  private size = 0;
+  private mem?: WebAssembly.Memory;
+  private buf?: ArrayBuffer;
+  private fn?: (x: number, y: number, t: number, rowptr: number, cols: number, nrows: number, out: number) => void;
+
+  /** Reserves `bytes` (16-aligned); returns its offset. */
+  alloc(bytes: number): number {
+    if (this.buf) throw new EngineError('SddmmArena: alloc() after seal()');
+    const off = this.size;
+    this.size += Math.ceil(bytes / 16) * 16;
+    return off;
+  }
+
+  /** Creates the memory. `forceJs` skips WebAssembly (tests compare the two). */
+  seal(forceJs = false): void {
+    const mod = forceJs ? null : sddmmWasm();
+    if (mod) {
+      const pages = Math.max(1, Math.ceil(this.size / 65536));
+      if (pages > 32768) throw new EngineError(`SddmmArena: ${this.size} bytes exceed the 2 GiB this kernel uses; use a smaller block or step`);
+      this.mem = new WebAssembly.Memory({ initial: pages });
+      const inst = new WebAssembly.Instance(mod, { env: { mem: this.mem } });
+      this.fn = inst.exports.sddmm as typeof this.fn;
+      this.buf = this.mem.buffer;
+    } else {
+      this.buf = new ArrayBuffer(this.size);
+    }
+  }
+
+  get simd(): boolean {
+    return !!this.fn;
+  }
+
+  f32(off: number, n: number): Float32Array {
+    return new Float32Array(this.buf!, off, n);
+  }
+
+  f64(off: number, n: number): Float64Array {
+    return new Float64Array(this.buf!, off, n);
+  }
+
+  i32(off: number, n: number): Int32Array {
+    return new Int32Array(this.buf!, off, n);
+  }
+
+  /** out[c] += Σ_k x[i·t+k]·y[cols[c]·t+k] for rows i < nrows and their candidates c (CSR). */
+  sddmm(x: number, y: number, t: number, rowptr: number, cols: number, nrows: number, out: number): void {
+    if (this.fn) {
+      this.fn(x, y, t, rowptr, cols, nrows, out);
+      return;
+    }
+    const X = this.f32(x, nrows * t);
+    const rp = this.i32(rowptr, nrows + 1);
+    const cl = this.i32(cols, rp[nrows]!);
+    const o = this.f64(out, rp[nrows]!);
+    const F = new Float32Array(this.buf!);
+    const y0 = y / 4;
+    for (let i = 0; i < nrows; i++) {
+      const xo = i * t;
+      for (let c = rp[i]!; c < rp[i + 1]!; c++) {
+        const yo = y0 + cl[c]! * t;
+        let s = 0;
+        for (let k = 0; k < t; k++) s += X[xo + k]! * F[yo + k]!;
+        o[c]! += s;
+      }
+    }
+  }
+}

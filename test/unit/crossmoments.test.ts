@@ -1,0 +1,537 @@
+// CrossMoments against direct float64 computations on the same data: Pearson maxima, the
+// rotation baseline done the long way (R·V materialised), planted universal neurons, blocks and
+// resume. Data on a grid of 1/8 with small magnitudes keeps every fp32 partial sum exact, so the
+// streaming result must match float64 to rounding; Gaussian data checks the fp32 path's error.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { CrossMoments, CrossMomentsOptions, CrossMomentsResult, rotationMatrix } from '../../src/engine/analysis/crossmoments';
+import { Gemm } from '../../src/engine/analysis/gemm';
+import type { ActivationBatch } from '../../src/engine/analysis/types';
+import { EngineError } from '../../src/engine/errors';
+
+const gemm = new Gemm({ threads: 2 });
+after(() => gemm.release());
+
+/** Deterministic PRNG for test data (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function gauss(r: () => number): () => number {
+  return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+}
+
+/** Splits [T × N] activations of several models into batches of the given kept-token sizes. */
+function batches(models: Float32Array[], widths: number[], sizes: number[]): ActivationBatch[] {
+  const out: ActivationBatch[] = [];
+  let t0 = 0;
+  sizes.forEach((n, b) => {
+    const ms = models.map((m, i) => {
+      const w = widths[i]!;
+      const kept = m.slice(t0 * w, (t0 + n) * w);
+      return { pre: kept, post: kept, keptPre: kept, keptPost: kept };
+    });
+    out.push({
+      batchIndex: b,
+      rows: [],
+      rowStart: 0,
+      offsets: [0, n],
+      nTokens: n,
+      keep: new Uint8Array(n).fill(1),
+      keptIndex: Int32Array.from({ length: n }, (_, i) => i),
+      nKept: n,
+      models: ms,
+    });
+    t0 += n;
+  });
+  return out;
+}
+
+function splitSizes(T: number, r: () => number, max: number): number[] {
+  const s: number[] = [];
+  let left = T;
+  while (left > 0) {
+    const n = Math.min(left, 1 + Math.floor(r() * max));
+    s.push(n);
+    left -= n;
+  }
+  return s;
+}
+
+async function run(opts: CrossMomentsOptions, bs: ActivationBatch[]): Promise<CrossMomentsResult> {
+  const c = new CrossMoments({ gemm, ...opts });
+  for (const b of bs) await c.add(b);
+  return c.finish();
+}
+
+/** Column j of a [T × N] matrix as float64. */
+function col(m: Float32Array, N: number, j: number, T: number): Float64Array {
+  const v = new Float64Array(T);
+  for (let t = 0; t < T; t++) v[t] = m[t * N + j]!;
+  return v;
+}
+
+/** Two-pass float64 Pearson; 0 when either side is constant. */
+function pearson(x: Float64Array, y: Float64Array): number {
+  const n = x.length;
+  let mx = 0;
+  let my = 0;
+  for (let t = 0; t < n; t++) {
+    mx += x[t]!;
+    my += y[t]!;
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let t = 0; t < n; t++) {
+    const a = x[t]! - mx;
+    const b = y[t]! - my;
+    sxy += a * b;
+    sxx += a * a;
+    syy += b * b;
+  }
+  if (sxx === 0 || syy === 0) return 0;
+  return sxy / Math.sqrt(sxx * syy);
+}
+
+interface Direct {
+  maxCorr: number[];
+  partner: number[];
+  baseline: number[];
+  baselinePartner: number[];
+}
+
+/**
+ * The paper's two-pass algorithm in float64: correlations with every neuron of m, then m's
+ * layers replaced by R_l·V_l explicitly and the correlations taken again.
+ */
+function direct(X: Float32Array, Na: number, Y: Float32Array, L: number, d: number, T: number, seed: number): Direct {
+  const Nm = L * d;
+  const ys = Array.from({ length: Nm }, (_, j) => col(Y, Nm, j, T));
+  const rv: Float64Array[] = [];
+  for (let l = 0; l < L; l++) {
+    const R = rotationMatrix(seed, l, d);
+    for (let k = 0; k < d; k++) {
+      const v = new Float64Array(T);
+      for (let t = 0; t < T; t++) {
+        let s = 0;
+        for (let b = 0; b < d; b++) s += R[k * d + b]! * Y[t * Nm + l * d + b]!;
+        v[t] = s;
+      }
+      rv.push(v);
+    }
+  }
+  const out: Direct = { maxCorr: [], partner: [], baseline: [], baselinePartner: [] };
+  for (let i = 0; i < Na; i++) {
+    const x = col(X, Na, i, T);
+    let best = -Infinity;
+    let arg = -1;
+    let bb = -Infinity;
+    let barg = -1;
+    for (let j = 0; j < Nm; j++) {
+      const r = pearson(x, ys[j]!);
+      if (r > best) [best, arg] = [r, j];
+      const q = pearson(x, rv[j]!);
+      if (q > bb) [bb, barg] = [q, j];
+    }
+    out.maxCorr.push(best);
+    out.partner.push(arg);
+    out.baseline.push(bb);
+    out.baselinePartner.push(barg);
+  }
+  return out;
+}
+
+/** Values k/8 with |v| ≤ 4: products are multiples of 1/64 below 16, so fp32 sums of ≤ 64 are exact. */
+function gridData(T: number, N: number, r: () => number, mix?: (t: number, row: Float32Array) => void): Float32Array {
+  const m = new Float32Array(T * N);
+  for (let t = 0; t < T; t++) {
+    const row = m.subarray(t * N, (t + 1) * N);
+    for (let j = 0; j < N; j++) row[j] = Math.round((r() - 0.5) * 8 * 8) / 8;
+    mix?.(t, row);
+  }
+  return m;
+}
+
+describe('CrossMoments: exact mode against float64', () => {
+  it('max correlation, partner and the rotation baseline equal the explicit two-pass computation', async () => {
+    const r = rng(1);
+    const T = 500;
+    const ref = { nLayers: 3, dMlp: 8 };
+    const other = { nLayers: 2, dMlp: 12 };
+    const Na = 24;
+    const Nm = 24;
+    const X = gridData(T, Na, r);
+    // m's neurons share a few latent factors with a, so the maxima and the baseline are not noise.
+    const Y = gridData(T, Nm, r, (t, row) => {
+      for (let j = 0; j < Nm; j += 3) row[j] = Math.max(-4, Math.min(4, Math.round((X[t * Na + ((j * 7) % Na)]! + row[j]! / 2) * 8) / 8));
+    });
+    const sizes = splitSizes(T, r, 90);
+    const res = await run({ model: 1, ref, other, seed: 12345, chunkTokens: 64 }, batches([X, Y], [Na, Nm], sizes));
+    const want = direct(X, Na, Y, other.nLayers, other.dMlp, T, 12345);
+    assert.equal(res.n, T);
+    assert.equal(res.refStart, 0);
+    for (let i = 0; i < Na; i++) {
+      assert.ok(Math.abs(res.maxCorr[i]! - want.maxCorr[i]!) < 1e-9, `max_corr ${i}: ${res.maxCorr[i]} vs ${want.maxCorr[i]}`);
+      assert.equal(res.partner[i], want.partner[i], `partner of ${i}`);
+      assert.ok(Math.abs(res.baseline[i]! - want.baseline[i]!) < 1e-6, `baseline ${i}: ${res.baseline[i]} vs ${want.baseline[i]}`);
+      assert.equal(res.baselinePartner[i], want.baselinePartner[i], `baseline partner of ${i}`);
+    }
+    // The data must make the comparison meaningful: real partners and a non-trivial baseline.
+    assert.ok(Math.max(...res.maxCorr) > 0.8);
+    assert.ok(Math.min(...res.baseline) > 0.05);
+  });
+
+  it('on continuous data the fp32 GEMM path stays within 1e-5 of float64', async () => {
+    const r = rng(2);
+    const g = gauss(r);
+    const T = 3000;
+    const Na = 16;
+    const L = 2;
+    const d = 16;
+    const X = new Float32Array(T * Na).map(() => g() + 0.5);
+    const Y = new Float32Array(T * L * d);
+    for (let t = 0; t < T; t++) for (let j = 0; j < L * d; j++) Y[t * L * d + j] = 0.6 * X[t * Na + (j % Na)]! + g() * 0.8 - 0.2;
+    const res = await run(
+      { model: 1, ref: { nLayers: 1, dMlp: Na }, other: { nLayers: L, dMlp: d }, seed: 7 },
+      batches([X, Y], [Na, L * d], [1000, 1000, 1000]),
+    );
+    const want = direct(X, Na, Y, L, d, T, 7);
+    for (let i = 0; i < Na; i++) {
+      assert.ok(Math.abs(res.maxCorr[i]! - want.maxCorr[i]!) < 1e-5, `max_corr ${i}`);
+      assert.ok(Math.abs(res.baseline[i]! - want.baseline[i]!) < 1e-5, `baseline ${i}`);
+    }
+  });
+});
+
+/**
+ * Model b copies chosen neurons of model a (scaled, shifted, noisy) into other layers and
+ * positions; everything else is independent. Returns the data and the planted map.
+ */
+function planted(T: number, L: number, d: number, seed: number) {
+  const r = rng(seed);
+  const g = gauss(r);
+  const N = L * d;
+  const X = new Float32Array(T * N);
+  const Y = new Float32Array(T * N);
+  const gelu = (v: number): number => 0.5 * v * (1 + Math.tanh(0.7978845608 * (v + 0.044715 * v * v * v)));
+  for (let i = 0; i < X.length; i++) X[i] = gelu(g() - 0.5);
+  for (let i = 0; i < Y.length; i++) Y[i] = gelu(g() - 0.5);
+  // reference column -> column in b
+  const plant = new Map<number, number>([
+    [0 * d + 3, 2 * d + 10],
+    [1 * d + 0, 0 * d + 5],
+    [2 * d + 7, 1 * d + 60],
+    [2 * d + 8, 2 * d + 0],
+    [0 * d + 63, 1 * d + 1],
+  ]);
+  for (const [i, j] of plant) {
+    const scale = 0.5 + r();
+    for (let t = 0; t < T; t++) Y[t * N + j] = scale * X[t * N + i]! + 0.3 + 0.1 * g();
+  }
+  // A constant neuron on each side: ρ must be 0, never NaN.
+  const constA = 1 * d + 9;
+  const constB = 0 * d + 11;
+  for (let t = 0; t < T; t++) {
+    X[t * N + constA] = 0.1;
+    Y[t * N + constB] = -0.17;
+  }
+  return { X, Y, N, plant, constA, constB };
+}
+
+describe('CrossMoments: planted universal neurons', () => {
+  it('finds exactly the planted neurons (excess > 0.5) with the right partner; constant neurons give 0', async () => {
+    const L = 3;
+    const d = 64;
+    const T = 4000;
+    const p = planted(T, L, d, 3);
+    const shape = { nLayers: L, dMlp: d };
+    const res = await run({ model: 1, ref: shape, other: shape, seed: 99, chunkTokens: 1500 }, batches([p.X, p.Y], [p.N, p.N], [1200, 1200, 1600]));
+    const universal: number[] = [];
+    for (let i = 0; i < p.N; i++) {
+      assert.ok(Number.isFinite(res.maxCorr[i]!) && Number.isFinite(res.baseline[i]!), `finite ${i}`);
+      if (res.maxCorr[i]! - res.baseline[i]! > 0.5) universal.push(i);
+    }
+    assert.deepEqual(universal, [...p.plant.keys()].sort((a, b) => a - b));
+    for (const [i, j] of p.plant) {
+      assert.equal(res.partner[i], j, `partner of L${Math.floor(i / d)}.N${i % d}`);
+      assert.ok(res.maxCorr[i]! > 0.9);
+    }
+    assert.equal(res.maxCorr[p.constA], 0);
+    assert.equal(res.baseline[p.constA], 0);
+    assert.equal(res.partner[p.constA], -1);
+    // Nobody's partner is b's constant neuron unless everything is ≤ 0 (not the case here).
+    for (let i = 0; i < p.N; i++) assert.notEqual(res.partner[i], p.constB);
+    // ρ against direct float64 Pearson for the planted pairs and a few others.
+    for (const i of [...p.plant.keys(), 1, 2, 100]) {
+      const j = res.partner[i]!;
+      const want = pearson(col(p.X, p.N, i, T), col(p.Y, p.N, j, T));
+      assert.ok(Math.abs(res.maxCorr[i]! - want) < 1e-5, `ρ ${i}: ${res.maxCorr[i]} vs ${want}`);
+    }
+  });
+
+  it('on grid data ρ equals float64 Pearson to 1e-9, constant neuron included', async () => {
+    const r = rng(4);
+    const T = 400;
+    const N = 12;
+    const X = gridData(T, N, r, (_t, row) => (row[5] = 0.375));
+    const Y = gridData(T, N, r, (t, row) => {
+      row[0] = -1.5;
+      row[7] = X[t * N + 2]!;
+    });
+    const shape = { nLayers: 2, dMlp: 6 };
+    const res = await run({ model: 1, ref: shape, other: shape, seed: 1, chunkTokens: 50 }, batches([X, Y], [N, N], [37, 163, 200]));
+    for (let i = 0; i < N; i++) {
+      let best = -Infinity;
+      for (let j = 0; j < N; j++) best = Math.max(best, pearson(col(X, N, i, T), col(Y, N, j, T)));
+      const want = i === 5 ? 0 : best;
+      assert.ok(Math.abs(res.maxCorr[i]! - want) < 1e-9, `${i}: ${res.maxCorr[i]} vs ${want}`);
+    }
+    assert.equal(res.partner[2], 7);
+    assert.ok(Math.abs(res.maxCorr[2]! - 1) < 1e-12);
+  });
+});
+
+describe('CrossMoments: blocks and resume', () => {
+  const L = 2;
+  const d = 32;
+  const T = 700;
+  const p = planted(T, L, d, 5);
+  const shape = { nLayers: L, dMlp: d };
+  const bs = batches([p.X, p.Y], [p.N, p.N], [100, 250, 50, 300]);
+
+  it('a block of reference neurons gives the unblocked results for those neurons', async () => {
+    const full = await run({ model: 1, ref: shape, other: shape, seed: 3, chunkTokens: 256 }, bs);
+    for (const [a0, a1] of [
+      [0, 17],
+      [17, 40],
+      [40, 64],
+    ] as const) {
+      const part = await run({ model: 1, ref: shape, other: shape, seed: 3, chunkTokens: 256, block: [a0, a1] }, bs);
+      assert.equal(part.refStart, a0);
+      assert.equal(part.maxCorr.length, a1 - a0);
+      for (let i = a0; i < a1; i++) {
+        assert.ok(Math.abs(part.maxCorr[i - a0]! - full.maxCorr[i]!) <= 1e-12, `max_corr ${i}`);
+        assert.ok(Math.abs(part.baseline[i - a0]! - full.baseline[i]!) <= 1e-12, `baseline ${i}`);
+        assert.equal(part.partner[i - a0], full.partner[i]);
+        assert.equal(part.baselinePartner[i - a0], full.baselinePartner[i]);
+      }
+    }
+  });
+
+  it('state() / restore() continues bit for bit, including a half-full fp32 partial', async () => {
+    const opts: CrossMomentsOptions = { model: 1, ref: shape, other: shape, seed: 3, chunkTokens: 256, gemm };
+    const whole = await run(opts, bs);
+    const a = new CrossMoments(opts);
+    await a.add(bs[0]!);
+    await a.add(bs[1]!);
+    // What a store would do: copy everything out, then build a fresh accumulator from it.
+    const saved = structuredClone(a.state());
+    const b = CrossMoments.restore(saved, opts);
+    await b.add(bs[2]!);
+    await b.add(bs[3]!);
+    const resumed = await b.finish();
+    assert.deepEqual(resumed, whole);
+    assert.throws(() => CrossMoments.restore(saved, { ...opts, seed: 4 }), EngineError);
+    assert.throws(() => CrossMoments.restore({ ...saved, 'dense.sxy': new Float64Array(3) }, opts), EngineError);
+  });
+});
+
+describe('CrossMoments: inputs', () => {
+  it('refuses bad options and batches that do not match the models', async () => {
+    const shape = { nLayers: 2, dMlp: 4 };
+    assert.throws(() => new CrossMoments({ model: 0, ref: shape, other: shape, seed: 1 }), EngineError);
+    assert.throws(() => new CrossMoments({ model: 1, ref: shape, other: shape, seed: -1 }), EngineError);
+    assert.throws(() => new CrossMoments({ model: 1, ref: shape, other: shape, seed: 1, block: [4, 9] }), EngineError);
+    const c = new CrossMoments({ model: 2, ref: shape, other: shape, seed: 1, gemm });
+    const x = new Float32Array(3 * 8);
+    await assert.rejects(c.add(batches([x, x], [8, 8], [3])[0]!), EngineError);
+    const d = new CrossMoments({ model: 1, ref: shape, other: { nLayers: 1, dMlp: 4 }, seed: 1, gemm });
+    await assert.rejects(d.add(batches([x, x], [8, 8], [3])[0]!), EngineError);
+  });
+
+  it('with no tokens every correlation is 0', async () => {
+    const shape = { nLayers: 1, dMlp: 4 };
+    const res = await run({ model: 1, ref: shape, other: shape, seed: 1 }, []);
+    assert.deepEqual(Array.from(res.maxCorr), [0, 0, 0, 0]);
+    assert.deepEqual(Array.from(res.baseline), [0, 0, 0, 0]);
+  });
+});
+
+describe('rotationMatrix', () => {
+  it('is reproducible from (seed, layer), has unit rows and Gaussian directions', () => {
+    const d = 64;
+    const R = rotationMatrix(42, 1, d);
+    assert.deepEqual(R, rotationMatrix(42, 1, d));
+    assert.notDeepEqual(R, rotationMatrix(42, 2, d));
+    assert.notDeepEqual(R, rotationMatrix(43, 1, d));
+    for (let k = 0; k < d; k++) {
+      let s = 0;
+      for (let b = 0; b < d; b++) s += R[k * d + b]! ** 2;
+      assert.ok(Math.abs(s - 1) < 1e-12);
+    }
+    // Entries of a unit-normalised Gaussian row: mean 0, variance 1/d, kurtosis near 3.
+    let m1 = 0;
+    let m2 = 0;
+    let m4 = 0;
+    for (const v of R) {
+      m1 += v;
+      m2 += v * v;
+      m4 += v ** 4;
+    }
+    const n = d * d;
+    assert.ok(Math.abs(m1 / n) < 0.01);
+    assert.ok(Math.abs((m2 / n) * d - 1) < 1e-9);
+    const kurt = m4 / n / (m2 / n) ** 2;
+    assert.ok(kurt > 2.7 && kurt < 3.3, `kurtosis ${kurt}`);
+    // Not orthogonalised: rows are only nearly orthogonal.
+    let dot = 0;
+    for (let b = 0; b < d; b++) dot += R[b]! * R[d + b]!;
+    assert.ok(Math.abs(dot) > 1e-6);
+  });
+});
+
+/**
+ * Activations with structure, as real neurons have: each neuron is a GELU of a few shared latent
+ * factors plus noise, so correlations spread over 0–0.9; three neurons of b copy neurons of a.
+ */
+function structured(T: number, L: number, d: number, seed: number) {
+  const r = rng(seed);
+  const g = gauss(r);
+  const gelu = (v: number): number => 0.5 * v * (1 + Math.tanh(0.7978845608 * (v + 0.044715 * v * v * v)));
+  const N = L * d;
+  const K = 24;
+  const Z = new Float32Array(T * K).map(() => g());
+  const model = (): Float32Array => {
+    const w = Array.from({ length: N }, () => [0, 1, 2].map(() => [Math.floor(r() * K), g()] as const));
+    const bias = Array.from({ length: N }, () => g() - 0.5);
+    const M = new Float32Array(T * N);
+    for (let t = 0; t < T; t++) {
+      for (let j = 0; j < N; j++) {
+        let v = bias[j]! + 0.6 * g();
+        for (const [k, c] of w[j]!) v += c * Z[t * K + k]!;
+        M[t * N + j] = gelu(v);
+      }
+    }
+    return M;
+  };
+  const X = model();
+  const Y = model();
+  const plant = new Map<number, number>([
+    [3, 100],
+    [50, 7],
+    [140, 141],
+  ]);
+  for (const [i, j] of plant) for (let t = 0; t < T; t++) Y[t * N + j] = 0.8 * X[t * N + i]! + 0.1 * g();
+  return { X, Y, N, plant };
+}
+
+describe('CrossMoments: fast mode', () => {
+  const L = 3;
+  const d = 48;
+  const T = 8000;
+  const data = structured(T, L, d, 7);
+  const shape = { nLayers: L, dMlp: d };
+  const bs = batches([data.X, data.Y], [data.N, data.N], Array(8).fill(1000));
+  const fast = { screenTokens: 2000, margin: 0.05, baselineMargin: 0.1 };
+  let exact: CrossMomentsResult;
+
+  const agree = (f: CrossMomentsResult, e: CrossMomentsResult): void => {
+    const uni = (r: CrossMomentsResult): number[] => [...r.maxCorr.keys()].filter((i) => r.maxCorr[i]! - r.baseline[i]! > 0.5);
+    assert.deepEqual(uni(f), uni(e));
+    // Shared latent factors make some unplanted pairs universal too; the set must not be empty.
+    assert.ok(uni(e).length >= 2, `universal: ${uni(e)}`);
+    for (let i = 0; i < data.N; i++) {
+      assert.ok(Math.abs(f.maxCorr[i]! - e.maxCorr[i]!) <= 1e-3, `max_corr ${i}: ${f.maxCorr[i]} vs ${e.maxCorr[i]}`);
+      assert.ok(Math.abs(f.baseline[i]! - e.baseline[i]!) <= 1e-3, `baseline ${i}: ${f.baseline[i]} vs ${e.baseline[i]}`);
+    }
+    for (const [i, j] of data.plant) assert.equal(f.partner[i], j);
+  };
+
+  it('a prefix screen gives the exact mode results (same universal set, |Δ| ≤ 1e-3)', async () => {
+    exact = await run({ model: 1, ref: shape, other: shape, seed: 5 }, bs);
+    const c = new CrossMoments({ model: 1, ref: shape, other: shape, seed: 5, gemm, mode: 'fast', fast });
+    for (const b of bs) await c.add(b);
+    const cand = c.candidates()!;
+    // Far fewer pairs than all of them, or the test would prove nothing.
+    assert.ok(cand.partners < data.N * data.N * 0.05 && cand.rotated < data.N * data.N * 0.1, JSON.stringify(cand));
+    const f = await c.finish();
+    assert.equal(f.mode, 'fast');
+    assert.equal(f.n, T);
+    agree(f, exact);
+  });
+
+  it('an explicit screen sample (not counted) gives the same results', async () => {
+    const c = new CrossMoments({ model: 1, ref: shape, other: shape, seed: 5, gemm, mode: 'fast', fast });
+    // Every other batch as the sample, then the whole run.
+    for (const i of [0, 4]) await c.screen(bs[i]!);
+    await assert.rejects(c.screen(bs[1]!).then(() => c.add(bs[0]!)).then(() => c.screen(bs[2]!)), EngineError);
+    const c2 = new CrossMoments({ model: 1, ref: shape, other: shape, seed: 5, gemm, mode: 'fast', fast });
+    for (const i of [0, 2, 4, 6]) await c2.screen(bs[i]!);
+    for (const b of bs) await c2.add(b);
+    const f = await c2.finish();
+    assert.equal(f.n, T);
+    agree(f, exact);
+  });
+
+  it('resumes bit for bit from before and after the screen', async () => {
+    const opts: CrossMomentsOptions = { model: 1, ref: shape, other: shape, seed: 5, gemm, mode: 'fast', fast };
+    const whole = await run(opts, bs);
+    for (const cut of [1, 5]) {
+      const a = new CrossMoments(opts);
+      for (const b of bs.slice(0, cut)) await a.add(b);
+      const b = CrossMoments.restore(structuredClone(a.state()), opts);
+      for (const x of bs.slice(cut)) await b.add(x);
+      assert.deepEqual(await b.finish(), whole, `cut after batch ${cut}`);
+    }
+  });
+
+  it('a run shorter than the screen is the exact result', async () => {
+    const short = bs.slice(0, 2); // exactly the screen's 2000 tokens
+    const e = await run({ model: 1, ref: shape, other: shape, seed: 5 }, short);
+    const f = await run({ model: 1, ref: shape, other: shape, seed: 5, mode: 'fast', fast }, short);
+    assert.deepEqual(f.maxCorr, e.maxCorr);
+    assert.deepEqual(f.baseline, e.baseline);
+  });
+});
+
+describe('SddmmArena', () => {
+  it('the WebAssembly SIMD kernel equals the float64 sums to fp32 precision, any t', async () => {
+    const { SddmmArena } = await import('../../src/engine/analysis/gemm');
+    const r = rng(9);
+    for (const t of [1, 3, 16, 17, 64, 333]) {
+      const out: number[][] = [];
+      for (const js of [false, true]) {
+        const a = new SddmmArena();
+        const x = a.alloc(5 * t * 4);
+        const y = a.alloc(7 * t * 4);
+        const rp = a.alloc(6 * 4);
+        const cl = a.alloc(12 * 4);
+        const o = a.alloc(12 * 8);
+        a.seal(js);
+        assert.equal(a.simd, !js);
+        const rr = rng(t);
+        a.f32(x, 5 * t).forEach((_, i, v) => (v[i] = rr() - 0.5));
+        a.f32(y, 7 * t).forEach((_, i, v) => (v[i] = rr() - 0.5));
+        a.i32(rp, 6).set([0, 2, 2, 5, 9, 12]);
+        a.i32(cl, 12).set([0, 6, 1, 2, 3, 4, 5, 6, 0, 3, 3, 1]);
+        a.f64(o, 12).fill(0.25);
+        a.sddmm(x, y, t, rp, cl, 5, o);
+        out.push(Array.from(a.f64(o, 12)));
+        // Row 1 has no candidates; every listed pair moved off its start value.
+        assert.ok(out.at(-1)!.every((v) => v !== 0.25));
+      }
+      for (let c = 0; c < 12; c++) assert.ok(Math.abs(out[0]![c]! - out[1]![c]!) < 1e-6 * Math.max(1, t / 16), `t=${t} c=${c}`);
+    }
+    void r;
+  });
+});
