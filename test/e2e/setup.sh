@@ -10,6 +10,9 @@ NODE24_VERSION="${NODE24_VERSION:-24.21.0}"
 CODE_SERVER_VERSION="${CODE_SERVER_VERSION:-4.139.1}"
 PLAYWRIGHT_VERSION="${PLAYWRIGHT_VERSION:-1.65.1}"
 mkdir -p "$TOOLS_DIR"
+# Under `npm test` the outer npm (Node 20) exports npm_* variables that an inner npm reads as its
+# own config; code-server's postinstall even takes the node version from npm_config_user_agent.
+for v in $(compgen -e | grep -E '^(npm_|NODE$)'); do unset "$v"; done
 
 # 1. Debian: chromium (the browser playwright drives) and libkrb5-dev (code-server's 'kerberos'
 #    native module needs gssapi.h to compile).
