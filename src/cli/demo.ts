@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { CancellationSignal } from '../engine/errors';
 import { EngineError } from '../engine/errors';
 import { packageRoot, shippedFamily } from '../locate';
-import type { Print } from './activations';
+import { runActivations, type Print } from './activations';
 import { runAnalyze } from './analyze';
 import type { DemoCommand } from './args';
 
@@ -17,6 +17,8 @@ import type { DemoCommand } from './args';
  * 2 min 16 s in all (open, stream, finish, write); 92 s of CPU, so about half that when idle.
  */
 export const DEMO_TOKENS = 128 * 320;
+
+const DEMO_SENTENCE = 'The President said to the Congress: "We hold these truths to be self-evident."';
 
 export async function runDemo(cmd: DemoCommand, print: Print, note: Print, signal: CancellationSignal): Promise<void> {
   // __dirname is dist/ in the bundle (src/cli/ under tsx): the package root is above either.
@@ -28,6 +30,10 @@ export async function runDemo(cmd: DemoCommand, print: Print, note: Print, signa
   const corpus = join(root, 'models', 'corpus', 'heldout.tokens.bin');
   if (!existsSync(corpus)) throw new EngineError(`the demo needs the shipped held-out corpus ${corpus}`, corpus);
   const tokens = cmd.tokens ?? DEMO_TOKENS;
+  // First what one model's neurons do on a sentence (the engine spine), then the family analysis.
+  print(`demo: token activations of ${models[0]!.name} (top 3 neurons per token by post-activation)`);
+  await runActivations({ model: models[0]!.dir, text: DEMO_SENTENCE, top: 3, threads: cmd.threads }, print, signal);
+  print('');
   print(`demo: ${models.map((m) => m.name).join(', ')} on ${tokens.toLocaleString('en-US')} tokens of models/corpus/heldout.tokens.bin`);
   await runAnalyze({ models: models.map((m) => m.dir), corpus: [corpus], tokens, threads: cmd.threads, out: cmd.out, topSummary: cmd.top }, print, note, signal);
 }
