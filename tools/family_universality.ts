@@ -1,0 +1,49 @@
+// Universality diagnostics of the shipped family for the model card: each seed in turn as the
+// reference against the other four, on the demo's budget of the held-out corpus.
+//
+//   node esbuild.config.mjs && node --import tsx tools/family_universality.ts [--tokens 40960] [--runs DIR]
+//
+// Runs `dist/cli.js analyze` five times (or reuses finished runs under --runs) and prints the
+// per-seed, per-layer table (median rotated baseline; universal fraction at excess 0.3/0.4/0.5).
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readNeuronArrow } from '../src/engine/store';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
+const tokens = opt('--tokens', '40960');
+const runs = resolve(opt('--runs', '.universal-neurons/family-card'));
+const root = resolve(__dirname, '..');
+const seeds = ['a', 'b', 'c', 'd', 'e'];
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+(async () => {
+  console.log('| reference | layer | median rotated baseline | excess > 0.3 | excess > 0.4 | excess > 0.5 |');
+  console.log('|---|---|---|---|---|---|');
+  for (const s of seeds) {
+    const out = join(runs, `ref-${s}`);
+    if (!existsSync(join(out, 'neurons.arrow'))) {
+      const models = [s, ...seeds.filter((o) => o !== s)].map((o) => join(root, 'models', `tiny-gpt2-${o}`));
+      execFileSync('node', [join(root, 'dist', 'cli.js'), 'analyze', '--models', ...models, '--corpus', join(root, 'models', 'corpus', 'heldout.tokens.bin'), '--tokens', tokens, '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
+    }
+    const t = await readNeuronArrow(join(out, 'neurons.arrow'));
+    const layer = t.columns.get('layer')!;
+    const excess = t.columns.get('excess_corr')!;
+    const baseline = t.columns.get('mean_baseline')!;
+    const layers = [...new Set(layer)].sort((p, q) => p - q);
+    for (const l of layers) {
+      const idx = [...layer.keys()].filter((i) => layer[i] === l);
+      const frac = (th: number): string => `${((100 * idx.filter((i) => excess[i]! > th).length) / idx.length).toFixed(2)}%`;
+      console.log(`| ${s} | ${l} | ${median(idx.map((i) => baseline[i]!)).toFixed(3)} | ${frac(0.3)} | ${frac(0.4)} | ${frac(0.5)} |`);
+    }
+  }
+})().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
