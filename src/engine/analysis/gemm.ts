@@ -269,7 +269,7 @@ function crossGraph(a: number, b: number, blocks: readonly GramBlock[]): Uint8Ar
   // Σy here, not as a ones column of X: an M of 2049 instead of 2048 costs MLAS ~10%.
   g.op('ReduceSum', ['Y', g.constI64([0])], { keepdims: { i: 0 } }, 'SY');
   g.output('SY', 'float', [b]);
-  const axis1 = g.constI64([1]);
+  const axis1 = blocks.length ? g.constI64([1]) : '';
   blocks.forEach((blk, i) => {
     const base = blk.offset;
     const right = g.op('Slice', ['Y', g.constI64([base + blk.c0]), g.constI64([base + blk.c0 + blk.cols]), axis1]);
