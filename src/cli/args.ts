@@ -46,7 +46,9 @@ Options of analyze:
   --seed S             Seed of the baseline's random rotations (default 0).
   --batch-rows B       Corpus rows per batch (default 8).
   --checkpoint-every K Checkpoint every K batches (default 25).
-  --mode exact|fast    exact: float64 accumulation; fast: float32 (default exact).
+  --mode exact|fast    exact (default): every pair's moments, fp32 GEMMs accumulated in float64.
+                       fast (experimental): screen partners on a prefix, then exact moments for
+                       the candidates only; on a corpus read in order it can miss true partners.
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
 
 Common options:
