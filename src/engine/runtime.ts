@@ -26,6 +26,7 @@ import {
   WeightSource,
 } from './arch/gpt2';
 import { loadCheckpoint } from './checkpoint';
+import { topNeuronsAt } from './editor';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { SafetensorsFile } from './safetensors';
 import { encodeWithBos, Tokenizer } from './tokenizer';
@@ -419,20 +420,5 @@ export function topNeurons(
   if (!Number.isInteger(tokenIndex) || tokenIndex < 0 || tokenIndex >= T) {
     throw new EngineError(`token index ${tokenIndex} is outside 0..${T - 1}`);
   }
-  const top: { layer: number; neuron: number; value: number }[] = [];
-  if (k <= 0) return top;
-  acts.hookPost.forEach((layer, l) => {
-    const dMlp = layer.length / T;
-    const base = tokenIndex * dMlp;
-    for (let n = 0; n < dMlp; n++) {
-      const v = layer[base + n]!;
-      if (top.length === k && !(v > top[k - 1]!.value)) continue;
-      if (top.length === k) top.pop();
-      // Insert after every entry >= v, keeping earlier (layer, neuron) first among equals.
-      let i = top.length;
-      while (i > 0 && top[i - 1]!.value < v) i--;
-      top.splice(i, 0, { layer: l, neuron: n, value: v });
-    }
-  });
-  return top;
+  return topNeuronsAt(acts.hookPost, T, tokenIndex, k);
 }
