@@ -185,6 +185,29 @@ describe('checkpoint and resume', () => {
     assert.deepEqual(readFileSync(join(dir, 'sums.bin')), full);
   });
 
+  test('cancel while finishing: status cancelled, nothing written, resume finishes without re-streaming', async () => {
+    const dir = join(tmp, 'cancelled-finish');
+    let cancelled = false;
+    const signal = { get cancelled() { return cancelled; } };
+    await assert.rejects(
+      runAnalysis({ ...BASE, out: dir, plan: sumPlan() }, (p) => {
+        if (p.phase === 'finish') cancelled = true;
+      }, signal),
+      CancelledError,
+    );
+    const m = readJson<Manifest>(join(dir, 'manifest.json'));
+    assert.equal(m.status, 'cancelled');
+    assert.equal(readCheckpoint(dir)!.nextBatch, 6, 'the end-of-stream checkpoint is there');
+    assert.equal(existsSync(join(dir, 'sums.bin')), false);
+    let streamed = 0;
+    const r = await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: sumPlan() }, (p) => {
+      if (p.phase === 'stream') streamed++;
+    });
+    assert.equal(r.manifest.status, 'complete');
+    assert.equal(streamed, 0);
+    assert.deepEqual(readFileSync(join(dir, 'sums.bin')), full);
+  });
+
   test('crash in batch 5 (checkpoint at 4), resume: byte-identical results', async () => {
     const dir = join(tmp, 'crashed');
     await assert.rejects(runAnalysis({ ...BASE, out: dir, plan: sumPlan({ batch: 5 }) }), /simulated crash/);

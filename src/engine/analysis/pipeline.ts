@@ -575,13 +575,19 @@ export async function runAnalysis(
       let tWrite = tFinish;
       try {
         onProgress({ phase: 'finish', message: 'computing correlations and statistics' });
-        for (const [i, s] of specs.entries()) results.set(s.name, await accs[i]!.finish());
+        // Cancel points between the finishing steps: the end-of-stream checkpoint above means a
+        // resume redoes only this phase.
+        for (const [i, s] of specs.entries()) {
+          throwIfCancelled(signal);
+          results.set(s.name, await accs[i]!.finish());
+        }
+        throwIfCancelled(signal);
         tWrite = Date.now();
         onProgress({ phase: 'write', message: `writing results to ${runDir}` });
         m.results = await plan.finalize(ctx, results);
       } catch (e) {
-        m.status = 'failed';
-        m.error = e instanceof Error ? e.message : String(e);
+        m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
+        if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
         m.updated = new Date().toISOString();
         try {
           writeJsonAtomic(join(runDir, 'manifest.json'), m);

@@ -15,6 +15,7 @@
  *   examples.json + examples.bin  (examples.ts serialisation)
  */
 import { join } from 'node:path';
+import { throwIfCancelled } from '../errors';
 import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { CrossMoments, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
@@ -87,6 +88,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Pr
   const examples = results.get('examples') as TopExamplesResult[];
 
   ctx.progress({ phase: 'write', message: 'weight statistics of the reference model' });
+  throwIfCancelled(ctx.signal);
   const w = await weightStatsFromCheckpoint(ref.dir, s.threads ? { threads: s.threads } : {});
   const u = universalityTable(
     others.map((m, i) => ({ label: m.label, dMlp: m.dMlp, result: cross[i]! })),
