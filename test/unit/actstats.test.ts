@@ -3,17 +3,8 @@ import assert from 'node:assert/strict';
 import { ActivationStats, ActivationStatsResult, momentsFromCentral } from '../../src/engine/analysis/actstats';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
+import { rng } from '../helpers/synthetic-run';
 
-/** mulberry32, for planted data. */
-function rng(seed: number): () => number {
-  let s = seed | 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gauss(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

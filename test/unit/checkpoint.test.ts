@@ -8,21 +8,12 @@ import { hashFile, loadCheckpoint, resolveModelDir } from '../../src/engine/chec
 import { EngineError } from '../../src/engine/errors';
 import { TOKENIZER_JSON } from '../../tools/make_tokenizer_json';
 import { writeSafetensors, type TensorSpec } from '../helpers/safetensors-writer';
+import { throwsEngine } from '../helpers/assert-engine';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'un-checkpoint-'));
 process.on('exit', () => fs.rmSync(root, { recursive: true, force: true }));
 let counter = 0;
 
-function throwsEngine(fn: () => unknown, ...patterns: (RegExp | string)[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof EngineError, `expected EngineError, got ${String(e)}`);
-    for (const p of patterns) {
-      if (typeof p === 'string') assert.ok(e.message.includes(p), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(p)}`);
-      else assert.match(e.message, p);
-    }
-    return true;
-  });
-}
 
 const CONFIG = { model_type: 'gpt2', n_layer: 1, n_embd: 4, n_head: 1, n_positions: 8, vocab_size: 50257 };
 const TENSORS: Record<string, TensorSpec> = {

@@ -3,16 +3,8 @@ import assert from 'node:assert/strict';
 import { readExamples, serializeExamples, TopExamples, TopExamplesOptions, TopExamplesResult } from '../../src/engine/analysis/examples';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
+import { rng } from '../helpers/synthetic-run';
 
-function rng(seed: number): () => number {
-  let s = seed | 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Act = (row: number, pos: number, neuron: number) => number;
 

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/engine/safetensors';
 import { EngineError } from '../../src/engine/errors';
 import { buildSafetensors, floatToHalf, rawHeader, rawSafetensors, writeSafetensors } from '../helpers/safetensors-writer';
+import { throwsEngine } from '../helpers/assert-engine';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'un-safetensors-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -16,17 +17,6 @@ function file(contents: Uint8Array): string {
   return p;
 }
 
-/** Asserts an EngineError whose message matches every pattern. */
-function throwsEngine(fn: () => unknown, ...patterns: (RegExp | string)[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof EngineError, `expected EngineError, got ${String(e)}`);
-    for (const p of patterns) {
-      if (typeof p === 'string') assert.ok(e.message.includes(p), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(p)}`);
-      else assert.match(e.message, p);
-    }
-    return true;
-  });
-}
 
 function u16bytes(values: number[]): Uint8Array {
   return new Uint8Array(Uint16Array.from(values).buffer);

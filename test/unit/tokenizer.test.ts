@@ -7,8 +7,8 @@ import { createRequire } from 'node:module';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { encode as r50kEncode } from 'gpt-tokenizer/encoding/r50k_base';
 import { Tokenizer, encodeWithBos, readTextFile, type Encoding } from '../../src/engine/tokenizer';
-import { EngineError } from '../../src/engine/errors';
 import { buildTokenizerJson, TOKENIZER_JSON } from '../../tools/make_tokenizer_json';
+import { throwsEngine } from '../helpers/assert-engine';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'un-tokenizer-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -17,16 +17,6 @@ function tmp(name: string, contents: string | Uint8Array): string {
   const p = path.join(dir, `${counter++}-${name}`);
   fs.writeFileSync(p, contents);
   return p;
-}
-function throwsEngine(fn: () => unknown, ...patterns: (RegExp | string)[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof EngineError, `expected EngineError, got ${String(e)}`);
-    for (const p of patterns) {
-      if (typeof p === 'string') assert.ok(e.message.includes(p), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(p)}`);
-      else assert.match(e.message, p);
-    }
-    return true;
-  });
 }
 
 const shippedJson = fs.readFileSync(TOKENIZER_JSON, 'utf8');
