@@ -20,7 +20,7 @@ import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtom
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { CrossMoments, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
 import { serializeExamples, TopExamples, type TopExamplesResult } from './examples';
-import type { AnalysisPlan, PlanContext } from './pipeline';
+import type { AccumulatorSpec, AnalysisPlan, PlanContext } from './pipeline';
 import type { AccumulatorState } from './types';
 import { universalityTable } from './universality';
 import { weightStatsFromCheckpoint } from './weightstats';
@@ -50,31 +50,40 @@ const PLAN_CHOICES: Record<string, string> = {
 export function defaultPlan(): AnalysisPlan {
   return {
     choices: PLAN_CHOICES,
-    accumulators(ctx) {
-      const ref = ctx.models[0]!;
-      const s = ctx.settings;
-      const crossOpts = (m: number): CrossMomentsOptions => ({
-        model: m,
-        ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
-        other: { nLayers: ctx.models[m]!.nLayers, dMlp: ctx.models[m]!.dMlp },
-        seed: s.seed,
-        mode: s.mode,
-        ...(s.threads ? { threads: s.threads } : {}),
-      });
-      const statsOpts = { nNeurons: ref.nNeurons, models: ctx.models.map((_, i) => i) };
-      const exOpts = { nNeurons: ref.nNeurons, models: [0], k: s.topK, seed: s.seed };
-      return [
-        ...ctx.models.slice(1).map((m, i) => ({
-          name: `cross:${m.label}`,
-          create: () => new CrossMoments(crossOpts(i + 1)),
-          restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
-        })),
-        { name: 'actstats', create: () => new ActivationStats(statsOpts), restore: (st: AccumulatorState) => ActivationStats.restore(st, statsOpts) },
-        { name: 'examples', create: () => new TopExamples(exOpts), restore: (st: AccumulatorState) => TopExamples.restore(st, exOpts) },
-      ];
-    },
+    accumulators: (ctx) => [...crossSpecs(ctx), ...statsSpecs(ctx)],
     finalize: (ctx, results) => writeResults(ctx, results),
   };
+}
+
+/** The cross-model correlation accumulators: reference vs each other model. */
+function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
+  const ref = ctx.models[0]!;
+  const s = ctx.settings;
+  const crossOpts = (m: number): CrossMomentsOptions => ({
+    model: m,
+    ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
+    other: { nLayers: ctx.models[m]!.nLayers, dMlp: ctx.models[m]!.dMlp },
+    seed: s.seed,
+    mode: s.mode,
+    ...(s.threads ? { threads: s.threads } : {}),
+  });
+  return ctx.models.slice(1).map((m, i) => ({
+    name: `cross:${m.label}`,
+    create: () => new CrossMoments(crossOpts(i + 1)),
+    restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
+  }));
+}
+
+/** Activation statistics of every model and top examples of the reference. */
+function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
+  const ref = ctx.models[0]!;
+  const s = ctx.settings;
+  const statsOpts = { nNeurons: ref.nNeurons, models: ctx.models.map((_, i) => i) };
+  const exOpts = { nNeurons: ref.nNeurons, models: [0], k: s.topK, seed: s.seed };
+  return [
+    { name: 'actstats', create: () => new ActivationStats(statsOpts), restore: (st: AccumulatorState) => ActivationStats.restore(st, statsOpts) },
+    { name: 'examples', create: () => new TopExamples(exOpts), restore: (st: AccumulatorState) => TopExamples.restore(st, exOpts) },
+  ];
 }
 
 async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>> {
