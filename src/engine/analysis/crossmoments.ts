@@ -18,8 +18,11 @@
  *   S_xy·R_lᵀ and r_kᵀC_l r_k − (r_k·S_y)²/n, centred first. These run as float64 GEMMs on ORT.
  * - Zero variance gives ρ = 0 (never NaN); ρ is clamped to [−1, 1].
  * - Blocks: `block: [start, end)` restricts the reference side to those columns; memory is about
- *   12·(end−start)·N_m bytes (float64 total + fp32 partial). Every output element is computed by
- *   the same arithmetic as without blocks.
+ *   12·(end−start)·N_m bytes (float64 total + fp32 partial), plus m's Gram matrices (12·L·d²
+ *   bytes with the fp32 partials). Every output element is computed by the same arithmetic as
+ *   without blocks. The Gram matters only through two N_m-vectors (Σy² and each rotated neuron's
+ *   variance, `YMoments`), so one block of a pair can export them (`exportY`) and the pair's other
+ *   blocks take them (`yMoments`) and hold no Gram at all: a blocked run's memory is the block.
  * - Fast mode (`mode: 'fast'`): exact all-pairs moments on a screen — the first `screenTokens`
  *   kept tokens, or batches given to `screen()` beforehand — then for every reference neuron only
  *   its candidate partners (screened ρ within `margin` of its best) and candidate rotated neurons
@@ -52,6 +55,17 @@ export interface FastOptions {
   maxCandidates?: number;
 }
 
+/**
+ * What the baseline and the zero-variance rule need from m's Gram matrices, over the same n tokens:
+ * Σy² (the diagonals) and r_k Σ_l r_kᵀ per rotated neuron (its variance times n). Both N_m long.
+ */
+export interface YMoments {
+  n: number;
+  seed: number;
+  syy: Float64Array;
+  rotVar: Float64Array;
+}
+
 export interface CrossMomentsOptions {
   /** Position of model m in `ActivationBatch.models` (1, 2, …; 0 is the reference). */
   model: number;
@@ -71,6 +85,13 @@ export interface CrossMomentsOptions {
   threads?: number;
   /** A session cache shared with other accumulators; default: a private one, released by finish(). */
   gemm?: Gemm;
+  /**
+   * m's moments from another block of this pair over the same tokens (its result's `y`): then no
+   * Gram is accumulated. Called by finish(); exact mode only.
+   */
+  yMoments?: () => YMoments;
+  /** Put m's moments into the result (`y`), for the pair's other blocks. */
+  exportY?: boolean;
 }
 
 export interface CrossMomentsResult {
@@ -88,6 +109,8 @@ export interface CrossMomentsResult {
   baseline: Float64Array;
   /** Its argmax, a rotated-neuron column (layer·d_mlp + k); −1 when none has variance. */
   baselinePartner: Int32Array;
+  /** With `exportY`. */
+  y?: YMoments;
 }
 
 const STATE_KIND = 'CrossMoments';
@@ -278,10 +301,11 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     if (f.screenTokens !== undefined && !(Number.isSafeInteger(f.screenTokens) && f.screenTokens >= 1)) {
       throw new EngineError(`CrossMoments: fast screenTokens ${f.screenTokens} must be a positive integer`);
     }
+    if (opts.yMoments && this.mode !== 'exact') throw new EngineError('CrossMoments: yMoments (a block without its own Gram) needs exact mode');
     this.ownGemm = !opts.gemm;
     this.gemm = opts.gemm ?? new Gemm({ threads: opts.threads });
     this.xs = new XStats(this.B);
-    this.dense = new DenseMoments(this.B, this.Nm, this.layout);
+    this.dense = new DenseMoments(this.B, this.Nm, this.layout, !opts.yMoments);
   }
 
   private get screenTokens(): number {
@@ -360,7 +384,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
         a: this.B,
         b: this.Nm,
         xy: D.p32,
-        gram: { layout: this.layout, parts: D.gp32 },
+        ...(D.withGram ? { gram: { layout: this.layout, parts: D.gp32 } } : {}),
       });
       addInto(D.syAcc, sy);
       D.partialTokens += n;
@@ -406,13 +430,14 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     // Rotated neurons: the same on the screen's baseline correlations, two passes over the layers
     // (row maxima, then candidates) so that no B×N_m matrix is held.
     const R = this.rotations();
+    const ym = await this.gramMoments(D, n, R);
     const best = new Float64Array(B).fill(-Infinity);
-    await this.rotatedCorr(D, n, R, ix, (_l, rho) => {
+    await this.rotatedCorr(D, n, R, ix, ym, (_l, rho) => {
       for (let i = 0; i < B; i++) for (let k = 0; k < d; k++) if (rho[i * d + k]! > best[i]!) best[i] = rho[i * d + k]!;
     });
     const candR: number[][] = Array.from({ length: B }, () => []);
     const vals: number[][] = Array.from({ length: B }, () => []);
-    await this.rotatedCorr(D, n, R, ix, (l, rho) => {
+    await this.rotatedCorr(D, n, R, ix, ym, (l, rho) => {
       for (let i = 0; i < B; i++) {
         const lim = ix[i] === 0 ? -Infinity : best[i]! - bMargin;
         for (let k = 0; k < d; k++) {
@@ -521,6 +546,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       this.opts.seed,
       this.mode === 'fast' ? 1 : 0,
       ...(this.mode === 'fast' ? [this.screenTokens, f.margin ?? 0.05, f.baselineMargin ?? 0.05, f.maxCandidates ?? 64] : []),
+      // Appended, so that checkpoints of unblocked runs keep their header.
+      ...(this.opts.yMoments ? [1] : []),
     ];
   }
 
@@ -581,7 +608,9 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const sx = this.xs.sx;
     const ix = invStd(sx, this.xs.sxx, n);
     const sy = D.sy();
-    const iy = invStd(sy, D.syy(), n, Y_REL);
+    const R = this.rotations();
+    const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
+    const iy = invStd(sy, ym.syy, n, Y_REL);
     const my = new Float64Array(Nm);
     for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
     const maxCorr = new Float64Array(B);
@@ -604,7 +633,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const baseline = new Float64Array(B).fill(-Infinity);
     const baselinePartner = new Int32Array(B).fill(-1);
     const d = this.d;
-    await this.rotatedCorr(D, n, this.rotations(), ix, (l, rho) => {
+    await this.rotatedCorr(D, n, R, ix, ym, (l, rho) => {
       for (let i = 0; i < B; i++) {
         for (let k = 0; k < d; k++) {
           if (rho[i * d + k]! > baseline[i]!) {
@@ -620,40 +649,73 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
         baselinePartner[i] = -1;
       }
     }
-    return this.result(maxCorr, partner, baseline, baselinePartner);
+    const res = this.result(maxCorr, partner, baseline, baselinePartner);
+    if (this.opts.exportY) res.y = ym;
+    return res;
+  }
+
+  /** The `yMoments` of another block, checked to be of the same tokens and rotations. */
+  private sharedY(n: number): YMoments {
+    const y = this.opts.yMoments!();
+    if (y.n !== n || y.seed !== this.opts.seed || y.syy.length !== this.Nm || y.rotVar.length !== this.Nm) {
+      throw new EngineError(`CrossMoments: the shared moments of model ${this.opts.model} are of other tokens or rotations (n ${y.n} vs ${n}, seed ${y.seed} vs ${this.opts.seed})`);
+    }
+    return y;
   }
 
   /**
-   * ρ(x_i, (R_l V_l)_k) for every reference neuron of the block and every rotated neuron, one
-   * layer at a time (B×d), from finalized dense moments over n tokens: Cov_l·R_lᵀ over
-   * sqrt(var x_i · r_k Σ_l r_kᵀ), with Cov and Σ centred in float64 and constant neurons of m
-   * zeroed.
+   * m's moments from its finalized Gram over n tokens: Σy², and r_k Σ_l r_kᵀ with Σ_l = C_l − s sᵀ/n
+   * centred in float64 and m's constant neurons zeroed (0 for every k when n ≤ 1).
    */
-  private async rotatedCorr(D: DenseMoments, n: number, R: Float64Array[], ix: Float64Array, visit: (layer: number, rho: Float64Array) => void): Promise<void> {
-    const { B, Nm, d, L } = this;
-    const sx = D.xs.sx;
+  private async gramMoments(D: DenseMoments, n: number, R: Float64Array[]): Promise<YMoments> {
+    const { Nm, d, L } = this;
     const sy = D.sy();
-    const iy = invStd(sy, D.syy(), n, Y_REL);
-    const cov = new Float64Array(B * d);
+    const syy = D.syy();
+    const iy = invStd(sy, syy, n, Y_REL);
+    const rotVar = new Float64Array(Nm);
     const Sig = new Float64Array(d * d);
-    for (let l = 0; l < L; l++) {
+    for (let l = 0; l < L && n > 1; l++) {
       const off = l * d;
       const constY = (b: number): boolean => iy[off + b] === 0;
-      // Σ_l = C_l − s s/n, constant neurons zeroed.
       for (let a = 0; a < d; a++) {
         for (let b = 0; b < d; b++) {
           Sig[a * d + b] = constY(a) || constY(b) ? 0 : D.gram[l * d * d + a * d + b]! - (sy[off + a]! * sy[off + b]!) / n;
         }
       }
       const RS = await this.gemm.abt64(R[l]!, Sig, d, d, d); // R·Σᵀ = R·Σ
-      const irv = new Float64Array(d);
-      if (n > 1) {
-        for (let k = 0; k < d; k++) {
-          let v = 0;
-          for (let b = 0; b < d; b++) v += RS[k * d + b]! * R[l]![k * d + b]!;
-          if (v > 0) irv[k] = 1 / Math.sqrt(v);
-        }
+      for (let k = 0; k < d; k++) {
+        let v = 0;
+        for (let b = 0; b < d; b++) v += RS[k * d + b]! * R[l]![k * d + b]!;
+        rotVar[off + k] = v;
       }
+    }
+    return { n, seed: this.opts.seed, syy, rotVar };
+  }
+
+  /**
+   * ρ(x_i, (R_l V_l)_k) for every reference neuron of the block and every rotated neuron, one
+   * layer at a time (B×d), from finalized dense moments over n tokens and m's moments `ym`:
+   * Cov_l·R_lᵀ over sqrt(var x_i · r_k Σ_l r_kᵀ), with Cov centred in float64 and constant
+   * neurons of m zeroed.
+   */
+  private async rotatedCorr(
+    D: DenseMoments,
+    n: number,
+    R: Float64Array[],
+    ix: Float64Array,
+    ym: YMoments,
+    visit: (layer: number, rho: Float64Array) => void,
+  ): Promise<void> {
+    const { B, Nm, d, L } = this;
+    const sx = D.xs.sx;
+    const sy = D.sy();
+    const iy = invStd(sy, ym.syy, n, Y_REL);
+    const cov = new Float64Array(B * d);
+    for (let l = 0; l < L; l++) {
+      const off = l * d;
+      const constY = (b: number): boolean => iy[off + b] === 0;
+      const irv = new Float64Array(d);
+      for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
       for (let i = 0; i < B; i++) {
         for (let b = 0; b < d; b++) cov[i * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
       }
@@ -744,12 +806,14 @@ class DenseMoments {
     readonly B: number,
     readonly Nm: number,
     readonly layout: GramLayout,
+    /** False: m's moments come from another block (`yMoments`), and no Gram is held. */
+    readonly withGram: boolean,
   ) {
     this.sxy = new Float64Array(B * Nm);
     this.syAcc = new Float64Array(Nm);
     this.p32 = new Float32Array(B * Nm);
-    this.gram = new Float64Array(layout.groups * layout.width * layout.width);
-    this.gp32 = layout.blocks.map((b) => new Float32Array(b.rows * b.cols));
+    this.gram = new Float64Array(withGram ? layout.groups * layout.width * layout.width : 0);
+    this.gp32 = withGram ? layout.blocks.map((b) => new Float32Array(b.rows * b.cols)) : [];
     this.xs = new XStats(B);
   }
 
@@ -759,8 +823,8 @@ class DenseMoments {
     addInto(this.sxy, this.p32);
     this.p32.fill(0);
     const w = this.layout.width;
-    this.layout.blocks.forEach((blk, bi) => {
-      const part = this.gp32[bi]!;
+    this.gp32.forEach((part, bi) => {
+      const blk = this.layout.blocks[bi]!;
       const base = blk.group * w * w;
       for (let r = 0; r < blk.rows; r++) {
         const dst = base + (blk.r0 + r) * w + blk.c0;
@@ -777,7 +841,7 @@ class DenseMoments {
     if (this.final) return;
     this.flush();
     const w = this.layout.width;
-    for (let g = 0; g < this.layout.groups; g++) {
+    for (let g = 0; g < this.layout.groups && this.withGram; g++) {
       const base = g * w * w;
       for (let a = 0; a < w; a++) for (let b = a + 1; b < w; b++) this.gram[base + b * w + a] = this.gram[base + a * w + b]!;
     }
@@ -990,6 +1054,59 @@ export function mergeBlocks(parts: readonly CrossMomentsResult[], N: number): Cr
   }
   if (next !== N) throw new EngineError(`mergeBlocks: blocks cover ${next} of ${N} reference neurons`);
   return out;
+}
+
+/**
+ * A result as checkpoint state, for a blocked run that finishes some blocks before others stream
+ * (see `unpackResult`).
+ */
+export function packResult(r: CrossMomentsResult): AccumulatorState {
+  const s: AccumulatorState = {
+    kind: 'CrossMomentsResult',
+    refStart: r.refStart,
+    n: r.n,
+    seed: r.seed,
+    mode: r.mode,
+    maxCorr: r.maxCorr,
+    partner: r.partner,
+    baseline: r.baseline,
+    baselinePartner: r.baselinePartner,
+  };
+  if (r.y) {
+    s['y.n'] = r.y.n;
+    s['y.seed'] = r.y.seed;
+    s['y.syy'] = r.y.syy;
+    s['y.rotVar'] = r.y.rotVar;
+  }
+  return s;
+}
+
+export function unpackResult(s: AccumulatorState): CrossMomentsResult {
+  const f64 = (k: string): Float64Array => {
+    const v = s[k];
+    if (!(v instanceof Float64Array)) throw new EngineError(`CrossMoments: checkpoint result field ${k} is missing or not a Float64Array`);
+    return v;
+  };
+  const i32 = (k: string): Int32Array => {
+    const v = s[k];
+    if (!(v instanceof Int32Array)) throw new EngineError(`CrossMoments: checkpoint result field ${k} is missing or not an Int32Array`);
+    return v;
+  };
+  if (s.kind !== 'CrossMomentsResult' || (s.mode !== 'exact' && s.mode !== 'fast')) throw new EngineError('CrossMoments: the checkpoint holds no CrossMoments result');
+  const r: CrossMomentsResult = {
+    refStart: num(s, 'refStart'),
+    n: num(s, 'n'),
+    seed: num(s, 'seed'),
+    mode: s.mode,
+    maxCorr: f64('maxCorr'),
+    partner: i32('partner'),
+    baseline: f64('baseline'),
+    baselinePartner: i32('baselinePartner'),
+  };
+  const B = r.maxCorr.length;
+  if (r.partner.length !== B || r.baseline.length !== B || r.baselinePartner.length !== B) throw new EngineError('CrossMoments: the checkpoint result arrays differ in length');
+  if (s['y.syy'] !== undefined) r.y = { n: num(s, 'y.n'), seed: num(s, 'y.seed'), syy: f64('y.syy'), rotVar: f64('y.rotVar') };
+  return r;
 }
 
 // ---- small helpers -----------------------------------------------------------------------
