@@ -210,8 +210,9 @@ ACT = {
 }
 
 
-def forward(w, cfg, ids):
-    """One row (len <= n_positions). Returns ([pre_l], [post_l], logits), all [S, ...]."""
+def forward(w, cfg, ids, intervention=None):
+    """One row (len <= n_positions). Returns ([pre_l], [post_l], logits, ln_f input), all [S, ...].
+    intervention = (layer, neuron, value) fixes that neuron's hook_post before c_proj."""
     d, H, L = cfg['n_embd'], cfg['n_head'], cfg['n_layer']
     eps = cfg.get('layer_norm_epsilon', 1e-5)
     Dh = d // H
@@ -245,11 +246,14 @@ def forward(w, cfg, ids):
         x = x + ctx @ w[p + 'attn.c_proj.weight'] + w[p + 'attn.c_proj.bias']
         pre = ln(x, p + 'ln_2') @ w[p + 'mlp.c_fc.weight'] + w[p + 'mlp.c_fc.bias']
         post = act(pre)
+        if intervention is not None and intervention[0] == l:
+            post = post.clone()
+            post[:, intervention[1]] = intervention[2]
         pres.append(pre)
         posts.append(post)
         x = x + post @ w[p + 'mlp.c_proj.weight'] + w[p + 'mlp.c_proj.bias']
     head = w['lm_head.weight'] if cfg.get('tie_word_embeddings') is False else w['wte.weight']
-    return pres, posts, ln(x, 'ln_f') @ head.T
+    return pres, posts, ln(x, 'ln_f') @ head.T, x
 
 
 def forward_text(w, cfg, ids):
@@ -377,6 +381,44 @@ def build(name, spec, bpe, tokenizer_path):
     with open(os.path.join(GOLDEN, name + '.json'), 'w', encoding='utf-8') as f:
         json.dump(header, f, ensure_ascii=False)
         f.write('\n')
+    if name == SCORES_FIXTURE:
+        write_scores_golden(w64, cfg, bpe)
+
+
+# Scores golden: per-token nll, entropy and final-LN scale of a few rows (each text's first
+# n_positions ids), plain and with one middle-layer neuron fixed, so that the fixed value must
+# travel through later layers' attention and MLPs.
+SCORES_FIXTURE = 'gpt2-tiny-crfm'
+SCORES_INTERVENTION = dict(layer=1, neuron=13, values=[-0.17, 3.0])
+
+
+def scores(w, cfg, row, intervention=None):
+    """Per position t: -log p(row[t+1]) (0 at the last position), entropy, sqrt(var + eps) of ln_f's input."""
+    _, _, logits, resid = forward(w, cfg, row, intervention)
+    logp = torch.log_softmax(logits, -1)
+    nll = torch.zeros(len(row), dtype=logits.dtype)
+    nll[:-1] = -logp[torch.arange(len(row) - 1), torch.tensor(row[1:])]
+    entropy = -(logp.exp() * logp).sum(-1)
+    eps = cfg.get('layer_norm_epsilon', 1e-5)
+    scale = torch.sqrt(resid.var(-1, unbiased=False) + eps)
+    return {'nll': nll.tolist(), 'entropy': entropy.tolist(), 'ln_scale': scale.tolist()}
+
+
+def write_scores_golden(w64, cfg, bpe):
+    rows = [([BOS] + bpe.encode(t))[:cfg['n_positions']] for t in TEXTS]
+    iv = SCORES_INTERVENTION
+    out = {'fixture': SCORES_FIXTURE, 'rows': rows,
+           'note': 'per row, per position t: nll = -log p(row[t+1]) (0 at the last position), entropy = '
+                   '-sum p log p (nats), ln_scale = sqrt(var + eps) of the ln_f input; float64 torch',
+           'plain': [scores(w64, cfg, r) for r in rows],
+           'intervention': {'layer': iv['layer'], 'neuron': iv['neuron'], 'values': [
+               {'value': v, 'rows': [scores(w64, cfg, r, (iv['layer'], iv['neuron'], v)) for r in rows]}
+               for v in iv['values']]}}
+    path = os.path.join(GOLDEN, SCORES_FIXTURE + '.scores.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(out, f)
+        f.write('\n')
+    print(f'  {SCORES_FIXTURE}: scores of {len(rows)} rows ({sum(map(len, rows))} tokens) -> {os.path.relpath(path, ROOT)}')
 
 
 def main():

@@ -15,19 +15,26 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import {
   buildGpt2Graph,
+  ENTROPY,
   Gpt2Config,
   Gpt2Weights,
   Hook,
   hookName,
   INPUT_IDS,
+  INTERVENTION_VALUE,
+  LN_FINAL_SCALE,
   LOGITS,
+  NeuronRef,
+  NLL,
   parseGpt2Config,
   resolveGpt2Weights,
+  TARGETS,
   WeightSource,
 } from './arch/gpt2';
-import { loadCheckpoint } from './checkpoint';
+import { Checkpoint, loadCheckpoint } from './checkpoint';
 import { topNeuronsAt } from './editor';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
+import { OnnxGraph } from './onnx';
 import { SafetensorsFile } from './safetensors';
 import { encodeWithBos, Tokenizer } from './tokenizer';
 
@@ -94,6 +101,39 @@ export function defaultThreads(): number {
   return Math.max(1, Math.min(availableParallelism(), 8));
 }
 
+/**
+ * Loads a graph on ORT with the engine's session settings, as embedded bytes or, past
+ * `externalDataBytes`, as external data in a temp folder appended to `tempDirs` (the caller
+ * removes them on close).
+ */
+async function createSession(graph: OnnxGraph, want: readonly string[], opts: ForwardOptions, tempDirs: string[]): Promise<ort.InferenceSession> {
+  const threads = opts.threads && opts.threads > 0 ? Math.floor(opts.threads) : defaultThreads();
+  const options: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    extra: { session: { intra_op: { allow_spinning: opts.spinWait ? '1' : '0' } } },
+  };
+  let session: ort.InferenceSession;
+  if (graph.weightBytes() > (opts.externalDataBytes ?? DEFAULT_EXTERNAL_BYTES)) {
+    const dir = mkdtempSync(join(opts.cacheDir ?? tmpdir(), 'universal-neurons-onnx-'));
+    tempDirs.push(dir);
+    session = await ort.InferenceSession.create(graph.writeExternal(dir), options);
+  } else {
+    session = await ort.InferenceSession.create(graph.toBytes(), options);
+  }
+  // Graph optimisation must not rename or drop the outputs we read.
+  const missing = want.filter((n) => !session.outputNames.includes(n));
+  if (missing.length) {
+    await session.release();
+    throw new EngineError(`onnxruntime dropped graph outputs ${missing.join(', ')} while optimising`);
+  }
+  return session;
+}
+
 type Variant = 'acts' | 'logits';
 
 /**
@@ -140,34 +180,9 @@ export class Forward {
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {
-    const graph = buildGpt2Graph(this.weights, { logits: variant === 'logits' });
-    const threads = this.opts.threads && this.opts.threads > 0 ? Math.floor(this.opts.threads) : defaultThreads();
-    const options: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      enableCpuMemArena: true,
-      enableMemPattern: true,
-      extra: { session: { intra_op: { allow_spinning: this.opts.spinWait ? '1' : '0' } } },
-    };
-    let session: ort.InferenceSession;
-    if (graph.weightBytes() > (this.opts.externalDataBytes ?? DEFAULT_EXTERNAL_BYTES)) {
-      const dir = mkdtempSync(join(this.opts.cacheDir ?? tmpdir(), 'universal-neurons-onnx-'));
-      this.tempDirs.push(dir);
-      session = await ort.InferenceSession.create(graph.writeExternal(dir), options);
-    } else {
-      session = await ort.InferenceSession.create(graph.toBytes(), options);
-    }
-    // Graph optimisation must not rename or drop the outputs we read.
     const want = [...Array(this.config.nLayer).keys()].flatMap((l) => [hookName(l, 'pre'), hookName(l, 'post')]);
     if (variant === 'logits') want.push(LOGITS);
-    const missing = want.filter((n) => !session.outputNames.includes(n));
-    if (missing.length) {
-      await session.release();
-      throw new EngineError(`onnxruntime dropped graph outputs ${missing.join(', ')} while optimising`);
-    }
-    return session;
+    return createSession(buildGpt2Graph(this.weights, { logits: variant === 'logits' }), want, this.opts, this.tempDirs);
   }
 
   private defaultBatchTokens(logits: boolean, hooks: number): number {
@@ -185,19 +200,7 @@ export class Forward {
     const wantPre = hooks.includes('pre');
     const wantPost = hooks.includes('post');
     const logits = !!opts.logits;
-    const offsets = [0];
-    rows.forEach((r, i) => {
-      if (r.length === 0) throw new EngineError(`row ${i} is empty`);
-      if (r.length > cfg.nPositions) {
-        throw new EngineError(`row ${i} has ${r.length} tokens; this model's context is ${cfg.nPositions} (n_positions)`);
-      }
-      for (const id of r) {
-        if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) {
-          throw new EngineError(`row ${i} has token id ${id}, outside this model's vocabulary [0, ${cfg.vocabSize})`);
-        }
-      }
-      offsets.push(offsets[i]! + r.length);
-    });
+    const offsets = rowOffsets(rows, cfg);
     const nTokens = offsets[rows.length]!;
     const L = cfg.nLayer;
     const M = cfg.dMlp;
@@ -273,6 +276,24 @@ export class Forward {
   }
 }
 
+/** Checks rows of token ids against the model; returns where each row starts in the concatenation. */
+function rowOffsets(rows: readonly (readonly number[])[], cfg: Gpt2Config): number[] {
+  const offsets = [0];
+  rows.forEach((r, i) => {
+    if (r.length === 0) throw new EngineError(`row ${i} is empty`);
+    if (r.length > cfg.nPositions) {
+      throw new EngineError(`row ${i} has ${r.length} tokens; this model's context is ${cfg.nPositions} (n_positions)`);
+    }
+    for (const id of r) {
+      if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) {
+        throw new EngineError(`row ${i} has token id ${id}, outside this model's vocabulary [0, ${cfg.vocabSize})`);
+      }
+    }
+    offsets.push(offsets[i]! + r.length);
+  });
+  return offsets;
+}
+
 /** Row indices grouped into batches: longest first, at most `budget` padded tokens each. */
 export function planBatches(rows: readonly (readonly number[])[], budget: number): number[][] {
   const order = [...rows.keys()].sort((a, b) => rows[b]!.length - rows[a]!.length || a - b);
@@ -330,16 +351,9 @@ export class Model {
   static async open(path: string, opts: ForwardOptions = {}): Promise<Model> {
     const ck = loadCheckpoint(path);
     try {
-      const cfg = parseGpt2Config(ck.configJson, ck.configPath);
-      if (ck.tokenizer.vocabSize > cfg.vocabSize) {
-        throw new EngineError(
-          `${ck.configPath}: vocab_size is ${cfg.vocabSize}, but the tokenizer produces ids up to ${ck.tokenizer.vocabSize - 1}`,
-          ck.configPath,
-        );
-      }
-      const weights = resolveGpt2Weights(cfg, safetensorsSource(ck.weights), ck.weights.path);
+      const weights = checkpointWeights(ck);
       const forward = await Forward.create(weights, opts);
-      return new Model(ck.dir, cfg, ck.tokenizer, forward, ck.weights);
+      return new Model(ck.dir, weights.config, ck.tokenizer, forward, ck.weights);
     } catch (e) {
       ck.weights.close();
       throw e;
@@ -401,6 +415,180 @@ export class Model {
 
 export function openModel(path: string, opts: ForwardOptions = {}): Promise<Model> {
   return Model.open(path, opts);
+}
+
+function checkpointWeights(ck: Checkpoint): Gpt2Weights {
+  const cfg = parseGpt2Config(ck.configJson, ck.configPath);
+  if (ck.tokenizer.vocabSize > cfg.vocabSize) {
+    throw new EngineError(
+      `${ck.configPath}: vocab_size is ${cfg.vocabSize}, but the tokenizer produces ids up to ${ck.tokenizer.vocabSize - 1}`,
+      ck.configPath,
+    );
+  }
+  return resolveGpt2Weights(cfg, safetensorsSource(ck.weights), ck.weights.path);
+}
+
+export interface ScorerOptions extends ForwardOptions {
+  /** The neuron whose hook_post `score(rows, { value })` fixes. */
+  intervention?: NeuronRef;
+}
+
+export interface ScoreOptions {
+  /** Fix the scorer's intervention neuron's hook_post to this value at every position. */
+  value?: number;
+  signal?: CancellationSignal;
+}
+
+/** The result of `Scorer.score`: rows concatenated in input order, one value per token. */
+export interface TokenScores {
+  /** Row r occupies tokens offsets[r] .. offsets[r+1]-1. */
+  offsets: number[];
+  nTokens: number;
+  /** −log p(row[t+1]) at position t (nats); 0 at each row's last position, which has no target. */
+  nll: Float32Array;
+  /** −Σ p·log p (nats) of the next-token distribution at every position. */
+  entropy: Float32Array;
+  /** TransformerLens `ln_final.hook_scale`: sqrt(var + eps) of the ln_f input. */
+  lnScale: Float32Array;
+}
+
+// The [tokens × vocab] logits and log-probabilities live inside ORT for each run.
+const SCORE_LOGITS_BYTES = 512 * 1024 * 1024;
+const SCORE_MAX_TOKENS = 2048;
+
+/**
+ * Per-token next-token loss, entropy and final-LN scale, computed inside the graph so that the
+ * logits never reach JS. Two sessions, built lazily: the plain forward, and (when opened with
+ * `intervention`) the forward with that neuron's hook_post fixed to the value given per call —
+ * one session serves a whole sweep of values.
+ */
+export class Scorer {
+  readonly config: Gpt2Config;
+  private readonly sessions = new Map<boolean, Promise<ort.InferenceSession>>();
+  private readonly tempDirs: string[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly weights: Gpt2Weights,
+    readonly intervention: NeuronRef | undefined,
+    private readonly opts: ForwardOptions,
+    private readonly closeWeights: () => void,
+  ) {
+    this.config = weights.config;
+  }
+
+  /**
+   * Builds the session the scorer is for now (the intervened one when `intervention` is set), so
+   * that a bad model or neuron index fails here. `closeWeights` runs once on close.
+   */
+  static async create(weights: Gpt2Weights, opts: ScorerOptions = {}, closeWeights: () => void = () => {}): Promise<Scorer> {
+    const { intervention, ...forwardOpts } = opts;
+    const s = new Scorer(weights, intervention && { ...intervention }, forwardOpts, closeWeights);
+    try {
+      await s.session(intervention !== undefined);
+    } catch (e) {
+      await s.close();
+      throw e;
+    }
+    return s;
+  }
+
+  private session(intervened: boolean): Promise<ort.InferenceSession> {
+    if (this.closed) throw new EngineError('the scorer has been closed');
+    let s = this.sessions.get(intervened);
+    if (!s) {
+      const graph = buildGpt2Graph(this.weights, { logits: false, scores: true, intervention: intervened ? this.intervention : undefined });
+      s = createSession(graph, [NLL, ENTROPY, LN_FINAL_SCALE], this.opts, this.tempDirs);
+      this.sessions.set(intervened, s);
+      s.catch(() => this.sessions.delete(intervened));
+    }
+    return s;
+  }
+
+  private get batchTokens(): number {
+    return this.opts.batchTokens ?? Math.max(1, Math.min(SCORE_MAX_TOKENS, Math.floor(SCORE_LOGITS_BYTES / (4 * this.config.vocabSize))));
+  }
+
+  /**
+   * Scores rows of token ids (BOS first, each 1..n_positions long); the target of position t is
+   * token t+1 of its row. Cancellation is checked between ORT runs.
+   */
+  async score(rows: readonly (readonly number[])[], opts: ScoreOptions = {}): Promise<TokenScores> {
+    const { value } = opts;
+    if (value !== undefined) {
+      if (!this.intervention) throw new EngineError('this scorer was opened without an intervention neuron, so it cannot fix a value');
+      if (!Number.isFinite(value)) throw new EngineError(`intervention value ${value} is not a finite number`);
+    }
+    const offsets = rowOffsets(rows, this.config);
+    const nTokens = offsets[rows.length]!;
+    const out: TokenScores = {
+      offsets,
+      nTokens,
+      nll: new Float32Array(nTokens),
+      entropy: new Float32Array(nTokens),
+      lnScale: new Float32Array(nTokens),
+    };
+    if (rows.length === 0) return out;
+    throwIfCancelled(opts.signal);
+    const session = await this.session(value !== undefined);
+    const fetches = [NLL, ENTROPY, LN_FINAL_SCALE];
+    for (const batch of planBatches(rows, this.batchTokens)) {
+      throwIfCancelled(opts.signal);
+      const S = rows[batch[0]!]!.length; // longest first
+      const ids = new BigInt64Array(batch.length * S);
+      const targets = new BigInt64Array(batch.length * S).fill(-1n); // padding has no target
+      batch.forEach((r, b) => {
+        const row = rows[r]!;
+        row.forEach((id, t) => {
+          ids[b * S + t] = BigInt(id);
+          if (t > 0) targets[b * S + t - 1] = BigInt(id);
+        });
+      });
+      const feeds: Record<string, ort.Tensor> = {
+        [INPUT_IDS]: new ort.Tensor('int64', ids, [batch.length, S]),
+        [TARGETS]: new ort.Tensor('int64', targets, [batch.length, S]),
+      };
+      if (value !== undefined) feeds[INTERVENTION_VALUE] = new ort.Tensor('float32', Float32Array.of(value), [1]);
+      const res = await session.run(feeds, fetches);
+      const put = (name: string, dst: Float32Array): void => {
+        const src = res[name]!.data as Float32Array;
+        batch.forEach((r, b) => dst.set(src.subarray(b * S, b * S + rows[r]!.length), offsets[r]!));
+      };
+      put(NLL, out.nll);
+      put(ENTROPY, out.entropy);
+      put(LN_FINAL_SCALE, out.lnScale);
+      for (const name of fetches) res[name]!.dispose();
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.sessions.values()) {
+      try {
+        await (await s).release();
+      } catch {
+        // A session that failed to load has nothing to release.
+      }
+    }
+    this.sessions.clear();
+    for (const d of this.tempDirs) rmSync(d, { recursive: true, force: true });
+    this.closeWeights();
+  }
+}
+
+/** A checkpoint on disk as a `Scorer` (no tokenizer work; rows are token ids). */
+export async function openScorer(path: string, opts: ScorerOptions = {}): Promise<Scorer> {
+  const ck = loadCheckpoint(path);
+  let weights: Gpt2Weights;
+  try {
+    weights = checkpointWeights(ck);
+  } catch (e) {
+    ck.weights.close();
+    throw e;
+  }
+  return Scorer.create(weights, opts, () => ck.weights.close());
 }
 
 export function safetensorsSource(file: SafetensorsFile): WeightSource {

@@ -8,6 +8,13 @@
  *   outputs `L{l}.hook_pre`   float [batch·seq, d_mlp]   ln_2(x)·W_in + b_in  (mlp.c_fc)
  *           `L{l}.hook_post`  float [batch·seq, d_mlp]   act(hook_pre)
  *           `logits`          float [batch·seq, vocab]   only in the logits variant
+ * scores variant (`scores: true`):
+ *   input   `targets`         int64 [batch, seq]         next-token id per position; < 0: none
+ *   outputs `nll`             float [batch·seq]          −log softmax(logits)[target]; 0 without target
+ *           `entropy`         float [batch·seq]          −Σ p·log p of the next-token distribution
+ *           `ln_final.hook_scale` float [batch·seq]      sqrt(var + eps) of the ln_f input
+ * intervention (`intervention: { layer, neuron }`):
+ *   input   `intervention_value` float [1]               that neuron's hook_post at every position
  */
 import { EngineError } from '../errors';
 import { OnnxGraph } from '../onnx';
@@ -184,12 +191,29 @@ export function resolveGpt2Weights(cfg: Gpt2Config, source: WeightSource, file: 
 
 export const INPUT_IDS = 'input_ids';
 export const LOGITS = 'logits';
+export const TARGETS = 'targets';
+export const NLL = 'nll';
+export const ENTROPY = 'entropy';
+export const LN_FINAL_SCALE = 'ln_final.hook_scale';
+export const INTERVENTION_VALUE = 'intervention_value';
 export type Hook = 'pre' | 'post';
 export const hookName = (layer: number, hook: Hook): string => `L${layer}.hook_${hook}`;
+
+export interface NeuronRef {
+  layer: number;
+  neuron: number;
+}
 
 export interface Gpt2GraphOptions {
   /** Build the full forward with `logits`; otherwise stop at the last layer's hook_post. */
   logits: boolean;
+  /**
+   * Build the full forward with per-token `nll`, `entropy` and `ln_final.hook_scale` (input
+   * `targets`). The [tokens × vocab] logits stay inside ORT unless `logits` is also set.
+   */
+  scores?: boolean;
+  /** Replace this neuron's hook_post by the input `intervention_value` before c_proj. */
+  intervention?: NeuronRef;
 }
 
 // Opset 20 is the first with Gelu(approximate="tanh"); LayerNormalization is there from 17.
@@ -210,6 +234,8 @@ const MASK_MIN = -3.4028234663852886e38;
  */
 export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGraph {
   const cfg = w.config;
+  const iv = opts.intervention;
+  if (iv) checkNeuron(cfg, iv);
   const g = new OnnxGraph('gpt2', OPSET);
   const d = cfg.nEmbd;
   const shapes = gpt2TensorShapes(cfg);
@@ -258,19 +284,66 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
     const ctx = attention(g, cfg, qkv, heads, flat, mask, scale, l);
     x = g.op('Add', [x, linear(ctx, `${h}.attn.c_proj`)]);
     const pre = linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`, hookName(l, 'pre'));
-    const post = activation(g, cfg.activation, pre, hookName(l, 'post'));
+    const post =
+      iv?.layer === l
+        ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
+        : activation(g, cfg.activation, pre, hookName(l, 'post'));
     g.output(pre, 'float', ['tokens', cfg.dMlp]);
     g.output(post, 'float', ['tokens', cfg.dMlp]);
     // Everything after the last hook_post is dead code for activations: stop here.
-    if (l === cfg.nLayer - 1 && !opts.logits) return g;
+    if (l === cfg.nLayer - 1 && !opts.logits && !opts.scores) return g;
     x = g.op('Add', [x, linear(post, `${h}.mlp.c_proj`)]);
   }
 
   // LM head [V, d]: Gemm with transB reads it as stored, so a tied head shares wte's buffer.
   const head = cfg.tieWordEmbeddings ? wte : W('lm_head.weight');
-  g.op('Gemm', [layerNorm(x, 'ln_f'), head], { transB: { i: 1 } }, LOGITS);
-  g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
+  const logits = g.op('Gemm', [layerNorm(x, 'ln_f'), head], { transB: { i: 1 } }, LOGITS);
+  if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
+  if (opts.scores) scores(g, cfg, x, logits);
   return g;
+}
+
+function checkNeuron(cfg: Gpt2Config, n: NeuronRef): void {
+  if (!Number.isInteger(n.layer) || n.layer < 0 || n.layer >= cfg.nLayer) {
+    throw new EngineError(`intervention layer ${n.layer} is outside this model's layers 0..${cfg.nLayer - 1}`);
+  }
+  if (!Number.isInteger(n.neuron) || n.neuron < 0 || n.neuron >= cfg.dMlp) {
+    throw new EngineError(`intervention neuron L${n.layer}.N${n.neuron} is outside this model's neurons 0..${cfg.dMlp - 1} (d_mlp)`);
+  }
+}
+
+/**
+ * post·mask + value·onehot with constant mask and onehot: the neuron's column becomes exactly
+ * the value (post·0 + value·1) and every other column stays bit-identical (post·1 + value·0).
+ */
+function intervene(g: OnnxGraph, dMlp: number, neuron: number, post: string, out: string): string {
+  const value = g.input(INTERVENTION_VALUE, 'float', [1]);
+  const mask = new Float32Array(dMlp).fill(1);
+  mask[neuron] = 0;
+  const onehot = new Float32Array(dMlp);
+  onehot[neuron] = 1;
+  const fixed = g.op('Mul', [g.constF32(onehot, [dMlp]), value]);
+  return g.op('Add', [g.op('Mul', [post, g.constF32(mask, [dMlp])]), fixed], {}, out);
+}
+
+/** Per-token loss, entropy and final-LN scale, computed where the logits already are. */
+function scores(g: OnnxGraph, cfg: Gpt2Config, resid: string, logits: string): void {
+  const axis1 = g.constI64([1]);
+  const targets = g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]); // [N]
+  const logp = g.op('LogSoftmax', [logits], { axis: { i: -1 } });
+  // Positions without a target gather column 0 and are zeroed after.
+  const col = g.op('Unsqueeze', [g.op('Max', [targets, g.constI64([0], [])]), axis1]); // [N,1]
+  const picked = g.op('Reshape', [g.op('GatherElements', [logp, col], { axis: { i: 1 } }), g.constI64([-1])]);
+  const has = g.op('GreaterOrEqual', [targets, g.constI64([0], [])]);
+  g.op('Where', [has, g.op('Neg', [picked]), g.constF32([0], [])], {}, NLL);
+  // Σ p·log p over log-probabilities: no cancellation against a large log-sum-exp.
+  const plogp = g.op('Mul', [g.op('Exp', [logp]), logp]);
+  g.op('Neg', [g.op('ReduceSum', [plogp, axis1], { keepdims: { i: 0 } })], {}, ENTROPY);
+  // Two-pass variance, as TransformerLens's hook_scale (not LayerNormalization's E[x²]−E[x]²).
+  const centred = g.op('Sub', [resid, g.op('ReduceMean', [resid, axis1], { keepdims: { i: 1 } })]);
+  const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred]), axis1], { keepdims: { i: 0 } });
+  g.op('Sqrt', [g.op('Add', [variance, g.constF32([cfg.layerNormEpsilon], [])])], {}, LN_FINAL_SCALE);
+  for (const name of [NLL, ENTROPY, LN_FINAL_SCALE]) g.output(name, 'float', ['tokens']);
 }
 
 function attention(
@@ -298,7 +371,7 @@ function attention(
   return g.op('Reshape', [g.op('Transpose', [ctx], { perm: { ints: [0, 2, 1, 3] } }), flat]);
 }
 
-function activation(g: OnnxGraph, act: Activation, pre: string, out: string): string {
+function activation(g: OnnxGraph, act: Activation, pre: string, out?: string): string {
   switch (act) {
     case 'gelu_tanh':
       return g.op('Gelu', [pre], { approximate: { s: 'tanh' } }, out);
