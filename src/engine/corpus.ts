@@ -9,9 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
-import { readTextFile } from './tokenizer';
+import { brownToUniversal } from './labels';
+import { readTextFile, type Encoding } from './tokenizer';
 
 export const EOS = 50256;
 export const NEWLINE = 198;
@@ -48,8 +49,11 @@ export interface CorpusOptions {
   nPositions: number;
   /** Token budget: rows = floor(tokens / nPositions) (tokens fed to the model, BOS included). */
   tokens: number;
-  /** Text → ids without BOS (the reference model's tokenizer). Needed only for text inputs. */
-  encode?: (text: string) => number[];
+  /**
+   * Text → ids without BOS (the reference model's tokenizer). Needed only for text inputs. With
+   * character ranges, Brown-style `tagged` records give their tokens a part of speech.
+   */
+  encode?: (text: string) => number[] | Encoding;
   bos?: number;
   eos?: number;
   /** Largest text/jsonl file read (bytes); default 512 MB. */
@@ -78,6 +82,26 @@ export interface Corpus {
   /** sha256 of the rows' ids (uint32 little-endian): identifies exactly what the analysis saw. */
   hash: string;
   warnings: string[];
+  /** Documents that reached the rows, in order. */
+  documents: CorpusDocument[];
+  /** [nRows × nPositions] index into `documents` of each token; −1 for BOS and EOS. */
+  doc: Int32Array;
+  /** [nRows × nPositions] universal POS tag (index into labels.POS_TAGS), −1 where untagged; absent when no record is tagged. */
+  pos?: Int8Array;
+}
+
+/** Where a document came from: its record's `source` (else the file's name) and optional `topic`. */
+export interface CorpusDocument {
+  source: string;
+  topic?: string;
+}
+
+interface Doc {
+  text: string;
+  source?: string;
+  topic?: string;
+  /** Sentences of [word, Brown tag] pairs, in text order. */
+  tagged?: [string, string][][];
 }
 
 /** A Buffer as a plain Uint8Array view (this @types/node's Buffer does not type-check as one). */
@@ -145,11 +169,11 @@ function kindOf(path: string): CorpusFileKind | undefined {
 }
 
 /** Documents of one text or JSON Lines file. */
-function documentsOf(path: string, kind: 'text' | 'jsonl', maxBytes: number): { docs: string[]; sha256: string } {
+function documentsOf(path: string, kind: 'text' | 'jsonl', maxBytes: number): { docs: Doc[]; sha256: string } {
   const text = readTextFile(path, maxBytes); // names the file on binary / non-UTF-8 / empty / missing
   const sha256 = createHash('sha256').update(bytesOf(fs.readFileSync(path))).digest('hex');
-  if (kind === 'text') return { docs: [text], sha256 };
-  const docs: string[] = [];
+  if (kind === 'text') return { docs: [{ text }], sha256 };
+  const docs: Doc[] = [];
   const lines = text.split('\n');
   lines.forEach((raw, i) => {
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
@@ -164,7 +188,13 @@ function documentsOf(path: string, kind: 'text' | 'jsonl', maxBytes: number): { 
     if (typeof t !== 'string') {
       throw new EngineError(`${path}:${i + 1}: each JSON Lines record needs a string "text" field`, path);
     }
-    if (t.length > 0) docs.push(t);
+    if (t.length === 0) return;
+    const rec = obj as { source?: unknown; topic?: unknown; tagged?: unknown };
+    const doc: Doc = { text: t };
+    if (typeof rec.source === 'string' && rec.source) doc.source = rec.source;
+    if (typeof rec.topic === 'string' && rec.topic) doc.topic = rec.topic;
+    if (Array.isArray(rec.tagged)) doc.tagged = rec.tagged as [string, string][][];
+    docs.push(doc);
   });
   if (docs.length === 0) throw new EngineError(`${path} has no non-empty "text" records`, path);
   return { docs, sha256 };
@@ -205,14 +235,22 @@ export function readCorpus(opts: CorpusOptions): Corpus {
 
   // The stream of corpus tokens (no BOS), only as long as the budget needs.
   const stream = new Int32Array(need);
+  const streamDoc = new Int32Array(need);
+  let streamPos: Int8Array | undefined;
   let len = 0;
   let last = -1;
   let total = 0; // every stream token seen, including those past the budget
-  const push = (id: number): void => {
-    if (len < need) stream[len++] = id;
+  const documents: CorpusDocument[] = [];
+  const push = (id: number, doc = -1, pos = -1): void => {
+    if (len < need) {
+      streamDoc[len] = id === eos ? -1 : doc;
+      if (pos >= 0) (streamPos ??= new Int8Array(need).fill(-1))[len] = pos;
+      stream[len++] = id;
+    }
     total++;
     last = id;
   };
+  const label = (path: string): string => basename(path).replace(/(\.tokens\.bin|\.jsonl|\.txt|\.md)$/i, '');
   const files: CorpusFile[] = [];
   let exhausted = true;
   for (const f of listed) {
@@ -235,10 +273,17 @@ export function readCorpus(opts: CorpusOptions): Corpus {
       entry.sha256 = sha256;
       // Already joined with EOS; separate it from what came before.
       if (total > 0 && last !== eos) push(eos);
+      const source = label(f.path);
+      let doc = -1;
       for (let i = 0; i < ids.length; i++) {
         const id = ids[i]!;
         if (id === eos || i === ids.length - 1) entry.documents++;
-        push(id);
+        if (id !== eos && doc < 0 && len < need) {
+          doc = documents.length;
+          documents.push({ source });
+        }
+        push(id, doc);
+        if (id === eos) doc = -1;
       }
       continue;
     }
@@ -252,7 +297,12 @@ export function readCorpus(opts: CorpusOptions): Corpus {
       }
       throwIfCancelled(opts.signal);
       if (total > 0 && last !== eos) push(eos);
-      for (const id of opts.encode(doc)) push(id);
+      const enc = opts.encode(doc.text);
+      const ids = Array.isArray(enc) ? enc : enc.ids;
+      const tags = doc.tagged && !Array.isArray(enc) ? tokenTags(doc.text, doc.tagged, enc) : undefined;
+      const d = documents.length;
+      documents.push({ source: doc.source ?? label(f.path), ...(doc.topic ? { topic: doc.topic } : {}) });
+      for (let i = 0; i < ids.length; i++) push(ids[i]!, d, tags ? tags[i]! : -1);
       entry.documents++;
     }
   }
@@ -277,11 +327,21 @@ export function readCorpus(opts: CorpusOptions): Corpus {
     warnings.push(`the token budget ${opts.tokens} is not a multiple of the row length ${ctx}; using ${nRows * ctx} tokens (${nRows} rows)`);
   }
   const ids = new Int32Array(nRows * ctx);
+  const docOf = new Int32Array(nRows * ctx);
+  const pos = streamPos ? new Int8Array(nRows * ctx) : undefined;
   let kept = 0;
   for (let r = 0; r < nRows; r++) {
     ids[r * ctx] = bos;
     ids.set(stream.subarray(r * chunk, (r + 1) * chunk), r * ctx + 1);
+    docOf[r * ctx] = -1;
+    docOf.set(streamDoc.subarray(r * chunk, (r + 1) * chunk), r * ctx + 1);
+    if (pos && streamPos) {
+      pos[r * ctx] = -1;
+      pos.set(streamPos.subarray(r * chunk, (r + 1) * chunk), r * ctx + 1);
+    }
   }
+  const lastDoc = docOf.length ? Math.max(-1, ...docOf.subarray(docOf.length - ctx)) : -1;
+  documents.length = lastDoc + 1;
   for (let i = 0; i < ids.length; i++) if (isKept(ids[i]!)) kept++;
   const hash = createHash('sha256')
     .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength))
@@ -295,5 +355,37 @@ export function readCorpus(opts: CorpusOptions): Corpus {
     tokens: { requested: opts.tokens, available: availableRows === null ? null : availableRows * ctx, used: nRows * ctx, kept },
     hash,
     warnings,
+    documents,
+    doc: docOf,
+    ...(pos ? { pos } : {}),
   };
+}
+
+/**
+ * Universal POS tag per token of a tagged document. The tagged words are found in the text in
+ * order (Brown's `` and '' are the text's "), and a token takes the tag of the word under its
+ * first non-space character; tokens outside every word (or of words not found) get −1.
+ */
+function tokenTags(text: string, sentences: [string, string][][], enc: Encoding): Int8Array {
+  const charTag = new Int8Array(text.length).fill(-1);
+  let at = 0;
+  for (const sentence of sentences) {
+    if (!Array.isArray(sentence)) continue;
+    for (const pair of sentence) {
+      if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') continue;
+      const word = pair[0] === '``' || pair[0] === "''" ? '"' : pair[0];
+      const k = text.indexOf(word, at);
+      // A word far ahead means the text differs here: skip it rather than jump over real words.
+      if (k < 0 || k - at > 64) continue;
+      charTag.fill(brownToUniversal(pair[1]), k, k + word.length);
+      at = k + word.length;
+    }
+  }
+  const out = new Int8Array(enc.ids.length).fill(-1);
+  for (let i = 0; i < enc.ids.length; i++) {
+    let c = enc.starts[i]!;
+    while (c < enc.ends[i]! && /\s/.test(text[c]!)) c++;
+    if (c < enc.ends[i]!) out[i] = charTag[c]!;
+  }
+  return out;
 }
