@@ -14,7 +14,7 @@
  * Missing numbers: JSON has no NaN, so a value that is NaN/±Infinity in the run is sent as null.
  */
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export type ViewKind = 'overview' | 'table' | 'neuron' | 'prompt';
 export const VIEW_KINDS: readonly ViewKind[] = ['overview', 'table', 'neuron', 'prompt'];
@@ -68,6 +68,14 @@ export const TABLE_COLUMNS = [
 ] as const;
 export type TableColumn = (typeof TABLE_COLUMNS)[number];
 
+/**
+ * Neuron roles (method.md "Families and roles"): prediction/suppression/partition from the vocab
+ * moments, entropy neurons acting through the final LayerNorm, attention-deactivation neurons
+ * switching a later head onto BOS.
+ */
+export const ROLES = ['prediction', 'suppression', 'partition', 'entropy', 'attention-deactivation'] as const;
+export type Role = (typeof ROLES)[number];
+
 /** Every reference neuron, as parallel arrays (row i is neuron (layer[i], neuron[i])). */
 export interface NeuronColumns {
   layer: number[];
@@ -77,6 +85,12 @@ export interface NeuronColumns {
   values: Record<TableColumn, Num[]>;
   /** null: families are not computed in this run yet. */
   family: (string | null)[] | null;
+  /** The best explaining label, machine-readable (`unigram:the`, `prev:alphabet:t`…); null: not in this run. */
+  familyLabel: (string | null)[] | null;
+  /** Variance reduction (0–1) of that label; null: not in this run. */
+  familyVr: Num[] | null;
+  /** Every role of each neuron, the primary first ([] = none); null: roles not computed in this run. */
+  roles: Role[][] | null;
 }
 
 export interface LayerSummary {
@@ -100,6 +114,36 @@ export interface FamilyCount {
   universal: number;
 }
 
+/** Neurons per family and layer (`all[l]`, `universal[l]`), families in display order. */
+export interface FamilyLayerCounts {
+  family: string;
+  all: number[];
+  universal: number[];
+}
+
+/** Neurons having a role (several roles: counted under each), in total and per layer. */
+export interface RoleCount {
+  role: Role;
+  neurons: number;
+  universal: number;
+  byLayer: number[];
+}
+
+/** An attention-deactivation score of a neuron against a later head (roles.json). */
+export interface AttentionScore {
+  /** `L3.H1` */
+  head: string;
+  /** z-score against random unit directions. */
+  score: Num;
+  /** The raw score ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head (null when the run gives only the z-score). */
+  raw: Num;
+}
+
+export interface AttentionPair extends AttentionScore {
+  layer: number;
+  neuron: number;
+}
+
 export interface OverviewData {
   run: RunInfo;
   totals: { neurons: number; universal: number; percent: number };
@@ -109,6 +153,12 @@ export interface OverviewData {
   scatter: { layer: number[]; neuron: number[]; meanCorr: Num[]; meanBaseline: Num[]; universal: boolean[] };
   /** null: families are not computed in this run yet. */
   families: FamilyCount[] | null;
+  /** Per-layer family counts for the stacked bars; null: no families in this run. */
+  familyLayers: FamilyLayerCounts[] | null;
+  /** null: roles are not computed in this run. */
+  roles: RoleCount[] | null;
+  /** The strongest neuron–head attention-deactivation pairs (roles.json); null: not in this run. */
+  attention: AttentionPair[] | null;
 }
 
 export interface TableData {
@@ -142,6 +192,8 @@ export interface ExampleContext {
   /** Index into tokens of the max. */
   maxIndex: number;
   tokens: ExampleToken[];
+  /** Whether the max token carries the neuron's best family label (absent: not known). */
+  carriesLabel?: boolean;
 }
 
 export interface TokenValue {
@@ -172,6 +224,28 @@ export interface ActivationHistogram extends Histogram {
   max: Num;
 }
 
+/** Why a neuron is in its family: its best label and how much of its variance that label explains. */
+export interface FamilyExplanation {
+  /** Machine-readable (`unigram:the`, `prev:alphabet:t`, `position:<32`…); null: none. */
+  label: string | null;
+  /** Variance reduction of the label, 0–1. */
+  vr: Num;
+  /** Binary mutual information (nats) of firing vs position. */
+  positionMi: Num;
+}
+
+export interface EntropyPoint {
+  lnScale: Num;
+  entropy: Num;
+  loss: Num;
+}
+
+/** Entropy-neuron intervention (roles.json): the activation fixed to `value` at every position. */
+export interface EntropyIntervention {
+  baseline: EntropyPoint;
+  points: (EntropyPoint & { value: number; dLoss: Num; dEntropy: Num })[];
+}
+
 export interface NeuronData {
   run: RunInfo;
   layer: number;
@@ -179,6 +253,14 @@ export interface NeuronData {
   universal: boolean;
   /** undefined: families not computed; null: in no family. */
   family?: string | null;
+  /** undefined: the run has no family labels. */
+  explanation?: FamilyExplanation;
+  /** undefined: roles not computed; [] none; else the primary role first. */
+  roles?: Role[];
+  /** Attention-deactivation scores against later heads, strongest first (when the run has them). */
+  attention?: AttentionScore[];
+  /** The entropy intervention of this neuron (when the run made one). */
+  entropy?: EntropyIntervention;
   stats: StatRow[];
   /** Post-activation histogram over the corpus. */
   histogram: ActivationHistogram | null;
@@ -239,15 +321,20 @@ export const MAX_TEXT = 4000;
 // Persisted webview state (vscode.setState / the panel serializers)
 
 /** Table filters and paging; restored across reloads. */
+/** What the table sorts by: a numeric column, position, or a family/role column. */
+export type TableSort = TableColumn | 'layer' | 'neuron' | 'family' | 'family_vr' | 'role';
+
 export interface TableUiState {
   universalOnly: boolean;
   /** null: every layer. */
   layer: number | null;
   /** null: every family. */
   family: string | null;
+  /** null or absent (state saved before roles existed): every role. */
+  role?: Role | null;
   minExcess: number | null;
   maxExcess: number | null;
-  sort: TableColumn | 'layer' | 'neuron';
+  sort: TableSort;
   descending: boolean;
   page: number;
 }
@@ -295,6 +382,13 @@ const isNullableStr = (v: unknown): v is string | null => v === null || isStr(v)
 export const isViewKind = (v: unknown): v is ViewKind => v === 'overview' || v === 'table' || v === 'neuron' || v === 'prompt';
 const isLogLevel = (v: unknown): v is LogLevel => v === 'info' || v === 'warn' || v === 'error';
 const isTableColumn = (v: unknown): v is TableColumn => (TABLE_COLUMNS as readonly unknown[]).includes(v);
+export const isRole = (v: unknown): v is Role => (ROLES as readonly unknown[]).includes(v);
+/** An attention head name as the engine writes it (`L3.H1`). */
+export const isHeadName = (v: unknown): v is string => isStr(v) && /^L\d{1,4}\.H\d{1,4}$/.test(v);
+/** A family label: short text (the engine writes `kind:value`, optionally `prev:`-prefixed). */
+const isLabel = (v: unknown): v is string => isStr(v) && v.length <= 200;
+const isNullableLabel = (v: unknown): v is string | null => v === null || isLabel(v);
+const isRoleList = (v: unknown): v is Role[] => every(v, isRole) && new Set(v).size === v.length;
 const isStatGroup = (v: unknown): v is StatGroup => (STAT_GROUPS as readonly unknown[]).includes(v);
 
 export function isNeuronRef(v: unknown): v is NeuronRef {
@@ -322,7 +416,12 @@ export function isNeuronColumns(v: unknown): v is NeuronColumns {
   if (!arrayOf(v.neuron, n, isNat) || !arrayOf(v.universal, n, isBool) || !isObj(v.values)) return false;
   const values = v.values;
   if (!TABLE_COLUMNS.every((c) => arrayOf(values[c], n, isNum))) return false;
-  return v.family === null || arrayOf(v.family, n, isNullableStr);
+  return (
+    (v.family === null || arrayOf(v.family, n, isNullableStr)) &&
+    (v.familyLabel === null || arrayOf(v.familyLabel, n, isNullableLabel)) &&
+    (v.familyVr === null || arrayOf(v.familyVr, n, isNum)) &&
+    (v.roles === null || arrayOf(v.roles, n, isRoleList))
+  );
 }
 
 function isHistogram(v: unknown): v is Histogram {
@@ -335,6 +434,22 @@ function isLayerSummary(v: unknown): v is LayerSummary {
 
 function isFamilyCount(v: unknown): v is FamilyCount {
   return isObj(v) && isStr(v.family) && isNat(v.neurons) && isNat(v.universal);
+}
+
+function isFamilyLayerCounts(v: unknown): v is FamilyLayerCounts {
+  return isObj(v) && isStr(v.family) && every(v.all, isNat) && arrayOf(v.universal, v.all.length, isNat);
+}
+
+function isRoleCount(v: unknown): v is RoleCount {
+  return isObj(v) && isRole(v.role) && isNat(v.neurons) && isNat(v.universal) && every(v.byLayer, isNat);
+}
+
+function isAttentionScore(v: unknown): v is AttentionScore {
+  return isObj(v) && isHeadName(v.head) && isNum(v.score) && isNum(v.raw);
+}
+
+function isAttentionPair(v: unknown): v is AttentionPair {
+  return isObj(v) && isAttentionScore(v) && isNat(v.layer) && isNat(v.neuron);
 }
 
 export function isOverviewData(v: unknown): v is OverviewData {
@@ -351,7 +466,10 @@ export function isOverviewData(v: unknown): v is OverviewData {
     arrayOf(s.universal, n, isBool) &&
     every(v.layers, isLayerSummary) &&
     isHistogram(v.excessHistogram) &&
-    (v.families === null || every(v.families, isFamilyCount))
+    (v.families === null || every(v.families, isFamilyCount)) &&
+    (v.familyLayers === null || every(v.familyLayers, isFamilyLayerCounts)) &&
+    (v.roles === null || every(v.roles, isRoleCount)) &&
+    (v.attention === null || every(v.attention, isAttentionPair))
   );
 }
 
@@ -374,7 +492,8 @@ function isExampleContext(v: unknown): v is ExampleContext {
     isInt(v.row) &&
     every(v.tokens, isExampleToken) &&
     isNat(v.maxIndex) &&
-    (v.tokens.length === 0 || v.maxIndex < v.tokens.length)
+    (v.tokens.length === 0 || v.maxIndex < v.tokens.length) &&
+    (v.carriesLabel === undefined || isBool(v.carriesLabel))
   );
 }
 
@@ -392,6 +511,22 @@ function isActivationHistogram(v: unknown): v is ActivationHistogram {
   return isObj(v) && isHistogram(v) && isNat(v.under) && isNat(v.over) && isNum(v.min) && isNum(v.max);
 }
 
+function isFamilyExplanation(v: unknown): v is FamilyExplanation {
+  return isObj(v) && isNullableLabel(v.label) && isNum(v.vr) && isNum(v.positionMi);
+}
+
+function isEntropyPoint(v: unknown): v is EntropyPoint {
+  return isObj(v) && isNum(v.lnScale) && isNum(v.entropy) && isNum(v.loss);
+}
+
+function isInterventionPoint(v: unknown): v is EntropyIntervention['points'][number] {
+  return isObj(v) && isEntropyPoint(v) && isFiniteNum(v.value) && isNum(v.dLoss) && isNum(v.dEntropy);
+}
+
+function isEntropyIntervention(v: unknown): v is EntropyIntervention {
+  return isObj(v) && isEntropyPoint(v.baseline) && every(v.points, isInterventionPoint);
+}
+
 export function isNeuronData(v: unknown): v is NeuronData {
   if (!isObj(v)) return false;
   const vocab = v.vocab;
@@ -401,6 +536,10 @@ export function isNeuronData(v: unknown): v is NeuronData {
     isNat(v.neuron) &&
     isBool(v.universal) &&
     (v.family === undefined || isNullableStr(v.family)) &&
+    (v.explanation === undefined || isFamilyExplanation(v.explanation)) &&
+    (v.roles === undefined || isRoleList(v.roles)) &&
+    (v.attention === undefined || every(v.attention, isAttentionScore)) &&
+    (v.entropy === undefined || isEntropyIntervention(v.entropy)) &&
     every(v.stats, isStatRow) &&
     (v.histogram === null || isActivationHistogram(v.histogram)) &&
     every(v.examples, isExampleContext) &&
@@ -480,9 +619,10 @@ export function isTableUiState(v: unknown): v is TableUiState {
     isBool(v.universalOnly) &&
     (v.layer === null || isNat(v.layer)) &&
     isNullableStr(v.family) &&
+    (v.role === undefined || v.role === null || isRole(v.role)) &&
     isNum(v.minExcess) &&
     isNum(v.maxExcess) &&
-    (v.sort === 'layer' || v.sort === 'neuron' || isTableColumn(v.sort)) &&
+    (v.sort === 'layer' || v.sort === 'neuron' || v.sort === 'family' || v.sort === 'family_vr' || v.sort === 'role' || isTableColumn(v.sort)) &&
     isBool(v.descending) &&
     isNat(v.page)
   );

@@ -1,10 +1,11 @@
 /**
  * The neuron table: every reference neuron, filtered (universal only by default, layer, family,
- * excess range), sorted by any column, shown a page at a time so that GPT2-small's 36,864 rows stay
+ * role, excess range), sorted by any column (families in the method's order, roles by primary role), shown a page at a time so that GPT2-small's 36,864 rows stay
  * responsive (filter + sort over all rows takes milliseconds; only PAGE_SIZE rows reach the DOM).
  * Clicking a row (or Enter on it) opens the neuron's page. Filters and page persist across reloads.
  */
-import { TABLE_COLUMNS, type TableColumn, type TableData, type TableUiState } from '../src/protocol';
+import { ROLES, TABLE_COLUMNS, type Role, type TableData, type TableSort, type TableUiState } from '../src/protocol';
+import { compareFamilies, describeLabel, familyName, ROLE_TITLES } from '../src/extension/familyText';
 import { runHeader, type ViewContext } from './common';
 import { el, fmt, neuronName } from './dom';
 import { button, checkbox, dataGrid, dropdown, textField, type GridColumn } from './ui';
@@ -15,6 +16,7 @@ export const DEFAULT_TABLE_STATE: TableUiState = {
   universalOnly: true,
   layer: null,
   family: null,
+  role: null,
   minExcess: null,
   maxExcess: null,
   sort: 'excess_corr',
@@ -39,6 +41,7 @@ export function filterAndSort(d: TableData, st: TableUiState): number[] {
     if (st.universalOnly && !c.universal[i]) continue;
     if (st.layer !== null && c.layer[i] !== st.layer) continue;
     if (st.family !== null && (c.family === null || c.family[i] !== st.family)) continue;
+    if (st.role != null && !c.roles?.[i]?.includes(st.role)) continue;
     if (st.minExcess !== null && !(e !== null && e !== undefined && e >= st.minExcess)) continue;
     if (st.maxExcess !== null && !(e !== null && e !== undefined && e <= st.maxExcess)) continue;
     rows.push(i);
@@ -47,8 +50,26 @@ export function filterAndSort(d: TableData, st: TableUiState): number[] {
   if (st.sort === 'layer' || st.sort === 'neuron') {
     rows.sort(st.sort === 'layer' ? byPos : (a, b) => c.neuron[a]! - c.neuron[b]! || c.layer[a]! - c.layer[b]!);
     if (st.descending) rows.reverse();
+  } else if (st.sort === 'family' || st.sort === 'role') {
+    // Categories in display order (method order for families, ROLES order for primary roles);
+    // none last whichever the direction, ties by position.
+    const fam = c.family;
+    const roles = c.roles;
+    const sign = st.descending ? -1 : 1;
+    const cmp =
+      st.sort === 'family'
+        ? (a: number, b: number) => compareFamilies(fam?.[a], fam?.[b])
+        : (a: number, b: number) => ROLES.indexOf(roles![a]![0]!) - ROLES.indexOf(roles![b]![0]!);
+    const has = st.sort === 'family' ? (i: number) => !!fam?.[i] : (i: number) => !!roles?.[i]?.length;
+    rows.sort((a, b) => {
+      const x = has(a);
+      const y = has(b);
+      if (!x) return !y ? byPos(a, b) : 1;
+      if (!y) return -1;
+      return sign * cmp(a, b) || byPos(a, b);
+    });
   } else {
-    const v = c.values[st.sort];
+    const v = st.sort === 'family_vr' ? (c.familyVr ?? []) : c.values[st.sort];
     const sign = st.descending ? -1 : 1;
     rows.sort((a, b) => {
       const x = v[a];
@@ -66,6 +87,8 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
   const st: TableUiState = { ...DEFAULT_TABLE_STATE, ...(initial ?? {}) };
   if (st.layer !== null && st.layer >= d.run.nLayers) st.layer = null;
   if (st.family !== null && (c.family === null || !c.family.includes(st.family))) st.family = null;
+  if (st.role != null && c.roles === null) st.role = null;
+  if ((st.sort === 'family' && !c.family) || (st.sort === 'role' && !c.roles) || (st.sort === 'family_vr' && !c.familyVr)) st.sort = 'excess_corr';
 
   // Wide enough for the header and its sort arrow (the grid scrolls sideways in a narrow panel).
   const w = (title: string) => Math.max(72, Math.round(7.5 * title.length) + 40);
@@ -73,7 +96,10 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
     { key: 'neuron_name', title: 'Neuron', minWidth: 96 },
     { key: 'layer', title: 'Layer', minWidth: w('Layer'), numeric: true, sortable: true },
     ...TABLE_COLUMNS.map((k) => ({ key: k, title: k, minWidth: w(k), numeric: true, sortable: true })),
-    ...(c.family ? [{ key: 'family', title: 'family', minWidth: 110 }] : []),
+    ...(c.family ? [{ key: 'family', title: 'family', minWidth: w('family'), sortable: true }] : []),
+    ...(c.familyLabel ? [{ key: 'family_label', title: 'explained by', minWidth: 190 }] : []),
+    ...(c.familyVr ? [{ key: 'family_vr', title: 'family_vr', minWidth: w('family_vr'), numeric: true, sortable: true }] : []),
+    ...(c.roles ? [{ key: 'role', title: 'role', minWidth: w('suppression'), sortable: true }] : []),
   ];
   let pageRows: number[] = [];
   const grid = dataGrid({
@@ -81,11 +107,12 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
     columns,
     rowTitle: 'Open this neuron’s page',
     onSort: (key) => {
-      const k = key as TableColumn | 'layer';
+      const k = key as TableSort;
       if (st.sort === k) st.descending = !st.descending;
       else {
         st.sort = k;
-        st.descending = k !== 'layer';
+        // Numbers start with the largest; positions and categories in their natural order.
+        st.descending = k !== 'layer' && k !== 'family' && k !== 'role';
       }
       st.page = 0;
       update();
@@ -109,7 +136,8 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
   };
   ctx.onDispose(() => clearTimeout(timer));
 
-  const families = c.family ? [...new Set(c.family.filter((f): f is string => !!f))].sort() : [];
+  const families = c.family ? [...new Set(c.family.filter((f): f is string => !!f))].sort(compareFamilies) : [];
+  const roles = c.roles ? ROLES.filter((r) => c.roles!.some((x) => x.includes(r))) : [];
   const filters = el(
     'div',
     { class: 'filters', attrs: { role: 'group', 'aria-label': 'Filters' } },
@@ -129,12 +157,19 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
       },
     ),
     c.family
-      ? dropdown('Family', [{ value: '', label: 'all families' }, ...families.map((f) => ({ value: f, label: f }))], st.family ?? '', (v) => {
+      ? dropdown('Family', [{ value: '', label: 'all families' }, ...families.map((f) => ({ value: f, label: familyName(f) }))], st.family ?? '', (v) => {
           st.family = v === '' ? null : v;
           st.page = 0;
           update();
         })
       : el('div', { class: 'ui-field' }, el('span', { class: 'label', text: 'Family' }), el('span', { class: 'muted', text: 'not computed yet' })),
+    c.roles
+      ? dropdown('Role', [{ value: '', label: 'any role' }, ...roles.map((r) => ({ value: r, label: ROLE_TITLES[r] }))], st.role ?? '', (v) => {
+          st.role = v === '' ? null : (v as Role);
+          st.page = 0;
+          update();
+        })
+      : null,
     textField(
       'excess_corr ≥',
       st.minExcess === null ? '' : String(st.minExcess),
@@ -188,7 +223,10 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
         neuronName(c.layer[i]!, c.neuron[i]!),
         String(c.layer[i]),
         ...TABLE_COLUMNS.map((k) => fmt(c.values[k][i])),
-        ...(c.family ? [c.family[i] ?? ''] : []),
+        ...(c.family ? [c.family[i] ? familyName(c.family[i]) : ''] : []),
+        ...(c.familyLabel ? [c.familyLabel[i] ? describeLabel(c.familyLabel[i]) : ''] : []),
+        ...(c.familyVr ? [fmt(c.familyVr[i], 3)] : []),
+        ...(c.roles ? [c.roles[i]!.map((r) => ROLE_TITLES[r]).join(', ')] : []),
       ]),
     );
     grid.setSort(st.sort, st.descending);

@@ -14,7 +14,10 @@
  *   l·d_mlp+n), `corr` (or `max_corr`), optional `baseline`;
  * - `examples.json` + `examples.bin` (optional, examples.ts layout): read per neuron by slicing the
  *   fixed-stride arrays, never the whole file (hundreds of MB for GPT2-small);
- * - `vocab.arrow` (optional): `layer, neuron, side` ('top'|'bottom'), `rank`, `token`, `value`.
+ * - `vocab.arrow` (optional): `layer, neuron, side` ('top'|'bottom'), `rank`, `token`, `value`;
+ * - families and roles (optional, newer runs): neurons.arrow's `family_label`, `role`, `roles`,
+ *   `attn_head`, `family_hits` (utf8) and `family_vr`, `position_mi`, `attn_score` (float64)
+ *   columns, and `roles.json` (rolesFile.ts). A column of the wrong type counts as absent.
  * Token text comes from the reference model's tokenizer (manifest.models[0].dir); without it the
  * views show token ids.
  */
@@ -23,14 +26,18 @@ import { join } from 'node:path';
 import { percentileRank } from '../engine/analysis/percentile';
 import { partnerColumns, readNeuronArrow } from '../engine/store';
 import { bestReferenceByPartner, familyCounts, histogram, isUniversal, layerShares, partnerKey } from '../engine/analysis/summaries';
+import { familyLayerCounts, roleCounts } from './familyCounts';
+import { readRolesFile, ROLES_FILE, type RolesFile } from './rolesFile';
 import type {
   ActivationHistogram,
+  AttentionScore,
   ExampleContext,
   NeuronData,
   NeuronRef,
   Num,
   OverviewData,
   Partner,
+  Role,
   RunInfo,
   StatGroup,
   StatRow,
@@ -38,7 +45,7 @@ import type {
   TableData,
   TokenValue,
 } from '../protocol';
-import { TABLE_COLUMNS } from '../protocol';
+import { isHeadName, isRole, TABLE_COLUMNS } from '../protocol';
 
 export class RunDataError extends Error {}
 
@@ -92,6 +99,16 @@ export interface RunData {
   /** Per row: the run's universal flag (its `universal` column, else excess_corr > threshold). */
   universal: boolean[];
   family: (string | null)[] | null;
+  /** Best explaining label per row (`family_label`); null: not in this run. */
+  familyLabel: (string | null)[] | null;
+  /** Roles per row, the primary (`role`) first; null: roles not in this run. */
+  roles: Role[][] | null;
+  /** Strongest attention-deactivation head per row (`attn_head`; its z-score is column `attn_score`). */
+  attnHead: (string | null)[] | null;
+  /** Per row, '1'/'0' per stored top example: does its max token carry the label (`family_hits`). */
+  familyHits: (string | null)[] | null;
+  /** roles.json, when the run has one. */
+  rolesFile: RolesFile | null;
   /** Partners per reference row. */
   partners: PartnerRow[][] | null;
   partnerNote?: string;
@@ -200,6 +217,16 @@ function strColumn(t: ArrowTable, name: string): (string | null)[] | undefined {
     out.push(typeof x === 'string' && x !== '' ? x : null);
   }
   return out;
+}
+
+/** Roles per row from `role` (primary) and `roles` (comma-separated); unknown role names are dropped. */
+function readRoles(primary: (string | null)[] | undefined, all: (string | null)[] | undefined): Role[][] | null {
+  if (!primary && !all) return null;
+  const n = (primary ?? all)!.length;
+  return Array.from({ length: n }, (_, i) => {
+    const list = [primary?.[i] ?? '', ...(all?.[i] ?? '').split(',')].map((x) => x.trim()).filter(isRole);
+    return [...new Set(list)];
+  });
 }
 
 async function loadTokenizer(dir: string): Promise<{ tok: Tok | null; note?: string }> {
@@ -364,8 +391,14 @@ export async function loadRun(runDir: string): Promise<RunData> {
     neuron[i] = n;
     layerRows[l]!.push(i);
   }
-  // Text columns (the store's reader keeps numbers only): families, when a run has them.
-  const family = strColumn(await readArrow(neuronsPath), 'family') ?? null;
+  // Text columns (the store's reader keeps numbers only): families and roles, when a run has them.
+  const raw = await readArrow(neuronsPath);
+  const family = strColumn(raw, 'family') ?? null;
+  const familyLabel = strColumn(raw, 'family_label')?.map((x) => (x !== null && x.length <= 200 ? x : null)) ?? null;
+  const roles = readRoles(strColumn(raw, 'role'), strColumn(raw, 'roles'));
+  const attnHead = strColumn(raw, 'attn_head')?.map((x) => (isHeadName(x) ? x : null)) ?? null;
+  const familyHits = strColumn(raw, 'family_hits')?.map((x) => (x !== null && /^[01]+$/.test(x) ? x : null)) ?? null;
+  const rolesFile = readRolesFile(runDir, (l, n) => (l < nLayers && n < dMlp && rowOf[l * dMlp + n]! >= 0 ? l * dMlp + n : undefined));
   const flag = columns.get('universal');
   const excess = columns.get('excess_corr');
   const universal = Array.from({ length: nRows }, (_, i) =>
@@ -407,6 +440,11 @@ export async function loadRun(runDir: string): Promise<RunData> {
     columns,
     universal,
     family,
+    familyLabel,
+    roles,
+    attnHead,
+    familyHits,
+    rolesFile,
     partners,
     partnerNote,
     examples,
@@ -423,7 +461,7 @@ const cache = new Map<string, { key: string; data: Promise<RunData> }>();
 const CACHE_SIZE = 3;
 
 function stamp(runDir: string): string {
-  return ['manifest.json', 'neurons.arrow', 'partners.arrow', 'examples.json', 'vocab.arrow']
+  return ['manifest.json', 'neurons.arrow', 'partners.arrow', 'examples.json', 'vocab.arrow', ROLES_FILE]
     .map((f) => {
       try {
         return String(fs.statSync(join(runDir, f)).mtimeMs);
@@ -482,15 +520,30 @@ export function overviewData(run: RunData): OverviewData {
     excessHistogram: histogram(excess, 50),
     scatter: { layer: Array.from(run.layer), neuron: Array.from(run.neuron), meanCorr: Array.from(col(run, 'mean_corr'), num), meanBaseline: Array.from(col(run, 'mean_baseline'), num), universal },
     families: run.family ? familyCounts(run.family, universal) : null,
+    familyLayers: run.family ? familyLayerCounts(run.family, run.layer, universal, run.nLayers) : null,
+    roles: run.roles ? roleCounts(run.roles, run.layer, universal, run.nLayers) : null,
+    attention: run.rolesFile ? run.rolesFile.attention.slice(0, ATTENTION_PAIRS) : null,
   };
 }
+
+/** Attention pairs the overview lists (roles.json holds the top pairs; the page stays short). */
+const ATTENTION_PAIRS = 20;
 
 export function tableData(run: RunData): TableData {
   const values = {} as Record<TableColumn, Num[]>;
   for (const c of TABLE_COLUMNS) values[c] = Array.from(col(run, c), num);
   return {
     run: run.info,
-    columns: { layer: Array.from(run.layer), neuron: Array.from(run.neuron), universal: run.universal, values, family: run.family },
+    columns: {
+      layer: Array.from(run.layer),
+      neuron: Array.from(run.neuron),
+      universal: run.universal,
+      values,
+      family: run.family,
+      familyLabel: run.familyLabel,
+      familyVr: run.columns.has('family_vr') ? Array.from(col(run, 'family_vr'), num) : null,
+      roles: run.roles,
+    },
   };
 }
 
@@ -555,6 +608,9 @@ export function neuronData(run: RunData, ref: NeuronRef): NeuronData {
     }
   }
   if (run.partnerNote) notes.push(run.partnerNote);
+  if (run.rolesFile?.note) notes.push(run.rolesFile.note);
+  const hits = run.familyHits?.[row];
+  if (hits) examples = examples.map((e, i) => (i < hits.length ? { ...e, carriesLabel: hits[i] === '1' } : e));
   if (run.tokenizerNote && (examples.length || vocab)) notes.push(run.tokenizerNote);
 
   return {
@@ -563,6 +619,7 @@ export function neuronData(run: RunData, ref: NeuronRef): NeuronData {
     neuron: n,
     universal: run.universal[row]!,
     ...(run.family ? { family: run.family[row] ?? null } : {}),
+    ...familyParts(run, row),
     stats,
     histogram,
     examples,
@@ -570,6 +627,24 @@ export function neuronData(run: RunData, ref: NeuronRef): NeuronData {
     partners,
     notes,
   };
+}
+
+/** The family explanation, roles, attention scores and entropy intervention of one row (what the run has). */
+function familyParts(run: RunData, row: number): Pick<NeuronData, 'explanation' | 'roles' | 'attention' | 'entropy'> {
+  const out: Pick<NeuronData, 'explanation' | 'roles' | 'attention' | 'entropy'> = {};
+  const vr = run.columns.get('family_vr');
+  const mi = run.columns.get('position_mi');
+  if (run.familyLabel || vr || mi) out.explanation = { label: run.familyLabel?.[row] ?? null, vr: num(vr?.[row]), positionMi: num(mi?.[row]) };
+  if (run.roles) out.roles = run.roles[row]!;
+  const j = run.layer[row]! * run.dMlp + run.neuron[row]!;
+  const fromFile = run.rolesFile?.attention.filter((a) => a.layer === run.layer[row] && a.neuron === run.neuron[row]) ?? [];
+  const attention: AttentionScore[] = fromFile.map(({ head, score, raw }) => ({ head, score, raw }));
+  const head = run.attnHead?.[row];
+  if (head && !attention.some((a) => a.head === head)) attention.unshift({ head, score: num(run.columns.get('attn_score')?.[row]), raw: null });
+  if (attention.length) out.attention = attention;
+  const entropy = run.rolesFile?.entropy.get(j);
+  if (entropy) out.entropy = entropy;
+  return out;
 }
 
 const bestCache = new WeakMap<RunData, ReturnType<typeof bestReferenceByPartner>>();

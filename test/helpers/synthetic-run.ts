@@ -1,8 +1,14 @@
 /**
  * A synthetic, complete analysis run folder in the contract's layout (manifest.json,
- * neurons.arrow, partners.arrow, examples.json/.bin, optionally vocab.arrow), with plausible
- * numbers (a U-shaped universal share per layer), for the result views' tests and previews.
- * Nothing here is science: the values are random.
+ * neurons.arrow, partners.arrow, examples.json/.bin, optionally vocab.arrow and the family/role
+ * columns with roles.json), with plausible numbers (a U-shaped universal share per layer), for the
+ * result views' tests and previews. Nothing here is science: the values are random.
+ *
+ * Families (`families: true`): every neuron gets a family (`unexplained` for most), a label that
+ * fits it, its VR, position MI, roles and per-example hits; fixed neurons carry the rarer roles so
+ * tests can find them: (L−1, 1) is an entropy neuron with an intervention in roles.json, (0, 2) an
+ * attention-deactivation neuron of head L1.H0. `families: 'family-only'` writes just the `family`
+ * column, as runs made before labels and roles did.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +25,7 @@ export interface SyntheticRunOptions {
   modelDir?: string;
   /** Top examples per neuron (0: no examples files). */
   k?: number;
-  families?: boolean;
+  families?: boolean | 'family-only';
   vocab?: boolean;
   partners?: boolean;
   /** Also write what the pipeline's plan puts in neurons.arrow: a `universal` column and wide partner columns. */
@@ -39,7 +45,95 @@ export function rng(seed: number): () => number {
   };
 }
 
-const FAMILIES = ['unigram', 'alphabet', 'previous token', 'position', 'syntax', 'semantic'];
+const FAMILIES = ['unigram', 'alphabet', 'previous-token', 'position', 'syntax', 'semantic'];
+const WORDS = ['the', 'of', 'and', 'to', 'in', 'that', 'he', 'said'];
+const POS = ['NOUN', 'VERB', 'ADJ', 'DET', 'ADP', 'PRON'];
+
+/** Entropy neuron (layer L−1) and attention-deactivation neuron (layer 0) the roles columns always have. */
+export const SYNTHETIC_ENTROPY_NEURON = (nLayers: number) => ({ layer: nLayers - 1, neuron: 1 });
+export const SYNTHETIC_ATTENTION_NEURON = { layer: 0, neuron: 2, head: 'L1.H0' };
+
+function labelFor(family: string, pick: <T>(xs: readonly T[]) => T): string {
+  switch (family) {
+    case 'unigram':
+      return `unigram:${pick(WORDS)}`;
+    case 'alphabet':
+      return `alphabet:${pick(['t', 's', 'a', 'w'])}`;
+    case 'previous-token':
+      return pick([`prev:unigram:${pick(WORDS)}`, `prev:alphabet:${pick(['t', 'c'])}`, 'prev:feature:space', 'prev:pos:DET']);
+    case 'position':
+      return pick(['position:<32', 'position:=5', 'position:<8']);
+    case 'syntax':
+      return pick([`pos:${pick(POS)}`, 'feature:punct-comma', 'feature:capitalised', 'feature:newline']);
+    case 'semantic':
+      return pick(['source:kjv', 'source:sotu', 'topic:brown/press', 'feature:year']);
+    default:
+      return pick([`unigram:${pick(WORDS)}`, 'feature:numeric', `pos:${pick(POS)}`, 'position:<64']);
+  }
+}
+
+/** The family and role columns and roles.json (own random stream: the other columns stay as they were). */
+function familyColumns(cols: Record<string, Float64Array>, L: number, D: number, K: number, seed: number): { table: Record<string, Float64Array | string[]>; roles: unknown } {
+  const N = L * D;
+  const r = rng(seed + 101);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const family: string[] = [];
+  const label: string[] = [];
+  const vr = new Float64Array(N);
+  const mi = new Float64Array(N);
+  const role: string[] = [];
+  const roles: string[] = [];
+  const head: string[] = [];
+  const score = new Float64Array(N).fill(NaN);
+  const hits: string[] = [];
+  const vocabVar = Float64Array.from(cols.vocab_var!).sort();
+  const partition = vocabVar[Math.floor(0.98 * (N - 1))]!;
+  const entropy = SYNTHETIC_ENTROPY_NEURON(L);
+  const attn = SYNTHETIC_ATTENTION_NEURON;
+  for (let i = 0; i < N; i++) {
+    const l = Math.floor(i / D);
+    const n = i % D;
+    const universal = cols.excess_corr![i]! > 0.5;
+    // Early layers: token families; middle: previous token and position; late: syntax and semantics.
+    const depth = L > 1 ? l / (L - 1) : 0;
+    const pool = depth < 0.34 ? FAMILIES.slice(0, 2) : depth < 0.67 ? FAMILIES.slice(2, 4) : FAMILIES.slice(3);
+    const explained = r() < (universal ? 0.7 : 0.2);
+    const f = explained ? (r() < 0.8 ? pick(pool) : pick(FAMILIES)) : 'unexplained';
+    family.push(f);
+    label.push(labelFor(f, pick));
+    vr[i] = explained ? 0.35 + 0.55 * r() : 0.02 + 0.25 * r();
+    mi[i] = f === 'position' ? 0.05 + 0.25 * r() : 0.01 * r();
+    const rs: string[] = [];
+    if (l === entropy.layer && n === entropy.neuron) rs.push('entropy');
+    if (cols.vocab_kurt![i]! > 10) rs.push(cols.vocab_skew![i]! >= 0 ? 'prediction' : 'suppression');
+    if (cols.vocab_var![i]! > partition) rs.push('partition');
+    const deact = (l === attn.layer && n === attn.neuron) || (l < L - 1 && r() < 0.02);
+    if (deact) rs.push('attention-deactivation');
+    role.push(rs[0] ?? '');
+    roles.push(rs.join(','));
+    head.push(deact ? (l === attn.layer && n === attn.neuron ? attn.head : `L${l + 1 + Math.floor(r() * (L - 1 - l))}.H${Math.floor(r() * 4)}`) : '');
+    if (deact) score[i] = 3 + 3 * r();
+    // Most neurons: one hit flag per stored example; a few have none (an engine that skipped them).
+    hits.push(i % 11 === 7 ? '' : Array.from({ length: K }, () => (r() < vr[i]! ? '1' : '0')).join(''));
+  }
+  const points = [-0.17, 0, 0.5, 1, 2, 3, 4, 6].map((value) => {
+    const lnScale = 1 / (1 + 0.35 * Math.max(0, value));
+    const ent = 2.5 + 0.5 * Math.log1p(Math.max(0, value));
+    const loss = 3.1 + 0.04 * value * value;
+    return { value, lnScale, entropy: ent, loss, dLoss: loss - 3.1, dEntropy: ent - 2.5 };
+  });
+  const rolesJson = {
+    entropy: [{ layer: entropy.layer, neuron: entropy.neuron, baseline: { lnScale: 1, entropy: 2.5, loss: 3.1 }, points }],
+    attention: head
+      .map((h, i) => ({ layer: Math.floor(i / D), neuron: i % D, head: h, score: score[i]!, raw: 0.1 * score[i]! }))
+      .filter((a) => a.head !== '')
+      .sort((a, b) => b.score - a.score),
+  };
+  return {
+    table: { family, family_label: label, family_vr: vr, position_mi: mi, role, roles, attn_head: head, attn_score: score, family_hits: hits },
+    roles: rolesJson,
+  };
+}
 
 export async function writeSyntheticRun(o: SyntheticRunOptions): Promise<void> {
   const { dir, nLayers: L, dMlp: D } = o;
@@ -90,7 +184,12 @@ export async function writeSyntheticRun(o: SyntheticRunOptions): Promise<void> {
     neuron: Int32Array.from(cols.neuron!),
   };
   for (const c of PAPER_COLUMNS) if (c !== 'layer' && c !== 'neuron') table[c] = cols[c]!;
-  if (o.families) table.family = Array.from({ length: N }, () => (r() < 0.3 ? FAMILIES[Math.floor(r() * FAMILIES.length)]! : ''));
+  if (o.families === 'family-only') table.family = Array.from({ length: N }, () => (r() < 0.3 ? FAMILIES[Math.floor(r() * FAMILIES.length)]! : ''));
+  else if (o.families) {
+    const f = familyColumns(cols, L, D, o.k ?? 5, o.seed ?? 1);
+    Object.assign(table, f.table);
+    writeFileSync(join(dir, 'roles.json'), JSON.stringify(f.roles, null, 1));
+  }
   if (o.wide) {
     // The run's own flag; neuron 0 is flagged whatever its excess (the flag wins over the threshold).
     table.universal = Array.from(cols.excess_corr!, (x, i) => i === 0 || x > (o.threshold ?? 0.5));

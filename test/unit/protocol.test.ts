@@ -46,6 +46,9 @@ const table: TableData = {
     universal: [false, false, true, false],
     values: Object.fromEntries(TABLE_COLUMNS.map((c) => [c, col([0.1, null, 0.7, 0.2])])) as TableData['columns']['values'],
     family: null,
+    familyLabel: null,
+    familyVr: null,
+    roles: null,
   },
 };
 
@@ -59,6 +62,29 @@ const overview: OverviewData = {
   excessHistogram: { edges: [0, 0.5, 1], counts: [3, 1] },
   scatter: { layer: [0, 0, 1, 1], neuron: [0, 1, 0, 1], meanCorr: [0.2, null, 0.9, 0.3], meanBaseline: [0.1, 0.1, 0.2, 0.1], universal: [false, false, true, false] },
   families: null,
+  familyLayers: null,
+  roles: null,
+  attention: null,
+};
+
+/** The same table as a run with families and roles writes it. */
+const familyTable: TableData = {
+  ...table,
+  columns: {
+    ...table.columns,
+    family: ['unigram', 'unexplained', 'previous-token', null],
+    familyLabel: ['unigram:the', 'feature:numeric', 'prev:alphabet:t', null],
+    familyVr: [0.7, 0.1, 0.5, null],
+    roles: [[], ['prediction'], ['suppression', 'partition'], []],
+  },
+};
+
+const familyOverview: OverviewData = {
+  ...overview,
+  families: [{ family: 'unigram', neurons: 3, universal: 1 }],
+  familyLayers: [{ family: 'unigram', all: [2, 1], universal: [0, 1] }],
+  roles: [{ role: 'prediction', neurons: 1, universal: 0, byLayer: [0, 1] }],
+  attention: [{ layer: 0, neuron: 1, head: 'L1.H0', score: 4.2, raw: 0.3 }],
 };
 
 const neuron: NeuronData = {
@@ -73,6 +99,22 @@ const neuron: NeuronData = {
   vocab: { top: [{ id: 1, text: 'x', value: 0.3 }], bottom: [] },
   partners: [{ model: 'b', layer: 1, neuron: 1, corr: 0.8, baseline: 0.2, bestReference: { layer: 1, neuron: 0, corr: 0.8 } }],
   notes: [],
+};
+
+const familyNeuron: NeuronData = {
+  ...neuron,
+  family: 'unigram',
+  explanation: { label: 'unigram:the', vr: 0.62, positionMi: 0.001 },
+  roles: ['entropy', 'attention-deactivation'],
+  attention: [{ head: 'L1.H0', score: 4.2, raw: null }],
+  entropy: {
+    baseline: { lnScale: 1, entropy: 2.5, loss: 3.1 },
+    points: [
+      { value: -0.17, lnScale: 1.02, entropy: 2.4, loss: 3.1, dLoss: 0, dEntropy: -0.1 },
+      { value: 6, lnScale: 0.3, entropy: null, loss: 3.4, dLoss: 0.3, dEntropy: null },
+    ],
+  },
+  examples: [{ ...neuron.examples[0]!, carriesLabel: true }],
 };
 
 const prompt: PromptData = {
@@ -157,6 +199,9 @@ test('isToWebview accepts init for every view and error', () => {
     { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'table', data: table } },
     { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'neuron', data: neuron } },
     { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'prompt', data: prompt } },
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'overview', data: familyOverview } },
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'table', data: familyTable } },
+    { type: 'init', protocolVersion: PROTOCOL_VERSION, payload: { view: 'neuron', data: familyNeuron } },
     { type: 'error', message: 'the run is running' },
   ];
   // After a JSON round trip, as postMessage delivers them.
@@ -167,6 +212,64 @@ test('isToWebview accepts init for every view and error', () => {
   assert.ok(isOverviewData({ ...overview, families: [{ family: 'unigram', neurons: 3, universal: 1 }] }));
   assert.ok(isTableData(withField(table, ['columns', 'family'], ['unigram', null, null, 'position'])));
   assert.ok(isNeuronData({ ...neuron, examples: [{ value: 0, row: 0, maxIndex: 0, tokens: [] }] }));
+  // Old runs: no family parts at all; a neuron with no roles.
+  for (const k of ['explanation', 'roles', 'attention', 'entropy']) assert.ok(isNeuronData(withField(familyNeuron, [k], undefined)), k);
+  assert.ok(isNeuronData({ ...familyNeuron, roles: [], explanation: { label: null, vr: null, positionMi: null } }));
+  assert.ok(isNeuronData(withField(familyNeuron, ['examples', 0, 'carriesLabel'], undefined)));
+});
+
+test('family and role fields: malformed values are rejected', () => {
+  const init = (payload: unknown) => ({ type: 'init', protocolVersion: PROTOCOL_VERSION, payload });
+  const nd = (path: (string | number)[], v: unknown) => init({ view: 'neuron', data: withField(familyNeuron, path, v) });
+  const tb = (path: (string | number)[], v: unknown) => init({ view: 'table', data: withField(familyTable, path, v) });
+  const ov = (path: (string | number)[], v: unknown) => init({ view: 'overview', data: withField(familyOverview, path, v) });
+  const bad: unknown[] = [
+    // Neuron page.
+    nd(['explanation'], 'unigram:the'),
+    nd(['explanation', 'label'], 3),
+    nd(['explanation', 'label'], 'x'.repeat(201)),
+    nd(['explanation', 'vr'], '0.6'),
+    nd(['explanation', 'vr'], undefined),
+    nd(['explanation', 'positionMi'], undefined),
+    nd(['roles'], 'entropy'),
+    nd(['roles'], ['entropy', 'entropy']),
+    nd(['roles'], ['astrology']),
+    nd(['roles'], [null]),
+    nd(['attention'], [{ head: 'head 1', score: 3, raw: null }]),
+    nd(['attention'], [{ head: 'L1.H0', score: '3', raw: null }]),
+    nd(['attention'], [{ head: 'L1.H0', score: 3 }]),
+    nd(['attention'], { head: 'L1.H0', score: 3, raw: null }),
+    nd(['entropy'], null),
+    nd(['entropy', 'baseline'], undefined),
+    nd(['entropy', 'baseline', 'loss'], 'high'),
+    nd(['entropy', 'points'], {}),
+    nd(['entropy', 'points', 0, 'value'], null),
+    nd(['entropy', 'points', 1, 'dLoss'], undefined),
+    nd(['examples', 0, 'carriesLabel'], 1),
+    nd(['examples', 0, 'carriesLabel'], null),
+    // Table.
+    tb(['columns', 'familyLabel'], ['unigram:the']),
+    tb(['columns', 'familyLabel'], [1, null, null, null]),
+    tb(['columns', 'familyLabel'], undefined),
+    tb(['columns', 'familyVr'], [0.1, 0.2, 'x', null]),
+    tb(['columns', 'familyVr'], [0.1]),
+    tb(['columns', 'roles'], [[], [], [], 'prediction']),
+    tb(['columns', 'roles'], [[], [], [], ['seer']]),
+    tb(['columns', 'roles'], [[], []]),
+    tb(['columns', 'roles'], undefined),
+    // Overview.
+    ov(['familyLayers'], [{ family: 'unigram', all: [1, 2], universal: [1] }]),
+    ov(['familyLayers'], [{ family: 3, all: [1], universal: [1] }]),
+    ov(['familyLayers'], undefined),
+    ov(['roles'], [{ role: 'oracle', neurons: 1, universal: 0, byLayer: [1] }]),
+    ov(['roles'], [{ role: 'prediction', neurons: -1, universal: 0, byLayer: [1] }]),
+    ov(['roles'], [{ role: 'prediction', neurons: 1, universal: 0 }]),
+    ov(['attention'], [{ layer: 0, neuron: 1, head: 'L1', score: 4, raw: 0 }]),
+    ov(['attention'], [{ neuron: 1, head: 'L1.H0', score: 4, raw: 0 }]),
+    ov(['attention'], undefined),
+  ];
+  for (const m of bad) assert.equal(isToWebview(m), false, (JSON.stringify(m) ?? String(m)).slice(0, 300));
+  assert.equal(isNeuronData({ ...familyNeuron, explanation: { label: 'x', vr: Number.NaN, positionMi: null } }), false);
 });
 
 test('isToWebview rejects wrong shapes', () => {
@@ -247,6 +350,13 @@ test('persisted state guards', () => {
   ];
   for (const s of bad) assert.equal(isPanelState(s), false, JSON.stringify(s) ?? String(s));
   assert.equal(isTableUiState({ universalOnly: true, layer: null, family: null, minExcess: null, maxExcess: null, sort: 'bogus', descending: true, page: 0 }), false);
+  // Role filter and family sorts; states saved before roles existed (no `role`) still load.
+  const ui = { universalOnly: true, layer: null, family: 'unigram', minExcess: null, maxExcess: null, sort: 'family_vr', descending: true, page: 0 };
+  assert.ok(isTableUiState(ui));
+  assert.ok(isTableUiState({ ...ui, role: 'entropy', sort: 'role' }));
+  assert.ok(isTableUiState({ ...ui, role: null, sort: 'family' }));
+  assert.equal(isTableUiState({ ...ui, role: 'wizard' }), false);
+  assert.equal(isTableUiState({ ...ui, role: 3 }), false);
 });
 
 test('describeMessage summarises without dumping the payload', () => {

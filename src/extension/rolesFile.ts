@@ -1,0 +1,89 @@
+/**
+ * Reads a run's optional `roles.json` (written with the family analysis):
+ *
+ *   { "entropy":   [ { layer, neuron, baseline: {lnScale, entropy, loss},
+ *                      points: [ {value, lnScale, entropy, loss, dLoss, dEntropy}, … ] } ],
+ *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ] }
+ *
+ * Every entry is checked; a bad entry is skipped and counted in the note, a bad file gives only a
+ * note: the neuron pages must open whatever this optional file holds. Non-finite numbers become
+ * null (JSON itself has none, but a writer may use null for them).
+ */
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { isHeadName, type AttentionPair, type EntropyIntervention, type EntropyPoint, type Num } from '../protocol';
+
+export interface RolesFile {
+  /** Entropy interventions by neuron column l·d_mlp+n. */
+  entropy: Map<number, EntropyIntervention>;
+  /** Attention pairs, strongest (highest z) first. */
+  attention: AttentionPair[];
+  note?: string;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const nat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+/** A number or null; undefined when the value is of another type (the entry is then bad). */
+const numOrNull = (v: unknown): Num | undefined => (v === null ? null : typeof v === 'number' ? (Number.isFinite(v) ? v : null) : undefined);
+
+function point(v: unknown): EntropyPoint | undefined {
+  if (!isObj(v)) return undefined;
+  const lnScale = numOrNull(v.lnScale);
+  const entropy = numOrNull(v.entropy);
+  const loss = numOrNull(v.loss);
+  if (lnScale === undefined || entropy === undefined || loss === undefined) return undefined;
+  return { lnScale, entropy, loss };
+}
+
+export const ROLES_FILE = 'roles.json';
+
+/** null when the run has no roles.json. `inRun(l, n)` says whether the neuron exists in the run. */
+export function readRolesFile(runDir: string, inRun: (layer: number, neuron: number) => number | undefined): RolesFile | null {
+  const path = join(runDir, ROLES_FILE);
+  if (!fs.existsSync(path)) return null;
+  const empty = (why: string): RolesFile => ({ entropy: new Map(), attention: [], note: `${path} ${why}: no role interventions shown` });
+  let j: unknown;
+  try {
+    j = JSON.parse(fs.readFileSync(path, 'utf8')) as unknown;
+  } catch (e) {
+    return empty(`is unreadable or not valid JSON (${(e as Error).message})`);
+  }
+  if (!isObj(j)) return empty('is not a JSON object');
+  let skipped = 0;
+  const entropy = new Map<number, EntropyIntervention>();
+  for (const e of Array.isArray(j.entropy) ? j.entropy : []) {
+    const col = isObj(e) && nat(e.layer) && nat(e.neuron) ? inRun(e.layer, e.neuron) : undefined;
+    const baseline = isObj(e) ? point(e.baseline) : undefined;
+    if (col === undefined || !baseline || !isObj(e) || !Array.isArray(e.points)) {
+      skipped++;
+      continue;
+    }
+    const points: EntropyIntervention['points'] = [];
+    for (const p of e.points) {
+      const q = point(p);
+      const dLoss = isObj(p) ? numOrNull(p.dLoss ?? null) : undefined;
+      const dEntropy = isObj(p) ? numOrNull(p.dEntropy ?? null) : undefined;
+      if (!q || !isObj(p) || typeof p.value !== 'number' || !Number.isFinite(p.value) || dLoss === undefined || dEntropy === undefined) {
+        skipped++;
+        continue;
+      }
+      points.push({ value: p.value, ...q, dLoss, dEntropy });
+    }
+    points.sort((a, b) => a.value - b.value);
+    entropy.set(col, { baseline, points });
+  }
+  const attention: AttentionPair[] = [];
+  for (const a of Array.isArray(j.attention) ? j.attention : []) {
+    const ok = isObj(a) && nat(a.layer) && nat(a.neuron) && inRun(a.layer, a.neuron) !== undefined && isHeadName(a.head);
+    const score = isObj(a) ? numOrNull(a.score) : undefined;
+    const raw = isObj(a) ? numOrNull(a.raw ?? null) : undefined;
+    if (!ok || score === undefined || raw === undefined) {
+      skipped++;
+      continue;
+    }
+    attention.push({ layer: a.layer as number, neuron: a.neuron as number, head: a.head as string, score, raw });
+  }
+  attention.sort((x, y) => (y.score ?? -Infinity) - (x.score ?? -Infinity));
+  return { entropy, attention, ...(skipped ? { note: `${path}: ${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} skipped` } : {}) };
+}
