@@ -66,7 +66,8 @@ export interface ProcessedMlp {
   wOut: Float64Array[];
 }
 
-function tensor(w: Gpt2Weights, name: string): Float32Array {
+/** A weight as stored (float32), by its HF name without prefix. */
+export function readTensor(w: Gpt2Weights, name: string): Float32Array {
   const stored = w.stored.get(name);
   if (stored === undefined) throw new EngineError(`weight ${name} was not resolved`, undefined, name);
   return w.source.read(stored);
@@ -89,11 +90,11 @@ export function processMlpWeights(w: Gpt2Weights): ProcessedMlp {
 function processLayer(w: Gpt2Weights, l: number): { wIn: Float64Array; bIn: Float64Array; wOut: Float64Array } {
   const { nEmbd: d, dMlp: m } = w.config;
   const h = `h.${l}.`;
-  const g = tensor(w, h + 'ln_2.weight');
-  const beta = tensor(w, h + 'ln_2.bias');
-  const W = tensor(w, h + 'mlp.c_fc.weight'); // [d, m]
-  const b = tensor(w, h + 'mlp.c_fc.bias');
-  const Wo = tensor(w, h + 'mlp.c_proj.weight'); // [m, d]
+  const g = readTensor(w, h + 'ln_2.weight');
+  const beta = readTensor(w, h + 'ln_2.bias');
+  const W = readTensor(w, h + 'mlp.c_fc.weight'); // [d, m]
+  const b = readTensor(w, h + 'mlp.c_fc.bias');
+  const Wo = readTensor(w, h + 'mlp.c_proj.weight'); // [m, d]
   const wIn = new Float64Array(d * m);
   const bIn = Float64Array.from(b);
   const colMean = new Float64Array(m);
@@ -126,8 +127,8 @@ function processLayer(w: Gpt2Weights, l: number): { wIn: Float64Array; bIn: Floa
  */
 export function unitUnembedRows(w: Gpt2Weights): Float32Array {
   const { nEmbd: d, vocabSize: V } = w.config;
-  const E = tensor(w, w.config.tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'); // [V, d]
-  const g = tensor(w, 'ln_f.weight');
+  const E = readTensor(w, w.config.tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'); // [V, d]
+  const g = readTensor(w, 'ln_f.weight');
   const u = new Float64Array(d);
   // Column v of diag(γ)·W_U, centred over d_model, into u.
   const column = (v: number): void => {

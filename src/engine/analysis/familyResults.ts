@@ -1,0 +1,206 @@
+/**
+ * The families-and-roles part of the default plan: the streaming accumulator's spec, and at the
+ * end the family assignment, the weight roles, the entropy intervention on the top candidates,
+ * and what they add to the run folder:
+ *   neurons.arrow            family, family_label, family_vr, position_mi, role, roles,
+ *                            attn_head, attn_score, family_hits (columns added by plan.ts)
+ *   families.arrow           every neuron's best label and VR of every label kind (long format)
+ *   universal_families.csv   the universal neurons' family and role columns (universal.csv keeps
+ *                            exactly the paper's schema)
+ *   roles.json               entropy intervention results, top attention-deactivation pairs, baselines
+ */
+import { join } from 'node:path';
+import type { Gpt2Weights } from '../arch/gpt2';
+import type { Corpus } from '../corpus';
+import { throwIfCancelled } from '../errors';
+import type { TokenClasses } from '../labels';
+import { writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
+import type { TopExamplesResult } from './examples';
+import { assignFamilies, corpusClasses, DEFAULT_THRESHOLDS, FAMILIES, FamilyStats, labelAt, type FamilyStatsOptions, type FamilyStatsResult, type FamilyThresholds } from './families';
+import { ENTROPY_INTERVENTION_VALUES, entropyIntervention, type InterventionResult } from './intervention';
+import type { AccumulatorSpec, PlanContext } from './pipeline';
+import { neuronRoles, ROLES, type RoleOptions } from './roles';
+import type { AccumulatorState } from './types';
+import type { WeightStats } from './weightstats';
+
+export interface FamilyPlanOptions {
+  /** Default true. */
+  enabled?: boolean;
+  thresholds?: Partial<FamilyThresholds>;
+  roles?: RoleOptions;
+  /** Entropy-candidate neurons given the intervention (default 3). */
+  interventions?: number;
+  /** Corpus rows the intervention scores (default 16). */
+  interventionRows?: number;
+}
+
+export const FAMILY_FILES = ['families.arrow', 'universal_families.csv', 'roles.json'] as const;
+
+export function familyChoices(o: FamilyPlanOptions): Record<string, string> {
+  const th = { ...DEFAULT_THRESHOLDS, ...o.thresholds };
+  return {
+    family_activation: 'VR of the post-activation (hook_post), kept tokens, as the correlations; position MI on pre > 0',
+    family_labels:
+      'current and previous token: unigram (lowercased, stripped; ≥ 3000 per 10M kept tokens, at least 10, covering > 3 vocabulary ids), first letter, surface features; universal POS mapped from Brown tags, scored on tagged tokens only; document source and topic; position (=t and <k)',
+    family_thresholds: `unigram VR > ${th.unigram}, alphabet > ${th.alphabet}, syntax (features, POS) > ${th.syntax}, semantic (source, topic) > ${th.semantic}; position: kurtosis < ${th.positionKurtosis} and MI > ${th.positionMi} nats; previous-token labels use their kind's threshold; the passing family with the highest VR wins`,
+    roles: `prediction/suppression: vocab_kurt > ${o.roles?.vocabKurt ?? 10} by vocab_skew sign; partition: vocab_var above all of ${o.roles?.directions ?? 1024} random centred unit directions; entropy: last layer, vocab_var below all of them, l2_penalty in the layer's top ${Math.round(100 * (1 - (o.roles?.entropyL2Quantile ?? 0.9)))}%; attention-deactivation: z > ${o.roles?.attentionZ ?? 5} against random directions`,
+    entropy_intervention: `top ${o.interventions ?? 3} last-layer neurons by l2_penalty/vocab_var, hook_post fixed at ${ENTROPY_INTERVENTION_VALUES.join(', ')} on the first ${o.interventionRows ?? 16} corpus rows`,
+  };
+}
+
+const classesOf = new WeakMap<Corpus, TokenClasses>();
+
+/** The token classes of a run's corpus (computed once per corpus object). */
+function classes(ctx: PlanContext): TokenClasses {
+  let tc = classesOf.get(ctx.corpus);
+  if (!tc) {
+    const tok = ctx.handles[0]!.tokenizer;
+    tc = corpusClasses(ctx.corpus, tok.vocabSize, (id) => tok.tokenString(id));
+    classesOf.set(ctx.corpus, tc);
+  }
+  return tc;
+}
+
+function statsOptions(ctx: PlanContext): FamilyStatsOptions {
+  const ref = ctx.models[0]!;
+  return { nNeurons: ref.nNeurons, nPositions: ref.nPositions, classes: classes(ctx), corpus: ctx.corpus };
+}
+
+export function familySpec(ctx: PlanContext): AccumulatorSpec {
+  return {
+    name: 'families',
+    create: () => new FamilyStats(statsOptions(ctx)),
+    restore: (st: AccumulatorState) => FamilyStats.restore(st, statsOptions(ctx)),
+  };
+}
+
+export interface FamilyColumns {
+  columns: Record<string, Column>;
+  family: string[];
+  role: string[];
+  roles: string[];
+}
+
+/** Families, roles and the intervention; writes families.arrow and roles.json, returns the neurons.arrow columns. */
+export async function familyResults(
+  ctx: PlanContext,
+  o: FamilyPlanOptions,
+  inputs: { fam: FamilyStatsResult; kurt: Float64Array; weights: Gpt2Weights; ws: WeightStats; examples: TopExamplesResult; meta: Record<string, string> },
+): Promise<FamilyColumns> {
+  const ref = ctx.models[0]!;
+  const N = ref.nNeurons;
+  const D = ref.dMlp;
+  const T = ref.nPositions;
+  const th = { ...DEFAULT_THRESHOLDS, ...o.thresholds };
+  ctx.progress({ phase: 'write', message: 'families: variance reduction of every label' });
+  const ex = inputs.fam.explain();
+  const fa = assignFamilies(ex, inputs.kurt, th);
+  throwIfCancelled(ctx.signal);
+
+  ctx.progress({ phase: 'write', message: 'roles from the weights' });
+  const r = neuronRoles(inputs.weights, inputs.ws, { seed: ctx.settings.seed, ...o.roles });
+  throwIfCancelled(ctx.signal);
+
+  ctx.progress({ phase: 'write', message: 'entropy intervention' });
+  const rows = Array.from({ length: Math.min(o.interventionRows ?? 16, ctx.corpus.nRows) }, (_, q) => Array.from(ctx.corpus.ids.subarray(q * T, (q + 1) * T)));
+  const entropy: ({ layer: number; neuron: number; candidate: boolean } & InterventionResult)[] = [];
+  for (const { index, candidate } of r.entropyRanking.slice(0, o.interventions ?? 3)) {
+    const target = { layer: Math.floor(index / D), neuron: index % D };
+    const res = await entropyIntervention(ref.dir, rows, target, ENTROPY_INTERVENTION_VALUES, {
+      signal: ctx.signal,
+      ...(ctx.settings.threads ? { threads: ctx.settings.threads } : {}),
+    });
+    entropy.push({ ...target, candidate, ...res });
+  }
+  writeJsonAtomic(join(ctx.runDir, 'roles.json'), {
+    entropy,
+    attention: r.attention,
+    baseline: r.baseline,
+    thresholds: th,
+  });
+
+  // Which of each neuron's top examples carry its best label (one char per example, rank order).
+  const tc = classes(ctx);
+  const top = inputs.examples;
+  const hits: string[] = new Array(N);
+  for (let j = 0; j < N; j++) {
+    let s = '';
+    if (fa.label[j]) {
+      for (let q = 0; q < top.topCount[j]!; q++) {
+        const slot = j * top.k + q;
+        s += labelAt(fa.label[j]!, top.top.row[slot]! * T + top.top.pos[slot]!, ctx.corpus, tc) ? '1' : '0';
+      }
+    }
+    hits[j] = s;
+  }
+
+  // families.arrow: best label and VR of every kind, long format.
+  const K = ex.kinds.length;
+  const fl = new Int32Array(N * K);
+  const fn = new Int32Array(N * K);
+  const kind: string[] = new Array(N * K);
+  const label: string[] = new Array(N * K);
+  const vr = new Float64Array(N * K);
+  let at = 0;
+  for (let j = 0; j < N; j++) {
+    for (let k = 0; k < K; k++, at++) {
+      fl[at] = Math.floor(j / D);
+      fn[at] = j % D;
+      kind[at] = ex.kinds[k]!;
+      const b = ex.best[k * N + j]!;
+      label[at] = b >= 0 ? ex.labels[b]! : '';
+      vr[at] = ex.vr[k * N + j]!;
+    }
+  }
+  await writeArrowAtomic(join(ctx.runDir, 'families.arrow'), { layer: fl, neuron: fn, kind, label, vr }, inputs.meta);
+
+  return {
+    family: fa.family,
+    role: r.role,
+    roles: r.roles,
+    columns: {
+      family: fa.family,
+      family_label: fa.label,
+      family_vr: fa.vr,
+      position_mi: ex.positionMi,
+      role: r.role,
+      roles: r.roles,
+      attn_head: r.attnHead,
+      attn_score: r.attnScore,
+      family_hits: hits,
+    },
+  };
+}
+
+/** universal_families.csv: layer, neuron, then the family and role columns, universal neurons only. */
+export function writeUniversalFamilies(runDir: string, universal: readonly boolean[], dMlp: number, c: FamilyColumns): void {
+  const cols = ['family', 'family_label', 'family_vr', 'position_mi', 'role', 'roles', 'attn_head', 'attn_score'] as const;
+  const cell = (v: unknown): string => {
+    if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '';
+    const s = String(v ?? '');
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [['layer', 'neuron', ...cols].join(',')];
+  universal.forEach((u, j) => {
+    if (!u) return;
+    lines.push([Math.floor(j / dMlp), j % dMlp, ...cols.map((k) => cell((c.columns[k] as ArrayLike<unknown>)[j]))].join(','));
+  });
+  writeFileAtomic(join(runDir, 'universal_families.csv'), lines.join('\n') + '\n');
+}
+
+/** Counts for the manifest and the summary: families over all and universal neurons, roles. */
+export function familyCounts(c: FamilyColumns, universal: readonly boolean[]): Record<string, unknown> {
+  const fam = Object.fromEntries(FAMILIES.map((f) => [f, { all: 0, universal: 0 }]));
+  c.family.forEach((f, j) => {
+    fam[f]!.all++;
+    if (universal[j]) fam[f]!.universal++;
+  });
+  const roles = Object.fromEntries(ROLES.map((r) => [r, { all: 0, universal: 0 }]));
+  c.roles.forEach((rs, j) => {
+    for (const r of rs.split(',').filter(Boolean)) {
+      roles[r]!.all++;
+      if (universal[j]) roles[r]!.universal++;
+    }
+  });
+  return { families: fam, roles };
+}

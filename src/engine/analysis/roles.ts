@@ -1,0 +1,306 @@
+/**
+ * Functional roles from the weights (method.md "Families and roles"):
+ * - prediction / suppression: vocab_kurt above a threshold (10), by the sign of vocab_skew;
+ * - partition: vocab_var above that of every one of `directions` random unit directions;
+ * - entropy candidates: last layer, vocab_var below every random direction's, l2_penalty in the
+ *   top decile of the layer (the intervention in intervention.ts tests them);
+ * - attention deactivation: h = ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head for every later head, as a z-score
+ *   against random unit directions (z > `attentionZ`, h > 0: the neuron pushes the head onto BOS).
+ *
+ * "Random direction" means a Gaussian vector in the residual stream, centred over d_model (as
+ * processed W_out rows are) and normalised. A direction's vocab_var is uᵀMu − (u·μ)², with
+ * M = mean_v ŵ_v ŵ_vᵀ and μ = mean_v ŵ_v over the unit unembedding columns ŵ_v, so the baseline
+ * costs one d×d moment matrix rather than a [directions × vocab] product.
+ */
+import type { Gpt2Weights } from '../arch/gpt2';
+import { EngineError } from '../errors';
+import { rotationMatrix } from './crossmoments';
+import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
+
+export const ROLES = ['entropy', 'attention-deactivation', 'prediction', 'suppression', 'partition'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface RoleOptions {
+  /** method.md: prediction/suppression need vocab_kurt above this. */
+  vocabKurt?: number;
+  /** Random unit directions for the partition, entropy and attention baselines (default 1024). */
+  directions?: number;
+  /** Attention-deactivation z-score threshold (default 5). */
+  attentionZ?: number;
+  /** Entropy candidates: l2_penalty at or above this quantile of its layer (default 0.9). */
+  entropyL2Quantile?: number;
+  seed?: number;
+  /** Attention pairs listed (default 20). */
+  topPairs?: number;
+}
+
+export interface AttentionPair {
+  layer: number;
+  neuron: number;
+  /** `L{layer}.H{head}` */
+  head: string;
+  /** z-score against random directions. */
+  score: number;
+  /** h itself. */
+  raw: number;
+}
+
+export interface NeuronRoles {
+  /** Primary role per neuron, in ROLES order of precedence; '' for none. */
+  role: string[];
+  /** Every role, comma-separated. */
+  roles: string[];
+  /** Strongest attention-deactivation head per neuron (z-score, max over later heads; '' / NaN for the last layer). */
+  attnHead: string[];
+  attnScore: Float64Array;
+  /** Entropy candidates ranked by l2_penalty/vocab_var, with whether they pass the rule. */
+  entropyRanking: { index: number; candidate: boolean }[];
+  attention: AttentionPair[];
+  /** The random-direction baselines actually used. */
+  baseline: { directions: number; vocabVarMin: number; vocabVarMax: number; seed: number };
+}
+
+/** `directions` centred unit vectors in R^d, reproducible from the seed. */
+export function randomDirections(seed: number, count: number, d: number): Float64Array {
+  const out = new Float64Array(count * d);
+  // rotationMatrix gives d Gaussian unit rows per key; keys 2^31+i stay clear of the baseline's layers.
+  for (let k = 0; k * d < count; k++) {
+    const R = rotationMatrix(seed, 2 ** 31 + k, d);
+    out.set(R.subarray(0, Math.min(d, count - k * d) * d), k * d * d);
+  }
+  for (let r = 0; r < count; r++) {
+    const u = out.subarray(r * d, (r + 1) * d);
+    const mean = u.reduce((a, b) => a + b, 0) / d;
+    let ss = 0;
+    for (let i = 0; i < d; i++) ss += (u[i]! -= mean) ** 2;
+    const inv = 1 / Math.sqrt(ss);
+    for (let i = 0; i < d; i++) u[i]! *= inv;
+  }
+  return out;
+}
+
+/** M = mean_v ŵ_v ŵ_vᵀ and μ = mean_v ŵ_v of the unit unembedding rows [V × d]. */
+export function unembedMoments(U: Float32Array, d: number): { M: Float64Array; mu: Float64Array } {
+  const V = U.length / d;
+  const M = new Float64Array(d * d);
+  const mu = new Float64Array(d);
+  for (let v = 0; v < V; v++) {
+    const o = v * d;
+    for (let i = 0; i < d; i++) {
+      const ui = U[o + i]!;
+      mu[i]! += ui;
+      const row = i * d;
+      for (let j = i; j < d; j++) M[row + j]! += ui * U[o + j]!;
+    }
+  }
+  for (let i = 0; i < d; i++) {
+    mu[i]! /= V;
+    for (let j = i; j < d; j++) M[j * d + i] = M[i * d + j]! /= V;
+  }
+  return { M, mu };
+}
+
+/** vocab_var of the composition of unit direction u: uᵀMu − (u·μ)². */
+export function directionVocabVar(u: ArrayLike<number>, M: Float64Array, mu: Float64Array): number {
+  const d = mu.length;
+  let q = 0;
+  let m = 0;
+  for (let i = 0; i < d; i++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) s += M[i * d + j]! * u[j]!;
+    q += u[i]! * s;
+    m += u[i]! * mu[i]!;
+  }
+  return q - m * m;
+}
+
+/** The role rules on given statistics; `attn` from attentionScores, `varRange` from random directions. */
+export function applyRoleRules(
+  ws: Pick<WeightStats, 'nLayers' | 'dMlp' | 'vocab_kurt' | 'vocab_skew' | 'vocab_var' | 'l2_penalty'>,
+  varRange: { min: number; max: number },
+  attn: { z: Float64Array; head: string[] },
+  opts: RoleOptions = {},
+): Pick<NeuronRoles, 'role' | 'roles' | 'entropyRanking'> {
+  const kurtCut = opts.vocabKurt ?? 10;
+  const zCut = opts.attentionZ ?? 5;
+  const q = opts.entropyL2Quantile ?? 0.9;
+  const { nLayers: L, dMlp: D } = ws;
+  const N = L * D;
+  const last = (L - 1) * D;
+  const l2 = Array.from(ws.l2_penalty.subarray(last, last + D)).sort((a, b) => a - b);
+  const l2Cut = l2[Math.min(D - 1, Math.floor(q * D))]!;
+  const entropyRule = (j: number): boolean => j >= last && ws.vocab_var[j]! < varRange.min && ws.l2_penalty[j]! >= l2Cut;
+  const role: string[] = new Array(N);
+  const roles: string[] = new Array(N);
+  for (let j = 0; j < N; j++) {
+    const has: Role[] = [];
+    if (entropyRule(j)) has.push('entropy');
+    if (attn.z[j]! > zCut) has.push('attention-deactivation');
+    if (ws.vocab_kurt[j]! > kurtCut) has.push(ws.vocab_skew[j]! > 0 ? 'prediction' : 'suppression');
+    if (ws.vocab_var[j]! > varRange.max) has.push('partition');
+    role[j] = has[0] ?? '';
+    roles[j] = has.join(',');
+  }
+  const entropyRanking = Array.from({ length: D }, (_, n) => last + n)
+    .sort((a, b) => ws.l2_penalty[b]! / ws.vocab_var[b]! - ws.l2_penalty[a]! / ws.vocab_var[a]! || a - b)
+    .map((index) => ({ index, candidate: entropyRule(index) }));
+  return { role, roles, entropyRanking };
+}
+
+const erf = (x: number): number => {
+  // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): k_BOS is a score direction, not a golden.
+  const s = Math.sign(x);
+  const a = Math.abs(x);
+  const t = 1 / (1 + 0.3275911 * a);
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a);
+  return s * y;
+};
+
+/**
+ * Each layer's attention keys at the BOS position. Position 0 attends only to itself, so the
+ * residual stream there is a one-token forward, computed here directly from the weights.
+ * Returns per layer the key vector [d] (all heads, before the split).
+ */
+export function bosKeys(w: Gpt2Weights, bos = 50256): Float64Array[] {
+  const c = w.config;
+  const d = c.nEmbd;
+  const t = (name: string): Float32Array => readTensor(w, name);
+  const wte = t('wte.weight');
+  const wpe = t('wpe.weight');
+  const x = new Float64Array(d);
+  for (let i = 0; i < d; i++) x[i] = wte[bos * d + i]! + wpe[i]!;
+  const ln = (g: Float32Array, b: Float32Array): Float64Array => {
+    let m = 0;
+    for (let i = 0; i < d; i++) m += x[i]!;
+    m /= d;
+    let v = 0;
+    for (let i = 0; i < d; i++) v += (x[i]! - m) ** 2;
+    const inv = 1 / Math.sqrt(v / d + c.layerNormEpsilon);
+    return Float64Array.from(x, (xi, i) => (xi - m) * inv * g[i]! + b[i]!);
+  };
+  const affine = (a: Float64Array, W: Float32Array, b: Float32Array, cols: number, c0 = 0, c1 = cols): Float64Array => {
+    const out = new Float64Array(c1 - c0);
+    for (let j = c0; j < c1; j++) out[j - c0] = b[j]!;
+    for (let i = 0; i < a.length; i++) {
+      const ai = a[i]!;
+      const o = i * cols;
+      for (let j = c0; j < c1; j++) out[j - c0]! += ai * W[o + j]!;
+    }
+    return out;
+  };
+  const act = (z: number): number =>
+    c.activation === 'relu' ? Math.max(0, z) : c.activation === 'gelu_erf' ? 0.5 * z * (1 + erf(z / Math.SQRT2)) : 0.5 * z * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (z + 0.044715 * z ** 3)));
+  const keys: Float64Array[] = [];
+  for (let l = 0; l < c.nLayer; l++) {
+    const h = `h.${l}.`;
+    const a = ln(t(h + 'ln_1.weight'), t(h + 'ln_1.bias'));
+    const Wqkv = t(h + 'attn.c_attn.weight');
+    const bqkv = t(h + 'attn.c_attn.bias');
+    keys.push(affine(a, Wqkv, bqkv, 3 * d, d, 2 * d));
+    const v = affine(a, Wqkv, bqkv, 3 * d, 2 * d, 3 * d); // one key: the attention output is its value
+    const o = affine(v, t(h + 'attn.c_proj.weight'), t(h + 'attn.c_proj.bias'), d);
+    for (let i = 0; i < d; i++) x[i]! += o[i]!;
+    const m = ln(t(h + 'ln_2.weight'), t(h + 'ln_2.bias'));
+    const hid = affine(m, t(h + 'mlp.c_fc.weight'), t(h + 'mlp.c_fc.bias'), c.dMlp).map(act);
+    const y = affine(hid, t(h + 'mlp.c_proj.weight'), t(h + 'mlp.c_proj.bias'), d);
+    for (let i = 0; i < d; i++) x[i]! += y[i]!;
+  }
+  return keys;
+}
+
+/**
+ * Attention-deactivation scores of every neuron against every head of every later layer:
+ * g = diag(γ₁)·W_Q[:, head]·k_BOS/√d_head (ln_1 folded as TransformerLens does; centring does not
+ * matter against a centred ŵ_out), h = ŵ_out·g, z = h/σ with σ the spread of u·g over random u.
+ */
+export function attentionScores(
+  w: Gpt2Weights,
+  wOutUnit: Float64Array[],
+  directions: Float64Array,
+  topPairs = 20,
+): { z: Float64Array; head: string[]; pairs: AttentionPair[] } {
+  const c = w.config;
+  const { nLayer: L, nEmbd: d, nHead: H, dHead: dh, dMlp: D } = c;
+  const keys = bosKeys(w);
+  const R = directions.length / d;
+  const g: Float64Array[] = []; // [L·H] of [d]
+  const sigma: number[] = [];
+  for (let l = 0; l < L; l++) {
+    const gamma = readTensor(w, `h.${l}.ln_1.weight`);
+    const Wqkv = readTensor(w, `h.${l}.attn.c_attn.weight`);
+    for (let hd = 0; hd < H; hd++) {
+      const v = new Float64Array(d);
+      for (let i = 0; i < d; i++) {
+        let s = 0;
+        for (let k = 0; k < dh; k++) s += Wqkv[i * 3 * d + hd * dh + k]! * keys[l]![hd * dh + k]!;
+        v[i] = (gamma[i]! * s) / Math.sqrt(dh);
+      }
+      g.push(v);
+      let ss = 0;
+      for (let r = 0; r < R; r++) {
+        let h = 0;
+        for (let i = 0; i < d; i++) h += directions[r * d + i]! * v[i]!;
+        ss += h * h;
+      }
+      sigma.push(Math.sqrt(ss / R));
+    }
+  }
+  const N = L * D;
+  const z = new Float64Array(N).fill(Number.NaN);
+  const head: string[] = new Array(N).fill('');
+  const pairs: AttentionPair[] = [];
+  for (let l = 0; l < L - 1; l++) {
+    const Wo = wOutUnit[l]!;
+    for (let n = 0; n < D; n++) {
+      const j = l * D + n;
+      for (let l2 = l + 1; l2 < L; l2++) {
+        for (let hd = 0; hd < H; hd++) {
+          const v = g[l2 * H + hd]!;
+          let h = 0;
+          for (let i = 0; i < d; i++) h += Wo[n * d + i]! * v[i]!;
+          const s = sigma[l2 * H + hd]!;
+          const zz = s > 0 ? h / s : 0;
+          if (!(zz <= z[j]!)) {
+            z[j] = zz;
+            head[j] = `L${l2}.H${hd}`;
+          }
+          if (h > 0) pairs.push({ layer: l, neuron: n, head: `L${l2}.H${hd}`, score: zz, raw: h });
+        }
+      }
+    }
+  }
+  pairs.sort((a, b) => b.score - a.score);
+  return { z, head, pairs: pairs.slice(0, topPairs) };
+}
+
+/** Every role of every neuron of one checkpoint, given its weight statistics. */
+export function neuronRoles(w: Gpt2Weights, ws: WeightStats, opts: RoleOptions = {}): NeuronRoles {
+  const c = w.config;
+  const d = c.nEmbd;
+  const R = opts.directions ?? 1024;
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(R) || R < 16) throw new EngineError(`roles: need at least 16 random directions, got ${R}`);
+  const dirs = randomDirections(seed, R, d);
+  const { M, mu } = unembedMoments(unitUnembedRows(w), d);
+  let min = Infinity;
+  let max = -Infinity;
+  for (let r = 0; r < R; r++) {
+    const v = directionVocabVar(dirs.subarray(r * d, (r + 1) * d), M, mu);
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+  }
+  const mlp = processMlpWeights(w);
+  const wOutUnit = mlp.wOut.map((Wo) => {
+    const u = Float64Array.from(Wo);
+    for (let n = 0; n < c.dMlp; n++) {
+      let ss = 0;
+      for (let i = 0; i < d; i++) ss += u[n * d + i]! ** 2;
+      const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+      for (let i = 0; i < d; i++) u[n * d + i]! *= inv;
+    }
+    return u;
+  });
+  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? 20);
+  const rules = applyRoleRules(ws, { min, max }, attn, opts);
+  return { ...rules, attnHead: attn.head, attnScore: attn.z, attention: attn.pairs, baseline: { directions: R, vocabVarMin: min, vocabVarMax: max, seed } };
+}
