@@ -71,6 +71,7 @@ export async function runAnalyze(
         seed: cmd.seed,
         batchRows: cmd.batchRows,
         checkpointEvery: cmd.checkpointEvery,
+        memoryGb: cmd.memoryGb,
         mode: cmd.mode,
         threads: cmd.threads,
         resume: cmd.resume,

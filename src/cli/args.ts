@@ -46,6 +46,9 @@ Options of analyze:
   --seed S             Seed of the baseline's random rotations (default 0).
   --batch-rows B       Corpus rows per batch (default 8).
   --checkpoint-every K Checkpoint every K batches (default 25).
+  --memory-gb G        Peak memory to plan for (default 8). Models whose cross moments do not fit
+                       run in blocks of reference columns, one pass over the corpus per block and
+                       other model (slower; same results); the batch rows shrink if needed.
   --mode exact|fast    exact (default): every pair's moments, fp32 GEMMs accumulated in float64.
                        fast (experimental): screen partners on a prefix, then exact moments for
                        the candidates only; on a corpus read in order it can miss true partners.
@@ -97,6 +100,7 @@ export interface AnalyzeCommand {
   seed?: number;
   batchRows?: number;
   checkpointEvery?: number;
+  memoryGb?: number;
   mode?: 'exact' | 'fast';
   threads: number;
   resume?: string;
@@ -175,6 +179,7 @@ export function parseCli(argv: string[]): Command {
         seed: { type: 'string' },
         'batch-rows': { type: 'string' },
         'checkpoint-every': { type: 'string' },
+        'memory-gb': { type: 'string' },
         mode: { type: 'string' },
         resume: { type: 'string' },
         'd-mlp': { type: 'string' },
@@ -193,7 +198,7 @@ export function parseCli(argv: string[]): Command {
   const allowed: Record<string, readonly string[]> = {
     activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
     demo: ['tokens', 'threads', 'top', 'out'],
-    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'mode', 'resume', 'threads', 'top'],
+    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'resume', 'threads', 'top'],
     summary: ['top'],
     table: ['top', 'threshold', 'd-mlp'],
   };
@@ -249,6 +254,8 @@ export function parseCli(argv: string[]): Command {
   if (v.tokens === undefined) throw new UsageError('analyze needs --tokens N (the token budget)');
   const tokens = integer('tokens', v.tokens.replace(/_/g, ''), 0, 2);
   const mode = v.mode;
+  const memoryGb = number('memory-gb', v['memory-gb']);
+  if (memoryGb !== undefined && !(memoryGb > 0)) throw new UsageError(`--memory-gb must be a positive number of GB, got ${v['memory-gb']}`);
   if (mode !== undefined && mode !== 'exact' && mode !== 'fast') throw new UsageError(`--mode must be exact or fast, got ${JSON.stringify(mode)}`);
   return {
     kind: 'analyze',
@@ -261,6 +268,7 @@ export function parseCli(argv: string[]): Command {
     seed: v.seed === undefined ? undefined : integer('seed', v.seed, 0, 0),
     batchRows: v['batch-rows'] === undefined ? undefined : integer('batch-rows', v['batch-rows'], 0, 1),
     checkpointEvery: v['checkpoint-every'] === undefined ? undefined : integer('checkpoint-every', v['checkpoint-every'], 0, 1),
+    memoryGb,
     mode,
     threads,
     top: integer('top', v.top, 15, 0),

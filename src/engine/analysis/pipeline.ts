@@ -7,6 +7,13 @@
  * Resume: the run folder's manifest holds every setting; the checkpoint holds the accumulators'
  * states after batch `nextBatch − 1`. Batches are cut the same way on resume, and accumulators
  * see the same batches in the same order, so a resumed run's numbers equal an uninterrupted run's.
+ *
+ * Passes: a plan may spread its accumulators over several passes over the corpus (a spec's
+ * `pass`), so that what is held at once is one pass's accumulators and the forwards they read
+ * (`reads`): GPT-2-small's cross moments do not fit in memory together (blocking.ts). Each pass
+ * re-runs the forwards it needs; batches are cut the same in every pass, so an accumulator sees
+ * what it would in a single pass. Accumulators finished in an earlier pass stay in the checkpoint
+ * as packed results (`pack`/`unpack`), and later ones may read them (`create(done)`).
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -24,6 +31,7 @@ import {
   writeCheckpoint,
   writeJsonAtomic,
 } from '../store';
+import { GiB, planMemory } from './blocking';
 import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
 
 export type Mode = 'exact' | 'fast';
@@ -52,6 +60,10 @@ export interface AnalysisOptions {
   threads?: number;
   /** Top examples kept per neuron (reference model). */
   topK?: number;
+  /** Peak memory to plan for, GB (blocking.ts); default 8. */
+  memoryGb?: number;
+  /** Reference columns per block instead of what the budget gives (0: unblocked; tests, measurements). */
+  refBlock?: number;
   /** Replaces the accumulators and result writing (tests; other analyses). */
   plan?: AnalysisPlan;
 }
@@ -66,6 +78,10 @@ export interface Settings {
   threads: number;
   topK: number;
   tokens: number;
+  /** Missing in runs made before blocking existed (resumed as unblocked). */
+  memoryGb?: number;
+  /** Reference columns per block of the cross moments; 0: unblocked. Chosen once, at the start. */
+  refBlock?: number;
 }
 
 export interface ModelInfo {
@@ -92,8 +108,16 @@ export interface PlanContext {
 export interface AccumulatorSpec {
   /** Key in the checkpoint; unique within a plan. */
   name: string;
-  create(): Accumulator<unknown>;
-  restore(state: AccumulatorState): Accumulator<unknown>;
+  /** `done`: results of the accumulators finished so far (earlier passes; earlier specs of this pass once it finishes). */
+  create(done: ReadonlyMap<string, unknown>): Accumulator<unknown>;
+  restore(state: AccumulatorState, done: ReadonlyMap<string, unknown>): Accumulator<unknown>;
+  /** Pass over the corpus, 0, 1, …; passes run in order, and specs without one run in a last pass. */
+  pass?: number;
+  /** What add() reads (default: every array of every model); the rest of the batch is left empty. */
+  reads?: { models: number[]; arrays: (keyof ModelActivations)[] };
+  /** Required of specs that finish before the last pass: their result as checkpoint state, and back. */
+  pack?(result: unknown): AccumulatorState;
+  unpack?(state: AccumulatorState): unknown;
 }
 
 export interface AnalysisPlan {
@@ -159,6 +183,7 @@ export const DEFAULTS = {
   mode: 'exact' as Mode,
   threads: 0,
   topK: 20,
+  memoryGb: 8,
 };
 
 /** Choices the pipeline itself makes where method.md is silent. */
@@ -237,7 +262,10 @@ export function compact(full: Float32Array, index: Int32Array, N: number): Float
   return out;
 }
 
-/** Builds the contract's ActivationBatch for rows [rowStart, rowStart+nRows) of the corpus. */
+/**
+ * Builds the contract's ActivationBatch for rows [rowStart, rowStart+nRows) of the corpus. With
+ * `reads`, only those models run and only those arrays are kept; the others are empty.
+ */
 export async function buildBatch(
   handles: readonly Model[],
   corpus: Corpus,
@@ -245,6 +273,7 @@ export async function buildBatch(
   rowStart: number,
   nRows: number,
   signal?: CancellationSignal,
+  reads?: AccumulatorSpec['reads'],
 ): Promise<ActivationBatch> {
   const rows: number[][] = [];
   for (let r = rowStart; r < rowStart + nRows; r++) rows.push(row(corpus, r));
@@ -265,12 +294,26 @@ export async function buildBatch(
   }
   const keptIndex = Int32Array.from(kept);
   const models: ModelActivations[] = [];
-  for (const m of handles) {
-    const run = await m.runTokens(rows, { hooks: ['pre', 'post'], signal });
+  const empty = new Float32Array(0);
+  const want = (k: keyof ModelActivations): boolean => !reads || reads.arrays.includes(k);
+  const wantPre = want('pre') || want('keptPre');
+  const wantPost = want('post') || want('keptPost');
+  for (const [i, m] of handles.entries()) {
+    if ((reads && !reads.models.includes(i)) || !(wantPre || wantPost)) {
+      models.push({ pre: empty, post: empty, keptPre: empty, keptPost: empty });
+      continue;
+    }
+    const hooks: ('pre' | 'post')[] = [...(wantPre ? ['pre' as const] : []), ...(wantPost ? ['post' as const] : [])];
+    const run = await m.runTokens(rows, { hooks, signal });
     const N = m.nLayers * m.dMlp;
-    const pre = interleave(run.hookPre, nTokens, m.dMlp);
-    const post = interleave(run.hookPost, nTokens, m.dMlp);
-    models.push({ pre, post, keptPre: compact(pre, keptIndex, N), keptPost: compact(post, keptIndex, N) });
+    const pre = wantPre ? interleave(run.hookPre, nTokens, m.dMlp) : empty;
+    const post = wantPost ? interleave(run.hookPost, nTokens, m.dMlp) : empty;
+    models.push({
+      pre: want('pre') ? pre : empty,
+      post: want('post') ? post : empty,
+      keptPre: want('keptPre') ? compact(pre, keptIndex, N) : empty,
+      keptPost: want('keptPost') ? compact(post, keptIndex, N) : empty,
+    });
   }
   return { batchIndex, rows, rowStart, offsets, nTokens, keep, keptIndex, nKept: keptIndex.length, models };
 }
@@ -364,12 +407,14 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     threads: opts.threads ?? DEFAULTS.threads,
     topK: opts.topK ?? DEFAULTS.topK,
     tokens: opts.tokens,
+    memoryGb: opts.memoryGb ?? DEFAULTS.memoryGb,
   };
   if (!(Number.isFinite(s.threshold) && s.threshold > -1 && s.threshold < 2)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
   if (!Number.isSafeInteger(s.seed) || s.seed < 0 || s.seed >= 2 ** 32) throw new EngineError(`seed ${s.seed} must be an integer in [0, 2^32)`);
   if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
   if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);
   if (s.mode !== 'exact' && s.mode !== 'fast') throw new EngineError(`mode ${String(s.mode)} is neither exact nor fast`);
+  if (!(Number.isFinite(s.memoryGb) && s.memoryGb! > 0)) throw new EngineError(`memory budget ${s.memoryGb} GB must be a positive number`);
   return s;
 }
 
@@ -436,13 +481,26 @@ export async function runAnalysis(
         paths: corpusPaths,
         nPositions: infos[0]!.nPositions,
         tokens: settings.tokens,
-        encode: (text) => ref.tokenizer.encode(text).ids,
+        encode: (text) => ref.tokenizer.encode(text),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
         signal,
       });
       if (previous && previous.corpus.hash !== corpus.hash) {
         throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
+      }
+      if (!previous) {
+        // Measured after opening the models and reading the corpus: they are the base every pass holds.
+        const mem = planMemory({
+          models: infos,
+          batchRows: settings.batchRows,
+          batchRowsFixed: opts.batchRows !== undefined,
+          budgetBytes: settings.memoryGb! * GiB,
+          baseBytes: process.memoryUsage().rss,
+          refBlock: opts.refBlock,
+        });
+        settings.batchRows = mem.batchRows;
+        settings.refBlock = mem.refBlock;
       }
       // A new run's folder appears only once models and corpus are known to be usable.
       if (!previous) {
@@ -486,122 +544,167 @@ export async function runAnalysis(
         warnings: [...corpus.warnings],
       };
       const m = manifest;
+      if (settings.refBlock) {
+        m.choices.memory =
+          `cross moments in blocks of ${settings.refBlock} reference columns within a ${settings.memoryGb} GB budget: one pass over the corpus ` +
+          'per block and other model (the forwards re-run), the first block of each model exporting its Gram moments to the others, then one pass for the statistics; results equal an unblocked run';
+      }
       const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
       const specs = await plan.accumulators(ctx);
       const names = new Set(specs.map((s) => s.name));
       if (names.size !== specs.length) throw new EngineError('accumulator names in the plan are not unique');
+      for (const s of specs) {
+        if (s.pass !== undefined && !(Number.isSafeInteger(s.pass) && s.pass >= 0)) throw new EngineError(`accumulator ${s.name}: pass ${s.pass} is not a non-negative integer`);
+      }
+      const passKeys = [...new Set(specs.map((s) => s.pass ?? Infinity))].sort((a, b) => a - b);
+      const passes = passKeys.map((k) => specs.filter((s) => (s.pass ?? Infinity) === k));
+      for (const s of passes.slice(0, -1).flat()) {
+        if (!s.pack || !s.unpack) throw new EngineError(`accumulator ${s.name} finishes before the last pass but cannot pack its result`);
+      }
+      const P = passes.length;
+      // What a pass forwards: the union of its specs' reads (everything if one does not say).
+      const readsOf = (ps: AccumulatorSpec[]): AccumulatorSpec['reads'] =>
+        ps.every((s) => s.reads)
+          ? { models: [...new Set(ps.flatMap((s) => s.reads!.models))], arrays: [...new Set(ps.flatMap((s) => s.reads!.arrays))] }
+          : undefined;
 
-      // Restore or create every accumulator.
+      // Restore or create every accumulator of the pass the run is in.
+      let pass = 0;
       let start = 0;
-      let accs: Accumulator<unknown>[];
+      const results = new Map<string, unknown>();
+      const packed: Record<string, AccumulatorState> = {};
       const ck = previous ? readCheckpoint(runDir) : undefined;
+      let accs: Accumulator<unknown>[];
       if (ck) {
         if (ck.meta.corpusHash !== corpus.hash || ck.meta.batchRows !== settings.batchRows) {
           throw new EngineError(`the checkpoint in ${runDir} belongs to other data or batch size; start a new run`, runDir);
         }
-        for (const s of specs) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
-        accs = specs.map((s) => s.restore(ck.states[s.name]!));
+        pass = typeof ck.meta.pass === 'number' ? ck.meta.pass : 0;
+        if (!(pass < P)) throw new EngineError(`the checkpoint in ${runDir} is in pass ${pass + 1} of a plan with ${P}; start a new run`, runDir);
+        for (const s of passes.slice(0, pass).flat()) {
+          const st = ck.states[`done:${s.name}`];
+          if (!st) throw new EngineError(`the checkpoint in ${runDir} has no result for ${s.name}`, runDir);
+          results.set(s.name, s.unpack!(st));
+          packed[`done:${s.name}`] = st;
+        }
+        for (const s of passes[pass]!) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
+        accs = passes[pass]!.map((s) => s.restore(ck.states[s.name]!, results));
         start = ck.nextBatch;
       } else {
-        accs = specs.map((s) => s.create());
+        accs = passes[0]!.map((s) => s.create(results));
       }
       const tokensAt = (b: number) => Math.min(b * settings.batchRows, corpus.nRows) * corpus.nPositions;
-      m.progress = { batches_done: start, batches_total: nBatches, tokens_done: tokensAt(start) };
+      m.progress = { batches_done: pass * nBatches + start, batches_total: P * nBatches, tokens_done: tokensAt(start) };
       writeJsonAtomic(join(runDir, 'manifest.json'), m);
 
-      const checkpoint = (next: number): void => {
-        onProgress({ phase: 'checkpoint', batch: next, batches: nBatches });
-        writeCheckpoint(runDir, {
-          nextBatch: next,
-          meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches },
-          states: Object.fromEntries(specs.map((s, i) => [s.name, accs[i]!.state()])),
-        });
-        m.progress = { batches_done: next, batches_total: nBatches, tokens_done: tokensAt(next) };
-        m.updated = new Date().toISOString();
-        writeJsonAtomic(join(runDir, 'manifest.json'), m);
-      };
-
-      // Stream.
+      const tokensTotal = corpus.nRows * corpus.nPositions;
       const tStream = Date.now();
       const streamBase = m.timings.stream_s;
-      let lastCheckpoint = start;
-      const tokensTotal = corpus.nRows * corpus.nPositions;
-      try {
-        for (let b = start; b < nBatches; b++) {
-          if (signal?.cancelled) {
-            if (b > lastCheckpoint) checkpoint(b);
-            throw new CancelledError();
-          }
-          const rowStart = b * settings.batchRows;
-          const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal);
-          for (const a of accs) await a.add(batch);
-          const done = tokensAt(b + 1);
-          const secs = (Date.now() - tStream) / 1000;
-          const rate = (done - tokensAt(start)) / Math.max(secs, 1e-3);
-          m.timings.stream_s = streamBase + secs;
-          if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
-            checkpoint(b + 1);
-            lastCheckpoint = b + 1;
-          }
-          onProgress({
-            phase: 'stream',
-            batch: b + 1,
-            batches: nBatches,
-            tokensDone: done,
-            tokensTotal,
-            tokensPerSec: rate,
-            etaSec: (tokensTotal - done) / Math.max(rate, 1e-9),
+      let finishSecs = 0;
+      let tWrite = tStream;
+      const sessionStart = pass * tokensTotal + tokensAt(start);
+      for (; pass < P; pass++, start = 0) {
+        const cur = passes[pass]!;
+        if (accs.length === 0) accs = cur.map((s) => s.create(results));
+        const reads = readsOf(cur);
+        const passNote = P > 1 ? `pass ${pass + 1}/${P}: ` : '';
+        const checkpoint = (next: number): void => {
+          onProgress({ phase: 'checkpoint', batch: pass * nBatches + next, batches: P * nBatches });
+          writeCheckpoint(runDir, {
+            nextBatch: next,
+            meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches, ...(P > 1 ? { pass } : {}) },
+            states: { ...packed, ...Object.fromEntries(cur.map((s, i) => [s.name, accs[i]!.state()])) },
           });
-        }
-      } catch (e) {
-        m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
-        if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
-        m.updated = new Date().toISOString();
-        m.timings.total_s += (Date.now() - t0) / 1000;
-        try {
+          m.progress = { batches_done: pass * nBatches + next, batches_total: P * nBatches, tokens_done: tokensAt(next) };
+          m.updated = new Date().toISOString();
           writeJsonAtomic(join(runDir, 'manifest.json'), m);
-        } catch {
-          // the original error matters more
-        }
-        throw e;
-      }
-      throwIfCancelled(signal);
-      // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the stream.
-      if (lastCheckpoint < nBatches) checkpoint(nBatches);
+        };
 
-      // Finish and write.
-      const tFinish = Date.now();
-      const results = new Map<string, unknown>();
-      let tWrite = tFinish;
-      try {
-        onProgress({ phase: 'finish', message: 'computing correlations and statistics' });
-        // Cancel points between the finishing steps: the end-of-stream checkpoint above means a
-        // resume redoes only this phase.
-        for (const [i, s] of specs.entries()) {
-          throwIfCancelled(signal);
-          results.set(s.name, await accs[i]!.finish());
+        // Stream.
+        let lastCheckpoint = start;
+        try {
+          for (let b = start; b < nBatches; b++) {
+            if (signal?.cancelled) {
+              if (b > lastCheckpoint) checkpoint(b);
+              throw new CancelledError();
+            }
+            const rowStart = b * settings.batchRows;
+            const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads);
+            for (const a of accs) await a.add(batch);
+            const done = pass * tokensTotal + tokensAt(b + 1);
+            const secs = (Date.now() - tStream) / 1000;
+            const rate = (done - sessionStart) / Math.max(secs, 1e-3);
+            m.timings.stream_s = streamBase + secs - finishSecs;
+            if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
+              checkpoint(b + 1);
+              lastCheckpoint = b + 1;
+            }
+            onProgress({
+              phase: 'stream',
+              ...(passNote ? { message: `${passNote}${cur.map((s) => s.name).join(', ')}` } : {}),
+              batch: pass * nBatches + b + 1,
+              batches: P * nBatches,
+              tokensDone: done,
+              tokensTotal: P * tokensTotal,
+              tokensPerSec: rate,
+              etaSec: (P * tokensTotal - done) / Math.max(rate, 1e-9),
+            });
+          }
+        } catch (e) {
+          m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
+          if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
+          m.updated = new Date().toISOString();
+          m.timings.total_s += (Date.now() - t0) / 1000;
+          try {
+            writeJsonAtomic(join(runDir, 'manifest.json'), m);
+          } catch {
+            // the original error matters more
+          }
+          throw e;
         }
         throwIfCancelled(signal);
-        tWrite = Date.now();
-        onProgress({ phase: 'write', message: `writing results to ${runDir}` });
-        m.results = await plan.finalize(ctx, results);
-      } catch (e) {
-        m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
-        if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
-        m.updated = new Date().toISOString();
+        // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the stream.
+        if (lastCheckpoint < nBatches) checkpoint(nBatches);
+
+        // Finish (and, after the last pass, write).
+        const tFinish = Date.now();
         try {
-          writeJsonAtomic(join(runDir, 'manifest.json'), m);
-        } catch {
-          // the original error matters more
+          onProgress({ phase: 'finish', message: `${passNote}computing correlations and statistics` });
+          // Cancel points between the finishing steps: the end-of-stream checkpoint above means a
+          // resume redoes only this phase.
+          for (const [i, s] of cur.entries()) {
+            throwIfCancelled(signal);
+            const r = await accs[i]!.finish();
+            results.set(s.name, r);
+            if (pass < P - 1) packed[`done:${s.name}`] = s.pack!(r);
+          }
+          throwIfCancelled(signal);
+          // The finished accumulators' memory goes before the next pass allocates its own.
+          accs = [];
+          tWrite = Date.now();
+          finishSecs += (tWrite - tFinish) / 1000;
+          if (pass === P - 1) {
+            onProgress({ phase: 'write', message: `writing results to ${runDir}` });
+            m.results = await plan.finalize(ctx, results);
+          }
+        } catch (e) {
+          m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
+          if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
+          m.updated = new Date().toISOString();
+          try {
+            writeJsonAtomic(join(runDir, 'manifest.json'), m);
+          } catch {
+            // the original error matters more
+          }
+          throw e;
         }
-        throw e;
       }
       const tEnd = Date.now();
       m.status = 'complete';
       delete m.error;
       m.updated = new Date().toISOString();
-      m.progress = { batches_done: nBatches, batches_total: nBatches, tokens_done: tokensTotal };
-      m.timings.finish_s = (tWrite - tFinish) / 1000;
+      m.progress = { batches_done: P * nBatches, batches_total: P * nBatches, tokens_done: tokensTotal };
+      m.timings.finish_s = finishSecs;
       m.timings.write_s = (tEnd - tWrite) / 1000;
       m.timings.total_s += (tEnd - t0) / 1000;
       writeJsonAtomic(join(runDir, 'manifest.json'), m);

@@ -15,13 +15,13 @@
  *   examples.json + examples.bin  (examples.ts serialisation)
  */
 import { join } from 'node:path';
-import { throwIfCancelled } from '../errors';
+import { EngineError, throwIfCancelled } from '../errors';
 import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
-import { CrossMoments, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
+import { CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
 import { serializeExamples, TopExamples, type TopExamplesResult } from './examples';
 import type { AccumulatorSpec, AnalysisPlan, PlanContext } from './pipeline';
-import type { AccumulatorState } from './types';
+import type { Accumulator, AccumulatorState } from './types';
 import { universalityTable } from './universality';
 import { weightStatsFromCheckpoint } from './weightstats';
 
@@ -55,7 +55,12 @@ export function defaultPlan(): AnalysisPlan {
   };
 }
 
-/** The cross-model correlation accumulators: reference vs each other model. */
+/**
+ * The cross-model correlation accumulators: reference vs each other model. With `refBlock` (the
+ * memory budget, blocking.ts) each pair is cut into blocks of reference columns, one pass each;
+ * the first block of a pair accumulates m's Gram and exports its moments, the others read them
+ * from its result and hold none, and the last block merges the pair's blocks under the pair's name.
+ */
 function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   const ref = ctx.models[0]!;
   const s = ctx.settings;
@@ -67,11 +72,55 @@ function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     mode: s.mode,
     ...(s.threads ? { threads: s.threads } : {}),
   });
-  return ctx.models.slice(1).map((m, i) => ({
-    name: `cross:${m.label}`,
-    create: () => new CrossMoments(crossOpts(i + 1)),
-    restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
-  }));
+  const N = ref.nNeurons;
+  const B = s.refBlock ?? 0;
+  if (!(B > 0 && B < N)) {
+    return ctx.models.slice(1).map((m, i) => ({
+      name: `cross:${m.label}`,
+      create: () => new CrossMoments(crossOpts(i + 1)),
+      restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
+    }));
+  }
+  const k = Math.ceil(N / B);
+  return ctx.models.slice(1).flatMap((m, i) => {
+    const name = (j: number): string => (j === k - 1 ? `cross:${m.label}` : `cross:${m.label}@${j * B}`);
+    return Array.from({ length: k }, (_, j): AccumulatorSpec => {
+      const opts = (done: ReadonlyMap<string, unknown>): CrossMomentsOptions => {
+        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block: [j * B, Math.min(N, (j + 1) * B)] };
+        // Fast mode's screen needs the Gram itself, so there every block keeps its own.
+        if (s.mode !== 'exact') return o;
+        if (j === 0) return { ...o, exportY: true };
+        return {
+          ...o,
+          yMoments: () => {
+            const y = (done.get(name(0)) as CrossMomentsResult | undefined)?.y;
+            if (!y) throw new EngineError(`${name(j)}: the moments of ${name(0)} are missing`);
+            return y;
+          },
+        };
+      };
+      const wrap = (c: CrossMoments, done: ReadonlyMap<string, unknown>): Accumulator<CrossMomentsResult> =>
+        j < k - 1
+          ? c
+          : {
+              add: (b) => c.add(b),
+              state: () => c.state(),
+              finish: async () => {
+                const parts = Array.from({ length: k - 1 }, (_, q) => done.get(name(q)) as CrossMomentsResult);
+                return mergeBlocks([...parts, await c.finish()], N);
+              },
+            };
+      return {
+        name: name(j),
+        pass: i * k + j,
+        reads: { models: [0, i + 1], arrays: ['keptPost'] },
+        pack: (r) => packResult(r as CrossMomentsResult),
+        unpack: unpackResult,
+        create: (done) => wrap(new CrossMoments(opts(done)), done),
+        restore: (st, done) => wrap(CrossMoments.restore(st, opts(done)), done),
+      };
+    });
+  });
 }
 
 /** Activation statistics of every model and top examples of the reference. */

@@ -1,0 +1,141 @@
+// Blocked analysis (issue 4 item 9): the default plan on the shipped tiny family, run in blocks of
+// reference columns (one pass per block and other model, the statistics in a last pass), gives
+// bit for bit the unblocked run's correlations, baselines and partners, and the same files;
+// a blocked run cancelled in a middle pass resumes to the same result; the memory planner picks
+// blocks for GPT-2-small's shape within 8 GB and refuses impossible budgets.
+//
+// Bit-identical is expected, not a tolerance: every block sees the same batches, its S_xy columns
+// come from the same fp32 GEMM (MLAS's sum over tokens does not depend on how many reference
+// columns there are) flushed to float64 at the same tokens, and the blocks after the first take
+// m's moments computed once from the same Gram — the arithmetic of each output element is the
+// unblocked run's.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { EngineError } from '../../src/engine/errors';
+import { GiB, planMemory } from '../../src/engine/analysis/blocking';
+import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
+import { readJson } from '../../src/engine/store';
+import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
+
+const ROOT = join(__dirname, '..', '..');
+const MODELS = ['a', 'b', 'c', 'd', 'e'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
+const HELDOUT = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
+const tmp = mkdtempSync(join(tmpdir(), 'un-blocked-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+// 24 rows of 128 tokens in batches of 4 rows: 6 batches, a checkpoint every 2.
+const BASE = { models: MODELS, corpus: [HELDOUT], tokens: 128 * 24, batchRows: 4, checkpointEvery: 2, threads: 2 };
+// 2,048 reference neurons in blocks of 700: 700, 700, 648 (uneven on purpose).
+const BLOCK = 700;
+const OTHERS = ['tiny-gpt2-b', 'tiny-gpt2-c', 'tiny-gpt2-d', 'tiny-gpt2-e'];
+const FILES = ['neurons.arrow', 'partners.arrow', 'universal.csv', 'actstats.arrow', 'examples.bin', 'examples.json'];
+
+function assertSameCross(got: RunResult, want: RunResult): void {
+  for (const label of OTHERS) {
+    const g = got.results.get(`cross:${label}`) as CrossMomentsResult;
+    const w = want.results.get(`cross:${label}`) as CrossMomentsResult;
+    assert.equal(g.refStart, 0);
+    assert.equal(g.n, w.n);
+    for (const k of ['maxCorr', 'partner', 'baseline', 'baselinePartner'] as const) {
+      assert.equal(g[k].length, w[k].length, `${label} ${k} length`);
+      for (let i = 0; i < w[k].length; i++) {
+        if (!Object.is(g[k][i], w[k][i])) assert.fail(`${label} ${k}[${i}]: ${g[k][i]} blocked vs ${w[k][i]} unblocked`);
+      }
+    }
+  }
+}
+
+function assertSameFiles(a: string, b: string): void {
+  for (const f of FILES) assert.ok(readFileSync(join(a, f)).equals(readFileSync(join(b, f))), `${f} differs`);
+}
+
+describe('blocked analysis equals the unblocked run', () => {
+  let full: RunResult;
+  let blocked: RunResult;
+  before(async () => {
+    full = await runAnalysis({ ...BASE, out: join(tmp, 'full') });
+    blocked = await runAnalysis({ ...BASE, out: join(tmp, 'blocked'), refBlock: BLOCK });
+  });
+
+  test('the tiny family is unblocked by default, and the manifest says so', () => {
+    assert.equal(full.manifest.settings.refBlock, 0);
+    assert.equal(full.manifest.settings.memoryGb, 8);
+    assert.equal(full.manifest.choices.memory, undefined);
+    assert.equal(full.manifest.progress.batches_total, 6);
+  });
+
+  test('max_corr, partner, baseline and its partner are bit-identical; so are the files', () => {
+    assertSameCross(blocked, full);
+    assertSameFiles(blocked.runDir, full.runDir);
+  });
+
+  test('the manifest records the block size and the passes (3 blocks × 4 models + statistics)', () => {
+    const m = readJson<Manifest>(join(blocked.runDir, 'manifest.json'));
+    assert.equal(m.status, 'complete');
+    assert.equal(m.settings.refBlock, BLOCK);
+    assert.match(m.choices.memory ?? '', /blocks of 700 reference columns/);
+    assert.equal(m.progress.batches_total, 13 * 6);
+    assert.equal(m.progress.batches_done, 13 * 6);
+  });
+
+  test('a blocked run cancelled in a middle pass resumes to the same results', async () => {
+    const dir = join(tmp, 'blocked-cancelled');
+    let cancelled = false;
+    const signal = {
+      get cancelled() {
+        return cancelled;
+      },
+    };
+    // Batch 5 of pass 6 (model c, second block): past a checkpoint, with passes finished before it.
+    await assert.rejects(
+      runAnalysis({ ...BASE, out: dir, refBlock: BLOCK }, (p) => {
+        if (p.phase === 'stream' && p.batch === 5 * 6 + 5) cancelled = true;
+      }, signal),
+      (e: unknown) => e instanceof Error && e.name === 'CancelledError',
+    );
+    const m = readJson<Manifest>(join(dir, 'manifest.json'));
+    assert.equal(m.status, 'cancelled');
+    assert.equal(m.progress.batches_done, 5 * 6 + 5);
+    let firstBatch: number | undefined;
+    const r = await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir }, (p) => {
+      if (p.phase === 'stream' && firstBatch === undefined) firstBatch = p.batch;
+    });
+    assert.equal(firstBatch, 5 * 6 + 6, 'the resume starts at the checkpoint, in pass 6');
+    assertSameCross(r, full);
+    assertSameFiles(r.runDir, full.runDir);
+  });
+});
+
+describe('memory planner', () => {
+  const gpt2 = { nLayers: 12, dMlp: 3072, nNeurons: 36864, nPositions: 1024 };
+  const tiny = { nLayers: 4, dMlp: 512, nNeurons: 2048, nPositions: 128 };
+  const base = 3 * GiB;
+
+  test('the tiny family fits unblocked at 8 GB with the default batch', () => {
+    const p = planMemory({ models: Array(5).fill(tiny), batchRows: 8, batchRowsFixed: false, budgetBytes: 8 * GiB, baseBytes: 0.3 * GiB });
+    assert.deepEqual([p.refBlock, p.batchRows], [0, 8]);
+  });
+
+  test('GPT-2-small × 5 at 8 GB: equal blocks within the budget, batch rows lowered to fit the statistics pass', () => {
+    const p = planMemory({ models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: false, budgetBytes: 8 * GiB, baseBytes: base });
+    assert.ok(p.refBlock > 0 && p.refBlock < 36864, `block ${p.refBlock}`);
+    assert.ok(p.batchRows >= 1 && p.batchRows < 8, `rows ${p.batchRows}`);
+    assert.ok(p.estimateBytes <= 8 * GiB);
+    const k = Math.ceil(36864 / p.refBlock);
+    assert.ok(k * p.refBlock - 36864 < k, 'blocks are equal up to rounding');
+  });
+
+  test('impossible budgets are refused with the terms named', () => {
+    assert.throws(
+      () => planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: false, budgetBytes: 4 * GiB, baseBytes: base }),
+      (e: unknown) => e instanceof EngineError && /memory budget of 4\.00 GB cannot hold/.test(e.message) && /--memory-gb/.test(e.message),
+    );
+    assert.throws(
+      () => planMemory({ models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base }),
+      (e: unknown) => e instanceof EngineError && /--batch-rows/.test(e.message),
+    );
+  });
+});
