@@ -1,7 +1,8 @@
 /**
- * A neuron's page: statistics with percentiles within its layer, post-activation histogram,
- * top-activating contexts shaded by activation, vocab effect (when the run has it), and its best
- * partner in each other seed.
+ * A neuron's page: its family and roles (when the run has them), statistics with percentiles
+ * within its layer, post-activation histogram, top-activating contexts shaded by activation (those
+ * whose maximum carries the family label marked), an entropy neuron's intervention, vocab effect
+ * (when the run has it), and its best partner in each other seed.
  *
  * Partners: the run only holds pages for the reference model, so a partner (a neuron of another
  * seed) is shown as text. Its "best reference match" — the reference neuron that correlates best
@@ -14,6 +15,8 @@ import type { NeuronData, StatGroup } from '../src/protocol';
 import { baseOptions, chartBox, themedChart } from './charts';
 import { runHeader, section, type ViewContext } from './common';
 import { el, fmt, neuronName, shade, visibleToken } from './dom';
+import { renderEntropyIntervention } from './entropyChart';
+import { familyBadge, familySection, labelText } from './family';
 import { actionLink, badge, button } from './ui';
 
 const GROUP_TITLES: Record<StatGroup, string> = {
@@ -32,11 +35,14 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
       name + ' ',
       badge(d.universal ? 'universal' : 'not universal'),
       d.family === undefined ? null : ' ',
-      d.family === undefined ? null : badge(d.family === null ? 'no family' : `family: ${d.family}`),
+      d.family === undefined ? null : familyBadge(d.family),
     ),
     runHeader(d.run),
     el('p', { class: 'actions' }, button('Neuron table', () => ctx.openView('table')), ' ', button('Overview', () => ctx.openView('overview'))),
   );
+  // First: what the neuron does is what a reader opens the page for.
+  const fam = familySection(d);
+  if (fam) root.append(fam);
 
   // Statistics.
   const tbody = el('tbody');
@@ -142,6 +148,8 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
   if (d.examples.length) {
     const list = el('ol', { class: 'contexts' });
     const scale = Math.max(...d.examples.map((e) => Math.abs(e.value)), 1e-9);
+    const label = labelText(d);
+    const marks = !!label && d.examples.some((e) => e.carriesLabel !== undefined);
     for (const ex of d.examples) {
       const line = el('div', { class: 'tokens' });
       ex.tokens.forEach((t, i) => {
@@ -151,10 +159,28 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
         if (i === ex.maxIndex) span.classList.add('max');
         line.append(span);
       });
-      list.append(el('li', {}, el('span', { class: 'ctx-value', text: fmt(ex.value, 3) }), line));
+      // The mark is text (and a title for the label itself), not colour alone.
+      let mark: HTMLElement | null = null;
+      if (marks && ex.carriesLabel) {
+        mark = badge('✓ label');
+        mark.classList.add('hit-badge');
+        mark.title = `The maximum token carries the label: ${label}`;
+        mark.setAttribute('aria-label', `carries the label ${label}`);
+      }
+      const li = el('li', { class: ex.carriesLabel ? 'hit' : '' }, el('span', { class: 'ctx-value', text: fmt(ex.value, 3) }), line, mark ? ' ' : null, mark);
+      list.append(li);
     }
-    root.append(section('Top-activating contexts', el('p', { class: 'muted', text: 'Tokens shaded by this neuron’s post-activation; the outlined token is the maximum. Hover a token for its id and value.' }), list));
+    const intro = 'Tokens shaded by this neuron’s post-activation; the outlined token is the maximum. Hover a token for its id and value.';
+    root.append(
+      section(
+        'Top-activating contexts',
+        el('p', { class: 'muted', text: marks ? `${intro} “✓ label”: the maximum token carries the family label (${label}).` : intro }),
+        list,
+      ),
+    );
   }
+
+  renderEntropyIntervention(root, d, ctx);
 
   // Vocab effect.
   if (d.vocab) {

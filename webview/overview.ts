@@ -1,11 +1,13 @@
 /**
  * Overview: per-layer universal share, histogram of excess correlation, mean_corr against
- * mean_baseline, family counts. Clicking a scatter point opens that neuron's page.
+ * mean_baseline, then families and roles (overviewFamilies.ts). Clicking a scatter point opens
+ * that neuron's page.
  */
 import type { OverviewData } from '../src/protocol';
 import { baseOptions, chartBox, themedChart } from './charts';
 import { runHeader, section, type ViewContext } from './common';
 import { el, fmt, neuronName } from './dom';
+import { renderFamilyOverview } from './overviewFamilies';
 import { withAlpha } from './theme';
 import { button } from './ui';
 
@@ -144,22 +146,5 @@ export function renderOverview(root: HTMLElement, d: OverviewData, ctx: ViewCont
   }));
   ctx.onDispose(() => c3.destroy());
 
-  // Families.
-  if (d.families === null) {
-    grid.append(section('Families', el('p', { class: 'muted', text: 'Families: not computed yet for this run.' })));
-  } else if (d.families.length === 0) {
-    grid.append(section('Families', el('p', { class: 'muted', text: 'No neuron of this run belongs to a family.' })));
-  } else {
-    const table = el(
-      'table',
-      { class: 'plain' },
-      el('thead', {}, el('tr', {}, el('th', { text: 'family', attrs: { scope: 'col' } }), el('th', { class: 'num', text: 'neurons', attrs: { scope: 'col' } }), el('th', { class: 'num', text: 'universal', attrs: { scope: 'col' } }))),
-      el(
-        'tbody',
-        {},
-        ...d.families.map((f) => el('tr', {}, el('th', { text: f.family, attrs: { scope: 'row' } }), el('td', { class: 'num', text: String(f.neurons) }), el('td', { class: 'num', text: String(f.universal) }))),
-      ),
-    );
-    grid.append(section('Families', table));
-  }
+  renderFamilyOverview(grid, d, ctx);
 }

@@ -18,7 +18,11 @@ export interface ChartTheme {
   background: string;
   fontFamily: string;
   fontSize: number;
+  /** The theme's chart colours by name, for categorical series (families, roles). */
+  series: Record<SeriesColour, string>;
 }
+
+export type SeriesColour = 'blue' | 'orange' | 'green' | 'purple' | 'red' | 'yellow';
 
 function cssVar(style: CSSStyleDeclaration, name: string, fallback: string): string {
   const v = style.getPropertyValue(name).trim();
@@ -50,6 +54,14 @@ export function chartTheme(): ChartTheme {
     background: cssVar(s, '--vscode-editor-background', light ? '#ffffff' : '#1e1e1e'),
     fontFamily: cssVar(s, '--vscode-font-family', 'system-ui, sans-serif'),
     fontSize: parseFloat(cssVar(s, '--vscode-font-size', '13')) || 13,
+    series: {
+      blue: cssVar(s, '--vscode-charts-blue', light ? '#1a85ff' : '#3794ff'),
+      orange: cssVar(s, '--vscode-charts-orange', '#d18616'),
+      green: cssVar(s, '--vscode-charts-green', light ? '#388a34' : '#89d185'),
+      purple: cssVar(s, '--vscode-charts-purple', light ? '#652d90' : '#b180d7'),
+      red: cssVar(s, '--vscode-charts-red', light ? '#e51400' : '#f14c4c'),
+      yellow: cssVar(s, '--vscode-charts-yellow', light ? '#bf8803' : '#cca700'),
+    },
   };
 }
 

@@ -1,8 +1,10 @@
 /**
  * The hover's Markdown, as a string. No `vscode` import (bench/editor.ts times it outside the
  * editor) and no maths: the ranking and the token come from src/engine/editor.ts, the universal
- * marks from the run's table; this only lays them out, with `command:` links.
+ * marks, families and roles from the run's table; this only lays them out, with `command:` links.
  */
+import type { Role } from '../protocol';
+import { describeLabel, familyName, isExplained, ROLE_TITLES } from './familyText';
 
 export const SHOW_NEURON = 'universalNeurons.showNeuron';
 export const HEATMAP_NEURON = 'universalNeurons.heatmapNeuron';
@@ -17,6 +19,12 @@ export interface HoverNeuron {
   universal?: boolean;
   excess?: number;
   family?: string;
+  /** The best explaining label, machine-readable (`unigram:the`). */
+  familyLabel?: string;
+  /** Its variance reduction. */
+  familyVr?: number;
+  /** Roles, the primary first. */
+  roles?: Role[];
 }
 
 export interface HoverInput {
@@ -55,6 +63,21 @@ export function commandUri(command: string, args: unknown[]): string {
 
 const fmt = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : String(v));
 
+/** `unigram: token is “the” (VR 0.62) · prediction`; '' when the run says nothing about the neuron. */
+export function familyCell(n: HoverNeuron): string {
+  const parts: string[] = [];
+  if (isExplained(n.family)) {
+    const name = familyName(n.family!);
+    const label = n.familyLabel ? describeLabel(n.familyLabel) : '';
+    // “previous token: previous token starts with t” says it twice: the label alone is enough.
+    const text = !label ? name : label.startsWith(name) ? label : `${name}: ${label}`;
+    const vr = n.familyVr !== undefined && Number.isFinite(n.familyVr) ? ` (VR ${n.familyVr.toFixed(2)})` : '';
+    parts.push(mdLiteral(text) + vr);
+  }
+  if (n.roles?.length) parts.push(mdLiteral(n.roles.map((r) => ROLE_TITLES[r]).join(', ')));
+  return parts.join(' · ');
+}
+
 export function hoverMarkdown(h: HoverInput): string {
   const lines: string[] = [];
   const cont = h.continuation?.length ? ` + ${h.continuation.map((c) => `#${c.index} (id ${c.id})`).join(', ')}` : '';
@@ -69,18 +92,17 @@ export function hoverMarkdown(h: HoverInput): string {
     lines.push(`Heat-map ${h.heat.label}: **${fmt(h.heat.value)}**`);
     lines.push('');
   }
-  lines.push(`| neuron | hook_post | universal | |`);
-  lines.push(`|:--|--:|:--|:--|`);
+  // The family column only when the run has families or roles (old runs keep the narrow table).
+  const families = h.top.some((n) => n.family !== undefined || n.roles !== undefined);
+  lines.push(`| neuron | hook_post | universal |${families ? ' family · role |' : ''} |`);
+  lines.push(`|:--|--:|:--|${families ? ':--|' : ''}:--|`);
   for (const n of h.top) {
     const ref = { layer: n.layer, neuron: n.neuron };
     const label = `L${n.layer}.N${n.neuron}`;
-    const mark = n.universal
-      ? `★ excess ${fmt(n.excess ?? NaN)}${n.family ? ` · ${mdLiteral(n.family)}` : ''}`
-      : n.excess !== undefined
-        ? `excess ${fmt(n.excess)}`
-        : '';
+    const mark = n.universal ? `★ excess ${fmt(n.excess ?? NaN)}` : n.excess !== undefined ? `excess ${fmt(n.excess)}` : '';
     lines.push(
       `| [${label}](${commandUri(SHOW_NEURON, [ref])} "Open the neuron page of ${label}") | ${fmt(n.value)} | ${mark} | ` +
+        (families ? `${familyCell(n)} | ` : '') +
         `[heat-map](${commandUri(HEATMAP_NEURON, [ref])} "Shade this document by ${label}") |`,
     );
   }

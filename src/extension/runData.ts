@@ -527,7 +527,7 @@ export function overviewData(run: RunData): OverviewData {
 }
 
 /** Attention pairs the overview lists (roles.json holds the top pairs; the page stays short). */
-const ATTENTION_PAIRS = 20;
+const ATTENTION_PAIRS = 12;
 
 export function tableData(run: RunData): TableData {
   const values = {} as Record<TableColumn, Num[]>;

@@ -18,7 +18,7 @@ import {
 } from '../../src/engine/editor';
 import { encodeSliced, safeSplitPoint } from '../../src/engine/promptRun';
 import { encodeWithBos, Tokenizer } from '../../src/engine/tokenizer';
-import { commandUri, hoverMarkdown, mdLiteral } from '../../src/extension/hoverContent';
+import { commandUri, familyCell, hoverMarkdown, mdLiteral } from '../../src/extension/hoverContent';
 
 const ROOT = resolve(__dirname, '..', '..');
 const tok = Tokenizer.fromTokenizerJson(join(ROOT, 'models', 'gpt2-tokenizer', 'tokenizer.json'));
@@ -185,8 +185,31 @@ test('hover Markdown: literal token text, command links with JSON args, universa
   assert.match(md, /token 3 of 9/);
   assert.match(md, /id 3797/);
   assert.match(md, /\[L3\.N120\]\(command:universalNeurons\.showNeuron\?/);
-  assert.match(md, /\| 2\.500 \| ★ excess 0\.610 · unigram \|/);
-  assert.match(md, /\| 1\.250 \| excess 0\.100 \|/);
+  assert.match(md, /\| 2\.500 \| ★ excess 0\.610 \| unigram \| /);
+  assert.match(md, /\| 1\.250 \| excess 0\.100 \|  \| /);
   assert.match(md, /\[heat-map\]\(command:universalNeurons\.heatmapNeuron\?/);
   assert.match(md, /Heat-map L3\.N120: \*\*2\.500\*\*/);
+});
+
+test('hover Markdown: family with its label in words, VR and roles; old runs keep the narrow table', () => {
+  const base = { tokenIndex: 1, nTokens: 4, text: ' the', id: 262, start: 0, end: 4, line: 0, character: 0, model: 'm' };
+  const md = hoverMarkdown({
+    ...base,
+    top: [
+      { layer: 0, neuron: 1, value: 2, universal: true, excess: 0.7, family: 'unigram', familyLabel: 'unigram:the', familyVr: 0.623, roles: ['prediction'] },
+      { layer: 1, neuron: 2, value: 1, excess: 0.1, family: 'previous-token', familyLabel: 'prev:alphabet:t', familyVr: 0.4, roles: [] },
+      { layer: 2, neuron: 3, value: 0.5, excess: 0.2, family: 'unexplained', familyLabel: 'pos:NOUN', familyVr: 0.05, roles: ['entropy', 'partition'] },
+      { layer: 3, neuron: 4, value: 0.25, excess: 0.2, family: 'position', familyLabel: 'position:<32', familyVr: 0.5 },
+    ],
+  });
+  assert.match(md, /\| neuron \| hook_post \| universal \| family · role \| \|/);
+  assert.match(md, /\| ★ excess 0\.700 \| unigram: token is “the” \(VR 0\.62\) · prediction \|/);
+  assert.match(md, /\| previous token starts with t \(VR 0\.40\) \|/);
+  // Unexplained: no family text, the roles still shown.
+  assert.match(md, /\| excess 0\.200 \| entropy, partition \|/);
+  // Markdown-special characters of a label are literal.
+  assert.match(md, /\| position \\< 32 \(VR 0\.50\) \|/);
+  assert.equal(familyCell({ layer: 0, neuron: 0, value: 0 }), '');
+  const old = hoverMarkdown({ ...base, top: [{ layer: 0, neuron: 1, value: 2, universal: true, excess: 0.7 }] });
+  assert.match(old, /\| neuron \| hook_post \| universal \| \|\n\|:--\|--:\|:--\|:--\|/);
 });

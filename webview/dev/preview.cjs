@@ -15,7 +15,7 @@ const { createServer } = require('node:http');
 const { mkdirSync, readFileSync, rmSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { join, resolve } = require('node:path');
-const { writeSyntheticRun } = require('../../test/helpers/synthetic-run');
+const { SYNTHETIC_ATTENTION_NEURON, SYNTHETIC_ENTROPY_NEURON, writeSyntheticRun } = require('../../test/helpers/synthetic-run');
 const { getRun, neuronData, overviewData, tableData } = require('../../src/extension/runData');
 const { makeNonce, webviewHtml } = require('../../src/extension/panels/html');
 const { PROTOCOL_VERSION } = require('../../src/protocol');
@@ -34,6 +34,9 @@ const DARK = {
   '--vscode-charts-blue': '#3794ff',
   '--vscode-charts-orange': '#d18616',
   '--vscode-charts-red': '#f14c4c',
+  '--vscode-charts-green': '#89d185',
+  '--vscode-charts-purple': '#b180d7',
+  '--vscode-charts-yellow': '#cca700',
   '--vscode-focusBorder': '#0078d4',
   '--vscode-font-family': 'sans-serif',
   '--vscode-font-size': '13px',
@@ -49,6 +52,9 @@ const LIGHT = {
   '--vscode-charts-blue': '#1a85ff',
   '--vscode-charts-orange': '#c27d1a',
   '--vscode-charts-red': '#e51400',
+  '--vscode-charts-green': '#388a34',
+  '--vscode-charts-purple': '#652d90',
+  '--vscode-charts-yellow': '#bf8803',
 };
 
 async function main() {
@@ -57,7 +63,7 @@ async function main() {
   const modelDir = join(root, 'models', 'gpt2-tokenizer');
   let t = Date.now();
   await writeSyntheticRun({ dir: small, nLayers: 4, dMlp: 128, modelDir, families: true, vocab: true, k: 6 });
-  await writeSyntheticRun({ dir: big, nLayers: 12, dMlp: 3072, modelDir, k: 3, seed: 7 });
+  await writeSyntheticRun({ dir: big, nLayers: 12, dMlp: 3072, modelDir, k: 3, seed: 7, families: true });
   // Only neurons.arrow (the pipeline's layout), like the CLI-made run of the editor e2e.
   const bare = join(work, 'bare');
   await writeSyntheticRun({ dir: bare, nLayers: 4, dMlp: 64, k: 0, partners: false, wide: true, seed: 3 });
@@ -75,6 +81,8 @@ async function main() {
     neuron: { view: 'neuron', data: neuronData(runSmall, { layer: 3, neuron: 7 }) },
     'neuron-big': { view: 'neuron', data: neuronData(runBig, { layer: 11, neuron: 100 }) },
     'neuron-bare': { view: 'neuron', data: neuronData(await getRun(bare), { layer: 0, neuron: 0 }) },
+    'neuron-entropy': { view: 'neuron', data: neuronData(runSmall, SYNTHETIC_ENTROPY_NEURON(4)) },
+    'neuron-attention': { view: 'neuron', data: neuronData(runSmall, SYNTHETIC_ATTENTION_NEURON) },
     prompt: {
       view: 'prompt',
       data: {
@@ -222,6 +230,21 @@ async function main() {
         const posted = await page.evaluate(() => window.__posted);
         check(posted.some((m) => m.type === 'revealRange'), 'prompt: click posts revealRange');
         await page.screenshot({ path: join(out, `prompt-hover.png`) });
+      }
+      if (name.startsWith('neuron') && name !== 'neuron-bare') {
+        const fam = await page.locator('section[aria-labelledby="h-family-and-roles"]').innerText().catch(() => '');
+        check(/Family/.test(fam) && /Roles/.test(fam), `${name}: family section ${JSON.stringify(fam.replace(/\s+/g, ' ').slice(0, 160))}`);
+        const hits = await page.locator('ol.contexts li.hit .hit-badge').count();
+        check(hits > 0 || name !== 'neuron', `${name}: ${hits} top contexts marked as carrying the label`);
+      }
+      if (name === 'neuron-entropy') {
+        check((await page.locator('.entropy-chart canvas[data-drawn="yes"]').count()) === 1, 'neuron-entropy: intervention chart drawn');
+      }
+      if (name === 'table-small') {
+        await page.locator('vscode-data-grid-cell[cell-type="columnheader"]', { hasText: 'family' }).first().click();
+        await page.waitForFunction(() => document.querySelector('vscode-data-grid-cell[aria-sort="ascending"]')?.textContent?.startsWith('family'), null, { timeout: 10000 });
+        const first = await page.locator('vscode-data-grid-row[data-row="0"]').innerText();
+        check(/unigram/.test(first), `table-small: sorted by family, first row ${JSON.stringify(first.replace(/\s+/g, ' '))}`);
       }
       if (name === 'neuron') {
         const links = page.locator('vscode-link');
