@@ -136,6 +136,7 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
         (col('kurt') ? `, kurtosis ${f3(median(uIdx.map((i) => col('kurt')![i]!)))}` : ''),
     );
   }
+  out.push(...familySummary(t, nLayers, (i) => isU(i, opts.threshold)));
   if (opts.top > 0) {
     out.push('');
     if (uIdx.length === 0) {
@@ -146,18 +147,79 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
       out.push(`top ${show.length} of ${uIdx.length} universal neurons (excess > ${opts.threshold}):`);
       const extra = (name: string) => (col(name) ? [name] : []);
       const head = ['neuron', 'excess', 'mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('sparsity'), ...extra('kurt')];
+      const fam = t.text?.get('family');
+      const famLabel = t.text?.get('family_label');
+      if (fam) head.push('family');
       const partners = opts.partners ?? [];
       if (partners.length) head.push('best partner per model');
       const body = show.map((i) => {
         const r = [`L${layer[i]}.N${neuron[i]}`, f3(excess![i]!)];
         for (const c of ['mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('sparsity'), ...extra('kurt')]) r.push(f3(col(c)?.[i] ?? NaN));
+        if (fam) r.push(fam[i] === 'unexplained' ? `(${famLabel?.[i] ?? ''} ${f3(col('family_vr')?.[i] ?? NaN)})` : `${fam[i]} ${famLabel?.[i] ?? ''} ${f3(col('family_vr')?.[i] ?? NaN)}`);
         if (partners.length) {
           r.push(partners.map((p) => `${p.label}:L${col(p.layer)![i]}.N${col(p.neuron)![i]}(${f3(col(p.corr)![i]!)})`).join(' '));
         }
         return r;
       });
-      out.push(...table(head, body, partners.length ? [head.length - 1] : []).map((l) => '  ' + l));
+      const left = [...(fam ? [head.length - (partners.length ? 2 : 1)] : []), ...(partners.length ? [head.length - 1] : [])];
+      out.push(...table(head, body, left).map((l) => '  ' + l));
     }
+  }
+  return out;
+}
+
+const FAMILY_ORDER = ['unigram', 'alphabet', 'previous-token', 'position', 'syntax', 'semantic', 'unexplained'];
+const ROLE_ORDER = ['prediction', 'suppression', 'partition', 'entropy', 'attention-deactivation'];
+
+/** Family and role counts per layer (neurons.arrow of a run with families), universal beside all. */
+function familySummary(t: NeuronTable, nLayers: number, isU: (i: number) => boolean): string[] {
+  const fam = t.text?.get('family');
+  const roles = t.text?.get('roles');
+  const layer = t.columns.get('layer')!;
+  if (!fam) return [];
+  const out: string[] = [''];
+  const present = FAMILY_ORDER.filter((f) => fam.includes(f)).concat([...new Set(fam)].filter((f) => f && !FAMILY_ORDER.includes(f)));
+  const cell = (all: number, u: number): string => `${all} (${u})`;
+  const rowsFor = (names: string[], has: (i: number, name: string) => boolean): string[][] => {
+    const rows: string[][] = [];
+    for (let l = 0; l <= nLayers; l++) {
+      const r = [l < nLayers ? String(l) : 'all'];
+      for (const name of names) {
+        let all = 0;
+        let u = 0;
+        for (let i = 0; i < t.nRows; i++) {
+          if ((l < nLayers && layer[i] !== l) || !has(i, name)) continue;
+          all++;
+          if (isU(i)) u++;
+        }
+        r.push(cell(all, u));
+      }
+      rows.push(r);
+    }
+    return rows;
+  };
+  out.push('families per layer: all neurons (universal)');
+  out.push(...table(['layer', ...present], rowsFor(present, (i, f) => fam[i] === f)));
+  let explained = 0;
+  let explainedU = 0;
+  let nU = 0;
+  for (let i = 0; i < t.nRows; i++) {
+    const e = fam[i] !== 'unexplained' && fam[i] !== '';
+    if (e) explained++;
+    if (isU(i)) {
+      nU++;
+      if (e) explainedU++;
+    }
+  }
+  out.push(
+    `explained by a family: ${pct((100 * explainedU) / Math.max(1, nU))} of universal neurons (${explainedU} of ${nU}), ` +
+      `${pct((100 * (explained - explainedU)) / Math.max(1, t.nRows - nU))} of the others (${explained - explainedU} of ${t.nRows - nU})`,
+  );
+  if (roles) {
+    const has = (i: number, r: string): boolean => roles[i]!.split(',').includes(r);
+    out.push('');
+    out.push('roles per layer: all neurons (universal)');
+    out.push(...table(['layer', ...ROLE_ORDER], rowsFor(ROLE_ORDER, has)));
   }
   return out;
 }

@@ -430,6 +430,8 @@ export interface NeuronTable {
   nRows: number;
   /** Numeric columns by name (booleans as 0/1, missing values NaN), in file order. */
   columns: Map<string, Float64Array>;
+  /** Text columns (Arrow utf8: family, role, …); absent from CSV tables. */
+  text?: Map<string, string[]>;
 }
 
 /** Splits one CSV line (RFC 4180 quotes; the paper's files are plain numbers). */
@@ -522,8 +524,14 @@ export async function readNeuronArrow(path: string): Promise<NeuronTable> {
     throw new EngineError(`${path} is not an Arrow IPC file (${(e as Error).message})`, path);
   }
   const columns = new Map<string, Float64Array>();
+  const text = new Map<string, string[]>();
   for (const f of t.schema.fields) {
     const type = String(f.type);
+    if (/^(Utf8|LargeUtf8)/.test(type)) {
+      const v = t.getChild(f.name)!;
+      text.set(f.name, Array.from({ length: t.numRows }, (_, i) => String(v.get(i) ?? '')));
+      continue;
+    }
     if (!/^(Float|Int|Uint|Bool)/.test(type)) continue;
     const v = t.getChild(f.name)!;
     const out = new Float64Array(t.numRows);
@@ -534,5 +542,5 @@ export async function readNeuronArrow(path: string): Promise<NeuronTable> {
     columns.set(f.name, out);
   }
   if (!columns.has('layer') || !columns.has('neuron')) throw new EngineError(`${path} has no layer/neuron columns`, path);
-  return { source: path, nRows: t.numRows, columns };
+  return { source: path, nRows: t.numRows, columns, text };
 }

@@ -28,9 +28,9 @@ export interface FamilyPlanOptions {
   enabled?: boolean;
   thresholds?: Partial<FamilyThresholds>;
   roles?: RoleOptions;
-  /** Entropy-candidate neurons given the intervention (default 3). */
+  /** Entropy candidates given the intervention (default 3); with none, the top-ranked neuron is. */
   interventions?: number;
-  /** Corpus rows the intervention scores (default 16). */
+  /** Corpus rows the intervention scores (default 8). */
   interventionRows?: number;
 }
 
@@ -44,7 +44,7 @@ export function familyChoices(o: FamilyPlanOptions): Record<string, string> {
       'current and previous token: unigram (lowercased, stripped; ≥ 3000 per 10M kept tokens, at least 10, covering > 3 vocabulary ids), first letter, surface features; universal POS mapped from Brown tags, scored on tagged tokens only; document source and topic; position (=t and <k)',
     family_thresholds: `unigram VR > ${th.unigram}, alphabet > ${th.alphabet}, syntax (features, POS) > ${th.syntax}, semantic (source, topic) > ${th.semantic}; position: kurtosis < ${th.positionKurtosis} and MI > ${th.positionMi} nats; previous-token labels use their kind's threshold; the passing family with the highest VR wins`,
     roles: `prediction/suppression: vocab_kurt > ${o.roles?.vocabKurt ?? 10} by vocab_skew sign; partition: vocab_var above all of ${o.roles?.directions ?? 1024} random centred unit directions; entropy: last layer, vocab_var below all of them, l2_penalty in the layer's top ${Math.round(100 * (1 - (o.roles?.entropyL2Quantile ?? 0.9)))}%; attention-deactivation: z > ${o.roles?.attentionZ ?? 5} against random directions`,
-    entropy_intervention: `top ${o.interventions ?? 3} last-layer neurons by l2_penalty/vocab_var, hook_post fixed at ${ENTROPY_INTERVENTION_VALUES.join(', ')} on the first ${o.interventionRows ?? 16} corpus rows`,
+    entropy_intervention: `up to ${o.interventions ?? 3} entropy candidates by l2_penalty/vocab_var (none: the top-ranked last-layer neuron, marked candidate: false), hook_post fixed at ${ENTROPY_INTERVENTION_VALUES.join(', ')} on the first ${o.interventionRows ?? 8} corpus rows`,
   };
 }
 
@@ -102,9 +102,11 @@ export async function familyResults(
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'entropy intervention' });
-  const rows = Array.from({ length: Math.min(o.interventionRows ?? 16, ctx.corpus.nRows) }, (_, q) => Array.from(ctx.corpus.ids.subarray(q * T, (q + 1) * T)));
+  const rows = Array.from({ length: Math.min(o.interventionRows ?? 8, ctx.corpus.nRows) }, (_, q) => Array.from(ctx.corpus.ids.subarray(q * T, (q + 1) * T)));
   const entropy: ({ layer: number; neuron: number; candidate: boolean } & InterventionResult)[] = [];
-  for (const { index, candidate } of r.entropyRanking.slice(0, o.interventions ?? 3)) {
+  const candidates = r.entropyRanking.filter((e) => e.candidate).slice(0, o.interventions ?? 3);
+  // Each neuron costs ten full forwards with the LM head; without a candidate one shows the shape.
+  for (const { index, candidate } of candidates.length ? candidates : r.entropyRanking.slice(0, 1)) {
     const target = { layer: Math.floor(index / D), neuron: index % D };
     const res = await entropyIntervention(ref.dir, rows, target, ENTROPY_INTERVENTION_VALUES, {
       signal: ctx.signal,
@@ -112,6 +114,7 @@ export async function familyResults(
     });
     entropy.push({ ...target, candidate, ...res });
   }
+  ctx.progress({ phase: 'write', message: 'families and roles files' });
   writeJsonAtomic(join(ctx.runDir, 'roles.json'), {
     entropy,
     attention: r.attention,
