@@ -6,12 +6,12 @@
  */
 import * as vscode from 'vscode';
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../engine/editor';
-import { rowOf, type RunView } from '../engine/runView';
-import { isRole, type Role } from '../protocol';
+import { rowOf } from '../engine/runView';
 import { readSettings, SECTION } from './config';
 import type { HeatMap } from './heatmap';
 import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from './hoverContent';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
+import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export function promptSelector(globs: readonly string[]): vscode.DocumentSelector {
@@ -68,24 +68,6 @@ export function hoverInput(
     if (series.length > t) input.heat = { label: heat.label, value: series[t]! };
   }
   return { input, range };
-}
-
-/** A row's family, label, VR and roles from the run's optional columns (absent ones stay undefined). */
-export function familyOf(run: Pick<RunView, 'family' | 'text' | 'columns'>, r: number): Pick<HoverNeuron, 'family' | 'familyLabel' | 'familyVr' | 'roles'> {
-  const out: Pick<HoverNeuron, 'family' | 'familyLabel' | 'familyVr' | 'roles'> = {};
-  const family = run.family?.[r];
-  if (family) out.family = family;
-  const label = run.text.family_label?.[r];
-  if (label) out.familyLabel = label;
-  const vr = run.columns.family_vr?.[r];
-  if (vr !== undefined && Number.isFinite(vr)) out.familyVr = vr;
-  const primary = run.text.role;
-  const all = run.text.roles;
-  if (primary || all) {
-    const list = [primary?.[r] ?? '', ...(all?.[r] ?? '').split(',')].map((x) => x.trim()).filter(isRole);
-    out.roles = [...new Set<Role>(list)];
-  }
-  return out;
 }
 
 export function registerHover(analyzer: PromptAnalyzer, run: RunState, heat: HeatMap): vscode.Disposable {

@@ -6,6 +6,8 @@
 import * as vscode from 'vscode';
 import { neuronLabel, parseNeuronRef, type NeuronRef } from '../engine/editor';
 import { familyCounts, NO_FAMILY, rankByExcess, type RunView } from '../engine/runView';
+import { familyName } from './familyText';
+import { familyOf, familySummary } from './runFamilies';
 
 interface NeuronItem extends vscode.QuickPickItem {
   ref?: NeuronRef;
@@ -31,13 +33,13 @@ function runItems(run: RunView): NeuronItem[] {
     items.push({ label: 'Top excess correlation', kind: vscode.QuickPickItemKind.Separator });
     for (const r of top) {
       const ref = { layer: run.layer[r]!, neuron: run.neuron[r]! };
-      items.push({ label: neuronLabel(ref), description: fmt(r), detail: run.family?.[r] || undefined, ref });
+      items.push({ label: neuronLabel(ref), description: fmt(r), detail: familySummary(familyOf(run, r)), ref });
     }
   }
   if (run.family) {
     const ranked = rankByExcess(run, run.nRows, true);
     for (const { family, count } of familyCounts(run)) {
-      items.push({ label: `${family} (${count})`, kind: vscode.QuickPickItemKind.Separator });
+      items.push({ label: `${family === NO_FAMILY ? family : familyName(family)} (${count})`, kind: vscode.QuickPickItemKind.Separator });
       let n = 0;
       for (const r of ranked) {
         if ((run.family[r] || NO_FAMILY) !== family) continue;

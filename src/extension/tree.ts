@@ -2,12 +2,15 @@
  * The Runs view (activity bar → Universal Neurons): runs found under the workspace's
  * `.universal-neurons/runs` (and the global store); the current run expands to its models, the
  * reference model to its layers, each layer to its universal neurons grouped by family (when the
- * run has families). Neuron rows have inline actions: open the neuron page, heat-map it.
+ * run has families; in the method's order, unexplained last). Neuron rows show the label that
+ * explains them and their roles, and have inline actions: open the neuron page, heat-map it.
  */
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
-import { listRuns, universalByLayerAndFamily, type RunView } from '../engine/runView';
+import { listRuns, NO_FAMILY, universalByLayerAndFamily, type RunView } from '../engine/runView';
+import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from './familyText';
+import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export const VIEW_ID = 'universalNeurons.runs';
@@ -62,7 +65,9 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       case 'layer': {
         const groups = universalByLayerAndFamily(run)[node.layer]?.families ?? [];
         if (!run.family) return (groups[0]?.rows ?? []).map((row) => this.neuronNode(run, row));
-        return groups.map((g) => ({ kind: 'family', layer: node.layer, family: g.family, rows: g.rows }));
+        return [...groups]
+          .sort((a, b) => compareFamilies(a.family === NO_FAMILY ? null : a.family, b.family === NO_FAMILY ? null : b.family))
+          .map((g) => ({ kind: 'family', layer: node.layer, family: g.family, rows: g.rows }));
       }
       case 'family':
         return node.rows.map((row) => this.neuronNode(run, row));
@@ -112,9 +117,10 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         return item;
       }
       case 'family': {
-        const item = new vscode.TreeItem(node.family, C.Collapsed);
+        const named = node.family !== NO_FAMILY;
+        const item = new vscode.TreeItem(named ? familyName(node.family) : node.family, C.Collapsed);
         item.description = String(node.rows.length);
-        item.iconPath = new vscode.ThemeIcon('symbol-folder');
+        item.iconPath = new vscode.ThemeIcon(isExplained(named ? node.family : null) ? 'symbol-folder' : 'question');
         item.contextValue = 'family';
         return item;
       }
@@ -122,10 +128,20 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const label = `L${node.layer}.N${node.neuron}`;
         const item = new vscode.TreeItem(label, C.None);
         const ex = run!.excess[node.row]!;
-        item.description = `excess ${ex.toFixed(3)}`;
+        const f = familyOf(run!, node.row);
+        const explained = isExplained(f.family) && f.familyLabel ? describeLabel(f.familyLabel) : undefined;
+        const roles = f.roles?.map((r) => ROLE_TITLES[r]).join(', ');
+        item.description = [`excess ${ex.toFixed(3)}`, explained, roles].filter(Boolean).join(' · ');
         const mc = run!.columns.mean_corr?.[node.row];
         const mb = run!.columns.mean_baseline?.[node.row];
-        item.tooltip = `${label}: excess ${ex.toFixed(3)}${mc !== undefined ? `, mean corr ${mc.toFixed(3)}` : ''}${mb !== undefined ? `, mean baseline ${mb.toFixed(3)}` : ''}${run!.family?.[node.row] ? `\nfamily: ${run!.family[node.row]}` : ''}`;
+        const lines = [`${label}: excess ${ex.toFixed(3)}${mc !== undefined ? `, mean corr ${mc.toFixed(3)}` : ''}${mb !== undefined ? `, mean baseline ${mb.toFixed(3)}` : ''}`];
+        if (f.family) {
+          const best = f.familyLabel ? `${isExplained(f.family) ? 'explained by' : 'best label'}: ${describeLabel(f.familyLabel)}` : '';
+          const vr = f.familyVr !== undefined ? ` (VR ${f.familyVr.toFixed(2)})` : '';
+          lines.push(`family: ${familyName(f.family)}${best ? ` · ${best}${vr}` : ''}`);
+        }
+        if (roles) lines.push(`role${f.roles!.length > 1 ? 's' : ''}: ${roles}`);
+        item.tooltip = lines.join('\n');
         item.iconPath = new vscode.ThemeIcon('circle-filled');
         item.contextValue = 'neuron';
         item.command = { command: 'universalNeurons.showNeuron', title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };

@@ -18,6 +18,7 @@ import {
   universalByLayerAndFamily,
 } from '../../src/engine/runView';
 import { arrowBytes, PAPER_COLUMNS } from '../../src/engine/store';
+import { familyOf, familySummary } from '../../src/extension/runFamilies';
 
 const base = mkdtempSync(join(tmpdir(), 'un-runview-'));
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -40,7 +41,7 @@ function manifest(id: string, status = 'complete') {
   };
 }
 
-async function makeRun(name: string, opts: { family?: boolean; status?: string } = {}): Promise<string> {
+async function makeRun(name: string, opts: { family?: boolean; roles?: boolean; status?: string } = {}): Promise<string> {
   const dir = join(base, 'runs', name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest(name, opts.status)));
@@ -52,6 +53,13 @@ async function makeRun(name: string, opts: { family?: boolean; status?: string }
   // excess: neuron 0 of each layer universal (0.9, 0.7), one NaN, the rest small.
   cols.excess_corr = Float64Array.from([0.9, 0.1, NaN, 0.6, 0.7, 0.2, 0.3, 0.55]);
   if (opts.family) cols.family = ['unigram', '', '', 'alphabet', 'unigram', '', '', ''];
+  if (opts.roles) {
+    cols.family = ['unigram', 'unexplained', 'unexplained', 'previous-token', 'position', 'unexplained', 'syntax', 'unexplained'];
+    cols.family_label = ['unigram:the', 'pos:NOUN', '', 'prev:alphabet:t', 'position:<32', 'feature:numeric', 'pos:VERB', 'unigram:of'];
+    cols.family_vr = Float64Array.from([0.62, 0.1, NaN, 0.4, 0.5, 0.05, 0.45, 0.2]);
+    cols.role = ['prediction', '', '', 'entropy', '', 'wizard', '', 'suppression'];
+    cols.roles = ['prediction,partition', '', '', 'entropy', '', 'wizard', '', 'suppression,attention-deactivation'];
+  }
   writeFileSync(join(dir, 'neurons.arrow'), await arrowBytes(cols));
   return dir;
 }
@@ -136,4 +144,22 @@ test('universal.csv fallback: every row universal', async () => {
   assert.equal(v.source, 'universal.csv');
   assert.deepEqual([...v.universal], [1]);
   assert.equal(rowOf(v, { layer: 1, neuron: 2 }), 0);
+});
+
+test("family columns of a run view: a row's family, label, VR and roles for the hover, tree and picker", async () => {
+  const v = await openRunView(await makeRun('r-fam', { roles: true }));
+  assert.deepEqual(familyOf(v, 0), { family: 'unigram', familyLabel: 'unigram:the', familyVr: 0.62, roles: ['prediction', 'partition'] });
+  assert.deepEqual(familyOf(v, 2), { family: 'unexplained', roles: [] }, 'empty label and NaN VR are absent');
+  assert.deepEqual(familyOf(v, 5).roles, [], 'unknown role names are dropped');
+  assert.deepEqual(familyOf(v, 7).roles, ['suppression', 'attention-deactivation']);
+  assert.equal(familySummary(familyOf(v, 0)), 'unigram · token is “the” · prediction, partition');
+  assert.equal(familySummary(familyOf(v, 3)), 'previous token · previous token starts with t · entropy');
+  assert.equal(familySummary(familyOf(v, 1)), 'unexplained', 'the best label of an unexplained neuron is not a summary');
+  // Old runs: the family column alone, or nothing.
+  const old = await openRunView(await makeRun('r-old', { family: true }));
+  assert.deepEqual(familyOf(old, 0), { family: 'unigram' });
+  assert.deepEqual(familyOf(old, 1), {});
+  assert.equal(familySummary(familyOf(old, 1)), undefined);
+  const bare = await openRunView(await makeRun('r-bare'));
+  assert.deepEqual(familyOf(bare, 0), {});
 });
