@@ -1,5 +1,5 @@
-// Blocked analysis (issue 4 item 9): the default plan on the shipped tiny family, run in blocks of
-// reference columns (one pass per block and other model, the statistics in a last pass), gives
+// Blocked analysis (issue 4 item 9): the default plan on three of the shipped tiny models, run in
+// blocks of reference columns (one pass per block and other model, the statistics in a last pass), gives
 // bit for bit the unblocked run's correlations, baselines and partners, and the same files;
 // a blocked run cancelled in a middle pass resumes to the same result; the memory planner picks
 // blocks for GPT-2-small's shape within 8 GB and refuses impossible budgets.
@@ -15,22 +15,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
-import { GiB, planMemory } from '../../src/engine/analysis/blocking';
+import { blockBounds, GiB, planMemory } from '../../src/engine/analysis/blocking';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readJson } from '../../src/engine/store';
 import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
 
 const ROOT = join(__dirname, '..', '..');
-const MODELS = ['a', 'b', 'c', 'd', 'e'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
+const MODELS = ['a', 'b', 'c'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
 const HELDOUT = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
 const tmp = mkdtempSync(join(tmpdir(), 'un-blocked-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 // 24 rows of 128 tokens in batches of 4 rows: 6 batches, a checkpoint every 2.
 const BASE = { models: MODELS, corpus: [HELDOUT], tokens: 128 * 24, batchRows: 4, checkpointEvery: 2, threads: 2 };
-// 2,048 reference neurons in blocks of 700: 700, 700, 648 (uneven on purpose).
-const BLOCK = 700;
-const OTHERS = ['tiny-gpt2-b', 'tiny-gpt2-c', 'tiny-gpt2-d', 'tiny-gpt2-e'];
+// 2,048 reference neurons: a first block of 500 (with m's Gram), then 1,548 in blocks of at most
+// 700: 516 each. Four blocks per pair, two pairs, and the statistics: 9 passes.
+const BLOCKS = [500, 700] as const;
+const OTHERS = ['tiny-gpt2-b', 'tiny-gpt2-c'];
 const FILES = ['neurons.arrow', 'partners.arrow', 'universal.csv', 'actstats.arrow', 'examples.bin', 'examples.json'];
 
 function assertSameCross(got: RunResult, want: RunResult): void {
@@ -57,11 +58,12 @@ describe('blocked analysis equals the unblocked run', () => {
   let blocked: RunResult;
   before(async () => {
     full = await runAnalysis({ ...BASE, out: join(tmp, 'full') });
-    blocked = await runAnalysis({ ...BASE, out: join(tmp, 'blocked'), refBlock: BLOCK });
+    blocked = await runAnalysis({ ...BASE, out: join(tmp, 'blocked'), refBlocks: BLOCKS });
   });
 
   test('the tiny family is unblocked by default, and the manifest says so', () => {
     assert.equal(full.manifest.settings.refBlock, 0);
+    assert.equal(full.manifest.settings.gramBlock, 0);
     assert.equal(full.manifest.settings.memoryGb, 8);
     assert.equal(full.manifest.choices.memory, undefined);
     assert.equal(full.manifest.progress.batches_total, 6);
@@ -72,13 +74,14 @@ describe('blocked analysis equals the unblocked run', () => {
     assertSameFiles(blocked.runDir, full.runDir);
   });
 
-  test('the manifest records the block size and the passes (3 blocks × 4 models + statistics)', () => {
+  test('the manifest records the blocks and the passes (4 blocks × 2 models + statistics)', () => {
     const m = readJson<Manifest>(join(blocked.runDir, 'manifest.json'));
     assert.equal(m.status, 'complete');
-    assert.equal(m.settings.refBlock, BLOCK);
-    assert.match(m.choices.memory ?? '', /blocks of 700 reference columns/);
-    assert.equal(m.progress.batches_total, 13 * 6);
-    assert.equal(m.progress.batches_done, 13 * 6);
+    assert.deepEqual([m.settings.gramBlock, m.settings.refBlock], [500, 700]);
+    assert.match(m.choices.memory ?? '', /a first block of 500 .*blocks of at most 700/);
+    assert.equal(m.progress.batches_total, 9 * 6);
+    assert.equal(m.progress.batches_done, 9 * 6);
+    assert.deepEqual(blockBounds(2048, 500, 700), [[0, 500], [500, 1016], [1016, 1532], [1532, 2048]]);
   });
 
   test('a blocked run cancelled in a middle pass resumes to the same results', async () => {
@@ -89,9 +92,10 @@ describe('blocked analysis equals the unblocked run', () => {
         return cancelled;
       },
     };
-    // Batch 5 of pass 6 (model c, second block): past a checkpoint, with passes finished before it.
+    // Batch 5 of pass 6 (model c, second block): past a checkpoint, with passes finished before it
+    // (b's four blocks, and c's first, whose moments the rest of c's blocks read).
     await assert.rejects(
-      runAnalysis({ ...BASE, out: dir, refBlock: BLOCK }, (p) => {
+      runAnalysis({ ...BASE, out: dir, refBlocks: BLOCKS }, (p) => {
         if (p.phase === 'stream' && p.batch === 5 * 6 + 5) cancelled = true;
       }, signal),
       (e: unknown) => e instanceof Error && e.name === 'CancelledError',
@@ -116,16 +120,21 @@ describe('memory planner', () => {
 
   test('the tiny family fits unblocked at 8 GB with the default batch', () => {
     const p = planMemory({ models: Array(5).fill(tiny), batchRows: 8, batchRowsFixed: false, budgetBytes: 8 * GiB, baseBytes: 0.3 * GiB });
-    assert.deepEqual([p.refBlock, p.batchRows], [0, 8]);
+    assert.deepEqual([p.gramBlock, p.refBlock, p.batchRows], [0, 0, 8]);
   });
 
-  test('GPT-2-small × 5 at 8 GB: equal blocks within the budget, batch rows lowered to fit the statistics pass', () => {
+  test('GPT-2-small × 5 at 8 GB: blocks within the budget, the Gram block narrower, batch rows lowered to fit the statistics pass', () => {
     const p = planMemory({ models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: false, budgetBytes: 8 * GiB, baseBytes: base });
-    assert.ok(p.refBlock > 0 && p.refBlock < 36864, `block ${p.refBlock}`);
+    assert.ok(p.gramBlock > 0 && p.gramBlock < p.refBlock && p.refBlock < 36864, `blocks ${p.gramBlock}, ${p.refBlock}`);
     assert.ok(p.batchRows >= 1 && p.batchRows < 8, `rows ${p.batchRows}`);
     assert.ok(p.estimateBytes <= 8 * GiB);
-    const k = Math.ceil(36864 / p.refBlock);
-    assert.ok(k * p.refBlock - 36864 < k, 'blocks are equal up to rounding');
+    const b = blockBounds(36864, p.gramBlock, p.refBlock);
+    assert.equal(b[b.length - 1]![1], 36864);
+    const widths = b.slice(1).map(([x, y]) => y - x);
+    assert.ok(Math.max(...widths) - Math.min(...widths) <= 1 && Math.max(...widths) <= p.refBlock, 'the rest are equal up to rounding');
+    // Fast mode keeps a Gram in every block, so its blocks are all as narrow as the first.
+    const f = planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base, everyBlockGram: true });
+    assert.ok(f.refBlock <= f.gramBlock + 1, `fast blocks ${f.gramBlock}, ${f.refBlock}`);
   });
 
   test('impossible budgets are refused with the terms named', () => {

@@ -7,12 +7,13 @@
  * - per pair and reference column: 12·N_m (float64 S_xy and its fp32 partial) + 24·d_m (at the
  *   end, a layer's Cov·Rᵀ and ρ in float64, and ORT's output);
  * - m's Gram matrices: 12·L·d² (float64 totals and the fp32 upper-triangle partials);
- * - a forwarded model with every array kept: 24·T·N (pre, post, their kept copies, and the
- *   forward's per-layer outputs); with keptPost alone: 12·T·N.
+ * - a forwarded model with every array kept: 16·T·N (pre, post, their kept copies), plus 8·T·N
+ *   for the per-layer outputs of the model running; with keptPost alone: 12·T·N (outputs, post,
+ *   keptPost).
  * The base is what the process holds when the run is planned (open models, the corpus).
- * Unblocked, everything is held during the one pass. Blocked, a pass holds one block of one pair
- * (and that pair's Gram, in the block that accumulates it), with the reference and m forwarded;
- * the statistics get a pass of their own with every model forwarded.
+ * Unblocked, everything is held during the one pass. Blocked, a pass holds one block of one pair,
+ * with the reference and m forwarded: a pair's first block also holds m's Gram, so it is narrower
+ * than the others. The statistics get a pass of their own with every model forwarded.
  */
 import { EngineError } from '../errors';
 
@@ -24,7 +25,9 @@ export interface MemoryModel {
 }
 
 export interface MemoryPlan {
-  /** Reference columns per block; 0: unblocked. */
+  /** Reference columns of each pair's first block, which also holds m's Gram; 0: unblocked. */
+  gramBlock: number;
+  /** Reference columns of the pair's other blocks (no Gram, so they can be wider); 0: unblocked. */
   refBlock: number;
   batchRows: number;
   /** Estimated peak of the run, bytes. */
@@ -43,9 +46,18 @@ function gb(bytes: number): string {
   return `${(bytes / GiB).toFixed(2)} GB`;
 }
 
+/** Reference column ranges of one pair: [0, first), then blocks of at most `rest`, equal up to rounding. */
+export function blockBounds(N: number, first: number, rest: number): [number, number][] {
+  const out: [number, number][] = [[0, Math.min(first, N)]];
+  const left = N - out[0]![1];
+  const k = Math.ceil(left / rest);
+  for (let q = 0; q < k; q++) out.push([out[0]![1] + Math.floor((q * left) / k), out[0]![1] + Math.floor(((q + 1) * left) / k)]);
+  return out;
+}
+
 /**
- * Chooses how to run within `budgetBytes`. `refBlock` forces a block size (0: unblocked; tests
- * and measurements). Batch rows are lowered (halving) only when `batchRowsFixed` is false and the
+ * Chooses how to run within `budgetBytes`. `blocks` forces the blocks ([first, rest]; tests and
+ * measurements). Batch rows are lowered (halving) only when `batchRowsFixed` is false and the
  * default does not fit. Throws an EngineError naming the terms when no choice fits.
  */
 export function planMemory(args: {
@@ -54,44 +66,54 @@ export function planMemory(args: {
   batchRowsFixed: boolean;
   budgetBytes: number;
   baseBytes: number;
-  refBlock?: number;
+  /** Fast mode's screen needs m's Gram in every block. */
+  everyBlockGram?: boolean;
+  blocks?: readonly [number, number];
 }): MemoryPlan {
   const { models, budgetBytes, baseBytes } = args;
   const ref = models[0]!;
   const others = models.slice(1);
   const Na = ref.nNeurons;
   const T = (rows: number): number => rows * ref.nPositions;
-  const allActs = (rows: number): number => models.reduce((s, m) => s + 24 * T(rows) * m.nNeurons, 0);
+  // Kept while the batch lives: pre, post and their kept copies of every model; while a model
+  // runs, its per-layer outputs too.
+  const allActs = (rows: number): number =>
+    models.reduce((s, m) => s + 16 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
   const unblocked = (rows: number): number =>
     baseBytes + SLACK + allActs(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m), 0);
-  const pairFixed = (rows: number): number =>
-    baseBytes + SLACK + Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons) + gramBytes(m)));
+  const pairActs = (rows: number): number => Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons)));
+  const gram = Math.max(...others.map(gramBytes));
   const perCol = Math.max(...others.map(perColumn));
   const statsPass = (rows: number): number => baseBytes + SLACK + allActs(rows);
+  const restFixed = (rows: number): number => baseBytes + SLACK + pairActs(rows) + (args.everyBlockGram ? gram : 0);
+  const estimate = (rows: number, first: number, rest: number): number =>
+    Math.max(statsPass(rows), restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram + first * perCol, restFixed(rows) + rest * perCol);
 
-  if (args.refBlock !== undefined) {
-    if (!Number.isSafeInteger(args.refBlock) || args.refBlock < 0) throw new EngineError(`reference block ${args.refBlock} must be a non-negative integer (0: unblocked)`);
-    const B = args.refBlock >= Na ? 0 : args.refBlock;
-    const est = B === 0 ? unblocked(args.batchRows) : Math.max(statsPass(args.batchRows), pairFixed(args.batchRows) + B * perCol);
-    return { refBlock: B, batchRows: args.batchRows, estimateBytes: est };
+  if (args.blocks !== undefined) {
+    const [first, rest] = args.blocks;
+    for (const v of [first, rest]) if (!Number.isSafeInteger(v) || v < 0) throw new EngineError(`reference block ${v} must be a non-negative integer (0: unblocked)`);
+    if ((first === 0) !== (rest === 0)) throw new EngineError('reference blocks: both sizes are 0 (unblocked) or neither');
+    const est = first === 0 ? unblocked(args.batchRows) : estimate(args.batchRows, first, rest);
+    return { gramBlock: first, refBlock: rest, batchRows: args.batchRows, estimateBytes: est };
   }
 
   const tries = args.batchRowsFixed ? [args.batchRows] : [];
   if (!args.batchRowsFixed) for (let r = args.batchRows; r >= 1; r = Math.floor(r / 2)) tries.push(r);
   for (const rows of tries) {
-    if (unblocked(rows) <= budgetBytes) return { refBlock: 0, batchRows: rows, estimateBytes: unblocked(rows) };
-    const maxB = Math.floor((budgetBytes - pairFixed(rows)) / perCol);
-    if (statsPass(rows) > budgetBytes || maxB < 1) continue;
-    // Equal blocks: as few passes as fit, none of them nearly empty.
-    const k = Math.ceil(Na / Math.min(maxB, Na));
-    const B = Math.ceil(Na / k);
-    return { refBlock: B >= Na ? 0 : B, batchRows: rows, estimateBytes: Math.max(statsPass(rows), pairFixed(rows) + B * perCol) };
+    if (unblocked(rows) <= budgetBytes) return { gramBlock: 0, refBlock: 0, batchRows: rows, estimateBytes: unblocked(rows) };
+    const maxFirst = Math.min(Na, Math.floor((budgetBytes - (restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram)) / perCol));
+    const maxRest = Math.min(Na, Math.floor((budgetBytes - restFixed(rows)) / perCol));
+    if (statsPass(rows) > budgetBytes || maxFirst < 1 || maxRest < 1) continue;
+    // The rest in equal blocks: as few passes as fit, none of them nearly empty.
+    const left = Na - maxFirst;
+    const rest = left === 0 ? maxRest : Math.ceil(left / Math.ceil(left / maxRest));
+    return { gramBlock: maxFirst, refBlock: rest, batchRows: rows, estimateBytes: estimate(rows, maxFirst, rest) };
   }
   const rows = tries[tries.length - 1]!;
   throw new EngineError(
     `a memory budget of ${gb(budgetBytes)} cannot hold this analysis: the process already holds ${gb(baseBytes)} (open models), ` +
       `${args.batchRowsFixed ? '' : 'even '}a batch of ${rows} row(s) of every model takes ${gb(allActs(rows))}, ` +
-      `one pair's forward and Gram matrices ${gb(pairFixed(rows) - baseBytes - SLACK)}, and each reference column ${(perCol / 2 ** 20).toFixed(2)} MB ` +
+      `one pair's forward ${gb(pairActs(rows))} and m's Gram matrices ${gb(gram)}, and each reference column ${(perCol / 2 ** 20).toFixed(2)} MB ` +
       `(with ${gb(SLACK)} kept free); raise --memory-gb${args.batchRowsFixed ? ' or lower --batch-rows' : ''}`,
   );
 }

@@ -62,8 +62,8 @@ export interface AnalysisOptions {
   topK?: number;
   /** Peak memory to plan for, GB (blocking.ts); default 8. */
   memoryGb?: number;
-  /** Reference columns per block instead of what the budget gives (0: unblocked; tests, measurements). */
-  refBlock?: number;
+  /** Reference blocks [first, rest] instead of what the budget gives ([0, 0]: unblocked; tests, measurements). */
+  refBlocks?: readonly [number, number];
   /** Replaces the accumulators and result writing (tests; other analyses). */
   plan?: AnalysisPlan;
 }
@@ -80,7 +80,9 @@ export interface Settings {
   tokens: number;
   /** Missing in runs made before blocking existed (resumed as unblocked). */
   memoryGb?: number;
-  /** Reference columns per block of the cross moments; 0: unblocked. Chosen once, at the start. */
+  /** Reference columns of each pair's first block (it holds m's Gram); 0: unblocked. Chosen once, at the start. */
+  gramBlock?: number;
+  /** Reference columns of the pair's other blocks; 0: unblocked. */
   refBlock?: number;
 }
 
@@ -497,9 +499,11 @@ export async function runAnalysis(
           batchRowsFixed: opts.batchRows !== undefined,
           budgetBytes: settings.memoryGb! * GiB,
           baseBytes: process.memoryUsage().rss,
-          refBlock: opts.refBlock,
+          everyBlockGram: settings.mode !== 'exact',
+          blocks: opts.refBlocks,
         });
         settings.batchRows = mem.batchRows;
+        settings.gramBlock = mem.gramBlock;
         settings.refBlock = mem.refBlock;
       }
       // A new run's folder appears only once models and corpus are known to be usable.
@@ -546,8 +550,9 @@ export async function runAnalysis(
       const m = manifest;
       if (settings.refBlock) {
         m.choices.memory =
-          `cross moments in blocks of ${settings.refBlock} reference columns within a ${settings.memoryGb} GB budget: one pass over the corpus ` +
-          'per block and other model (the forwards re-run), the first block of each model exporting its Gram moments to the others, then one pass for the statistics; results equal an unblocked run';
+          `cross moments in blocks of reference columns within a ${settings.memoryGb} GB budget: per other model a first block of ${settings.gramBlock} ` +
+          `(it holds m's Gram and exports m's moments), then blocks of at most ${settings.refBlock}; one pass over the corpus per block and other model ` +
+          '(the forwards re-run), then one pass for the statistics; results equal an unblocked run';
       }
       const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
       const specs = await plan.accumulators(ctx);

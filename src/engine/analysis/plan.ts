@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { EngineError, throwIfCancelled } from '../errors';
 import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
+import { blockBounds } from './blocking';
 import { CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
 import { serializeExamples, TopExamples, type TopExamplesResult } from './examples';
 import type { AccumulatorSpec, AnalysisPlan, PlanContext } from './pipeline';
@@ -56,8 +57,8 @@ export function defaultPlan(): AnalysisPlan {
 }
 
 /**
- * The cross-model correlation accumulators: reference vs each other model. With `refBlock` (the
- * memory budget, blocking.ts) each pair is cut into blocks of reference columns, one pass each;
+ * The cross-model correlation accumulators: reference vs each other model. With `gramBlock` and
+ * `refBlock` (the memory budget, blocking.ts) each pair is cut into blocks of reference columns, one pass each;
  * the first block of a pair accumulates m's Gram and exports its moments, the others read them
  * from its result and hold none, and the last block merges the pair's blocks under the pair's name.
  */
@@ -73,23 +74,23 @@ function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     ...(s.threads ? { threads: s.threads } : {}),
   });
   const N = ref.nNeurons;
-  const B = s.refBlock ?? 0;
-  if (!(B > 0 && B < N)) {
+  if (!s.refBlock || !s.gramBlock) {
     return ctx.models.slice(1).map((m, i) => ({
       name: `cross:${m.label}`,
       create: () => new CrossMoments(crossOpts(i + 1)),
       restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
     }));
   }
-  const k = Math.ceil(N / B);
+  const bounds = blockBounds(N, s.gramBlock, s.refBlock);
+  const k = bounds.length;
   return ctx.models.slice(1).flatMap((m, i) => {
-    const name = (j: number): string => (j === k - 1 ? `cross:${m.label}` : `cross:${m.label}@${j * B}`);
-    return Array.from({ length: k }, (_, j): AccumulatorSpec => {
+    const name = (j: number): string => (j === k - 1 ? `cross:${m.label}` : `cross:${m.label}@${bounds[j]![0]}`);
+    return bounds.map((block, j): AccumulatorSpec => {
       const opts = (done: ReadonlyMap<string, unknown>): CrossMomentsOptions => {
-        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block: [j * B, Math.min(N, (j + 1) * B)] };
+        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block };
         // Fast mode's screen needs the Gram itself, so there every block keeps its own.
         if (s.mode !== 'exact') return o;
-        if (j === 0) return { ...o, exportY: true };
+        if (j === 0) return k > 1 ? { ...o, exportY: true } : o;
         return {
           ...o,
           yMoments: () => {
