@@ -1,0 +1,130 @@
+/**
+ * Scale: the universality analysis of five random-weight GPT-2-small-size models (12 × 3072 =
+ * 36,864 neurons each) within a memory budget, over a small token count. A measurement, not a
+ * test: the point is peak memory and where the time goes, not the numbers (the models are random).
+ *
+ *   npm run bench:scale -- [--tokens 2048] [--memory-gb 8] [--threads 2] [--batch-rows R]
+ *
+ * Checkpoints are written once into tools/.cache (tools/random_gpt2.ts); the run folder is
+ * tools/.cache/scale-run. Peak RSS is the kernel's VmHWM of this process; per pass the highest
+ * VmRSS seen at progress events and every 250 ms.
+ */
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { runAnalysis, type Progress } from '../src/engine/analysis/pipeline';
+import { GPT2_SMALL, writeRandomGpt2 } from '../tools/random_gpt2';
+
+const ROOT = join(__dirname, '..');
+const CACHE = join(ROOT, 'tools', '.cache');
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
+}
+
+function status(field: 'VmRSS' | 'VmHWM'): number {
+  const m = fs.readFileSync('/proc/self/status', 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+const GB = 2 ** 30;
+const gb = (b: number): string => (b / GB).toFixed(2);
+
+async function main(): Promise<void> {
+  const tokens = Number(arg('tokens', '2048'));
+  const memoryGb = Number(arg('memory-gb', '8'));
+  const threads = Number(arg('threads', '2'));
+  const batchRows = process.argv.includes('--batch-rows') ? Number(arg('batch-rows', '1')) : undefined;
+
+  const t0 = Date.now();
+  const models = ['a', 'b', 'c', 'd', 'e'].map((s) => writeRandomGpt2(join(CACHE, `random-gpt2-12x768-${s}`), s, GPT2_SMALL));
+  const tModels = Date.now();
+  const out = join(CACHE, 'scale-run');
+  fs.rmSync(out, { recursive: true, force: true });
+
+  // Phases: open, corpus, then per pass stream and finish, then write.
+  interface Phase {
+    name: string;
+    start: number;
+    end: number;
+    peakRss: number;
+  }
+  const phases: Phase[] = [];
+  let cur: Phase | undefined;
+  const enter = (name: string): void => {
+    if (cur?.name === name) return;
+    const now = Date.now();
+    if (cur) cur.end = now;
+    cur = { name, start: now, end: now, peakRss: status('VmRSS') };
+    phases.push(cur);
+  };
+  const sample = (): void => {
+    if (cur) cur.peakRss = Math.max(cur.peakRss, status('VmRSS'));
+  };
+  const timer = setInterval(sample, 250);
+  let pass = 1;
+  let passes = 1;
+  let lastLog = 0;
+  const onProgress = (p: Progress): void => {
+    sample();
+    const m = p.message?.match(/^pass (\d+)\/(\d+)/);
+    if (m) [pass, passes] = [Number(m[1]), Number(m[2])];
+    if (p.phase === 'stream' || p.phase === 'checkpoint') enter(`pass ${pass} stream`);
+    else if (p.phase === 'finish') enter(`pass ${pass} finish`);
+    else if (p.phase === 'open' || p.phase === 'corpus' || p.phase === 'write') enter(p.phase);
+    if (Date.now() - lastLog > 30_000 || p.phase === 'finish' || p.phase === 'write') {
+      lastLog = Date.now();
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${p.phase} ${p.message ?? ''} batch ${p.batch ?? ''}/${p.batches ?? ''} rss ${gb(status('VmRSS'))} GB\n`);
+    }
+  };
+  const tRun = Date.now();
+  const r = await runAnalysis(
+    { models, corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')], tokens, out, memoryGb, threads, ...(batchRows ? { batchRows } : {}) },
+    onProgress,
+  );
+  clearInterval(timer);
+  if (cur) cur.end = Date.now();
+  const tEnd = Date.now();
+  const hwm = status('VmHWM');
+
+  const s = r.manifest.settings;
+  const N = 36864;
+  const sum = (re: RegExp): number => phases.filter((p) => re.test(p.name)).reduce((a, p) => a + (p.end - p.start) / 1000, 0);
+  const peak = (re: RegExp): number => Math.max(0, ...phases.filter((p) => re.test(p.name)).map((p) => p.peakRss));
+  const statsPass = `pass ${passes} `;
+  const report = {
+    date: new Date().toISOString(),
+    node: process.version,
+    tokens: r.manifest.corpus.tokens.used,
+    kept_tokens: r.manifest.results?.kept_tokens,
+    memory_gb: s.memoryGb,
+    ref_block: s.refBlock,
+    blocks_per_pair: s.refBlock ? Math.ceil(N / s.refBlock) : 1,
+    passes,
+    batch_rows: s.batchRows,
+    threads,
+    peak_rss_gb: Number(gb(hwm)),
+    wall_s: (tEnd - tRun) / 1000,
+    checkpoints_write_s: (tModels - t0) / 1000,
+    open_s: sum(/^open$/) + sum(/^corpus$/),
+    cross_stream_s: sum(/stream$/) - sum(new RegExp(`^${statsPass}stream$`)),
+    cross_finish_s: sum(/finish$/) - sum(new RegExp(`^${statsPass}finish$`)),
+    stats_stream_s: sum(new RegExp(`^${statsPass}stream$`)),
+    stats_finish_s: sum(new RegExp(`^${statsPass}finish$`)),
+    write_s: sum(/^write$/),
+    peak_rss_cross_passes_gb: Number(gb(Math.max(0, ...phases.filter((p) => /^pass/.test(p.name) && !p.name.startsWith(statsPass)).map((p) => p.peakRss)))),
+    peak_rss_stats_pass_gb: Number(gb(peak(new RegExp(`^${statsPass}`)))),
+    peak_rss_write_gb: Number(gb(peak(/^write$/))),
+    universal: r.manifest.results?.universal,
+    phases: phases.map((p) => ({ name: p.name, s: (p.end - p.start) / 1000, peak_rss_gb: Number(gb(p.peakRss)) })),
+  };
+  fs.writeFileSync(join(CACHE, 'scale-result.json'), JSON.stringify(report, null, 2));
+  const { phases: _omit, ...head } = report;
+  console.log(JSON.stringify(head, null, 2));
+  console.log(`paper layout, one pair: float64 S_xy ${N}² = ${gb(8 * N * N)} GB`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
