@@ -242,6 +242,8 @@ export interface EntropyPoint {
 
 /** Entropy-neuron intervention (roles.json): the activation fixed to `value` at every position. */
 export interface EntropyIntervention {
+  /** Whether the neuron passes the entropy-neuron rule (false: the run's closest candidate, measured to show the shape). */
+  candidate?: boolean;
   baseline: EntropyPoint;
   points: (EntropyPoint & { value: number; dLoss: Num; dEntropy: Num })[];
 }
@@ -524,7 +526,7 @@ function isInterventionPoint(v: unknown): v is EntropyIntervention['points'][num
 }
 
 function isEntropyIntervention(v: unknown): v is EntropyIntervention {
-  return isObj(v) && isEntropyPoint(v.baseline) && every(v.points, isInterventionPoint);
+  return isObj(v) && (v.candidate === undefined || isBool(v.candidate)) && isEntropyPoint(v.baseline) && every(v.points, isInterventionPoint);
 }
 
 export function isNeuronData(v: unknown): v is NeuronData {

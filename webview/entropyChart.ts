@@ -43,7 +43,12 @@ export function renderEntropyIntervention(root: HTMLElement, d: NeuronData, ctx:
       'Entropy intervention',
       el(
         'p',
-        { class: 'muted', text: `${name}’s activation fixed at each value on every position. Without the intervention: entropy ${fmt(b.entropy, 3)}, LN scale ${fmt(b.lnScale, 3)}, loss ${fmt(b.loss, 3)} (nats).` },
+        {
+          class: 'muted',
+          text:
+            `${name}’s activation fixed at each value on every position. Without the intervention: entropy ${fmt(b.entropy, 3)}, LN scale ${fmt(b.lnScale, 3)}, loss ${fmt(b.loss, 3)} (nats).` +
+            (iv.candidate === false ? ' This neuron does not pass the entropy-neuron rule: the run measured its closest candidate to show the shape.' : ''),
+        },
       ),
       box.box,
       el('details', {}, el('summary', { text: 'Numbers' }), table),

@@ -37,29 +37,21 @@ export function familyName(family: string): string {
 /** Whether a family explains the neuron (every family but `unexplained`). */
 export const isExplained = (family: string | null | undefined): boolean => !!family && family !== 'unexplained';
 
+/** The engine's token features (src/engine/labels.ts FEATURES) as predicates. */
 const FEATURES: Record<string, string> = {
   space: 'starts with a space',
   capitalised: 'is capitalised',
   capitalized: 'is capitalised',
-  'all-caps': 'is all capitals',
+  'all-caps': 'is in capitals',
   numeric: 'is a number',
-  newline: 'is a newline',
   year: 'is a year',
-};
-
-const PUNCT_NAMES: Record<string, string> = {
-  comma: ',',
-  period: '.',
-  dot: '.',
-  colon: ':',
-  semicolon: ';',
-  quote: '"',
-  apostrophe: '’',
-  hyphen: '-',
-  dash: '—',
-  paren: '(',
-  question: '?',
-  exclamation: '!',
+  newline: 'contains a newline',
+  'punct-end': 'is sentence-end punctuation (. ! ?)',
+  'punct-comma': 'is a comma, semicolon or colon',
+  'punct-quote': 'is a quote or apostrophe',
+  'punct-bracket': 'is a bracket',
+  'punct-dash': 'is a dash',
+  'punct-other': 'is other punctuation',
 };
 
 const quoted = (s: string): string => `“${s}”`;
@@ -73,11 +65,7 @@ function predicate(kind: string, value: string): string | undefined {
       return `starts with ${value}`;
     case 'feature': {
       if (FEATURES[value]) return FEATURES[value];
-      if (value.startsWith('punct-')) {
-        const p = value.slice('punct-'.length);
-        return p ? `is punctuation ${quoted(PUNCT_NAMES[p] ?? p)}` : 'is punctuation';
-      }
-      if (value === 'punct') return 'is punctuation';
+      if (value.startsWith('punct-')) return `is punctuation (${value.slice('punct-'.length)})`;
       return `has feature ${value}`;
     }
     default:
@@ -107,7 +95,7 @@ export function describeLabel(label: string): string {
   const of = prev ? 'previous token: ' : '';
   switch (kind) {
     case 'pos':
-      return `${of}part of speech ${value}`;
+      return `${of}part of speech ${value === '.' ? '. (punctuation)' : value}`;
     case 'dep':
       return `${of}dependency ${value}`;
     case 'morph':

@@ -1,7 +1,7 @@
 /**
  * Reads a run's optional `roles.json` (written with the family analysis):
  *
- *   { "entropy":   [ { layer, neuron, baseline: {lnScale, entropy, loss},
+ *   { "entropy":   [ { layer, neuron, candidate?, baseline: {lnScale, entropy, loss},
  *                      points: [ {value, lnScale, entropy, loss, dLoss, dEntropy}, … ] } ],
  *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ] }
  *
@@ -71,7 +71,7 @@ export function readRolesFile(runDir: string, inRun: (layer: number, neuron: num
       points.push({ value: p.value, ...q, dLoss, dEntropy });
     }
     points.sort((a, b) => a.value - b.value);
-    entropy.set(col, { baseline, points });
+    entropy.set(col, { ...(typeof e.candidate === 'boolean' ? { candidate: e.candidate } : {}), baseline, points });
   }
   const attention: AttentionPair[] = [];
   for (const a of Array.isArray(j.attention) ? j.attention : []) {

@@ -123,7 +123,7 @@ function familyColumns(cols: Record<string, Float64Array>, L: number, D: number,
     return { value, lnScale, entropy: ent, loss, dLoss: loss - 3.1, dEntropy: ent - 2.5 };
   });
   const rolesJson = {
-    entropy: [{ layer: entropy.layer, neuron: entropy.neuron, baseline: { lnScale: 1, entropy: 2.5, loss: 3.1 }, points }],
+    entropy: [{ layer: entropy.layer, neuron: entropy.neuron, candidate: true, baseline: { lnScale: 1, entropy: 2.5, loss: 3.1 }, points }],
     attention: head
       .map((h, i) => ({ layer: Math.floor(i / D), neuron: i % D, head: h, score: score[i]!, raw: 0.1 * score[i]! }))
       .filter((a) => a.head !== '')

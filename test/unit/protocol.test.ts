@@ -108,6 +108,7 @@ const familyNeuron: NeuronData = {
   roles: ['entropy', 'attention-deactivation'],
   attention: [{ head: 'L1.H0', score: 4.2, raw: null }],
   entropy: {
+    candidate: true,
     baseline: { lnScale: 1, entropy: 2.5, loss: 3.1 },
     points: [
       { value: -0.17, lnScale: 1.02, entropy: 2.4, loss: 3.1, dLoss: 0, dEntropy: -0.1 },
@@ -241,6 +242,7 @@ test('family and role fields: malformed values are rejected', () => {
     nd(['attention'], { head: 'L1.H0', score: 3, raw: null }),
     nd(['entropy'], null),
     nd(['entropy', 'baseline'], undefined),
+    nd(['entropy', 'candidate'], 'yes'),
     nd(['entropy', 'baseline', 'loss'], 'high'),
     nd(['entropy', 'points'], {}),
     nd(['entropy', 'points', 0, 'value'], null),

@@ -119,7 +119,7 @@ test('family and role columns and roles.json reach the views', async (t) => {
   assert.equal(typeof nd.family, 'string');
   assert.ok(nd.explanation && typeof nd.explanation.label === 'string' && nd.explanation.vr !== null);
   assert.equal(nd.roles?.[0], 'entropy');
-  assert.ok(nd.entropy && nd.entropy.points.length === 8);
+  assert.ok(nd.entropy && nd.entropy.points.length === 8 && nd.entropy.candidate === true);
   assert.deepEqual(nd.entropy.points.map((p) => p.value), [...nd.entropy.points.map((p) => p.value)].sort((a, b) => a - b));
   // family_hits: one flag per example, in rank order.
   const hits = run.familyHits![run.rowOf[e.layer * 16 + e.neuron]!]!;
