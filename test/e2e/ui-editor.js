@@ -3,6 +3,9 @@
 // webview (rows), the neuron page (chart canvases with drawn pixels), a heat-map (decorations
 // and the status-bar item), the Runs tree. One screenshot per step in <shots>.
 
+const fs = require('fs');
+const path = require('path');
+
 const HOVER_ROW = /L\d+\.N\d+\s*\|?\s*-?\d+\.\d{3}/;
 
 async function frameWith(page, selector, timeoutMs = 30000) {
@@ -138,6 +141,29 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
     const good = stats.filter((s) => s.drawn === 'yes' && s.painted > 100);
     if (good.length < 1 || good.length < stats.length) throw new Error('canvases: ' + JSON.stringify(stats));
     return `${label}: ${good.length} canvases drawn (${good.map((s) => s.painted).join(', ')} painted pixels)`;
+  });
+
+  await check('neuron page: family and roles (when the run has them) beside the marked top contexts', async () => {
+    // The CLI run has families once the engine writes them (roles.json is their marker file).
+    const runDir = process.env.E2E_RUN_DIR;
+    const families = !!runDir && fs.existsSync(path.join(runDir, 'roles.json'));
+    const frame = await frameWith(page, 'ol.contexts li', 30000);
+    const contexts = await frame.locator('ol.contexts li').count();
+    const section = frame.locator('section[aria-labelledby="h-family-and-roles"]');
+    if (!families) {
+      if (await section.count()) throw new Error('a family section for a run without families');
+      return `run has no families yet: no family section; ${contexts} top contexts`;
+    }
+    await section.waitFor({ timeout: 10000 });
+    const text = (await section.innerText()).replace(/\s+/g, ' ');
+    const badge = (await section.locator('.family-badge').first().innerText().catch(() => '')).trim();
+    if (!badge) throw new Error('no family badge: ' + text.slice(0, 300));
+    if (!/Roles/.test(text)) throw new Error('no roles part: ' + text.slice(0, 300));
+    const marked = await frame.locator('ol.contexts li.hit .hit-badge').count();
+    await section.evaluate((e) => e.scrollIntoView({ block: 'start' }));
+    await page.waitForTimeout(300);
+    await shot('08b-neuron-family.png');
+    return `family ${badge}; ${contexts} top contexts, ${marked} marked ✓ label; ${JSON.stringify(text.slice(0, 220))}`;
   });
 
   await check('Heat-map Neuron…: decorations on the tokens, status-bar item', async () => {

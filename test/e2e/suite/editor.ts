@@ -139,6 +139,9 @@ export async function editorTests(test: Test): Promise<void> {
       top.map((n) => [n.layer, n.neuron, n.value.toFixed(3)]),
     );
     topNeuron = { layer: top[0]!.layer, neuron: top[0]!.neuron };
+    // A run with families (roles.json beside neurons.arrow) adds the family · role column.
+    if (runDir && existsSync(join(runDir, 'roles.json'))) assert.match(h.text, /\| neuron \| hook_post \| universal \| family · role \| \|/);
+    else assert.doesNotMatch(h.text, /family · role/);
     // Latency of the whole hover round trip through VS Code (the provider alone: bench/editor.ts).
     const times: number[] = [];
     for (let i = 0; i < 40; i++) {
