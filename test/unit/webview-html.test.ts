@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { contentSecurityPolicy, escapeHtml, makeNonce, RESOURCE_ROOTS, WEBVIEW_SCRIPT, WEBVIEW_STYLES, webviewHtml } from '../../src/extension/panels/html';
-import { VIEW_KINDS } from '../../src/protocol';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FAMILY_ORDER } from '../../src/extension/familyText';
+import { ROLES, VIEW_KINDS } from '../../src/protocol';
 
 // What VS Code's webview.cspSource and asWebviewUri look like.
 const CSP_SOURCE = 'https://*.vscode-cdn.net';
@@ -100,4 +103,11 @@ test('the view and title are escaped into the page', () => {
   assert.ok(html.includes('<title>L1.N2 · &lt;img src=x onerror=alert(1)&gt;&quot;</title>'));
   assert.ok(!html.includes('<img'));
   assert.equal(escapeHtml(`<a href="x">'&'</a>`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
+});
+
+test('the stylesheet takes colours only from the theme, and gives every family and role its colour', () => {
+  const css = readFileSync(join(__dirname, '..', '..', 'media', 'webview.css'), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+  assert.ok(!/#[0-9a-f]{3,8}\b|\brgba?\(|\bhsla?\(/i.test(css), 'no literal colours');
+  for (const f of FAMILY_ORDER.filter((x) => x !== 'unexplained')) assert.match(css, new RegExp(`\\[data-family='${f}'\\]`), f);
+  for (const r of ROLES) assert.match(css, new RegExp(`\\[data-role='${r}'\\]`), r);
 });
