@@ -92,15 +92,20 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
 
   // Wide enough for the header and its sort arrow (the grid scrolls sideways in a narrow panel).
   const w = (title: string) => Math.max(72, Math.round(7.5 * title.length) + 40);
-  const columns: GridColumn[] = [
-    { key: 'neuron_name', title: 'Neuron', minWidth: 96 },
-    { key: 'layer', title: 'Layer', minWidth: w('Layer'), numeric: true, sortable: true },
-    ...TABLE_COLUMNS.map((k) => ({ key: k, title: k, minWidth: w(k), numeric: true, sortable: true })),
-    ...(c.family ? [{ key: 'family', title: 'family', minWidth: w('family'), sortable: true }] : []),
-    ...(c.familyLabel ? [{ key: 'family_label', title: 'explained by', minWidth: 190 }] : []),
-    ...(c.familyVr ? [{ key: 'family_vr', title: 'family_vr', minWidth: w('family_vr'), numeric: true, sortable: true }] : []),
-    ...(c.roles ? [{ key: 'role', title: 'role', minWidth: w('suppression'), sortable: true }] : []),
+  // A column and how a row shows in it. Family columns (when the run has them) sit right after
+  // excess_corr: what a universal neuron does is read next to how universal it is.
+  const numeric = (k: (typeof TABLE_COLUMNS)[number]) => ({ key: k, title: k, minWidth: w(k), numeric: true, sortable: true, cell: (i: number) => fmt(c.values[k][i]) });
+  const spec: (GridColumn & { cell: (i: number) => string })[] = [
+    { key: 'neuron_name', title: 'Neuron', minWidth: 96, cell: (i) => neuronName(c.layer[i]!, c.neuron[i]!) },
+    { key: 'layer', title: 'Layer', minWidth: w('Layer'), numeric: true, sortable: true, cell: (i) => String(c.layer[i]) },
+    numeric('excess_corr'),
+    ...(c.family ? [{ key: 'family', title: 'family', minWidth: 130, sortable: true, cell: (i: number) => (c.family![i] ? familyName(c.family![i]!) : '') }] : []),
+    ...(c.familyLabel ? [{ key: 'family_label', title: 'explained by', minWidth: 200, cell: (i: number) => (c.familyLabel![i] ? describeLabel(c.familyLabel![i]!) : '') }] : []),
+    ...(c.familyVr ? [{ key: 'family_vr', title: 'family_vr', minWidth: w('family_vr'), numeric: true, sortable: true, cell: (i: number) => fmt(c.familyVr![i], 3) }] : []),
+    ...(c.roles ? [{ key: 'role', title: 'role', minWidth: 130, sortable: true, cell: (i: number) => c.roles![i]!.map((r) => ROLE_TITLES[r]).join(', ') }] : []),
+    ...TABLE_COLUMNS.filter((k) => k !== 'excess_corr').map(numeric),
   ];
+  const columns: GridColumn[] = spec.map(({ cell: _cell, ...col }) => col);
   let pageRows: number[] = [];
   const grid = dataGrid({
     label: 'Neurons of the reference model',
@@ -218,17 +223,7 @@ export function renderTable(root: HTMLElement, d: TableData, ctx: ViewContext, i
     st.page = Math.max(0, Math.min(st.page, pages - 1));
     const from = st.page * PAGE_SIZE;
     pageRows = matched.slice(from, from + PAGE_SIZE);
-    grid.setRows(
-      pageRows.map((i) => [
-        neuronName(c.layer[i]!, c.neuron[i]!),
-        String(c.layer[i]),
-        ...TABLE_COLUMNS.map((k) => fmt(c.values[k][i])),
-        ...(c.family ? [c.family[i] ? familyName(c.family[i]) : ''] : []),
-        ...(c.familyLabel ? [c.familyLabel[i] ? describeLabel(c.familyLabel[i]) : ''] : []),
-        ...(c.familyVr ? [fmt(c.familyVr[i], 3)] : []),
-        ...(c.roles ? [c.roles[i]!.map((r) => ROLE_TITLES[r]).join(', ')] : []),
-      ]),
-    );
+    grid.setRows(pageRows.map((i) => spec.map((col) => col.cell(i))));
     grid.setSort(st.sort, st.descending);
     const n = matched.length;
     status.textContent =
