@@ -3,7 +3,11 @@
  * 36,864 neurons each) within a memory budget, over a small token count. A measurement, not a
  * test: the point is peak memory and where the time goes, not the numbers (the models are random).
  *
- *   npm run bench:scale -- [--tokens 2048] [--memory-gb 8] [--threads 2] [--batch-rows R]
+ *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--stats-only]
+ *
+ * `--stats-only`: the last pass alone (every model forwarded, the statistics accumulators, no
+ * cross moments, no result files), to see its peak without the hour the cross passes take on two
+ * cores.
  *
  * Checkpoints are written once into tools/.cache (tools/random_gpt2.ts); the run folder is
  * tools/.cache/scale-run. Peak RSS is the kernel's VmHWM of this process; per pass the highest
@@ -11,7 +15,8 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { runAnalysis, type Progress } from '../src/engine/analysis/pipeline';
+import { defaultPlan } from '../src/engine/analysis/plan';
+import { runAnalysis, type AnalysisPlan, type Progress } from '../src/engine/analysis/pipeline';
 import { GPT2_SMALL, writeRandomGpt2 } from '../tools/random_gpt2';
 
 const ROOT = join(__dirname, '..');
@@ -30,8 +35,17 @@ function status(field: 'VmRSS' | 'VmHWM'): number {
 const GB = 2 ** 30;
 const gb = (b: number): string => (b / GB).toFixed(2);
 
+function statsPlan(): AnalysisPlan {
+  const full = defaultPlan();
+  return {
+    accumulators: async (ctx) => (await full.accumulators(ctx)).filter((s) => !s.name.startsWith('cross:')),
+    finalize: async () => ({}),
+  };
+}
+
 async function main(): Promise<void> {
-  const tokens = Number(arg('tokens', '2048'));
+  const tokens = Number(arg('tokens', '1024'));
+  const statsOnly = process.argv.includes('--stats-only');
   const memoryGb = Number(arg('memory-gb', '8'));
   const threads = Number(arg('threads', '2'));
   const batchRows = process.argv.includes('--batch-rows') ? Number(arg('batch-rows', '1')) : undefined;
@@ -54,7 +68,11 @@ async function main(): Promise<void> {
   const enter = (name: string): void => {
     if (cur?.name === name) return;
     const now = Date.now();
-    if (cur) cur.end = now;
+    if (cur) {
+      cur.end = now;
+      // Each phase as it ends, so that an interrupted run still tells where time and memory went.
+      process.stderr.write(`  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GiB\n`);
+    }
     cur = { name, start: now, end: now, peakRss: status('VmRSS') };
     phases.push(cur);
   };
@@ -79,7 +97,16 @@ async function main(): Promise<void> {
   };
   const tRun = Date.now();
   const r = await runAnalysis(
-    { models, corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')], tokens, out, memoryGb, threads, ...(batchRows ? { batchRows } : {}) },
+    {
+      models,
+      corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')],
+      tokens,
+      out,
+      memoryGb,
+      threads,
+      ...(batchRows ? { batchRows } : {}),
+      ...(statsOnly ? { plan: statsPlan() } : {}),
+    },
     onProgress,
   );
   clearInterval(timer);
@@ -118,7 +145,7 @@ async function main(): Promise<void> {
     universal: r.manifest.results?.universal,
     phases: phases.map((p) => ({ name: p.name, s: (p.end - p.start) / 1000, peak_rss_gb: Number(gb(p.peakRss)) })),
   };
-  fs.writeFileSync(join(CACHE, 'scale-result.json'), JSON.stringify(report, null, 2));
+  fs.writeFileSync(join(CACHE, statsOnly ? 'scale-result-stats.json' : 'scale-result.json'), JSON.stringify(report, null, 2));
   const { phases: _omit, ...head } = report;
   console.log(JSON.stringify(head, null, 2));
   console.log(`paper layout, one pair: float64 S_xy ${N}² = ${gb(8 * N * N)} GB`);

@@ -610,6 +610,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const sy = D.sy();
     const R = this.rotations();
     const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
+    D.releaseGram();
     const iy = invStd(sy, ym.syy, n, Y_REL);
     const my = new Float64Array(Nm);
     for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
@@ -793,10 +794,10 @@ class DenseMoments {
   /** Σ y, float64 (added every step). */
   readonly syAcc: Float64Array;
   /** L × d × d; the upper block triangle accumulates, `finalize` fills the rest. */
-  readonly gram: Float64Array;
-  /** fp32 partials since the last flush, updated in place by the GEMMs. */
-  readonly p32: Float32Array;
-  readonly gp32: Float32Array[];
+  gram: Float64Array;
+  /** fp32 partials since the last flush, updated in place by the GEMMs; released by `finalize`. */
+  p32: Float32Array;
+  gp32: Float32Array[];
   partialTokens = 0;
   /** x statistics of exactly these tokens. */
   readonly xs: XStats;
@@ -845,7 +846,15 @@ class DenseMoments {
       const base = g * w * w;
       for (let a = 0; a < w; a++) for (let b = a + 1; b < w; b++) this.gram[base + b * w + a] = this.gram[base + a * w + b]!;
     }
+    // Nothing is added after this, and at GPT-2-small size they are a third of a block's memory.
+    this.p32 = new Float32Array(0);
+    this.gp32 = [];
     this.final = true;
+  }
+
+  /** After m's moments are taken from it: the Gram is the largest array of a pair's first block. */
+  releaseGram(): void {
+    this.gram = new Float64Array(0);
   }
 
   /** Σ y. */
