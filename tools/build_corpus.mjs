@@ -184,7 +184,14 @@ for (const [split_, docs] of Object.entries(split)) {
   }
   if (split_ === 'heldout') {
     atomicWrite(join(shipDir, 'heldout.tokens.bin'), bytes);
-    const lines = docs.map((d) => {
+    // Round-robin over sources, so any prefix (the demo's budget) has every source, its topics and
+    // Brown's tags; heldout.tokens.bin keeps source order.
+    const bySource = new Map();
+    for (const d of docs) bySource.set(d.source, [...(bySource.get(d.source) ?? []), d]);
+    const queues = [...bySource.values()];
+    const interleaved = [];
+    for (let i = 0; interleaved.length < docs.length; i++) for (const q of queues) if (i < q.length) interleaved.push(q[i]);
+    const lines = interleaved.map((d) => {
       const topic = topicOf(d);
       return JSON.stringify({ source: d.source, id: d.id, ...(topic ? { topic } : {}), text: d.text, ...(d.tagged ? { tagged: d.tagged } : {}) });
     });

@@ -57,6 +57,7 @@ export async function runAnalyze(
   stderr: { isTTY?: boolean; write(s: string): unknown } = process.stderr,
 ): Promise<string> {
   const { runAnalysis } = await loadPipeline();
+  const { defaultPlan } = await import('../engine/analysis/plan');
   const progress = progressReporter(stderr);
   let runDir: string | undefined;
   try {
@@ -75,6 +76,7 @@ export async function runAnalyze(
         mode: cmd.mode,
         threads: cmd.threads,
         resume: cmd.resume,
+        plan: defaultPlan({ families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } }),
       },
       (p) => {
         if (p.runDir) runDir = p.runDir;

@@ -52,6 +52,11 @@ Options of analyze:
   --mode exact|fast    exact (default): every pair's moments, fp32 GEMMs accumulated in float64.
                        fast (experimental): screen partners on a prefix, then exact moments for
                        the candidates only; on a corpus read in order it can miss true partners.
+  --no-families        Skip neuron families and roles (on by default: VR of token labels, roles
+                       from the weights, an entropy intervention).
+  --family-vr K=V,...  Family thresholds: unigram=0.5 alphabet=0.35 syntax=0.5 semantic=0.5
+                       position-mi=0.05 position-kurtosis=2 (method.md defaults; syntax and
+                       semantic are ours).
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
 
 Common options:
@@ -102,6 +107,9 @@ export interface AnalyzeCommand {
   checkpointEvery?: number;
   memoryGb?: number;
   mode?: 'exact' | 'fast';
+  /** false: no families and roles. */
+  families?: boolean;
+  familyThresholds?: Partial<Record<FamilyThresholdKey, number>>;
   threads: number;
   resume?: string;
   /** Top universal neurons listed in the summary. */
@@ -137,6 +145,29 @@ function expandLists(argv: string[]): string[] {
       out.push(a);
     } else if (list) out.push(list, a);
     else out.push(a);
+  }
+  return out;
+}
+
+const FAMILY_KEYS = {
+  unigram: 'unigram',
+  alphabet: 'alphabet',
+  syntax: 'syntax',
+  semantic: 'semantic',
+  'position-mi': 'positionMi',
+  'position-kurtosis': 'positionKurtosis',
+} as const;
+export type FamilyThresholdKey = (typeof FAMILY_KEYS)[keyof typeof FAMILY_KEYS];
+
+function familyThresholds(raw: string): Partial<Record<FamilyThresholdKey, number>> {
+  const out: Partial<Record<FamilyThresholdKey, number>> = {};
+  for (const part of raw.split(',').filter((p) => p.trim())) {
+    const [k, val] = part.split('=').map((x) => x.trim());
+    const key = FAMILY_KEYS[k as keyof typeof FAMILY_KEYS];
+    if (!key) throw new UsageError(`--family-vr: unknown threshold ${JSON.stringify(k)} (expected ${Object.keys(FAMILY_KEYS).join(', ')})`);
+    const x = Number(val);
+    if (val === undefined || val === '' || !Number.isFinite(x) || x < 0) throw new UsageError(`--family-vr: ${k} needs a number ≥ 0, got ${JSON.stringify(val)}`);
+    out[key] = x;
   }
   return out;
 }
@@ -181,6 +212,8 @@ export function parseCli(argv: string[]): Command {
         'checkpoint-every': { type: 'string' },
         'memory-gb': { type: 'string' },
         mode: { type: 'string' },
+        'no-families': { type: 'boolean' },
+        'family-vr': { type: 'string' },
         resume: { type: 'string' },
         'd-mlp': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -198,7 +231,7 @@ export function parseCli(argv: string[]): Command {
   const allowed: Record<string, readonly string[]> = {
     activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
     demo: ['tokens', 'threads', 'top', 'out'],
-    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'resume', 'threads', 'top'],
+    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
     summary: ['top'],
     table: ['top', 'threshold', 'd-mlp'],
   };
@@ -270,6 +303,8 @@ export function parseCli(argv: string[]): Command {
     checkpointEvery: v['checkpoint-every'] === undefined ? undefined : integer('checkpoint-every', v['checkpoint-every'], 0, 1),
     memoryGb,
     mode,
+    ...(v['no-families'] ? { families: false } : {}),
+    ...(v['family-vr'] !== undefined ? { familyThresholds: familyThresholds(v['family-vr']) } : {}),
     threads,
     top: integer('top', v.top, 15, 0),
   };

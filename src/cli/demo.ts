@@ -27,13 +27,15 @@ export async function runDemo(cmd: DemoCommand, print: Print, note: Print, signa
   if (models.length < 2) {
     throw new EngineError(`the demo needs the shipped family under ${root}/models (tiny-gpt2-a..e); found ${models.length} model(s)`);
   }
-  const corpus = join(root, 'models', 'corpus', 'heldout.tokens.bin');
+  // The text form: its records carry each document's source and topic and Brown's POS tags, which
+  // the family analysis labels tokens with (the .tokens.bin holds the same ids, without them).
+  const corpus = join(root, 'models', 'corpus', 'heldout.jsonl');
   if (!existsSync(corpus)) throw new EngineError(`the demo needs the shipped held-out corpus ${corpus}`, corpus);
   const tokens = cmd.tokens ?? DEMO_TOKENS;
   // First what one model's neurons do on a sentence (the engine spine), then the family analysis.
   print(`demo: token activations of ${models[0]!.name} (top 3 neurons per token by post-activation)`);
   await runActivations({ model: models[0]!.dir, text: DEMO_SENTENCE, top: 3, threads: cmd.threads }, print, signal);
   print('');
-  print(`demo: ${models.map((m) => m.name).join(', ')} on ${tokens.toLocaleString('en-US')} tokens of models/corpus/heldout.tokens.bin`);
+  print(`demo: ${models.map((m) => m.name).join(', ')} on ${tokens.toLocaleString('en-US')} tokens of models/corpus/heldout.jsonl`);
   await runAnalyze({ models: models.map((m) => m.dir), corpus: [corpus], tokens, threads: cmd.threads, out: cmd.out, topSummary: cmd.top }, print, note, signal);
 }

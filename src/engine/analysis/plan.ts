@@ -24,7 +24,9 @@ import { serializeExamples, TopExamples, type TopExamplesResult } from './exampl
 import type { AccumulatorSpec, AnalysisPlan, PlanContext } from './pipeline';
 import type { Accumulator, AccumulatorState } from './types';
 import { universalityTable } from './universality';
-import { weightStatsFromCheckpoint } from './weightstats';
+import { FAMILY_FILES, familyChoices, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
+import type { FamilyStatsResult } from './families';
+import { openGpt2Weights, weightStats } from './weightstats';
 
 export const RESULT_FILES = [
   'neurons.arrow',
@@ -48,11 +50,18 @@ const PLAN_CHOICES: Record<string, string> = {
   correlation_precision: 'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact); mode fast screens candidates on a prefix, see crossmoments.ts',
 };
 
-export function defaultPlan(): AnalysisPlan {
+export interface PlanOptions {
+  /** Families and roles (issue #6); on by default. */
+  families?: FamilyPlanOptions;
+}
+
+export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
+  const fam = o.families ?? {};
+  const families = fam.enabled !== false;
   return {
-    choices: PLAN_CHOICES,
-    accumulators: (ctx) => [...crossSpecs(ctx), ...statsSpecs(ctx)],
-    finalize: (ctx, results) => writeResults(ctx, results),
+    choices: { ...PLAN_CHOICES, ...(families ? familyChoices(fam) : {}) },
+    accumulators: (ctx) => [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])],
+    finalize: (ctx, results) => writeResults(ctx, results, families ? fam : undefined),
   };
 }
 
@@ -136,7 +145,7 @@ function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
   ];
 }
 
-async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>> {
+async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam?: FamilyPlanOptions): Promise<Record<string, unknown>> {
   const ref = ctx.models[0]!;
   const others = ctx.models.slice(1);
   const N = ref.nNeurons;
@@ -148,13 +157,40 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Pr
 
   ctx.progress({ phase: 'write', message: 'weight statistics of the reference model' });
   throwIfCancelled(ctx.signal);
-  const w = await weightStatsFromCheckpoint(ref.dir, s.threads ? { threads: s.threads } : {});
+  const opened = openGpt2Weights(ref.dir);
+  let w: Awaited<ReturnType<typeof weightStats>>;
+  let famCols: FamilyColumns | undefined;
+  const st = stats[0]!;
+  // Deterministic metadata only: a resumed run's files equal an uninterrupted run's.
+  const meta = {
+    reference: ref.label,
+    models: ctx.models.map((m) => m.label).join(','),
+    threshold: String(s.threshold),
+    baseline_seed: String(s.seed),
+    corpus_sha256: ctx.corpus.hash,
+    tokens: String(ctx.corpus.tokens.used),
+  };
+  try {
+    w = await weightStats(opened.weights, s.threads ? { threads: s.threads } : {});
+    if (fam) {
+      throwIfCancelled(ctx.signal);
+      famCols = await familyResults(ctx, fam, {
+        fam: results.get('families') as FamilyStatsResult,
+        kurt: st.kurt,
+        weights: opened.weights,
+        ws: w,
+        examples: examples[0]!,
+        meta,
+      });
+    }
+  } finally {
+    opened.close();
+  }
   const u = universalityTable(
     others.map((m, i) => ({ label: m.label, dMlp: m.dMlp, result: cross[i]! })),
     { nLayers: ref.nLayers, dMlp: ref.dMlp },
     { threshold: s.threshold },
   );
-  const st = stats[0]!;
 
   const layer = new Int32Array(N);
   const neuron = new Int32Array(N);
@@ -197,17 +233,10 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Pr
     columns[c.corr] = cross[i]!.maxCorr;
     columns[c.baseline] = cross[i]!.baseline;
   });
-  // Deterministic metadata only: a resumed run's files equal an uninterrupted run's.
-  const meta = {
-    reference: ref.label,
-    models: ctx.models.map((m) => m.label).join(','),
-    threshold: String(s.threshold),
-    baseline_seed: String(s.seed),
-    corpus_sha256: ctx.corpus.hash,
-    tokens: String(ctx.corpus.tokens.used),
-  };
+  if (famCols) Object.assign(columns, famCols.columns);
   const dir = ctx.runDir;
   await writeArrowAtomic(join(dir, 'neurons.arrow'), columns, meta);
+  if (famCols) writeUniversalFamilies(dir, universal, M, famCols);
 
   // universal.csv: the paper's schema and order, universal neurons only, layer-major.
   const rows: Record<string, number>[] = [];
@@ -304,6 +333,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>): Pr
     universal: nUniversal,
     universal_percent: (100 * nUniversal) / N,
     kept_tokens: st.count,
-    files: [...RESULT_FILES],
+    files: [...RESULT_FILES, ...(famCols ? FAMILY_FILES : [])],
+    ...(famCols ? familyCounts(famCols, universal) : {}),
   };
 }
