@@ -12,7 +12,8 @@ const FAMILY: Record<string, SeriesColour> = {
   alphabet: 'purple',
   'previous-token': 'green',
   position: 'yellow',
-  syntax: 'orange',
+  // Not orange: that is the universal highlight in the other overview charts.
+  syntax: 'cyan',
   semantic: 'red',
 };
 
@@ -24,7 +25,7 @@ const ROLE: Record<Role, SeriesColour> = {
   'attention-deactivation': 'blue',
 };
 
-const ORDER: SeriesColour[] = ['blue', 'orange', 'green', 'purple', 'red', 'yellow'];
+const ORDER: SeriesColour[] = ['blue', 'cyan', 'green', 'purple', 'red', 'yellow'];
 
 /** `unexplained` and unknown families get the muted colour (unknown ones a translucent series colour by name). */
 export function familyColour(t: ChartTheme, family: string): string {

@@ -62,7 +62,8 @@ function familiesPerLayer(grid: HTMLElement, d: OverviewData, ctx: ViewContext):
     );
     return {
       type: 'bar',
-      data: { labels: layers.map((l) => `L${l.layer}`), datasets },
+      // The universal count under each layer: a tall right bar over 2 neurons says little.
+      data: { labels: layers.map((l) => [`L${l.layer}`, `${l.universal} univ.`]), datasets },
       options: {
         ...base,
         scales: { x: { ...base.scales!.x, stacked: true }, y: { ...base.scales!.y, stacked: true } },

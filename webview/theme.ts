@@ -22,7 +22,7 @@ export interface ChartTheme {
   series: Record<SeriesColour, string>;
 }
 
-export type SeriesColour = 'blue' | 'orange' | 'green' | 'purple' | 'red' | 'yellow';
+export type SeriesColour = 'blue' | 'orange' | 'green' | 'purple' | 'red' | 'yellow' | 'cyan';
 
 function cssVar(style: CSSStyleDeclaration, name: string, fallback: string): string {
   const v = style.getPropertyValue(name).trim();
@@ -61,6 +61,9 @@ export function chartTheme(): ChartTheme {
       purple: cssVar(s, '--vscode-charts-purple', light ? '#652d90' : '#b180d7'),
       red: cssVar(s, '--vscode-charts-red', light ? '#e51400' : '#f14c4c'),
       yellow: cssVar(s, '--vscode-charts-yellow', light ? '#bf8803' : '#cca700'),
+      // The charts palette has six hues and orange is the views' "universal" colour: a seventh
+      // for categorical series comes from the terminal palette, which every theme defines too.
+      cyan: cssVar(s, '--vscode-terminal-ansiCyan', light ? '#0598bc' : '#11a8cd'),
     },
   };
 }

@@ -6,6 +6,7 @@
  * GPT2-small size, row click → openNeuron, prompt tooltip. Screenshots go to the out folder.
  *
  *   npm run build && node --import tsx webview/dev/preview.cjs [out-dir]
+ *   UN_PREVIEW_RUN=<run folder> …   also shows a real run's overview and its entropy neuron's page
  *
  * (JavaScript, so the typecheck does not need playwright's types; tsx resolves the .ts imports.)
  *
@@ -37,6 +38,7 @@ const DARK = {
   '--vscode-charts-green': '#89d185',
   '--vscode-charts-purple': '#b180d7',
   '--vscode-charts-yellow': '#cca700',
+  '--vscode-terminal-ansiCyan': '#11a8cd',
   '--vscode-focusBorder': '#0078d4',
   '--vscode-font-family': 'sans-serif',
   '--vscode-font-size': '13px',
@@ -55,6 +57,7 @@ const LIGHT = {
   '--vscode-charts-green': '#388a34',
   '--vscode-charts-purple': '#652d90',
   '--vscode-charts-yellow': '#bf8803',
+  '--vscode-terminal-ansiCyan': '#0598bc',
 };
 
 async function main() {
@@ -100,6 +103,14 @@ async function main() {
       },
     },
   };
+  const real = process.env.UN_PREVIEW_RUN;
+  if (real) {
+    const run = await getRun(resolve(real));
+    payloads['overview-real'] = { view: 'overview', data: overviewData(run) };
+    const j = run.rolesFile?.entropy.keys().next().value;
+    const ref = j !== undefined ? { layer: Math.floor(j / run.dMlp), neuron: j % run.dMlp } : { layer: run.layer[0], neuron: run.neuron[0] };
+    payloads['neuron-real'] = { view: 'neuron', data: neuronData(run, ref) };
+  }
   console.log(`GPT2-small-size run (36,864 neurons) loaded in ${tLoadBig} ms; table payload ${(JSON.stringify(payloads.table).length / 1e6).toFixed(1)} MB`);
 
   let origin = '';
@@ -231,7 +242,7 @@ async function main() {
         check(posted.some((m) => m.type === 'revealRange'), 'prompt: click posts revealRange');
         await page.screenshot({ path: join(out, `prompt-hover.png`) });
       }
-      if (name.startsWith('neuron') && name !== 'neuron-bare') {
+      if (name.startsWith('neuron') && name !== 'neuron-bare' && name !== 'neuron-real') {
         const fam = await page.locator('section[aria-labelledby="h-family-and-roles"]').innerText().catch(() => '');
         check(/Family/.test(fam) && /Roles/.test(fam), `${name}: family section ${JSON.stringify(fam.replace(/\s+/g, ' ').slice(0, 160))}`);
         const hits = await page.locator('ol.contexts li.hit .hit-badge').count();
