@@ -165,3 +165,50 @@ describe('bad input', () => {
     assert.throws(() => readCorpus({ paths: [latin], nPositions: 2, tokens: 2, encode }), /UTF-8/);
   });
 });
+
+describe('document labels and POS tags', () => {
+  const tok = Tokenizer.fromTokenizerJson(join(ROOT, 'models', 'gpt2-tokenizer', 'tokenizer.json'));
+
+  test('jsonl records give each token its document (source, topic) and Brown tags their universal POS', () => {
+    const p = file(
+      'labels/a.jsonl',
+      [
+        JSON.stringify({ source: 'news', topic: 'news/sport', text: 'The cat sat.', tagged: [[['The', 'at'], ['cat', 'nn'], ['sat', 'vbd'], ['.', '.']]] }),
+        JSON.stringify({ text: 'The text here' }),
+      ].join('\n'),
+    );
+    const c = readCorpus({ paths: [p], nPositions: 9, tokens: 9, encode: (s) => tok.encode(s) }); // one row: BOS + all 8 tokens
+    assert.deepEqual(c.documents, [{ source: 'news', topic: 'news/sport' }, { source: 'a' }]);
+    const text = Array.from(c.ids, (id) => tok.tokenString(id));
+    assert.deepEqual(text, ['<|endoftext|>', 'The', ' cat', ' sat', '.', '<|endoftext|>', 'The', ' text', ' here']);
+    assert.deepEqual(Array.from(c.doc.subarray(0, 9)), [-1, 0, 0, 0, 0, -1, 1, 1, 1]);
+    // NOUN=0, VERB=1, DET=5, '.'=10 in labels.POS_TAGS; untagged documents −1.
+    assert.deepEqual(Array.from(c.pos!.subarray(0, 9)), [-1, 5, 0, 1, 10, -1, -1, -1, -1]);
+  });
+
+  test('a .tokens.bin is one source named after its file; no tags, no POS array', () => {
+    const p = file('labels/bible.tokens.bin', u16([1000, 1001, EOS, 1002, 1003, 1004]));
+    const c = readCorpus({ paths: [p], nPositions: 6, tokens: 6 });
+    assert.deepEqual(c.documents, [{ source: 'bible' }, { source: 'bible' }]);
+    assert.deepEqual(Array.from(c.doc), [-1, 0, 0, -1, 1, 1]);
+    assert.equal(c.pos, undefined);
+  });
+
+  test('the shipped held-out jsonl tokenizes to the ids of heldout.tokens.bin, document for document', () => {
+    const jsonl = readCorpus({ paths: [join(ROOT, 'models', 'corpus', 'heldout.jsonl')], nPositions: 128, tokens: 1e9, encode: (s) => tok.encode(s) });
+    const bin = readCorpus({ paths: [HELDOUT_BIN], nPositions: 128, tokens: 1e9 });
+    assert.equal(jsonl.tokens.used, bin.tokens.used);
+    assert.equal(jsonl.documents.length, 206);
+    const sources = new Set(jsonl.documents.map((d) => d.source));
+    assert.deepEqual([...sources].sort(), ['brown', 'kjv', 'moby-dick', 'sotu']);
+    // The jsonl alternates sources: the first 40,960 tokens (the demo) hold all four and Brown's tags.
+    const demo = new Set<string>();
+    let tagged = 0;
+    for (let g = 0; g < 40960; g++) {
+      if (jsonl.doc[g]! >= 0) demo.add(jsonl.documents[jsonl.doc[g]!]!.source);
+      if (jsonl.pos![g]! >= 0) tagged++;
+    }
+    assert.equal(demo.size, 4);
+    assert.ok(tagged > 2000, `${tagged} tagged tokens in the demo's budget`);
+  });
+});
