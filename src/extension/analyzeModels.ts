@@ -30,7 +30,8 @@ export type AnalyzeModelsResult =
   | { status: 'dismissed' }
   | { status: 'error'; message: string };
 
-export const SHIPPED_CORPUS = join('models', 'corpus', 'heldout.tokens.bin');
+// The text form: its records carry source, topic and Brown's POS tags for the family analysis.
+export const SHIPPED_CORPUS = join('models', 'corpus', 'heldout.jsonl');
 
 function heldoutTokens(extensionPath: string): number | undefined {
   try {

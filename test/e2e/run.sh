@@ -83,7 +83,7 @@ JSON
 echo "== analysis run (CLI) =="
 E2E_RUN_DIR="$WS/.universal-neurons/runs/e2e"
 t0=$(date +%s%N)
-node dist/cli.js analyze --models models/tiny-gpt2-a models/tiny-gpt2-b --corpus models/corpus/heldout.tokens.bin \
+node dist/cli.js analyze --models models/tiny-gpt2-a models/tiny-gpt2-b --corpus models/corpus/heldout.jsonl \
   --tokens 20000 --out "$E2E_RUN_DIR" >"$OUT/analyze.log" 2>&1 || { cat "$OUT/analyze.log"; exit 1; }
 [ -f "$E2E_RUN_DIR/manifest.json" ] || { echo "analyze wrote no run:"; cat "$OUT/analyze.log"; exit 1; }
 echo "run written to $E2E_RUN_DIR in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
