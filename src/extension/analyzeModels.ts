@@ -158,7 +158,7 @@ export async function analyzeModels(
   const t0 = performance.now();
   let runDir: string | undefined;
   try {
-    const [pipeline, store] = await Promise.all([import('../engine/analysis/pipeline'), import('../engine/store')]);
+    const [pipeline, store, plans] = await Promise.all([import('../engine/analysis/pipeline'), import('../engine/store'), import('../engine/analysis/plan')]);
     const out = choice.out ?? join(runState.newRunsDir(), store.newRunId());
     runDir = out;
     log.appendLine(`analyze: ${choice.models.join(', ')} on ${choice.corpus.join(', ')}, ${choice.tokens} tokens → ${out}`);
@@ -172,7 +172,15 @@ export async function analyzeModels(
         };
         let lastPct = 0;
         return pipeline.runAnalysis(
-          { models: choice.models, corpus: choice.corpus, tokens: choice.tokens, out, threshold, threads: settings.threads },
+          {
+            models: choice.models,
+            corpus: choice.corpus,
+            tokens: choice.tokens,
+            out,
+            threshold,
+            threads: settings.threads,
+            plan: plans.defaultPlan({ families: { enabled: settings.families, thresholds: settings.familyThresholds } }),
+          },
           (p) => {
             let message = p.message ?? p.phase;
             // Cancellation is checked between batches of the stream; the last steps run to the end.

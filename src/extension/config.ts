@@ -19,6 +19,23 @@ export interface Settings {
   universalThreshold: number;
   /** Quiet time after an edit before an analysed document is re-analysed, ms. */
   reanalyzeDelayMs: number;
+  /** Families and roles in new analyses. */
+  families: boolean;
+  /** Family thresholds (new analyses); unset keys keep the method's defaults. */
+  familyThresholds: Partial<Record<FamilyThresholdKey, number>>;
+}
+
+const FAMILY_THRESHOLD_KEYS = ['unigram', 'alphabet', 'syntax', 'semantic', 'positionMi', 'positionKurtosis'] as const;
+export type FamilyThresholdKey = (typeof FAMILY_THRESHOLD_KEYS)[number];
+
+function familyThresholds(v: unknown): Partial<Record<FamilyThresholdKey, number>> {
+  const out: Partial<Record<FamilyThresholdKey, number>> = {};
+  if (!v || typeof v !== 'object') return out;
+  for (const k of FAMILY_THRESHOLD_KEYS) {
+    const x = (v as Record<string, unknown>)[k];
+    if (typeof x === 'number' && Number.isFinite(x) && x >= 0) out[k] = x;
+  }
+  return out;
 }
 
 export const DEFAULT_PROMPT_GLOBS = ['**/*.prompt', '**/*.txt'];
@@ -47,6 +64,8 @@ export function readSettings(): Settings {
     promptGlobs: stringList(c.get('promptGlobs'), DEFAULT_PROMPT_GLOBS),
     universalThreshold: num(c.get('universalThreshold'), 0.5, -1, 2),
     reanalyzeDelayMs: int(c.get('reanalyzeDelayMs'), 300, 0, 10_000),
+    families: c.get('families') !== false,
+    familyThresholds: familyThresholds(c.get('familyThresholds')),
   };
 }
 
