@@ -432,18 +432,19 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const R = this.rotations();
     const ym = await this.gramMoments(D, n, R);
     const best = new Float64Array(B).fill(-Infinity);
-    await this.rotatedCorr(D, n, R, ix, ym, (_l, rho) => {
-      for (let i = 0; i < B; i++) for (let k = 0; k < d; k++) if (rho[i * d + k]! > best[i]!) best[i] = rho[i * d + k]!;
+    await this.rotatedCorr(D, n, R, ix, ym, (_l, i0, rows, rho) => {
+      for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) if (rho[r * d + k]! > best[i0 + r]!) best[i0 + r] = rho[r * d + k]!;
     });
     const candR: number[][] = Array.from({ length: B }, () => []);
     const vals: number[][] = Array.from({ length: B }, () => []);
-    await this.rotatedCorr(D, n, R, ix, ym, (l, rho) => {
-      for (let i = 0; i < B; i++) {
+    await this.rotatedCorr(D, n, R, ix, ym, (l, i0, rows, rho) => {
+      for (let r = 0; r < rows; r++) {
+        const i = i0 + r;
         const lim = ix[i] === 0 ? -Infinity : best[i]! - bMargin;
         for (let k = 0; k < d; k++) {
-          if (rho[i * d + k]! >= lim) {
+          if (rho[r * d + k]! >= lim) {
             candR[i]!.push(l * d + k);
-            vals[i]!.push(rho[i * d + k]!);
+            vals[i]!.push(rho[r * d + k]!);
           }
         }
       }
@@ -634,11 +635,12 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const baseline = new Float64Array(B).fill(-Infinity);
     const baselinePartner = new Int32Array(B).fill(-1);
     const d = this.d;
-    await this.rotatedCorr(D, n, R, ix, ym, (l, rho) => {
-      for (let i = 0; i < B; i++) {
+    await this.rotatedCorr(D, n, R, ix, ym, (l, i0, rows, rho) => {
+      for (let r = 0; r < rows; r++) {
+        const i = i0 + r;
         for (let k = 0; k < d; k++) {
-          if (rho[i * d + k]! > baseline[i]!) {
-            baseline[i] = rho[i * d + k]!;
+          if (rho[r * d + k]! > baseline[i]!) {
+            baseline[i] = rho[r * d + k]!;
             baselinePartner[i] = l * d + k;
           }
         }
@@ -683,11 +685,15 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           Sig[a * d + b] = constY(a) || constY(b) ? 0 : D.gram[l * d * d + a * d + b]! - (sy[off + a]! * sy[off + b]!) / n;
         }
       }
-      const RS = await this.gemm.abt64(R[l]!, Sig, d, d, d); // R·Σᵀ = R·Σ
-      for (let k = 0; k < d; k++) {
-        let v = 0;
-        for (let b = 0; b < d; b++) v += RS[k * d + b]! * R[l]![k * d + b]!;
-        rotVar[off + k] = v;
+      const step = rowsPerGemm(d);
+      for (let k0 = 0; k0 < d; k0 += step) {
+        const rows = Math.min(step, d - k0);
+        const RS = await this.gemm.abt64(R[l]!.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d); // R·Σᵀ = R·Σ
+        for (let r = 0; r < rows; r++) {
+          let v = 0;
+          for (let b = 0; b < d; b++) v += RS[r * d + b]! * R[l]![(k0 + r) * d + b]!;
+          rotVar[off + k0 + r] = v;
+        }
       }
     }
     return { n, seed: this.opts.seed, syy, rotVar };
@@ -695,7 +701,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
 
   /**
    * ρ(x_i, (R_l V_l)_k) for every reference neuron of the block and every rotated neuron, one
-   * layer at a time (B×d), from finalized dense moments over n tokens and m's moments `ym`:
+   * layer and at most `rowsPerGemm(d)` reference neurons at a time (rows × d, handed to `visit`
+   * with the first row's index), from finalized dense moments over n tokens and m's moments `ym`:
    * Cov_l·R_lᵀ over sqrt(var x_i · r_k Σ_l r_kᵀ), with Cov centred in float64 and constant
    * neurons of m zeroed.
    */
@@ -705,24 +712,29 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     R: Float64Array[],
     ix: Float64Array,
     ym: YMoments,
-    visit: (layer: number, rho: Float64Array) => void,
+    visit: (layer: number, i0: number, rows: number, rho: Float64Array) => void,
   ): Promise<void> {
     const { B, Nm, d, L } = this;
     const sx = D.xs.sx;
     const sy = D.sy();
     const iy = invStd(sy, ym.syy, n, Y_REL);
-    const cov = new Float64Array(B * d);
+    const step = rowsPerGemm(d);
+    const cov = new Float64Array(Math.min(B, step) * d);
     for (let l = 0; l < L; l++) {
       const off = l * d;
       const constY = (b: number): boolean => iy[off + b] === 0;
       const irv = new Float64Array(d);
       for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
-      for (let i = 0; i < B; i++) {
-        for (let b = 0; b < d; b++) cov[i * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
+      for (let i0 = 0; i0 < B; i0 += step) {
+        const rows = Math.min(step, B - i0);
+        for (let r = 0; r < rows; r++) {
+          const i = i0 + r;
+          for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
+        }
+        const rho = await this.gemm.abt64(cov.subarray(0, rows * d), R[l]!, rows, d, d);
+        for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(rho[r * d + k]! * ix[i0 + r]! * irv[k]!);
+        visit(l, i0, rows, rho);
       }
-      const rho = await this.gemm.abt64(cov, R[l]!, B, d, d);
-      for (let i = 0; i < B; i++) for (let k = 0; k < d; k++) rho[i * d + k] = clampCorr(rho[i * d + k]! * ix[i]! * irv[k]!);
-      visit(l, rho);
     }
   }
 
@@ -1119,6 +1131,17 @@ export function unpackResult(s: AccumulatorState): CrossMomentsResult {
 }
 
 // ---- small helpers -----------------------------------------------------------------------
+
+/**
+ * Rows of one float64 GEMM at the end (32 MB of output): at GPT-2-small size a layer's B×d
+ * product is hundreds of MB, and a dozen of them per block, each a fresh array from ORT, pushed
+ * the peak over the budget before the collector caught up. Each element's sum is the same
+ * whatever the row count (MLAS splits M, never K), so results do not change.
+ */
+function rowsPerGemm(d: number): number {
+  return Math.max(1, Math.floor((4 * 1024 * 1024) / d));
+}
+
 
 function clampCorr(r: number): number {
   if (!(r === r)) return 0; // NaN: cannot happen with the zero-variance rules, kept as a guard
