@@ -429,7 +429,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     }
     // Rotated neurons: the same on the screen's baseline correlations, two passes over the layers
     // (row maxima, then candidates) so that no B×N_m matrix is held.
-    const R = this.rotations();
+    const Rs = this.rotations();
+    const R = (l: number): Float64Array => Rs[l]!;
     const ym = await this.gramMoments(D, n, R);
     const best = new Float64Array(B).fill(-Infinity);
     await this.rotatedCorr(D, n, R, ix, ym, (_l, i0, rows, rho) => {
@@ -463,7 +464,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           const col = f.clR[c]!;
           const l = Math.floor(col / d);
           const k = col - l * d;
-          const r = R[l]!;
+          const r = Rs[l]!;
           let s = 0;
           for (let b = 0; b < d; b++) s += D.sxy[i * Nm + l * d + b]! * r[k * d + b]!;
           f.cxr[c] = s;
@@ -472,7 +473,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       f.sy.set(sy);
       f.syy.set(D.syy());
       for (let l = 0; l < L; l++) {
-        const r = R[l]!;
+        const r = Rs[l]!;
         const RC = await this.gemm.abt64(r, D.gram.subarray(l * d * d, (l + 1) * d * d), d, d, d);
         for (let k = 0; k < d; k++) {
           let s1 = 0;
@@ -609,7 +610,9 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const sx = this.xs.sx;
     const ix = invStd(sx, this.xs.sxx, n);
     const sy = D.sy();
-    const R = this.rotations();
+    // One layer's R_l at a time, drawn again where used: all of them are 8·L·d² bytes (0.9 GB at
+    // GPT-2-small size), drawing one is a fraction of a second.
+    const R = (l: number): Float64Array => rotationMatrix(this.opts.seed, l, this.d);
     const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
     D.releaseGram();
     const iy = invStd(sy, ym.syy, n, Y_REL);
@@ -670,7 +673,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
    * m's moments from its finalized Gram over n tokens: Σy², and r_k Σ_l r_kᵀ with Σ_l = C_l − s sᵀ/n
    * centred in float64 and m's constant neurons zeroed (0 for every k when n ≤ 1).
    */
-  private async gramMoments(D: DenseMoments, n: number, R: Float64Array[]): Promise<YMoments> {
+  private async gramMoments(D: DenseMoments, n: number, R: (layer: number) => Float64Array): Promise<YMoments> {
     const { Nm, d, L } = this;
     const sy = D.sy();
     const syy = D.syy();
@@ -685,13 +688,14 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           Sig[a * d + b] = constY(a) || constY(b) ? 0 : D.gram[l * d * d + a * d + b]! - (sy[off + a]! * sy[off + b]!) / n;
         }
       }
+      const Rl = R(l);
       const step = rowsPerGemm(d);
       for (let k0 = 0; k0 < d; k0 += step) {
         const rows = Math.min(step, d - k0);
-        const RS = await this.gemm.abt64(R[l]!.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d); // R·Σᵀ = R·Σ
+        const RS = await this.gemm.abt64(Rl.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d); // R·Σᵀ = R·Σ
         for (let r = 0; r < rows; r++) {
           let v = 0;
-          for (let b = 0; b < d; b++) v += RS[r * d + b]! * R[l]![(k0 + r) * d + b]!;
+          for (let b = 0; b < d; b++) v += RS[r * d + b]! * Rl[(k0 + r) * d + b]!;
           rotVar[off + k0 + r] = v;
         }
       }
@@ -709,7 +713,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   private async rotatedCorr(
     D: DenseMoments,
     n: number,
-    R: Float64Array[],
+    R: (layer: number) => Float64Array,
     ix: Float64Array,
     ym: YMoments,
     visit: (layer: number, i0: number, rows: number, rho: Float64Array) => void,
@@ -723,6 +727,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     for (let l = 0; l < L; l++) {
       const off = l * d;
       const constY = (b: number): boolean => iy[off + b] === 0;
+      const Rl = R(l);
       const irv = new Float64Array(d);
       for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
       for (let i0 = 0; i0 < B; i0 += step) {
@@ -731,7 +736,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           const i = i0 + r;
           for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
         }
-        const rho = await this.gemm.abt64(cov.subarray(0, rows * d), R[l]!, rows, d, d);
+        const rho = await this.gemm.abt64(cov.subarray(0, rows * d), Rl, rows, d, d);
         for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(rho[r * d + k]! * ix[i0 + r]! * irv[k]!);
         visit(l, i0, rows, rho);
       }
