@@ -264,16 +264,21 @@ export class Forward {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.sessions.values()) {
-      try {
-        await (await s).release();
-      } catch {
-        // A session that failed to load has nothing to release.
-      }
-    }
-    this.sessions.clear();
-    for (const d of this.tempDirs) rmSync(d, { recursive: true, force: true });
+    await releaseSessions(this.sessions, this.tempDirs);
   }
+}
+
+/** Releases cached sessions (Forward's and Scorer's) and removes their external-data folders. */
+async function releaseSessions(sessions: Map<unknown, Promise<{ release(): Promise<void> }>>, tempDirs: readonly string[]): Promise<void> {
+  for (const s of sessions.values()) {
+    try {
+      await (await s).release();
+    } catch {
+      // A session that failed to load has nothing to release.
+    }
+  }
+  sessions.clear();
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 }
 
 /** Checks rows of token ids against the model; returns where each row starts in the concatenation. */
@@ -567,15 +572,7 @@ export class Scorer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.sessions.values()) {
-      try {
-        await (await s).release();
-      } catch {
-        // A session that failed to load has nothing to release.
-      }
-    }
-    this.sessions.clear();
-    for (const d of this.tempDirs) rmSync(d, { recursive: true, force: true });
+    await releaseSessions(this.sessions, this.tempDirs);
     this.closeWeights();
   }
 }
