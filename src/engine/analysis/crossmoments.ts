@@ -36,6 +36,7 @@
  *   corpus. A neuron constant on the screen keeps every candidate.
  */
 import { EngineError } from '../errors';
+import { reclaim } from './blocking';
 import { Gemm, gramLayout, GramLayout, SddmmArena } from './gemm';
 import type { Accumulator, AccumulatorState, ActivationBatch, StateValue } from './types';
 
@@ -615,6 +616,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const R = (l: number): Float64Array => rotationMatrix(this.opts.seed, l, this.d);
     const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
     D.releaseGram();
+    if (this.bigFinish()) reclaim();
     const iy = invStd(sy, ym.syy, n, Y_REL);
     const my = new Float64Array(Nm);
     for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
@@ -660,6 +662,11 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     return res;
   }
 
+  /** A layer's arrays at the end reach 64 MB (GPT-2-small size, not the tiny family): collect as they go. */
+  private bigFinish(): boolean {
+    return 8 * Math.max(this.B, this.d) * this.d >= 64 * 2 ** 20;
+  }
+
   /** The `yMoments` of another block, checked to be of the same tokens and rotations. */
   private sharedY(n: number): YMoments {
     const y = this.opts.yMoments!();
@@ -699,6 +706,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           rotVar[off + k0 + r] = v;
         }
       }
+      if (this.bigFinish()) reclaim();
     }
     return { n, seed: this.opts.seed, syy, rotVar };
   }
@@ -740,6 +748,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
         for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(rho[r * d + k]! * ix[i0 + r]! * irv[k]!);
         visit(l, i0, rows, rho);
       }
+      if (this.bigFinish()) reclaim();
     }
   }
 

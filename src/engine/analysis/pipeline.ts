@@ -31,7 +31,7 @@ import {
   writeCheckpoint,
   writeJsonAtomic,
 } from '../store';
-import { GiB, planMemory } from './blocking';
+import { GiB, planMemory, reclaim } from './blocking';
 import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
 
 export type Mode = 'exact' | 'fast';
@@ -686,6 +686,7 @@ export async function runAnalysis(
           throwIfCancelled(signal);
           // The finished accumulators' memory goes before the next pass allocates its own.
           accs = [];
+          if (P > 1) reclaim();
           tWrite = Date.now();
           finishSecs += (tWrite - tFinish) / 1000;
           if (pass === P - 1) {
