@@ -10,7 +10,7 @@
  * cores.
  *
  * Checkpoints are written once into tools/.cache (tools/random_gpt2.ts); the run folder is
- * tools/.cache/scale-run. Peak RSS is the kernel's VmHWM of this process; per pass the highest
+ * tools/.cache/scale-run (scale-run-stats). Peak RSS is the kernel's VmHWM of this process; per pass the highest
  * VmRSS seen at progress events and every 250 ms.
  */
 import * as fs from 'node:fs';
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const models = ['a', 'b', 'c', 'd', 'e'].map((s) => writeRandomGpt2(join(CACHE, `random-gpt2-12x768-${s}`), s, GPT2_SMALL));
   const tModels = Date.now();
-  const out = join(CACHE, 'scale-run');
+  const out = join(CACHE, statsOnly ? 'scale-run-stats' : 'scale-run');
   fs.rmSync(out, { recursive: true, force: true });
 
   // Phases: open, corpus, then per pass stream and finish, then write.
