@@ -45,7 +45,7 @@ const gramBytes = (m: MemoryModel): number => 12 * m.nLayers * m.dMlp * m.dMlp;
 const perColumn = (m: MemoryModel): number => 12 * m.nNeurons + 24 * m.dMlp;
 
 function gb(bytes: number): string {
-  return `${(bytes / GiB).toFixed(2)} GB`;
+  return `${(bytes / GiB).toFixed(2)} GiB`;
 }
 
 /** Reference column ranges of one pair: [0, first), then blocks of at most `rest`, equal up to rounding. */
