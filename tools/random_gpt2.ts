@@ -12,6 +12,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
+import { mulberry32 as rng } from '../src/engine/rng';
 
 const ROOT = join(__dirname, '..');
 
@@ -51,17 +52,6 @@ function configJson(s: RandomGpt2Shape, seed: string): string {
   );
 }
 
-/** mulberry32: small, fast, and enough for weights nobody trains. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

@@ -6,6 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mulberry32 as rng } from '../../src/engine/rng';
 
 export const TOY = { nLayer: 2, nHead: 2, nEmbd: 16, dMlp: 64, nPositions: 256 } as const;
 
@@ -19,16 +20,6 @@ function byteToChar(): string[] {
   return Array.from({ length: 256 }, (_, b) => String.fromCharCode(keep.has(b) ? b : next++));
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function writeToyCheckpoint(dir: string, seed = 1): string {
   mkdirSync(dir, { recursive: true });

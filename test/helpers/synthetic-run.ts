@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeExamples, TopExamplesResult } from '../../src/engine/analysis/examples';
 import { arrowBytes, PAPER_COLUMNS, partnerColumns } from '../../src/engine/store';
+import { mulberry32 } from '../../src/engine/rng';
 
 export interface SyntheticRunOptions {
   dir: string;
@@ -35,15 +36,8 @@ export interface SyntheticRunOptions {
   status?: string;
 }
 
-export function rng(seed: number): () => number {
-  let s = seed | 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (src/engine/rng.ts), under the name the tests use. */
+export const rng = mulberry32;
 
 const FAMILIES = ['unigram', 'alphabet', 'previous-token', 'position', 'syntax', 'semantic'];
 const WORDS = ['the', 'of', 'and', 'to', 'in', 'that', 'he', 'said'];

@@ -8,21 +8,11 @@ import { CrossMoments, CrossMomentsOptions, CrossMomentsResult, rotationMatrix }
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
+import { rng } from '../helpers/synthetic-run';
 
 const gemm = new Gemm({ threads: 2 });
 after(() => gemm.release());
 
-/** Deterministic PRNG for test data (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gauss(r: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

@@ -28,6 +28,7 @@
 import { EngineError } from '../errors';
 import { checkHeader, copyInto, HistogramSet, Histograms, num } from './actstats';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
+import { Rng } from '../rng';
 
 export interface TopExamplesOptions {
   /** Neurons per model (L·d_mlp). */
@@ -155,20 +156,6 @@ function writeSlot(sl: ExampleSlots, slot: number, c: Candidate): void {
       sl.ids[w0 + q] = -1;
       sl.acts[w0 + q] = 0;
     }
-  }
-}
-
-/** mulberry32: small, fast, and its whole state is one int32 (stored in state()). */
-class Rng {
-  constructor(public s: number) {}
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
   }
 }
 
