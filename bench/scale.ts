@@ -39,6 +39,7 @@ function statsPlan(): AnalysisPlan {
   const full = defaultPlan();
   return {
     accumulators: async (ctx) => (await full.accumulators(ctx)).filter((s) => !s.name.startsWith('cross:')),
+    statsBytes: full.statsBytes,
     finalize: async () => ({}),
   };
 }
@@ -62,6 +63,9 @@ async function main(): Promise<void> {
     start: number;
     end: number;
     peakRss: number;
+    /** At the peak: JS ArrayBuffers (typed arrays) and the V8 heap; the rest of RSS is native (ORT, malloc, code). */
+    peakArrays: number;
+    peakHeap: number;
   }
   const phases: Phase[] = [];
   let cur: Phase | undefined;
@@ -71,13 +75,20 @@ async function main(): Promise<void> {
     if (cur) {
       cur.end = now;
       // Each phase as it ends, so that an interrupted run still tells where time and memory went.
-      process.stderr.write(`  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GiB\n`);
+      process.stderr.write(
+        `  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GiB (JS arrays ${gb(cur.peakArrays)}, heap ${gb(cur.peakHeap)})\n`,
+      );
     }
-    cur = { name, start: now, end: now, peakRss: status('VmRSS') };
+    cur = { name, start: now, end: now, peakRss: 0, peakArrays: 0, peakHeap: 0 };
+    sample();
     phases.push(cur);
   };
   const sample = (): void => {
-    if (cur) cur.peakRss = Math.max(cur.peakRss, status('VmRSS'));
+    if (!cur) return;
+    const rss = status('VmRSS');
+    if (rss <= cur.peakRss) return;
+    const u = process.memoryUsage();
+    Object.assign(cur, { peakRss: rss, peakArrays: u.arrayBuffers, peakHeap: u.heapUsed });
   };
   const timer = setInterval(sample, 250);
   let pass = 1;
@@ -143,7 +154,13 @@ async function main(): Promise<void> {
     peak_rss_stats_pass_gb: Number(gb(peak(new RegExp(`^${statsPass}`)))),
     peak_rss_write_gb: Number(gb(peak(/^write$/))),
     universal: r.manifest.results?.universal,
-    phases: phases.map((p) => ({ name: p.name, s: (p.end - p.start) / 1000, peak_rss_gb: Number(gb(p.peakRss)) })),
+    phases: phases.map((p) => ({
+      name: p.name,
+      s: (p.end - p.start) / 1000,
+      peak_rss_gb: Number(gb(p.peakRss)),
+      js_arrays_gb: Number(gb(p.peakArrays)),
+      heap_gb: Number(gb(p.peakHeap)),
+    })),
   };
   fs.writeFileSync(join(CACHE, statsOnly ? 'scale-result-stats.json' : 'scale-result.json'), JSON.stringify(report, null, 2));
   const { phases: _omit, ...head } = report;

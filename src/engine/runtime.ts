@@ -48,6 +48,12 @@ export interface ForwardOptions {
   /** Padded tokens per ORT run (default: what keeps one run's outputs near 256 MB, at most 8192). */
   batchTokens?: number;
   /**
+   * Keep ORT's CPU arena (default true). Its memory grows to a run's largest intermediates and is
+   * never given back, so a long analysis that forwards models in turn holds every model's peak at
+   * once; without it, a run's buffers are freed as it ends (the speed was the same, BENCHMARKS.md).
+   */
+  memArena?: boolean;
+  /**
    * Let ORT's worker threads spin-wait between operators (ORT's default). Off by default: on a
    * machine shared with an editor and other processes, spinning measured slower (the spinning
    * threads take cores from the work), and it burns CPU while the caller handles results.
@@ -113,7 +119,7 @@ async function createSession(graph: OnnxGraph, want: readonly string[], opts: Fo
     executionMode: 'sequential',
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
-    enableCpuMemArena: true,
+    enableCpuMemArena: opts.memArena ?? true,
     enableMemPattern: true,
     extra: { session: { intra_op: { allow_spinning: opts.spinWait ? '1' : '0' } } },
   };

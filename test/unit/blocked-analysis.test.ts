@@ -137,6 +137,16 @@ describe('memory planner', () => {
     assert.ok(f.refBlock <= f.gramBlock + 1, `fast blocks ${f.gramBlock}, ${f.refBlock}`);
   });
 
+  test('the statistics pass counts its accumulators: statsBytes that cannot fit are refused, a smaller sum fits', () => {
+    const args = { models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base };
+    const ok = planMemory({ ...args, statsBytes: 2 * GiB });
+    assert.ok(ok.estimateBytes <= 8 * GiB && ok.estimateBytes >= base + 2 * GiB, `estimate ${ok.estimateBytes / GiB} GiB`);
+    assert.throws(
+      () => planMemory({ ...args, statsBytes: 4.5 * GiB }),
+      (e: unknown) => e instanceof EngineError && /the statistics 4\.50 GiB/.test(e.message),
+    );
+  });
+
   test('impossible budgets are refused with the terms named', () => {
     assert.throws(
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: false, budgetBytes: 4 * GiB, baseBytes: base }),

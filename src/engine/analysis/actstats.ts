@@ -332,6 +332,11 @@ export class ActivationStats implements Accumulator<ActivationStatsResult[]> {
     this.hists = this.models.map(() => new Histograms(nNeurons, this.bins, this.margin));
   }
 
+  /** Bytes held, for the memory planner: per model and neuron 12 float64 moments and sums, the histogram. */
+  static bytes(opts: ActivationStatsOptions): number {
+    return (opts.models ?? [0]).length * opts.nNeurons * (12 * 8 + 4 * ((opts.bins ?? 64) + 2));
+  }
+
   add(batch: ActivationBatch): void {
     const N = this.nNeurons;
     const rows = batch.nKept;

@@ -10,10 +10,13 @@
  * - a forwarded model with every array kept: 16·T·N (pre, post, their kept copies), plus 8·T·N
  *   for the per-layer outputs of the model running; with keptPost alone: 12·T·N (outputs, post,
  *   keptPost).
+ * - the statistics accumulators (activation statistics, examples, families): `statsBytes`, fixed
+ *   whatever the batch; at GPT-2-small size ≈ 2 GB, most of it the families' group sums.
  * The base is what the process holds when the run is planned (open models, the corpus).
  * Unblocked, everything is held during the one pass. Blocked, a pass holds one block of one pair,
  * with the reference and m forwarded: a pair's first block also holds m's Gram, so it is narrower
- * than the others. The statistics get a pass of their own with every model forwarded.
+ * than the others. The statistics get a pass of their own, where the reference keeps every array
+ * and the other models only their kept pre-activations (4·T·N: the plan's `reads`).
  */
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
@@ -66,8 +69,12 @@ export function planMemory(args: {
   models: readonly MemoryModel[];
   batchRows: number;
   batchRowsFixed: boolean;
+  /** Rows in the corpus: a batch never needs more. */
+  corpusRows?: number;
   budgetBytes: number;
   baseBytes: number;
+  /** What the statistics accumulators hold (AnalysisPlan.statsBytes). */
+  statsBytes?: number;
   /** Fast mode's screen needs m's Gram in every block. */
   everyBlockGram?: boolean;
   blocks?: readonly [number, number];
@@ -81,12 +88,15 @@ export function planMemory(args: {
   // runs, its per-layer outputs too.
   const allActs = (rows: number): number =>
     models.reduce((s, m) => s + 16 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
+  const statsBytes = args.statsBytes ?? 0;
   const unblocked = (rows: number): number =>
-    baseBytes + SLACK + allActs(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m), 0);
+    baseBytes + SLACK + statsBytes + allActs(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m), 0);
+  const statsActs = (rows: number): number =>
+    16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
   const pairActs = (rows: number): number => Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons)));
   const gram = Math.max(...others.map(gramBytes));
   const perCol = Math.max(...others.map(perColumn));
-  const statsPass = (rows: number): number => baseBytes + SLACK + allActs(rows);
+  const statsPass = (rows: number): number => baseBytes + SLACK + statsBytes + statsActs(rows);
   const restFixed = (rows: number): number => baseBytes + SLACK + pairActs(rows) + (args.everyBlockGram ? gram : 0);
   const estimate = (rows: number, first: number, rest: number): number =>
     Math.max(statsPass(rows), restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram + first * perCol, restFixed(rows) + rest * perCol);
@@ -99,22 +109,34 @@ export function planMemory(args: {
     return { gramBlock: first, refBlock: rest, batchRows: args.batchRows, estimateBytes: est };
   }
 
+  const start = Math.max(1, Math.min(args.batchRows, args.corpusRows ?? Infinity));
   const tries = args.batchRowsFixed ? [args.batchRows] : [];
-  if (!args.batchRowsFixed) for (let r = args.batchRows; r >= 1; r = Math.floor(r / 2)) tries.push(r);
+  if (!args.batchRowsFixed) for (let r = start; r >= 1; r = Math.floor(r / 2)) tries.push(r);
+  // Unblocked at the most rows that fit; else the blocks that need the fewest passes (each pass
+  // re-runs two forwards over the corpus, while fewer rows per batch cost little), then more rows.
+  let best: MemoryPlan | undefined;
+  let bestBlocks = Infinity;
   for (const rows of tries) {
     if (unblocked(rows) <= budgetBytes) return { gramBlock: 0, refBlock: 0, batchRows: rows, estimateBytes: unblocked(rows) };
+  }
+  for (const rows of tries) {
     const maxFirst = Math.min(Na, Math.floor((budgetBytes - (restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram)) / perCol));
     const maxRest = Math.min(Na, Math.floor((budgetBytes - restFixed(rows)) / perCol));
     if (statsPass(rows) > budgetBytes || maxFirst < 1 || maxRest < 1) continue;
     // The rest in equal blocks: as few passes as fit, none of them nearly empty.
     const left = Na - maxFirst;
     const rest = left === 0 ? maxRest : Math.ceil(left / Math.ceil(left / maxRest));
-    return { gramBlock: maxFirst, refBlock: rest, batchRows: rows, estimateBytes: estimate(rows, maxFirst, rest) };
+    const blocks = blockBounds(Na, maxFirst, rest).length;
+    if (blocks < bestBlocks) {
+      bestBlocks = blocks;
+      best = { gramBlock: maxFirst, refBlock: rest, batchRows: rows, estimateBytes: estimate(rows, maxFirst, rest) };
+    }
   }
+  if (best) return best;
   const rows = tries[tries.length - 1]!;
   throw new EngineError(
     `a memory budget of ${gb(budgetBytes)} cannot hold this analysis: the process already holds ${gb(baseBytes)} (open models), ` +
-      `${args.batchRowsFixed ? '' : 'even '}a batch of ${rows} row(s) of every model takes ${gb(allActs(rows))}, ` +
+      `${args.batchRowsFixed ? '' : 'even '}a batch of ${rows} row(s) of every model takes ${gb(statsActs(rows))} and the statistics ${gb(statsBytes)}, ` +
       `one pair's forward ${gb(pairActs(rows))} and m's Gram matrices ${gb(gram)}, and each reference column ${(perCol / 2 ** 20).toFixed(2)} MB ` +
       `(with ${gb(SLACK)} kept free); raise --memory-gb${args.batchRowsFixed ? ' or lower --batch-rows' : ''}`,
   );

@@ -410,6 +410,15 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
   private readonly rowMax: Float32Array;
   private readonly rowArg: Int32Array;
 
+  /** Bytes held, for the memory planner: per model and neuron the top-K and interval slots, the histogram. */
+  static bytes(opts: TopExamplesOptions): number {
+    const W = (opts.before ?? 12) + 1 + (opts.after ?? 4);
+    const F = opts.intervals ?? 16;
+    const slots = (opts.k ?? 20) + F * (opts.perInterval ?? 3);
+    const perNeuron = slots * (20 + 8 * W) + 4 * (opts.k ?? 20) + 12 * F + 4 * ((opts.bins ?? 64) + 2) + 56;
+    return (opts.models ?? [0]).length * opts.nNeurons * perNeuron;
+  }
+
   constructor(opts: TopExamplesOptions) {
     const int = (name: string, v: number, min: number): number => {
       if (!Number.isInteger(v) || v < min) throw new EngineError(`TopExamples: ${name} must be an integer >= ${min}, got ${v}`);

@@ -120,6 +120,12 @@ export class FamilyStats implements Accumulator<FamilyStatsResult> {
   readonly fire: Float64Array;
   private readonly docGroups: CorpusDocument[];
 
+  /** Bytes held, for the memory planner: float64 sums of every group row, the firing counts. */
+  static bytes(opts: FamilyStatsOptions): number {
+    const groups = 2 * opts.classes.nClasses + 1 + 2 * P + Math.max(1, documentGroups(opts.corpus.documents).groups.length) + opts.nPositions;
+    return opts.nNeurons * 8 * (groups + 2 + 4 + opts.nPositions);
+  }
+
   constructor(readonly opts: FamilyStatsOptions) {
     const N = (this.N = opts.nNeurons);
     this.T = opts.nPositions;

@@ -69,9 +69,15 @@ function statsOptions(ctx: PlanContext): FamilyStatsOptions {
 export function familySpec(ctx: PlanContext): AccumulatorSpec {
   return {
     name: 'families',
+    reads: { models: [0], arrays: ['keptPre', 'keptPost'] },
     create: () => new FamilyStats(statsOptions(ctx)),
     restore: (st: AccumulatorState) => FamilyStats.restore(st, statsOptions(ctx)),
   };
+}
+
+/** What the families accumulator holds, for the memory planner. */
+export function familyBytes(ctx: PlanContext): number {
+  return FamilyStats.bytes(statsOptions(ctx));
 }
 
 export interface FamilyColumns {

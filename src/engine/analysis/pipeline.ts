@@ -127,6 +127,8 @@ export interface AnalysisPlan {
   accumulators(ctx: PlanContext): AccumulatorSpec[] | Promise<AccumulatorSpec[]>;
   /** Writes the results from every accumulator's `finish()`; returns what goes into the manifest's `results`. */
   finalize(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>>;
+  /** Bytes the accumulators of the last pass (the statistics) hold whatever the batch, for the memory planner. */
+  statsBytes?(ctx: PlanContext): number;
   /** Choices the plan makes where method.md leaves one open (for the manifest). */
   choices?: Record<string, string>;
 }
@@ -265,8 +267,20 @@ export function compact(full: Float32Array, index: Int32Array, N: number): Float
 }
 
 /**
+ * What one batch forwards and keeps, per model (index = model): the arrays it keeps; an empty
+ * list means the model does not run.
+ */
+export type BatchReads = readonly (readonly (keyof ModelActivations)[])[];
+
+/** The union of specs' reads, per model: a model keeps only what some spec reading it wants. */
+export function unionReads(reads: readonly NonNullable<AccumulatorSpec['reads']>[], nModels: number): BatchReads {
+  return Array.from({ length: nModels }, (_, i) => [...new Set(reads.filter((r) => r.models.includes(i)).flatMap((r) => r.arrays))]);
+}
+
+/**
  * Builds the contract's ActivationBatch for rows [rowStart, rowStart+nRows) of the corpus. With
- * `reads`, only those models run and only those arrays are kept; the others are empty.
+ * `reads`, only the models that read something run and only the arrays read are kept; the
+ * others are empty.
  */
 export async function buildBatch(
   handles: readonly Model[],
@@ -275,8 +289,9 @@ export async function buildBatch(
   rowStart: number,
   nRows: number,
   signal?: CancellationSignal,
-  reads?: AccumulatorSpec['reads'],
+  reads?: AccumulatorSpec['reads'] | BatchReads,
 ): Promise<ActivationBatch> {
+  const perModel: BatchReads | undefined = reads && !Array.isArray(reads) ? unionReads([reads as NonNullable<AccumulatorSpec['reads']>], handles.length) : (reads as BatchReads | undefined);
   const rows: number[][] = [];
   for (let r = rowStart; r < rowStart + nRows; r++) rows.push(row(corpus, r));
   const offsets = [0];
@@ -297,11 +312,11 @@ export async function buildBatch(
   const keptIndex = Int32Array.from(kept);
   const models: ModelActivations[] = [];
   const empty = new Float32Array(0);
-  const want = (k: keyof ModelActivations): boolean => !reads || reads.arrays.includes(k);
-  const wantPre = want('pre') || want('keptPre');
-  const wantPost = want('post') || want('keptPost');
   for (const [i, m] of handles.entries()) {
-    if ((reads && !reads.models.includes(i)) || !(wantPre || wantPost)) {
+    const want = (k: keyof ModelActivations): boolean => !perModel || perModel[i]!.includes(k);
+    const wantPre = want('pre') || want('keptPre');
+    const wantPost = want('post') || want('keptPost');
+    if (!(wantPre || wantPost)) {
       models.push({ pre: empty, post: empty, keptPre: empty, keptPost: empty });
       continue;
     }
@@ -337,7 +352,8 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
     const labels = new Set<string>();
     for (const [i, dir] of dirs.entries()) {
       throwIfCancelled(signal);
-      const m = await openModel(dir, threads ? { threads } : {});
+      // No ORT arena: passes forward different models in turn, and each arena would keep its peak.
+      const m = await openModel(dir, { ...(threads ? { threads } : {}), memArena: false });
       handles.push(m);
       let label = labelOf(dir);
       while (labels.has(label)) label = `${label}_${i}`;
@@ -491,12 +507,16 @@ export async function runAnalysis(
       if (previous && previous.corpus.hash !== corpus.hash) {
         throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
       }
+      let memEstimate = 0;
       if (!previous) {
         // Measured after opening the models and reading the corpus: they are the base every pass holds.
+        const statsBytes = plan.statsBytes?.({ models: infos, handles, settings, corpus, runDir: '', signal, progress: onProgress }) ?? 0;
         const mem = planMemory({
+          statsBytes,
           models: infos,
           batchRows: settings.batchRows,
           batchRowsFixed: opts.batchRows !== undefined,
+          corpusRows: corpus.nRows,
           budgetBytes: settings.memoryGb! * GiB,
           baseBytes: process.memoryUsage().rss,
           everyBlockGram: settings.mode !== 'exact',
@@ -505,6 +525,7 @@ export async function runAnalysis(
         settings.batchRows = mem.batchRows;
         settings.gramBlock = mem.gramBlock;
         settings.refBlock = mem.refBlock;
+        memEstimate = mem.estimateBytes;
       }
       // A new run's folder appears only once models and corpus are known to be usable.
       if (!previous) {
@@ -552,7 +573,8 @@ export async function runAnalysis(
         m.choices.memory =
           `cross moments in blocks of reference columns within a ${settings.memoryGb} GiB budget: per other model a first block of ${settings.gramBlock} ` +
           `(it holds m's Gram and exports m's moments), then blocks of at most ${settings.refBlock}; one pass over the corpus per block and other model ` +
-          '(the forwards re-run), then one pass for the statistics; results equal an unblocked run';
+          '(the forwards re-run), then one pass for the statistics; results equal an unblocked run' +
+          (memEstimate ? `; planned peak ${(memEstimate / GiB).toFixed(2)} GiB` : '');
       }
       const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
       const specs = await plan.accumulators(ctx);
@@ -567,11 +589,9 @@ export async function runAnalysis(
         if (!s.pack || !s.unpack) throw new EngineError(`accumulator ${s.name} finishes before the last pass but cannot pack its result`);
       }
       const P = passes.length;
-      // What a pass forwards: the union of its specs' reads (everything if one does not say).
-      const readsOf = (ps: AccumulatorSpec[]): AccumulatorSpec['reads'] =>
-        ps.every((s) => s.reads)
-          ? { models: [...new Set(ps.flatMap((s) => s.reads!.models))], arrays: [...new Set(ps.flatMap((s) => s.reads!.arrays))] }
-          : undefined;
+      // What a pass forwards: the union of its specs' reads, per model (everything if one does not say).
+      const readsOf = (ps: AccumulatorSpec[]): BatchReads | undefined =>
+        ps.every((s) => s.reads) ? unionReads(ps.map((s) => s.reads!), handles.length) : undefined;
 
       // Restore or create every accumulator of the pass the run is in.
       let pass = 0;

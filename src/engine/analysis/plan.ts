@@ -24,7 +24,7 @@ import { serializeExamples, TopExamples, type TopExamplesResult } from './exampl
 import type { AccumulatorSpec, AnalysisPlan, PlanContext } from './pipeline';
 import type { Accumulator, AccumulatorState } from './types';
 import { universalityTable } from './universality';
-import { FAMILY_FILES, familyChoices, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
+import { FAMILY_FILES, familyChoices, familyBytes, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
 import type { FamilyStatsResult } from './families';
 import { openGpt2Weights, weightStats } from './weightstats';
 
@@ -61,6 +61,10 @@ export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
   return {
     choices: { ...PLAN_CHOICES, ...(families ? familyChoices(fam) : {}) },
     accumulators: (ctx) => [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])],
+    statsBytes: (ctx) => {
+      const o = statsOptions(ctx);
+      return ActivationStats.bytes(o.stats) + TopExamples.bytes(o.examples) + (families ? familyBytes(ctx) : 0);
+    },
     finalize: (ctx, results) => writeResults(ctx, results, families ? fam : undefined),
   };
 }
@@ -134,14 +138,32 @@ function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
 }
 
 /** Activation statistics of every model and top examples of the reference. */
-function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
+function statsOptions(ctx: PlanContext) {
   const ref = ctx.models[0]!;
   const s = ctx.settings;
-  const statsOpts = { nNeurons: ref.nNeurons, models: ctx.models.map((_, i) => i) };
-  const exOpts = { nNeurons: ref.nNeurons, models: [0], k: s.topK, seed: s.seed };
+  return {
+    stats: { nNeurons: ref.nNeurons, models: ctx.models.map((_, i) => i) },
+    examples: { nNeurons: ref.nNeurons, models: [0], k: s.topK, seed: s.seed },
+  };
+}
+
+function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
+  const { stats: statsOpts, examples: exOpts } = statsOptions(ctx);
+  // Reads declared so that a blocked run's statistics pass forwards the other models for their
+  // kept pre-activations alone (a quarter of what every array of them would hold).
   return [
-    { name: 'actstats', create: () => new ActivationStats(statsOpts), restore: (st: AccumulatorState) => ActivationStats.restore(st, statsOpts) },
-    { name: 'examples', create: () => new TopExamples(exOpts), restore: (st: AccumulatorState) => TopExamples.restore(st, exOpts) },
+    {
+      name: 'actstats',
+      reads: { models: statsOpts.models, arrays: ['keptPre'] },
+      create: () => new ActivationStats(statsOpts),
+      restore: (st: AccumulatorState) => ActivationStats.restore(st, statsOpts),
+    },
+    {
+      name: 'examples',
+      reads: { models: exOpts.models, arrays: ['post', 'keptPost'] },
+      create: () => new TopExamples(exOpts),
+      restore: (st: AccumulatorState) => TopExamples.restore(st, exOpts),
+    },
   ];
 }
 
