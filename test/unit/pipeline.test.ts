@@ -10,7 +10,7 @@ import { readCorpus, row } from '../../src/engine/corpus';
 import { CancelledError, EngineError } from '../../src/engine/errors';
 import { openModel, type Model } from '../../src/engine/runtime';
 import { readCheckpoint, readJson, setWriteFn, writeFileAtomic } from '../../src/engine/store';
-import { buildBatch, runAnalysis, type AnalysisPlan, type Manifest } from '../../src/engine/analysis/pipeline';
+import { buildBatch, runAnalysis, unionReads, type AnalysisPlan, type Manifest } from '../../src/engine/analysis/pipeline';
 import type { Accumulator, AccumulatorState, ActivationBatch } from '../../src/engine/analysis/types';
 
 const ROOT = join(__dirname, '..', '..');
@@ -137,6 +137,26 @@ describe('ActivationBatch', () => {
       assert.deepEqual(acts.keptPre.subarray(k * N, (k + 1) * N), acts.pre.subarray(t * N, (t + 1) * N));
     }
     assert.notDeepEqual(b.models[0]!.post.subarray(0, 100), acts.post.subarray(0, 100), 'models[0] is the first handle, a different seed');
+
+    // Reads per model, as a pass's union of specs (the statistics pass): each model keeps what is read of it, the same values.
+    const reads = unionReads(
+      [
+        { models: [0, 1], arrays: ['keptPre'] },
+        { models: [0], arrays: ['post', 'keptPost'] },
+      ],
+      2,
+    );
+    assert.deepEqual(reads, [['keptPre', 'post', 'keptPost'], ['keptPre']]);
+    const r = await buildBatch(models, corpus, 7, start, 3, undefined, reads);
+    assert.deepEqual(r.models[0]!.post, b.models[0]!.post);
+    assert.deepEqual(r.models[0]!.keptPost, b.models[0]!.keptPost);
+    assert.deepEqual(r.models[0]!.keptPre, b.models[0]!.keptPre);
+    assert.equal(r.models[0]!.pre.length, 0);
+    assert.deepEqual(r.models[1]!.keptPre, acts.keptPre);
+    for (const k of ['pre', 'post', 'keptPost'] as const) assert.equal(r.models[1]![k].length, 0, `model 1 ${k} not kept`);
+    const none = await buildBatch(models, corpus, 7, start, 3, undefined, [[], ['keptPost']]);
+    for (const k of ['pre', 'post', 'keptPre', 'keptPost'] as const) assert.equal(none.models[0]![k].length, 0, 'model 0 not run');
+    assert.deepEqual(none.models[1]!.keptPost, acts.keptPost);
   });
 });
 
