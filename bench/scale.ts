@@ -32,7 +32,7 @@ function status(field: 'VmRSS' | 'VmHWM'): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-const GB = 2 ** 30;
+const GB = 1e9; // decimal GB, as the goal (8 GB) and --memory-gb
 const gb = (b: number): string => (b / GB).toFixed(2);
 
 function statsPlan(): AnalysisPlan {
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
       cur.end = now;
       // Each phase as it ends, so that an interrupted run still tells where time and memory went.
       process.stderr.write(
-        `  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GiB (JS arrays ${gb(cur.peakArrays)}, heap ${gb(cur.peakHeap)})\n`,
+        `  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GB (JS arrays ${gb(cur.peakArrays)}, heap ${gb(cur.peakHeap)})\n`,
       );
     }
     cur = { name, start: now, end: now, peakRss: 0, peakArrays: 0, peakHeap: 0 };

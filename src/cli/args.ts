@@ -46,7 +46,7 @@ Options of analyze:
   --seed S             Seed of the baseline's random rotations (default 0).
   --batch-rows B       Corpus rows per batch (default 8).
   --checkpoint-every K Checkpoint every K batches (default 25).
-  --memory-gb G        Peak memory to plan for, GiB (default 8). Models whose cross moments do not fit
+  --memory-gb G        Peak memory to plan for, GB (10^9 bytes; default 8). Models whose cross moments do not fit
                        run in blocks of reference columns, one pass over the corpus per block and
                        other model (slower; same results); the batch rows shrink if needed.
   --mode exact|fast    exact (default): every pair's moments, fp32 GEMMs accumulated in float64.

@@ -143,14 +143,14 @@ describe('memory planner', () => {
     assert.ok(ok.estimateBytes <= 8 * GiB && ok.estimateBytes >= base + 2 * GiB, `estimate ${ok.estimateBytes / GiB} GiB`);
     assert.throws(
       () => planMemory({ ...args, statsBytes: 4.5 * GiB }),
-      (e: unknown) => e instanceof EngineError && /the statistics 4\.50 GiB/.test(e.message),
+      (e: unknown) => e instanceof EngineError && /the statistics 4\.83 GB/.test(e.message),
     );
   });
 
   test('impossible budgets are refused with the terms named', () => {
     assert.throws(
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: false, budgetBytes: 4 * GiB, baseBytes: base }),
-      (e: unknown) => e instanceof EngineError && /memory budget of 4\.00 GiB cannot hold/.test(e.message) && /--memory-gb/.test(e.message),
+      (e: unknown) => e instanceof EngineError && /memory budget of 4\.00 GB cannot hold/.test(e.message) && /--memory-gb/.test(e.message),
     );
     assert.throws(
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base }),

@@ -31,7 +31,7 @@ import {
   writeCheckpoint,
   writeJsonAtomic,
 } from '../store';
-import { GiB, planMemory, reclaim } from './blocking';
+import { GB, planMemory, reclaim } from './blocking';
 import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
 
 export type Mode = 'exact' | 'fast';
@@ -60,7 +60,7 @@ export interface AnalysisOptions {
   threads?: number;
   /** Top examples kept per neuron (reference model). */
   topK?: number;
-  /** Peak memory to plan for, GiB (blocking.ts); default 8. */
+  /** Peak memory to plan for, GB = 10⁹ bytes (blocking.ts); default 8. */
   memoryGb?: number;
   /** Reference blocks [first, rest] instead of what the budget gives ([0, 0]: unblocked; tests, measurements). */
   refBlocks?: readonly [number, number];
@@ -432,7 +432,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
   if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
   if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);
   if (s.mode !== 'exact' && s.mode !== 'fast') throw new EngineError(`mode ${String(s.mode)} is neither exact nor fast`);
-  if (!(Number.isFinite(s.memoryGb) && s.memoryGb! > 0)) throw new EngineError(`memory budget ${s.memoryGb} GiB must be a positive number`);
+  if (!(Number.isFinite(s.memoryGb) && s.memoryGb! > 0)) throw new EngineError(`memory budget ${s.memoryGb} GB must be a positive number`);
   return s;
 }
 
@@ -517,7 +517,7 @@ export async function runAnalysis(
           batchRows: settings.batchRows,
           batchRowsFixed: opts.batchRows !== undefined,
           corpusRows: corpus.nRows,
-          budgetBytes: settings.memoryGb! * GiB,
+          budgetBytes: settings.memoryGb! * GB,
           baseBytes: process.memoryUsage().rss,
           everyBlockGram: settings.mode !== 'exact',
           blocks: opts.refBlocks,
@@ -571,10 +571,10 @@ export async function runAnalysis(
       const m = manifest;
       if (settings.refBlock) {
         m.choices.memory =
-          `cross moments in blocks of reference columns within a ${settings.memoryGb} GiB budget: per other model a first block of ${settings.gramBlock} ` +
+          `cross moments in blocks of reference columns within a ${settings.memoryGb} GB budget: per other model a first block of ${settings.gramBlock} ` +
           `(it holds m's Gram and exports m's moments), then blocks of at most ${settings.refBlock}; one pass over the corpus per block and other model ` +
           '(the forwards re-run), then one pass for the statistics; results equal an unblocked run' +
-          (memEstimate ? `; planned peak ${(memEstimate / GiB).toFixed(2)} GiB` : '');
+          (memEstimate ? `; planned peak ${(memEstimate / GB).toFixed(2)} GB` : '');
       }
       const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
       const specs = await plan.accumulators(ctx);
