@@ -150,7 +150,7 @@ describe('memory planner', () => {
   test('impossible budgets are refused with the terms named', () => {
     assert.throws(
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: false, budgetBytes: 4 * GiB, baseBytes: base }),
-      (e: unknown) => e instanceof EngineError && /memory budget of 4\.00 GB cannot hold/.test(e.message) && /--memory-gb/.test(e.message),
+      (e: unknown) => e instanceof EngineError && /memory budget of 4\.29 GB cannot hold/.test(e.message) && /--memory-gb/.test(e.message),
     );
     assert.throws(
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base }),
