@@ -85,6 +85,7 @@ async function main(): Promise<void> {
   const f = (x: number): string => x.toFixed(1);
   console.log(`tokens ${used} (5 models, heldout.jsonl), wall ${f(wall)} s; manifest timings ${JSON.stringify(tm)}`);
   console.log(`stream ${f(stream)} s: families add ${f(famAdd)} s, other accumulators ${f(other)} s, forwards and batching ${f(stream - famAdd - other)} s`);
+  console.log(`  add, per accumulator: ${[...spent].map(([n, t]) => `${n} ${f(t.add / 1000)} s`).join(', ')}`);
   console.log(`families finalize (VR, roles, intervention, files) ${f(famFinal)} s; families finish ${f(fam.finish / 1000)} s`);
   console.log(`overhead here: ${(100 * (famAdd + fixed) / rest).toFixed(1)}% of the analysis without families (${f(rest)} s)`);
   console.log(`at 1M tokens (per-token costs scaled, fixed costs kept): families ${f(perTok(famAdd) + fixed)} s on ${f(perTok(restStream) + restFixed)} s = ${(100 * at1M).toFixed(1)}%`);

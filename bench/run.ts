@@ -1,4 +1,4 @@
-// `npm run bench`: tokens/s of the activations-only forward (all layers' hook_pre and hook_post,
+// `npm run bench:forward` (the first part of `npm run bench`): tokens/s of the activations-only forward (all layers' hook_pre and hook_post,
 // no LM head) at batch 4x128, on random in-memory GPT-2 weights, beside a torch eager baseline
 // (bench/torch_forward.py) on the same machine. Not a test: numbers go in BENCHMARKS.md.
 //
