@@ -23,17 +23,25 @@
  *   without blocks. The Gram matters only through two N_m-vectors (Σy² and each rotated neuron's
  *   variance, `YMoments`), so one block of a pair can export them (`exportY`) and the pair's other
  *   blocks take them (`yMoments`) and hold no Gram at all: a blocked run's memory is the block.
- * - Fast mode (`mode: 'fast'`): exact all-pairs moments on a screen — the first `screenTokens`
- *   kept tokens, or batches given to `screen()` beforehand — then for every reference neuron only
- *   its candidate partners (screened ρ within `margin` of its best) and candidate rotated neurons
- *   are accumulated over the remaining tokens: per step ORT writes x'ᵀ, yᵀ and the rotated
- *   R_l·y_lᵀ (R prepacked in the graph; 2·d² flops per token and layer, as much as one Gram) into
- *   a WebAssembly arena, and a SIMD kernel takes the candidates' dot products. The baseline cannot
- *   reuse S_xy·Rᵀ here — that needs all of S_xy — so rotating the activations is the price; it is
- *   1/L of the dense product. Reported numbers are exact sums over all counted tokens; only the set
- *   searched for each maximum comes from the screen. A screen read from the start of a corpus
- *   that drifts (source after source) misses partners: give `screen()` a sample spread over the
- *   corpus. A neuron constant on the screen keeps every candidate.
+ * - Fast mode (`mode: 'fast'`): all-pairs moments on a screen — batches given to `screen()`
+ *   beforehand (the pipeline: every k-th batch of the budget), or else the first `screenTokens`
+ *   kept tokens — then for every reference neuron only its candidate partners and rotated neurons
+ *   are accumulated over the counted tokens. screen() batches go round-robin into `subScreens`
+ *   (3) interleaved sub-screens, each Σx'y an fp32 sum updated in place by the GEMM (3 of them are
+ *   the memory of one float64 total and its partial). A partner is a candidate when its screened ρ
+ *   is within `margin` (0.05) of the best of any sub-screen, or within max(margin, z·√2·σ_i,
+ *   0.125·(1 − best²)) of the pooled screen's best, σ_i the row's sampling error from the
+ *   sub-screens' spread (z = 3), the last term for rare-token correlations no screen sample holds;
+ *   rotated neurons within max(baselineMargin, z·√2·σ_i) on the pooled screen; at most 256 each.
+ *   (A single 32k-token screen with a fixed 0.05 margin missed partners of low-correlation
+ *   neurons whose rivals were within its noise: BENCHMARKS.md.) Per step ORT writes x'ᵀ, yᵀ and
+ *   the rotated R_l·y_lᵀ (R prepacked in the graph; 2·d² flops per token and layer, as much as one
+ *   Gram) into a WebAssembly arena, and a SIMD kernel takes the candidates' dot products. The
+ *   baseline cannot reuse S_xy·Rᵀ here — that needs all of S_xy — so rotating the activations is
+ *   the price; it is 1/L of the dense product. Reported numbers are exact sums over all counted tokens; only the set
+ *   searched for each maximum comes from the screen. A prefix screen of a corpus that drifts
+ *   (source after source) misses partners: give `screen()` a sample spread over the corpus. A
+ *   neuron constant on the screen keeps every candidate.
  */
 import { EngineError } from '../errors';
 import { reclaim } from './blocking';
@@ -67,6 +75,13 @@ export interface FastOptions {
    * 0 keeps `margin`.
    */
   noiseZ?: number;
+  /**
+   * The pooled screen's partner margin is at least c·(1 − best²), best the row's screened maximum:
+   * low correlations of sparse neurons hinge on rare tokens that a screen may not hold, beyond the
+   * sub-screens' spread (on the shipped models a 66k-token screen put a true partner 0.095 below
+   * the screen's best at ρ ≈ 0.3). Default 0.125; 0 turns it off.
+   */
+  lowCorrMargin?: number;
 }
 
 /**
@@ -138,6 +153,8 @@ const SUB_SCREENS = 3;
 const MAX_CANDIDATES = 256;
 /** Default z of the pooled screen's noise margin. */
 const NOISE_Z = 3;
+/** Default c of the pooled screen's low-correlation margin c·(1 − best²). */
+const LOW_CORR_MARGIN = 0.125;
 /** Partners per row whose spread across sub-screens estimates the row's sampling error. */
 const TOP_SPREAD = 16;
 /** Fast mode's arena (the transposed activations of one step) stays under this many bytes. */
@@ -324,6 +341,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       throw new EngineError(`CrossMoments: fast screenTokens ${f.screenTokens} must be a positive integer`);
     }
     if (f.noiseZ !== undefined && !(f.noiseZ >= 0)) throw new EngineError(`CrossMoments: fast noiseZ ${f.noiseZ} must be ≥ 0`);
+    if (f.lowCorrMargin !== undefined && !(f.lowCorrMargin >= 0)) throw new EngineError(`CrossMoments: fast lowCorrMargin ${f.lowCorrMargin} must be ≥ 0`);
     if (f.subScreens !== undefined && !(Number.isSafeInteger(f.subScreens) && f.subScreens >= 1 && f.subScreens <= 64)) {
       throw new EngineError(`CrossMoments: fast subScreens ${f.subScreens} must be an integer in [1, 64]`);
     }
@@ -467,11 +485,13 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       .filter((u) => u.xs.n > 1)
       .map((u) => ({ u, ix: invStd(u.xs.sx, u.xs.sxx, u.xs.n), iy: invStd(u.sy, u.syy, u.xs.n, Y_REL) }));
     // Partners: j is a candidate when its screened ρ is within `margin` of the best of any
-    // sub-screen, or within m_i of the pooled screen's best, m_i = max(margin, z·√2·σ_i) with σ_i
-    // the pooled ρ's sampling error estimated from the sub-screens (the spread of the row's top
-    // TOP_SPREAD partners' ρ across them, over √K). Score: the largest (ρ − best)/margin over the
+    // sub-screen, or within m_i of the pooled screen's best, m_i = max(margin, z·√2·σ_i,
+    // c·(1 − best²)) with σ_i the pooled ρ's sampling error estimated from the sub-screens (the
+    // spread of the row's top TOP_SPREAD partners' ρ across them, over √K). Score: the largest (ρ − best)/margin over the
     // screens, ≥ −1 for a candidate; best score first, then pooled ρ, at most `cap`.
     const z = this.opts.fast?.noiseZ ?? NOISE_Z;
+    // Only with sub-screens (screen()): a prefix screen keeps its plain margin.
+    const low = subs.length ? (this.opts.fast?.lowCorrMargin ?? LOW_CORR_MARGIN) : 0;
     const candP: number[][] = [];
     const row = new Float64Array(Nm);
     const score = new Float64Array(Nm);
@@ -494,7 +514,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       const best = corrRow(row, sxy, D.xs.sx[i]!, sy, n, ix[i]!, iy);
       const live = parts.flatMap((q, k) => (q.ix[i] === 0 ? [] : [{ rk: rks[k]!, bk: corrRow(rks[k]!, q.u.xy.subarray(i * Nm, (i + 1) * Nm), q.u.xs.sx[i]!, q.u.sy, q.u.xs.n, q.ix[i]!, q.iy) }]));
       noise[i] = z * Math.SQRT2 * spread(row, live.map((q) => q.rk));
-      const mi = margin > 0 ? Math.max(margin, noise[i]!) : 0;
+      const mi = margin > 0 ? Math.max(margin, noise[i]!, low * (1 - best * best)) : 0;
       for (let j = 0; j < Nm; j++) score[j] = mi > 0 ? (row[j]! - best) / mi : row[j]! - best;
       for (const { rk, bk } of live) {
         for (let j = 0; j < Nm; j++) {
@@ -626,7 +646,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       this.layout.split,
       this.opts.seed,
       this.mode === 'fast' ? 1 : 0,
-      ...(this.mode === 'fast' ? [this.screenTokens, f.margin ?? 0.05, f.baselineMargin ?? 0.05, f.maxCandidates ?? MAX_CANDIDATES, this.subScreens, f.noiseZ ?? NOISE_Z] : []),
+      ...(this.mode === 'fast' ? [this.screenTokens, f.margin ?? 0.05, f.baselineMargin ?? 0.05, f.maxCandidates ?? MAX_CANDIDATES, this.subScreens, f.noiseZ ?? NOISE_Z, f.lowCorrMargin ?? LOW_CORR_MARGIN] : []),
       // Appended, so that checkpoints of unblocked runs keep their header.
       ...(this.opts.yMoments ? [1] : []),
     ];

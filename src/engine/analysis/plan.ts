@@ -50,9 +50,10 @@ const PLAN_CHOICES: Record<string, string> = {
   correlation_precision:
     'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact). Mode fast: a screening sample of every k-th batch, ' +
     'k = max(2, floor(tokens / 65536)), read before the main pass, in 3 interleaved sub-screens; a neuron\'s partner candidates ' +
-    'are the neurons within 0.05 of the best screened ρ of any sub-screen, or within max(0.05, 3·√2·σ) of the pooled screen\'s ' +
-    'best (σ: the sampling error of the screened ρ, from the sub-screens\' spread), at most 64; rotated-neuron candidates within ' +
-    '0.05 on the pooled screen; then exact float64 sums over all tokens for the candidates (crossmoments.ts)',
+    'are the neurons within 0.05 of the best screened ρ of any sub-screen, or within max(0.05, 3·√2·σ, 0.125·(1 − best²)) of the ' +
+    'pooled screen\'s best (σ: the sampling error of the screened ρ, from the sub-screens\' spread), at most 256; rotated-neuron ' +
+    'candidates within max(0.05, 3·√2·σ) on the pooled screen, at most 256; then exact float64 sums over all tokens for the ' +
+    'candidates (crossmoments.ts)',
 };
 
 /** Fast mode's screen: about this many tokens, every k-th batch of the budget. */
