@@ -1,6 +1,6 @@
 // Correlation analysis benchmark (not a test; numbers go in BENCHMARKS.md, "Correlation analysis"):
 //
-//   node --import tsx bench/analysis.ts [--reps 4] [--no-torch] [--no-real] [--real-tokens 131072]
+//   node --import tsx bench/analysis.ts [--reps 4] [--no-torch] [--no-real | --real-only] [--real-tokens 131072]
 //
 // 1. GEMM ceiling: a plain ORT MatMul 2048³ (both inputs dynamic), measured here, in turns with
 // 2. the exact accumulation: CrossMoments.add() on synthetic [T × 2048] activations (the tiny
@@ -11,7 +11,9 @@
 //    float64 sum, plus a second pass over rotated activations for the baseline; run in turns with
 //    ours, per 1M tokens and 4 pairs (a vs b..e).
 // 4. Real activations of the shipped tiny family on the held-out corpus: exact vs fast mode over
-//    the same batches (4 pairs), time per token and agreement (universal set, max |Δ|).
+//    the same batches (4 pairs), fast mode's screen read as the pipeline reads it (every k-th
+//    batch, plan.ts screenEvery, fed to screen() first); time per token and agreement (universal
+//    sets at excess 0.3/0.4/0.5, max |Δ max_corr|, max |Δ baseline|).
 //
 // Everything runs on 2 ORT threads; the machine may be shared, so each figure is the best (and
 // median) of several turns.
@@ -21,6 +23,7 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CrossMoments, CrossMomentsResult } from '../src/engine/analysis/crossmoments';
 import { Gemm, loadOrt } from '../src/engine/analysis/gemm';
+import { screenEvery } from '../src/engine/analysis/plan';
 import type { ActivationBatch } from '../src/engine/analysis/types';
 import { universalityTable } from '../src/engine/analysis/universality';
 import { OnnxGraph } from '../src/engine/onnx';
@@ -192,20 +195,19 @@ async function real(gemm: Gemm, tokens: number) {
     const B = batchOf(acts, keptIndex.length, b);
     return { ...B, rows, keptIndex, nTokens: flat.length };
   };
-  const mk = (m: number, mode: 'exact' | 'fast', screenTokens?: number) =>
-    new CrossMoments({ model: m, ref: shape, other: shape, seed: 1000 + m, gemm, mode, fast: screenTokens ? { screenTokens } : undefined });
+  const mk = (m: number, mode: 'exact' | 'fast') => new CrossMoments({ model: m, ref: shape, other: shape, seed: 1000 + m, gemm, mode });
   const exact = [1, 2, 3, 4].map((m) => mk(m, 'exact'));
   const fastStrided = [1, 2, 3, 4].map((m) => mk(m, 'fast'));
-  const fastPrefix = [1, 2, 3, 4].map((m) => mk(m, 'fast', 32768));
-  const time = { exact: 0, screen: 0, fast: 0, prefix: 0, forward: 0 };
+  const time = { exact: 0, screen: 0, fast: 0, forward: 0, forwardScreen: 0 };
   let kept = 0;
   let screenKept = 0;
-  // Fast mode's screen: every 4th batch, spread over the corpus, fed before the main pass.
+  // Fast mode's screen as the pipeline reads it: every k-th batch (plan.ts screenEvery), fed first.
+  const every = screenEvery(nRows * ROW);
   const tick = (): number => performance.now();
-  for (let b = 0; b < nBatches; b += 4) {
+  for (let b = 0; b < nBatches; b += every) {
     let t0 = tick();
     const B = await batch(b);
-    time.forward += tick() - t0;
+    time.forwardScreen += tick() - t0;
     t0 = tick();
     for (const c of fastStrided) await c.screen(B);
     time.screen += tick() - t0;
@@ -223,10 +225,6 @@ async function real(gemm: Gemm, tokens: number) {
     t0 = tick();
     for (const c of fastStrided) await c.add(B);
     time.fast += tick() - t0;
-    await sleep(20);
-    t0 = tick();
-    for (const c of fastPrefix) await c.add(B);
-    time.prefix += tick() - t0;
   }
   const cand = fastStrided.map((c) => c.candidates());
   let t0 = tick();
@@ -237,24 +235,28 @@ async function real(gemm: Gemm, tokens: number) {
   const rf: CrossMomentsResult[] = [];
   for (const c of fastStrided) rf.push(await c.finish());
   const finishFast = tick() - t0;
-  const rp: CrossMomentsResult[] = [];
-  for (const c of fastPrefix) rp.push(await c.finish());
   for (const m of models) await m.close();
   const table = (rs: CrossMomentsResult[]) => universalityTable(rs.map((r, i) => ({ label: 'bcde'[i]!, dMlp: D, result: r })), shape);
   const te = table(re);
   const compare = (rs: CrossMomentsResult[]) => {
-    const t = table(rs);
     let dMax = 0;
     let dBase = 0;
-    let diffU = 0;
+    let over = 0;
     for (let i = 0; i < N; i++) {
       for (let p = 0; p < 4; p++) {
-        dMax = Math.max(dMax, Math.abs(rs[p]!.maxCorr[i]! - re[p]!.maxCorr[i]!));
+        const d = Math.abs(rs[p]!.maxCorr[i]! - re[p]!.maxCorr[i]!);
+        dMax = Math.max(dMax, d);
+        over += +(d > 1e-3);
         dBase = Math.max(dBase, Math.abs(rs[p]!.baseline[i]! - re[p]!.baseline[i]!));
       }
-      diffU += +(t.universal[i] !== te.universal[i]);
     }
-    return { dMax, dBase, diffU, universal: t.total.universal };
+    // Universal sets at excess thresholds 0.3, 0.4, 0.5: neurons that differ, and the exact count.
+    const diffU = [0.3, 0.4, 0.5].map((threshold) => {
+      const te = universalityTable(re.map((r, i) => ({ label: 'bcde'[i]!, dMlp: D, result: r })), shape, { threshold });
+      const t = universalityTable(rs.map((r, i) => ({ label: 'bcde'[i]!, dMlp: D, result: r })), shape, { threshold });
+      return { threshold, differ: t.universal.reduce((a, u, i) => a + +(u !== te.universal[i]), 0), exact: te.total.universal };
+    });
+    return { dMax, dBase, over, diffU };
   };
   return {
     kept,
@@ -266,8 +268,8 @@ async function real(gemm: Gemm, tokens: number) {
     universal: te.total.universal,
     counts: te.counts,
     medianBaseline: te.layers.map((l) => l.medianBaseline),
+    every,
     strided: compare(rf),
-    prefix: compare(rp),
   };
 }
 
@@ -275,6 +277,11 @@ async function main(): Promise<void> {
   const ortVersion = (JSON.parse(readFileSync('node_modules/onnxruntime-node/package.json', 'utf8')) as { version: string }).version;
   console.log(`onnxruntime-node ${ortVersion}, node ${process.version}, ${cpus()[0]?.model ?? '?'} x${cpus().length}, ${THREADS} ORT threads`);
   const gemm = new Gemm({ threads: THREADS });
+  if (flag('real-only')) {
+    await printReal(gemm);
+    await gemm.release();
+    return;
+  }
   const ceiling = await ceilingSession();
   await ceiling();
 
@@ -315,23 +322,28 @@ async function main(): Promise<void> {
     console.log(`speed-up exact vs torch paper: ${(tb / ours8).toFixed(2)}× (best/best), ${(tm / ours8m).toFixed(2)}× (median/median)`);
   }
 
-  if (!flag('no-real')) {
+  if (!flag('no-real')) await printReal(gemm);
+  await gemm.release();
+}
+
+async function printReal(gemm: Gemm): Promise<void> {
+  {
     const r = await real(gemm, Number(arg('real-tokens') ?? 131072));
     if (r) {
       const perM = (ms: number): number => (ms / r.kept) * 1e6 / 1000;
       console.log(`\nreal activations: ${r.kept} kept tokens, 5 tiny models, 4 pairs`);
-      console.log(`  forward (5 models, incl. the screen sample's second forward): ${f1(r.time.forward / 1000)} s`);
+      console.log(`  forward (5 models): main pass ${f1(r.time.forward / 1000)} s, screen sample ${f1(r.time.forwardScreen / 1000)} s`);
       console.log(`  exact:  ${f1(r.time.exact / 1000)} s accumulate + ${f1(r.finishExact / 1000)} s finish → ${f1(perM(r.time.exact))} s per 1M tokens (+ finish)`);
       console.log(
-        `  fast (screen = every 4th batch, ${r.screenKept} tokens, fed first): screen ${f1(r.time.screen / 1000)} s, candidates ${f1(r.time.fast / 1000)} s, finish ${f1(r.finishFast / 1000)} s → candidates ${f1(perM(r.time.fast))} s per 1M tokens`,
+        `  fast (screen = every ${r.every}th batch, ${r.screenKept} kept tokens, fed first): screen ${f1(r.time.screen / 1000)} s, candidates ${f1(r.time.fast / 1000)} s, finish ${f1(r.finishFast / 1000)} s → candidates ${f1(perM(r.time.fast))} s per 1M tokens`,
       );
       console.log(`    candidates per reference neuron (partners, rotated): ${r.cand.map((c) => c && `${(c.partners / N).toFixed(1)}, ${(c.rotated / N).toFixed(1)}`).join(' | ')}`);
-      console.log(`    vs exact: universal set differs in ${r.strided.diffU} neurons; max |Δ max_corr| ${r.strided.dMax.toExponential(2)}, max |Δ baseline| ${r.strided.dBase.toExponential(2)}`);
-      console.log(`  fast with a 32768-token prefix screen (corpus read in order): ${f1(r.time.prefix / 1000)} s; universal set differs in ${r.prefix.diffU}; max |Δ max_corr| ${r.prefix.dMax.toExponential(2)}, max |Δ baseline| ${r.prefix.dBase.toExponential(2)}`);
+      console.log(
+        `    vs exact: universal sets differ in ${r.strided.diffU.map((u) => `${u.differ} (>${u.threshold}, exact ${u.exact})`).join(', ')}; max |Δ max_corr| ${r.strided.dMax.toExponential(2)} (${r.strided.over} of ${4 * N} > 1e-3), max |Δ baseline| ${r.strided.dBase.toExponential(2)}`,
+      );
       console.log(`  exact: universal (excess > 0.5) ${r.universal} of ${N}; counts ${r.counts.map((c) => `>${c.threshold}: ${c.count}`).join(', ')}; median baseline per layer ${r.medianBaseline.map((x) => x.toFixed(3)).join(', ')}`);
     }
   }
-  await gemm.release();
 }
 
 main().catch((e) => {

@@ -50,8 +50,9 @@ Options of analyze:
                        run in blocks of reference columns, one pass over the corpus per block and
                        other model (slower; same results); the batch rows shrink if needed.
   --mode exact|fast    exact (default): every pair's moments, fp32 GEMMs accumulated in float64.
-                       fast (experimental): screen partners on a prefix, then exact moments for
-                       the candidates only; on a corpus read in order it can miss true partners.
+                       fast: screen partners on a sample spread over the budget (every k-th batch,
+                       ~65k tokens, read first), then exact sums over all tokens for each neuron's
+                       candidates only. Matched exact mode on the shipped models (BENCHMARKS.md).
   --no-families        Skip neuron families and roles (on by default: VR of token labels, roles
                        from the weights, an entropy intervention).
   --family-vr K=V,...  Family thresholds: unigram=0.5 alphabet=0.35 syntax=0.5 semantic=0.5

@@ -485,6 +485,28 @@ describe('CrossMoments: fast mode', () => {
     }
   });
 
+  it('resumes bit for bit from inside a sub-screened screen and after it', async () => {
+    const opts: CrossMomentsOptions = { model: 1, ref: shape, other: shape, seed: 5, gemm, mode: 'fast', fast };
+    const sample = [0, 2, 4, 6].map((i) => bs[i]!);
+    const c = new CrossMoments(opts);
+    for (const b of sample) await c.screen(b);
+    for (const b of bs) await c.add(b);
+    const whole = await c.finish();
+    for (const [screened, added] of [
+      [1, 0],
+      [4, 0],
+      [4, 3],
+    ] as const) {
+      const a = new CrossMoments(opts);
+      for (const b of sample.slice(0, screened)) await a.screen(b);
+      for (const b of bs.slice(0, added)) await a.add(b);
+      const r = CrossMoments.restore(structuredClone(a.state()), opts);
+      for (const b of sample.slice(screened)) await r.screen(b);
+      for (const b of bs.slice(added)) await r.add(b);
+      assert.deepEqual(await r.finish(), whole, `cut after ${screened} screened, ${added} added`);
+    }
+  });
+
   it('a run shorter than the screen is the exact result', async () => {
     const short = bs.slice(0, 2); // exactly the screen's 2000 tokens
     const e = await run({ model: 1, ref: shape, other: shape, seed: 5 }, short);

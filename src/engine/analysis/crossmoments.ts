@@ -23,17 +23,25 @@
  *   without blocks. The Gram matters only through two N_m-vectors (Σy² and each rotated neuron's
  *   variance, `YMoments`), so one block of a pair can export them (`exportY`) and the pair's other
  *   blocks take them (`yMoments`) and hold no Gram at all: a blocked run's memory is the block.
- * - Fast mode (`mode: 'fast'`): exact all-pairs moments on a screen — the first `screenTokens`
- *   kept tokens, or batches given to `screen()` beforehand — then for every reference neuron only
- *   its candidate partners (screened ρ within `margin` of its best) and candidate rotated neurons
- *   are accumulated over the remaining tokens: per step ORT writes x'ᵀ, yᵀ and the rotated
- *   R_l·y_lᵀ (R prepacked in the graph; 2·d² flops per token and layer, as much as one Gram) into
- *   a WebAssembly arena, and a SIMD kernel takes the candidates' dot products. The baseline cannot
- *   reuse S_xy·Rᵀ here — that needs all of S_xy — so rotating the activations is the price; it is
- *   1/L of the dense product. Reported numbers are exact sums over all counted tokens; only the set
- *   searched for each maximum comes from the screen. A screen read from the start of a corpus
- *   that drifts (source after source) misses partners: give `screen()` a sample spread over the
- *   corpus. A neuron constant on the screen keeps every candidate.
+ * - Fast mode (`mode: 'fast'`): all-pairs moments on a screen — batches given to `screen()`
+ *   beforehand (the pipeline: every k-th batch of the budget), or else the first `screenTokens`
+ *   kept tokens — then for every reference neuron only its candidate partners and rotated neurons
+ *   are accumulated over the counted tokens. screen() batches go round-robin into `subScreens`
+ *   (3) interleaved sub-screens, each Σx'y an fp32 sum updated in place by the GEMM (3 of them are
+ *   the memory of one float64 total and its partial). A partner is a candidate when its screened ρ
+ *   is within `margin` (0.05) of the best of any sub-screen, or within max(margin, z·√2·σ_i,
+ *   0.125·(1 − best²)) of the pooled screen's best, σ_i the row's sampling error from the
+ *   sub-screens' spread (z = 3), the last term for rare-token correlations no screen sample holds;
+ *   rotated neurons within max(baselineMargin, z·√2·σ_i) on the pooled screen; at most 256 each.
+ *   (A single 32k-token screen with a fixed 0.05 margin missed partners of low-correlation
+ *   neurons whose rivals were within its noise: BENCHMARKS.md.) Per step ORT writes x'ᵀ, yᵀ and
+ *   the rotated R_l·y_lᵀ (R prepacked in the graph; 2·d² flops per token and layer, as much as one
+ *   Gram) into a WebAssembly arena, and a SIMD kernel takes the candidates' dot products. The
+ *   baseline cannot reuse S_xy·Rᵀ here — that needs all of S_xy — so rotating the activations is
+ *   the price; it is 1/L of the dense product. Reported numbers are exact sums over all counted tokens; only the set
+ *   searched for each maximum comes from the screen. A prefix screen of a corpus that drifts
+ *   (source after source) misses partners: give `screen()` a sample spread over the corpus. A
+ *   neuron constant on the screen keeps every candidate.
  */
 import { EngineError } from '../errors';
 import { reclaim } from './blocking';
@@ -52,8 +60,28 @@ export interface FastOptions {
   margin?: number;
   /** Rotated-neuron candidates, the same for the baseline. Default 0.05. */
   baselineMargin?: number;
-  /** At most this many candidates per neuron and kind (partner, rotated). Default 64. */
+  /** At most this many candidates per neuron and kind (partner, rotated). Default 256 (low correlations have many near ties on a small screen). */
   maxCandidates?: number;
+  /**
+   * screen() batches go round-robin into this many interleaved sub-screens, each summed on its own
+   * (fp32, in place: 3 of them take the memory of one float64 dense total and its fp32 partial).
+   * A neuron's partner candidates are the union of the pooled screen's and every sub-screen's
+   * (within `margin` of that screen's best). Default 3; 1 is the pooled screen alone.
+   */
+  subScreens?: number;
+  /**
+   * The pooled screen's partner margin widens to z·√2·σ_i when that is larger than `margin`, σ_i
+   * the sampling error of neuron i's screened ρ estimated from the sub-screens' spread. Default 3;
+   * 0 keeps `margin`.
+   */
+  noiseZ?: number;
+  /**
+   * The pooled screen's partner margin is at least c·(1 − best²), best the row's screened maximum:
+   * low correlations of sparse neurons hinge on rare tokens that a screen may not hold, beyond the
+   * sub-screens' spread (on the shipped models a 66k-token screen put a true partner 0.095 below
+   * the screen's best at ρ ≈ 0.3). Default 0.125; 0 turns it off.
+   */
+  lowCorrMargin?: number;
 }
 
 /**
@@ -119,6 +147,16 @@ const STATE_VERSION = 1;
 
 /** Default kept tokens of a prefix screen. */
 const SCREEN_TOKENS = 65536;
+/** Default sub-screens of a screen fed through screen(). */
+const SUB_SCREENS = 3;
+/** Default cap on candidates per neuron and kind. */
+const MAX_CANDIDATES = 256;
+/** Default z of the pooled screen's noise margin. */
+const NOISE_Z = 3;
+/** Default c of the pooled screen's low-correlation margin c·(1 − best²). */
+const LOW_CORR_MARGIN = 0.125;
+/** Partners per row whose spread across sub-screens estimates the row's sampling error. */
+const TOP_SPREAD = 16;
 /** Fast mode's arena (the transposed activations of one step) stays under this many bytes. */
 const FAST_ARENA_BYTES = 64 * 1024 * 1024;
 
@@ -302,15 +340,31 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     if (f.screenTokens !== undefined && !(Number.isSafeInteger(f.screenTokens) && f.screenTokens >= 1)) {
       throw new EngineError(`CrossMoments: fast screenTokens ${f.screenTokens} must be a positive integer`);
     }
+    if (f.noiseZ !== undefined && !(f.noiseZ >= 0)) throw new EngineError(`CrossMoments: fast noiseZ ${f.noiseZ} must be ≥ 0`);
+    if (f.lowCorrMargin !== undefined && !(f.lowCorrMargin >= 0)) throw new EngineError(`CrossMoments: fast lowCorrMargin ${f.lowCorrMargin} must be ≥ 0`);
+    if (f.subScreens !== undefined && !(Number.isSafeInteger(f.subScreens) && f.subScreens >= 1 && f.subScreens <= 64)) {
+      throw new EngineError(`CrossMoments: fast subScreens ${f.subScreens} must be an integer in [1, 64]`);
+    }
     if (opts.yMoments && this.mode !== 'exact') throw new EngineError('CrossMoments: yMoments (a block without its own Gram) needs exact mode');
     this.ownGemm = !opts.gemm;
     this.gemm = opts.gemm ?? new Gemm({ threads: opts.threads });
     this.xs = new XStats(this.B);
-    this.dense = new DenseMoments(this.B, this.Nm, this.layout, !opts.yMoments);
+    // Fast mode allocates on the first add() or screen(): a screen holds sub-screen sums instead.
+    if (this.mode === 'exact') this.dense = new DenseMoments(this.B, this.Nm, this.layout, !opts.yMoments);
   }
 
   private get screenTokens(): number {
     return this.opts.fast?.screenTokens ?? SCREEN_TOKENS;
+  }
+
+  private get subScreens(): number {
+    return this.opts.fast?.subScreens ?? SUB_SCREENS;
+  }
+
+  /** Fast mode's dense moments: a counted prefix (float64 totals), or a screen (sub-screen sums). */
+  private denseFor(screen: boolean): DenseMoments {
+    this.dense ??= new DenseMoments(this.B, this.Nm, this.layout, true, screen ? this.subScreens : 0);
+    return this.dense;
   }
 
   /** Accumulates the batch's kept tokens. Await it before the next call. */
@@ -325,6 +379,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     if (!this.fast) {
       if (!this.screened) {
         // Prefix screen: these tokens are counted and their dense products kept.
+        this.denseFor(false);
         const take = Math.min(t, Math.max(0, this.screenTokens - this.xs.n));
         if (take > 0) await this.addDense(b, x, y, 0, take, true);
         t0 = take;
@@ -346,7 +401,9 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     if (this.xs.n > 0 || this.fast) throw new EngineError('CrossMoments: screen() after add()');
     const { x, y, t } = this.operands(batch);
     this.screened = true;
-    await this.addDense(batch.batchIndex, x, y, 0, t, false);
+    const D = this.denseFor(true);
+    const part = D.screenCalls++ % D.subs.length;
+    await this.addDense(batch.batchIndex, x, y, 0, t, false, part);
   }
 
   private operands(batch: ActivationBatch): { x: Float32Array; y: Float32Array; t: number } {
@@ -372,24 +429,32 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     return out.filter(([a, b]) => b > a);
   }
 
-  private async addDense(batch: number, x: Float32Array, y: Float32Array, t0: number, t1: number, counted: boolean): Promise<void> {
+  /** `part`: the sub-screen (screen mode), whose fp32 sum the GEMM updates in place. */
+  private async addDense(batch: number, x: Float32Array, y: Float32Array, t0: number, t1: number, counted: boolean, part = -1): Promise<void> {
     const D = this.dense!;
+    const sub = part >= 0 ? D.subs[part]! : undefined;
     for (const [s0, s1] of CrossMoments.steps(t0, t1, this.chunk)) {
       const n = s1 - s0;
       if (D.partialTokens + n > this.chunk) D.flush();
       const r = refStep(batch, x, this.Na, this.a0, this.a1, s0, s1, this.kx!);
+      const ys = y.subarray(s0 * this.Nm, s1 * this.Nm);
       const sy = await this.gemm.crossStep({
         x: r.xs,
-        y: y.subarray(s0 * this.Nm, s1 * this.Nm),
+        y: ys,
         t: n,
         a: this.B,
         b: this.Nm,
-        xy: D.p32,
+        xy: sub ? sub.xy : D.p32,
         ...(D.withGram ? { gram: { layout: this.layout, parts: D.gp32 } } : {}),
       });
       addInto(D.syAcc, sy);
       D.partialTokens += n;
       D.xs.add(r, n);
+      if (sub) {
+        addInto(sub.sy, sy);
+        sumSquares(sub.syy, ys, n, this.Nm);
+        sub.xs.add(r, n);
+      }
       if (counted) this.xs.add(r, n);
     }
   }
@@ -407,28 +472,61 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const { B, Nm, L, d } = this;
     const margin = this.opts.fast?.margin ?? 0.05;
     const bMargin = this.opts.fast?.baselineMargin ?? 0.05;
-    const cap = this.opts.fast?.maxCandidates ?? 64;
+    const cap = this.opts.fast?.maxCandidates ?? MAX_CANDIDATES;
     const n = D.xs.n;
     const ix = invStd(D.xs.sx, D.xs.sxx, n);
     const sy = D.sy();
-    const iy = invStd(sy, D.syy(), n, Y_REL);
-    // Partners: screened ρ within `margin` of the row's best, best first, at most `cap`.
+    const subs = D.subs;
+    // The pooled screen's Σy² from the sub-screens' float64 sums (the Gram diagonal went through fp32 partials).
+    const syy = subs.length ? sumOf(subs.map((u) => u.syy)) : D.syy();
+    const iy = invStd(sy, syy, n, Y_REL);
+    // Sub-screens with tokens: their own statistics (tokens over which x is constant are skipped per row).
+    const parts = subs
+      .filter((u) => u.xs.n > 1)
+      .map((u) => ({ u, ix: invStd(u.xs.sx, u.xs.sxx, u.xs.n), iy: invStd(u.sy, u.syy, u.xs.n, Y_REL) }));
+    // Partners: j is a candidate when its screened ρ is within `margin` of the best of any
+    // sub-screen, or within m_i of the pooled screen's best, m_i = max(margin, z·√2·σ_i,
+    // c·(1 − best²)) with σ_i the pooled ρ's sampling error estimated from the sub-screens (the
+    // spread of the row's top TOP_SPREAD partners' ρ across them, over √K). Score: the largest (ρ − best)/margin over the
+    // screens, ≥ −1 for a candidate; best score first, then pooled ρ, at most `cap`.
+    const z = this.opts.fast?.noiseZ ?? NOISE_Z;
+    // Only with sub-screens (screen()): a prefix screen keeps its plain margin.
+    const low = subs.length ? (this.opts.fast?.lowCorrMargin ?? LOW_CORR_MARGIN) : 0;
     const candP: number[][] = [];
     const row = new Float64Array(Nm);
+    const score = new Float64Array(Nm);
+    const rks = parts.map(() => new Float64Array(Nm));
+    const pooled = new Float64Array(subs.length ? Nm : 0);
+    /** z·√2·σ_i per reference neuron (0 without sub-screens): the rotated neurons' margin widens to it too. */
+    const noise = new Float64Array(B);
     for (let i = 0; i < B; i++) {
       if (ix[i] === 0) {
         // Constant on the screen: nothing to rank by, so every neuron stays a candidate.
         candP.push([...Array(Nm).keys()]);
         continue;
       }
-      let best = -Infinity;
-      for (let j = 0; j < Nm; j++) {
-        row[j] = clampCorr((D.sxy[i * Nm + j]! - (D.xs.sx[i]! * sy[j]!) / n) * ix[i]! * iy[j]!);
-        if (row[j]! > best) best = row[j]!;
+      let sxy: ArrayLike<number> = D.sxy.subarray(i * Nm, (i + 1) * Nm);
+      if (subs.length) {
+        pooled.fill(0);
+        for (const u of subs) addInto(pooled, u.xy.subarray(i * Nm, (i + 1) * Nm));
+        sxy = pooled;
       }
-      candP.push(pick(row, best - margin, cap));
+      const best = corrRow(row, sxy, D.xs.sx[i]!, sy, n, ix[i]!, iy);
+      const live = parts.flatMap((q, k) => (q.ix[i] === 0 ? [] : [{ rk: rks[k]!, bk: corrRow(rks[k]!, q.u.xy.subarray(i * Nm, (i + 1) * Nm), q.u.xs.sx[i]!, q.u.sy, q.u.xs.n, q.ix[i]!, q.iy) }]));
+      noise[i] = z * Math.SQRT2 * spread(row, live.map((q) => q.rk));
+      const mi = margin > 0 ? Math.max(margin, noise[i]!, low * (1 - best * best)) : 0;
+      for (let j = 0; j < Nm; j++) score[j] = mi > 0 ? (row[j]! - best) / mi : row[j]! - best;
+      for (const { rk, bk } of live) {
+        for (let j = 0; j < Nm; j++) {
+          const v = margin > 0 ? (rk[j]! - bk) / margin : rk[j]! - bk;
+          if (v > score[j]!) score[j] = v;
+        }
+      }
+      candP.push(pick(score, margin > 0 ? -1 : 0, cap, row));
     }
-    // Rotated neurons: the same on the screen's baseline correlations, two passes over the layers
+    if (subs.length) D.pool();
+    // Rotated neurons: the same on the pooled screen's baseline correlations, the margin widened to
+    // the row's noise estimate as for partners (the sub-screens hold no Gram), two passes over the layers
     // (row maxima, then candidates) so that no B×N_m matrix is held.
     const Rs = this.rotations();
     const R = (l: number): Float64Array => Rs[l]!;
@@ -442,7 +540,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     await this.rotatedCorr(D, n, R, ix, ym, (l, i0, rows, rho) => {
       for (let r = 0; r < rows; r++) {
         const i = i0 + r;
-        const lim = ix[i] === 0 ? -Infinity : best[i]! - bMargin;
+        const lim = ix[i] === 0 ? -Infinity : best[i]! - (bMargin > 0 ? Math.max(bMargin, noise[i]!) : 0);
         for (let k = 0; k < d; k++) {
           if (rho[r * d + k]! >= lim) {
             candR[i]!.push(l * d + k);
@@ -548,7 +646,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       this.layout.split,
       this.opts.seed,
       this.mode === 'fast' ? 1 : 0,
-      ...(this.mode === 'fast' ? [this.screenTokens, f.margin ?? 0.05, f.baselineMargin ?? 0.05, f.maxCandidates ?? 64] : []),
+      ...(this.mode === 'fast' ? [this.screenTokens, f.margin ?? 0.05, f.baselineMargin ?? 0.05, f.maxCandidates ?? MAX_CANDIDATES, this.subScreens, f.noiseZ ?? NOISE_Z, f.lowCorrMargin ?? LOW_CORR_MARGIN] : []),
       // Appended, so that checkpoints of unblocked runs keep their header.
       ...(this.opts.yMoments ? [1] : []),
     ];
@@ -575,7 +673,9 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       c.dense = undefined;
       c.fast = FastState.load(c, state, 'fast.');
     } else if (state.phase === 'dense') {
-      c.dense!.load(state, 'dense.');
+      // Fast mode allocates its dense moments with the first add() or screen().
+      if (c.mode === 'fast' && state['dense.partialTokens'] !== undefined) c.denseFor(c.screened);
+      c.dense?.load(state, 'dense.');
     } else {
       throw new EngineError(`CrossMoments: checkpoint phase ${String(state.phase)} is unknown`);
     }
@@ -594,7 +694,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
         return this.result(new Float64Array(this.B), new Int32Array(this.B).fill(-1), new Float64Array(this.B), new Int32Array(this.B).fill(-1));
       }
       // Exact mode, or fast mode whose whole run fit in the prefix screen: the dense products are exact.
-      return await this.finishExact(this.dense!);
+      return await this.finishExact(this.dense ?? this.denseFor(false));
     } finally {
       if (this.ownGemm) await this.gemm.release();
     }
@@ -793,12 +893,58 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   }
 }
 
-/** Indices with value ≥ lim, largest value first (ties: lower index), at most `cap`. */
-function pick(v: Float64Array, lim: number, cap: number): number[] {
+/** Indices with value ≥ lim, largest value first (ties: larger `then`, then lower index), at most `cap`. */
+function pick(v: Float64Array, lim: number, cap: number, then: Float64Array = v): number[] {
   const idx: number[] = [];
   for (let j = 0; j < v.length; j++) if (v[j]! >= lim) idx.push(j);
-  idx.sort((a, b) => v[b]! - v[a]! || a - b);
+  idx.sort((a, b) => v[b]! - v[a]! || then[b]! - then[a]! || a - b);
   return idx.slice(0, cap);
+}
+
+/** One reference neuron's ρ with every neuron of m from sums over n tokens (`out`); returns the maximum. */
+function corrRow(out: Float64Array, sxy: ArrayLike<number>, sx: number, sy: Float64Array, n: number, ix: number, iy: Float64Array): number {
+  let best = -Infinity;
+  for (let j = 0; j < out.length; j++) {
+    out[j] = clampCorr((sxy[j]! - (sx * sy[j]!) / n) * ix * iy[j]!);
+    if (out[j]! > best) best = out[j]!;
+  }
+  return best;
+}
+
+/** Adds Σ y² of t rows of width w (fp32 values, float64 sums) into `dst`. */
+function sumSquares(dst: Float64Array, y: Float32Array, t: number, w: number): void {
+  for (let r = 0; r < t; r++) {
+    const o = r * w;
+    for (let j = 0; j < w; j++) dst[j]! += y[o + j]! * y[o + j]!;
+  }
+}
+
+/**
+ * The sampling error of a pooled ρ row from K ≥ 2 sub-screen rows: for the pooled row's
+ * TOP_SPREAD largest entries, the sample variance across sub-screens, averaged, over K; its square
+ * root. 0 with fewer than 2 sub-screens.
+ */
+function spread(pooled: Float64Array, subs: readonly Float64Array[]): number {
+  const K = subs.length;
+  if (K < 2) return 0;
+  const top = pick(pooled, -Infinity, TOP_SPREAD);
+  let v = 0;
+  for (const j of top) {
+    let s1 = 0;
+    let s2 = 0;
+    for (const r of subs) {
+      s1 += r[j]!;
+      s2 += r[j]! * r[j]!;
+    }
+    v += Math.max(0, s2 - (s1 * s1) / K) / (K - 1);
+  }
+  return Math.sqrt(v / top.length / K);
+}
+
+function sumOf(vs: readonly Float64Array[]): Float64Array {
+  const out = new Float64Array(vs[0]!.length);
+  for (const v of vs) addInto(out, v);
+  return out;
 }
 
 /** Lists of columns per row as CSR (row pointers, columns). */
@@ -810,13 +956,25 @@ function csr(lists: number[][]): { rowptr: Int32Array; cols: Int32Array } {
   return { rowptr, cols };
 }
 
+/** One sub-screen of a fast-mode screen: Σ x'y in fp32 (updated in place by the GEMM), Σy, Σy², x's sums. */
+interface SubScreen {
+  xy: Float32Array;
+  sy: Float64Array;
+  syy: Float64Array;
+  xs: XStats;
+}
+
 /**
  * Dense products over some tokens: `sxy` is Σ x'y (block × N_m; x' shifted), `syAcc` Σ y, and
- * `gram` m's within-layer Σ y_l y_lᵀ (diagonal: Σ y²).
+ * `gram` m's within-layer Σ y_l y_lᵀ (diagonal: Σ y²). A fast-mode screen keeps Σ x'y per
+ * sub-screen instead (`subs`), pooled into `sxy` (fp32) by `pool()` once candidates are drawn.
  */
 class DenseMoments {
-  /** Float64 totals, B × N_m. */
-  readonly sxy: Float64Array;
+  /** Float64 totals, B × N_m (a screen: empty, then the pooled fp32 sums). */
+  sxy: Float64Array | Float32Array;
+  readonly subs: SubScreen[];
+  /** screen() calls so far: the next batch goes to sub-screen screenCalls mod subs.length. */
+  screenCalls = 0;
   /** Σ y, float64 (added every step). */
   readonly syAcc: Float64Array;
   /** L × d × d; the upper block triangle accumulates, `finalize` fills the rest. */
@@ -835,10 +993,13 @@ class DenseMoments {
     readonly layout: GramLayout,
     /** False: m's moments come from another block (`yMoments`), and no Gram is held. */
     readonly withGram: boolean,
+    /** A screen of this many sub-screens (0: float64 totals). */
+    subs = 0,
   ) {
-    this.sxy = new Float64Array(B * Nm);
+    this.subs = Array.from({ length: subs }, () => ({ xy: new Float32Array(B * Nm), sy: new Float64Array(Nm), syy: new Float64Array(Nm), xs: new XStats(B) }));
+    this.sxy = new Float64Array(subs ? 0 : B * Nm);
     this.syAcc = new Float64Array(Nm);
-    this.p32 = new Float32Array(B * Nm);
+    this.p32 = new Float32Array(subs ? 0 : B * Nm);
     this.gram = new Float64Array(withGram ? layout.groups * layout.width * layout.width : 0);
     this.gp32 = withGram ? layout.blocks.map((b) => new Float32Array(b.rows * b.cols)) : [];
     this.xs = new XStats(B);
@@ -861,6 +1022,15 @@ class DenseMoments {
       part.fill(0);
     });
     this.partialTokens = 0;
+  }
+
+  /** A screen's sub-screen sums into one (fp32, in place of the first), for the baseline's candidates. */
+  pool(): void {
+    const [first, ...rest] = this.subs;
+    if (!first) return;
+    for (const u of rest) for (let e = 0; e < first.xy.length; e++) first.xy[e]! += u.xy[e]!;
+    this.sxy = first.xy;
+    this.subs.length = 0;
   }
 
   /** Flushes and makes the Gram matrices symmetric (upper onto lower); no add() after this. */
@@ -908,6 +1078,13 @@ class DenseMoments {
     s[`${p}gram`] = this.gram;
     this.gp32.forEach((g, i) => (s[`${p}gp32.${i}`] = g));
     this.xs.save(s, `${p}x.`);
+    if (this.subs.length) s[`${p}screenCalls`] = this.screenCalls;
+    this.subs.forEach((u, k) => {
+      s[`${p}sub${k}.xy`] = u.xy;
+      s[`${p}sub${k}.sy`] = u.sy;
+      s[`${p}sub${k}.syy`] = u.syy;
+      u.xs.save(s, `${p}sub${k}.x.`);
+    });
   }
 
   load(s: AccumulatorState, p: string): void {
@@ -918,6 +1095,13 @@ class DenseMoments {
     copyInto(this.gram, s, `${p}gram`);
     this.gp32.forEach((g, i) => copyInto(g, s, `${p}gp32.${i}`));
     this.xs.load(s, `${p}x.`);
+    if (this.subs.length) this.screenCalls = num(s, `${p}screenCalls`);
+    this.subs.forEach((u, k) => {
+      copyInto(u.xy, s, `${p}sub${k}.xy`);
+      copyInto(u.sy, s, `${p}sub${k}.sy`);
+      copyInto(u.syy, s, `${p}sub${k}.syy`);
+      u.xs.load(s, `${p}sub${k}.x.`);
+    });
   }
 }
 
@@ -1162,7 +1346,7 @@ function clampCorr(r: number): number {
   return r > 1 ? 1 : r < -1 ? -1 : r;
 }
 
-function addInto(dst: Float64Array, src: ArrayLike<number>): void {
+function addInto(dst: Float64Array | Float32Array, src: ArrayLike<number>): void {
   for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
 }
 

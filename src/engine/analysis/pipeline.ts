@@ -117,6 +117,12 @@ export interface AccumulatorSpec {
   pass?: number;
   /** What add() reads (default: every array of every model); the rest of the batch is left empty. */
   reads?: { models: number[]; arrays: (keyof ModelActivations)[] };
+  /**
+   * Before its pass streams, the accumulator's screen() gets batches 0, every, 2·every, … (fast
+   * mode's screen, spread over the corpus). Not checkpointed part-way: a run cancelled during
+   * the screen screens again on resume.
+   */
+  screen?: { every: number };
   /** Required of specs that finish before the last pass: their result as checkpoint state, and back. */
   pack?(result: unknown): AccumulatorState;
   unpack?(state: AccumulatorState): unknown;
@@ -437,6 +443,34 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
 }
 
 /**
+ * The screens of a pass's specs that have one (`screen`): each sample batch is built once, with the
+ * reads of the specs that screen it, and handed to their screen(). Returns whether any screened.
+ */
+async function screenPass(
+  specs: AccumulatorSpec[],
+  accs: Accumulator<unknown>[],
+  nBatches: number,
+  build: (b: number, reads: AccumulatorSpec['reads']) => Promise<ActivationBatch>,
+): Promise<boolean> {
+  const who = specs.flatMap((s, i) => (s.screen ? [{ s, a: accs[i]!, every: s.screen.every }] : []));
+  if (who.length === 0) return false;
+  for (const w of who) {
+    if (!(Number.isSafeInteger(w.every) && w.every >= 1)) throw new EngineError(`accumulator ${w.s.name}: screen every ${w.every} is not a positive integer`);
+    if (!w.a.screen) throw new EngineError(`accumulator ${w.s.name} has a screen but no screen()`);
+  }
+  for (let b = 0; b < nBatches; b++) {
+    const now = who.filter((w) => b % w.every === 0);
+    if (now.length === 0) continue;
+    const reads = now.every((w) => w.s.reads)
+      ? { models: [...new Set(now.flatMap((w) => w.s.reads!.models))], arrays: [...new Set(now.flatMap((w) => w.s.reads!.arrays))] }
+      : undefined;
+    const batch = await build(b, reads);
+    for (const w of now) await w.a.screen!(batch);
+  }
+  return true;
+}
+
+/**
  * Runs (or resumes) one analysis end to end. Progress goes to `onProgress`; `signal` stops it
  * between batches (CancelledError) after writing a checkpoint, so that `resume` continues there.
  */
@@ -600,6 +634,8 @@ export async function runAnalysis(
       const packed: Record<string, AccumulatorState> = {};
       const ck = previous ? readCheckpoint(runDir) : undefined;
       let accs: Accumulator<unknown>[];
+      // Restored accumulators were checkpointed after their screen (if any); fresh ones screen first.
+      let fresh = !ck;
       if (ck) {
         if (ck.meta.corpusHash !== corpus.hash || ck.meta.batchRows !== settings.batchRows) {
           throw new EngineError(`the checkpoint in ${runDir} belongs to other data or batch size; start a new run`, runDir);
@@ -630,7 +666,10 @@ export async function runAnalysis(
       const sessionStart = pass * tokensTotal + tokensAt(start);
       for (; pass < P; pass++, start = 0) {
         const cur = passes[pass]!;
-        if (accs.length === 0) accs = cur.map((s) => s.create(results));
+        if (accs.length === 0) {
+          accs = cur.map((s) => s.create(results));
+          fresh = true;
+        }
         const reads = readsOf(cur);
         const passNote = P > 1 ? `pass ${pass + 1}/${P}: ` : '';
         const checkpoint = (next: number): void => {
@@ -648,6 +687,14 @@ export async function runAnalysis(
         // Stream.
         let lastCheckpoint = start;
         try {
+          const sample = async (b: number, r: AccumulatorSpec['reads']): Promise<ActivationBatch> => {
+            throwIfCancelled(signal);
+            onProgress({ phase: 'stream', message: `${passNote}screening sample, batch ${b + 1} of ${nBatches}` });
+            return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, r);
+          };
+          // Checkpointed once screened, so that a resume does not screen again.
+          if (fresh && (await screenPass(cur, accs, nBatches, sample))) checkpoint(0);
+          fresh = false;
           for (let b = start; b < nBatches; b++) {
             if (signal?.cancelled) {
               if (b > lastCheckpoint) checkpoint(b);

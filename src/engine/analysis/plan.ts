@@ -47,8 +47,22 @@ const PLAN_CHOICES: Record<string, string> = {
   baseline:
     'R_l per layer: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (seed, layer) by crossmoments.ts rotationMatrix, so every other model gets the same R_l; computed from accumulated moments, no second pass',
   zero_variance: 'a neuron constant over the counted tokens gets ρ = 0 with every partner (partner column −1)',
-  correlation_precision: 'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact); mode fast screens candidates on a prefix, see crossmoments.ts',
+  correlation_precision:
+    'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact). Mode fast: a screening sample of every k-th batch, ' +
+    'k = max(2, floor(tokens / 65536)), read before the main pass, in 3 interleaved sub-screens; a neuron\'s partner candidates ' +
+    'are the neurons within 0.05 of the best screened ρ of any sub-screen, or within max(0.05, 3·√2·σ, 0.125·(1 − best²)) of the ' +
+    'pooled screen\'s best (σ: the sampling error of the screened ρ, from the sub-screens\' spread), at most 256; rotated-neuron ' +
+    'candidates within max(0.05, 3·√2·σ) on the pooled screen, at most 256; then exact float64 sums over all tokens for the ' +
+    'candidates (crossmoments.ts)',
 };
+
+/** Fast mode's screen: about this many tokens, every k-th batch of the budget. */
+export const SCREEN_TOKENS = 65536;
+
+/** Fast mode's screening stride for a corpus of `tokens` tokens: every k-th batch, k ≥ 2. */
+export function screenEvery(tokens: number): number {
+  return Math.max(2, Math.floor(tokens / SCREEN_TOKENS));
+}
 
 export interface PlanOptions {
   /** Families and roles (issue #6); on by default. */
@@ -75,9 +89,10 @@ export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
  * the first block of a pair accumulates m's Gram and exports its moments, the others read them
  * from its result and hold none, and the last block merges the pair's blocks under the pair's name.
  */
-function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
+export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   const ref = ctx.models[0]!;
   const s = ctx.settings;
+  const screen = s.mode === 'fast' ? { screen: { every: screenEvery(ctx.corpus.nRows * ctx.corpus.nPositions) } } : {};
   const crossOpts = (m: number): CrossMomentsOptions => ({
     model: m,
     ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
@@ -90,6 +105,9 @@ function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   if (!s.refBlock || !s.gramBlock) {
     return ctx.models.slice(1).map((m, i) => ({
       name: `cross:${m.label}`,
+      ...screen,
+      // The stream reads every model for the statistics; this narrows what the screen forwards.
+      reads: { models: [0, i + 1], arrays: ['keptPost'] },
       create: () => new CrossMoments(crossOpts(i + 1)),
       restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
     }));
@@ -118,6 +136,7 @@ function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
           ? c
           : {
               add: (b) => c.add(b),
+              screen: (b) => c.screen(b),
               state: () => c.state(),
               finish: async () => {
                 const parts = Array.from({ length: k - 1 }, (_, q) => done.get(name(q)) as CrossMomentsResult);
@@ -127,6 +146,7 @@ function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
       return {
         name: name(j),
         pass: i * k + j,
+        ...screen,
         reads: { models: [0, i + 1], arrays: ['keptPost'] },
         pack: (r) => packResult(r as CrossMomentsResult),
         unpack: unpackResult,

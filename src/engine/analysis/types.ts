@@ -51,6 +51,8 @@ export type AccumulatorState = Record<string, StateValue>;
 
 export interface Accumulator<R> {
   add(batch: ActivationBatch): void | Promise<void>;
+  /** A sample batch, before any add() (a spec's `screen`: fast mode's screening sample). */
+  screen?(batch: ActivationBatch): void | Promise<void>;
   /** Everything needed to resume: plain typed arrays and JSON-able numbers. */
   state(): AccumulatorState;
   /** Final results; may be called once at the end. */
