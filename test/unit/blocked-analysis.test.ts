@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
-import { blockBounds, GiB, planMemory } from '../../src/engine/analysis/blocking';
+import { blockBounds, GiB, planMemory, reclaim } from '../../src/engine/analysis/blocking';
+import { Gemm } from '../../src/engine/analysis/gemm';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readJson } from '../../src/engine/store';
 import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
@@ -156,5 +157,27 @@ describe('memory planner', () => {
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base }),
       (e: unknown) => e instanceof EngineError && /--batch-rows/.test(e.message),
     );
+  });
+});
+
+describe('reclaim', () => {
+  test('frees a dropped onnxruntime output at once (its finalizer needs a collection after a task)', async () => {
+    const gemm = new Gemm({ threads: 1 });
+    try {
+      const [m, k, n] = [4000, 64, 3072]; // a 98 MB float64 output
+      const a = new Float64Array(m * k).fill(0.5);
+      const b = new Float64Array(n * k).fill(0.25);
+      await reclaim();
+      const before = process.memoryUsage().arrayBuffers;
+      let out: Float64Array | null = await gemm.abt64(a, b, m, k, n);
+      assert.equal(out[0], 64 * 0.125);
+      assert.ok(process.memoryUsage().arrayBuffers - before > 90e6, 'the output is held');
+      out = null;
+      await reclaim();
+      const left = process.memoryUsage().arrayBuffers - before;
+      assert.ok(left < 10e6, `${(left / 1e6).toFixed(1)} MB still held after reclaim()`);
+    } finally {
+      await gemm.release();
+    }
   });
 });

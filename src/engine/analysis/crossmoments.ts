@@ -716,7 +716,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const R = (l: number): Float64Array => rotationMatrix(this.opts.seed, l, this.d);
     const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
     D.releaseGram();
-    if (this.bigFinish()) reclaim();
+    if (this.bigFinish()) await reclaim();
     const iy = invStd(sy, ym.syy, n, Y_REL);
     const my = new Float64Array(Nm);
     for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
@@ -806,7 +806,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           rotVar[off + k0 + r] = v;
         }
       }
-      if (this.bigFinish()) reclaim();
+      if (this.bigFinish()) await reclaim();
     }
     return { n, seed: this.opts.seed, syy, rotVar };
   }
@@ -848,7 +848,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
         for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(rho[r * d + k]! * ix[i0 + r]! * irv[k]!);
         visit(l, i0, rows, rho);
       }
-      if (this.bigFinish()) reclaim();
+      if (this.bigFinish()) await reclaim();
     }
   }
 

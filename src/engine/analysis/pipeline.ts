@@ -753,7 +753,7 @@ export async function runAnalysis(
           throwIfCancelled(signal);
           // The finished accumulators' memory goes before the next pass allocates its own.
           accs = [];
-          if (P > 1) reclaim();
+          if (P > 1) await reclaim();
           tWrite = Date.now();
           finishSecs += (tWrite - tFinish) / 1000;
           if (pass === P - 1) {
