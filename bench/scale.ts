@@ -3,7 +3,7 @@
  * 36,864 neurons each) within a memory budget, over a small token count. A measurement, not a
  * test: the point is peak memory and where the time goes, not the numbers (the models are random).
  *
- *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--stats-only]
+ *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--stats-only | --write-only]
  *
  * `--stats-only`: the last pass alone (every model forwarded, the statistics accumulators, no
  * cross moments, no result files), to see its peak without the hour the cross passes take on two
@@ -16,7 +16,8 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { defaultPlan } from '../src/engine/analysis/plan';
-import { runAnalysis, type AnalysisPlan, type Progress } from '../src/engine/analysis/pipeline';
+import type { CrossMomentsResult } from '../src/engine/analysis/crossmoments';
+import { runAnalysis, type AccumulatorSpec, type AnalysisPlan, type Progress } from '../src/engine/analysis/pipeline';
 import { GPT2_SMALL, writeRandomGpt2 } from '../tools/random_gpt2';
 
 const ROOT = join(__dirname, '..');
@@ -44,9 +45,44 @@ function statsPlan(): AnalysisPlan {
   };
 }
 
+/**
+ * `--write-only`: the statistics pass and the real finalize (weights, families, roles, the entropy
+ * intervention, every file), with each pair's cross moments replaced by zeros — the write phase's
+ * peak without the 28 cross passes before it. The numbers written are meaningless.
+ */
+function writePlan(): AnalysisPlan {
+  const full = defaultPlan();
+  return {
+    ...full,
+    accumulators: async (ctx) => {
+      const N = ctx.models[0]!.nNeurons;
+      const zeros = (): CrossMomentsResult => ({
+        refStart: 0,
+        n: 0,
+        seed: ctx.settings.seed,
+        mode: 'exact',
+        maxCorr: new Float64Array(N),
+        partner: new Int32Array(N).fill(-1),
+        baseline: new Float64Array(N),
+        baselinePartner: new Int32Array(N).fill(-1),
+      });
+      const fake = ctx.models.slice(1).map(
+        (m): AccumulatorSpec => ({
+          name: `cross:${m.label}`,
+          reads: { models: [0], arrays: ['keptPost'] },
+          create: () => ({ add: () => undefined, state: () => ({}), finish: zeros }),
+          restore: () => ({ add: () => undefined, state: () => ({}), finish: zeros }),
+        }),
+      );
+      return [...fake, ...(await full.accumulators(ctx)).filter((s) => !s.name.startsWith('cross:'))];
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const tokens = Number(arg('tokens', '1024'));
   const statsOnly = process.argv.includes('--stats-only');
+  const writeOnly = process.argv.includes('--write-only');
   const memoryGb = Number(arg('memory-gb', '8'));
   const threads = Number(arg('threads', '2'));
   const batchRows = process.argv.includes('--batch-rows') ? Number(arg('batch-rows', '1')) : undefined;
@@ -54,7 +90,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const models = ['a', 'b', 'c', 'd', 'e'].map((s) => writeRandomGpt2(join(CACHE, `random-gpt2-12x768-${s}`), s, GPT2_SMALL));
   const tModels = Date.now();
-  const out = join(CACHE, statsOnly ? 'scale-run-stats' : 'scale-run');
+  const out = join(CACHE, statsOnly ? 'scale-run-stats' : writeOnly ? 'scale-run-write' : 'scale-run');
   fs.rmSync(out, { recursive: true, force: true });
 
   // Phases: open, corpus, then per pass stream and finish, then write.
@@ -116,7 +152,7 @@ async function main(): Promise<void> {
       memoryGb,
       threads,
       ...(batchRows ? { batchRows } : {}),
-      ...(statsOnly ? { plan: statsPlan() } : {}),
+      ...(statsOnly ? { plan: statsPlan() } : writeOnly ? { plan: writePlan() } : {}),
     },
     onProgress,
   );
@@ -162,7 +198,7 @@ async function main(): Promise<void> {
       heap_gb: Number(gb(p.peakHeap)),
     })),
   };
-  fs.writeFileSync(join(CACHE, statsOnly ? 'scale-result-stats.json' : 'scale-result.json'), JSON.stringify(report, null, 2));
+  fs.writeFileSync(join(CACHE, statsOnly ? 'scale-result-stats.json' : writeOnly ? 'scale-result-write.json' : 'scale-result.json'), JSON.stringify(report, null, 2));
   const { phases: _omit, ...head } = report;
   console.log(JSON.stringify(head, null, 2));
   console.log(`paper layout, one pair: float64 S_xy ${N}² = ${gb(8 * N * N)} GB`);
