@@ -27,6 +27,7 @@ import { screenEvery } from '../src/engine/analysis/plan';
 import type { ActivationBatch } from '../src/engine/analysis/types';
 import { universalityTable } from '../src/engine/analysis/universality';
 import { OnnxGraph } from '../src/engine/onnx';
+import { HELDOUT_TOKENS, heldoutBatches, ROW } from './heldout';
 import { openModel } from '../src/engine/runtime';
 
 const arg = (name: string): string | undefined => {
@@ -163,38 +164,13 @@ async function finishTime(gemm: Gemm): Promise<number> {
 /** Real activations: 5 shipped models on held-out rows, exact vs fast over the same batches. */
 async function real(gemm: Gemm, tokens: number) {
   const dirs = ['a', 'b', 'c', 'd', 'e'].map((s) => `models/tiny-gpt2-${s}`);
-  const tokFile = 'models/corpus/heldout.tokens.bin';
+  const tokFile = HELDOUT_TOKENS;
   if (!dirs.every((d) => existsSync(d)) || !existsSync(tokFile)) {
     console.log('(real-activation run skipped: models/ or the held-out corpus is missing)');
     return undefined;
   }
-  const buf = readFileSync(tokFile);
-  const ids = new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1);
-  const ROW = 128;
-  const ROWS_PER_BATCH = 8; // the pipeline's default batch: ~1k kept tokens
-  const nRows = Math.min(Math.floor(tokens / ROW), Math.floor(ids.length / (ROW - 1)));
   const models = await Promise.all(dirs.map((d) => openModel(d, { threads: THREADS })));
-  const nBatches = Math.ceil(nRows / ROWS_PER_BATCH);
-  /** Forward of every model over batch b; keptPost per model ([kept × N], layer-major columns). */
-  const batch = async (b: number): Promise<ActivationBatch> => {
-    const rows: number[][] = [];
-    for (let r = b * ROWS_PER_BATCH; r < Math.min(nRows, (b + 1) * ROWS_PER_BATCH); r++) {
-      rows.push([50256, ...Array.from(ids.subarray(r * (ROW - 1), (r + 1) * (ROW - 1)))]);
-    }
-    const flat = rows.flat();
-    const keptIndex = Int32Array.from(flat.flatMap((id, i) => (id === 50256 || id === 198 ? [] : [i])));
-    const acts = [];
-    for (const m of models) {
-      const run = await m.runTokens(rows, { hooks: ['post'] });
-      const kept = new Float32Array(keptIndex.length * N);
-      keptIndex.forEach((t, k) => {
-        for (let l = 0; l < L; l++) kept.set(run.hookPost[l]!.subarray(t * D, (t + 1) * D), k * N + l * D);
-      });
-      acts.push(kept);
-    }
-    const B = batchOf(acts, keptIndex.length, b);
-    return { ...B, rows, keptIndex, nTokens: flat.length };
-  };
+  const { nRows, nBatches, batch } = heldoutBatches(models, tokens);
   const mk = (m: number, mode: 'exact' | 'fast') => new CrossMoments({ model: m, ref: shape, other: shape, seed: 1000 + m, gemm, mode });
   const exact = [1, 2, 3, 4].map((m) => mk(m, 'exact'));
   const fastStrided = [1, 2, 3, 4].map((m) => mk(m, 'fast'));

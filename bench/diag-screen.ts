@@ -2,10 +2,10 @@
 // 4 pairs a vs b..e over the first T held-out tokens, and of 4 interleaved sub-screens of every
 // 4th batch, centred, to /tmp/diag (~650 MB). Reads CrossMoments internals; a diagnostic.
 //   node --import tsx bench/diag-screen.ts [T = 200000]
-import { writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { CrossMoments } from '../src/engine/analysis/crossmoments';
 import { Gemm } from '../src/engine/analysis/gemm';
-import type { ActivationBatch } from '../src/engine/analysis/types';
+import { heldoutBatches } from './heldout';
 import { openModel } from '../src/engine/runtime';
 
 const TOKENS = Number(process.argv[2] ?? 200000);
@@ -15,32 +15,14 @@ const shape = { nLayers: L, dMlp: D };
 async function main() {
   const gemm = new Gemm({ threads: 2 });
   const dirs = ['a', 'b', 'c', 'd', 'e'].map((s) => `models/tiny-gpt2-${s}`);
-  const buf = readFileSync('models/corpus/heldout.tokens.bin');
-  const ids = new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1);
-  const ROW = 128;
-  const nRows = Math.min(Math.floor(TOKENS / ROW), Math.floor(ids.length / (ROW - 1)));
   const models = await Promise.all(dirs.map((d) => openModel(d, { threads: 2 })));
-  const nBatches = Math.ceil(nRows / 8);
+  const { nBatches, batch } = heldoutBatches(models, TOKENS);
   const mk = (m: number) => new CrossMoments({ model: m, ref: shape, other: shape, seed: 1000 + m, gemm });
   const exact = [1, 2, 3, 4].map(mk);
   const subs = Array.from({ length: SUBS }, () => [1, 2, 3, 4].map(mk));
   const t0 = Date.now();
   for (let b = 0; b < nBatches; b++) {
-    const rows: number[][] = [];
-    for (let r = b * 8; r < Math.min(nRows, (b + 1) * 8); r++) rows.push([50256, ...Array.from(ids.subarray(r * (ROW - 1), (r + 1) * (ROW - 1)))]);
-    const flat = rows.flat();
-    const keptIndex = Int32Array.from(flat.flatMap((id, i) => (id === 50256 || id === 198 ? [] : [i])));
-    const acts: Float32Array[] = [];
-    for (const m of models) {
-      const run = await m.runTokens(rows, { hooks: ['post'] });
-      const kept = new Float32Array(keptIndex.length * N);
-      keptIndex.forEach((t, k) => {
-        for (let l = 0; l < L; l++) kept.set(run.hookPost[l]!.subarray(t * D, (t + 1) * D), k * N + l * D);
-      });
-      acts.push(kept);
-    }
-    const T = keptIndex.length;
-    const B: ActivationBatch = { batchIndex: b, rows, rowStart: 0, offsets: [0, T], nTokens: T, keep: new Uint8Array(T).fill(1), keptIndex, nKept: T, models: acts.map((a) => ({ pre: a, post: a, keptPre: a, keptPost: a })) };
+    const B = await batch(b);
     for (const c of exact) await c.add(B);
     if (b % 4 === 0) for (const c of subs[(b / 4) % SUBS]!) await c.add(B);
     if (b % 20 === 0) console.error(`batch ${b}/${nBatches} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
