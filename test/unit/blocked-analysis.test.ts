@@ -2,7 +2,8 @@
 // blocks of reference columns (one pass per block and other model, the statistics in a last pass), gives
 // bit for bit the unblocked run's correlations, baselines and partners, and the same files;
 // a blocked run cancelled in a middle pass resumes to the same result; the memory planner picks
-// blocks for GPT-2-small's shape within 8 GB and refuses impossible budgets.
+// blocks for GPT-2-small's shape within 8 GB and refuses impossible budgets. Fast mode, blocked,
+// equals fast mode unblocked.
 //
 // Bit-identical is expected, not a tolerance: every block sees the same batches, its S_xy columns
 // come from the same fp32 GEMM (MLAS's sum over tokens does not depend on how many reference
@@ -35,8 +36,8 @@ const BLOCKS = [500, 700] as const;
 const OTHERS = ['tiny-gpt2-b', 'tiny-gpt2-c'];
 const FILES = ['neurons.arrow', 'partners.arrow', 'universal.csv', 'actstats.arrow', 'examples.bin', 'examples.json'];
 
-function assertSameCross(got: RunResult, want: RunResult): void {
-  for (const label of OTHERS) {
+function assertSameCross(got: RunResult, want: RunResult, others = OTHERS): void {
+  for (const label of others) {
     const g = got.results.get(`cross:${label}`) as CrossMomentsResult;
     const w = want.results.get(`cross:${label}`) as CrossMomentsResult;
     assert.equal(g.refStart, 0);
@@ -111,6 +112,22 @@ describe('blocked analysis equals the unblocked run', () => {
     assert.equal(firstBatch, 5 * 6 + 6, 'the resume starts at the checkpoint, in pass 6');
     assertSameCross(r, full);
     assertSameFiles(r.runDir, full.runDir);
+  });
+});
+
+// Fast mode screens every reference neuron's candidates from the same sampled batches whatever its
+// block, and keeps m's moments in every block, so the same bit-for-bit claim holds for it.
+describe('blocked fast mode equals unblocked fast mode', () => {
+  test('max_corr, partner, baseline and its partner are bit-identical; so are the files', async () => {
+    // Two models (one pair) keep it short; the three-model runs above cover pairs in turn.
+    const fast = { ...BASE, models: MODELS.slice(0, 2), mode: 'fast' as const };
+    const full = await runAnalysis({ ...fast, out: join(tmp, 'fast-full') });
+    const blocked = await runAnalysis({ ...fast, out: join(tmp, 'fast-blocked'), refBlocks: BLOCKS });
+    assert.equal(blocked.manifest.settings.mode, 'fast');
+    assert.deepEqual([blocked.manifest.settings.gramBlock, blocked.manifest.settings.refBlock], [500, 700]);
+    assert.ok(/screen/.test(JSON.stringify(blocked.manifest.choices)), 'the manifest records the screen');
+    assertSameCross(blocked, full, OTHERS.slice(0, 1));
+    assertSameFiles(blocked.runDir, full.runDir);
   });
 });
 
