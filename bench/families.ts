@@ -13,8 +13,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { defaultPlan } from '../src/engine/analysis/plan';
-import { runAnalysis, type AccumulatorSpec, type AnalysisPlan } from '../src/engine/analysis/pipeline';
-import type { Accumulator } from '../src/engine/analysis/types';
+import { runAnalysis } from '../src/engine/analysis/pipeline';
+import { timedPlan } from './timed';
 
 const ROOT = join(__dirname, '..');
 const arg = (name: string): string | undefined => {
@@ -30,37 +30,8 @@ async function main(): Promise<void> {
   const out = join(ROOT, 'tools', '.cache', 'bench-families');
   rmSync(out, { recursive: true, force: true });
 
-  const spent = new Map<string, { add: number; finish: number }>();
-  const timed = (name: string, a: Accumulator<unknown>): Accumulator<unknown> => {
-    const t = spent.get(name) ?? { add: 0, finish: 0 };
-    spent.set(name, t);
-    return {
-      add: async (b) => {
-        const t0 = performance.now();
-        await a.add(b);
-        t.add += performance.now() - t0;
-      },
-      state: () => a.state(),
-      finish: async () => {
-        const t0 = performance.now();
-        const r = await a.finish();
-        t.finish += performance.now() - t0;
-        return r;
-      },
-    };
-  };
-  const base = defaultPlan();
-  const plan: AnalysisPlan = {
-    ...base,
-    accumulators: async (ctx) =>
-      (await base.accumulators(ctx)).map(
-        (s): AccumulatorSpec => ({
-          ...s,
-          create: (done) => timed(s.name, s.create(done)),
-          restore: (st, done) => timed(s.name, s.restore(st, done)),
-        }),
-      ),
-  };
+  const { plan, spent: timings } = timedPlan(defaultPlan());
+  const spent = timings.byName;
   const marks: [string, number][] = [];
   const t0 = performance.now();
   const r = await runAnalysis({ models, corpus, tokens, out, plan }, (p) => {

@@ -52,7 +52,8 @@ Options of analyze:
   --mode exact|fast    exact (default): every pair's moments, fp32 GEMMs accumulated in float64.
                        fast: screen partners on a sample spread over the budget (every k-th batch,
                        ~65k tokens, read first), then exact sums over all tokens for each neuron's
-                       candidates only. Matched exact mode on the shipped models (BENCHMARKS.md).
+                       candidates only. Matched exact mode on the shipped models (BENCHMARKS.md)
+                       from 40,960 tokens; below that it runs exact (the manifest says so).
   --no-families        Skip neuron families and roles (on by default: VR of token labels, roles
                        from the weights, an entropy intervention).
   --family-vr K=V,...  Family thresholds: unigram=0.5 alphabet=0.35 syntax=0.5 semantic=0.5

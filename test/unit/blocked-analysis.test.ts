@@ -21,6 +21,7 @@ import { Gemm } from '../../src/engine/analysis/gemm';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readJson } from '../../src/engine/store';
 import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
+import { defaultPlan } from '../../src/engine/analysis/plan';
 
 const ROOT = join(__dirname, '..', '..');
 const MODELS = ['a', 'b', 'c'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
@@ -86,6 +87,16 @@ describe('blocked analysis equals the unblocked run', () => {
     assert.deepEqual(blockBounds(2048, 500, 700), [[0, 500], [500, 1016], [1016, 1532], [1532, 2048]]);
   });
 
+  test('fast mode on a budget this small runs exact, and says so', async () => {
+    // 3,072 tokens: a screen of half of them would miss partners (FAST_MIN_TOKENS). Families off
+    // to keep it short; the correlations do not depend on them.
+    const r = await runAnalysis({ ...BASE, mode: 'fast', out: join(tmp, 'fast-small'), plan: defaultPlan({ families: { enabled: false } }) });
+    assert.equal(r.manifest.settings.mode, 'exact');
+    assert.match(r.manifest.choices.mode ?? '', /fast mode was asked for, but ran exact: 3072 tokens is below 40960/);
+    assert.ok(r.manifest.warnings.some((w) => /ran exact/.test(w)));
+    assertSameCross(r, full);
+  });
+
   test('a blocked run cancelled in a middle pass resumes to the same results', async () => {
     const dir = join(tmp, 'blocked-cancelled');
     let cancelled = false;
@@ -120,7 +131,7 @@ describe('blocked analysis equals the unblocked run', () => {
 describe('blocked fast mode equals unblocked fast mode', () => {
   test('max_corr, partner, baseline and its partner are bit-identical; so are the files', async () => {
     // Two models (one pair) keep it short; the three-model runs above cover pairs in turn.
-    const fast = { ...BASE, models: MODELS.slice(0, 2), mode: 'fast' as const };
+    const fast = { ...BASE, models: MODELS.slice(0, 2), mode: 'fast' as const, fastMinTokens: 0 };
     const full = await runAnalysis({ ...fast, out: join(tmp, 'fast-full') });
     const blocked = await runAnalysis({ ...fast, out: join(tmp, 'fast-blocked'), refBlocks: BLOCKS });
     assert.equal(blocked.manifest.settings.mode, 'fast');

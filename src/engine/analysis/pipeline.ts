@@ -64,6 +64,8 @@ export interface AnalysisOptions {
   memoryGb?: number;
   /** Reference blocks [first, rest] instead of what the budget gives ([0, 0]: unblocked; tests, measurements). */
   refBlocks?: readonly [number, number];
+  /** Fast mode on a budget of fewer tokens (rows × context) runs exact (default FAST_MIN_TOKENS; tests lower it). */
+  fastMinTokens?: number;
   /** Replaces the accumulators and result writing (tests; other analyses). */
   plan?: AnalysisPlan;
 }
@@ -184,6 +186,14 @@ export interface Manifest {
   error?: string;
   results?: Record<string, unknown>;
 }
+
+/**
+ * Below this budget fast mode runs exact. Its screen is at most half the budget, and at 20,480
+ * tokens a 10k-token screen missed a partner by 0.06; from 40,960 up fast matched exact to ≤ 1.1e-6
+ * on the shipped family (BENCHMARKS.md). Exact is also the quicker of the two there: the screen is
+ * an all-pairs pass over half the tokens.
+ */
+export const FAST_MIN_TOKENS = 40_960;
 
 export const DEFAULTS = {
   threshold: 0.5,
@@ -541,6 +551,14 @@ export async function runAnalysis(
       if (previous && previous.corpus.hash !== corpus.hash) {
         throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
       }
+      let fastFallback: string | undefined;
+      const budget = corpus.nRows * corpus.nPositions;
+      if (!previous && settings.mode === 'fast' && budget < (opts.fastMinTokens ?? FAST_MIN_TOKENS)) {
+        settings.mode = 'exact';
+        fastFallback =
+          `fast mode was asked for, but ran exact: ${budget} tokens is below ${opts.fastMinTokens ?? FAST_MIN_TOKENS}, ` +
+          'where the screening sample is too small to find every partner (exact is also quicker there)';
+      }
       let memEstimate = 0;
       if (!previous) {
         // Measured after opening the models and reading the corpus: they are the base every pass holds.
@@ -603,6 +621,10 @@ export async function runAnalysis(
         warnings: [...corpus.warnings],
       };
       const m = manifest;
+      if (fastFallback) {
+        m.choices.mode = fastFallback;
+        m.warnings.push(fastFallback);
+      }
       if (settings.refBlock) {
         m.choices.memory =
           `cross moments in blocks of reference columns within a ${settings.memoryGb} GB budget: per other model a first block of ${settings.gramBlock} ` +
