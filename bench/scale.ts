@@ -119,9 +119,17 @@ async function main(): Promise<void> {
     sample();
     phases.push(cur);
   };
+  let runPeak = 0;
+  let lastMessage = '';
   const sample = (): void => {
     if (!cur) return;
     const rss = status('VmRSS');
+    // Each new high of the whole run (in 0.1 GB steps) with where it happened, to find what sets it.
+    if (rss > runPeak + 0.1 * GB) {
+      runPeak = rss;
+      const u = process.memoryUsage();
+      process.stderr.write(`  new peak ${gb(rss)} GB in ${cur.name} (${lastMessage}; JS arrays ${gb(u.arrayBuffers)})\n`);
+    }
     if (rss <= cur.peakRss) return;
     const u = process.memoryUsage();
     Object.assign(cur, { peakRss: rss, peakArrays: u.arrayBuffers, peakHeap: u.heapUsed });
@@ -131,12 +139,15 @@ async function main(): Promise<void> {
   let passes = 1;
   let lastLog = 0;
   const onProgress = (p: Progress): void => {
+    lastMessage = `${p.phase}: ${p.message ?? ''}`;
     sample();
     const m = p.message?.match(/^pass (\d+)\/(\d+)/);
     if (m) [pass, passes] = [Number(m[1]), Number(m[2])];
     if (p.phase === 'stream' || p.phase === 'checkpoint') enter(`pass ${pass} stream`);
     else if (p.phase === 'finish') enter(`pass ${pass} finish`);
-    else if (p.phase === 'open' || p.phase === 'corpus' || p.phase === 'write') enter(p.phase);
+    else if (p.phase === 'open' || p.phase === 'corpus') enter(p.phase);
+    // The write's steps apart (weights, families, roles, intervention, files): which one peaks.
+    else if (p.phase === 'write') enter(`write: ${p.message ?? ''}`);
     if (Date.now() - lastLog > 30_000 || p.phase === 'finish' || p.phase === 'write') {
       lastLog = Date.now();
       process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${p.phase} ${p.message ?? ''} batch ${p.batch ?? ''}/${p.batches ?? ''} rss ${gb(status('VmRSS'))} GB\n`);
@@ -185,10 +196,10 @@ async function main(): Promise<void> {
     cross_finish_s: sum(/finish$/) - sum(new RegExp(`^${statsPass}finish$`)),
     stats_stream_s: sum(new RegExp(`^${statsPass}stream$`)),
     stats_finish_s: sum(new RegExp(`^${statsPass}finish$`)),
-    write_s: sum(/^write$/),
+    write_s: sum(/^write/),
     peak_rss_cross_passes_gb: Number(gb(Math.max(0, ...phases.filter((p) => /^pass/.test(p.name) && !p.name.startsWith(statsPass)).map((p) => p.peakRss)))),
     peak_rss_stats_pass_gb: Number(gb(peak(new RegExp(`^${statsPass}`)))),
-    peak_rss_write_gb: Number(gb(peak(/^write$/))),
+    peak_rss_write_gb: Number(gb(peak(/^write/))),
     universal: r.manifest.results?.universal,
     phases: phases.map((p) => ({
       name: p.name,

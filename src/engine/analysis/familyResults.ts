@@ -117,6 +117,9 @@ export async function familyResults(
     const res = await entropyIntervention(ref.dir, rows, target, ENTROPY_INTERVENTION_VALUES, {
       signal: ctx.signal,
       ...(ctx.settings.threads ? { threads: ctx.settings.threads } : {}),
+      // An arena keeps the largest run's [tokens × vocab] tensors after it: at GPT-2-small size
+      // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
+      memArena: false,
     });
     entropy.push({ ...target, candidate, ...res });
   }
