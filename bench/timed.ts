@@ -2,7 +2,8 @@
 // stream goes, under whatever load the machine has at the time. Used by bench/families.ts and
 // bench/full.ts.
 import { performance } from 'node:perf_hooks';
-import type { AccumulatorSpec, AnalysisPlan } from '../src/engine/analysis/pipeline';
+import type { AnalysisPlan } from '../src/engine/analysis/pipeline';
+import { mapSpecs } from '../src/engine/analysis/plan';
 import type { Accumulator } from '../src/engine/analysis/types';
 
 export interface Spent {
@@ -39,16 +40,10 @@ export function timedPlan(base: AnalysisPlan): { plan: AnalysisPlan; spent: Spen
       },
     };
   };
-  const plan: AnalysisPlan = {
-    ...base,
-    accumulators: async (ctx) =>
-      (await base.accumulators(ctx)).map(
-        (s): AccumulatorSpec => ({
-          ...s,
-          create: (done) => timed(s.name, s.create(done)),
-          restore: (st, done) => timed(s.name, s.restore(st, done)),
-        }),
-      ),
-  };
+  const plan = mapSpecs(base, (s) => ({
+    ...s,
+    create: (done) => timed(s.name, s.create(done)),
+    restore: (st, done) => timed(s.name, s.restore(st, done)),
+  }));
   return { plan, spent: { byName } };
 }

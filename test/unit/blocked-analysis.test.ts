@@ -20,8 +20,8 @@ import { blockBounds, GiB, planMemory, reclaim } from '../../src/engine/analysis
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readJson } from '../../src/engine/store';
-import { runAnalysis, type AccumulatorSpec, type AnalysisPlan, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
-import { defaultPlan } from '../../src/engine/analysis/plan';
+import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
+import { defaultPlan, mapSpecs } from '../../src/engine/analysis/plan';
 
 const ROOT = join(__dirname, '..', '..');
 const MODELS = ['a', 'b', 'c'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
@@ -149,22 +149,15 @@ describe('a finished pass frees its memory before the next pass allocates', () =
     // while the pass loop kept the last accumulator it called in a register of its async frame.
     const refs: { name: string; ref: WeakRef<object> }[] = [];
     const alive: string[][] = [];
-    const base = defaultPlan({ families: { enabled: false } });
-    const plan: AnalysisPlan = {
-      ...base,
-      accumulators: async (ctx) =>
-        (await base.accumulators(ctx)).map(
-          (s): AccumulatorSpec => ({
-            ...s,
-            create: (done) => {
-              alive.push(refs.filter((r) => r.ref.deref() !== undefined).map((r) => r.name));
-              const a = s.create(done);
-              refs.push({ name: s.name, ref: new WeakRef(a as object) });
-              return a;
-            },
-          }),
-        ),
-    };
+    const plan = mapSpecs(defaultPlan({ families: { enabled: false } }), (s) => ({
+      ...s,
+      create: (done) => {
+        alive.push(refs.filter((r) => r.ref.deref() !== undefined).map((r) => r.name));
+        const a = s.create(done);
+        refs.push({ name: s.name, ref: new WeakRef(a as object) });
+        return a;
+      },
+    }));
     await runAnalysis({ ...BASE, models: MODELS.slice(0, 2), tokens: 128 * 8, out: join(tmp, 'freed'), refBlocks: BLOCKS, plan });
     // 4 blocks of b, then actstats and examples (created together, in one pass).
     assert.deepEqual(refs.map((r) => r.name), ['cross:tiny-gpt2-b@0', 'cross:tiny-gpt2-b@500', 'cross:tiny-gpt2-b@1016', 'cross:tiny-gpt2-b', 'actstats', 'examples']);

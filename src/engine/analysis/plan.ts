@@ -83,6 +83,11 @@ export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
   };
 }
 
+/** `base` with each accumulator spec passed through `f` (benchmarks time them, tests watch them). */
+export function mapSpecs(base: AnalysisPlan, f: (s: AccumulatorSpec) => AccumulatorSpec): AnalysisPlan {
+  return { ...base, accumulators: async (ctx) => (await base.accumulators(ctx)).map(f) };
+}
+
 /**
  * The cross-model correlation accumulators: reference vs each other model. With `gramBlock` and
  * `refBlock` (the memory budget, blocking.ts) each pair is cut into blocks of reference columns, one pass each;
