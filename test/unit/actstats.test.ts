@@ -246,3 +246,34 @@ test('refuses NaN activations, wrong widths, and finishing with no tokens', () =
   assert.throws(() => new ActivationStats({ nNeurons: N + 1 }).add(batchOf(planted(10), N, new Uint8Array(10).fill(1))), EngineError);
   assert.throws(() => new ActivationStats({ nNeurons: N }).finish(), /no kept tokens/);
 });
+
+test('a batch refused part-way leaves the accumulator refusing to save or finish', () => {
+  // 40 columns: panels of 16, so the NaN in column 37 is found after two panels are counted.
+  const W = 40;
+  const x = new Float32Array(8 * W).map((_, i) => Math.sin(i));
+  const keep = new Uint8Array(8).fill(1);
+  const a = new ActivationStats({ nNeurons: W });
+  a.add(batchOf(x, W, keep));
+  const bad = x.slice();
+  bad[3 * W + 37] = Infinity;
+  assert.throws(() => a.add(batchOf(bad, W, keep, 1)), /column 37 has a non-finite value/);
+  assert.throws(() => a.state(), /part of a refused batch/);
+  assert.throws(() => a.finish(), /part of a refused batch/);
+  assert.throws(() => a.add(batchOf(x, W, keep, 2)), /non-finite/);
+});
+
+test('activation frequency counts only values > 0: not +0, −0, or negatives; denormals count', () => {
+  // Column 0 and 16 hold `col`, column 17 its negation; 18 columns, so a tail panel after 16.
+  const W = 18;
+  // As float32: 1e-45 is the smallest denormal (> 0), Number.MIN_VALUE rounds to 0, 2^-126 is normal.
+  const col = [0, -0, 1e-45, -1e-45, 3, -3, Number.MIN_VALUE, 2 ** -126];
+  const T = col.length;
+  const x = new Float32Array(T * W);
+  for (let t = 0; t < T; t++) for (let j = 0; j < W; j++) x[t * W + j] = j === 17 ? -col[t]! : col[t]!;
+  const a = new ActivationStats({ nNeurons: W });
+  a.add(batchOf(x, W, new Uint8Array(T).fill(1)));
+  const [r] = a.finish();
+  assert.equal(r!.sparsity[0], 3 / T, '1e-45, 3 and 2^-126');
+  assert.equal(r!.sparsity[16], 3 / T);
+  assert.equal(r!.sparsity[17], 2 / T, 'negated: −(−1e-45) and −(−3); −0 from −MIN_VALUE is not');
+});
