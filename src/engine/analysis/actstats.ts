@@ -57,8 +57,6 @@ export interface ActivationStatsResult {
 }
 
 const KIND = 'ActivationStats/1';
-/** Columns per column-major scratch panel: 16 × a batch's rows of float32 (64 KB at 1,024 rows) stays in L2. */
-const PANEL = 16;
 
 /**
  * Streaming histograms over N columns. Shared with examples.ts (post-activation histogram).
@@ -167,7 +165,18 @@ export class Histograms {
   }
 }
 
-/** Copies columns [j0, j0+16) of a [rows × n] matrix into `dst`, column k at k·rows (unrolled: faster than the loop). */
+/** Columns per column-major panel (transposePanel): 16 × a batch's rows of float32 (64 KB at 1,024 rows) stays in L2. */
+export const PANEL = 16;
+
+/** Copies columns [j0, j0+w) of a [rows × n] matrix into `dst`, column k at k·rows; w ≤ PANEL. */
+export function transposePanel(x: Float32Array, n: number, j0: number, w: number, rows: number, dst: Float32Array): void {
+  if (w === PANEL) return transpose16(x, n, j0, rows, dst);
+  for (let t = 0, base = j0; t < rows; t++, base += n) {
+    for (let k = 0, o = t; k < w; k++, o += rows) dst[o] = x[base + k]!;
+  }
+}
+
+/** transposePanel for a whole panel, unrolled (faster than the loop). */
 function transpose16(x: Float32Array, n: number, j0: number, rows: number, dst: Float32Array): void {
   const S = rows;
   for (let t = 0, b = j0; t < rows; t++, b += n) {
@@ -271,12 +280,7 @@ export class MomentAccumulator {
     const { panel, panelBits } = this;
     for (let j0 = 0; j0 < n; j0 += PANEL) {
       const w = Math.min(PANEL, n - j0);
-      if (w === PANEL) transpose16(x, n, j0, rows, panel);
-      else {
-        for (let t = 0, base = j0; t < rows; t++, base += n) {
-          for (let k = 0, o = t; k < w; k++, o += rows) panel[o] = x[base + k]!;
-        }
-      }
+      transposePanel(x, n, j0, w, rows, panel);
       for (let k = 0; k < w; k++) {
         const j = j0 + k;
         const o0 = k * rows;

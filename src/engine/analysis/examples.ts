@@ -26,7 +26,7 @@
  * and any batch split give bit-identical results.
  */
 import { EngineError } from '../errors';
-import { checkHeader, copyInto, HistogramSet, Histograms, num } from './actstats';
+import { checkHeader, copyInto, HistogramSet, Histograms, num, PANEL, transposePanel } from './actstats';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 import { Rng } from '../rng';
 
@@ -407,8 +407,12 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
   readonly seed: number;
   private readonly per: ModelState[];
   private readonly rng: Rng;
-  private readonly rowMax: Float32Array;
-  private readonly rowArg: Int32Array;
+  /** [rows × N] per batch row and neuron: the max over its kept tokens, and the first token holding it. */
+  private rowMax = new Float32Array(0);
+  private rowArg = new Int32Array(0);
+  /** [rows + 1]: row r's kept tokens are keptIndex[keptStart[r] .. keptStart[r+1]). */
+  private keptStart = new Int32Array(1);
+  private panel = new Float32Array(0);
 
   /** Bytes held, for the memory planner: per model and neuron the top-K and interval slots, the histogram. */
   static bytes(opts: TopExamplesOptions): number {
@@ -449,8 +453,6 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
     };
     this.per = this.models.map(() => new ModelState(s, this.bins, this.margin));
     this.rng = new Rng(this.seed | 0);
-    this.rowMax = new Float32Array(this.nNeurons);
-    this.rowArg = new Int32Array(this.nNeurons);
   }
 
   add(batch: ActivationBatch): void {
@@ -461,8 +463,6 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
     }
     const { before, after } = this;
     const W = before + 1 + after;
-    const rowMax = this.rowMax;
-    const rowArg = this.rowArg;
     this.models.forEach((m, i) => {
       const acts = batch.models[m];
       if (!acts) throw new EngineError(`TopExamples: batch ${batch.batchIndex} has no model ${m} (it has ${batch.models.length})`);
@@ -471,45 +471,29 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       const st = this.per[i]!;
       const hist = st.hist;
       if (!hist.fixed) hist.fixFrom(acts.keptPost, batch.nKept);
-      const { lo, inv, counts, min, max } = hist;
-      const B = hist.bins;
-      const stride = B + 2;
       const thr = st.thr;
       // One mutable candidate record, so the hot loop allocates nothing.
       const ctx: Candidate = { value: 0, corpusRow: 0, pos: 0, start: 0, end: 0, j: 0, o0: 0, rowIds: [], post, N, W };
+      if (acts.keptPost.length !== batch.nKept * N || batch.keptIndex.length !== batch.nKept) {
+        throw new EngineError(`TopExamples: model ${m} keptPost has ${acts.keptPost.length} values, expected nKept·N = ${batch.nKept}·${N}`);
+      }
+      this.rowMaxima(acts.keptPost, batch, hist);
+      const { rowMax, rowArg, keptStart } = this;
 
       for (let r = 0; r < rows.length; r++) {
         const o0 = offsets[r]!;
         const o1 = offsets[r + 1]!;
         if (rows[r]!.length !== o1 - o0) throw new EngineError(`TopExamples: batch ${batch.batchIndex} row ${r} has ${rows[r]!.length} ids but spans ${o1 - o0} tokens`);
-        let any = false;
-        rowMax.fill(-Infinity);
-        for (let t = o0; t < o1; t++) {
-          if (!keep[t]) continue;
-          any = true;
-          const base = t * N;
-          for (let j = 0, c = 0; j < N; j++, c += stride) {
-            const v = post[base + j]!;
-            if (v > rowMax[j]!) {
-              rowMax[j] = v;
-              rowArg[j] = t;
-            }
-            if (v < min[j]!) min[j] = v;
-            if (v > max[j]!) max[j] = v;
-            const b = Math.floor((v - lo[j]!) * inv[j]!);
-            counts[c + (b < 0 ? 0 : b >= B ? B + 1 : b + 1)]++;
-          }
-        }
-        if (!any) continue;
+        if (keptStart[r + 1] === keptStart[r]) continue;
         const rowLen = o1 - o0;
         ctx.rowIds = rows[r]!;
         ctx.o0 = o0;
         ctx.corpusRow = batch.rowStart + r;
-        for (let j = 0; j < N; j++) {
-          const v = rowMax[j]!;
+        for (let j = 0, rj = r * N; j < N; j++, rj++) {
+          const v = rowMax[rj]!;
           const overTop = v > thr[j]!;
           if (!overTop && !(v > 0)) continue;
-          const pos = rowArg[j]! - o0;
+          const pos = rowArg[rj]! - o0;
           const start = Math.max(0, pos - before);
           const end = Math.min(rowLen, pos + after + 1);
           ctx.value = v;
@@ -522,6 +506,53 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
         }
       }
     });
+  }
+
+  /**
+   * Fills rowMax/rowArg/keptStart for the batch and counts the kept values into `hist`, walking
+   * panels of PANEL neurons column-major (see MomentAccumulator.add): the row-by-row loop touched
+   * five per-neuron arrays per value. Ties keep the first token, as the row-by-row loop did.
+   */
+  private rowMaxima(kept: Float32Array, batch: ActivationBatch, hist: Histograms): void {
+    const N = this.nNeurons;
+    const { rows, offsets, keptIndex, nKept } = batch;
+    const R = rows.length;
+    if (this.rowMax.length < R * N) {
+      this.rowMax = new Float32Array(R * N);
+      this.rowArg = new Int32Array(R * N);
+    }
+    if (this.keptStart.length < R + 1) this.keptStart = new Int32Array(R + 1);
+    const ks = this.keptStart;
+    for (let r = 0, k = 0; r < R; r++) {
+      ks[r] = k;
+      while (k < nKept && keptIndex[k]! < offsets[r + 1]!) k++;
+      ks[r + 1] = k;
+    }
+    if (nKept === 0) return;
+    if (this.panel.length < PANEL * nKept) this.panel = new Float32Array(PANEL * nKept);
+    const { panel, rowMax, rowArg } = this;
+    for (let j0 = 0; j0 < N; j0 += PANEL) {
+      const w = Math.min(PANEL, N - j0);
+      transposePanel(kept, N, j0, w, nKept, panel);
+      for (let q = 0; q < w; q++) {
+        const j = j0 + q;
+        const c0 = q * nKept;
+        for (let r = 0; r < R; r++) {
+          let best = -Infinity;
+          let arg = 0;
+          for (let k = ks[r]!, k1 = ks[r + 1]!; k < k1; k++) {
+            const v = panel[c0 + k]!;
+            if (v > best) {
+              best = v;
+              arg = k;
+            }
+          }
+          rowMax[r * N + j] = best;
+          rowArg[r * N + j] = best > -Infinity ? keptIndex[arg]! : 0;
+        }
+        hist.countColumn(j, panel, c0, c0 + nKept);
+      }
+    }
   }
 
   state(): AccumulatorState {

@@ -263,22 +263,24 @@ async function softwareVersions(): Promise<Record<string, string>> {
   return out;
 }
 
-/** Layer arrays [T×d_mlp] interleaved into one [T×N] matrix (neuron (l,n) at column l·d_mlp+n). */
-export function interleave(layers: readonly Float32Array[], nTokens: number, dMlp: number): Float32Array {
+/**
+ * Layer arrays [T×d_mlp] interleaved into one [rows×N] matrix (neuron (l,n) at column
+ * l·d_mlp+n): every token, or with `tokens` only those, packed in that order. Kept rows are
+ * gathered straight from the layers: a full matrix compacted afterwards cost a copy and an
+ * allocation per model and batch, and the full pre-activations are rarely read.
+ */
+export function interleave(layers: readonly Float32Array[], nTokens: number, dMlp: number, tokens?: Int32Array): Float32Array {
   const L = layers.length;
   const N = L * dMlp;
-  const out = new Float32Array(nTokens * N);
+  const rows = tokens ? tokens.length : nTokens;
+  const out = new Float32Array(rows * N);
   for (let l = 0; l < L; l++) {
     const src = layers[l]!;
-    for (let t = 0; t < nTokens; t++) out.set(src.subarray(t * dMlp, (t + 1) * dMlp), t * N + l * dMlp);
+    for (let k = 0; k < rows; k++) {
+      const t = tokens ? tokens[k]! : k;
+      out.set(src.subarray(t * dMlp, (t + 1) * dMlp), k * N + l * dMlp);
+    }
   }
-  return out;
-}
-
-/** Rows of `full` ([T×N]) at `index`, packed. */
-export function compact(full: Float32Array, index: Int32Array, N: number): Float32Array {
-  const out = new Float32Array(index.length * N);
-  for (let k = 0; k < index.length; k++) out.set(full.subarray(index[k]! * N, (index[k]! + 1) * N), k * N);
   return out;
 }
 
@@ -338,14 +340,12 @@ export async function buildBatch(
     }
     const hooks: ('pre' | 'post')[] = [...(wantPre ? ['pre' as const] : []), ...(wantPost ? ['post' as const] : [])];
     const run = await m.runTokens(rows, { hooks, signal });
-    const N = m.nLayers * m.dMlp;
-    const pre = wantPre ? interleave(run.hookPre, nTokens, m.dMlp) : empty;
-    const post = wantPost ? interleave(run.hookPost, nTokens, m.dMlp) : empty;
+    const d = m.dMlp;
     models.push({
-      pre: want('pre') ? pre : empty,
-      post: want('post') ? post : empty,
-      keptPre: want('keptPre') ? compact(pre, keptIndex, N) : empty,
-      keptPost: want('keptPost') ? compact(post, keptIndex, N) : empty,
+      pre: want('pre') ? interleave(run.hookPre, nTokens, d) : empty,
+      post: want('post') ? interleave(run.hookPost, nTokens, d) : empty,
+      keptPre: want('keptPre') ? interleave(run.hookPre, nTokens, d, keptIndex) : empty,
+      keptPost: want('keptPost') ? interleave(run.hookPost, nTokens, d, keptIndex) : empty,
     });
   }
   return { batchIndex, rows, rowStart, offsets, nTokens, keep, keptIndex, nKept: keptIndex.length, models };
