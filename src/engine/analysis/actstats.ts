@@ -165,11 +165,32 @@ export class Histograms {
   }
 }
 
-/** Columns per column-major panel (transposePanel): 16 × a batch's rows of float32 (64 KB at 1,024 rows) stays in L2. */
+/** Columns per panel: 16 × a batch's rows of float32 (64 KB at 1,024 rows) stays in L2. */
 export const PANEL = 16;
 
+/**
+ * A column-major scratch for walking a [rows × n] row-major matrix PANEL columns at a time, each
+ * column contiguous: `for (let j0 = 0; j0 < n; j0 += PANEL) { const w = p.load(x, n, j0, rows); … }`,
+ * then column j0+k is data[k·rows, (k+1)·rows), and `bits` is the same memory as int32.
+ */
+export class Panels {
+  data = new Float32Array(0);
+  bits = new Int32Array(0);
+
+  /** Copies columns [j0, j0+w) of x into `data` and returns w (PANEL, or fewer at the end). */
+  load(x: Float32Array, n: number, j0: number, rows: number): number {
+    if (this.data.length < PANEL * rows) {
+      this.data = new Float32Array(PANEL * rows);
+      this.bits = new Int32Array(this.data.buffer);
+    }
+    const w = Math.min(PANEL, n - j0);
+    transposePanel(x, n, j0, w, rows, this.data);
+    return w;
+  }
+}
+
 /** Copies columns [j0, j0+w) of a [rows × n] matrix into `dst`, column k at k·rows; w ≤ PANEL. */
-export function transposePanel(x: Float32Array, n: number, j0: number, w: number, rows: number, dst: Float32Array): void {
+function transposePanel(x: Float32Array, n: number, j0: number, w: number, rows: number, dst: Float32Array): void {
   if (w === PANEL) return transpose16(x, n, j0, rows, dst);
   for (let t = 0, base = j0; t < rows; t++, base += n) {
     for (let k = 0, o = t; k < w; k++, o += rows) dst[o] = x[base + k]!;
@@ -239,8 +260,7 @@ export class MomentAccumulator {
   private readonly b2: Float64Array;
   private readonly b3: Float64Array;
   private readonly b4: Float64Array;
-  private panel = new Float32Array(0);
-  private panelBits = new Int32Array(0);
+  private readonly panels = new Panels();
   /** Set when a batch was refused part-way: the sums hold part of it, so nothing may read them. */
   broken = '';
 
@@ -273,14 +293,10 @@ export class MomentAccumulator {
     const n = this.n;
     const { bMean, b2, b3, b4 } = this;
     if (hist) hist.fixFrom(x, rows);
-    if (this.panel.length < PANEL * rows) {
-      this.panel = new Float32Array(PANEL * rows);
-      this.panelBits = new Int32Array(this.panel.buffer);
-    }
-    const { panel, panelBits } = this;
+    const P = this.panels;
     for (let j0 = 0; j0 < n; j0 += PANEL) {
-      const w = Math.min(PANEL, n - j0);
-      transposePanel(x, n, j0, w, rows, panel);
+      const w = P.load(x, n, j0, rows);
+      const { data: panel, bits: panelBits } = P;
       for (let k = 0; k < w; k++) {
         const j = j0 + k;
         const o0 = k * rows;

@@ -26,7 +26,7 @@
  * and any batch split give bit-identical results.
  */
 import { EngineError } from '../errors';
-import { checkHeader, copyInto, HistogramSet, Histograms, num, PANEL, transposePanel } from './actstats';
+import { checkHeader, copyInto, HistogramSet, Histograms, num, PANEL, Panels } from './actstats';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 import { Rng } from '../rng';
 
@@ -412,7 +412,7 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
   private rowArg = new Int32Array(0);
   /** [rows + 1]: row r's kept tokens are keptIndex[keptStart[r] .. keptStart[r+1]). */
   private keptStart = new Int32Array(1);
-  private panel = new Float32Array(0);
+  private readonly panels = new Panels();
 
   /** Bytes held, for the memory planner: per model and neuron the top-K and interval slots, the histogram. */
   static bytes(opts: TopExamplesOptions): number {
@@ -529,11 +529,10 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       ks[r + 1] = k;
     }
     if (nKept === 0) return;
-    if (this.panel.length < PANEL * nKept) this.panel = new Float32Array(PANEL * nKept);
-    const { panel, rowMax, rowArg } = this;
+    const { panels: P, rowMax, rowArg } = this;
     for (let j0 = 0; j0 < N; j0 += PANEL) {
-      const w = Math.min(PANEL, N - j0);
-      transposePanel(kept, N, j0, w, nKept, panel);
+      const w = P.load(kept, N, j0, nKept);
+      const panel = P.data;
       for (let q = 0; q < w; q++) {
         const j = j0 + q;
         const c0 = q * nKept;
