@@ -1,6 +1,8 @@
-// Two bundles: the extension host + CLI (node/cjs) and the webviews (browser/iife).
+// Two bundles: the extension host + CLI (node/cjs) and the webviews (browser/iife); first the
+// WebAssembly kernels (src/engine/kernels/assembly, AssemblyScript) into dist/kernels/*.wasm.
 // `vscode` is provided by the host; onnxruntime-node is a native addon shipped in node_modules.
 import * as esbuild from 'esbuild';
+import { buildKernels } from './src/engine/kernels/build.mjs';
 
 const production = process.argv.includes('--production');
 const watch = process.argv.includes('--watch');
@@ -27,6 +29,7 @@ const builds = [
   },
 ];
 
+await buildKernels();
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();
 } else {

@@ -277,3 +277,42 @@ test('activation frequency counts only values > 0: not +0, −0, or negatives; d
   assert.equal(r!.sparsity[16], 3 / T);
   assert.equal(r!.sparsity[17], 2 / T, 'negated: −(−1e-45) and −(−3); −0 from −MIN_VALUE is not');
 });
+
+test('the SIMD kernel (default) and the JS loop give bit-identical state: widths with a tail, ties, ±0, outliers, several batches', () => {
+  const r = rng(11);
+  for (const W of [4, 7, 37, 64]) {
+    const a = new ActivationStats({ nNeurons: W, models: [0, 1], bins: 16, kernel: false });
+    const b = new ActivationStats({ nNeurons: W, models: [0, 1], bins: 16 });
+    for (let bi = 0; bi < 5; bi++) {
+      const T = 3 + bi * 17;
+      const x = new Float32Array(T * W).map(() => {
+        const u = r();
+        // Quantised values (ties, exact 0s of both signs), rare outliers beyond the histogram's range.
+        return u < 0.1 ? 0 : u < 0.15 ? -0 : u < 0.17 ? 40 * gauss(r) : Math.round(gauss(r) * 8) / 8 - 0.2;
+      });
+      const keep = new Uint8Array(T).map(() => (r() < 0.85 ? 1 : 0));
+      a.add(batchOf(x, W, keep, bi, 1));
+      b.add(batchOf(x, W, keep, bi, 1));
+    }
+    const sa = a.state();
+    const sb = b.state();
+    assert.deepEqual(Object.keys(sb), Object.keys(sa));
+    for (const k of Object.keys(sa)) {
+      const u = sa[k]!;
+      const v = sb[k]!;
+      if (typeof u === 'object' && !Array.isArray(u)) {
+        assert.equal((v as typeof u).length, u.length, k);
+        for (let i = 0; i < u.length; i++) assert.ok(Object.is(u[i], (v as typeof u)[i]), `W ${W}, ${k}[${i}]: ${u[i]} vs ${(v as typeof u)[i]}`);
+      } else assert.deepEqual(v, u, k);
+    }
+  }
+});
+
+test('the kernel refuses a non-finite column by its index, as the JS loop does', () => {
+  for (const kernel of [true, false]) {
+    const W = 10;
+    const x = new Float32Array(6 * W).map((_, i) => Math.cos(i));
+    x[2 * W + 9] = NaN;
+    assert.throws(() => new ActivationStats({ nNeurons: W, kernel }).add(batchOf(x, W, new Uint8Array(6).fill(1))), /column 9 has a non-finite value/);
+  }
+});

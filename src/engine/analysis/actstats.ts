@@ -15,6 +15,7 @@
  * what the chart is for; the tails are summarised by under/overflow and min/max.
  */
 import { EngineError } from '../errors';
+import { KernelMemory, type ColumnStats } from '../kernels';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 
 export interface ActivationStatsOptions {
@@ -26,6 +27,8 @@ export interface ActivationStatsOptions {
   bins?: number;
   /** Histogram range margin, as a fraction of the first batch's span, each side (default 0.25). */
   margin?: number;
+  /** false: the JS loop instead of the SIMD kernel (the kernel's reference in tests). */
+  kernel?: boolean;
 }
 
 /** Fixed-range histograms of N columns: counts[n·(bins+2) + 0] underflow, 1..bins, bins+1 overflow. */
@@ -70,20 +73,33 @@ export class Histograms {
   readonly min: Float64Array;
   readonly max: Float64Array;
   fixed = false;
+  /** Byte offsets of lo, inv, counts, min, max in `mem` (when the arrays live there). */
+  readonly at?: { lo: number; inv: number; counts: number; min: number; max: number };
 
+  /** With `mem`, the arrays live in that kernel memory, where the stats kernel updates them. */
   constructor(
     readonly n: number,
     readonly bins: number,
     readonly margin: number,
+    readonly mem?: KernelMemory,
   ) {
     if (!Number.isInteger(bins) || bins < 1) throw new EngineError(`histogram bins must be a positive integer, got ${bins}`);
     if (!(margin >= 0)) throw new EngineError(`histogram margin must be >= 0, got ${margin}`);
-    this.lo = new Float64Array(n);
     this.hi = new Float64Array(n);
-    this.inv = new Float64Array(n);
-    this.counts = new Uint32Array(n * (bins + 2));
-    this.min = new Float64Array(n).fill(Infinity);
-    this.max = new Float64Array(n).fill(-Infinity);
+    if (mem) {
+      this.at = { lo: mem.alloc(8 * n), inv: mem.alloc(8 * n), counts: mem.alloc(4 * n * (bins + 2)), min: mem.alloc(8 * n), max: mem.alloc(8 * n) };
+      this.lo = mem.f64(this.at.lo, n);
+      this.inv = mem.f64(this.at.inv, n);
+      this.counts = mem.u32(this.at.counts, n * (bins + 2));
+      this.min = mem.f64(this.at.min, n).fill(Infinity);
+      this.max = mem.f64(this.at.max, n).fill(-Infinity);
+    } else {
+      this.lo = new Float64Array(n);
+      this.inv = new Float64Array(n);
+      this.counts = new Uint32Array(n * (bins + 2));
+      this.min = new Float64Array(n).fill(Infinity);
+      this.max = new Float64Array(n).fill(-Infinity);
+    }
   }
 
   /** Fixes the range from rows [0, rows) of a [rows × n] matrix. */
@@ -263,16 +279,59 @@ export class MomentAccumulator {
   private readonly panels = new Panels();
   /** Set when a batch was refused part-way: the sums hold part of it, so nothing may read them. */
   broken = '';
+  /** Kernel path: offsets of the per-batch sums in `mem`, and the batch's copy there. */
+  private readonly at?: { bMean: number; b2: number; b3: number; b4: number };
 
-  constructor(readonly n: number) {
+  /**
+   * With `mem`, batches run through the SIMD kernel (kernels/assembly/stats.ts) on that memory;
+   * `positive` and the histogram passed to add() must then live in it too. Without, the JS loop
+   * (the kernel's reference; tests compare the two bit for bit).
+   */
+  constructor(
+    readonly n: number,
+    readonly mem?: KernelMemory,
+  ) {
     this.mean = new Float64Array(n);
     this.m2 = new Float64Array(n);
     this.m3 = new Float64Array(n);
     this.m4 = new Float64Array(n);
-    this.bMean = new Float64Array(n);
-    this.b2 = new Float64Array(n);
-    this.b3 = new Float64Array(n);
-    this.b4 = new Float64Array(n);
+    if (mem) {
+      this.at = { bMean: mem.alloc(8 * n), b2: mem.alloc(8 * n), b3: mem.alloc(8 * n), b4: mem.alloc(8 * n) };
+      this.bMean = mem.f64(this.at.bMean, n);
+      this.b2 = mem.f64(this.at.b2, n);
+      this.b3 = mem.f64(this.at.b3, n);
+      this.b4 = mem.f64(this.at.b4, n);
+    } else {
+      this.bMean = new Float64Array(n);
+      this.b2 = new Float64Array(n);
+      this.b3 = new Float64Array(n);
+      this.b4 = new Float64Array(n);
+    }
+  }
+
+  /** The batch's values in the memory's scratch (shared by every accumulator on that memory). */
+  private stage(x: Float32Array): number {
+    const off = this.mem!.scratch(4 * x.length);
+    this.mem!.f32(off, x.length).set(x);
+    return off;
+  }
+
+  private addKernel(x: Float32Array, rows: number, positive: Float64Array, hist: Histograms): void {
+    const mem = this.mem!;
+    const at = this.at!;
+    const h = hist.at;
+    const posOff = positive.byteOffset;
+    if (!h || hist.mem !== mem || !(positive.buffer instanceof SharedArrayBuffer)) throw new EngineError('MomentAccumulator: the kernel path needs positive and the histogram in its memory');
+    hist.fixFrom(x, rows);
+    const xOff = this.stage(x);
+    const bad = mem.exports<{ columnStats: ColumnStats }>('stats').columnStats(
+      xOff, this.n, rows, 0, this.n, at.bMean, at.b2, at.b3, at.b4, posOff, h.min, h.max, h.lo, h.inv, h.counts, hist.bins,
+    );
+    if (bad >= 0) {
+      this.broken = `activation column ${bad} has a non-finite value (NaN or ±Infinity) in this batch`;
+      throw new EngineError(this.broken);
+    }
+    this.merge(rows, this.bMean, this.b2, this.b3, this.b4);
   }
 
   /**
@@ -290,6 +349,7 @@ export class MomentAccumulator {
   add(x: Float32Array, rows: number, positive?: Float64Array, hist?: Histograms): void {
     if (this.broken) throw new EngineError(this.broken);
     if (rows === 0) return;
+    if (this.mem && positive && hist) return this.addKernel(x, rows, positive, hist);
     const n = this.n;
     const { bMean, b2, b3, b4 } = this;
     if (hist) hist.fixFrom(x, rows);
@@ -387,9 +447,11 @@ export class ActivationStats implements Accumulator<ActivationStatsResult[]> {
     }
     this.bins = opts.bins ?? 64;
     this.margin = opts.margin ?? 0.25;
-    this.moments = this.models.map(() => new MomentAccumulator(nNeurons));
-    this.positive = this.models.map(() => new Float64Array(nNeurons));
-    this.hists = this.models.map(() => new Histograms(nNeurons, this.bins, this.margin));
+    // One kernel memory holds every model's arrays and the batch being counted.
+    const mem = opts.kernel === false ? undefined : new KernelMemory();
+    this.moments = this.models.map(() => new MomentAccumulator(nNeurons, mem));
+    this.positive = this.models.map(() => (mem ? mem.f64(mem.alloc(8 * nNeurons), nNeurons) : new Float64Array(nNeurons)));
+    this.hists = this.models.map(() => new Histograms(nNeurons, this.bins, this.margin, mem));
   }
 
   /** Bytes held, for the memory planner: per model and neuron 12 float64 moments and sums, the histogram. */

@@ -1,0 +1,38 @@
+// Compiles each AssemblyScript kernel in ./assembly into dist/kernels/<name>.wasm (called by
+// esbuild.config.mjs, i.e. `npm run build`, and by the test runner before the tests).
+// Skips a kernel whose .wasm is newer than its source and this script.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+
+// SIMD for the kernels; threads for the shared memory the worker pool runs them on.
+const FLAGS = [
+  '-O3', '--runtime', 'stub', '--noAssert', '--use', 'abort=',
+  '--enable', 'simd', '--enable', 'threads',
+  '--importMemory', '--sharedMemory', '--maximumMemory', '65536',
+];
+
+export async function buildKernels() {
+  const src = join(here, 'assembly');
+  const out = join(root, 'dist', 'kernels');
+  mkdirSync(out, { recursive: true });
+  const self = statSync(fileURLToPath(import.meta.url)).mtimeMs;
+  const asc = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
+  for (const name of readdirSync(src).filter((n) => n.endsWith('.ts')).sort()) {
+    const input = join(src, name);
+    const wasm = join(out, name.replace(/\.ts$/, '.wasm'));
+    let fresh = false;
+    try {
+      fresh = statSync(wasm).mtimeMs > Math.max(statSync(input).mtimeMs, self);
+    } catch {
+      // not built yet
+    }
+    if (fresh) continue;
+    const r = spawnSync(process.execPath, [asc, input, ...FLAGS, '-o', wasm], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`AssemblyScript failed on ${input} (exit ${r.status})`);
+  }
+}
