@@ -26,6 +26,7 @@
  * and any batch split give bit-identical results.
  */
 import { EngineError } from '../errors';
+import { KernelMemory, type RowMaxHist } from '../kernels';
 import { checkHeader, copyInto, HistogramSet, Histograms, num, PANEL, Panels } from './actstats';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 import { Rng } from '../rng';
@@ -49,6 +50,8 @@ export interface TopExamplesOptions {
   margin?: number;
   /** Reservoir RNG seed (default 0). */
   seed?: number;
+  /** false: the JS loop instead of the SIMD kernel for the per-value pass (the kernel's reference in tests). */
+  kernel?: boolean;
 }
 
 /** One context, as the neuron page shows it. */
@@ -186,6 +189,7 @@ class ModelState {
     readonly s: Settings,
     bins: number,
     margin: number,
+    mem?: KernelMemory,
   ) {
     const { N, K, W, F, R } = s;
     this.topCount = new Int32Array(N);
@@ -196,7 +200,7 @@ class ModelState {
     this.seen = new Float64Array(N * F);
     this.fill = new Int32Array(N * F);
     this.samples = newSlots(N * F * R, W);
-    this.hist = new Histograms(N, bins, margin);
+    this.hist = new Histograms(N, bins, margin, mem);
     this.scratch = newSlots(2 * R, W);
   }
 
@@ -408,11 +412,13 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
   private readonly per: ModelState[];
   private readonly rng: Rng;
   /** [rows × N] per batch row and neuron: the max over its kept tokens, and the first token holding it. */
-  private rowMax = new Float32Array(0);
-  private rowArg = new Int32Array(0);
+  private rowMax: Float32Array<ArrayBufferLike> = new Float32Array(0);
+  private rowArg: Int32Array<ArrayBufferLike> = new Int32Array(0);
   /** [rows + 1]: row r's kept tokens are keptIndex[keptStart[r] .. keptStart[r+1]). */
-  private keptStart = new Int32Array(1);
+  private keptStart: Int32Array<ArrayBufferLike> = new Int32Array(1);
   private readonly panels = new Panels();
+  /** The kernel's memory (histograms, the batch, its row maxima); undefined: the JS loop. */
+  private readonly mem?: KernelMemory;
 
   /** Bytes held, for the memory planner: per model and neuron the top-K and interval slots, the histogram. */
   static bytes(opts: TopExamplesOptions): number {
@@ -451,7 +457,8 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       F: this.intervals,
       R: this.perInterval,
     };
-    this.per = this.models.map(() => new ModelState(s, this.bins, this.margin));
+    this.mem = opts.kernel === false ? undefined : new KernelMemory();
+    this.per = this.models.map(() => new ModelState(s, this.bins, this.margin, this.mem));
     this.rng = new Rng(this.seed | 0);
   }
 
@@ -517,11 +524,13 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
     const N = this.nNeurons;
     const { rows, offsets, keptIndex, nKept } = batch;
     const R = rows.length;
+    const mem = this.mem;
     if (this.rowMax.length < R * N) {
-      this.rowMax = new Float32Array(R * N);
-      this.rowArg = new Int32Array(R * N);
+      // In kernel memory, the kernel writes them in place (a new region when a batch has more rows).
+      this.rowMax = mem ? mem.f32(mem.alloc(4 * R * N), R * N) : new Float32Array(R * N);
+      this.rowArg = mem ? mem.i32(mem.alloc(4 * R * N), R * N) : new Int32Array(R * N);
     }
-    if (this.keptStart.length < R + 1) this.keptStart = new Int32Array(R + 1);
+    if (this.keptStart.length < R + 1) this.keptStart = mem ? mem.i32(mem.alloc(4 * (R + 1)), R + 1) : new Int32Array(R + 1);
     const ks = this.keptStart;
     for (let r = 0, k = 0; r < R; r++) {
       ks[r] = k;
@@ -529,6 +538,18 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       ks[r + 1] = k;
     }
     if (nKept === 0) return;
+    if (mem) {
+      // The batch and its kept indices in the scratch, then one kernel call (kernels/assembly/stats.ts).
+      const x = mem.scratch(4 * (kept.length + nKept));
+      mem.f32(x, kept.length).set(kept);
+      const ki = x + 4 * kept.length;
+      mem.i32(ki, nKept).set(keptIndex.subarray(0, nKept));
+      const h = hist.at!;
+      mem.exports<{ rowMaxHist: RowMaxHist }>('stats').rowMaxHist(
+        x, N, nKept, 0, N, ks.byteOffset, ki, R, this.rowMax.byteOffset, this.rowArg.byteOffset, h.min, h.max, h.lo, h.inv, h.counts, hist.bins,
+      );
+      return;
+    }
     const { panels: P, rowMax, rowArg } = this;
     for (let j0 = 0; j0 < N; j0 += PANEL) {
       const w = P.load(kept, N, j0, nKept);

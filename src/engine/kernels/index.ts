@@ -132,3 +132,9 @@ export type ColumnStats = (
   bMean: number, b2: number, b3: number, b4: number, pos: number,
   mn: number, mx: number, lo: number, inv: number, counts: number, bins: number,
 ) => number;
+
+/** rowMaxHist of stats.wasm (see ./assembly/stats.ts). */
+export type RowMaxHist = (
+  x: number, n: number, nKept: number, j0: number, j1: number, ks: number, keptIndex: number, R: number, rowMax: number, rowArg: number,
+  mn: number, mx: number, lo: number, inv: number, counts: number, bins: number,
+) => void;

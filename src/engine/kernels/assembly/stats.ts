@@ -49,12 +49,8 @@ export function columnStats(
     let c2 = zero2, c3 = zero2, c4 = zero2;
     let np = i32x4.splat(0);
     const izero = i32x4.splat(0);
-    let vmn = f32x4.demote_f64x2_zero(v128.load(mn + o8));
-    vmn = f32x4.replace_lane(vmn, 2, <f32>load<f64>(mn + o8, 16));
-    vmn = f32x4.replace_lane(vmn, 3, <f32>load<f64>(mn + o8, 24));
-    let vmx = f32x4.demote_f64x2_zero(v128.load(mx + o8));
-    vmx = f32x4.replace_lane(vmx, 2, <f32>load<f64>(mx + o8, 16));
-    vmx = f32x4.replace_lane(vmx, 3, <f32>load<f64>(mx + o8, 24));
+    let vmn = load4(mn + o8);
+    let vmx = load4(mx + o8);
     const lo01 = v128.load(lo + o8);
     const lo23 = v128.load(lo + o8, 16);
     const iv01 = v128.load(inv + o8);
@@ -85,18 +81,7 @@ export function columnStats(
       np = i32x4.sub(np, i32x4.gt_s(v, izero));
       vmn = f32x4.pmin(vmn, v);
       vmx = f32x4.pmax(vmx, v);
-      // bin = ⌊clamp(f, −1, bins)⌋ + 1: 0 below the range, bins + 1 at or above it, else ⌊f⌋ + 1
-      // (the same bins as bump()); clamped first, so the conversion never saturates.
-      const f01 = f64x2.floor(f64x2.pmax(minus1, f64x2.pmin(binsV, f64x2.mul(f64x2.sub(x01, lo01), iv01))));
-      const f23 = f64x2.floor(f64x2.pmax(minus1, f64x2.pmin(binsV, f64x2.mul(f64x2.sub(x23, lo23), iv23))));
-      const b01 = i32x4.trunc_sat_f64x2_s_zero(f01);
-      const b23 = i32x4.trunc_sat_f64x2_s_zero(f23);
-      const bb = i8x16.shuffle(b01, b23, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-      const addr = i32x4.add(hbase, i32x4.shl(i32x4.add(bb, one), 2));
-      inc(<usize>i32x4.extract_lane(addr, 0));
-      inc(<usize>i32x4.extract_lane(addr, 1));
-      inc(<usize>i32x4.extract_lane(addr, 2));
-      inc(<usize>i32x4.extract_lane(addr, 3));
+      bin4(x01, x23, lo01, lo23, iv01, iv23, binsV, minus1, hbase, one);
     }
     v128.store(bMean + o8, mu01);
     v128.store(bMean + o8, mu23, 16);
@@ -110,14 +95,8 @@ export function columnStats(
     store<f64>(pos + o8, load<f64>(pos + o8, 8) + <f64>i32x4.extract_lane(np, 1), 8);
     store<f64>(pos + o8, load<f64>(pos + o8, 16) + <f64>i32x4.extract_lane(np, 2), 16);
     store<f64>(pos + o8, load<f64>(pos + o8, 24) + <f64>i32x4.extract_lane(np, 3), 24);
-    store<f64>(mn + o8, <f64>f32x4.extract_lane(vmn, 0));
-    store<f64>(mn + o8, <f64>f32x4.extract_lane(vmn, 1), 8);
-    store<f64>(mn + o8, <f64>f32x4.extract_lane(vmn, 2), 16);
-    store<f64>(mn + o8, <f64>f32x4.extract_lane(vmn, 3), 24);
-    store<f64>(mx + o8, <f64>f32x4.extract_lane(vmx, 0));
-    store<f64>(mx + o8, <f64>f32x4.extract_lane(vmx, 1), 8);
-    store<f64>(mx + o8, <f64>f32x4.extract_lane(vmx, 2), 16);
-    store<f64>(mx + o8, <f64>f32x4.extract_lane(vmx, 3), 24);
+    store4(mn + o8, vmn);
+    store4(mx + o8, vmx);
   }
   // The last n mod 4 columns, one at a time, with the same operations.
   for (; j < j1; j++) {
@@ -160,6 +139,25 @@ export function columnStats(
   return -1;
 }
 
+// Counts four values (columns j…j+3, as float64 pairs) into their histograms (hbase: the byte
+// address of each column's counts). bin = ⌊clamp(f, −1, bins)⌋ + 1 with f = (x − lo)·inv: 0 below
+// the range, bins + 1 at or above it, else ⌊f⌋ + 1, as bump() and the JS loop bin; clamped first,
+// so the conversion never saturates.
+// @ts-ignore: decorator
+@inline
+function bin4(x01: v128, x23: v128, lo01: v128, lo23: v128, iv01: v128, iv23: v128, binsV: v128, minus1: v128, hbase: v128, one: v128): void {
+  const f01 = f64x2.floor(f64x2.pmax(minus1, f64x2.pmin(binsV, f64x2.mul(f64x2.sub(x01, lo01), iv01))));
+  const f23 = f64x2.floor(f64x2.pmax(minus1, f64x2.pmin(binsV, f64x2.mul(f64x2.sub(x23, lo23), iv23))));
+  const b01 = i32x4.trunc_sat_f64x2_s_zero(f01);
+  const b23 = i32x4.trunc_sat_f64x2_s_zero(f23);
+  const bb = i8x16.shuffle(b01, b23, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const addr = i32x4.add(hbase, i32x4.shl(i32x4.add(bb, one), 2));
+  inc(<usize>i32x4.extract_lane(addr, 0));
+  inc(<usize>i32x4.extract_lane(addr, 1));
+  inc(<usize>i32x4.extract_lane(addr, 2));
+  inc(<usize>i32x4.extract_lane(addr, 3));
+}
+
 // @ts-ignore: decorator
 @inline
 function inc(a: usize): void {
@@ -173,4 +171,122 @@ function bump(h: usize, f: f64, binsF: f64, bins: i32): void {
   const b: i32 = f < 0 ? 0 : f >= binsF ? bins + 1 : <i32>f + 1;
   const a = h + (<usize>b << 2);
   store<u32>(a, load<u32>(a) + 1);
+}
+
+// Four float64 extremes (float32 values, so exact) as f32x4, and back.
+// @ts-ignore: decorator
+@inline
+function load4(p: usize): v128 {
+  const v = f32x4.demote_f64x2_zero(v128.load(p));
+  return f32x4.replace_lane(f32x4.replace_lane(v, 2, <f32>load<f64>(p, 16)), 3, <f32>load<f64>(p, 24));
+}
+
+// @ts-ignore: decorator
+@inline
+function store4(p: usize, v: v128): void {
+  store<f64>(p, <f64>f32x4.extract_lane(v, 0));
+  store<f64>(p, <f64>f32x4.extract_lane(v, 1), 8);
+  store<f64>(p, <f64>f32x4.extract_lane(v, 2), 16);
+  store<f64>(p, <f64>f32x4.extract_lane(v, 3), 24);
+}
+
+/**
+ * TopExamples' per-batch pass over columns [j0, j1) of the [nKept × n] float32 matrix at `x`
+ * (kept tokens of R batch rows; row r's are kept[ks[r] .. ks[r+1])):
+ *   rowMax[r·n + j] (f32) = max over row r's kept values, rowArg[r·n + j] (i32) = keptIndex of the
+ *   first kept token holding it (0 for a row without kept tokens, whose max is −Infinity);
+ *   then every kept value into column j's histogram and min/max, as columnStats counts them.
+ */
+export function rowMaxHist(
+  x: usize, n: i32, nKept: i32, j0: i32, j1: i32, ks: usize, keptIndex: usize, R: i32, rowMax: usize, rowArg: usize,
+  mn: usize, mx: usize, lo: usize, inv: usize, counts: usize, bins: i32,
+): void {
+  const rowBytes = <usize>n << 2;
+  const binsF = <f64>bins;
+  const hstride = <usize>(bins + 2) << 2;
+  const ninf = f32x4.splat(-Infinity);
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const col = x + (<usize>j << 2);
+    for (let r = 0; r < R; r++) {
+      const k0 = load<i32>(ks + (<usize>r << 2));
+      const k1 = load<i32>(ks + (<usize>r << 2), 4);
+      let best = ninf;
+      let arg = i32x4.splat(0);
+      let p = col + <usize>k0 * rowBytes;
+      for (let k = k0; k < k1; k++, p += rowBytes) {
+        const v = v128.load(p);
+        const m = f32x4.gt(v, best); // strict: ties keep the first token
+        best = v128.bitselect(v, best, m);
+        arg = v128.bitselect(i32x4.splat(k), arg, m);
+      }
+      const o = (<usize>r * <usize>n + <usize>j) << 2;
+      v128.store(rowMax + o, best);
+      const has = f32x4.gt(best, ninf);
+      const a0 = load<i32>(keptIndex + (<usize>i32x4.extract_lane(arg, 0) << 2));
+      const a1 = load<i32>(keptIndex + (<usize>i32x4.extract_lane(arg, 1) << 2));
+      const a2 = load<i32>(keptIndex + (<usize>i32x4.extract_lane(arg, 2) << 2));
+      const a3 = load<i32>(keptIndex + (<usize>i32x4.extract_lane(arg, 3) << 2));
+      v128.store(rowArg + o, v128.and(i32x4(a0, a1, a2, a3), has));
+    }
+    const o8 = <usize>j << 3;
+    let vmn = load4(mn + o8);
+    let vmx = load4(mx + o8);
+    const lo01 = v128.load(lo + o8);
+    const lo23 = v128.load(lo + o8, 16);
+    const iv01 = v128.load(inv + o8);
+    const iv23 = v128.load(inv + o8, 16);
+    const h0 = <i32>(counts + <usize>j * hstride);
+    const hs = <i32>hstride;
+    const hbase = i32x4(h0, h0 + hs, h0 + 2 * hs, h0 + 3 * hs);
+    const one = i32x4.splat(1);
+    const binsV = f64x2.splat(binsF);
+    const minus1 = f64x2.splat(-1);
+    let p = col;
+    for (let t = 0; t < nKept; t++, p += rowBytes) {
+      const v = v128.load(p);
+      vmn = f32x4.pmin(vmn, v);
+      vmx = f32x4.pmax(vmx, v);
+      const x01 = f64x2.promote_low_f32x4(v128.load64_zero(p));
+      const x23 = f64x2.promote_low_f32x4(v128.load64_zero(p, 8));
+      bin4(x01, x23, lo01, lo23, iv01, iv23, binsV, minus1, hbase, one);
+    }
+    store4(mn + o8, vmn);
+    store4(mx + o8, vmx);
+  }
+  for (; j < j1; j++) {
+    const col = x + (<usize>j << 2);
+    for (let r = 0; r < R; r++) {
+      const k0 = load<i32>(ks + (<usize>r << 2));
+      const k1 = load<i32>(ks + (<usize>r << 2), 4);
+      let best: f32 = -Infinity;
+      let arg: i32 = 0;
+      let p = col + <usize>k0 * rowBytes;
+      for (let k = k0; k < k1; k++, p += rowBytes) {
+        const v = load<f32>(p);
+        if (v > best) {
+          best = v;
+          arg = k;
+        }
+      }
+      const o = (<usize>r * <usize>n + <usize>j) << 2;
+      store<f32>(rowMax + o, best);
+      store<i32>(rowArg + o, best > -Infinity ? load<i32>(keptIndex + (<usize>arg << 2)) : 0);
+    }
+    const o8 = <usize>j << 3;
+    let vmn = <f32>load<f64>(mn + o8);
+    let vmx = <f32>load<f64>(mx + o8);
+    const l = load<f64>(lo + o8);
+    const iv = load<f64>(inv + o8);
+    const h = counts + <usize>j * hstride;
+    let p = col;
+    for (let t = 0; t < nKept; t++, p += rowBytes) {
+      const v = load<f32>(p);
+      if (v < vmn) vmn = v;
+      if (v > vmx) vmx = v;
+      bump(h, (<f64>v - l) * iv, binsF, bins);
+    }
+    store<f64>(mn + o8, <f64>vmn);
+    store<f64>(mx + o8, <f64>vmx);
+  }
 }
