@@ -214,3 +214,25 @@ test('position cuts and labels', () => {
   assert.equal(labelAt('position:=10', 5 * T + 10, corpus, classes), true);
   assert.equal(labelAt('prev:unigram:the', 5 * T, corpus, classes), false, 'position 0 has no previous token');
 });
+
+test('the SIMD kernel (default) and the JS loop give bit-identical sums, for post and pre', () => {
+  for (const activation of ['post', 'pre'] as const) {
+    const a = new FamilyStats({ ...opts, activation, kernel: false });
+    const b = new FamilyStats({ ...opts, activation });
+    for (const x of data.batches) {
+      a.add(x);
+      b.add(x);
+    }
+    const sa = a.state();
+    const sb = b.state();
+    assert.deepEqual(Object.keys(sb), Object.keys(sa));
+    for (const k of Object.keys(sa)) {
+      const u = sa[k]!;
+      const v = sb[k]!;
+      if (typeof u === 'object' && !Array.isArray(u)) {
+        assert.equal((v as typeof u).length, u.length, k);
+        for (let i = 0; i < u.length; i++) if (!Object.is(u[i], (v as typeof u)[i])) assert.fail(`${activation} ${k}[${i}]: ${u[i]} vs ${(v as typeof u)[i]}`);
+      } else assert.deepEqual(v, u, k);
+    }
+  }
+});

@@ -15,6 +15,7 @@
  */
 import type { Corpus, CorpusDocument } from '../corpus';
 import { EngineError } from '../errors';
+import { KernelMemory, type FamilyAdd } from '../kernels';
 import { classLabels, FEATURES, POS_TAGS, tokenClasses, type TokenClasses, type UnigramOptions } from '../labels';
 import type { Accumulator, AccumulatorState, ActivationBatch, StateValue } from './types';
 
@@ -62,6 +63,8 @@ export interface FamilyStatsOptions {
   corpus: Pick<Corpus, 'ids' | 'doc' | 'pos' | 'documents' | 'nPositions'>;
   /** Which activation the VR is taken of (default post, as the correlations). */
   activation?: 'post' | 'pre';
+  /** false: the JS loop instead of the SIMD kernel (the kernel's reference in tests). */
+  kernel?: boolean;
 }
 
 /** Distinct (source, topic) pairs of the documents: the groups the semantic labels are made of. */
@@ -90,11 +93,20 @@ class Groups {
   constructor(
     readonly n: number,
     readonly N: number,
+    mem?: KernelMemory,
   ) {
-    this.sum = new Float64Array(n * N);
+    this.sum = f64(n * N, mem);
     this.count = new Float64Array(n);
   }
 }
+
+/** A zeroed float64 array, in the kernel's memory when there is one. */
+function f64(n: number, mem?: KernelMemory): Float64Array {
+  return mem ? mem.f64(mem.alloc(8 * n), n) : new Float64Array(n);
+}
+
+/** Group rows per token in the kernel's target list: cur, prev, pos, prevPos, docs, position. */
+const ROWS = 6;
 
 export class FamilyStats implements Accumulator<FamilyStatsResult> {
   private readonly N: number;
@@ -119,6 +131,8 @@ export class FamilyStats implements Accumulator<FamilyStatsResult> {
   /** [T × N] tokens with pre > 0 per position. */
   readonly fire: Float64Array;
   private readonly docGroups: CorpusDocument[];
+  /** The kernel's memory; undefined: the JS loop. */
+  private readonly mem?: KernelMemory;
 
   /** Bytes held, for the memory planner: float64 sums of every group row, the firing counts. */
   static bytes(opts: FamilyStatsOptions): number {
@@ -135,17 +149,78 @@ export class FamilyStats implements Accumulator<FamilyStatsResult> {
     this.groupOf = dg.groupOf;
     this.docGroups = dg.groups;
     this.nDocGroups = dg.groups.length;
-    this.sum = new Float64Array(N);
-    this.sumSq = new Float64Array(N);
-    this.cur = new Groups(this.C, N);
-    this.prev = new Groups(this.C + 1, N);
-    this.pos = new Groups(P, N);
-    this.posTot = new Float64Array(2 * N);
-    this.prevPos = new Groups(P, N);
-    this.prevPosTot = new Float64Array(2 * N);
-    this.docs = new Groups(Math.max(1, this.nDocGroups), N);
-    this.position = new Groups(this.T, N);
-    this.fire = new Float64Array(this.T * N);
+    // Every float64 sum in one kernel memory, where the kernel adds into it in place.
+    const mem = (this.mem = opts.kernel === false ? undefined : new KernelMemory());
+    this.sum = f64(N, mem);
+    this.sumSq = f64(N, mem);
+    this.cur = new Groups(this.C, N, mem);
+    this.prev = new Groups(this.C + 1, N, mem);
+    this.pos = new Groups(P, N, mem);
+    this.posTot = f64(2 * N, mem);
+    this.prevPos = new Groups(P, N, mem);
+    this.prevPosTot = f64(2 * N, mem);
+    this.docs = new Groups(Math.max(1, this.nDocGroups), N, mem);
+    this.position = new Groups(this.T, N, mem);
+    this.fire = f64(this.T * N, mem);
+  }
+
+  /**
+   * The kernel's path (kernels/assembly/families.ts): each kept token's group rows are listed
+   * first, in JS (counts too), so a token without a class refuses the batch before anything is
+   * added; then one call adds every row, token by token in order.
+   */
+  private addKernel(batch: ActivationBatch, v: Float32Array, pre: Float32Array): void {
+    const { N, T } = this;
+    const mem = this.mem!;
+    const { ids, doc, pos } = this.opts.corpus;
+    const classOf = this.opts.classes.classOf;
+    const base = batch.rowStart * T;
+    const nK = batch.nKept;
+    const stride = ROWS + 3;
+    const rowAt = (g: Groups, k: number): number => g.sum.byteOffset + 8 * k * N;
+    const targets = new Int32Array(nK * stride);
+    const counted: [Groups, number][] = [];
+    for (let q = 0; q < nK; q++) {
+      const g = base + batch.keptIndex[q]!;
+      const t = g % T;
+      const id = ids[g]!;
+      const c = classOf[id]!;
+      if (c < 0) throw new EngineError(`FamilyStats: token id ${id} at corpus token ${g} has no class (classes built from another corpus?)`);
+      const o = q * stride;
+      const prevId = t > 0 ? ids[g - 1]! : -1;
+      const pc = prevId < 0 || prevId === 50256 ? this.C : classOf[prevId]!;
+      const rows: [Groups, number][] = [
+        [this.cur, c],
+        [this.prev, pc < 0 ? this.C : pc],
+      ];
+      if (pos) {
+        const tag = pos[g]!;
+        if (tag >= 0) {
+          rows.push([this.pos, tag]);
+          targets[o] = this.posTot.byteOffset;
+        }
+        const prevTag = t > 0 ? pos[g - 1]! : -1;
+        if (prevTag >= 0) {
+          rows.push([this.prevPos, prevTag]);
+          targets[o + 1] = this.prevPosTot.byteOffset;
+        }
+      }
+      const d = doc[g]!;
+      if (d >= 0) rows.push([this.docs, this.groupOf[d]!]);
+      rows.push([this.position, t]);
+      rows.forEach(([gr, k], i) => (targets[o + 2 + i] = rowAt(gr, k)));
+      targets[o + 2 + ROWS] = this.fire.byteOffset + 8 * t * N;
+      counted.push(...rows);
+    }
+    const vOff = mem.scratch(4 * (v === pre ? 1 : 2) * nK * N + 4 * targets.length);
+    mem.f32(vOff, nK * N).set(v.subarray(0, nK * N));
+    const preOff = v === pre ? vOff : vOff + 4 * nK * N;
+    if (v !== pre) mem.f32(preOff, nK * N).set(pre.subarray(0, nK * N));
+    const tOff = preOff + 4 * nK * N;
+    mem.i32(tOff, targets.length).set(targets);
+    mem.exports<{ familyAdd: FamilyAdd }>('families').familyAdd(vOff, preOff, N, nK, this.sum.byteOffset, this.sumSq.byteOffset, tOff, ROWS);
+    this.n += nK;
+    for (const [g, k] of counted) g.count[k]! += 1;
   }
 
   add(batch: ActivationBatch): void {
@@ -153,6 +228,7 @@ export class FamilyStats implements Accumulator<FamilyStatsResult> {
     const acts = batch.models[0]!;
     const v = this.opts.activation === 'pre' ? acts.keptPre : acts.keptPost;
     const pre = acts.keptPre;
+    if (this.mem) return this.addKernel(batch, v, pre);
     const preBits = new Int32Array(pre.buffer, pre.byteOffset, pre.length);
     const { ids, doc, pos } = this.opts.corpus;
     const classOf = this.opts.classes.classOf;

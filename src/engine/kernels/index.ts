@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EngineError } from '../errors';
 
-export type KernelName = 'stats';
+export type KernelName = 'stats' | 'families';
 
 const modules = new Map<KernelName, WebAssembly.Module>();
 
@@ -138,3 +138,6 @@ export type RowMaxHist = (
   x: number, n: number, nKept: number, j0: number, j1: number, ks: number, keptIndex: number, R: number, rowMax: number, rowArg: number,
   mn: number, mx: number, lo: number, inv: number, counts: number, bins: number,
 ) => void;
+
+/** familyAdd of families.wasm (see ./assembly/families.ts). */
+export type FamilyAdd = (v: number, pre: number, n: number, nKept: number, sum: number, sumSq: number, targets: number, nRows: number) => void;
