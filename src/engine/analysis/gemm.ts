@@ -7,12 +7,14 @@
  * fp32 products take their operands as they come ([tokens × columns], row-major) and let MLAS
  * transpose while packing (Gemm transA=1), so m's activations are never copied; running sums
  * (Xᵀ·Y, the per-layer Yᵀ·Y blocks) are updated in place. Also here: float64 A·Bᵀ for the
- * end-of-run algebra, and fast mode's sampled dense-dense products on WebAssembly SIMD.
+ * end-of-run algebra, and fast mode's sampled dense-dense products on WebAssembly SIMD
+ * (kernels/assembly/sddmm.ts).
  */
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { EngineError } from '../errors';
+import { KernelMemory, type Sddmm } from '../kernels';
 import { OnnxGraph } from '../onnx';
 
 type OrtModule = typeof import('onnxruntime-node');
@@ -331,136 +333,6 @@ function abt64Graph(): Uint8Array {
 
 // ---- sampled dense-dense products (fast mode) ------------------------------------------------
 
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-const name = (s: string): number[] => [...uleb(s.length), ...new TextEncoder().encode(s)];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-
-/**
- * The kernel, assembled here rather than shipped as a binary so that every instruction can be read:
- *
- *   sddmm(x, y, t, rowptr, cols, nrows, out)   (byte addresses into the imported memory)
- *   for i < nrows: for c in rowptr[i] .. rowptr[i+1]-1:
- *     out[c] (f64) += Σ_k x[i·t + k] · y[cols[c]·t + k]
- *
- * x and y are row-major fp32 rows of length t. The sum runs in four f32x4 accumulators (16 lanes,
- * so a lane sums ≤ t/16 products), which are then added in float64 — the same precision class as
- * the fp32 GEMM partials of exact mode.
- */
-function sddmmModule(): Uint8Array<ArrayBuffer> {
-  const LG = (i: number): number[] => [0x20, ...uleb(i)];
-  const LS = (i: number): number[] => [0x21, ...uleb(i)];
-  const I32 = (v: number): number[] => [0x41, ...sleb(v)];
-  const ADD = 0x6a;
-  const MUL = 0x6c;
-  const SHL = 0x74;
-  const GEU = 0x4f;
-  const LOAD32 = (off: number): number[] => [0x28, 0x02, ...uleb(off)];
-  const V_LOAD = (off: number): number[] => [0xfd, 0x00, 0x00, ...uleb(off)];
-  const V_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
-  const F4_ADD = [0xfd, 0xe4, 0x01];
-  const F4_MUL = [0xfd, 0xe6, 0x01];
-  const LANE = (k: number): number[] => [0xfd, 0x1f, k];
-  const PROMOTE = 0xbb;
-  const F64_ADD = 0xa0;
-  const BLOCK = [0x02, 0x40];
-  const LOOP = [0x03, 0x40];
-  const END = 0x0b;
-  const BR = (d: number): number[] => [0x0c, d];
-  const BR_IF = (d: number): number[] => [0x0d, d];
-  // params 0 x, 1 y, 2 t, 3 rowptr, 4 cols, 5 nrows, 6 out
-  // locals 7 i, 8 c, 9 cend, 10 xrow, 11 yrow, 12 k, 13 vbytes, 14 rowbytes, 15-18 acc (v128), 19 s (f64)
-  const [X, Y, T, ROWPTR, COLS, NROWS, OUT, I, C, CEND, XROW, YROW, K, VBYTES, ROWBYTES, A0, S] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 19,
-  ] as const;
-  const accs = [A0, A0 + 1, A0 + 2, A0 + 3];
-  const code = [
-    ...LG(T), ...I32(2), SHL, ...LS(ROWBYTES),
-    ...LG(ROWBYTES), ...I32(-64), 0x71, ...LS(VBYTES),
-    ...BLOCK, ...LOOP,
-    ...LG(I), ...LG(NROWS), GEU, ...BR_IF(1),
-    ...LG(X), ...LG(I), ...LG(ROWBYTES), MUL, ADD, ...LS(XROW),
-    ...LG(ROWPTR), ...LG(I), ...I32(2), SHL, ADD, ...LOAD32(0), ...LS(C),
-    ...LG(ROWPTR), ...LG(I), ...I32(2), SHL, ADD, ...LOAD32(4), ...LS(CEND),
-    ...BLOCK, ...LOOP,
-    ...LG(C), ...LG(CEND), GEU, ...BR_IF(1),
-    ...LG(Y), ...LG(COLS), ...LG(C), ...I32(2), SHL, ADD, ...LOAD32(0), ...LG(ROWBYTES), MUL, ADD, ...LS(YROW),
-    ...accs.flatMap((a) => [...V_ZERO, ...LS(a)]),
-    ...I32(0), ...LS(K),
-    ...BLOCK, ...LOOP,
-    ...LG(K), ...LG(VBYTES), GEU, ...BR_IF(1),
-    ...accs.flatMap((a, q) => [
-      ...LG(a),
-      ...LG(XROW), ...LG(K), ADD, ...V_LOAD(16 * q),
-      ...LG(YROW), ...LG(K), ADD, ...V_LOAD(16 * q),
-      ...F4_MUL, ...F4_ADD, ...LS(a),
-    ]),
-    ...LG(K), ...I32(64), ADD, ...LS(K),
-    ...BR(0), END, END,
-    ...LG(accs[0]), ...LG(accs[1]), ...F4_ADD, ...LG(accs[2]), ...F4_ADD, ...LG(accs[3]), ...F4_ADD, ...LS(A0),
-    ...LG(A0), ...LANE(0), PROMOTE,
-    ...LG(A0), ...LANE(1), PROMOTE, F64_ADD,
-    ...LG(A0), ...LANE(2), PROMOTE, F64_ADD,
-    ...LG(A0), ...LANE(3), PROMOTE, F64_ADD, ...LS(S),
-    // the t mod 16 tail, one product at a time
-    ...BLOCK, ...LOOP,
-    ...LG(K), ...LG(ROWBYTES), GEU, ...BR_IF(1),
-    ...LG(S), ...LG(XROW), ...LG(K), ADD, 0x2a, 0x02, 0x00, ...LG(YROW), ...LG(K), ADD, 0x2a, 0x02, 0x00, 0x94, PROMOTE, F64_ADD, ...LS(S),
-    ...LG(K), ...I32(4), ADD, ...LS(K),
-    ...BR(0), END, END,
-    // out[c] += s
-    ...LG(OUT), ...LG(C), ...I32(3), SHL, ADD,
-    ...LG(OUT), ...LG(C), ...I32(3), SHL, ADD, 0x2b, 0x03, 0x00, ...LG(S), F64_ADD, 0x39, 0x03, 0x00,
-    ...LG(C), ...I32(1), ADD, ...LS(C),
-    ...BR(0), END, END,
-    ...LG(I), ...I32(1), ADD, ...LS(I),
-    ...BR(0), END, END,
-    END,
-  ];
-  const locals = [3, ...uleb(8), 0x7f, ...uleb(4), 0x7b, ...uleb(1), 0x7c];
-  const body = [...locals, ...code];
-  return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 7, ...new Array<number>(7).fill(0x7f), 0]),
-    ...section(2, [1, ...name('env'), ...name('mem'), 0x02, 0x00, 1]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('sddmm'), 0x00, 0]),
-    ...section(10, [1, ...uleb(body.length), ...body]),
-  ]);
-}
-
-let sddmmCompiled: WebAssembly.Module | null | undefined;
-
-function sddmmWasm(): WebAssembly.Module | null {
-  if (sddmmCompiled === undefined) {
-    const bytes = sddmmModule();
-    sddmmCompiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-  }
-  return sddmmCompiled;
-}
-
 /**
  * A fixed-size arena for fast mode: the transposed activations, the candidate lists and the
  * candidate totals live here so that ORT writes straight into it and the SDDMM kernel reads it
@@ -469,9 +341,11 @@ function sddmmWasm(): WebAssembly.Module | null {
  */
 export class SddmmArena {
   private size = 0;
-  private mem?: WebAssembly.Memory;
-  private buf?: ArrayBuffer;
-  private fn?: (x: number, y: number, t: number, rowptr: number, cols: number, nrows: number, out: number) => void;
+  private mem?: KernelMemory;
+  /** Where the arena starts in `mem` (offsets handed out by alloc() are relative to it). */
+  private base = 0;
+  private buf?: ArrayBufferLike;
+  private fn?: Sddmm;
 
   /** Reserves `bytes` (16-aligned); returns its offset. */
   alloc(bytes: number): number {
@@ -483,13 +357,11 @@ export class SddmmArena {
 
   /** Creates the memory. `forceJs` skips WebAssembly (tests compare the two). */
   seal(forceJs = false): void {
-    const mod = forceJs ? null : sddmmWasm();
-    if (mod) {
-      const pages = Math.max(1, Math.ceil(this.size / 65536));
-      if (pages > 32768) throw new EngineError(`SddmmArena: ${this.size} bytes exceed the 2 GiB this kernel uses; use a smaller block or step`);
-      this.mem = new WebAssembly.Memory({ initial: pages });
-      const inst = new WebAssembly.Instance(mod, { env: { mem: this.mem } });
-      this.fn = inst.exports.sddmm as typeof this.fn;
+    if (!forceJs) {
+      if (this.size > 2 ** 31) throw new EngineError(`SddmmArena: ${this.size} bytes exceed the 2 GiB this kernel uses; use a smaller block or step`);
+      this.mem = new KernelMemory(this.size + 64);
+      this.base = this.mem.alloc(this.size);
+      this.fn = this.mem.exports<{ sddmm: Sddmm }>('sddmm').sddmm;
       this.buf = this.mem.buffer;
     } else {
       this.buf = new ArrayBuffer(this.size);
@@ -501,21 +373,22 @@ export class SddmmArena {
   }
 
   f32(off: number, n: number): Float32Array {
-    return new Float32Array(this.buf!, off, n);
+    return new Float32Array(this.buf!, this.base + off, n);
   }
 
   f64(off: number, n: number): Float64Array {
-    return new Float64Array(this.buf!, off, n);
+    return new Float64Array(this.buf!, this.base + off, n);
   }
 
   i32(off: number, n: number): Int32Array {
-    return new Int32Array(this.buf!, off, n);
+    return new Int32Array(this.buf!, this.base + off, n);
   }
 
   /** out[c] += Σ_k x[i·t+k]·y[cols[c]·t+k] for rows i < nrows and their candidates c (CSR). */
   sddmm(x: number, y: number, t: number, rowptr: number, cols: number, nrows: number, out: number): void {
     if (this.fn) {
-      this.fn(x, y, t, rowptr, cols, nrows, out);
+      const b = this.base;
+      this.fn(b + x, b + y, t, b + rowptr, b + cols, 0, nrows, b + out);
       return;
     }
     const X = this.f32(x, nrows * t);

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EngineError } from '../errors';
 
-export type KernelName = 'stats' | 'families';
+export type KernelName = 'stats' | 'families' | 'sddmm';
 
 const modules = new Map<KernelName, WebAssembly.Module>();
 
@@ -141,3 +141,6 @@ export type RowMaxHist = (
 
 /** familyAdd of families.wasm (see ./assembly/families.ts). */
 export type FamilyAdd = (v: number, pre: number, n: number, nKept: number, sum: number, sumSq: number, targets: number, nRows: number) => void;
+
+/** sddmm of sddmm.wasm (see ./assembly/sddmm.ts): rows [i0, i1). */
+export type Sddmm = (x: number, y: number, t: number, rowptr: number, cols: number, i0: number, i1: number, out: number) => void;
