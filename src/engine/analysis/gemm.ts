@@ -359,7 +359,7 @@ export class SddmmArena {
   seal(forceJs = false): void {
     if (!forceJs) {
       if (this.size > 2 ** 31) throw new EngineError(`SddmmArena: ${this.size} bytes exceed the 2 GiB this kernel uses; use a smaller block or step`);
-      this.mem = new KernelMemory(this.size + 64);
+      this.mem = new KernelMemory(this.size + 64, false);
       this.base = this.mem.alloc(this.size);
       this.fn = this.mem.exports<{ sddmm: Sddmm }>('sddmm').sddmm;
       this.buf = this.mem.buffer;

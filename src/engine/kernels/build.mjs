@@ -10,11 +10,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
 
 // SIMD for the kernels; threads for the shared memory the worker pool runs them on.
-const FLAGS = [
-  '-O3', '--runtime', 'stub', '--noAssert', '--use', 'abort=',
-  '--enable', 'simd', '--enable', 'threads',
-  '--importMemory', '--sharedMemory', '--maximumMemory', '65536',
-];
+const FLAGS = ['-O3', '--runtime', 'stub', '--noAssert', '--use', 'abort=', '--enable', 'simd', '--importMemory'];
+const SHARED = ['--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
+// Kernels on a plain (unshared) memory: onnxruntime-node writes its outputs straight into the
+// SDDMM arena, and it refuses views of a SharedArrayBuffer ("Invalid argument").
+const UNSHARED = new Set(['sddmm']);
 
 export async function buildKernels() {
   const src = join(here, 'assembly');
@@ -32,7 +32,8 @@ export async function buildKernels() {
       // not built yet
     }
     if (fresh) continue;
-    const r = spawnSync(process.execPath, [asc, input, ...FLAGS, '-o', wasm], { stdio: 'inherit' });
+    const flags = UNSHARED.has(name.replace(/\.ts$/, '')) ? FLAGS : [...FLAGS, ...SHARED];
+    const r = spawnSync(process.execPath, [asc, input, ...flags, '-o', wasm], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`AssemblyScript failed on ${input} (exit ${r.status})`);
   }
 }

@@ -69,8 +69,17 @@ export class KernelMemory {
   private top = 16; // offset 0 is never handed out
   private readonly instances = new Map<KernelName, WebAssembly.Instance>();
 
-  constructor(initialBytes = PAGE) {
-    this.memory = new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(initialBytes / PAGE)), maximum: MAX_PAGES, shared: true });
+  /**
+   * `shared: false` for a memory that onnxruntime writes into (it refuses SharedArrayBuffer views);
+   * only the kernels built unshared (build.mjs) run on it, and views of it are detached when it
+   * grows, so allocate everything before taking views.
+   */
+  constructor(
+    initialBytes = PAGE,
+    readonly shared = true,
+  ) {
+    const initial = Math.max(1, Math.ceil(initialBytes / PAGE));
+    this.memory = new WebAssembly.Memory(shared ? { initial, maximum: MAX_PAGES, shared: true } : { initial });
   }
 
   /** Reserves `bytes` (64-byte aligned, zeroed); returns the byte offset. */
@@ -95,8 +104,8 @@ export class KernelMemory {
     return this.scratchAt.off;
   }
 
-  get buffer(): SharedArrayBuffer {
-    return this.memory.buffer as unknown as SharedArrayBuffer;
+  get buffer(): ArrayBufferLike {
+    return this.memory.buffer;
   }
 
   f32(off: number, n: number): Float32Array {
