@@ -15,7 +15,8 @@
  * what the chart is for; the tails are summarised by under/overflow and min/max.
  */
 import { EngineError } from '../errors';
-import { KernelMemory, type ColumnStats } from '../kernels';
+import { KernelMemory } from '../kernels';
+import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 
 export interface ActivationStatsOptions {
@@ -324,9 +325,19 @@ export class MomentAccumulator {
     if (!h || hist.mem !== mem || !(positive.buffer instanceof SharedArrayBuffer)) throw new EngineError('MomentAccumulator: the kernel path needs positive and the histogram in its memory');
     hist.fixFrom(x, rows);
     const xOff = this.stage(x);
-    const bad = mem.exports<{ columnStats: ColumnStats }>('stats').columnStats(
-      xOff, this.n, rows, 0, this.n, at.bMean, at.b2, at.b3, at.b4, posOff, h.min, h.max, h.lo, h.inv, h.counts, hist.bins,
-    );
+    // Column ranges on the pool's threads; each returns −1 or its first non-finite column.
+    const parts = partsFor(this.n, rows);
+    let found: number[];
+    try {
+      found = kernelPool().run(mem, 'stats', 'columnStats', parts, (p) => {
+        const [j0, j1] = columnRange(this.n, parts, p);
+        return [xOff, this.n, rows, j0, j1, at.bMean, at.b2, at.b3, at.b4, posOff, h.min, h.max, h.lo, h.inv, h.counts, hist.bins];
+      });
+    } catch (e) {
+      this.broken = (e as Error).message;
+      throw e;
+    }
+    const bad = found.find((b) => b >= 0) ?? -1;
     if (bad >= 0) {
       this.broken = `activation column ${bad} has a non-finite value (NaN or ±Infinity) in this batch`;
       throw new EngineError(this.broken);

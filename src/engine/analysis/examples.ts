@@ -26,7 +26,8 @@
  * and any batch split give bit-identical results.
  */
 import { EngineError } from '../errors';
-import { KernelMemory, type RowMaxHist } from '../kernels';
+import { KernelMemory } from '../kernels';
+import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import { checkHeader, copyInto, HistogramSet, Histograms, num, PANEL, Panels } from './actstats';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 import { Rng } from '../rng';
@@ -545,9 +546,11 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       const ki = x + 4 * kept.length;
       mem.i32(ki, nKept).set(keptIndex.subarray(0, nKept));
       const h = hist.at!;
-      mem.exports<{ rowMaxHist: RowMaxHist }>('stats').rowMaxHist(
-        x, N, nKept, 0, N, ks.byteOffset, ki, R, this.rowMax.byteOffset, this.rowArg.byteOffset, h.min, h.max, h.lo, h.inv, h.counts, hist.bins,
-      );
+      const parts = partsFor(N, nKept);
+      kernelPool().run(mem, 'stats', 'rowMaxHist', parts, (p) => {
+        const [j0, j1] = columnRange(N, parts, p);
+        return [x, N, nKept, j0, j1, ks.byteOffset, ki, R, this.rowMax.byteOffset, this.rowArg.byteOffset, h.min, h.max, h.lo, h.inv, h.counts, hist.bins];
+      });
       return;
     }
     const { panels: P, rowMax, rowArg } = this;

@@ -15,7 +15,8 @@
  */
 import type { Corpus, CorpusDocument } from '../corpus';
 import { EngineError } from '../errors';
-import { KernelMemory, type FamilyAdd } from '../kernels';
+import { KernelMemory } from '../kernels';
+import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import { classLabels, FEATURES, POS_TAGS, tokenClasses, type TokenClasses, type UnigramOptions } from '../labels';
 import type { Accumulator, AccumulatorState, ActivationBatch, StateValue } from './types';
 
@@ -218,12 +219,22 @@ export class FamilyStats implements Accumulator<FamilyStatsResult> {
     if (v !== pre) mem.f32(preOff, nK * N).set(pre.subarray(0, nK * N));
     const tOff = preOff + 4 * nK * N;
     mem.i32(tOff, targets.length).set(targets);
-    mem.exports<{ familyAdd: FamilyAdd }>('families').familyAdd(vOff, preOff, N, nK, this.sum.byteOffset, this.sumSq.byteOffset, tOff, ROWS);
+    const parts = partsFor(N, nK);
+    try {
+      kernelPool().run(mem, 'families', 'familyAdd', parts, (p) => [vOff, preOff, N, nK, this.sum.byteOffset, this.sumSq.byteOffset, tOff, ROWS, ...columnRange(N, parts, p)]);
+    } catch (e) {
+      this.broken = (e as Error).message;
+      throw e;
+    }
     this.n += nK;
     for (const [g, k] of counted) g.count[k]! += 1;
   }
 
+  /** Set when a batch failed part-way in the kernel: the sums hold part of it. */
+  private broken = '';
+
   add(batch: ActivationBatch): void {
+    if (this.broken) throw new EngineError(`FamilyStats holds part of a failed batch: ${this.broken}`);
     const { N, T } = this;
     const acts = batch.models[0]!;
     const v = this.opts.activation === 'pre' ? acts.keptPre : acts.keptPost;
@@ -295,6 +306,7 @@ export class FamilyStats implements Accumulator<FamilyStatsResult> {
   }
 
   state(): AccumulatorState {
+    if (this.broken) throw new EngineError(`FamilyStats holds part of a failed batch: ${this.broken}`);
     const st: Record<string, StateValue> = {
       kind: KIND,
       n: this.n,

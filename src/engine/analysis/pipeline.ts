@@ -31,6 +31,7 @@ import {
   writeCheckpoint,
   writeJsonAtomic,
 } from '../store';
+import { setKernelThreads } from '../kernels/pool';
 import { GB, planMemory, reclaim } from './blocking';
 import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
 
@@ -546,6 +547,8 @@ export async function runAnalysis(
       id = '';
     }
 
+    // The kernels' worker pool takes the same thread count as onnxruntime (0: one per core).
+    setKernelThreads(settings.threads);
     onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
     const opened = await openModels(modelDirs, settings.threads, signal);
     const { handles, infos } = opened;

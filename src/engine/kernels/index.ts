@@ -149,7 +149,7 @@ export type RowMaxHist = (
 ) => void;
 
 /** familyAdd of families.wasm (see ./assembly/families.ts). */
-export type FamilyAdd = (v: number, pre: number, n: number, nKept: number, sum: number, sumSq: number, targets: number, nRows: number) => void;
+export type FamilyAdd = (v: number, pre: number, n: number, nKept: number, sum: number, sumSq: number, targets: number, nRows: number, j0: number, j1: number) => void;
 
 /** sddmm of sddmm.wasm (see ./assembly/sddmm.ts): rows [i0, i1). */
 export type Sddmm = (x: number, y: number, t: number, rowptr: number, cols: number, i0: number, i1: number, out: number) => void;

@@ -8,9 +8,10 @@
  * results are bit-identical whatever the number of threads.
  *
  * Workers are plain `eval` workers (no file to find in a bundle): they receive the compiled
- * module and the memory once per memory, then calls. A worker that throws or dies fails the
- * call with a clear error; the accumulator then refuses further use (the run stops at its last
- * checkpoint, which stays resumable).
+ * module and the memory once per memory, then calls, and report through a shared flag that the
+ * caller waits on. A worker that throws, dies or stalls fails the call with a clear error; the
+ * accumulator then refuses further use (the run stops at its last checkpoint, which stays
+ * resumable).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -18,13 +19,16 @@ import { EngineError } from '../errors';
 import { kernelModule, type KernelMemory, type KernelName } from '.';
 
 const WORKER = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
+const flag = new Int32Array(workerData.flag);
+const text = new Uint8Array(workerData.text);
 const mems = new Map();
 parentPort.on('message', (m) => {
+  if (m.drop) { mems.delete(m.mem); return; }
+  let status = 1;
   try {
     let insts = mems.get(m.mem);
     if (!insts) mems.set(m.mem, (insts = { memory: m.memory, byKernel: new Map() }));
-    if (m.drop) { mems.delete(m.mem); return; }
     let inst = insts.byKernel.get(m.kernel);
     if (!inst) {
       inst = new WebAssembly.Instance(m.module, { env: { memory: insts.memory } });
@@ -32,46 +36,55 @@ parentPort.on('message', (m) => {
     }
     const fn = inst.exports[m.fn];
     if (typeof fn !== 'function') throw new Error('no kernel function ' + m.kernel + '.' + m.fn);
-    parentPort.postMessage({ id: m.id, result: fn(...m.args) });
+    flag[1] = fn(...m.args) | 0;
   } catch (e) {
-    parentPort.postMessage({ id: m.id, error: String(e && e.stack || e) });
+    status = 2;
+    const msg = new TextEncoder().encode(String((e && e.message) || e)).subarray(0, text.length - 4);
+    new DataView(text.buffer).setInt32(0, msg.length);
+    text.set(msg, 4);
   }
+  Atomics.store(flag, 0, status);
+  Atomics.notify(flag, 0);
 });
 `;
 
-interface Pending {
-  resolve: (v: number) => void;
-  reject: (e: Error) => void;
-}
+/** How long a part may run before the pool calls its worker stalled. */
+const STALL_MS = 10 * 60_000;
 
 class PoolWorker {
   readonly worker: Worker;
-  readonly pending = new Map<number, Pending>();
+  /** [0] 0 running, 1 done, 2 failed (message in `text`); [1] the kernel's return value. */
+  readonly flag = new Int32Array(new SharedArrayBuffer(8));
+  readonly text = new Uint8Array(new SharedArrayBuffer(4096));
   /** Memories (by KernelMemory id) this worker has been given. */
   readonly known = new Set<number>();
   dead = '';
 
   constructor(readonly index: number) {
-    this.worker = new Worker(WORKER, { eval: true });
+    this.worker = new Worker(WORKER, { eval: true, workerData: { flag: this.flag.buffer, text: this.text.buffer } });
     this.worker.unref();
-    this.worker.on('message', (m: { id: number; result?: number; error?: string }) => {
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (m.error !== undefined) p.reject(new EngineError(`kernel worker ${index} failed: ${m.error}`));
-      else p.resolve(m.result ?? 0);
-    });
-    const fail = (why: string): void => {
-      this.dead = why;
-      for (const p of this.pending.values()) p.reject(new EngineError(`kernel worker ${index} ${why}; the run stops (its last checkpoint can be resumed)`));
-      this.pending.clear();
-    };
-    this.worker.on('error', (e) => fail(`threw: ${e.message}`));
-    this.worker.on('exit', (code) => fail(`exited (code ${code})`));
+    this.worker.on('error', (e) => (this.dead = `threw: ${e.message}`));
+    this.worker.on('exit', (code) => (this.dead ||= `exited (code ${code})`));
+  }
+
+  /** Blocks until the posted part is done; its return value. */
+  wait(): number {
+    const t0 = Date.now();
+    while (Atomics.load(this.flag, 0) === 0) {
+      if (Atomics.wait(this.flag, 0, 0, 1000) === 'timed-out' && Date.now() - t0 > STALL_MS) {
+        this.dead = `stalled for ${STALL_MS / 1000} s`;
+        void this.worker.terminate();
+        throw new EngineError(`kernel worker ${this.index} ${this.dead}; the run stops (its last checkpoint can be resumed)`);
+      }
+    }
+    if (this.flag[0] === 2) {
+      const n = new DataView(this.text.buffer).getInt32(0);
+      throw new EngineError(`kernel worker ${this.index} failed: ${new TextDecoder().decode(this.text.slice(4, 4 + n))}; the run stops (its last checkpoint can be resumed)`);
+    }
+    return this.flag[1]!;
   }
 }
 
-let nextCall = 1;
 let nextMem = 1;
 const memIds = new WeakMap<KernelMemory, number>();
 const drops = new FinalizationRegistry<number>((id) => {
@@ -95,33 +108,43 @@ export class KernelPool {
   }
 
   /**
-   * Runs `kernel.fn` over `parts` parts (part p's arguments from args(p)), part 0 here and the
-   * others on workers, at most `threads` at once; resolves to each part's return value.
+   * Runs `kernel.fn` over `parts` parts (part p's arguments from args(p)): part 0 on this thread,
+   * the others on workers at the same time; returns each part's return value once all are done.
+   * Synchronous (this thread waits on the workers' flags), so accumulators keep a plain add().
    */
-  async run(mem: KernelMemory, kernel: KernelName, fn: string, parts: number, args: (p: number) => number[]): Promise<number[]> {
+  run(mem: KernelMemory, kernel: KernelName, fn: string, parts: number, args: (p: number) => number[]): number[] {
+    if (parts > this.threads) throw new EngineError(`kernel pool: ${parts} parts on ${this.threads} threads`);
     const id = memId(mem);
-    const results: Promise<number>[] = [];
+    const busy: PoolWorker[] = [];
+    let failure: unknown;
     for (let p = 1; p < parts; p++) {
-      const w = this.workers[(p - 1) % this.workers.length]!;
-      if (w.dead) throw new EngineError(`kernel worker ${w.index} ${w.dead}; the run stops (its last checkpoint can be resumed)`);
+      const w = this.workers[p - 1]!;
+      if (w.dead) {
+        failure = new EngineError(`kernel worker ${w.index} ${w.dead}; the run stops (its last checkpoint can be resumed)`);
+        break;
+      }
       const first = !w.known.has(id);
       w.known.add(id);
-      const call = nextCall++;
-      results.push(
-        new Promise<number>((resolve, reject) => {
-          w.pending.set(call, { resolve, reject });
-          w.worker.postMessage({ id: call, mem: id, kernel, fn, args: args(p), module: kernelModule(kernel), ...(first ? { memory: mem.memory } : {}) });
-        }),
-      );
+      Atomics.store(w.flag, 0, 0);
+      w.worker.postMessage({ mem: id, kernel, fn, args: args(p), module: kernelModule(kernel), ...(first ? { memory: mem.memory } : {}) });
+      busy.push(w);
     }
-    const f = mem.exports<Record<string, (...a: number[]) => number>>(kernel)[fn];
-    if (typeof f !== 'function') throw new EngineError(`no kernel function ${kernel}.${fn}`);
-    const here = f(...args(0));
-    // Settle every part before returning (even after a failure), so that no worker still writes.
-    const settled = await Promise.allSettled(results);
-    const bad = settled.find((s) => s.status === 'rejected');
-    if (bad) throw (bad as PromiseRejectedResult).reason;
-    return [here, ...settled.map((s) => (s as PromiseFulfilledResult<number>).value)];
+    const out: number[] = [];
+    if (!failure) {
+      const f = mem.exports<Record<string, (...a: number[]) => number>>(kernel)[fn];
+      if (typeof f !== 'function') failure = new EngineError(`no kernel function ${kernel}.${fn}`);
+      else out.push(f(...args(0)));
+    }
+    // Every posted part settles before this returns, even after a failure, so no worker still writes.
+    for (const w of busy) {
+      try {
+        out.push(w.wait());
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure) throw failure;
+    return out;
   }
 
   close(): void {

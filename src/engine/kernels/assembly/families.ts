@@ -15,24 +15,28 @@
  *   fire row at targets[q·stride + 2 + nRows]: fire[j] += (pre > 0 ? 1 : 0) (from the bits, as JS).
  * stride = nRows + 3.
  */
-export function familyAdd(v: usize, pre: usize, n: i32, nKept: i32, sum: usize, sumSq: usize, targets: usize, nRows: i32): void {
+export function familyAdd(v: usize, pre: usize, n: i32, nKept: i32, sum: usize, sumSq: usize, targets: usize, nRows: i32, j0: i32, j1: i32): void {
+  // Columns [j0, j1) only (j0 a multiple of 4): the pool's threads take disjoint column ranges.
   const rowBytes = <usize>n << 2;
   const stride = <usize>(nRows + 3) << 2;
-  const n4 = n & ~3;
+  const o0 = <usize>j0 << 2;
+  const o8 = <usize>j0 << 3;
+  const w = j1 - j0;
+  const n4 = w & ~3;
   for (let q = 0; q < nKept; q++) {
-    const x = v + <usize>q * rowBytes;
+    const x = v + <usize>q * rowBytes + o0;
     const tq = targets + <usize>q * stride;
-    addSquares(x, sum, sumSq, n, n4);
+    addSquares(x, sum + o8, sumSq + o8, w, n4);
     for (let k = 0; k < 2; k++) {
       const tot = <usize>load<i32>(tq + (<usize>k << 2));
-      if (tot) addSquares(x, tot, tot + (<usize>n << 3), n, n4);
+      if (tot) addSquares(x, tot + o8, tot + (<usize>n << 3) + o8, w, n4);
     }
     for (let i = 0; i < nRows; i++) {
       const row = <usize>load<i32>(tq + 8 + (<usize>i << 2));
-      if (row) addRow(x, row, n, n4);
+      if (row) addRow(x, row + o8, w, n4);
     }
-    const fire = <usize>load<i32>(tq + 8 + (<usize>nRows << 2));
-    const pb = pre + <usize>q * rowBytes;
+    const fire = <usize>load<i32>(tq + 8 + (<usize>nRows << 2)) + o8;
+    const pb = pre + <usize>q * rowBytes + o0;
     const izero = i32x4.splat(0);
     let j = 0;
     for (; j < n4; j += 4) {
@@ -41,7 +45,7 @@ export function familyAdd(v: usize, pre: usize, n: i32, nKept: i32, sum: usize, 
       v128.store(f, f64x2.add(v128.load(f), f64x2.convert_low_i32x4_s(ones)));
       v128.store(f, f64x2.add(v128.load(f, 16), f64x2.convert_low_i32x4_s(i8x16.shuffle(ones, ones, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7))), 16);
     }
-    for (; j < n; j++) {
+    for (; j < w; j++) {
       const f = fire + (<usize>j << 3);
       store<f64>(f, load<f64>(f) + (load<i32>(pb + (<usize>j << 2)) > 0 ? 1.0 : 0.0));
     }
