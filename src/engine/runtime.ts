@@ -22,11 +22,15 @@ import {
   hookName,
   INPUT_IDS,
   INTERVENTION_VALUE,
+  KEPT_INDEX,
+  KEPT_POST,
+  KEPT_PRE,
   LN_FINAL_SCALE,
   LOGITS,
   NeuronRef,
   NLL,
   parseGpt2Config,
+  POST_ALL,
   resolveGpt2Weights,
   TARGETS,
   WeightSource,
@@ -140,7 +144,7 @@ async function createSession(graph: OnnxGraph, want: readonly string[], opts: Fo
   return session;
 }
 
-type Variant = 'acts' | 'logits';
+type Variant = 'acts' | 'logits' | 'kept';
 
 /**
  * One architecture-resolved model on ORT, without a tokenizer: the fast path. Two session
@@ -186,9 +190,45 @@ export class Forward {
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {
+    if (variant === 'kept') return createSession(buildGpt2Graph(this.weights, { logits: false, kept: true }), [KEPT_PRE, KEPT_POST, POST_ALL], this.opts, this.tempDirs);
     const want = [...Array(this.config.nLayer).keys()].flatMap((l) => [hookName(l, 'pre'), hookName(l, 'post')]);
     if (variant === 'logits') want.push(LOGITS);
     return createSession(buildGpt2Graph(this.weights, { logits: variant === 'logits' }), want, this.opts, this.tempDirs);
+  }
+
+  /**
+   * The analysis' forward: rows of one length in one ORT run, returning only what `want` names,
+   * already in the analysis' layout (neuron (l, n) at column l·d_mlp + n): the kept tokens'
+   * pre- and post-activations (`keptIndex`: token indices into the concatenated rows) and every
+   * token's post-activations. ORT concatenates and gathers (see buildGpt2Graph's `kept`), so
+   * nothing is copied in JavaScript. Rows of different lengths, or more tokens than one run
+   * holds, go through runTokens instead (the caller interleaves).
+   */
+  async runKept(
+    rows: readonly (readonly number[])[],
+    keptIndex: Int32Array,
+    want: readonly ('keptPre' | 'keptPost' | 'post')[],
+    signal?: CancellationSignal,
+  ): Promise<{ keptPre?: Float32Array; keptPost?: Float32Array; post?: Float32Array } | undefined> {
+    const S = rows[0]?.length ?? 0;
+    if (rows.length === 0 || rows.some((r) => r.length !== S)) return undefined;
+    rowOffsets(rows, this.config); // checks lengths and ids
+    const nTokens = rows.length * S;
+    const N = this.config.nLayer * this.config.dMlp;
+    if (4 * N * (nTokens + 2 * keptIndex.length) > MAX_ACTIVATION_BYTES) return undefined;
+    throwIfCancelled(signal);
+    const session = await this.session('kept');
+    const ids = new BigInt64Array(nTokens);
+    rows.forEach((r, b) => r.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
+    const kept = BigInt64Array.from(keptIndex, (k) => BigInt(k));
+    const names = { keptPre: KEPT_PRE, keptPost: KEPT_POST, post: POST_ALL } as const;
+    const res = await session.run(
+      { [INPUT_IDS]: new ort.Tensor('int64', ids, [rows.length, S]), [KEPT_INDEX]: new ort.Tensor('int64', kept, [kept.length]) },
+      want.map((w) => names[w]),
+    );
+    const out: { keptPre?: Float32Array; keptPost?: Float32Array; post?: Float32Array } = {};
+    for (const w of want) out[w] = res[names[w]]!.data as Float32Array;
+    return out;
   }
 
   private defaultBatchTokens(logits: boolean, hooks: number): number {
@@ -416,6 +456,11 @@ export class Model {
 
   runTokens(rows: readonly (readonly number[])[], opts: RunOptions = {}): Promise<TokenRun> {
     return this.forward.runTokens(rows, opts);
+  }
+
+  /** See Forward.runKept. */
+  runKept(...args: Parameters<Forward['runKept']>): ReturnType<Forward['runKept']> {
+    return this.forward.runKept(...args);
   }
 
   async close(): Promise<void> {

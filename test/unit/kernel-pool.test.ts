@@ -101,3 +101,38 @@ test('column ranges tile [0, n) on multiples of 4', () => {
     }
   }
 });
+
+test('fast mode SDDMM over row ranges on 2 threads equals 1 thread bit for bit', async () => {
+  const { SddmmArena } = await import('../../src/engine/analysis/gemm');
+  const t = 1024;
+  const rowsX = 200;
+  const rowsY = 50;
+  const r = rng(21);
+  const x0 = new Float32Array(rowsX * t).map(() => r() - 0.5);
+  const y0 = new Float32Array(rowsY * t).map(() => r() - 0.5);
+  const rowptr = Int32Array.from({ length: rowsX + 1 }, (_, i) => 3 * i);
+  const cols = Int32Array.from({ length: 3 * rowsX }, (_, c) => (c * 7) % rowsY);
+  const outs: Float64Array[] = [];
+  try {
+    for (const threads of [1, 2]) {
+      setKernelThreads(threads);
+      const a = new SddmmArena();
+      const x = a.alloc(4 * x0.length);
+      const y = a.alloc(4 * y0.length);
+      const rp = a.alloc(4 * rowptr.length);
+      const cl = a.alloc(4 * cols.length);
+      const o = a.alloc(8 * cols.length);
+      a.seal();
+      a.f32(x, x0.length).set(x0);
+      a.f32(y, y0.length).set(y0);
+      a.i32(rp, rowptr.length).set(rowptr);
+      a.i32(cl, cols.length).set(cols);
+      a.sddmm(x, y, t, rp, cl, rowsX, o);
+      outs.push(a.f64(o, cols.length).slice());
+    }
+  } finally {
+    setKernelThreads(0);
+  }
+  assert.equal(partsFor(t, rowsX), Math.min(2, kernelPool().threads));
+  for (let c = 0; c < cols.length; c++) assert.ok(Object.is(outs[0]![c], outs[1]![c]) && outs[0]![c] !== 0, `candidate ${c}`);
+});

@@ -602,10 +602,14 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
         a: B,
         b: Nm,
         rot: { layers: this.L, d: this.d, R: f.R32, key: String(this.opts.seed) },
-        xt: f.arena.f32(f.xt, B * n),
-        yt: f.arena.f32(f.yt, Nm * n),
-        rt: f.arena.f32(f.rt, Nm * n),
+        xt: f.stage.xt.subarray(0, B * n),
+        yt: f.stage.yt.subarray(0, Nm * n),
+        rt: f.stage.rt.subarray(0, Nm * n),
       });
+      // Into the shared arena, where the kernel's threads read them.
+      f.arena.f32(f.xt, B * n).set(f.stage.xt.subarray(0, B * n));
+      f.arena.f32(f.yt, Nm * n).set(f.stage.yt.subarray(0, Nm * n));
+      f.arena.f32(f.rt, Nm * n).set(f.stage.rt.subarray(0, Nm * n));
       this.xs.add(r, n);
       f.step(n);
     }
@@ -1114,6 +1118,8 @@ class FastState {
   /** Tokens per step (bounded by the arena size). */
   readonly tc: number;
   readonly R32: Float32Array[];
+  /** Where ORT writes each step's x'ᵀ, Yᵀ and (RV)ᵀ (it cannot write into the shared arena). */
+  readonly stage: { xt: Float32Array; yt: Float32Array; rt: Float32Array };
   private readonly B: number;
   private readonly Nm: number;
   // Byte offsets in the arena.
@@ -1151,6 +1157,7 @@ class FastState {
     this.Nm = Nm;
     this.tc = Math.max(16, Math.min(c.chunk, Math.floor(FAST_ARENA_BYTES / (4 * (B + 2 * Nm)))));
     this.R32 = Array.from({ length: c.L }, (_, l) => Float32Array.from(rotationMatrix(c.opts.seed, l, c.d)));
+    this.stage = { xt: new Float32Array(B * this.tc), yt: new Float32Array(Nm * this.tc), rt: new Float32Array(Nm * this.tc) };
     const a = this.arena;
     this.xt = a.alloc(4 * B * this.tc);
     this.yt = a.alloc(4 * Nm * this.tc);

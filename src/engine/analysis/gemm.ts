@@ -14,7 +14,8 @@ import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { EngineError } from '../errors';
-import { KernelMemory, type Sddmm } from '../kernels';
+import { KernelMemory } from '../kernels';
+import { kernelPool, partsFor } from '../kernels/pool';
 import { OnnxGraph } from '../onnx';
 
 type OrtModule = typeof import('onnxruntime-node');
@@ -335,8 +336,9 @@ function abt64Graph(): Uint8Array {
 
 /**
  * A fixed-size arena for fast mode: the transposed activations, the candidate lists and the
- * candidate totals live here so that ORT writes straight into it and the SDDMM kernel reads it
- * without copies. Allocate everything first (`alloc`), then `seal()`; views stay valid for the
+ * candidate totals live here, on a shared kernel memory, so that the SDDMM kernel runs over row
+ * ranges on every core (kernels/pool.ts). onnxruntime-node refuses to write into a
+ * SharedArrayBuffer, so the transposed activations are copied in (a few ms per step). Allocate everything first (`alloc`), then `seal()`; views stay valid for the
  * arena's life. Without WebAssembly SIMD the same products run in plain JS (float64 sums).
  */
 export class SddmmArena {
@@ -345,7 +347,7 @@ export class SddmmArena {
   /** Where the arena starts in `mem` (offsets handed out by alloc() are relative to it). */
   private base = 0;
   private buf?: ArrayBufferLike;
-  private fn?: Sddmm;
+  private fn?: boolean;
 
   /** Reserves `bytes` (16-aligned); returns its offset. */
   alloc(bytes: number): number {
@@ -359,9 +361,9 @@ export class SddmmArena {
   seal(forceJs = false): void {
     if (!forceJs) {
       if (this.size > 2 ** 31) throw new EngineError(`SddmmArena: ${this.size} bytes exceed the 2 GiB this kernel uses; use a smaller block or step`);
-      this.mem = new KernelMemory(this.size + 64, false);
+      this.mem = new KernelMemory(this.size + 64);
       this.base = this.mem.alloc(this.size);
-      this.fn = this.mem.exports<{ sddmm: Sddmm }>('sddmm').sddmm;
+      this.fn = true;
       this.buf = this.mem.buffer;
     } else {
       this.buf = new ArrayBuffer(this.size);
@@ -387,8 +389,13 @@ export class SddmmArena {
   /** out[c] += Σ_k x[i·t+k]·y[cols[c]·t+k] for rows i < nrows and their candidates c (CSR). */
   sddmm(x: number, y: number, t: number, rowptr: number, cols: number, nrows: number, out: number): void {
     if (this.fn) {
+      // Row ranges on the pool's threads: each row's candidates and outputs are its own.
       const b = this.base;
-      this.fn(b + x, b + y, t, b + rowptr, b + cols, 0, nrows, b + out);
+      const parts = Math.min(partsFor(t, nrows), nrows);
+      kernelPool().run(this.mem!, 'sddmm', 'sddmm', parts, (p) => {
+        const [i0, i1] = [Math.round((nrows * p) / parts), Math.round((nrows * (p + 1)) / parts)];
+        return [b + x, b + y, t, b + rowptr, b + cols, i0, i1, b + out];
+      });
       return;
     }
     const X = this.f32(x, nrows * t);

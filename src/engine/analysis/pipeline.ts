@@ -339,6 +339,15 @@ export async function buildBatch(
       models.push({ pre: empty, post: empty, keptPre: empty, keptPost: empty });
       continue;
     }
+    // The analysis' layout straight from ORT (it concatenates layers and gathers kept rows).
+    if (!want('pre')) {
+      const kind = (['keptPre', 'keptPost', 'post'] as const).filter((k) => want(k));
+      const k = await m.runKept(rows, keptIndex, kind, signal);
+      if (k) {
+        models.push({ pre: empty, post: k.post ?? empty, keptPre: k.keptPre ?? empty, keptPost: k.keptPost ?? empty });
+        continue;
+      }
+    }
     const hooks: ('pre' | 'post')[] = [...(wantPre ? ['pre' as const] : []), ...(wantPost ? ['post' as const] : [])];
     const run = await m.runTokens(rows, { hooks, signal });
     const d = m.dMlp;

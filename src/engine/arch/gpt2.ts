@@ -196,6 +196,10 @@ export const NLL = 'nll';
 export const ENTROPY = 'entropy';
 export const LN_FINAL_SCALE = 'ln_final.hook_scale';
 export const INTERVENTION_VALUE = 'intervention_value';
+export const KEPT_INDEX = 'kept_index';
+export const KEPT_PRE = 'kept_pre';
+export const KEPT_POST = 'kept_post';
+export const POST_ALL = 'post_all';
 export type Hook = 'pre' | 'post';
 export const hookName = (layer: number, hook: Hook): string => `L${layer}.hook_${hook}`;
 
@@ -214,6 +218,13 @@ export interface Gpt2GraphOptions {
   scores?: boolean;
   /** Replace this neuron's hook_post by the input `intervention_value` before c_proj. */
   intervention?: NeuronRef;
+  /**
+   * The analysis' layout instead of per-layer hooks (activations only): every layer side by side
+   * (neuron (l, n) at column l·d_mlp + n), as `post_all` [tokens, L·d_mlp], and the rows of input
+   * `kept_index` (int64 token indices) of pre and post, as `kept_pre`/`kept_post` [kept, L·d_mlp].
+   * ORT does the gathering, so no activation is copied in JavaScript.
+   */
+  kept?: boolean;
 }
 
 // Opset 20 is the first with Gelu(approximate="tanh"); LayerNormalization is there from 17.
@@ -232,6 +243,20 @@ const MASK_MIN = -3.4028234663852886e38;
  * Attention is built from standard ops. ORT's fused com.microsoft Attention kernel was measured
  * too: no faster at GPT-2-small size, slower on the tiny config, so it is not used.
  */
+/** The kept layout's outputs (Gpt2GraphOptions.kept): layers concatenated, kept rows gathered. */
+function keptOutputs(g: OnnxGraph, N: number, pres: string[], posts: string[]): OnnxGraph {
+  const kept = g.input(KEPT_INDEX, 'int64', ['kept']);
+  const all = (xs: string[], out?: string): string => (xs.length === 1 ? g.op('Identity', xs, {}, out) : g.op('Concat', xs, { axis: { i: 1 } }, out));
+  const preAll = all(pres);
+  const postAll = all(posts, POST_ALL);
+  g.op('Gather', [preAll, kept], { axis: { i: 0 } }, KEPT_PRE);
+  g.op('Gather', [postAll, kept], { axis: { i: 0 } }, KEPT_POST);
+  g.output(KEPT_PRE, 'float', ['kept', N]);
+  g.output(KEPT_POST, 'float', ['kept', N]);
+  g.output(POST_ALL, 'float', ['tokens', N]);
+  return g;
+}
+
 export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGraph {
   const cfg = w.config;
   const iv = opts.intervention;
@@ -272,6 +297,9 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
   const mask = g.op('Slice', [g.constF32(m, [p, p]), g.constI64([0, 0]), g.op('Concat', [seq1, seq1], { axis: { i: 0 } })]);
   const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
 
+  if (opts.kept && (opts.logits || opts.scores || iv)) throw new Error('gpt2 graph: the kept layout is for activations only');
+  const pres: string[] = [];
+  const posts: string[] = [];
   for (let l = 0; l < cfg.nLayer; l++) {
     const h = `h.${l}`;
     // HF: scores / sqrt(d_head) (if scale_attn_weights), then / (l+1) (if inverse-layer-idx).
@@ -288,9 +316,15 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
       iv?.layer === l
         ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
         : activation(g, cfg.activation, pre, hookName(l, 'post'));
-    g.output(pre, 'float', ['tokens', cfg.dMlp]);
-    g.output(post, 'float', ['tokens', cfg.dMlp]);
+    if (opts.kept) {
+      pres.push(pre);
+      posts.push(post);
+    } else {
+      g.output(pre, 'float', ['tokens', cfg.dMlp]);
+      g.output(post, 'float', ['tokens', cfg.dMlp]);
+    }
     // Everything after the last hook_post is dead code for activations: stop here.
+    if (l === cfg.nLayer - 1 && opts.kept) return keptOutputs(g, cfg.nLayer * cfg.dMlp, pres, posts);
     if (l === cfg.nLayer - 1 && !opts.logits && !opts.scores) return g;
     x = g.op('Add', [x, linear(post, `${h}.mlp.c_proj`)]);
   }

@@ -12,9 +12,9 @@ const root = join(here, '..', '..', '..');
 // SIMD for the kernels; threads for the shared memory the worker pool runs them on.
 const FLAGS = ['-O3', '--runtime', 'stub', '--noAssert', '--use', 'abort=', '--enable', 'simd', '--importMemory'];
 const SHARED = ['--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
-// Kernels on a plain (unshared) memory: onnxruntime-node writes its outputs straight into the
-// SDDMM arena, and it refuses views of a SharedArrayBuffer ("Invalid argument").
-const UNSHARED = new Set(['sddmm']);
+// Kernels on a plain (unshared) memory, for a memory that onnxruntime-node writes into (it
+// refuses views of a SharedArrayBuffer: "Invalid argument"). None at present.
+const UNSHARED = new Set([]);
 
 export async function buildKernels() {
   const src = join(here, 'assembly');
