@@ -152,3 +152,34 @@ describe('Model', () => {
     assert.throws(() => topNeurons(a, 3, 5), EngineError);
   });
 });
+
+describe('the analysis layout straight from ORT (runKept)', () => {
+  let m: Model;
+  before(async () => {
+    m = await openModel(join(__dirname, '..', '..', 'models', 'tiny-gpt2-a'), { memArena: false });
+  });
+  after(async () => {
+    await m.close();
+  });
+
+  test('equals the per-layer hooks interleaved in JS, bit for bit; refuses what it cannot do', async () => {
+    const { interleave } = await import('../../src/engine/analysis/pipeline');
+    const rows = Array.from({ length: 3 }, (_, r) => Array.from({ length: 40 }, (_, t) => (t === 0 ? 50256 : (r * 977 + t * 131) % 50000)));
+    const keptIndex = Int32Array.from([...Array(120).keys()].filter((t) => t % 40 !== 0 && t % 7 !== 3));
+    const k = (await m.runKept(rows, keptIndex, ['keptPre', 'keptPost', 'post']))!;
+    const run = await m.runTokens(rows, { hooks: ['pre', 'post'] });
+    const same = (a: Float32Array, b: Float32Array, what: string): void => {
+      assert.equal(a.length, b.length, what);
+      for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
+    };
+    same(k.keptPre!, interleave(run.hookPre, 120, m.dMlp, keptIndex), 'keptPre');
+    same(k.keptPost!, interleave(run.hookPost, 120, m.dMlp, keptIndex), 'keptPost');
+    same(k.post!, interleave(run.hookPost, 120, m.dMlp), 'post');
+    // Only what is asked for; no kept token is fine.
+    const only = (await m.runKept(rows, new Int32Array(0), ['keptPost']))!;
+    assert.deepEqual(Object.keys(only), ['keptPost']);
+    assert.equal(only.keptPost!.length, 0);
+    // Rows of different lengths go through runTokens (the caller interleaves).
+    assert.equal(await m.runKept([rows[0]!, rows[1]!.slice(0, 30)], keptIndex, ['post']), undefined);
+  });
+});
