@@ -92,9 +92,12 @@ export function planMemory(args: {
     models.reduce((s, m) => s + 16 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
   const statsBytes = args.statsBytes ?? 0;
   const unblocked = (rows: number): number =>
-    baseBytes + SLACK + statsBytes + allActs(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m), 0);
+    baseBytes + SLACK + statsBytes + allActs(rows) + staging(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m), 0);
+  // The statistics pass also stages each batch into the kernels' memories (kernels/index.ts
+  // scratch): one [T × Na] float32 copy each for the statistics and the examples, two for families.
+  const staging = (rows: number): number => 16 * T(rows) * Na;
   const statsActs = (rows: number): number =>
-    16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
+    16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons)) + staging(rows);
   const pairActs = (rows: number): number => Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons)));
   const gram = Math.max(...others.map(gramBytes));
   const perCol = Math.max(...others.map(perColumn));
