@@ -4,6 +4,7 @@ import { ActivationStats, ActivationStatsResult, momentsFromCentral } from '../.
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
 import { rng } from '../helpers/synthetic-run';
+import { assertSameState } from '../helpers/state';
 
 
 function gauss(r: () => number): number {
@@ -294,17 +295,7 @@ test('the SIMD kernel (default) and the JS loop give bit-identical state: widths
       a.add(batchOf(x, W, keep, bi, 1));
       b.add(batchOf(x, W, keep, bi, 1));
     }
-    const sa = a.state();
-    const sb = b.state();
-    assert.deepEqual(Object.keys(sb), Object.keys(sa));
-    for (const k of Object.keys(sa)) {
-      const u = sa[k]!;
-      const v = sb[k]!;
-      if (typeof u === 'object' && !Array.isArray(u)) {
-        assert.equal((v as typeof u).length, u.length, k);
-        for (let i = 0; i < u.length; i++) assert.ok(Object.is(u[i], (v as typeof u)[i]), `W ${W}, ${k}[${i}]: ${u[i]} vs ${(v as typeof u)[i]}`);
-      } else assert.deepEqual(v, u, k);
-    }
+    assertSameState(a.state(), b.state(), `W ${W}`);
   }
 });
 

@@ -4,6 +4,7 @@ import { readExamples, serializeExamples, TopExamples, TopExamplesOptions, TopEx
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
 import { rng } from '../helpers/synthetic-run';
+import { assertSameState } from '../helpers/state';
 
 
 type Act = (row: number, pos: number, neuron: number) => number;
@@ -322,15 +323,6 @@ test('the SIMD kernel (default) and the JS loop give bit-identical state: ties, 
     const b = new TopExamples({ nNeurons: N, models: [0, 1], k: 3, intervals: 4, perInterval: 2, bins: 8 });
     feed(a, rows, N, act, [1, 4, 7], 2);
     feed(b, rows, N, act, [1, 4, 7], 2);
-    const sa = a.state();
-    const sb = b.state();
-    assert.deepEqual(Object.keys(sb), Object.keys(sa));
-    for (const k of Object.keys(sa)) {
-      const u = sa[k]!;
-      const v = sb[k]!;
-      if (typeof u === 'object' && !Array.isArray(u)) {
-        for (let i = 0; i < u.length; i++) assert.ok(Object.is(u[i], (v as typeof u)[i]), `N ${N}, ${k}[${i}]: ${u[i]} vs ${(v as typeof u)[i]}`);
-      } else assert.deepEqual(v, u, k);
-    }
+    assertSameState(a.state(), b.state(), `N ${N}`);
   }
 });

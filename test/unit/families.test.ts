@@ -11,6 +11,7 @@ import { isKept, readCorpus } from '../../src/engine/corpus';
 import { normaliseToken, POS_TAGS } from '../../src/engine/labels';
 import { Tokenizer } from '../../src/engine/tokenizer';
 import { rng } from '../helpers/synthetic-run';
+import { assertSameState } from '../helpers/state';
 
 const ROOT = join(__dirname, '..', '..');
 const tok = Tokenizer.fromTokenizerJson(join(ROOT, 'models', 'gpt2-tokenizer', 'tokenizer.json'));
@@ -223,16 +224,6 @@ test('the SIMD kernel (default) and the JS loop give bit-identical sums, for pos
       a.add(x);
       b.add(x);
     }
-    const sa = a.state();
-    const sb = b.state();
-    assert.deepEqual(Object.keys(sb), Object.keys(sa));
-    for (const k of Object.keys(sa)) {
-      const u = sa[k]!;
-      const v = sb[k]!;
-      if (typeof u === 'object' && !Array.isArray(u)) {
-        assert.equal((v as typeof u).length, u.length, k);
-        for (let i = 0; i < u.length; i++) if (!Object.is(u[i], (v as typeof u)[i])) assert.fail(`${activation} ${k}[${i}]: ${u[i]} vs ${(v as typeof u)[i]}`);
-      } else assert.deepEqual(v, u, k);
-    }
+    assertSameState(a.state(), b.state(), activation);
   }
 });

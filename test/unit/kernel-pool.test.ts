@@ -7,6 +7,7 @@ import { TopExamples } from '../../src/engine/analysis/examples';
 import type { AccumulatorState, ActivationBatch } from '../../src/engine/analysis/types';
 import { KernelMemory } from '../../src/engine/kernels';
 import { columnRange, kernelPool, partsFor, setKernelThreads } from '../../src/engine/kernels/pool';
+import { assertSameState } from '../helpers/state';
 import { rng } from '../helpers/synthetic-run';
 
 const N = 301; // a SIMD tail in the last part
@@ -37,17 +38,6 @@ function batches(): ActivationBatch[] {
   });
 }
 
-function same(a: AccumulatorState, b: AccumulatorState, what: string): void {
-  assert.deepEqual(Object.keys(b), Object.keys(a));
-  for (const k of Object.keys(a)) {
-    const u = a[k]!;
-    const v = b[k]!;
-    if (typeof u === 'object' && !Array.isArray(u)) {
-      for (let i = 0; i < u.length; i++) if (!Object.is(u[i], (v as typeof u)[i])) assert.fail(`${what} ${k}[${i}]: ${u[i]} vs ${(v as typeof u)[i]}`);
-    } else assert.deepEqual(v, u, `${what} ${k}`);
-  }
-}
-
 test('statistics and examples are bit-identical on 1, 2 and 3 threads', () => {
   const data = batches();
   const states: AccumulatorState[][] = [];
@@ -68,8 +58,8 @@ test('statistics and examples are bit-identical on 1, 2 and 3 threads', () => {
     setKernelThreads(0);
   }
   for (const i of [1, 2]) {
-    same(states[0]![0]!, states[i]![0]!, `stats, ${i + 1} threads`);
-    same(states[0]![1]!, states[i]![1]!, `examples, ${i + 1} threads`);
+    assertSameState(states[0]![0]!, states[i]![0]!, `stats, ${i + 1} threads`);
+    assertSameState(states[0]![1]!, states[i]![1]!, `examples, ${i + 1} threads`);
   }
 });
 
