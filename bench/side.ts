@@ -8,6 +8,11 @@
 //   npm run bench:side -- --tokens 131072 --threads 1,2 --rounds 3 --families off
 //   npm run bench:side -- --compare RUN_DIR PEER.json    only the correctness check of two results
 //
+// Options: --modes exact,fast (default both), --families on|off (project; default on, the whole
+// analysis), --python PATH (default /usr/bin/python3), --peer-omp passive (OMP_WAIT_POLICY=PASSIVE
+// for the peer; default: as a researcher runs it), --rounds R (medians), --keep (run folders),
+// --no-gnu-time (measure from /proc even where /usr/bin/time exists).
+//
 // Per thread count N (both sides get N: `analyze --threads N`, `torch.set_num_threads(N)`), each
 // round runs: project exact, project fast (`--mode fast`, only when T ≥ 40,960: below that the
 // engine runs fast mode as exact), the torch peer. Each child is measured from outside: wall
@@ -86,13 +91,13 @@ function vmHwm(pid: number): number {
   }
 }
 
-function measure(cmd: string, args: string[], work: string): Promise<Measured> {
+function measure(cmd: string, args: string[], work: string, env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
   const timeFile = join(work, 'time.txt');
   const [file, fileArgs] = useGnuTime ? [GNU_TIME, ['-f', '%e %U %S %M', '-o', timeFile, cmd, ...args]] : [cmd, args];
   const cpu0 = childrenCpu();
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(file, fileArgs, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, fileArgs, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -161,10 +166,14 @@ async function runProject(cli: string, mode: 'exact' | 'fast', tokens: number, t
   return { m, out, manifest };
 }
 
-async function runPeer(python: string, tokens: number, threads: number, work: string) {
+async function runPeer(python: string, tokens: number, threads: number, work: string, ompPassive: boolean) {
   const out = join(work, `peer-${threads}.json`);
   const args = [PEER, '--models', ...MODELS, '--corpus', ...corpusFor(tokens), '--tokens', String(tokens), '--threads', String(threads), '--out', out];
-  const m = await measure(python, args, work);
+  // OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep at the end of a parallel region instead of
+  // spinning (GNU OpenMP's default); with other processes on the cores, spinning threads get
+  // descheduled mid-region and 2 threads can run slower than 1 (BENCHMARKS.md).
+  const env = ompPassive ? { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } : process.env;
+  const m = await measure(python, args, work, env);
   if (m.code !== 0) throw failed(`torch peer (${threads} threads)`, m);
   const line = m.stdout.trim().split('\n').pop()!;
   return { m, out, report: JSON.parse(line) as PeerReport };
@@ -288,6 +297,7 @@ async function main(): Promise<void> {
   const rounds = Number(arg('rounds') ?? 1);
   const families = (arg('families') ?? 'on') !== 'off';
   const python = arg('python') ?? '/usr/bin/python3';
+  const ompPassive = (arg('peer-omp') ?? 'default') === 'passive';
   const wantModes = (arg('modes') ?? 'exact,fast').split(',');
   if (!Number.isSafeInteger(tokens) || tokens < 128) throw new Error(`--tokens needs an integer ≥ 128, got ${arg('tokens')}`);
   if (threadList.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--threads needs a list of integers ≥ 1, got ${arg('threads')}`);
@@ -318,7 +328,7 @@ async function main(): Promise<void> {
 
   console.log(
     `side by side: ${tokens.toLocaleString('en-US')} tokens of ${corpusFor(tokens).length} × models/corpus/heldout.tokens.bin, 5 models (reference tiny-gpt2-a), ` +
-      `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}; ` +
+      `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}${ompPassive ? ', OMP_WAIT_POLICY=PASSIVE' : ''}; ` +
       `${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; measured with ${useGnuTime ? 'GNU time' : '/proc'}`,
   );
   const rows: Row[] = [];
@@ -345,7 +355,7 @@ async function main(): Promise<void> {
           if (mode === 'exact') exactRun = out;
           else rmSync(out, { recursive: true, force: true });
         }
-        const { m, out, report } = await runPeer(python, tokens, threads, work);
+        const { m, out, report } = await runPeer(python, tokens, threads, work, ompPassive);
         rows.push({
           side: 'torch peer',
           threads,
