@@ -351,7 +351,9 @@ async function main(): Promise<void> {
             load: loadavg()[0]!,
             universal: manifest.results?.universal,
           });
-          console.log(`  round ${round}, ${threads} thread(s): project ${mode} ${fmt(m.wall_s)} s wall (stream ${fmt(manifest.timings.stream_s)} s), load ${loadavg()[0]!.toFixed(2)}`);
+          const tm = manifest.timings as Record<string, number>;
+          const parts = ['open_s', 'corpus_s', 'stream_s', 'finish_s', 'write_s'].map((k) => `${k.replace('_s', '')} ${fmt(tm[k] ?? 0)}`).join(', ');
+          console.log(`  round ${round}, ${threads} thread(s): project ${mode} ${fmt(m.wall_s)} s wall (${parts} s), load ${loadavg()[0]!.toFixed(2)}`);
           if (mode === 'exact') exactRun = out;
           else rmSync(out, { recursive: true, force: true });
         }
@@ -368,7 +370,8 @@ async function main(): Promise<void> {
           load: loadavg()[0]!,
           universal: report.universal['0.5'],
         });
-        console.log(`  round ${round}, ${threads} thread(s): torch peer ${fmt(m.wall_s)} s wall (stream ${fmt(report.stream_s)} s), load ${loadavg()[0]!.toFixed(2)}`);
+        const pp = Object.entries(report.phases_s).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+        console.log(`  round ${round}, ${threads} thread(s): torch peer ${fmt(m.wall_s)} s wall (${pp} s), load ${loadavg()[0]!.toFixed(2)}`);
         if (exactRun && round === 1) checks.push(`${threads} thread(s):\n${compare(exactRun, out)}`);
         if (exactRun) rmSync(exactRun, { recursive: true, force: true });
         rmSync(out, { force: true });
