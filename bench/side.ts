@@ -207,7 +207,7 @@ const quantile = (v: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))]!;
 };
 
-export function compare(runDir: string, peerFile: string): string {
+function compare(runDir: string, peerFile: string): string {
   const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8'));
   const peer = JSON.parse(readFileSync(peerFile, 'utf8')) as PeerOut;
   const lines: string[] = [];
