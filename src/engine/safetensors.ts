@@ -267,6 +267,33 @@ function parseHeader(
       first.name,
     );
   }
+
+  // The tensors must tile the data section exactly: from byte 0, back to back, to its last byte.
+  // A gap or a tail no tensor claims means the header length or the offsets are wrong — e.g. a
+  // header length 4 short makes every tensor read 4 bytes early and still look plausible.
+  let at = 0;
+  for (const t of sorted) {
+    if (t.begin !== at) {
+      const before = sorted[sorted.indexOf(t) - 1];
+      throw new EngineError(
+        `${path}: data bytes [${at}, ${t.begin}) ${before ? `between tensors "${before.name}" and "${t.name}"` : `before the first tensor "${t.name}"`} ` +
+          `belong to no tensor; safetensors tensors are stored back to back, so the header's data_offsets are corrupt. Re-download or re-save the checkpoint`,
+        path,
+        t.name,
+      );
+    }
+    at = t.end;
+  }
+  if (at !== dataSize) {
+    const last = sorted[sorted.length - 1];
+    throw new EngineError(
+      `${path}: the data section is ${dataSize} bytes, but its tensors end at byte ${at}${last ? ` (last: "${last.name}")` : ''}; ` +
+        `the last ${dataSize - at} bytes belong to no tensor, so the header length (${fileSize - dataSize - 8} bytes) or the data_offsets are wrong. ` +
+        `Re-download or re-save the checkpoint`,
+      path,
+      last?.name,
+    );
+  }
   return { tensors, metadata };
 }
 
