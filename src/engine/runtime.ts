@@ -9,6 +9,8 @@
  *
  * Long texts (`activations`): see `windows()` below.
  */
+// Must run before onnxruntime-node creates its environment: see ortTelemetry.ts.
+import './ortTelemetry';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -15,6 +15,8 @@
  * what it would in a single pass. Accumulators finished in an earlier pass stay in the checkpoint
  * as packed results (`pack`/`unpack`), and later ones may read them (`create(done)`).
  */
+// First: onnxruntime's telemetry off before the GEMM or forward sessions exist (ortTelemetry.ts).
+import '../ortTelemetry';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
