@@ -175,6 +175,49 @@ export class SafetensorsFile {
     }
   }
 
+  /**
+   * Index of the first NaN or ±Infinity element of a float tensor, or -1, checked on the stored
+   * bits (an all-ones exponent) in chunks of 16 MiB: no upcast and no tensor-sized allocation.
+   */
+  firstNonFinite(name: string): number {
+    const t = this.info(name);
+    const fd = this.fd;
+    if (fd === undefined) {
+      throw new EngineError(`${this.path} is closed; cannot read tensor "${name}"`, this.path, name);
+    }
+    if (!isReadableDType(t.dtype)) {
+      throw new EngineError(
+        `unsupported dtype ${t.dtype} for tensor "${name}" in ${this.path}; supported: ${READABLE_DTYPES.join(', ')}`,
+        this.path,
+        name,
+      );
+    }
+    const size = DTYPE_SIZE[t.dtype];
+    const CHUNK = 1 << 24;
+    const buf = new Uint8Array(Math.min(CHUNK, t.end - t.begin));
+    for (let off = t.begin; off < t.end; off += CHUNK) {
+      const n = Math.min(CHUNK, t.end - off);
+      const bytes = buf.subarray(0, n);
+      readFully(fd, bytes, this.dataStart + off, this.path, name);
+      if (!LITTLE_ENDIAN) swapBytes(bytes, size);
+      const base = (off - t.begin) / size;
+      if (size === 4) {
+        // Little-endian fp32: the exponent is bits 23..30 of each word.
+        const w = new Uint32Array(bytes.buffer, bytes.byteOffset, n / 4);
+        let any = 0;
+        for (let i = 0; i < w.length; i++) any |= (w[i]! & 0x7f800000) === 0x7f800000 ? 1 : 0;
+        if (any) for (let i = 0; i < w.length; i++) if ((w[i]! & 0x7f800000) === 0x7f800000) return base + i;
+      } else {
+        const mask = t.dtype === 'F16' ? 0x7c00 : 0x7f80;
+        const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n / 2);
+        let any = 0;
+        for (let i = 0; i < h.length; i++) any |= (h[i]! & mask) === mask ? 1 : 0;
+        if (any) for (let i = 0; i < h.length; i++) if ((h[i]! & mask) === mask) return base + i;
+      }
+    }
+    return -1;
+  }
+
   close(): void {
     if (this.fd !== undefined) {
       fs.closeSync(this.fd);

@@ -11,6 +11,7 @@ export function safetensorsSource(file: SafetensorsFile): WeightSource {
     read: (n) => file.readF32(n),
     names: () => file.tensors.keys(),
     dtype: (n) => file.tensors.get(n)?.dtype,
+    firstNonFinite: (n) => file.firstNonFinite(n),
   };
 }
 

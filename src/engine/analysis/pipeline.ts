@@ -577,6 +577,7 @@ export async function runAnalysis(
         encode: (text) => ref.tokenizer.encode(text),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
+        vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
         signal,
       });
       if (previous && previous.corpus.hash !== corpus.hash) {
