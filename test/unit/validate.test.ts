@@ -14,6 +14,7 @@ import { runAnalysis, vocabHash } from '../../src/engine/analysis/pipeline';
 import { loadCheckpoint } from '../../src/engine/checkpoint';
 import { readCorpus } from '../../src/engine/corpus';
 import { EngineError } from '../../src/engine/errors';
+import { OnnxGraph } from '../../src/engine/onnx';
 import { setWriteFn, writeFileAtomic } from '../../src/engine/store';
 import { Tokenizer } from '../../src/engine/tokenizer';
 import { checkpointWeights } from '../../src/engine/validate';
@@ -267,4 +268,13 @@ describe('corpus ids and write failures name their file', () => {
       assert.ok(existsSync(target));
     });
   }
+
+  test('ONNX external-data weights that cannot be written name their folder', () => {
+    const g = new OnnxGraph('g', 20);
+    g.output(g.op('Relu', [g.input('x', 'float', [1])]), 'float', [1]);
+    const blocker = join(tmp, 'not-a-folder');
+    writeFileSync(blocker, '');
+    const target = join(blocker, 'onnx');
+    assert.throws(() => g.writeExternal(target), (e: unknown) => e instanceof EngineError && e.file === target && e.message.startsWith(`cannot write the ONNX model's weights to ${target}: `));
+  });
 });
