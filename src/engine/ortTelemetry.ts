@@ -11,7 +11,9 @@
  * events for https://mobile.events.data.microsoft.com. This extension promises offline analysis,
  * so it opts out: with ORT_DISABLE_TELEMETRY=1 set before the environment exists, the SDK is
  * never started (strace: no mat-debug file, no cache, no device id). The value is latched by ORT
- * for the life of the process. A value the user set explicitly (e.g. 0) is left alone.
+ * for the life of the process. A value the user set explicitly (e.g. 0) is left alone. The
+ * variable is process-wide: in the editor it also reaches any other onnxruntime-node loaded in the
+ * same extension host, and child processes inherit it.
  */
 if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1';
 
