@@ -3,18 +3,41 @@
  * over it, so a reader never sees half a file (activations of a long text run to many MB, hence
  * streaming rather than one JSON.stringify).
  */
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { EngineError, ioReason } from '../engine/errors';
+import { ioWrite } from '../engine/store';
 
 export type Put = (chunk: string) => void;
 
+/**
+ * On any failure (a full disk, a read-only or unwritable folder) the temp file is removed, `path`
+ * keeps what it held, and an EngineError names `path`; errors of `produce` itself pass through.
+ */
 export function writeAtomic(path: string, produce: (put: Put) => void): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
+  const fail = (e: unknown): never => {
+    if (e instanceof EngineError) throw e;
+    throw new EngineError(`cannot write ${path}: ${ioReason(e)}`, path);
+  };
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (e) {
+    return fail(e);
+  }
   let buf = '';
+  let pos = 0;
   const flush = () => {
-    if (buf) writeSync(fd, buf);
+    if (!buf) return;
+    const bytes = new TextEncoder().encode(buf);
     buf = '';
+    for (let off = 0; off < bytes.length; ) {
+      const n = ioWrite(fd, bytes.subarray(off), pos);
+      if (!(n > 0)) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      off += n;
+      pos += n;
+    }
   };
   try {
     produce((chunk) => {
@@ -25,15 +48,27 @@ export function writeAtomic(path: string, produce: (put: Put) => void): void {
     fsyncSync(fd);
     closeSync(fd);
   } catch (e) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw e;
+    try {
+      closeSync(fd);
+    } catch {
+      // already failing
+    }
+    removeQuietly(tmp);
+    return fail(e);
   }
   try {
     renameSync(tmp, path);
   } catch (e) {
-    unlinkSync(tmp);
-    throw e;
+    removeQuietly(tmp);
+    fail(e);
+  }
+}
+
+function removeQuietly(p: string): void {
+  try {
+    unlinkSync(p);
+  } catch {
+    // never created, or already gone
   }
 }
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** universal-neurons CLI entry (bundled to dist/cli.js). Formatting only; the engine does the work. */
+// First: onnxruntime's telemetry must be off before any session exists (see ortTelemetry.ts).
+import '../engine/ortTelemetry';
 import { CancelledError, type CancellationSignal } from '../engine/errors';
 import { errorLine } from '../format';
 import { runActivations } from './activations';

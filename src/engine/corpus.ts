@@ -56,6 +56,11 @@ export interface CorpusOptions {
   encode?: (text: string) => number[] | Encoding;
   bos?: number;
   eos?: number;
+  /**
+   * The models' vocabulary size: a `.tokens.bin` id at or above it is refused naming the file
+   * (it was tokenized for another vocabulary), before any forward pass.
+   */
+  vocabSize?: number;
   /** Largest text/jsonl file read (bytes); default 512 MB. */
   maxFileBytes?: number;
   signal?: CancellationSignal;
@@ -218,6 +223,18 @@ function tokensOf(path: string): { ids: Uint16Array; sha256: string } {
   return { ids, sha256 };
 }
 
+function checkTokenIds(ids: Uint16Array, vocabSize: number, path: string): void {
+  let max = 0;
+  for (let i = 0; i < ids.length; i++) if (ids[i]! > max) max = ids[i]!;
+  if (max < vocabSize) return;
+  const at = ids.findIndex((id) => id >= vocabSize);
+  throw new EngineError(
+    `${path}: token ${at} (byte offset ${2 * at}) is id ${ids[at]}, but the models' vocabulary has ${vocabSize} ids (vocab_size in config.json); ` +
+      `this file was tokenized for another tokenizer: re-tokenize the text with the models' tokenizer.json`,
+    path,
+  );
+}
+
 /** Reads the inputs in order until the budget's rows are full (or the corpus ends). */
 export function readCorpus(opts: CorpusOptions): Corpus {
   const ctx = opts.nPositions;
@@ -271,6 +288,7 @@ export function readCorpus(opts: CorpusOptions): Corpus {
     if (f.kind === 'tokens') {
       const { ids, sha256 } = tokensOf(f.path);
       entry.sha256 = sha256;
+      if (opts.vocabSize !== undefined) checkTokenIds(ids, opts.vocabSize, f.path);
       // Already joined with EOS; separate it from what came before.
       if (total > 0 && last !== eos) push(eos);
       const source = label(f.path);

@@ -13,6 +13,34 @@ export class EngineError extends Error {
   }
 }
 
+/**
+ * Why a file-system call failed, in words, with the code and what to do, for messages that
+ * already name the path ("cannot write PATH: <reason>").
+ */
+export function ioReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOSPC':
+      return 'the disk is full (ENOSPC); free some space or choose another folder, then run again';
+    case 'EDQUOT':
+      return 'the disk quota is exceeded (EDQUOT); free some space or choose another folder, then run again';
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied (${code}); check the permissions of the file and its folder, or choose another folder`;
+    case 'EROFS':
+      return 'the file system is read-only (EROFS); choose a writable folder';
+    case 'ENOENT':
+      return 'no such file or folder (ENOENT)';
+    case 'EISDIR':
+      return 'it is a folder (EISDIR)';
+    case 'EMFILE':
+    case 'ENFILE':
+      return `too many open files (${code}); close other programs or raise the limit (ulimit -n)`;
+    default:
+      return e instanceof Error ? e.message : String(e);
+  }
+}
+
 /** Raised when a caller's cancellation token fires; never a failure to report. */
 export class CancelledError extends Error {
   constructor() {

@@ -8,7 +8,7 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { onnx } from 'onnx-proto';
-import { EngineError } from './errors';
+import { EngineError, ioReason } from './errors';
 
 export type ElemType = 'float' | 'int64';
 export type TensorData = Float32Array | BigInt64Array;
@@ -214,6 +214,19 @@ export class OnnxGraph {
    * may map them.
    */
   writeExternal(dir: string, weightsFile = 'weights.bin'): string {
+    try {
+      return this.writeExternalFiles(dir, weightsFile);
+    } catch (e) {
+      if (e instanceof EngineError || typeof (e as NodeJS.ErrnoException).code !== 'string') throw e;
+      // A file-system failure (a full temp disk is the likely one: this is the model's size).
+      throw new EngineError(
+        `cannot write the ONNX model's weights to ${dir}: ${ioReason(e)} (this folder is the OS temp folder unless cacheDir is set; TMPDIR moves it)`,
+        dir,
+      );
+    }
+  }
+
+  private writeExternalFiles(dir: string, weightsFile: string): string {
     mkdirSync(dir, { recursive: true });
     const fd = openSync(join(dir, weightsFile), 'w');
     const inits: onnx.ITensorProto[] = [];

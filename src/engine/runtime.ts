@@ -9,6 +9,8 @@
  *
  * Long texts (`activations`): see `windows()` below.
  */
+// Must run before onnxruntime-node creates its environment: see ortTelemetry.ts.
+import './ortTelemetry';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import * as ort from 'onnxruntime-node';
 import {
   buildGpt2Graph,
   ENTROPY,
+  firstNonFinite,
   Gpt2Config,
   Gpt2Weights,
   Hook,
@@ -29,18 +32,16 @@ import {
   LOGITS,
   NeuronRef,
   NLL,
-  parseGpt2Config,
   POST_ALL,
-  resolveGpt2Weights,
   TARGETS,
-  WeightSource,
 } from './arch/gpt2';
-import { Checkpoint, loadCheckpoint } from './checkpoint';
+import { loadCheckpoint } from './checkpoint';
 import { topNeuronsAt } from './editor';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { OnnxGraph } from './onnx';
 import { SafetensorsFile } from './safetensors';
 import { encodeWithBos, Tokenizer } from './tokenizer';
+import { checkpointWeights } from './validate';
 
 export interface ForwardOptions {
   /** ORT intra-op threads; 0 or absent: one per core, at most 8 (GEMMs this size stop scaling). */
@@ -433,6 +434,7 @@ export class Model {
     const w = windows(enc.ids, this.config.nPositions, this.tokenizer.bosId);
     const run = await this.forward.runTokens(w.rows, { logits: opts.logits, signal: opts.signal });
     const tokens = enc.ids.map((id, i) => ({ id, text: this.tokenizer.tokenString(id), start: enc.starts[i]!, end: enc.ends[i]! }));
+    this.checkFinite(run, w.rows.length === 1 ? tokens : undefined);
     if (w.rows.length === 1) {
       return { tokens, hookPre: run.hookPre, hookPost: run.hookPost, logits: run.logits };
     }
@@ -463,6 +465,28 @@ export class Model {
     return this.forward.runKept(...args);
   }
 
+  /**
+   * Refuses a non-finite activation, naming the model, the neuron and (when known) the token:
+   * JSON would write it as null and every statistic over it would be NaN. Weights are checked
+   * finite at open, so this is an overflow inside the forward.
+   */
+  private checkFinite(run: TokenRun, tokens?: readonly TokenInfo[]): void {
+    const M = this.config.dMlp;
+    for (const [hook, layers] of [['pre', run.hookPre], ['post', run.hookPost]] as const) {
+      layers.forEach((a, l) => {
+        const i = firstNonFinite(a);
+        if (i < 0) return;
+        const t = Math.floor(i / M);
+        const where = tokens ? `token ${t} (${JSON.stringify(tokens[t]!.text)})` : `row position ${t}`;
+        throw new EngineError(
+          `${this.dir}: the forward pass produced ${a[i]} at L${l}.N${i % M} hook_${hook}, ${where}, although every weight is finite; ` +
+            `the model's weights overflow fp32 on this text, so its activations cannot be reported`,
+          this.weightsFile.path,
+        );
+      });
+    }
+  }
+
   async close(): Promise<void> {
     await this.forward.close();
     this.weightsFile.close();
@@ -471,17 +495,6 @@ export class Model {
 
 export function openModel(path: string, opts: ForwardOptions = {}): Promise<Model> {
   return Model.open(path, opts);
-}
-
-function checkpointWeights(ck: Checkpoint): Gpt2Weights {
-  const cfg = parseGpt2Config(ck.configJson, ck.configPath);
-  if (ck.tokenizer.vocabSize > cfg.vocabSize) {
-    throw new EngineError(
-      `${ck.configPath}: vocab_size is ${cfg.vocabSize}, but the tokenizer produces ids up to ${ck.tokenizer.vocabSize - 1}`,
-      ck.configPath,
-    );
-  }
-  return resolveGpt2Weights(cfg, safetensorsSource(ck.weights), ck.weights.path);
 }
 
 export interface ScorerOptions extends ForwardOptions {
@@ -641,9 +654,7 @@ export async function openScorer(path: string, opts: ScorerOptions = {}): Promis
   return Scorer.create(weights, opts, () => ck.weights.close());
 }
 
-export function safetensorsSource(file: SafetensorsFile): WeightSource {
-  return { shape: (n) => file.tensors.get(n)?.shape, read: (n) => file.readF32(n) };
-}
+export { safetensorsSource } from './validate';
 
 /**
  * The k neurons with the largest post-activation at one token, across all layers, largest

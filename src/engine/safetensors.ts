@@ -175,6 +175,49 @@ export class SafetensorsFile {
     }
   }
 
+  /**
+   * Index of the first NaN or ±Infinity element of a float tensor, or -1, checked on the stored
+   * bits (an all-ones exponent) in chunks of 16 MiB: no upcast and no tensor-sized allocation.
+   */
+  firstNonFinite(name: string): number {
+    const t = this.info(name);
+    const fd = this.fd;
+    if (fd === undefined) {
+      throw new EngineError(`${this.path} is closed; cannot read tensor "${name}"`, this.path, name);
+    }
+    if (!isReadableDType(t.dtype)) {
+      throw new EngineError(
+        `unsupported dtype ${t.dtype} for tensor "${name}" in ${this.path}; supported: ${READABLE_DTYPES.join(', ')}`,
+        this.path,
+        name,
+      );
+    }
+    const size = DTYPE_SIZE[t.dtype];
+    const CHUNK = 1 << 24;
+    const buf = new Uint8Array(Math.min(CHUNK, t.end - t.begin));
+    for (let off = t.begin; off < t.end; off += CHUNK) {
+      const n = Math.min(CHUNK, t.end - off);
+      const bytes = buf.subarray(0, n);
+      readFully(fd, bytes, this.dataStart + off, this.path, name);
+      if (!LITTLE_ENDIAN) swapBytes(bytes, size);
+      const base = (off - t.begin) / size;
+      if (size === 4) {
+        // Little-endian fp32: the exponent is bits 23..30 of each word.
+        const w = new Uint32Array(bytes.buffer, bytes.byteOffset, n / 4);
+        let any = 0;
+        for (let i = 0; i < w.length; i++) any |= (w[i]! & 0x7f800000) === 0x7f800000 ? 1 : 0;
+        if (any) for (let i = 0; i < w.length; i++) if ((w[i]! & 0x7f800000) === 0x7f800000) return base + i;
+      } else {
+        const mask = t.dtype === 'F16' ? 0x7c00 : 0x7f80;
+        const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n / 2);
+        let any = 0;
+        for (let i = 0; i < h.length; i++) any |= (h[i]! & mask) === mask ? 1 : 0;
+        if (any) for (let i = 0; i < h.length; i++) if ((h[i]! & mask) === mask) return base + i;
+      }
+    }
+    return -1;
+  }
+
   close(): void {
     if (this.fd !== undefined) {
       fs.closeSync(this.fd);
@@ -265,6 +308,33 @@ function parseHeader(
       `${path}: tensor "${first.name}" has data_offsets [${first.begin}, ${first.end}] out of range; the data section is ${dataSize} bytes (file ${fileSize} bytes)`,
       path,
       first.name,
+    );
+  }
+
+  // The tensors must tile the data section exactly: from byte 0, back to back, to its last byte.
+  // A gap or a tail no tensor claims means the header length or the offsets are wrong — e.g. a
+  // header length 4 short makes every tensor read 4 bytes early and still look plausible.
+  let at = 0;
+  for (const t of sorted) {
+    if (t.begin !== at) {
+      const before = sorted[sorted.indexOf(t) - 1];
+      throw new EngineError(
+        `${path}: data bytes [${at}, ${t.begin}) ${before ? `between tensors "${before.name}" and "${t.name}"` : `before the first tensor "${t.name}"`} ` +
+          `belong to no tensor; safetensors tensors are stored back to back, so the header's data_offsets are corrupt. Re-download or re-save the checkpoint`,
+        path,
+        t.name,
+      );
+    }
+    at = t.end;
+  }
+  if (at !== dataSize) {
+    const last = sorted[sorted.length - 1];
+    throw new EngineError(
+      `${path}: the data section is ${dataSize} bytes, but its tensors end at byte ${at}${last ? ` (last: "${last.name}")` : ''}; ` +
+        `the last ${dataSize - at} bytes belong to no tensor, so the header length (${fileSize - dataSize - 8} bytes) or the data_offsets are wrong. ` +
+        `Re-download or re-save the checkpoint`,
+      path,
+      last?.name,
     );
   }
   return { tensors, metadata };

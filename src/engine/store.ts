@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { EngineError } from './errors';
+import { EngineError, ioReason } from './errors';
 import type { AccumulatorState, StateValue } from './analysis/types';
 
 /** The paper's universal.csv columns, in order (method.md "Table schema"). */
@@ -71,13 +71,12 @@ export function setWriteFn(fn: WriteFn | undefined): () => void {
 /** A Buffer as a plain Uint8Array view (this @types/node's Buffer does not type-check as one). */
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
-function ioMessage(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return 'the disk is full (ENOSPC)';
-  if (code === 'EDQUOT') return 'the disk quota is exceeded (EDQUOT)';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  return (e as Error).message;
+/** The low-level write as tests have set it (jsonOut streams through it too). */
+export function ioWrite(fd: number, data: Uint8Array, position: number): number {
+  return writeImpl(fd, data, position);
 }
+
+const ioMessage = ioReason;
 
 /**
  * Writes `chunks` to `path` atomically. On any failure the temp file is removed, the final name

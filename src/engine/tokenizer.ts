@@ -1,5 +1,6 @@
 // GPT-2 byte-level BPE, written here because the npm tokenizers return no character offsets and the
 // editor needs, for every token, the exact span of the document it came from.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { EngineError } from './errors';
 
@@ -19,6 +20,9 @@ interface AddedToken {
 }
 
 const ENDOFTEXT = '<|endoftext|>';
+
+/** The tokenizer self-check's text: every branch of the pre-tokenizer and multi-byte UTF-8. */
+const SELF_CHECK_TEXT = "Hello, world! It's 2024; they'll say: naïve café, Straße — 東京 🙂 x\n\n\t  end  ";
 
 // The GPT-2 pre-tokenizer as Hugging Face runs it (Oniguruma). Oniguruma's \s is
 // [\t\n\v\f\r\x85] plus the Z categories, which differs from JavaScript's \s (that adds U+FEFF and
@@ -55,6 +59,8 @@ export class Tokenizer {
   private readonly addedOrder: AddedToken[] = [];
   private readonly addedByContent = new Map<string, AddedToken>();
   private readonly cache = new Map<string, number[]>();
+
+  private fingerprintHex: string | undefined;
 
   private constructor(
     readonly source: string,
@@ -93,6 +99,54 @@ export class Tokenizer {
         (a) => (a.lstrip ? `[${WS}]*` : '') + '(' + escapeRegExp(a.content) + ')' + (a.rstrip ? `[${WS}]*` : ''),
       );
       this.addedSplit = new RegExp(alts.join('|'), 'gu');
+    }
+    this.selfCheck();
+  }
+
+  /**
+   * sha256 of everything that decides the ids of a text: the id → token table, the merges in rank
+   * order, the added tokens and ignore_merges. Two models read the same tokens iff these match;
+   * the vocabulary alone does not say so (same vocabulary, merges truncated or reordered: other
+   * ids for the same text).
+   */
+  fingerprint(): string {
+    if (this.fingerprintHex) return this.fingerprintHex;
+    const parts: string[] = [];
+    for (let i = 0; i < this.vocabSize; i++) parts.push(`${i}\u0000${this.idToToken[i] ?? ''}`);
+    parts.push('\u0002merges');
+    for (const [pair, rank] of this.ranks) parts.push(`${rank}\u0000${pair}`);
+    parts.push('\u0002added');
+    for (const a of [...this.addedById.values()].sort((x, y) => x.id - y.id)) {
+      parts.push(`${a.id}\u0000${a.content}\u0000${+a.special}${+a.lstrip}${+a.rstrip}`);
+    }
+    parts.push(`\u0002ignore_merges=${this.ignoreMerges}`);
+    const h = createHash('sha256').update(parts.join('\u0001'));
+    this.fingerprintHex = h.digest('hex');
+    return this.fingerprintHex;
+  }
+
+  /**
+   * Encodes a fixed text (ASCII, digits, contractions, accents, CJK, an emoji, odd whitespace) and
+   * checks that decoding gives it back and that the character ranges tile it: a tokenizer that
+   * fails this would give every later text wrong ids or wrong editor positions.
+   */
+  private selfCheck(): void {
+    const text = SELF_CHECK_TEXT;
+    const enc = this.encode(text);
+    let at = 0;
+    for (let i = 0; i < enc.ids.length; i++) {
+      if (enc.starts[i] !== at || enc.ends[i]! < enc.starts[i]!) {
+        throw new EngineError(`${this.source}: self-check failed: token ${i} of a fixed test text has range [${enc.starts[i]}, ${enc.ends[i]}), expected to start at ${at}; this tokenizer cannot be used`, this.source);
+      }
+      at = enc.ends[i]!;
+    }
+    const back = this.decode(enc.ids);
+    if (back !== text || at !== text.length) {
+      throw new EngineError(
+        `${this.source}: self-check failed: a fixed test text does not survive encode then decode (got ${JSON.stringify(back.slice(0, 80))}); ` +
+          `the vocabulary is not GPT-2 byte-level BPE or is corrupt. Re-download the tokenizer, or for a GPT-2 model copy models/gpt2-tokenizer/tokenizer.json`,
+        this.source,
+      );
     }
   }
 
@@ -136,7 +190,7 @@ export class Tokenizer {
         added.push({ id: t.id, content: t.content, special: t.special === true, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
       });
     }
-    return new Tokenizer(path, vocab, rankMerges(merges, vocab, path), added, model.ignore_merges === true);
+    return new Tokenizer(path, vocab, rankMerges(merges, vocab, path, 'model.merges', added), added, model.ignore_merges === true);
   }
 
   /** Loads the original GPT-2 pair `vocab.json` (a.k.a. encoder.json) + `merges.txt` (vocab.bpe). */
@@ -156,7 +210,7 @@ export class Tokenizer {
     // As transformers' GPT2Tokenizer does: <|endoftext|> in the vocabulary is a special token.
     const eot = vocab.get(ENDOFTEXT);
     const added: AddedToken[] = eot === undefined ? [] : [{ id: eot, content: ENDOFTEXT, special: true, lstrip: false, rstrip: false }];
-    return new Tokenizer(`${vocabPath} + ${mergesPath}`, vocab, rankMerges(merges, vocab, mergesPath), added, false);
+    return new Tokenizer(`${vocabPath} + ${mergesPath}`, vocab, rankMerges(merges, vocab, mergesPath, 'merges.txt', added), added, false);
   }
 
   encode(text: string): Encoding {
@@ -460,7 +514,20 @@ function parseVocab(v: unknown, path: string, what: string): Map<string, number>
   return out;
 }
 
-function rankMerges(merges: [string, string][], vocab: Map<string, number>, path: string): Map<string, number> {
+/**
+ * Ranks the merges after checking they are the ones the vocabulary was built with. A GPT-2 BPE
+ * vocabulary is the 256 byte tokens, then one token per merge in training order, then added
+ * tokens; so every merge's parts are bytes or results of EARLIER merges, and every other
+ * vocabulary token is some merge's result. A merges list emptied, truncated or shuffled breaks
+ * one of these (GPT-2's own 50,000 merges satisfy both), and would silently give other ids.
+ */
+function rankMerges(
+  merges: [string, string][],
+  vocab: Map<string, number>,
+  path: string,
+  what: string,
+  added: readonly AddedToken[],
+): Map<string, number> {
   // Every byte must have its token, or some text could not be encoded at all.
   for (let b = 0; b < 256; b++) {
     if (!vocab.has(BYTE_TO_CHAR[b]!)) {
@@ -470,6 +537,10 @@ function rankMerges(merges: [string, string][], vocab: Map<string, number>, path
       );
     }
   }
+  const fix = 'Re-download the tokenizer, or for a GPT-2 model copy models/gpt2-tokenizer/tokenizer.json from this extension';
+  // Tokens available so far: single characters, then each merge's result.
+  const made = new Set<string>();
+  for (const t of vocab.keys()) if (t.length === 1) made.add(t);
   const ranks = new Map<string, number>();
   merges.forEach(([a, b], i) => {
     for (const t of [a, b, a + b]) {
@@ -477,9 +548,30 @@ function rankMerges(merges: [string, string][], vocab: Map<string, number>, path
         throw new EngineError(`${path}: merge ${i + 1} ("${a} ${b}") uses "${t}", which is not in the vocabulary`, path);
       }
     }
+    for (const t of [a, b]) {
+      if (!made.has(t)) {
+        throw new EngineError(
+          `${path}: ${what} entry ${i + 1} ("${a} ${b}") uses "${t}", which no earlier merge produces; the merges are out of order ` +
+            `(BPE applies them by rank, so a reordered list gives other tokens). ${fix}`,
+          path,
+        );
+      }
+    }
+    made.add(a + b);
     const key = a + ' ' + b;
     if (!ranks.has(key)) ranks.set(key, i);
   });
+  const addedContent = new Set(added.map((t) => t.content));
+  const orphans: string[] = [];
+  for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t)) orphans.push(t);
+  if (orphans.length > 0) {
+    const shown = orphans.slice(0, 3).map((t) => JSON.stringify(t)).join(', ');
+    throw new EngineError(
+      `${path}: ${orphans.length} vocabulary token${orphans.length === 1 ? ' is' : 's are'} made by no merge (e.g. ${shown}); ` +
+        `${what} has ${merges.length} entries for ${vocab.size} vocabulary tokens, so it is truncated or emptied and those tokens could never be produced. ${fix}`,
+      path,
+    );
+  }
   return ranks;
 }
 

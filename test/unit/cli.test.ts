@@ -2,7 +2,7 @@
 // GPT-2 checkpoint written by the test, through the real engine and onnxruntime.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -132,6 +132,59 @@ describe('universal-neurons CLI', () => {
     assert.match(bin.err, /^universal-neurons: error: .*looks binary.*\n$/);
     writeFileSync(f, '');
     assert.match(cli('activations', '--model', model, '--file', f).err, /is empty/);
+  });
+
+  test('a run leaves no onnxruntime telemetry file (mat-debug-<pid>.log) in the temp folder', () => {
+    // onnxruntime-node 1.30's telemetry SDK opened TMPDIR/mat-debug-<pid>.log at the first session
+    // (src/engine/ortTelemetry.ts); the CLI turns that telemetry off.
+    const tmpdirChild = mkdtempSync(join(tmpdir(), 'un-cli-tmp-'));
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmpdirChild };
+      delete env.ORT_DISABLE_TELEMETRY;
+      const r = spawnSync(process.execPath, [CLI, 'activations', '--model', model, '--text', TEXT, '--top', '1'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000, env });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(readdirSync(tmpdirChild), [], 'the CLI left files in its temp folder');
+      assert.equal(existsSync(`/tmp/mat-debug-${r.pid}.log`), false);
+    } finally {
+      rmSync(tmpdirChild, { recursive: true, force: true });
+    }
+  });
+
+  test('a NaN weight: activations exits 1 naming the weights file and the tensor, and writes no JSON', () => {
+    const bad = join(tmp, 'toy-nan');
+    cpSync(model, bad, { recursive: true });
+    const p = join(bad, 'model.safetensors');
+    const bytes = readFileSync(p);
+    const hlen = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + hlen).toString('utf8'));
+    const name = Object.keys(header).find((k) => k.endsWith('h.0.mlp.c_fc.weight'))!;
+    bytes.writeFloatLE(NaN, 8 + hlen + header[name].data_offsets[0] + 4 * 5);
+    writeFileSync(p, bytes);
+    const json = join(tmp, 'nan.json');
+    const r = cli('activations', '--model', bad, '--text', TEXT, '--json', json);
+    assert.equal(r.code, 1, r.err);
+    assert.equal(r.out, '');
+    assert.match(r.err, new RegExp(`^universal-neurons: error: ${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: tensor ${name.replace(/\./g, '\\.')} holds NaN at element \\[0, 5\\]`));
+    assert.equal(existsSync(json), false);
+  });
+
+  test('finite weights that overflow fp32 in the forward: exit 1 naming the model and the neuron, not a null in the JSON', () => {
+    const bad = join(tmp, 'toy-overflow');
+    cpSync(model, bad, { recursive: true });
+    const p = join(bad, 'model.safetensors');
+    const bytes = readFileSync(p);
+    const hlen = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + hlen).toString('utf8'));
+    const at = (suffix: string) => 8 + hlen + header[Object.keys(header).find((k) => k.endsWith(suffix))!].data_offsets[0];
+    // ln_2's gain on feature 0 blows it up, and c_fc's row 0 multiplies it past fp32's range.
+    bytes.writeFloatLE(1e10, at('h.0.ln_2.weight'));
+    for (let j = 0; j < TOY.dMlp; j++) bytes.writeFloatLE(1e30, at('h.0.mlp.c_fc.weight') + 4 * j);
+    writeFileSync(p, bytes);
+    const json = join(tmp, 'overflow.json');
+    const r = cli('activations', '--model', bad, '--text', TEXT, '--json', json);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /^universal-neurons: error: .*toy-overflow: the forward pass produced (-?Infinity|NaN) at L0\.N\d+ hook_pre, token \d+ .*although every weight is finite/);
+    assert.equal(existsSync(json), false);
   });
 
   test('--json into a missing folder fails cleanly', () => {

@@ -234,3 +234,34 @@ test('bad: truncated file names the tensor that runs past EOF', () => {
   const p = file(full.subarray(0, full.length - 100));
   throwsEngine(() => SafetensorsFile.open(p), p, 'is truncated', 'tensor "wpe.weight"', 're-download');
 });
+
+test('bad: tensors must tile the data section exactly (no gap, no unclaimed head or tail)', () => {
+  const f32 = (begin: number) => ({ dtype: 'F32', shape: [2], data_offsets: [begin, begin + 8] });
+  const gap = file(rawSafetensors({ a: f32(0), b: f32(12) }, new Uint8Array(20)));
+  throwsEngine(() => SafetensorsFile.open(gap), gap, 'data bytes [8, 12) between tensors "a" and "b" belong to no tensor');
+  const head = file(rawSafetensors({ a: f32(4) }, new Uint8Array(12)));
+  throwsEngine(() => SafetensorsFile.open(head), head, 'data bytes [0, 4) before the first tensor "a"');
+  const tail = file(rawSafetensors({ a: f32(0), b: f32(8) }, new Uint8Array(20)));
+  throwsEngine(() => SafetensorsFile.open(tail), tail, 'the data section is 20 bytes, but its tensors end at byte 16 (last: "b")', 'the last 4 bytes belong to no tensor');
+  // Zero-byte tensors take no room and may sit anywhere in range; an empty file of them is fine.
+  const empty = file(rawSafetensors({ a: f32(0), z: { dtype: 'F32', shape: [0], data_offsets: [8, 8] } }, new Uint8Array(8)));
+  SafetensorsFile.open(empty).close();
+});
+
+test('firstNonFinite scans the stored bits of F32, F16 and BF16 without upcasting', () => {
+  const p = file(
+    buildSafetensors({
+      f32: { shape: [3], data: [1, NaN, 2] },
+      f16: { dtype: 'F16', shape: [3], bytes: u16bytes([0x3c00, 0x7bff, 0xfc00]) },
+      bf16: { dtype: 'BF16', shape: [2], bytes: u16bytes([0x3f80, 0x7f7f]) },
+    }),
+  );
+  const f = SafetensorsFile.open(p);
+  try {
+    assert.equal(f.firstNonFinite('f32'), 1);
+    assert.equal(f.firstNonFinite('f16'), 2);
+    assert.equal(f.firstNonFinite('bf16'), -1);
+  } finally {
+    f.close();
+  }
+});

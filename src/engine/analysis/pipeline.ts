@@ -15,6 +15,8 @@
  * what it would in a single pass. Accumulators finished in an earlier pass stay in the checkpoint
  * as packed results (`pack`/`unpack`), and later ones may read them (`create(done)`).
  */
+// First: onnxruntime's telemetry off before the GEMM or forward sessions exist (ortTelemetry.ts).
+import '../ortTelemetry';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -169,7 +171,7 @@ export interface Manifest {
   created: string;
   updated: string;
   software: Record<string, string>;
-  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string })[];
+  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string; tokenizer_sha256?: string })[];
   corpus: {
     inputs: string[];
     files: Corpus['files'];
@@ -399,6 +401,8 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
         config_sha256: await hashFile(join(m.dir, 'config.json')),
         safetensors_sha256: await hashFile(join(m.dir, 'model.safetensors')),
         vocab_sha256: vocabHash(m.tokenizer),
+        // Vocabulary AND merges (Tokenizer.fingerprint): same vocabulary with other merges gives other ids.
+        tokenizer_sha256: m.tokenizer.fingerprint(),
       });
     }
     const ref = entries[0]!;
@@ -413,9 +417,12 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
           e.dir,
         );
       }
-      if (e.vocab_sha256 !== ref.vocab_sha256) {
+      if (e.vocab_sha256 !== ref.vocab_sha256 || e.tokenizer_sha256 !== ref.tokenizer_sha256) {
+        const what = e.vocab_sha256 !== ref.vocab_sha256 ? 'vocabularies' : 'merges (same vocabulary)';
         throw new EngineError(
-          `models ${ref.dir} and ${e.dir} use different tokenizers (vocabulary hashes ${ref.vocab_sha256.slice(0, 12)} vs ${e.vocab_sha256.slice(0, 12)}); they must read the same tokens`,
+          `models ${ref.dir} and ${e.dir} use different tokenizers: their ${what} differ (tokenizer hashes ` +
+            `${ref.tokenizer_sha256!.slice(0, 12)} vs ${e.tokenizer_sha256!.slice(0, 12)}), so one text gives them different ids; ` +
+            `they must read the same tokens: give every model the same tokenizer.json`,
           e.dir,
         );
       }
@@ -566,8 +573,9 @@ export async function runAnalysis(
       if (previous) {
         for (const [i, e] of opened.entries.entries()) {
           const p = previous.models[i]!;
-          if (p.safetensors_sha256 !== e.safetensors_sha256 || p.config_sha256 !== e.config_sha256) {
-            throw new EngineError(`model ${e.dir} changed since run ${id} started (sha256 differs); start a new run`, e.dir);
+          const tokChanged = p.tokenizer_sha256 !== undefined && p.tokenizer_sha256 !== e.tokenizer_sha256; // older runs lack it
+          if (p.safetensors_sha256 !== e.safetensors_sha256 || p.config_sha256 !== e.config_sha256 || tokChanged) {
+            throw new EngineError(`model ${e.dir} changed since run ${id} started (sha256 of its config, weights or tokenizer differs); start a new run`, e.dir);
           }
         }
       }
@@ -581,6 +589,7 @@ export async function runAnalysis(
         encode: (text) => ref.tokenizer.encode(text),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
+        vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
         signal,
       });
       if (previous && previous.corpus.hash !== corpus.hash) {

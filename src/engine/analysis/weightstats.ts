@@ -13,7 +13,8 @@
 import { availableParallelism } from 'node:os';
 import { EngineError } from '../errors';
 import { loadCheckpoint } from '../checkpoint';
-import { type Gpt2Weights, parseGpt2Config, resolveGpt2Weights } from '../arch/gpt2';
+import { type Gpt2Weights } from '../arch/gpt2';
+import { checkpointWeights } from '../validate';
 import { OnnxGraph } from '../onnx';
 import { momentsFromCentral } from './actstats';
 
@@ -332,16 +333,16 @@ function defaultThreads(): number {
 }
 
 /**
- * Opens a checkpoint just far enough for weight statistics: config parsed and every tensor
- * resolved and shape-checked by arch/gpt2 (no ORT session, no tokenizer use). Close when done.
+ * Opens a checkpoint just far enough for weight statistics: validated as for a forward
+ * (validate.ts), with no ORT session. Close when done.
  */
 export function openGpt2Weights(path: string): { weights: Gpt2Weights; close: () => void } {
   const ck = loadCheckpoint(path);
   try {
-    const cfg = parseGpt2Config(ck.configJson, ck.configPath);
-    const file = ck.weights;
-    const weights = resolveGpt2Weights(cfg, { shape: (n) => file.tensors.get(n)?.shape, read: (n) => file.readF32(n) }, file.path);
-    return { weights, close: () => file.close() };
+    // The same checks as opening the model for a forward (validate.ts): config, tensors both
+    // ways, dtypes, finite weights.
+    const weights = checkpointWeights(ck);
+    return { weights, close: () => ck.weights.close() };
   } catch (e) {
     ck.weights.close();
     throw e;
