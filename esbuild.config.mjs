@@ -1,4 +1,4 @@
-// Two bundles: the extension host + CLI (node/cjs) and the webviews (browser/iife).
+// Two builds: the extension host, CLI and analysis worker (node/cjs), and the webviews (browser/iife).
 // `vscode` is provided by the host; onnxruntime-node is a native addon shipped in node_modules.
 import * as esbuild from 'esbuild';
 
@@ -10,7 +10,9 @@ const common = { bundle: true, sourcemap: !production, minify: production, logLe
 const builds = [
   {
     ...common,
-    entryPoints: { extension: 'src/extension/extension.ts', cli: 'src/cli/main.ts' },
+    // analysisWorker: the analysis in a worker thread (src/engine/analysis/workerMain.ts), started by
+    // the extension (and any caller of workerClient.ts) from the file next to its own bundle.
+    entryPoints: { extension: 'src/extension/extension.ts', cli: 'src/cli/main.ts', analysisWorker: 'src/engine/analysis/workerMain.ts' },
     outdir: 'dist',
     platform: 'node',
     format: 'cjs',
