@@ -22,7 +22,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { CancelledError, EngineError, type CancellationSignal } from '../errors';
+import { EngineError, type CancellationSignal } from '../errors';
 import { readJson, writeJsonAtomic } from '../store';
 import type { Manifest, Progress } from './pipeline';
 import { fromWorkerError, type FromWorker, type ToWorker, type WorkerAnalysisOptions, type WorkerRunResult } from './workerProtocol';
