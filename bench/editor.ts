@@ -27,7 +27,7 @@ import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '.
 import { promptActivations } from '../src/engine/promptRun';
 import { openModel, type Model } from '../src/engine/runtime';
 import { rowOf } from '../src/engine/runView';
-import { hoverMarkdown, type HoverNeuron } from '../src/extension/hoverContent';
+import { hoverMarkdown, type HoverNeuron } from '../src/engine/hoverContent';
 
 const ROOT = resolve(__dirname, '..');
 const WORKER = join(ROOT, 'dist', 'analysisWorker.js');
