@@ -179,6 +179,8 @@ export async function analyzeModels(
             plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds } },
           },
           {
+            // The analysis yields the CPU to the extension host's thread (hovers, the UI).
+            nice: workers.BACKGROUND_NICE,
             onProgress: (p) => {
               let message = p.message ?? p.phase;
               // Cancellation is checked between batches of the stream; the last steps run to the end.

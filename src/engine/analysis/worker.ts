@@ -12,6 +12,8 @@
  * pipeline may not yield to it for a whole pass). So the signal reads a flag in shared memory
  * that the client sets; the `cancel` message sets the same flag, for a client without it.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { MessagePort } from 'node:worker_threads';
 import type { CancellationSignal } from '../errors';
 import { runAnalysis, type AnalysisOptions, type Progress, type RunResult } from './pipeline';
@@ -24,6 +26,23 @@ export type { FromWorker, ToWorker, WorkerAnalysisOptions, WorkerError, WorkerRu
 export type WorkerPort = Pick<MessagePort, 'postMessage' | 'on' | 'off'>;
 
 export type RunAnalysisFn = (opts: AnalysisOptions, onProgress: (p: Progress) => void, signal: CancellationSignal) => Promise<RunResult>;
+
+/**
+ * Lowers this thread's scheduling priority (Linux: niceness is per thread, and the threads it
+ * creates afterwards, onnxruntime's pool among them, inherit it). The calling process's other
+ * threads, the extension host's event loop first, keep theirs, so on a busy machine the scheduler
+ * serves a hover before the analysis. Returns whether it took; elsewhere it does nothing.
+ */
+export function lowerThreadPriority(nice: number): boolean {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (!Number.isInteger(tid) || tid <= 0) return false;
+    setPriority(tid, nice);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Flag in shared memory: 0 running, 1 cancel asked. */
 function cancelFlag(buf: SharedArrayBuffer | undefined): Int32Array {
@@ -45,6 +64,8 @@ export function serveAnalysis(port: WorkerPort, run?: RunAnalysisFn): void {
     }
     if (msg.type !== 'start' || started) return;
     started = true;
+    // Before any onnxruntime session exists, so that its threads inherit the priority.
+    if (msg.nice !== undefined) lowerThreadPriority(msg.nice);
     flag = cancelFlag(msg.cancelFlag);
     const f = flag;
     const signal: CancellationSignal = {

@@ -35,6 +35,11 @@ export interface WorkerClientOptions {
   signal?: CancellationSignal;
   /** The worker script: default dist/analysisWorker.js next to the running bundle, or workerMain.ts under tsx. */
   script?: string;
+  /**
+   * Niceness of the worker thread and its onnxruntime threads (Linux; 0–19, higher yields more).
+   * Absent: the process's. The editor passes BACKGROUND_NICE so that its own thread wins the CPU.
+   */
+  nice?: number;
   /** Handed to the worker as `workerData` (a test worker's fault, say). */
   workerData?: unknown;
 }
@@ -49,6 +54,13 @@ export interface AnalysisWorkerRun {
   /** The worker thread's exit code, once it has ended (it ends by itself after its run). */
   readonly exited: Promise<number>;
 }
+
+/**
+ * The niceness an editor gives its analysis: on a machine whose cores are all busy, the extension
+ * host's thread (nice 0) is then scheduled ahead of the analysis's threads, and a hover is not kept
+ * waiting behind them (BENCHMARKS.md "Editor latency"). Results do not depend on it.
+ */
+export const BACKGROUND_NICE = 10;
 
 /** The worker bundle beside the running bundle (dist/), else the TypeScript source (tests, benchmarks under tsx). */
 export function defaultWorkerScript(): string {
@@ -195,7 +207,7 @@ export function startAnalysisWorker(options: WorkerAnalysisOptions, client: Work
       }
     }, 50);
   }
-  worker.postMessage({ type: 'start', options, cancelFlag: flagBuf } satisfies ToWorker);
+  worker.postMessage({ type: 'start', options, cancelFlag: flagBuf, ...(client.nice !== undefined ? { nice: client.nice } : {}) } satisfies ToWorker);
 
   const exited = new Promise<number>((res) => worker.once('exit', res));
   return {

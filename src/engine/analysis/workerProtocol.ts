@@ -31,7 +31,15 @@ export interface WorkerError {
   cancelled?: boolean;
 }
 
-export type ToWorker = { type: 'start'; options: WorkerAnalysisOptions; cancelFlag?: SharedArrayBuffer } | { type: 'cancel' };
+export type ToWorker =
+  | {
+      type: 'start';
+      options: WorkerAnalysisOptions;
+      cancelFlag?: SharedArrayBuffer;
+      /** Niceness for the worker thread and the onnxruntime threads it creates (Linux); absent: unchanged. */
+      nice?: number;
+    }
+  | { type: 'cancel' };
 
 export type FromWorker = { type: 'progress'; progress: Progress } | { type: 'done'; result: WorkerRunResult } | { type: 'error'; error: WorkerError };
 
