@@ -183,7 +183,8 @@ export async function analyzeModels(
             nice: workers.BACKGROUND_NICE,
             onProgress: (p) => {
               let message = p.message ?? p.phase;
-              // Cancellation is checked between batches of the stream; the last steps run to the end.
+              // Cancellation is checked during the stream (a cancel inside a batch keeps the last
+              // periodic checkpoint); the last steps run to the end.
               if (p.phase === 'finish' || p.phase === 'write') message += ' (last step: no longer cancellable)';
               let increment: number | undefined;
               if (p.phase === 'stream' && p.batches) {

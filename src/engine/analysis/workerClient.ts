@@ -65,7 +65,9 @@ export const BACKGROUND_NICE = 10;
 /** The worker bundle beside the running bundle (dist/), else the TypeScript source (tests, benchmarks under tsx). */
 export function defaultWorkerScript(): string {
   const js = join(__dirname, 'analysisWorker.js');
-  return fs.existsSync(js) ? js : join(__dirname, 'workerMain.ts');
+  const ts = join(__dirname, 'workerMain.ts');
+  // Neither: the bundle's name, so that the error names the file a build would have made.
+  return fs.existsSync(js) || !fs.existsSync(ts) ? js : ts;
 }
 
 const devBundles = new Map<string, string>();
