@@ -12,7 +12,7 @@
 //      Markdown is ready (waiting for the event loop + the provider's work), the provider's work
 //      alone, and the event-loop delay (perf_hooks.monitorEventLoopDelay); an idle baseline first.
 //      --tokens N (default 8192), --models a,b,c,d,e, --no-families, --threads N (the analysis's),
-//      --nice N (the worker's niceness; default the extension's, BACKGROUND_NICE), --only worker|in-thread.
+//      --nice N (the worker's niceness; default 0, as the extension), --only worker|in-thread.
 //
 //   npm run build && node --import tsx bench/editor.ts [--threads N] [--repeats N]
 //   node --import tsx bench/editor.ts --during-analysis [--tokens N] [--models a,b] [--no-families]
@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { runAnalysis } from '../src/engine/analysis/pipeline';
 import { defaultPlan } from '../src/engine/analysis/plan';
-import { BACKGROUND_NICE, runAnalysisInWorker, type WorkerAnalysisOptions } from '../src/engine/analysis/workerClient';
+import { runAnalysisInWorker, type WorkerAnalysisOptions } from '../src/engine/analysis/workerClient';
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../src/engine/editor';
 import { promptActivations } from '../src/engine/promptRun';
 import { openModel, type Model } from '../src/engine/runtime';
@@ -171,8 +171,8 @@ async function duringAnalysis(model: Model, acts: Awaited<ReturnType<typeof prom
   const mi = process.argv.indexOf('--models');
   const seeds = mi >= 0 ? process.argv[mi + 1]!.split(',') : ['a', 'b', 'c', 'd', 'e'];
   const families = !flag('no-families');
-  // The worker's niceness: the extension's (BACKGROUND_NICE) unless --nice N (0: as the process).
-  const nice = arg('nice', BACKGROUND_NICE);
+  // The worker's niceness (--nice N, Linux); 0, as the extension runs it: the process's.
+  const nice = arg('nice', 0);
   const tmp = mkdtempSync(join(tmpdir(), 'un-bench-editor-'));
   const options = (out: string): WorkerAnalysisOptions => ({
     models: seeds.map((x) => join(ROOT, 'models', `tiny-gpt2-${x}`)),
@@ -201,7 +201,7 @@ async function duringAnalysis(model: Model, acts: Awaited<ReturnType<typeof prom
     for (const mode of order) {
       if (mode === 'worker') {
         // The shipped worker bundle (npm run build), as the extension starts it.
-        worker = await sampleWhile(hoverOnce, base.length, () => runAnalysisInWorker(options(join(tmp, 'worker')), undefined, undefined, { script: WORKER, nice }));
+        worker = await sampleWhile(hoverOnce, base.length, () => runAnalysisInWorker(options(join(tmp, 'worker')), undefined, undefined, { script: WORKER, ...(nice ? { nice } : {}) }));
         line('analysis in a worker', worker);
       } else {
         const { plan, ...o } = options(join(tmp, 'in-thread'));

@@ -179,8 +179,6 @@ export async function analyzeModels(
             plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds } },
           },
           {
-            // The analysis yields the CPU to the extension host's thread (hovers, the UI).
-            nice: workers.BACKGROUND_NICE,
             onProgress: (p) => {
               let message = p.message ?? p.phase;
               // Cancellation is checked during the stream (a cancel inside a batch keeps the last

@@ -37,7 +37,8 @@ export interface WorkerClientOptions {
   script?: string;
   /**
    * Niceness of the worker thread and its onnxruntime threads (Linux; 0–19, higher yields more).
-   * Absent: the process's. The editor passes BACKGROUND_NICE so that its own thread wins the CPU.
+   * Absent: the process's. The editor leaves it: on a loaded 2-core machine nice 10 gave no
+   * measurable hover gain and let other processes' work slow the analysis (BENCHMARKS.md).
    */
   nice?: number;
   /** Handed to the worker as `workerData` (a test worker's fault, say). */
@@ -54,13 +55,6 @@ export interface AnalysisWorkerRun {
   /** The worker thread's exit code, once it has ended (it ends by itself after its run). */
   readonly exited: Promise<number>;
 }
-
-/**
- * The niceness an editor gives its analysis: on a machine whose cores are all busy, the extension
- * host's thread (nice 0) is then scheduled ahead of the analysis's threads, and a hover is not kept
- * waiting behind them (BENCHMARKS.md "Editor latency"). Results do not depend on it.
- */
-export const BACKGROUND_NICE = 10;
 
 /** The worker bundle beside the running bundle (dist/), else the TypeScript source (tests, benchmarks under tsx). */
 export function defaultWorkerScript(): string {
