@@ -5,7 +5,7 @@
 // throws, dies of an uncaught exception or exits ends the run with a clear error, and its last
 // checkpoint resumes to the same files too. The manifest records the threads asked and used.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -171,5 +171,29 @@ describe('analysis in a worker thread', () => {
 
   test('a worker that exits: the same clear error', async () => {
     await dies('exit', join(tmp, 'dies-exit'));
+  });
+
+  test('nice: the worker thread and its onnxruntime threads run at the niceness asked (Linux)', { skip: process.platform !== 'linux' }, async () => {
+    /** Niceness of every thread of this process, from /proc (field 19 of stat, after the command's parentheses). */
+    const nices = () =>
+      readdirSync('/proc/self/task').map((tid) => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      });
+    let seen: number[] = [];
+    const run = startAnalysisWorker(options(join(tmp, 'niced')), {
+      nice: 7,
+      onProgress: (p) => {
+        if (p.phase === 'stream' && p.batch === 1) {
+          seen = nices();
+          run.cancel();
+        }
+      },
+    });
+    await assert.rejects(run.result, (e: Error) => e instanceof CancelledError);
+    const niced = seen.filter((n) => n === 7).length;
+    // The worker thread, plus onnxruntime's pool threads of its sessions (threads − 1 per session).
+    assert.ok(niced >= 1 + (resolveThreads(0) > 1 ? 1 : 0), `threads at nice 7: ${niced} of ${seen.length} (${seen.join(',')})`);
+    assert.ok(seen.filter((n) => n === 0).length >= 1, 'the main thread kept its niceness');
   });
 });
