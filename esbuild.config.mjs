@@ -1,5 +1,6 @@
-// Two bundles: the extension host + CLI (node/cjs) and the webviews (browser/iife); first the
-// WebAssembly kernels (src/engine/kernels/assembly, AssemblyScript) into dist/kernels/*.wasm.
+// Two builds: the extension host, CLI and analysis worker (node/cjs), and the webviews
+// (browser/iife); first the WebAssembly kernels (src/engine/kernels/assembly, AssemblyScript)
+// into dist/kernels/*.wasm.
 // `vscode` is provided by the host; onnxruntime-node is a native addon shipped in node_modules.
 import * as esbuild from 'esbuild';
 import { buildKernels } from './src/engine/kernels/build.mjs';
@@ -12,7 +13,9 @@ const common = { bundle: true, sourcemap: !production, minify: production, logLe
 const builds = [
   {
     ...common,
-    entryPoints: { extension: 'src/extension/extension.ts', cli: 'src/cli/main.ts' },
+    // analysisWorker: the analysis in a worker thread (src/engine/analysis/workerMain.ts), started by
+    // the extension (and any caller of workerClient.ts) from the file next to its own bundle.
+    entryPoints: { extension: 'src/extension/extension.ts', cli: 'src/cli/main.ts', analysisWorker: 'src/engine/analysis/workerMain.ts' },
     outdir: 'dist',
     platform: 'node',
     format: 'cjs',

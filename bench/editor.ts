@@ -6,26 +6,39 @@
 //      hook_post forward (target ≤ 300 ms);
 //   3. extension activation: loading dist/extension.js and running activate() against a stand-in
 //      `vscode` module (target ≤ 50 ms; the real figure inside VS Code is printed by the e2e).
+//   4. with --during-analysis (only this): hover latency on the main thread while an analysis of
+//      the shipped family runs, in a worker thread (what Analyze Models does) and then in-thread
+//      (what it did): hover requests every 20 ms, each timed from when it was due to when its
+//      Markdown is ready (waiting for the event loop + the provider's work), the provider's work
+//      alone, and the event-loop delay (perf_hooks.monitorEventLoopDelay); an idle baseline first.
+//      --tokens N (default 8192), --models a,b,c,d,e, --no-families, --threads N (the analysis's),
+//      --nice N (the worker's niceness; default 0, as the extension), --only worker|in-thread.
 //
 //   npm run build && node --import tsx bench/editor.ts [--threads N] [--repeats N]
+//   node --import tsx bench/editor.ts --during-analysis [--tokens N] [--models a,b] [--no-families]
 import { execFileSync } from 'node:child_process';
-import { rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { runAnalysis } from '../src/engine/analysis/pipeline';
+import { defaultPlan } from '../src/engine/analysis/plan';
+import { runAnalysisInWorker, type WorkerAnalysisOptions } from '../src/engine/analysis/workerClient';
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../src/engine/editor';
 import { promptActivations } from '../src/engine/promptRun';
-import { openModel } from '../src/engine/runtime';
+import { openModel, type Model } from '../src/engine/runtime';
 import { rowOf } from '../src/engine/runView';
-import { hoverMarkdown, type HoverNeuron } from '../src/extension/hoverContent';
+import { hoverMarkdown, type HoverNeuron } from '../src/engine/hoverContent';
 
 const ROOT = resolve(__dirname, '..');
+const WORKER = join(ROOT, 'dist', 'analysisWorker.js');
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : def;
 };
 const threads = arg('threads', 0);
 const repeats = arg('repeats', 30);
+const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 
 function stats(xs: number[]): { p50: number; p95: number; max: number; n: number } {
   const s = [...xs].sort((a, b) => a - b);
@@ -61,27 +74,13 @@ function promptOf(n: number, salt: number): string {
   return s;
 }
 
-async function main(): Promise<void> {
-  const model = await openModel(join(ROOT, 'models', 'tiny-gpt2-a'), threads ? { threads } : {});
-  const base = promptOf(1000, 0);
-  await promptActivations(model, base); // warm-up: session, allocator
-  const acts = await promptActivations(model, base);
+/**
+ * The hover provider's work at a character offset, as hover.ts does it: position → token, top-5
+ * neurons, universal marks from the run's table (every reference neuron, ~3% universal, with
+ * families), the heat-map value, the Markdown. Returns the Markdown's length.
+ */
+function hoverAt(model: Model, acts: Awaited<ReturnType<typeof promptActivations>>, base: string): (offset: number) => number {
   const T = acts.tokens.length;
-
-  // 2. Re-analysis after an edit: a different text each time (nothing cached).
-  const re: number[] = [];
-  const tok: number[] = [];
-  let tokens = 0;
-  for (let i = 0; i < repeats; i++) {
-    const text = `Edit ${i}.` + base.slice(0, base.length - 12);
-    const t0 = performance.now();
-    const a = await promptActivations(model, text);
-    re.push(performance.now() - t0);
-    tok.push(a.tokenizeMs);
-    tokens = a.tokens.length;
-  }
-
-  // 1. Hover. The run's table: every reference neuron, ~3% universal, with families.
   const N = model.nLayers * model.dMlp;
   const run = {
     reference: { nLayers: model.nLayers, dMlp: model.dMlp },
@@ -92,18 +91,14 @@ async function main(): Promise<void> {
   };
   const tokenText = acts.tokens.map((t) => model.tokenizer.tokenString(t.id));
   const heat = { layer: 2, neuron: 7 };
-  const hover: number[] = [];
-  let sink = 0;
-  for (let i = 0; i < 2000; i++) {
-    const offset = Math.floor(Math.random() * base.length);
-    const t0 = performance.now();
+  return (offset) => {
     const t = tokenAtOffset(acts.tokens, offset);
     const top: HoverNeuron[] = topNeuronsAt(acts.post, T, t, 5).map((n) => {
       const r = rowOf(run as never, n);
       return r < 0 ? n : { ...n, universal: run.universal[r] === 1, excess: run.excess[r], family: run.family[r] || undefined };
     });
     const tk = acts.tokens[t]!;
-    const md = hoverMarkdown({
+    return hoverMarkdown({
       tokenIndex: t,
       nTokens: T,
       text: base.slice(tk.start, tk.end),
@@ -118,9 +113,140 @@ async function main(): Promise<void> {
       model: 'tiny-gpt2-a',
       runId: 'bench',
       heat: { label: 'L2.N7', value: neuronSeries(acts.post, T, heat)[t]! },
-    });
+    }).length;
+  };
+}
+
+interface Sampled {
+  /** Per hover request: from when it was due to when its Markdown was ready, ms. */
+  latency: ReturnType<typeof stats>;
+  /** The provider's own work, ms. */
+  work: ReturnType<typeof stats>;
+  /** perf_hooks event-loop delay, ms, less its 10 ms sampling interval (which the histogram includes). */
+  loop: { p50: number; p95: number; max: number };
+  seconds: number;
+}
+
+/**
+ * Hover requests due every `everyMs` (a user moving the mouse over the prompt) while `job` runs on
+ * this process. When the event loop comes back after being held, every request that fell due
+ * meanwhile is served then, so a request at a random moment is what is measured (a long block
+ * counts once per 20 ms it lasted, not once).
+ */
+async function sampleWhile(hoverOnce: (offset: number) => number, textLength: number, job: () => Promise<unknown>, everyMs = 20): Promise<Sampled> {
+  const latency: number[] = [];
+  const work: number[] = [];
+  const RES = 10;
+  const h = monitorEventLoopDelay({ resolution: RES });
+  h.enable();
+  let next = performance.now() + everyMs;
+  let timer: NodeJS.Timeout | undefined;
+  let sink = 0;
+  const tick = (): void => {
+    while (next <= performance.now()) {
+      const t0 = performance.now();
+      sink += hoverOnce(Math.floor(Math.random() * textLength));
+      const t1 = performance.now();
+      work.push(t1 - t0);
+      latency.push(t1 - next);
+      next += everyMs;
+    }
+    timer = setTimeout(tick, Math.max(0, next - performance.now()));
+  };
+  timer = setTimeout(tick, everyMs);
+  const t0 = performance.now();
+  try {
+    await job();
+  } finally {
+    clearTimeout(timer);
+    h.disable();
+  }
+  if (sink < 0) console.log(sink);
+  return { latency: stats(latency), work: stats(work), loop: { p50: h.percentile(50) / 1e6 - RES, p95: h.percentile(95) / 1e6 - RES, max: h.max / 1e6 - RES }, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** 4. Hover latency while an analysis of the shipped family runs: idle, in a worker, in-thread. */
+async function duringAnalysis(model: Model, acts: Awaited<ReturnType<typeof promptActivations>>, base: string): Promise<void> {
+  const tokens = arg('tokens', 8192);
+  const mi = process.argv.indexOf('--models');
+  const seeds = mi >= 0 ? process.argv[mi + 1]!.split(',') : ['a', 'b', 'c', 'd', 'e'];
+  const families = !flag('no-families');
+  // The worker's niceness (--nice N, Linux); 0, as the extension runs it: the process's.
+  const nice = arg('nice', 0);
+  const tmp = mkdtempSync(join(tmpdir(), 'un-bench-editor-'));
+  const options = (out: string): WorkerAnalysisOptions => ({
+    models: seeds.map((x) => join(ROOT, 'models', `tiny-gpt2-${x}`)),
+    corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')],
+    tokens,
+    out,
+    threads,
+    plan: { families: { enabled: families } },
+  });
+  if (!existsSync(WORKER)) throw new Error(`${WORKER} is missing: npm run build first`);
+  const hoverOnce = hoverAt(model, acts, base);
+  const load = () => loadavg().map((x) => x.toFixed(2)).join(', ');
+  console.log(`load average (1, 5, 15 min) at the start: ${load()}; ${seeds.length} models, ${tokens} tokens, families ${families ? 'on' : 'off'}, analysis threads ${threads || 'default'}, worker nice ${nice}`);
+  const line = (what: string, r: Sampled) =>
+    console.log(
+      `${what.padEnd(24)} hover latency p50 ${f(r.latency.p50)} / p95 ${f(r.latency.p95)} / max ${f(r.latency.max)} ms (n ${r.latency.n}); ` +
+        `provider work p50 ${f(r.work.p50)} / p95 ${f(r.work.p95)} / max ${f(r.work.max)} ms; ` +
+        `event-loop delay p50 ${f(r.loop.p50)} / p95 ${f(r.loop.p95)} / max ${f(r.loop.max)} ms; ${r.seconds.toFixed(1)} s`,
+    );
+  try {
+    line('idle (no analysis)', await sampleWhile(hoverOnce, base.length, () => new Promise((r) => setTimeout(r, 5000))));
+    let worker: Sampled | undefined;
+    let inThread: Sampled | undefined;
+    const oi = process.argv.indexOf('--only');
+    const order = oi >= 0 ? [process.argv[oi + 1]!] : ['worker', 'in-thread'];
+    for (const mode of order) {
+      if (mode === 'worker') {
+        // The shipped worker bundle (npm run build), as the extension starts it.
+        worker = await sampleWhile(hoverOnce, base.length, () => runAnalysisInWorker(options(join(tmp, 'worker')), undefined, undefined, { script: WORKER, ...(nice ? { nice } : {}) }));
+        line('analysis in a worker', worker);
+      } else {
+        const { plan, ...o } = options(join(tmp, 'in-thread'));
+        inThread = await sampleWhile(hoverOnce, base.length, () => runAnalysis({ ...o, plan: defaultPlan(plan) }));
+        line('analysis in-thread (old)', inThread);
+      }
+      console.log(`  load average now: ${load()}`);
+    }
+    const met = (r: Sampled | undefined) => (r ? (r.latency.p95 <= 30 ? 'met' : 'NOT met') : 'not run');
+    console.log(`[target hover p95 ≤ 30 ms] worker: ${met(worker)}; in-thread: ${met(inThread)}`);
+  } finally {
+    await model.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
+async function main(): Promise<void> {
+  const model = await openModel(join(ROOT, 'models', 'tiny-gpt2-a'), threads ? { threads } : {});
+  const base = promptOf(1000, 0);
+  await promptActivations(model, base); // warm-up: session, allocator
+  const acts = await promptActivations(model, base);
+  if (flag('during-analysis')) return duringAnalysis(model, acts, base);
+
+  // 2. Re-analysis after an edit: a different text each time (nothing cached).
+  const re: number[] = [];
+  const tok: number[] = [];
+  let tokens = 0;
+  for (let i = 0; i < repeats; i++) {
+    const text = `Edit ${i}.` + base.slice(0, base.length - 12);
+    const t0 = performance.now();
+    const a = await promptActivations(model, text);
+    re.push(performance.now() - t0);
+    tok.push(a.tokenizeMs);
+    tokens = a.tokens.length;
+  }
+
+  // 1. Hover.
+  const hoverOnce = hoverAt(model, acts, base);
+  const hover: number[] = [];
+  let sink = 0;
+  for (let i = 0; i < 2000; i++) {
+    const t0 = performance.now();
+    sink += hoverOnce(Math.floor(Math.random() * base.length));
     hover.push(performance.now() - t0);
-    sink += md.length;
   }
   await model.close();
 

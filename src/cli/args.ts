@@ -69,7 +69,7 @@ Common options:
   --top K       Neurons listed (default 5 for activations, 15 for summaries).
   --json OUT    Also write {"model", "tokens": [{id,text,start,end}], "hook_pre", "hook_post"}
                 to OUT, activations indexed [layer][token][neuron], BOS as token 0.
-  --threads N   onnxruntime intra-op threads (default 0: one per core).
+  --threads N   onnxruntime intra-op threads (default 0: every core this process may use).
   -h, --help    Show this help.
 
 Exit codes: 0 ok, 1 error (bad model, unreadable file, ...), 2 usage error, 130 interrupted.

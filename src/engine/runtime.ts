@@ -12,7 +12,7 @@
 // Must run before onnxruntime-node creates its environment: see ortTelemetry.ts.
 import './ortTelemetry';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import {
@@ -40,11 +40,12 @@ import { topNeuronsAt } from './editor';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { OnnxGraph } from './onnx';
 import { SafetensorsFile } from './safetensors';
+import { resolveThreads } from './threads';
 import { encodeWithBos, Tokenizer } from './tokenizer';
 import { checkpointWeights } from './validate';
 
 export interface ForwardOptions {
-  /** ORT intra-op threads; 0 or absent: one per core, at most 8 (GEMMs this size stop scaling). */
+  /** ORT intra-op threads; 0 or absent: every core (threads.ts). */
   threads?: number;
   /** Graphs whose weights exceed this many bytes are written as ONNX external data (default 1.9 GB, under protobuf's 2 GB cap). */
   externalDataBytes?: number;
@@ -108,9 +109,7 @@ const DEFAULT_EXTERNAL_BYTES = 1.9e9;
 const OUTPUT_BUDGET_BYTES = 256 * 1024 * 1024;
 const MAX_ACTIVATION_BYTES = 4 * 2 ** 30;
 
-export function defaultThreads(): number {
-  return Math.max(1, Math.min(availableParallelism(), 8));
-}
+export { defaultThreads } from './threads';
 
 /**
  * Loads a graph on ORT with the engine's session settings, as embedded bytes or, past
@@ -118,7 +117,7 @@ export function defaultThreads(): number {
  * removes them on close).
  */
 async function createSession(graph: OnnxGraph, want: readonly string[], opts: ForwardOptions, tempDirs: string[]): Promise<ort.InferenceSession> {
-  const threads = opts.threads && opts.threads > 0 ? Math.floor(opts.threads) : defaultThreads();
+  const threads = resolveThreads(opts.threads);
   const options: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',

@@ -1,13 +1,15 @@
 /**
  * `Universal Neurons: Analyze Models…`: pick models (the shipped tiny family first), a corpus
  * (the shipped held-out corpus first) and a token budget, then run the engine's analysis pipeline
- * (`runAnalysis`) under a cancellable progress notification and make the new run current.
+ * under a cancellable progress notification and make the new run current. The analysis runs in a
+ * worker thread (engine/analysis/workerClient.ts, dist/analysisWorker.js) with its own onnxruntime
+ * sessions, so the extension host stays responsive (hovers, the UI) while it runs.
  * Callers (tests) may pass the choices as an argument and skip the pickers.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import { CancelledError, type CancellationSignal } from '../engine/errors';
+import { CancelledError } from '../engine/errors';
 import { errorLine } from '../format';
 import { shippedFamily } from '../locate';
 import { readSettings } from './config';
@@ -158,20 +160,15 @@ export async function analyzeModels(
   const t0 = performance.now();
   let runDir: string | undefined;
   try {
-    const [pipeline, store, plans] = await Promise.all([import('../engine/analysis/pipeline'), import('../engine/store'), import('../engine/analysis/plan')]);
+    const [workers, store] = await Promise.all([import('../engine/analysis/workerClient'), import('../engine/store')]);
     const out = choice.out ?? join(runState.newRunsDir(), store.newRunId());
     runDir = out;
     log.appendLine(`analyze: ${choice.models.join(', ')} on ${choice.corpus.join(', ')}, ${choice.tokens} tokens → ${out}`);
     const res = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'Universal Neurons: analysing', cancellable: true },
       async (progress, token) => {
-        const signal: CancellationSignal = {
-          get cancelled() {
-            return token.isCancellationRequested;
-          },
-        };
         let lastPct = 0;
-        return pipeline.runAnalysis(
+        const run = workers.startAnalysisWorker(
           {
             models: choice.models,
             corpus: choice.corpus,
@@ -179,33 +176,44 @@ export async function analyzeModels(
             out,
             threshold,
             threads: settings.threads,
-            plan: plans.defaultPlan({ families: { enabled: settings.families, thresholds: settings.familyThresholds } }),
+            plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds } },
           },
-          (p) => {
-            let message = p.message ?? p.phase;
-            // Cancellation is checked between batches of the stream; the last steps run to the end.
-            if (p.phase === 'finish' || p.phase === 'write') message += ' (last step: no longer cancellable)';
-            let increment: number | undefined;
-            if (p.phase === 'stream' && p.batches) {
-              const pct = (100 * (p.batch ?? 0)) / p.batches;
-              increment = Math.max(0, pct - lastPct) * 0.9; // the last 10% is finishing and writing
-              lastPct = pct;
-              message =
-                `batch ${p.batch}/${p.batches}` +
-                (p.tokensPerSec ? ` · ${Math.round(p.tokensPerSec).toLocaleString('en-US')} tok/s` : '') +
-                (p.etaSec !== undefined ? ` · ${Math.ceil(p.etaSec)} s left` : '');
-            }
-            progress.report({ message, increment });
+          {
+            onProgress: (p) => {
+              let message = p.message ?? p.phase;
+              // Cancellation is checked during the stream (a cancel inside a batch keeps the last
+              // periodic checkpoint); the last steps run to the end.
+              if (p.phase === 'finish' || p.phase === 'write') message += ' (last step: no longer cancellable)';
+              let increment: number | undefined;
+              if (p.phase === 'stream' && p.batches) {
+                const pct = (100 * (p.batch ?? 0)) / p.batches;
+                increment = Math.max(0, pct - lastPct) * 0.9; // the last 10% is finishing and writing
+                lastPct = pct;
+                message =
+                  `batch ${p.batch}/${p.batches}` +
+                  (p.tokensPerSec ? ` · ${Math.round(p.tokensPerSec).toLocaleString('en-US')} tok/s` : '') +
+                  (p.etaSec !== undefined ? ` · ${Math.ceil(p.etaSec)} s left` : '');
+              }
+              progress.report({ message, increment });
+            },
           },
-          signal,
         );
+        const sub = token.onCancellationRequested(() => run.cancel());
+        try {
+          return await run.result;
+        } finally {
+          sub.dispose();
+        }
       },
     );
     const opened = await runState.open(res.runDir);
     const seconds = (performance.now() - t0) / 1000;
     if (opened.status !== 'ok') return { status: 'error', message: opened.message };
     const pct = opened.neurons ? ((100 * opened.universal) / opened.neurons).toFixed(2) : '0';
-    log.appendLine(`analyze: run ${res.id} complete in ${seconds.toFixed(1)} s: ${opened.universal} of ${opened.neurons} universal (${pct}%)`);
+    const threads = res.manifest.settings.threadsUsed;
+    log.appendLine(
+      `analyze: run ${res.id} complete in ${seconds.toFixed(1)} s${threads ? ` on ${threads} thread${threads === 1 ? '' : 's'}` : ''}: ${opened.universal} of ${opened.neurons} universal (${pct}%)`,
+    );
     void vscode.window
       .showInformationMessage(
         `Universal Neurons: run ${res.id} — ${opened.universal} of ${opened.neurons} neurons universal (${pct}%).`,

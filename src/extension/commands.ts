@@ -11,7 +11,7 @@ import { neuronLabel, neuronSeries, parseNeuronRef, tokenAtOffset, topNeuronsAt,
 import { errorLine } from '../format';
 import { analyzeModels, ANALYZE_MODELS, type AnalyzeModelsArgs } from './analyzeModels';
 import { CLEAR_COMMAND, type HeatApplied, type HeatMap } from './heatmap';
-import { HEATMAP_NEURON, SHOW_NEURON } from './hoverContent';
+import { HEATMAP_NEURON, SHOW_NEURON } from '../engine/hoverContent';
 import { pickNeuron } from './neuronPicker';
 import type { AnalyzeOutcome, PromptAnalyzer, PromptResult } from './promptAnalyzer';
 import type { OpenRunResult, RunState } from './runState';

@@ -3,7 +3,7 @@
  * ones. Plain counting over the run's columns (the science is in the engine's columns).
  */
 import { ROLES, type FamilyLayerCounts, type Role, type RoleCount } from '../protocol';
-import { compareFamilies } from './familyText';
+import { compareFamilies } from '../engine/familyText';
 
 /** One entry per family present (display order), counts indexed by layer. Neurons with no family are left out. */
 export function familyLayerCounts(

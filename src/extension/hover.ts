@@ -9,7 +9,7 @@ import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '.
 import { rowOf } from '../engine/runView';
 import { readSettings, SECTION } from './config';
 import type { HeatMap } from './heatmap';
-import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from './hoverContent';
+import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../engine/hoverContent';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
 import { familyOf } from './runFamilies';
 import type { RunState } from './runState';

@@ -6,7 +6,7 @@
 import * as vscode from 'vscode';
 import { neuronLabel, parseNeuronRef, type NeuronRef } from '../engine/editor';
 import { familyCounts, NO_FAMILY, rankByExcess, type RunView } from '../engine/runView';
-import { familyName } from './familyText';
+import { familyName } from '../engine/familyText';
 import { familyOf, familySummary } from './runFamilies';
 
 interface NeuronItem extends vscode.QuickPickItem {

@@ -6,7 +6,7 @@
  */
 import type { RunView } from '../engine/runView';
 import { isRole, type Role } from '../protocol';
-import { describeLabel, familyName, isExplained, ROLE_TITLES } from './familyText';
+import { describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
 
 export interface RowFamily {
   family?: string;

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { listRuns, NO_FAMILY, universalByLayerAndFamily, type RunView } from '../engine/runView';
-import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from './familyText';
+import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
 import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 

@@ -1,9 +1,9 @@
-// Family labels in words and the overview's family/role tallies (src/extension/familyText.ts,
+// Family labels in words and the overview's family/role tallies (src/engine/familyText.ts,
 // familyCounts.ts): the same phrases appear in the hover, the tree and the webviews.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { familyLayerCounts, roleCounts } from '../../src/extension/familyCounts';
-import { compareFamilies, describeLabel, familyName, FAMILY_ORDER, isExplained } from '../../src/extension/familyText';
+import { compareFamilies, describeLabel, familyName, FAMILY_ORDER, isExplained } from '../../src/engine/familyText';
 
 test('describeLabel: every label kind the engine writes, prev: labels, unknown ones as written', () => {
   const cases: [string, string][] = [

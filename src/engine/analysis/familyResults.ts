@@ -15,6 +15,7 @@ import type { Corpus } from '../corpus';
 import { throwIfCancelled } from '../errors';
 import type { TokenClasses } from '../labels';
 import { writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
+import { threadsOf } from '../threads';
 import type { TopExamplesResult } from './examples';
 import { assignFamilies, corpusClasses, DEFAULT_THRESHOLDS, FAMILIES, FamilyStats, labelAt, type FamilyStatsOptions, type FamilyStatsResult, type FamilyThresholds } from './families';
 import { ENTROPY_INTERVENTION_VALUES, entropyIntervention, type InterventionResult } from './intervention';
@@ -116,7 +117,7 @@ export async function familyResults(
     const target = { layer: Math.floor(index / D), neuron: index % D };
     const res = await entropyIntervention(ref.dir, rows, target, ENTROPY_INTERVENTION_VALUES, {
       signal: ctx.signal,
-      ...(ctx.settings.threads ? { threads: ctx.settings.threads } : {}),
+      threads: threadsOf(ctx.settings),
       // An arena keeps the largest run's [tokens × vocab] tensors after it: at GPT-2-small size
       // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
       memArena: false,

@@ -24,6 +24,7 @@ import { hashFile } from '../checkpoint';
 import { readCorpus, row, isKept, type Corpus } from '../corpus';
 import { CancelledError, EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
+import { resolveThreads } from '../threads';
 import {
   acquireRunLock,
   createRunDir,
@@ -80,7 +81,10 @@ export interface Settings {
   batchRows: number;
   checkpointEvery: number;
   mode: Mode;
+  /** onnxruntime threads as asked (0: the engine default). */
   threads: number;
+  /** The threads this session actually used (`threads` resolved, threads.ts); set by each session, so a resumed run shows the last one's. */
+  threadsUsed?: number;
   topK: number;
   tokens: number;
   /** Missing in runs made before blocking existed (resumed as unblocked). */
@@ -563,10 +567,12 @@ export async function runAnalysis(
       id = '';
     }
 
-    // The kernels' worker pool takes the same thread count as onnxruntime (0: one per core).
-    setKernelThreads(settings.threads);
+    // What 0 means is decided once, here, and recorded: every session uses (and writes) its own.
+    // The kernels' worker pool takes the same count as onnxruntime.
+    settings.threadsUsed = resolveThreads(settings.threads);
+    setKernelThreads(settings.threadsUsed);
     onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
-    const opened = await openModels(modelDirs, settings.threads, signal);
+    const opened = await openModels(modelDirs, settings.threadsUsed, signal);
     const { handles, infos } = opened;
     let manifest: Manifest | undefined;
     try {

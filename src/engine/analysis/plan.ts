@@ -15,6 +15,7 @@
  *   examples.json + examples.bin  (examples.ts serialisation)
  */
 import { join } from 'node:path';
+import { threadsOf } from '../threads';
 import { EngineError, throwIfCancelled } from '../errors';
 import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
@@ -104,7 +105,7 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     other: { nLayers: ctx.models[m]!.nLayers, dMlp: ctx.models[m]!.dMlp },
     seed: s.seed,
     mode: s.mode,
-    ...(s.threads ? { threads: s.threads } : {}),
+    threads: threadsOf(s),
   });
   const N = ref.nNeurons;
   if (!s.refBlock || !s.gramBlock) {
@@ -218,7 +219,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     tokens: String(ctx.corpus.tokens.used),
   };
   try {
-    w = await weightStats(opened.weights, s.threads ? { threads: s.threads } : {});
+    w = await weightStats(opened.weights, { threads: threadsOf(s) });
     if (fam) {
       throwIfCancelled(ctx.signal);
       famCols = await familyResults(ctx, fam, {

@@ -10,12 +10,12 @@
  * [N × d]·[d × V] product — 26 GFLOP for the tiny family, 2.8 TFLOP for GPT2-small — so it runs on onnxruntime's float32 GEMM in blocks of neurons; each block's [nb × V] result is
  * reduced at once (float64 moments, top/bottom tokens) and dropped, never the whole [N × V].
  */
-import { availableParallelism } from 'node:os';
 import { EngineError } from '../errors';
 import { loadCheckpoint } from '../checkpoint';
 import { type Gpt2Weights } from '../arch/gpt2';
 import { checkpointWeights } from '../validate';
 import { OnnxGraph } from '../onnx';
+import { resolveThreads } from '../threads';
 import { momentsFromCentral } from './actstats';
 
 export interface WeightStats {
@@ -48,7 +48,7 @@ export interface WeightStatsOptions {
   topK?: number;
   /** `ort` (default): onnxruntime GEMM. `js`: a plain loop, for tiny models and tests. */
   gemm?: 'ort' | 'js';
-  /** ORT intra-op threads (default: cores, at most 8). */
+  /** ORT intra-op threads (default: every core, threads.ts). */
   threads?: number;
   /** Neurons per GEMM block (default: what keeps a block's output near 64 MB). */
   blockNeurons?: number;
@@ -256,7 +256,7 @@ export async function weightStats(w: Gpt2Weights, opts: WeightStatsOptions = {})
   let gemm: Gemm;
   let close = async (): Promise<void> => {};
   if ((opts.gemm ?? 'ort') === 'ort') {
-    const threads = opts.threads && opts.threads > 0 ? Math.floor(opts.threads) : defaultThreads();
+    const threads = resolveThreads(opts.threads);
     ({ gemm, close } = await ortGemm(U, V, d, threads));
   } else gemm = jsGemm(U, V, d);
   try {
@@ -327,10 +327,6 @@ function reduceRow(C: Float32Array, off: number, V: number, j: number, s: Weight
   s.vocab_kurt[j] = mo.kurt;
 }
 
-// Mirrors runtime.ts without importing it (it loads onnxruntime at module load).
-function defaultThreads(): number {
-  return Math.max(1, Math.min(availableParallelism(), 8));
-}
 
 /**
  * Opens a checkpoint just far enough for weight statistics: validated as for a forward
