@@ -121,6 +121,13 @@ export interface CrossMomentsOptions {
   yMoments?: () => YMoments;
   /** Put m's moments into the result (`y`), for the pair's other blocks. */
   exportY?: boolean;
+  /**
+   * How exact mode's baseline computes Cov_l·R_lᵀ: 'screen' (default), an fp32 GEMM whose proven
+   * error bound picks the few entries that could be a row's maximum, those refined in float64
+   * (`screenRefine`); 'float64', the whole product as float64 GEMMs (4× slower; kept for
+   * comparison in tests and bench/finish.ts). The two agree to float64 rounding.
+   */
+  baselineFinish?: 'screen' | 'float64';
 }
 
 export interface CrossMomentsResult {
@@ -290,6 +297,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   private readonly gemm: Gemm;
   private readonly ownGemm: boolean;
   private finished = false;
+  /** After an exact finish: the (reference, rotated) neuron pairs whose ρ the baseline refined in float64. */
+  refined = 0;
 
   /** The reference block's shift: its first token's values. */
   private kx?: Float32Array;
@@ -740,17 +749,21 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const baseline = new Float64Array(B).fill(-Infinity);
     const baselinePartner = new Int32Array(B).fill(-1);
     const d = this.d;
-    await this.rotatedCorr(D, n, R, ix, ym, (l, i0, rows, rho) => {
-      for (let r = 0; r < rows; r++) {
-        const i = i0 + r;
-        for (let k = 0; k < d; k++) {
-          if (rho[r * d + k]! > baseline[i]!) {
-            baseline[i] = rho[r * d + k]!;
-            baselinePartner[i] = l * d + k;
+    if (this.opts.baselineFinish === 'float64') {
+      await this.rotatedCorr(D, n, R, ix, ym, (l, i0, rows, rho) => {
+        for (let r = 0; r < rows; r++) {
+          const i = i0 + r;
+          for (let k = 0; k < d; k++) {
+            if (rho[r * d + k]! > baseline[i]!) {
+              baseline[i] = rho[r * d + k]!;
+              baselinePartner[i] = l * d + k;
+            }
           }
         }
-      }
-    });
+      });
+    } else {
+      this.refined = await this.rotatedMax(D, n, R, ix, ym, baseline, baselinePartner);
+    }
     for (let i = 0; i < B; i++) {
       if (ix[i] === 0) {
         baseline[i] = 0;
@@ -850,6 +863,65 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       }
       if (this.bigFinish()) await reclaim();
     }
+  }
+
+  /**
+   * The exact baseline, max_k ρ(x_i, (R_l V_l)_k) and its argmax, into `best`/`arg` (−∞/−1 before),
+   * with the float64 Cov_l·R_lᵀ done as an fp32 screen plus float64 refinement (`screenRefine`):
+   * one layer and `rowsPerGemm32(d)` reference neurons at a time. Returns how many (i, k) were
+   * refined in float64.
+   */
+  private async rotatedMax(
+    D: DenseMoments,
+    n: number,
+    R: (layer: number) => Float64Array,
+    ix: Float64Array,
+    ym: YMoments,
+    best: Float64Array,
+    arg: Int32Array,
+  ): Promise<number> {
+    const { B, Nm, d, L } = this;
+    const sx = D.xs.sx;
+    const sy = D.sy();
+    const iy = invStd(sy, ym.syy, n, Y_REL);
+    const step = Math.min(B, rowsPerGemm32(d));
+    const cov = new Float64Array(step * d);
+    const cov32 = new Float32Array(step * d);
+    const out32 = new Float32Array(step * d);
+    let refined = 0;
+    for (let l = 0; l < L; l++) {
+      const off = l * d;
+      const constY = (b: number): boolean => iy[off + b] === 0;
+      const Rl = R(l);
+      const R32 = new Float32Array(Rl);
+      const rNorm = maxRowNorm(Rl, d);
+      const irv = new Float64Array(d);
+      for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
+      for (let i0 = 0; i0 < B; i0 += step) {
+        const rows = Math.min(step, B - i0);
+        for (let r = 0; r < rows; r++) {
+          const i = i0 + r;
+          for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
+        }
+        refined += await screenRefine(this.gemm, {
+          rows,
+          d,
+          cov: cov.subarray(0, rows * d),
+          cov32: cov32.subarray(0, rows * d),
+          out32: out32.subarray(0, rows * d),
+          R: Rl,
+          R32,
+          rNorm,
+          ix: ix.subarray(i0, i0 + rows),
+          irv,
+          col0: off,
+          best: best.subarray(i0, i0 + rows),
+          arg: arg.subarray(i0, i0 + rows),
+        });
+      }
+      if (this.bigFinish()) await reclaim();
+    }
+    return refined;
   }
 
   private finishFast(f: FastState): CrossMomentsResult {
@@ -1340,6 +1412,130 @@ function rowsPerGemm(d: number): number {
   return Math.max(1, Math.floor((4 * 1024 * 1024) / d));
 }
 
+/** Rows of one fp32 screening GEMM at the end (32 MB of fp32 output, as `rowsPerGemm`'s float64). */
+function rowsPerGemm32(d: number): number {
+  return Math.max(1, Math.floor((8 * 1024 * 1024) / d));
+}
+
+/** Unit roundoff of fp32 and of float64. */
+const U32 = 2 ** -24;
+const U64 = 2 ** -53;
+
+/**
+ * The baseline's maximum over one layer's rotated neurons for `rows` reference neurons, without
+ * the float64 GEMM. For row r and rotated neuron k, ρ_rk = (c_r·R_k)·ix_r·irv_k with c_r the
+ * float64 centred covariances of x_r with the layer's d neurons (`cov`, rows × d) and R_k row k of
+ * R_l (unit length).
+ *
+ * 1. Screen: P = fl32(c)·fl32(R)ᵀ by one fp32 GEMM. Whatever order MLAS sums in, and with the
+ *    operands rounded to fp32, |P_rk − c_r·R_k| ≤ ((d+3)·u₃₂/(1 − (d+3)·u₃₂))·Σ_b|c_rb||R_kb|
+ *    (+ d·2⁻¹²³ for underflow and flushed subnormals); the float64 dot below is within
+ *    γ₆₄(d)·Σ|c||R| of the exact one; and Σ|c||R| ≤ ‖c_r‖₂·‖R_k‖₂ (Cauchy–Schwarz). So
+ *    |P_rk·ix·irv − ρ_rk(float64)| ≤ δ_rk = e_r·irv_k, e_r = G·‖c_r‖₂·max_k‖R_k‖₂·ix_r, plus
+ *    float64 rounding of the scalings (a 2⁻⁵⁰ relative term). At d = 3,072, G ≈ 1.8e-4: the
+ *    worst case, typically 100× more than the real error.
+ * 2. Refine: the entry with the largest lower bound first, then every entry whose upper bound
+ *    P·ix·irv + δ reaches the row's best so far, gets its ρ as the float64 dot c_r·R_k (in JS,
+ *    sequential over b), scaled and clamped as the float64 finish does.
+ *
+ * No entry that is skipped can be the row's maximum (or tie it at a lower index), so `best` and
+ * `arg` are the maximum and first argmax of the float64 ρ over all (layer, k) — the float64
+ * finish's result up to the summation order of its d-term dots (≈1e-16 relative; the fp32 screen
+ * never reaches the results). Refinements are a handful per row and layer. Updates
+ * `best`/`arg` (views of this block's rows) in place; returns the number of refinements.
+ */
+export async function screenRefine(
+  gemm: Gemm,
+  a: {
+    rows: number;
+    d: number;
+    cov: Float64Array;
+    cov32: Float32Array;
+    out32: Float32Array;
+    R: Float64Array;
+    R32: Float32Array;
+    /** max_k ‖R_k‖₂ (`maxRowNorm(R, d)`; computed when not given). */
+    rNorm?: number;
+    ix: Float64Array;
+    irv: Float64Array;
+    /** Column of this layer's first rotated neuron (layer·d). */
+    col0: number;
+    best: Float64Array;
+    arg: Int32Array;
+  },
+): Promise<number> {
+  const { rows, d, cov, cov32, R, ix, irv, col0, best, arg } = a;
+  const rNorm = a.rNorm ?? maxRowNorm(R, d);
+  const g32 = ((d + 3) * U32) / (1 - (d + 3) * U32);
+  const g64 = (d * U64) / (1 - d * U64);
+  // 1 + 1e-6 covers the float64 rounding of the norms and of G itself.
+  const G = (g32 + g64) * (1 + 1e-6);
+  const under = d * 2 ** -123;
+  const e = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let b = 0; b < d; b++) {
+      const v = cov[r * d + b]!;
+      cov32[r * d + b] = v;
+      s += v * v;
+    }
+    e[r] = (G * Math.sqrt(s) * rNorm + under) * ix[r]!;
+  }
+  const P = await gemm.abt32(cov32, a.R32, rows, d, d, a.out32);
+  const SLACK = 1 + 2 ** -40;
+  const REL = 2 ** -50;
+  let refined = 0;
+  for (let r = 0; r < rows; r++) {
+    const xi = ix[r]!;
+    if (xi === 0) continue; // a constant reference neuron: the caller sets 0
+    const o = r * d;
+    const er = e[r]!;
+    const refine = (k: number): void => {
+      let s = 0;
+      for (let b = 0; b < d; b++) s += cov[o + b]! * R[k * d + b]!;
+      const v = clampCorr(s * xi * irv[k]!);
+      const c = col0 + k;
+      if (v > best[r]! || (v === best[r]! && c < arg[r]!)) {
+        best[r] = v;
+        arg[r] = c;
+      }
+      refined++;
+    };
+    // The largest lower bound first: after it, few upper bounds reach the row's best.
+    let seed = -1;
+    let lo = -Infinity;
+    for (let k = 0; k < d; k++) {
+      const s = irv[k]!;
+      const v = P[o + k]! * xi * s;
+      const l = v - er * s * SLACK - REL * Math.abs(v);
+      if (l > lo) {
+        lo = l;
+        seed = k;
+      }
+    }
+    const worth = (k: number): boolean => {
+      const s = irv[k]!;
+      const v = P[o + k]! * xi * s;
+      const u = v + er * s * SLACK + REL * Math.abs(v);
+      // Not worth it: its float64 ρ ≤ u < best, or = best at a higher index. NaN is refined.
+      return !(u < best[r]! || (u <= best[r]! && col0 + k > arg[r]!));
+    };
+    if (seed >= 0 && worth(seed)) refine(seed);
+    for (let k = 0; k < d; k++) if (k !== seed && worth(k)) refine(k);
+  }
+  return refined;
+}
+
+/** The largest Euclidean row norm of a d × d matrix (≈ 1 for a rotation matrix's unit rows). */
+export function maxRowNorm(R: Float64Array, d: number): number {
+  let m = 0;
+  for (let k = 0; k < d; k++) {
+    let s = 0;
+    for (let b = 0; b < d; b++) s += R[k * d + b]! * R[k * d + b]!;
+    if (s > m) m = s;
+  }
+  return Math.sqrt(m);
+}
 
 function clampCorr(r: number): number {
   if (!(r === r)) return 0; // NaN: cannot happen with the zero-variance rules, kept as a guard
