@@ -461,7 +461,66 @@ describe('CrossMoments: inputs', () => {
   });
 });
 
+/**
+ * rotationMatrix as first written (xoshiro128** as an object, two next() per uniform): the fast
+ * version must draw the same numbers bit for bit, or recorded seeds would mean other matrices.
+ */
+function rotationMatrixReference(seed: number, layer: number, d: number): Float64Array {
+  const MASK64 = (1n << 64n) - 1n;
+  const st = { s: ((BigInt(seed) << 32n) | BigInt(layer)) & MASK64 };
+  const splitmix64 = (): bigint => {
+    st.s = (st.s + 0x9e3779b97f4a7c15n) & MASK64;
+    let z = st.s;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+    return z ^ (z >> 31n);
+  };
+  const rotl = (x: number, k: number): number => (x << k) | (x >>> (32 - k));
+  const a = splitmix64();
+  const b = splitmix64();
+  let [s0, s1, s2, s3] = [Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0, Number(b & 0xffffffffn) | 0, Number(b >> 32n) | 0];
+  const next = (): number => {
+    const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    return r;
+  };
+  const uniform = (): number => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+  const R = new Float64Array(d * d);
+  for (let i = 0; i < R.length; i += 2) {
+    const rho = Math.sqrt(-2 * Math.log(1 - uniform()));
+    const theta = 2 * Math.PI * uniform();
+    R[i] = rho * Math.cos(theta);
+    if (i + 1 < R.length) R[i + 1] = rho * Math.sin(theta);
+  }
+  for (let k = 0; k < d; k++) {
+    let q = 0;
+    for (let c = 0; c < d; c++) q += R[k * d + c]! * R[k * d + c]!;
+    const inv = q > 0 ? 1 / Math.sqrt(q) : 0;
+    for (let c = 0; c < d; c++) R[k * d + c]! *= inv;
+  }
+  return R;
+}
+
 describe('rotationMatrix', () => {
+  it('draws exactly the numbers of the original implementation (odd and even sizes, large seeds)', () => {
+    for (const [seed, layer, d] of [
+      [0, 0, 64],
+      [12345, 3, 33],
+      [2 ** 32 - 1, 11, 100],
+      [7, 2 ** 31 + 5, 1],
+    ] as const) {
+      const got = rotationMatrix(seed, layer, d);
+      const want = rotationMatrixReference(seed, layer, d);
+      for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`(${seed}, ${layer}, ${d})[${i}]: ${got[i]} vs ${want[i]}`);
+    }
+  });
+
   it('is reproducible from (seed, layer), has unit rows and Gaussian directions', () => {
     const d = 64;
     const R = rotationMatrix(42, 1, d);

@@ -720,9 +720,11 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const sx = this.xs.sx;
     const ix = invStd(sx, this.xs.sxx, n);
     const sy = D.sy();
-    // One layer's R_l at a time, drawn again where used: all of them are 8·L·d² bytes (0.9 GB at
+    // One layer's R_l at a time, drawn again where used (into one buffer: each caller is done
+    // with layer l before it asks for l + 1): all of them are 8·L·d² bytes (0.9 GB at
     // GPT-2-small size), drawing one is a fraction of a second.
-    const R = (l: number): Float64Array => rotationMatrix(this.opts.seed, l, this.d);
+    const Rbuf = new Float64Array(this.d * this.d);
+    const R = (l: number): Float64Array => rotationMatrix(this.opts.seed, l, this.d, Rbuf);
     const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
     D.releaseGram();
     if (this.bigFinish()) await reclaim();
@@ -888,12 +890,13 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const cov = new Float64Array(step * d);
     const cov32 = new Float32Array(step * d);
     const out32 = new Float32Array(step * d);
+    const R32 = new Float32Array(d * d);
     let refined = 0;
     for (let l = 0; l < L; l++) {
       const off = l * d;
       const constY = (b: number): boolean => iy[off + b] === 0;
       const Rl = R(l);
-      const R32 = new Float32Array(Rl);
+      R32.set(Rl);
       const rNorm = maxRowNorm(Rl, d);
       const irv = new Float64Array(d);
       for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
@@ -1432,11 +1435,12 @@ const U64 = 2 ** -53;
  *    (+ d·2⁻¹²³ for underflow and flushed subnormals); the float64 dot below is within
  *    γ₆₄(d)·Σ|c||R| of the exact one; and Σ|c||R| ≤ ‖c_r‖₂·‖R_k‖₂ (Cauchy–Schwarz). So
  *    |P_rk·ix·irv − ρ_rk(float64)| ≤ δ_rk = e_r·irv_k, e_r = G·‖c_r‖₂·max_k‖R_k‖₂·ix_r, plus
- *    float64 rounding of the scalings (a 2⁻⁵⁰ relative term). At d = 3,072, G ≈ 1.8e-4: the
- *    worst case, typically 100× more than the real error.
- * 2. Refine: the entry with the largest lower bound first, then every entry whose upper bound
- *    P·ix·irv + δ reaches the row's best so far, gets its ρ as the float64 dot c_r·R_k (in JS,
- *    sequential over b), scaled and clamped as the float64 finish does.
+ *    a 2⁻⁴⁵ relative term for the float64 roundings of the scalings. At d = 3,072,
+ *    G ≈ 1.8e-4: the worst case; the real error is ~100× less (bench/finish.ts).
+ * 2. Refine: in one pass over the row, entries whose upper bound is below the largest lower bound
+ *    (or the exact best of earlier layers) are ruled out; the rest — the entry with the largest
+ *    lower bound first — get their ρ as the float64 dot c_r·R_k (in JS, sequential over b),
+ *    scaled and clamped as the float64 finish does, unless the best so far already rules them out.
  *
  * No entry that is skipped can be the row's maximum (or tie it at a lower index), so `best` and
  * `arg` are the maximum and first argmax of the float64 ρ over all (layer, k) — the float64
@@ -1471,6 +1475,9 @@ export async function screenRefine(
   // 1 + 1e-6 covers the float64 rounding of the norms and of G itself.
   const G = (g32 + g64) * (1 + 1e-6);
   const under = d * 2 ** -123;
+  // Per row, e_r such that the float64 ρ lies in [(P·ix − e_r)·irv_k, (P·ix + e_r)·irv_k] as
+  // computed in float64: the screen's bound E_r = G·‖c_r‖·max‖R_k‖ + under, plus 2⁻⁴⁵·M_r
+  // (M_r ≥ |P|, |c·R_k|) for the roundings of the scalings and of the bounds themselves.
   const e = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;
@@ -1479,49 +1486,57 @@ export async function screenRefine(
       cov32[r * d + b] = v;
       s += v * v;
     }
-    e[r] = (G * Math.sqrt(s) * rNorm + under) * ix[r]!;
+    const M = 1.01 * Math.sqrt(s) * rNorm;
+    e[r] = (G * M + under + 2 ** -45 * M) * ix[r]! * (1 + 2 ** -30);
   }
   const P = await gemm.abt32(cov32, a.R32, rows, d, d, a.out32);
-  const SLACK = 1 + 2 ** -40;
-  const REL = 2 ** -50;
+  const cand = new Int32Array(d);
   let refined = 0;
   for (let r = 0; r < rows; r++) {
     const xi = ix[r]!;
     if (xi === 0) continue; // a constant reference neuron: the caller sets 0
     const o = r * d;
     const er = e[r]!;
+    // One pass: the largest lower bound so far (or the exact best of earlier layers) rules out
+    // every entry whose upper bound is below it; what is left (a handful) is refined after.
+    let thr = best[r]!;
+    let lbMax = -Infinity;
+    let seed = -1;
+    let nc = 0;
+    for (let k = 0; k < d; k++) {
+      const t = P[o + k]! * xi;
+      const s = irv[k]!;
+      const lb = (t - er) * s;
+      if (lb > lbMax) {
+        lbMax = lb;
+        seed = k;
+        if (lb > thr) thr = lb;
+      }
+      // Kept unless its float64 ρ is surely below another's (ties and NaN are kept).
+      if (!((t + er) * s < thr)) cand[nc++] = k;
+    }
+    let bestR = best[r]!;
+    let argR = arg[r]!;
     const refine = (k: number): void => {
+      const u = (P[o + k]! * xi + er) * irv[k]!;
+      // Surely not the maximum: below another entry's lower bound, or below the best so far, or
+      // equal to it at a higher index.
+      if (u < lbMax || u < bestR || (u <= bestR && col0 + k > argR)) return;
       let s = 0;
       for (let b = 0; b < d; b++) s += cov[o + b]! * R[k * d + b]!;
       const v = clampCorr(s * xi * irv[k]!);
       const c = col0 + k;
-      if (v > best[r]! || (v === best[r]! && c < arg[r]!)) {
-        best[r] = v;
-        arg[r] = c;
+      if (v > bestR || (v === bestR && c < argR)) {
+        bestR = v;
+        argR = c;
       }
       refined++;
     };
-    // The largest lower bound first: after it, few upper bounds reach the row's best.
-    let seed = -1;
-    let lo = -Infinity;
-    for (let k = 0; k < d; k++) {
-      const s = irv[k]!;
-      const v = P[o + k]! * xi * s;
-      const l = v - er * s * SLACK - REL * Math.abs(v);
-      if (l > lo) {
-        lo = l;
-        seed = k;
-      }
-    }
-    const worth = (k: number): boolean => {
-      const s = irv[k]!;
-      const v = P[o + k]! * xi * s;
-      const u = v + er * s * SLACK + REL * Math.abs(v);
-      // Not worth it: its float64 ρ ≤ u < best, or = best at a higher index. NaN is refined.
-      return !(u < best[r]! || (u <= best[r]! && col0 + k > arg[r]!));
-    };
-    if (seed >= 0 && worth(seed)) refine(seed);
-    for (let k = 0; k < d; k++) if (k !== seed && worth(k)) refine(k);
+    // The largest lower bound first: after it, few others can still win.
+    if (seed >= 0) refine(seed);
+    for (let q = 0; q < nc; q++) if (cand[q] !== seed) refine(cand[q]!);
+    best[r] = bestR;
+    arg[r] = argR;
   }
   return refined;
 }
@@ -1573,46 +1588,6 @@ function splitmix64(state: { s: bigint }): bigint {
   return z ^ (z >> 31n);
 }
 
-/** xoshiro128** 1.1 (Blackman, Vigna), 32-bit words: fast in JS without BigInt. */
-class Xoshiro128 {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-
-  constructor(key: bigint) {
-    const st = { s: key & MASK64 };
-    const a = splitmix64(st);
-    const b = splitmix64(st);
-    this.s0 = Number(a & 0xffffffffn) | 0;
-    this.s1 = Number(a >> 32n) | 0;
-    this.s2 = Number(b & 0xffffffffn) | 0;
-    this.s3 = Number(b >> 32n) | 0;
-  }
-
-  /** Next 32-bit output, unsigned. */
-  next(): number {
-    const r = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return r;
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  uniform(): number {
-    return ((this.next() >>> 5) * 67108864 + (this.next() >>> 6)) / 9007199254740992;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
 /**
  * The baseline's random matrix R_l for layer `layer` of model m: d×d, i.i.d. N(0,1) entries, each
  * row then scaled to unit length (not orthogonalised: the paper's approximate rotation).
@@ -1620,14 +1595,65 @@ function rotl(x: number, k: number): number {
  * seeds xoshiro128**; normals come in row-major pairs by Box–Muller, z0 = ρ·cos θ, z1 = ρ·sin θ
  * with ρ = sqrt(−2 ln(1 − u1)), θ = 2π·u2, u = 53-bit uniforms in [0, 1).
  */
-export function rotationMatrix(seed: number, layer: number, d: number): Float64Array {
+export function rotationMatrix(seed: number, layer: number, d: number, out?: Float64Array): Float64Array {
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new EngineError(`rotation seed ${seed} must be an integer in [0, 2^32)`);
   if (!Number.isInteger(layer) || layer < 0 || layer >= 2 ** 32) throw new EngineError(`rotation layer ${layer} is not a valid index`);
-  const rng = new Xoshiro128((BigInt(seed) << 32n) | BigInt(layer));
-  const R = new Float64Array(d * d);
+  // Xoshiro128's state in locals and its steps written out (the class's next() twice per
+  // uniform): the same numbers, ~5× faster than through the object — a finish draws L of these
+  // (9.4M normals each at GPT-2-small size) every pass.
+  const st = { s: ((BigInt(seed) << 32n) | BigInt(layer)) & MASK64 };
+  const ka = splitmix64(st);
+  const kb = splitmix64(st);
+  let s0 = Number(ka & 0xffffffffn) | 0;
+  let s1 = Number(ka >> 32n) | 0;
+  let s2 = Number(kb & 0xffffffffn) | 0;
+  let s3 = Number(kb >> 32n) | 0;
+  let t = 0;
+  let x = 0;
+  if (out && out.length !== d * d) throw new EngineError(`rotationMatrix: the output has ${out.length} values, not ${d}×${d}`);
+  // `out`: a buffer reused from layer to layer. A fresh 75 MB array (d = 3,072) costs more in page
+  // faults on first touch (~0.3 s on the 2-core VM) than drawing its numbers.
+  const R = out ?? new Float64Array(d * d);
   for (let i = 0; i < R.length; i += 2) {
-    const rho = Math.sqrt(-2 * Math.log(1 - rng.uniform()));
-    const theta = 2 * Math.PI * rng.uniform();
+    // u1: 27 high bits of one output, 26 of the next.
+    x = Math.imul(s1, 5);
+    const h1 = Math.imul((x << 7) | (x >>> 25), 9) >>> 5;
+    t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const l1 = Math.imul((x << 7) | (x >>> 25), 9) >>> 6;
+    t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const h2 = Math.imul((x << 7) | (x >>> 25), 9) >>> 5;
+    t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
+    x = Math.imul(s1, 5);
+    const l2 = Math.imul((x << 7) | (x >>> 25), 9) >>> 6;
+    t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
+    const rho = Math.sqrt(-2 * Math.log(1 - (h1 * 67108864 + l1) / 9007199254740992));
+    const theta = 2 * Math.PI * ((h2 * 67108864 + l2) / 9007199254740992);
     R[i] = rho * Math.cos(theta);
     if (i + 1 < R.length) R[i + 1] = rho * Math.sin(theta);
   }
