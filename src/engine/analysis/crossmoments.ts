@@ -802,6 +802,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const iy = invStd(sy, syy, n, Y_REL);
     const rotVar = new Float64Array(Nm);
     const Sig = new Float64Array(d * d);
+    let RSbuf: Float64Array | undefined;
     for (let l = 0; l < L && n > 1; l++) {
       const off = l * d;
       const constY = (b: number): boolean => iy[off + b] === 0;
@@ -812,9 +813,10 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       }
       const Rl = R(l);
       const step = rowsPerGemm(d);
+      RSbuf ??= new Float64Array(Math.min(step, d) * d);
       for (let k0 = 0; k0 < d; k0 += step) {
         const rows = Math.min(step, d - k0);
-        const RS = await this.gemm.abt64(Rl.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d); // R·Σᵀ = R·Σ
+        const RS = await this.gemm.abt64(Rl.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d, RSbuf.subarray(0, rows * d)); // R·Σᵀ = R·Σ
         for (let r = 0; r < rows; r++) {
           let v = 0;
           for (let b = 0; b < d; b++) v += RS[r * d + b]! * Rl[(k0 + r) * d + b]!;
@@ -847,6 +849,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const iy = invStd(sy, ym.syy, n, Y_REL);
     const step = rowsPerGemm(d);
     const cov = new Float64Array(Math.min(B, step) * d);
+    // ρ of one chunk, reused (`visit` is done with it before the next).
+    const out = new Float64Array(Math.min(B, step) * d);
     for (let l = 0; l < L; l++) {
       const off = l * d;
       const constY = (b: number): boolean => iy[off + b] === 0;
@@ -859,7 +863,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           const i = i0 + r;
           for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
         }
-        const rho = await this.gemm.abt64(cov.subarray(0, rows * d), Rl, rows, d, d);
+        const rho = await this.gemm.abt64(cov.subarray(0, rows * d), Rl, rows, d, d, out.subarray(0, rows * d));
         for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(rho[r * d + k]! * ix[i0 + r]! * irv[k]!);
         visit(l, i0, rows, rho);
       }
