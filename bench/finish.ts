@@ -7,7 +7,8 @@
  * number of float64 refinements does a little.
  *
  *   node --import tsx bench/finish.ts [--rows 2730] [--tokens 1024] [--reps 2] [--threads 2]
- *        [--layers 12] [--d 3072] [--skip-stream] [--skip-split]
+ *        [--layers 12] [--d 3072] [--skip-stream] [--skip-split] [--fake-y]
+ *   node --import tsx bench/finish.ts --tiny [--tokens 8192]
  *
  * Reports, per variant, the finish of a block without its own Gram (the pair's blocks after the
  * first) and what it extrapolates to for the pair's 36,864 reference neurons; the first block's
@@ -23,6 +24,11 @@ import type { ActivationBatch } from '../src/engine/analysis/types';
 import { OnnxGraph } from '../src/engine/onnx';
 import { loadOrt } from '../src/engine/analysis/gemm';
 import { mulberry32 } from '../src/engine/rng';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runAnalysis, type AnalysisPlan } from '../src/engine/analysis/pipeline';
+import { crossSpecs } from '../src/engine/analysis/plan';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -80,7 +86,47 @@ function batchOf(x: Float32Array, y: Float32Array): ActivationBatch {
   };
 }
 
+/**
+ * `--tiny`: the shipped tiny family (a against b…e, 4 × 512 neurons) through runAnalysis at
+ * `--tokens` (default here 8,192), each pair with both finishes in one run: max |Δ baseline|, and
+ * whether max_corr, partners and baseline partners are identical.
+ */
+async function tiny(): Promise<void> {
+  const ROOT = join(__dirname, '..');
+  const models = ['a', 'b', 'c', 'd', 'e'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
+  const tokens = Number(arg('tokens', '8192'));
+  const out = mkdtempSync(join(tmpdir(), 'un-finish-'));
+  const plan: AnalysisPlan = {
+    accumulators: (ctx) => [
+      ...crossSpecs(ctx),
+      ...crossSpecs(ctx).map((s) => ({
+        ...s,
+        name: s.name.replace('cross:', 'f64:'),
+        create: () => new CrossMoments({ ...(s.create(new Map()) as CrossMoments).opts, baselineFinish: 'float64' }),
+      })),
+    ],
+    finalize: async () => ({}),
+  };
+  try {
+    const r = await runAnalysis({ models, corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')], tokens, threads, out: join(out, 'run'), plan });
+    let dmax = 0;
+    let diff = 0;
+    for (const m of ['b', 'c', 'd', 'e']) {
+      const a = r.results.get(`f64:tiny-gpt2-${m}`) as CrossMomentsResult;
+      const b = r.results.get(`cross:tiny-gpt2-${m}`) as CrossMomentsResult;
+      for (let i = 0; i < a.baseline.length; i++) {
+        dmax = Math.max(dmax, Math.abs(a.baseline[i]! - b.baseline[i]!));
+        if (a.baselinePartner[i] !== b.baselinePartner[i] || a.partner[i] !== b.partner[i] || !Object.is(a.maxCorr[i], b.maxCorr[i])) diff++;
+      }
+    }
+    console.log(`tiny family, ${tokens} tokens, 4 pairs × 2,048 neurons: max |Δ baseline| ${dmax.toExponential(2)} (screen vs float64 finish); ${diff} neurons with another max_corr, partner or baseline partner`);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (flag('tiny')) return tiny();
   console.log(`finish bench: block ${rows} × ${Nm} (${L} × ${d}), ${T} tokens, ${threads} ORT threads, load ${load()}`);
   const K = 32;
   const rz = mulberry32(1);
