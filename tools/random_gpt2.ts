@@ -57,7 +57,7 @@ const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
 /** IEEE half bits of x (round to nearest even; the values here are small normals or zero). */
-function toHalf(x: number): number {
+export function toHalf(x: number): number {
   f32[0] = x;
   const b = u32[0]!;
   const sign = (b >>> 16) & 0x8000;

@@ -9,7 +9,8 @@
 // come from the same fp32 GEMM (MLAS's sum over tokens does not depend on how many reference
 // columns there are) flushed to float64 at the same tokens, and the blocks after the first take
 // m's moments computed once from the same Gram — the arithmetic of each output element is the
-// unblocked run's.
+// unblocked run's. The baseline's fp32 screen may differ with the block's rows, but it only
+// chooses which entries get their float64 dot; the maximum and its argmax are those dots'.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

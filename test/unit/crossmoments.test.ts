@@ -4,7 +4,7 @@
 // streaming result must match float64 to rounding; Gaussian data checks the fp32 path's error.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { CrossMoments, CrossMomentsOptions, CrossMomentsResult, rotationMatrix } from '../../src/engine/analysis/crossmoments';
+import { CrossMoments, CrossMomentsOptions, CrossMomentsResult, rotationMatrix, screenRefine } from '../../src/engine/analysis/crossmoments';
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
@@ -336,6 +336,110 @@ describe('CrossMoments: blocks and resume', () => {
   });
 });
 
+/** screenRefine's inputs for `rows` covariance rows of one layer of width d, plus its float64 truth. */
+function screenCase(rows: number, d: number, cov: Float64Array, R: Float64Array, ix: Float64Array, irv: Float64Array) {
+  const best = new Float64Array(rows).fill(-Infinity);
+  const arg = new Int32Array(rows).fill(-1);
+  const args = {
+    rows,
+    d,
+    cov,
+    cov32: new Float32Array(rows * d),
+    out32: new Float32Array(rows * d),
+    R,
+    R32: Float32Array.from(R),
+    ix,
+    irv,
+    col0: 0,
+    best,
+    arg,
+  };
+  // The float64 finish's rule: ρ = clamp((c·R_k)·ix·irv_k), first maximum wins (sequential dots).
+  const want = { best: new Float64Array(rows).fill(-Infinity), arg: new Int32Array(rows).fill(-1) };
+  for (let r = 0; r < rows; r++) {
+    if (ix[r] === 0) continue;
+    for (let k = 0; k < d; k++) {
+      let s = 0;
+      for (let b = 0; b < d; b++) s += cov[r * d + b]! * R[k * d + b]!;
+      const v = Math.max(-1, Math.min(1, s * ix[r]! * irv[k]!));
+      if (v > want.best[r]!) [want.best[r], want.arg[r]] = [v, k];
+    }
+  }
+  return { args, want };
+}
+
+describe('CrossMoments: the baseline finish (fp32 screen, float64 refinement)', () => {
+  it('gives the float64 maximum and first argmax exactly, on rows of very different scales', async () => {
+    const r = rng(11);
+    const g = gauss(r);
+    const rows = 300;
+    const d = 96;
+    const cov = new Float64Array(rows * d);
+    for (let i = 0; i < rows; i++) {
+      const scale = 10 ** (8 * r() - 4);
+      const mean = g();
+      for (let b = 0; b < d; b++) cov[i * d + b] = scale * (mean + g());
+    }
+    // A row whose covariances are all 0 (m's neurons constant), one exact tie inside a row.
+    cov.fill(0, 5 * d, 6 * d);
+    const R = rotationMatrix(5, 0, d);
+    R.copyWithin(7 * d, 3 * d, 4 * d); // rotated neurons 3 and 7 identical: a tie, 3 must win
+    const ix = Float64Array.from({ length: rows }, (_, i) => (i === 9 ? 0 : 1 / (Math.hypot(...cov.subarray(i * d, (i + 1) * d)) || 1)));
+    const irv = Float64Array.from({ length: d }, (_, k) => (k === 2 ? 0 : 0.5 + r()));
+    const { args, want } = screenCase(rows, d, cov, R, ix, irv);
+    const refined = await screenRefine(gemm, args);
+    for (let i = 0; i < rows; i++) {
+      assert.ok(Object.is(args.best[i], want.best[i]), `row ${i}: ${args.best[i]} vs ${want.best[i]}`);
+      assert.equal(args.arg[i], want.arg[i], `argmax of row ${i}`);
+    }
+    assert.equal(args.arg[9], -1, 'a constant reference neuron is left to the caller');
+    assert.equal(args.best[5], 0);
+    assert.equal(args.arg[5], 0, 'an all-zero row: the first rotated neuron');
+    // The screen does its job: a few refinements per row, not d.
+    assert.ok(refined < 4 * rows, `${refined} refinements for ${rows} rows`);
+  });
+
+  it('resolves maxima closer than fp32 can tell apart (an fp32-only finish gets these wrong)', async () => {
+    // Row 0: c·R_1 = 1 + 2⁻²⁸ beats c·R_0 = 1, but in fp32 both are 1 and R_0, the first, would
+    // win. Row 1 the same with R_3 against R_2.
+    const d = 4;
+    const cov = Float64Array.from([1, 2 ** -28, 0, 0, 0, 0, 1, 2 ** -28]);
+    const R = Float64Array.from([1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1]);
+    const ix = Float64Array.from([0.5, 0.5]);
+    const irv = Float64Array.from([1, 1, 1, 1]);
+    const { args, want } = screenCase(2, d, cov, R, ix, irv);
+    const fp32 = new Float32Array(8);
+    for (let i = 0; i < 8; i++) fp32[i] = cov[i]!;
+    assert.equal(Math.fround(fp32[0]! + fp32[1]!), Math.fround(fp32[0]!), 'fp32 cannot tell them apart');
+    await screenRefine(gemm, args);
+    assert.deepEqual(Array.from(want.arg), [1, 3]);
+    assert.deepEqual(Array.from(args.arg), [1, 3]);
+    assert.deepEqual(Array.from(args.best), [0.5 + 2 ** -29, 0.5 + 2 ** -29]);
+  });
+
+  it('CrossMoments: the default finish equals the float64 GEMM finish to 1e-15; max_corr and partners bit-identical', async () => {
+    const L = 3;
+    const d = 64;
+    const T = 2000;
+    const p = planted(T, L, d, 8);
+    const shape = { nLayers: L, dMlp: d };
+    const bs = batches([p.X, p.Y], [p.N, p.N], [700, 1300]);
+    const opts = { model: 1, ref: shape, other: shape, seed: 21, chunkTokens: 1024 };
+    const f64 = await run({ ...opts, baselineFinish: 'float64' }, bs);
+    const scr = await run(opts, bs);
+    let dmax = 0;
+    for (let i = 0; i < p.N; i++) {
+      assert.ok(Object.is(scr.maxCorr[i], f64.maxCorr[i]), `max_corr ${i}`);
+      assert.equal(scr.partner[i], f64.partner[i]);
+      assert.equal(scr.baselinePartner[i], f64.baselinePartner[i], `baseline partner ${i}`);
+      dmax = Math.max(dmax, Math.abs(scr.baseline[i]! - f64.baseline[i]!));
+    }
+    assert.ok(dmax <= 1e-15, `max |Δ baseline| ${dmax}`);
+    const sorted = [...f64.baseline].sort((a, b) => a - b);
+    assert.ok(sorted[Math.floor(p.N / 10)]! > 0.03, `a non-trivial baseline (10th percentile ${sorted[Math.floor(p.N / 10)]})`);
+  });
+});
+
 describe('CrossMoments: inputs', () => {
   it('refuses bad options and batches that do not match the models', async () => {
     const shape = { nLayers: 2, dMlp: 4 };
@@ -357,7 +461,66 @@ describe('CrossMoments: inputs', () => {
   });
 });
 
+/**
+ * rotationMatrix as first written (xoshiro128** as an object, two next() per uniform): the fast
+ * version must draw the same numbers bit for bit, or recorded seeds would mean other matrices.
+ */
+function rotationMatrixReference(seed: number, layer: number, d: number): Float64Array {
+  const MASK64 = (1n << 64n) - 1n;
+  const st = { s: ((BigInt(seed) << 32n) | BigInt(layer)) & MASK64 };
+  const splitmix64 = (): bigint => {
+    st.s = (st.s + 0x9e3779b97f4a7c15n) & MASK64;
+    let z = st.s;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+    return z ^ (z >> 31n);
+  };
+  const rotl = (x: number, k: number): number => (x << k) | (x >>> (32 - k));
+  const a = splitmix64();
+  const b = splitmix64();
+  let [s0, s1, s2, s3] = [Number(a & 0xffffffffn) | 0, Number(a >> 32n) | 0, Number(b & 0xffffffffn) | 0, Number(b >> 32n) | 0];
+  const next = (): number => {
+    const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    return r;
+  };
+  const uniform = (): number => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+  const R = new Float64Array(d * d);
+  for (let i = 0; i < R.length; i += 2) {
+    const rho = Math.sqrt(-2 * Math.log(1 - uniform()));
+    const theta = 2 * Math.PI * uniform();
+    R[i] = rho * Math.cos(theta);
+    if (i + 1 < R.length) R[i + 1] = rho * Math.sin(theta);
+  }
+  for (let k = 0; k < d; k++) {
+    let q = 0;
+    for (let c = 0; c < d; c++) q += R[k * d + c]! * R[k * d + c]!;
+    const inv = q > 0 ? 1 / Math.sqrt(q) : 0;
+    for (let c = 0; c < d; c++) R[k * d + c]! *= inv;
+  }
+  return R;
+}
+
 describe('rotationMatrix', () => {
+  it('draws exactly the numbers of the original implementation (odd and even sizes, large seeds)', () => {
+    for (const [seed, layer, d] of [
+      [0, 0, 64],
+      [12345, 3, 33],
+      [2 ** 32 - 1, 11, 100],
+      [7, 2 ** 31 + 5, 1],
+    ] as const) {
+      const got = rotationMatrix(seed, layer, d);
+      const want = rotationMatrixReference(seed, layer, d);
+      for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`(${seed}, ${layer}, ${d})[${i}]: ${got[i]} vs ${want[i]}`);
+    }
+  });
+
   it('is reproducible from (seed, layer), has unit rows and Gaussian directions', () => {
     const d = 64;
     const R = rotationMatrix(42, 1, d);
