@@ -1,3 +1,5 @@
+// Over 700 lines: a run reader, payload builders and example slices; issue #18 moves the reader
+// to src/engine/run/ and the payloads to src/view/.
 /**
  * Read-only loading of an analysis run folder (docs/analysis-contract.md) for the result views.
  * No `vscode` import (unit-testable) and no maths: numbers come from the run's files, summaries

@@ -1,3 +1,6 @@
+// Over 700 lines: exact mode, fast mode, result packing and the rotation generator share the
+// CrossMoments state. The split into dense, fast, result and rng.ts is issue #18's work, kept
+// for one change so that the bit-identity tests guard it.
 /**
  * Cross-model correlation moments: the reference model a (models[0]) against one other model m,
  * on post-activations of kept tokens (method.md, "Correlation across models").

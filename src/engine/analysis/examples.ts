@@ -1,3 +1,5 @@
+// Over 700 lines: the accumulator and its on-disk format (serializeExamples/readExamples) live
+// together; issue #18 moves the format to src/engine/run/, the one reader of a run folder.
 /**
  * TopExamples: per neuron, the contexts that activate it most, contexts sampled across its
  * activation range (as Neuronpedia shows them), and a histogram of its post-activation.

@@ -1,3 +1,5 @@
+// Over 700 lines: runAnalysis (open, plan, pass, finish) is one function over shared local state;
+// issue #18 splits it at those seams.
 /**
  * The streaming pass (docs/analysis-contract.md): open the models, read the corpus, run every
  * model's activations-only forward over each batch of rows, hand one ActivationBatch to every
