@@ -21,6 +21,7 @@ import { blockBounds, GiB, planMemory, reclaim } from '../../src/engine/analysis
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readJson } from '../../src/engine/store';
+import { Model } from '../../src/engine/runtime';
 import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
 import { defaultPlan, mapSpecs } from '../../src/engine/analysis/plan';
 
@@ -124,6 +125,30 @@ describe('blocked analysis equals the unblocked run', () => {
     assert.equal(firstBatch, 5 * 6 + 6, 'the resume starts at the checkpoint, in pass 6');
     assertSameCross(r, full);
     assertSameFiles(r.runDir, full.runDir);
+  });
+});
+
+describe('one batch holding the whole corpus: the forwards are kept from pass to pass', () => {
+  test('each model is forwarded once for all the cross passes, with bit-identical results', async () => {
+    // 8 rows in one batch of 8: 8 cross passes (4 blocks × 2 pairs) and the statistics.
+    const one = { ...BASE, tokens: 128 * 8, batchRows: 8, plan: defaultPlan({ families: { enabled: false } }) };
+    const calls: string[] = [];
+    const orig = Model.prototype.runKept;
+    Model.prototype.runKept = function (this: Model, rows, kept, want, signal) {
+      calls.push(`${this.dir.split('/').pop()}:${want.join(',')}`);
+      return orig.call(this, rows, kept, want, signal);
+    };
+    try {
+      const full = await runAnalysis({ ...one, out: join(tmp, 'one-full') });
+      calls.length = 0;
+      const blocked = await runAnalysis({ ...one, out: join(tmp, 'one-blocked'), refBlocks: BLOCKS });
+      assert.equal(blocked.manifest.progress.batches_total, 9);
+      const cross = calls.filter((c) => c.endsWith(':keptPost'));
+      assert.deepEqual(cross, ['tiny-gpt2-a:keptPost', 'tiny-gpt2-b:keptPost', 'tiny-gpt2-c:keptPost'], 'the reference once, each other model once');
+      assertSameCross(blocked, full);
+    } finally {
+      Model.prototype.runKept = orig;
+    }
   });
 });
 

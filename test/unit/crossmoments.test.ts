@@ -334,6 +334,22 @@ describe('CrossMoments: blocks and resume', () => {
     assert.throws(() => CrossMoments.restore(saved, { ...opts, seed: 4 }), EngineError);
     assert.throws(() => CrossMoments.restore({ ...saved, 'dense.sxy': new Float64Array(3) }, opts), EngineError);
   });
+
+  it('a pair that never flushes finishes from its fp32 partial, bit for bit as from float64 totals', async () => {
+    // chunkTokens above the 700 tokens: no flush, so no float64 totals are ever allocated.
+    const opts: CrossMomentsOptions = { model: 1, ref: shape, other: shape, seed: 3, chunkTokens: 1024, gemm };
+    const fromPartial = await run(opts, bs);
+    // The same tokens with the partial moved into float64 totals, as a flush does (0 + v: −0 becomes +0).
+    const a = new CrossMoments(opts);
+    for (const b of bs) await a.add(b);
+    const st = structuredClone(a.state());
+    const p32 = st['dense.p32'] as Float32Array;
+    assert.equal((st['dense.sxy'] as Float64Array).length, 0, 'no float64 totals before a flush');
+    const totals = new Float64Array(p32.length);
+    for (let e = 0; e < p32.length; e++) totals[e] = 0 + p32[e]!;
+    const fromTotals = await CrossMoments.restore({ ...st, 'dense.sxy': totals, 'dense.p32': new Float32Array(p32.length) }, opts).finish();
+    assert.deepEqual(fromPartial, fromTotals);
+  });
 });
 
 /** screenRefine's inputs for `rows` covariance rows of one layer of width d, plus its float64 truth. */

@@ -4,7 +4,8 @@
  * passes).
  *
  * The dominant terms, in bytes (T = tokens per batch = batch rows × context length, N = L·d_mlp):
- * - per pair and reference column: 12·N_m (float64 S_xy and its fp32 partial) + 24·d_m (at the
+ * - per pair and reference column: 12·N_m (float64 S_xy and its fp32 partial; 4·N_m when the
+ *   corpus fits in one partial, which is then the total) + 24·d_m (at the
  *   end, a layer's Cov·Rᵀ and ρ in float64, and ORT's output);
  * - m's Gram matrices: 12·L·d² (float64 totals and the fp32 upper-triangle partials);
  * - a forwarded model with every array kept: 16·T·N (pre, post, their kept copies), plus 8·T·N
@@ -47,7 +48,8 @@ export const GB = 1e9;
 const SLACK = 0.75 * GiB;
 
 const gramBytes = (m: MemoryModel): number => 12 * m.nLayers * m.dMlp * m.dMlp;
-const perColumn = (m: MemoryModel): number => 12 * m.nNeurons + 24 * m.dMlp;
+/** `fp32Only`: the pair never flushes its fp32 partial, so no float64 total exists (crossmoments.ts, DenseMoments.sxy). */
+const perColumn = (m: MemoryModel, fp32Only = false): number => (fp32Only ? 4 : 12) * m.nNeurons + 24 * m.dMlp;
 
 function gb(bytes: number): string {
   return `${(bytes / GB).toFixed(2)} GB`;
@@ -79,6 +81,8 @@ export function planMemory(args: {
   statsBytes?: number;
   /** Fast mode's screen needs m's Gram in every block. */
   everyBlockGram?: boolean;
+  /** The corpus fits in one fp32 partial (kept tokens ≤ CHUNK_TOKENS): 4 bytes per S_xy element, not 12. */
+  fp32Only?: boolean;
   blocks?: readonly [number, number];
 }): MemoryPlan {
   const { models, budgetBytes, baseBytes } = args;
@@ -92,7 +96,7 @@ export function planMemory(args: {
     models.reduce((s, m) => s + 16 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
   const statsBytes = args.statsBytes ?? 0;
   const unblocked = (rows: number): number =>
-    baseBytes + SLACK + statsBytes + allActs(rows) + staging(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m), 0);
+    baseBytes + SLACK + statsBytes + allActs(rows) + staging(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m, args.fp32Only), 0);
   // The statistics pass also stages each batch into the kernels' memories (kernels/index.ts
   // scratch): one [T × Na] float32 copy each for the statistics and the examples, two for families.
   const staging = (rows: number): number => 16 * T(rows) * Na;
@@ -100,7 +104,7 @@ export function planMemory(args: {
     16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons)) + staging(rows);
   const pairActs = (rows: number): number => Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons)));
   const gram = Math.max(...others.map(gramBytes));
-  const perCol = Math.max(...others.map(perColumn));
+  const perCol = Math.max(...others.map((m) => perColumn(m, args.fp32Only)));
   const statsPass = (rows: number): number => baseBytes + SLACK + statsBytes + statsActs(rows);
   const restFixed = (rows: number): number => baseBytes + SLACK + pairActs(rows) + (args.everyBlockGram ? gram : 0);
   const estimate = (rows: number, first: number, rest: number): number =>

@@ -54,7 +54,11 @@
 import { EngineError } from '../errors';
 import { reclaim } from './blocking';
 import { Gemm, gramLayout, GramLayout, SddmmArena } from './gemm';
+import type { RotationCache } from './rotations';
 import type { Accumulator, AccumulatorState, ActivationBatch, StateValue } from './types';
+
+/** Default `chunkTokens`: a pair whose kept tokens are at most this never holds float64 totals. */
+export const CHUNK_TOKENS = 8192;
 
 export interface ModelShape {
   nLayers: number;
@@ -136,6 +140,8 @@ export interface CrossMomentsOptions {
    * comparison in tests and bench/finish.ts). The two agree to float64 rounding.
    */
   baselineFinish?: 'screen' | 'float64';
+  /** The run's rotation matrices drawn once and read back (a blocked run's passes all need them). */
+  rotations?: RotationCache;
 }
 
 export interface CrossMomentsResult {
@@ -230,6 +236,10 @@ function refStep(batch: number, x: Float32Array, Na: number, a0: number, a1: num
     }
   }
   const step = { kx, xs, sx, sxx };
+  // Another block's steps of this buffer are done with: a batch kept from pass to pass (one batch
+  // holds the whole corpus: pipeline.ts) would otherwise hold every block's shifted copy.
+  const block = `${batch}:${a0}:${a1}:`;
+  for (const k of m.keys()) if (!k.startsWith(block)) m.delete(k);
   m.set(key, step);
   return step;
 }
@@ -344,7 +354,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     this.L = other.nLayers;
     this.d = other.dMlp;
     this.Nm = this.L * this.d;
-    this.chunk = opts.chunkTokens ?? 8192;
+    this.chunk = opts.chunkTokens ?? CHUNK_TOKENS;
     if (!Number.isSafeInteger(this.chunk) || this.chunk < 1) throw new EngineError(`CrossMoments: chunkTokens ${this.chunk} must be a positive integer`);
     this.layout = gramLayout(this.L, this.d, opts.gramSplit ?? (this.d % 2 === 0 ? 2 : 1));
     this.mode = opts.mode ?? 'exact';
@@ -479,7 +489,13 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   // ---- fast mode -------------------------------------------------------------------------
 
   private rotations(): Float64Array[] {
-    return Array.from({ length: this.L }, (_, l) => rotationMatrix(this.opts.seed, l, this.d));
+    return Array.from({ length: this.L }, (_, l) => this.rotation(l, new Float64Array(this.d * this.d)));
+  }
+
+  /** R_l into `out`, from the run's cache of drawn matrices when there is one. */
+  private rotation(l: number, out: Float64Array): Float64Array {
+    const c = this.opts.rotations;
+    return c ? c.get(this.opts.seed, l, this.d, out) : rotationMatrix(this.opts.seed, l, this.d, out);
   }
 
   /** Picks the candidates from the screen and sets up the candidate totals. */
@@ -736,7 +752,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     // with layer l before it asks for l + 1): all of them are 8·L·d² bytes (0.9 GB at
     // GPT-2-small size), drawing one is a fraction of a second.
     const Rbuf = new Float64Array(this.d * this.d);
-    const R = (l: number): Float64Array => rotationMatrix(this.opts.seed, l, this.d, Rbuf);
+    const R = (l: number): Float64Array => this.rotation(l, Rbuf);
     const ym = this.opts.yMoments ? this.sharedY(n) : await this.gramMoments(D, n, R);
     D.releaseGram();
     if (this.bigFinish()) await reclaim();
@@ -745,13 +761,16 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
     const maxCorr = new Float64Array(B);
     const partner = new Int32Array(B).fill(-1);
+    const sxy = D.sxy;
     for (let i = 0; i < B; i++) {
       if (ix[i] === 0) continue;
       const row = i * Nm;
+      const sxi = sx[i]!;
+      const ixi = ix[i]!;
       let best = -Infinity;
       let arg = -1;
       for (let j = 0; j < Nm; j++) {
-        const r = clampCorr((D.sxy[row + j]! - sx[i]! * my[j]!) * ix[i]! * iy[j]!);
+        const r = clampCorr((sxy[row + j]! - sxi * my[j]!) * ixi * iy[j]!);
         if (r > best) {
           best = r;
           arg = j;
@@ -907,10 +926,18 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const cov32 = new Float32Array(step * d);
     const out32 = new Float32Array(step * d);
     const R32 = new Float32Array(d * d);
+    const sumSq = new Float64Array(step);
+    // This layer's Σy and constant-neuron flags, contiguous: the loop below runs B·N_m times.
+    const syl = new Float64Array(d);
+    const cy = new Uint8Array(d);
+    const sxy = D.sxy;
     let refined = 0;
     for (let l = 0; l < L; l++) {
       const off = l * d;
-      const constY = (b: number): boolean => iy[off + b] === 0;
+      for (let b = 0; b < d; b++) {
+        syl[b] = sy[off + b]!;
+        cy[b] = iy[off + b] === 0 ? 1 : 0;
+      }
       const Rl = R(l);
       R32.set(Rl);
       const rNorm = maxRowNorm(Rl, d);
@@ -918,11 +945,23 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
       for (let i0 = 0; i0 < B; i0 += step) {
         const rows = Math.min(step, B - i0);
+        // The centred covariances in float64, their fp32 copy for the screen and their squared
+        // norms, in one pass (screenRefine's own first pass, done here).
         for (let r = 0; r < rows; r++) {
-          const i = i0 + r;
-          for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
+          const src = (i0 + r) * Nm + off;
+          const dst = r * d;
+          const sxi = sx[i0 + r]!;
+          let q = 0;
+          for (let b = 0; b < d; b++) {
+            const v = cy[b] ? 0 : sxy[src + b]! - (sxi * syl[b]!) / n;
+            cov[dst + b] = v;
+            cov32[dst + b] = v;
+            q += v * v;
+          }
+          sumSq[r] = q;
         }
         refined += await screenRefine(this.gemm, {
+          sumSq: sumSq.subarray(0, rows),
           rows,
           d,
           cov: cov.subarray(0, rows * d),
@@ -1061,8 +1100,15 @@ interface SubScreen {
  * sub-screen instead (`subs`), pooled into `sxy` (fp32) by `pool()` once candidates are drawn.
  */
 class DenseMoments {
-  /** Float64 totals, B × N_m (a screen: empty, then the pooled fp32 sums). */
+  /**
+   * Float64 totals, B × N_m, allocated at the first flush; a run whose tokens all fit in one
+   * partial never flushes and finishes from the partial itself (`finalize`): the same values,
+   * without the 8·B·N_m bytes (a third of a GPT-2-small-size block at 1,024 tokens, where
+   * the planner makes blocks 3× as wide). A screen: empty, then the pooled fp32 sums.
+   */
   sxy: Float64Array | Float32Array;
+  /** The float64 totals exist (a flush happened, or a checkpoint held them). */
+  private totals = false;
   readonly subs: SubScreen[];
   /** screen() calls so far: the next batch goes to sub-screen screenCalls mod subs.length. */
   screenCalls = 0;
@@ -1088,7 +1134,7 @@ class DenseMoments {
     subs = 0,
   ) {
     this.subs = Array.from({ length: subs }, () => ({ xy: new Float32Array(B * Nm), sy: new Float64Array(Nm), syy: new Float64Array(Nm), xs: new XStats(B) }));
-    this.sxy = new Float64Array(subs ? 0 : B * Nm);
+    this.sxy = new Float64Array(0);
     this.syAcc = new Float64Array(Nm);
     this.p32 = new Float32Array(subs ? 0 : B * Nm);
     this.gram = new Float64Array(withGram ? layout.groups * layout.width * layout.width : 0);
@@ -1099,8 +1145,17 @@ class DenseMoments {
   /** Adds the fp32 partials into the float64 totals and zeroes them. */
   flush(): void {
     if (this.partialTokens === 0) return;
+    if (!this.totals && this.subs.length === 0) {
+      this.sxy = new Float64Array(this.B * this.Nm);
+      this.totals = true;
+    }
     addInto(this.sxy, this.p32);
     this.p32.fill(0);
+    this.flushGram();
+    this.partialTokens = 0;
+  }
+
+  private flushGram(): void {
     const w = this.layout.width;
     this.gp32.forEach((part, bi) => {
       const blk = this.layout.blocks[bi]!;
@@ -1112,7 +1167,6 @@ class DenseMoments {
       }
       part.fill(0);
     });
-    this.partialTokens = 0;
   }
 
   /** A screen's sub-screen sums into one (fp32, in place of the first), for the baseline's candidates. */
@@ -1127,7 +1181,17 @@ class DenseMoments {
   /** Flushes and makes the Gram matrices symmetric (upper onto lower); no add() after this. */
   finalize(): void {
     if (this.final) return;
-    this.flush();
+    if (!this.totals && this.subs.length === 0) {
+      // Never flushed: the partial is the total. A flush would have added it to +0, which turns
+      // −0 into +0; so does this pass, so that results stay bit-identical to a flushed run.
+      const p = this.p32;
+      for (let e = 0; e < p.length; e++) if (p[e] === 0) p[e] = 0;
+      this.sxy = p;
+      this.flushGram();
+      this.partialTokens = 0;
+    } else {
+      this.flush();
+    }
     const w = this.layout.width;
     for (let g = 0; g < this.layout.groups && this.withGram; g++) {
       const base = g * w * w;
@@ -1180,6 +1244,12 @@ class DenseMoments {
 
   load(s: AccumulatorState, p: string): void {
     this.partialTokens = num(s, `${p}partialTokens`);
+    // Checkpoints of older runs hold the float64 totals even when empty of flushes.
+    const saved = s[`${p}sxy`];
+    if (this.subs.length === 0 && saved && typeof saved === 'object' && saved.length > 0) {
+      this.sxy = new Float64Array(this.B * this.Nm);
+      this.totals = true;
+    }
     copyInto(this.sxy, s, `${p}sxy`);
     copyInto(this.syAcc, s, `${p}sy`);
     copyInto(this.p32, s, `${p}p32`);
@@ -1479,6 +1549,8 @@ export async function screenRefine(
     R32: Float32Array;
     /** max_k ‖R_k‖₂ (`maxRowNorm(R, d)`; computed when not given). */
     rNorm?: number;
+    /** Each row's Σ_b c_rb², summed in b order, with `cov32` already filled (else both are done here). */
+    sumSq?: Float64Array;
     ix: Float64Array;
     irv: Float64Array;
     /** Column of this layer's first rotated neuron (layer·d). */
@@ -1500,10 +1572,14 @@ export async function screenRefine(
   const e = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;
-    for (let b = 0; b < d; b++) {
-      const v = cov[r * d + b]!;
-      cov32[r * d + b] = v;
-      s += v * v;
+    if (a.sumSq) {
+      s = a.sumSq[r]!;
+    } else {
+      for (let b = 0; b < d; b++) {
+        const v = cov[r * d + b]!;
+        cov32[r * d + b] = v;
+        s += v * v;
+      }
     }
     const M = 1.01 * Math.sqrt(s) * rNorm;
     e[r] = (G * M + under + 2 ** -45 * M) * ix[r]! * (1 + 2 ** -30);

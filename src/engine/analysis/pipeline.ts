@@ -38,6 +38,8 @@ import {
 } from '../store';
 import { setKernelThreads } from '../kernels/pool';
 import { GB, planMemory, reclaim } from './blocking';
+import { CHUNK_TOKENS } from './crossmoments';
+import { RotationCache } from './rotations';
 import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
 
 export type Mode = 'exact' | 'fast';
@@ -116,6 +118,8 @@ export interface PlanContext {
   runDir: string;
   signal?: CancellationSignal;
   progress: (p: Progress) => void;
+  /** The baseline's rotation matrices, drawn once per run (blocked runs; closed when the run ends). */
+  rotations?: RotationCache;
 }
 
 export interface AccumulatorSpec {
@@ -309,6 +313,25 @@ export function unionReads(reads: readonly NonNullable<AccumulatorSpec['reads']>
  * `reads`, only the models that read something run and only the arrays read are kept; the
  * others are empty.
  */
+/** The arrays of a model that `runKept` returns, when a pass wants no full `pre`. */
+function keptKinds(want: (k: keyof ModelActivations) => boolean): ('keptPre' | 'keptPost' | 'post')[] {
+  return (['keptPre', 'keptPost', 'post'] as const).filter((k) => want(k));
+}
+
+function forwardKey(batchIndex: number, rowStart: number, nRows: number, model: number, kinds: readonly string[]): string {
+  return `${batchIndex}:${rowStart}:${nRows}:${model}:${kinds.join(',')}`;
+}
+
+/** The `forwards` keys a pass reading `reads` asks buildBatch for (one batch of `nRows` rows). */
+function forwardKeys(reads: BatchReads | undefined, models: number, nRows: number): Set<string> {
+  const keys = new Set<string>();
+  for (let i = 0; i < models && reads; i++) {
+    const want = (k: keyof ModelActivations): boolean => reads[i]!.includes(k);
+    if (!want('pre')) keys.add(forwardKey(0, 0, nRows, i, keptKinds(want)));
+  }
+  return keys;
+}
+
 export async function buildBatch(
   handles: readonly Model[],
   corpus: Corpus,
@@ -317,6 +340,8 @@ export async function buildBatch(
   nRows: number,
   signal?: CancellationSignal,
   reads?: AccumulatorSpec['reads'] | BatchReads,
+  /** Forwards kept from an earlier pass over the same batch (see `runAnalysis`), filled as they run. */
+  forwards?: Map<string, ModelActivations>,
 ): Promise<ActivationBatch> {
   const perModel: BatchReads | undefined = reads && !Array.isArray(reads) ? unionReads([reads as NonNullable<AccumulatorSpec['reads']>], handles.length) : (reads as BatchReads | undefined);
   const rows: number[][] = [];
@@ -349,10 +374,18 @@ export async function buildBatch(
     }
     // The analysis' layout straight from ORT (it concatenates layers and gathers kept rows).
     if (!want('pre')) {
-      const kind = (['keptPre', 'keptPost', 'post'] as const).filter((k) => want(k));
+      const kind = keptKinds(want);
+      const key = forwardKey(batchIndex, rowStart, nRows, i, kind);
+      const kept = forwards?.get(key);
+      if (kept) {
+        models.push(kept);
+        continue;
+      }
       const k = await m.runKept(rows, keptIndex, kind, signal);
       if (k) {
-        models.push({ pre: empty, post: k.post ?? empty, keptPre: k.keptPre ?? empty, keptPost: k.keptPost ?? empty });
+        const acts = { pre: empty, post: k.post ?? empty, keptPre: k.keptPre ?? empty, keptPost: k.keptPost ?? empty };
+        forwards?.set(key, acts);
+        models.push(acts);
         continue;
       }
     }
@@ -539,6 +572,7 @@ export async function runAnalysis(
   const plan = opts.plan ?? (await import('./plan')).defaultPlan();
 
   let release: (() => void) | undefined;
+  let rotations: RotationCache | undefined;
   try {
     // Settings: a resumed run takes everything from its manifest.
     let runDir: string;
@@ -624,6 +658,7 @@ export async function runAnalysis(
           budgetBytes: settings.memoryGb! * GB,
           baseBytes: process.memoryUsage().rss,
           everyBlockGram: settings.mode !== 'exact',
+          fp32Only: budget <= CHUNK_TOKENS,
           blocks: opts.refBlocks,
         });
         settings.batchRows = mem.batchRows;
@@ -684,7 +719,9 @@ export async function runAnalysis(
           '(the forwards re-run), then one pass for the statistics; results equal an unblocked run' +
           (memEstimate ? `; planned peak ${(memEstimate / GB).toFixed(2)} GB` : '');
       }
-      const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress };
+      // A blocked run finishes every pass with the same L matrices: drawn once, kept in a file.
+      if (settings.refBlock) rotations = new RotationCache();
+      const ctx: PlanContext = { models: infos, handles, settings, corpus, runDir, signal, progress: onProgress, ...(rotations ? { rotations } : {}) };
       const specs = await plan.accumulators(ctx);
       const names = new Set(specs.map((s) => s.name));
       if (names.size !== specs.length) throw new EngineError('accumulator names in the plan are not unique');
@@ -738,6 +775,12 @@ export async function runAnalysis(
       let finishSecs = 0;
       let tWrite = tStream;
       const sessionStart = pass * tokensTotal + tokensAt(start);
+      // When one batch holds the whole corpus (few tokens, large models: GPT-2-small size at 1,024
+      // tokens is 29 passes of one batch), the next pass forwards what this one did: the
+      // reference in every pass, m in each of its pair's blocks. Those forwards are kept between
+      // passes, and what the next pass does not read is dropped before it starts. They are the
+      // arrays the pass itself holds (the planner's `pairActs`), so the budget is unchanged.
+      const forwards = nBatches === 1 && P > 1 ? new Map<string, ModelActivations>() : undefined;
       for (; pass < P; pass++, start = 0) {
         const cur = passes[pass]!;
         if (accs.length === 0) {
@@ -745,6 +788,10 @@ export async function runAnalysis(
           fresh = true;
         }
         const reads = readsOf(cur);
+        if (forwards) {
+          const wanted = forwardKeys(reads, handles.length, corpus.nRows);
+          for (const key of [...forwards.keys()]) if (!wanted.has(key)) forwards.delete(key);
+        }
         const passNote = P > 1 ? `pass ${pass + 1}/${P}: ` : '';
         const checkpoint = (next: number): void => {
           onProgress({ phase: 'checkpoint', batch: pass * nBatches + next, batches: P * nBatches });
@@ -775,7 +822,7 @@ export async function runAnalysis(
               throw new CancelledError();
             }
             const rowStart = b * settings.batchRows;
-            const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads);
+            const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads, forwards);
             await addBatch(accs, batch);
             const done = pass * tokensTotal + tokensAt(b + 1);
             const secs = (Date.now() - tStream) / 1000;
@@ -862,6 +909,7 @@ export async function runAnalysis(
       for (const h of handles) await h.close();
     }
   } finally {
+    rotations?.close();
     release?.();
   }
 }

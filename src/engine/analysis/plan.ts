@@ -106,6 +106,7 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     seed: s.seed,
     mode: s.mode,
     threads: threadsOf(s),
+    ...(ctx.rotations ? { rotations: ctx.rotations } : {}),
   });
   const N = ref.nNeurons;
   if (!s.refBlock || !s.gramBlock) {
