@@ -20,7 +20,8 @@ exports.freshUi = async function freshUi({ page, url, palette, check, shot }) {
     await palette('>', 'Universal Neurons: Analyze Prompt');
     await page.waitForSelector('.statusbar >> text=/tokens analysed on tiny-gpt2-a/', { timeout: 60000 });
     // " a" (of "a man") fires L1.N263, a universal neuron of the demo run, first of its top 3.
-    const pos = await wordPos(page, 'a man', 0);
+    // The editor renders spaces as U+00A0: aim at "man", two characters back.
+    const pos = await wordPos(page, 'man', -2);
     let text = '';
     for (let attempt = 0; attempt < 5 && !/★/.test(text); attempt++) {
       await page.mouse.move(pos.x - 40, pos.y + 60);
