@@ -31,7 +31,8 @@ const args = [CLI, 'demo', '--out', out, ...process.argv.slice(2)];
 console.error(`node ${args.map((a) => a.replace(ROOT + '/', '')).join(' ')}`);
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: ROOT });
 if (r.status !== 0 || !existsSync(join(out, 'manifest.json')) || existsSync(join(out, 'checkpoint'))) {
-  console.error(`the demo analysis failed (exit ${r.status ?? r.signal}); ${TARGET} is unchanged; partial output in ${tmp}`);
+  rmSync(tmp, { recursive: true, force: true }); // never packaged or committed by mistake
+  console.error(`the demo analysis failed (exit ${r.status ?? r.signal}); ${TARGET} is unchanged`);
   process.exit(r.status || 1);
 }
 const old = join(tmp, 'previous');
