@@ -29,6 +29,21 @@ export function shippedFamily(root: string): { name: string; dir: string }[] {
   );
 }
 
+/**
+ * The folder of a model a run names (manifest `models[i]`): its recorded `dir` when that is a
+ * checkpoint on this machine; else the shipped family member of the same label under `root`
+ * (a run made elsewhere, such as the demo run shipped inside the extension, records the folders
+ * of the machine that made it); else the recorded `dir` (the caller reports it missing).
+ */
+export function runModelDir(model: { dir: string; label: string }, root: string): string {
+  if (isCheckpointDir(model.dir)) return model.dir;
+  if (model.label && !/[\\/]/.test(model.label) && model.label !== '.' && model.label !== '..') {
+    const shipped = join(root, 'models', model.label);
+    if (isCheckpointDir(shipped)) return shipped;
+  }
+  return model.dir;
+}
+
 /** First checkpoint folder under test/fixtures (two levels deep, sorted), if the checkout has one. */
 export function fixtureCheckpoint(root: string): string | undefined {
   const base = join(root, 'test', 'fixtures');

@@ -14,6 +14,7 @@ import { CLEAR_COMMAND, type HeatApplied, type HeatMap } from './heatmap';
 import { HEATMAP_NEURON, SHOW_NEURON } from '../engine/hoverContent';
 import { pickNeuron } from './neuronPicker';
 import type { AnalyzeOutcome, PromptAnalyzer, PromptResult } from './promptAnalyzer';
+import { chooseRun, DEMO_RUN_TITLE, runSummary } from './runChoice';
 import type { OpenRunResult, RunState } from './runState';
 
 /** The webview panels (src/extension/panels, loaded on first use). */
@@ -84,15 +85,42 @@ function dirFromArg(arg: unknown): string | undefined {
 export function registerCommands(d: Deps): vscode.Disposable[] {
   const { ctx, log, runs, analyzer, heat } = d;
 
-  /** The current run, loading the remembered one; offers to make one when there is none. */
+  /**
+   * The run a command works on (runChoice.ts): the open run (loading the remembered one); else
+   * the workspace's runs, the only complete one opened without asking, several offered in a
+   * quick pick; else the shipped demo run; else an offer to make or open one.
+   */
   async function needRun(why: string): Promise<NonNullable<RunState['current']> | undefined> {
-    const run = runs.current ?? (await runs.ensureLoaded());
-    if (run) return run;
+    await runs.ensureLoaded();
+    if (runs.opened) return runs.opened;
     const dir = runs.rememberedDir;
     if (dir) {
       const r = await runs.open(dir); // reports the problem with its Remove button
-      if (r.status === 'ok') return runs.current;
+      if (r.status === 'ok') return runs.opened;
       return undefined;
+    }
+    const choice = chooseRun({ found: await runs.foundRuns(), demo: runs.demoDir });
+    switch (choice.kind) {
+      case 'open':
+        break;
+      case 'only': {
+        const r = await runs.open(choice.dir);
+        if (r.status !== 'ok') return undefined;
+        vscode.window.setStatusBarMessage(`$(pass-filled) Universal Neurons: opened run ${r.id}, the only run in this workspace`, 5000);
+        return runs.opened;
+      }
+      case 'pick': {
+        const items: (vscode.QuickPickItem & { dir: string })[] = choice.dirs.map((d) => ({ label: basename(d), description: runSummary(d).models, detail: d, dir: d }));
+        if (choice.demo) items.push({ label: DEMO_RUN_TITLE, description: 'ships with the extension', detail: choice.demo, dir: choice.demo });
+        const pick = await vscode.window.showQuickPick(items, { title: `${why}: which run?`, placeHolder: 'Runs in this workspace (the one you pick stays open)' });
+        if (!pick) return undefined;
+        const r = await runs.open(pick.dir);
+        return r.status === 'ok' ? runs.opened : undefined;
+      }
+      case 'demo':
+        return runs.loadDemo();
+      case 'none':
+        break;
     }
     void vscode.window.showInformationMessage(`Universal Neurons: ${why} needs an analysis run.`, 'Analyze Models…', 'Open Run…').then((b) => {
       if (b === 'Analyze Models…') void vscode.commands.executeCommand(ANALYZE_MODELS);
@@ -161,6 +189,7 @@ export function registerCommands(d: Deps): vscode.Disposable[] {
       const BROWSE = '$(folder-opened) Browse…';
       const items: (vscode.QuickPickItem & { dir?: string })[] = [];
       for (const rd of runs.runsDirs()) for (const r of listRuns(rd)) items.push({ label: basename(r), description: r === runs.current?.dir ? 'current' : undefined, detail: r, dir: r });
+      if (runs.demoDir) items.push({ label: DEMO_RUN_TITLE, description: runs.isDemo(runs.current) ? 'current · ships with the extension' : 'ships with the extension', detail: runs.demoDir, dir: runs.demoDir });
       items.push({ label: BROWSE, description: 'a run folder (manifest.json, neurons.arrow, …)' });
       const pick = await vscode.window.showQuickPick(items, { title: 'Open Run', placeHolder: items.length > 1 ? 'Runs in this workspace' : 'No runs in this workspace yet' });
       if (!pick) return { status: 'dismissed' };

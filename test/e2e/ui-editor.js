@@ -43,6 +43,9 @@ async function wordPos(page, word, charIndex = 1) {
   }, [word, charIndex]);
 }
 
+exports.frameWith = frameWith;
+exports.wordPos = wordPos;
+
 exports.editorUi = async function editorUi({ page, palette, check, shot }) {
   const tryPalette = async (text) => {
     try {

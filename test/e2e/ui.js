@@ -1,12 +1,13 @@
 // UI tests in the real workbench (headless Debian chromium via playwright-core), extension loaded
 // from the installed VSIX: open prompt.txt, run "Universal Neurons: Show Token Activations" from
 // the command palette, and read the table from the Output panel. Screenshots go to <shots-dir>.
-// Usage: node ui.js <workbench-url> <shots-dir>. Prints "N passed, N failed"; exits non-zero on failure.
+// With a third argument, first the first-run checks (ui-fresh.js) in that fresh workspace.
+// Usage: node ui.js <workbench-url> <shots-dir> [<fresh-workspace-url>]. Prints "N passed, N failed"; exits non-zero on failure.
 const { chromium } = require('playwright-core');
 const fs = require('fs');
 const path = require('path');
 
-const [url, shots] = process.argv.slice(2);
+const [url, shots, freshUrl] = process.argv.slice(2);
 fs.mkdirSync(shots, { recursive: true });
 const results = [];
 
@@ -42,6 +43,8 @@ async function check(name, fn) {
     await page.waitForSelector(`.quick-input-list .monaco-list-row >> text=${text}`, { timeout: 20000 });
     await page.keyboard.press('Enter');
   };
+
+  if (freshUrl) await require('./ui-fresh').freshUi({ page, url: freshUrl, palette, check, shot });
 
   await check('workbench loads', async () => {
     await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 60000 });

@@ -71,6 +71,43 @@ export async function editorTests(test: Test): Promise<void> {
   const ext = vscode.extensions.getExtension<UniversalNeuronsApi>(EXT_ID)!;
   const api = ext.exports;
 
+  // A fresh install: no run opened yet (the workspace holds the CLI's run, unopened).
+  await test('first run: the shipped demo run is current; Analyze Prompt and the hover use it (★ universal marks)', async () => {
+    const demo = api.testing.demoRunDir();
+    assert.equal(demo, join(ext.extensionPath, 'models', 'demo-run'), 'the VSIX ships no demo run');
+    assert.equal(api.testing.openedRunDir(), undefined, 'a run is open before any was opened');
+    // " a" fires L1.N263, a universal unigram neuron of the demo run, in the top 3.
+    const doc = await vscode.workspace.openTextDocument({ language: 'plaintext', content: 'It is a truth (a plain one) that a man -- in a word -- wants a wife.' });
+    await vscode.window.showTextDocument(doc);
+    const r = await exec<AnalyzePromptResult>('universalNeurons.analyzePrompt');
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    if (r.status !== 'ok') return;
+    assert.equal(r.modelSource, 'run');
+    assert.equal(r.runId, 'demo-run');
+    assert.match(r.model, /tiny-gpt2-a$/);
+    assert.equal(api.testing.currentRunDir(), demo);
+    const hs = await hoverText(doc, doc.positionAt(doc.getText().indexOf(' a man') + 1));
+    assert.equal(hs.length, 1);
+    const h = hs[0]!.text;
+    assert.match(h, /" a"/);
+    assert.match(h, /\| \[L1\.N263\]\(command:[^)]*\) \| -?\d+\.\d{3} \| ★ excess \d\.\d{3} \|/, 'no ★ on L1.N263: ' + h);
+    assert.match(h, /run demo \\?\(shipped family\\?\)/); // markdown-escaped
+    assert.doesNotMatch(h, /no run open/);
+    console.log(`     ${h.split('\n').filter((l) => l.includes('★'))[0]}`);
+    await exec('workbench.action.revertAndCloseActiveEditor');
+  });
+
+  await test('first run: a command that needs a run opens the only run in the workspace without asking', async () => {
+    assert.ok(runDir);
+    assert.equal(api.testing.openedRunDir(), undefined);
+    const t = await exec<{ status: string; runDir?: string }>('universalNeurons.openTable');
+    assert.equal(t.status, 'ok', JSON.stringify(t));
+    assert.equal(t.runDir, runDir);
+    assert.equal(api.testing.openedRunDir(), runDir);
+    assert.equal(api.testing.currentRunDir(), runDir);
+    await exec('workbench.action.closeAllEditors');
+  });
+
   await test('run made by the CLI: Open Run makes it current', async () => {
     assert.ok(runDir && existsSync(join(runDir, 'manifest.json')), `E2E_RUN_DIR ${runDir} holds no run`);
     const r = await exec<OpenRunResult>('universalNeurons.openRun', runDir);
