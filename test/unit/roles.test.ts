@@ -13,6 +13,7 @@ import {
   neuronRoles,
   randomDirections,
   unembedMoments,
+  unembedMomentsPlain,
 } from '../../src/engine/analysis/roles';
 import { openGpt2Weights, processMlpWeights, readTensor, unitUnembedRows, weightStats } from '../../src/engine/analysis/weightstats';
 
@@ -58,6 +59,22 @@ test('random directions are centred unit vectors, reproducible from the seed', (
     const u = a.subarray(r * 64, (r + 1) * 64);
     assert.ok(Math.abs(u.reduce((x, y) => x + y, 0)) < 1e-12);
     assert.ok(Math.abs(u.reduce((x, y) => x + y * y, 0) - 1) < 1e-12);
+  }
+});
+
+test('the unembedding moments in cache-sized bands equal the plain rank-1 loop bit for bit', () => {
+  // d = 300: bands of 109 rows (three of them); V = 51: four v at a time, then a remainder of 3.
+  for (const [V, d] of [
+    [51, 300],
+    [8, 5],
+    [3, 7],
+  ] as const) {
+    let s = 12345;
+    const U = Float32Array.from({ length: V * d }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
+    const got = unembedMoments(U, d);
+    const want = unembedMomentsPlain(U, d);
+    for (let e = 0; e < d * d; e++) if (!Object.is(got.M[e], want.M[e])) assert.fail(`V ${V} d ${d}: M[${e}] ${got.M[e]} vs ${want.M[e]}`);
+    for (let i = 0; i < d; i++) assert.ok(Object.is(got.mu[i], want.mu[i]), `mu[${i}]`);
   }
 });
 

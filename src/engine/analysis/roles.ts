@@ -79,8 +79,57 @@ export function randomDirections(seed: number, count: number, d: number): Float6
   return out;
 }
 
-/** M = mean_v ŵ_v ŵ_vᵀ and μ = mean_v ŵ_v of the unit unembedding rows [V × d]. */
+/**
+ * M = mean_v ŵ_v ŵ_vᵀ and μ = mean_v ŵ_v of the unit unembedding rows [V × d].
+ *
+ * Each element of M is summed over v in order, as the plain rank-1 loop does (`unembedMomentsPlain`,
+ * the tests' reference: bit-identical), but M is done in bands of rows that stay in cache while
+ * every v passes, four v at a time: at GPT-2 size (d = 768, V = 50,257) the plain loop streamed
+ * the 4.7 MB upper triangle through memory once per token, ~50 s on this 2-core VM.
+ */
 export function unembedMoments(U: Float32Array, d: number): { M: Float64Array; mu: Float64Array } {
+  const V = U.length / d;
+  const M = new Float64Array(d * d);
+  const mu = new Float64Array(d);
+  for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) mu[i]! += U[v * d + i]!;
+  // A band's upper-triangle rows: ≤ 256 KB of float64.
+  const band = Math.max(1, Math.floor(32768 / d));
+  for (let i0 = 0; i0 < d; i0 += band) {
+    const i1 = Math.min(d, i0 + band);
+    let v = 0;
+    for (; v + 4 <= V; v += 4) {
+      const o0 = v * d;
+      const o1 = o0 + d;
+      const o2 = o1 + d;
+      const o3 = o2 + d;
+      for (let i = i0; i < i1; i++) {
+        const a0 = U[o0 + i]!;
+        const a1 = U[o1 + i]!;
+        const a2 = U[o2 + i]!;
+        const a3 = U[o3 + i]!;
+        const row = i * d;
+        // The same additions, in the same order, as four rank-1 steps.
+        for (let j = i; j < d; j++) M[row + j] = M[row + j]! + a0 * U[o0 + j]! + a1 * U[o1 + j]! + a2 * U[o2 + j]! + a3 * U[o3 + j]!;
+      }
+    }
+    for (; v < V; v++) {
+      const o = v * d;
+      for (let i = i0; i < i1; i++) {
+        const ui = U[o + i]!;
+        const row = i * d;
+        for (let j = i; j < d; j++) M[row + j]! += ui * U[o + j]!;
+      }
+    }
+  }
+  for (let i = 0; i < d; i++) {
+    mu[i]! /= V;
+    for (let j = i; j < d; j++) M[j * d + i] = M[i * d + j]! /= V;
+  }
+  return { M, mu };
+}
+
+/** The plain rank-1 loop: `unembedMoments`' reference in the tests. */
+export function unembedMomentsPlain(U: Float32Array, d: number): { M: Float64Array; mu: Float64Array } {
   const V = U.length / d;
   const M = new Float64Array(d * d);
   const mu = new Float64Array(d);
