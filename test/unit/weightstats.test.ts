@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { openGpt2Weights, processMlpWeights, WeightStats, weightStats, weightStatsFromCheckpoint } from '../../src/engine/analysis/weightstats';
 import { hashFile } from '../../src/engine/checkpoint';
 import { EngineError } from '../../src/engine/errors';
+import { setKernelThreads } from '../../src/engine/kernels/pool';
 
 const ROOT = path.resolve(__dirname, '../..');
 const GOLDEN = path.join(ROOT, 'test/fixtures/weightstats');
@@ -95,6 +96,27 @@ test('the JS and ORT products agree', async () => {
     assert.deepEqual(a.topTokens, b.topTokens);
     assert.deepEqual(a.bottomTokens, b.bottomTokens);
   } finally {
+    close();
+  }
+});
+
+test('the vocab kernel (every core) equals the JS loop bit for bit: moments, top and bottom tokens', async () => {
+  const { weights, close } = openGpt2Weights(path.join(ROOT, 'models/tiny-gpt2-a'));
+  try {
+    // Blocks of 333 rows: the last block is partial; 1 and 3 threads split rows differently.
+    for (const threads of [1, 3]) {
+      setKernelThreads(threads);
+      const k = await weightStats(weights, { blockNeurons: 333 });
+      const js = await weightStats(weights, { blockNeurons: 333, kernel: false });
+      for (const key of ['vocab_mean', 'vocab_var', 'vocab_skew', 'vocab_kurt', 'topValues', 'topTokens', 'bottomValues', 'bottomTokens'] as const) {
+        const a = k[key];
+        const b = js[key];
+        assert.equal(a.length, b.length);
+        for (let j = 0; j < a.length; j++) if (!Object.is(a[j], b[j])) assert.fail(`${threads} threads: ${key}[${j}] ${a[j]} vs ${b[j]}`);
+      }
+    }
+  } finally {
+    setKernelThreads(0);
     close();
   }
 });
