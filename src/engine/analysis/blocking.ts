@@ -48,8 +48,16 @@ export const GB = 1e9;
 const SLACK = 0.75 * GiB;
 
 const gramBytes = (m: MemoryModel): number => 12 * m.nLayers * m.dMlp * m.dMlp;
-/** `fp32Only`: the pair never flushes its fp32 partial, so no float64 total exists (crossmoments.ts, DenseMoments.sxy). */
-const perColumn = (m: MemoryModel, fp32Only = false): number => (fp32Only ? 4 : 12) * m.nNeurons + 24 * m.dMlp;
+/**
+ * `fp32Only`: the pair never flushes its fp32 partial, so no float64 total exists (crossmoments.ts,
+ * DenseMoments.sxy): 4 bytes per element are held, but 8 are counted. Measured at GPT-2-small size
+ * (1,024 tokens, 8 GB): counting 4, the run peaked at 9.18 GB. What the model misses is ~1.2 GB:
+ * the finish's temporaries beyond `24·d` per column (+0.88 GB over a 6,916-column first block's
+ * arrays, measured alone), the forwards kept between passes, and native memory that grew by
+ * 0.7 GB over the passes. With 12 bytes counted, the float64 totals that only appear at the
+ * finish had hidden it.
+ */
+const perColumn = (m: MemoryModel, fp32Only = false): number => (fp32Only ? 8 : 12) * m.nNeurons + 24 * m.dMlp;
 
 function gb(bytes: number): string {
   return `${(bytes / GB).toFixed(2)} GB`;

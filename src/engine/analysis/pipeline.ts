@@ -778,19 +778,22 @@ export async function runAnalysis(
       // When one batch holds the whole corpus (few tokens, large models: GPT-2-small size at 1,024
       // tokens is 29 passes of one batch), the next pass forwards what this one did: the
       // reference in every pass, m in each of its pair's blocks. Those forwards are kept between
-      // passes, and what the next pass does not read is dropped before it starts. They are the
-      // arrays the pass itself holds (the planner's `pairActs`), so the budget is unchanged.
+      // passes, and what the next pass does not read is dropped before it starts (GPT-2-small size:
+      // 4·T·N = 0.15 GB a model; the planner's reserve for fp32-only blocks covers them).
       const forwards = nBatches === 1 && P > 1 ? new Map<string, ModelActivations>() : undefined;
       for (; pass < P; pass++, start = 0) {
         const cur = passes[pass]!;
+        const reads = readsOf(cur);
+        if (forwards) {
+          // Before the pass allocates its accumulators: the last pair's forwards go first.
+          const wanted = forwardKeys(reads, handles.length, corpus.nRows);
+          const before = forwards.size;
+          for (const key of [...forwards.keys()]) if (!wanted.has(key)) forwards.delete(key);
+          if (forwards.size < before) await reclaim();
+        }
         if (accs.length === 0) {
           accs = cur.map((s) => s.create(results));
           fresh = true;
-        }
-        const reads = readsOf(cur);
-        if (forwards) {
-          const wanted = forwardKeys(reads, handles.length, corpus.nRows);
-          for (const key of [...forwards.keys()]) if (!wanted.has(key)) forwards.delete(key);
         }
         const passNote = P > 1 ? `pass ${pass + 1}/${P}: ` : '';
         const checkpoint = (next: number): void => {
