@@ -182,11 +182,26 @@ export class Forward {
     if (this.closed) throw new EngineError('the model has been closed');
     let s = this.sessions.get(variant);
     if (!s) {
-      s = this.load(variant);
+      // 'acts' and 'kept' each hold every weight (~0.5 GB at GPT-2-small size), and a caller uses
+      // one or the other for a whole pass (the analysis: 'kept' unless it reads every `pre`).
+      // Holding both grew a blocked GPT-2-small-size run by 0.5 GB per model forwarded, memory the
+      // planner had not counted; so loading one releases the other, which is rebuilt if wanted.
+      const other = variant === 'kept' ? 'acts' : variant === 'acts' ? 'kept' : undefined;
+      const prev = other ? this.sessions.get(other) : undefined;
+      if (prev) this.sessions.delete(other!);
+      s = (async () => {
+        if (prev) await prev.then((p) => p.release()).catch(() => {});
+        return this.load(variant);
+      })();
       this.sessions.set(variant, s);
       s.catch(() => this.sessions.delete(variant));
     }
     return s;
+  }
+
+  /** The session variants loaded now (tests). */
+  loadedVariants(): Variant[] {
+    return [...this.sessions.keys()];
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {

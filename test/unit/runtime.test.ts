@@ -182,4 +182,17 @@ describe('the analysis layout straight from ORT (runKept)', () => {
     // Rows of different lengths go through runTokens (the caller interleaves).
     assert.equal(await m.runKept([rows[0]!, rows[1]!.slice(0, 30)], keptIndex, ['post']), undefined);
   });
+
+  test("holds one of the two activation sessions at a time (each holds every weight), with the same numbers after a switch", async () => {
+    const rows = [Array.from({ length: 24 }, (_, t) => (t * 389 + 7) % 50000)];
+    const keptIndex = Int32Array.from([...Array(24).keys()].filter((t) => t % 3 !== 0));
+    const first = (await m.runTokens(rows, { hooks: ['post'] })).hookPost.map((a) => a.slice());
+    assert.deepEqual(m.forward.loadedVariants(), ['acts']);
+    const k1 = (await m.runKept(rows, keptIndex, ['keptPost']))!.keptPost!.slice();
+    assert.deepEqual(m.forward.loadedVariants(), ['kept'], 'loading kept released acts');
+    const again = (await m.runTokens(rows, { hooks: ['post'] })).hookPost;
+    assert.deepEqual(m.forward.loadedVariants(), ['acts'], 'and acts released kept');
+    assert.deepEqual(again, first);
+    assert.deepEqual((await m.runKept(rows, keptIndex, ['keptPost']))!.keptPost, k1);
+  });
 });
