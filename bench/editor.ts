@@ -27,7 +27,7 @@ import { runAnalysisInWorker, type WorkerAnalysisOptions } from '../src/engine/a
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../src/engine/editor';
 import { promptActivations } from '../src/engine/promptRun';
 import { openModel, type Model } from '../src/engine/runtime';
-import { rowOf } from '../src/engine/runView';
+import { rowOf } from '../src/engine/run/view';
 import { hoverMarkdown, type HoverNeuron } from '../src/engine/hoverContent';
 
 const ROOT = resolve(__dirname, '..');

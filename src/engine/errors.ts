@@ -56,3 +56,18 @@ export interface CancellationSignal {
 export function throwIfCancelled(signal: CancellationSignal | undefined): void {
   if (signal?.cancelled) throw new CancelledError();
 }
+
+/** What is wrong with a run folder, so that the editor can offer the right fix. */
+export type RunProblem = 'missing' | 'incomplete' | 'corrupt';
+
+/** A run folder that cannot be read: missing (moved, deleted), incomplete (running, cancelled, failed) or corrupt. */
+export class RunError extends EngineError {
+  constructor(
+    message: string,
+    readonly problem: RunProblem,
+    readonly runDir: string,
+  ) {
+    super(message, runDir);
+    this.name = 'RunError';
+  }
+}

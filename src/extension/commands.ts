@@ -1,13 +1,14 @@
 /**
  * The palette commands (category "Universal Neurons"). Each returns a small result object so that
  * tests and other callers can drive them through `executeCommand` without scraping the UI.
- * Thin adapters: the work is the engine's (runView, editor, promptRun, pipeline); the views are
+ * Thin adapters: the work is the engine's (run/view, editor, promptRun, pipeline); the views are
  * the webview panels'.
  */
 import { copyFileSync, existsSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { neuronLabel, neuronSeries, parseNeuronRef, tokenAtOffset, topNeuronsAt, type NeuronRef } from '../engine/editor';
+import { runFile } from '../engine/run/files';
 import { errorLine } from '../format';
 import { analyzeModels, ANALYZE_MODELS, type AnalyzeModelsArgs } from './analyzeModels';
 import { CLEAR_COMMAND, type HeatApplied, type HeatMap } from './heatmap';
@@ -263,7 +264,7 @@ export function registerCommands(d: Deps): vscode.Disposable[] {
       target = uri.fsPath;
     }
     try {
-      if (format === 'arrow') copyFileSync(join(run.dir, 'neurons.arrow'), target);
+      if (format === 'arrow') copyFileSync(runFile(run.dir, 'neurons'), target);
       else {
         const { paperCsv } = await runs.runModule();
         const { writeFileAtomic } = await import('../engine/store');

@@ -6,7 +6,7 @@
  */
 import * as vscode from 'vscode';
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../engine/editor';
-import { rowOf } from '../engine/runView';
+import { rowOf } from '../engine/run/view';
 import { readSettings, SECTION } from './config';
 import type { HeatMap } from './heatmap';
 import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../engine/hoverContent';

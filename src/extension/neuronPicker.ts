@@ -5,7 +5,7 @@
  */
 import * as vscode from 'vscode';
 import { neuronLabel, parseNeuronRef, type NeuronRef } from '../engine/editor';
-import { familyCounts, NO_FAMILY, rankByExcess, type RunView } from '../engine/runView';
+import { familyCounts, NO_FAMILY, rankByExcess, type RunView } from '../engine/run/view';
 import { familyName } from '../engine/familyText';
 import { familyOf, familySummary } from './runFamilies';
 

@@ -1,11 +1,10 @@
 /**
- * One row's family, best label, VR and roles from a run's optional columns (`family`,
- * `family_label`, `family_vr`, `role`, `roles`), for the host's hover, tree and neuron picker. The
- * engine's run view reads every column generically; this picks and checks the family ones. No
- * `vscode` import (unit-tested).
+ * One row's family, best label, VR and roles (the run view's family columns, read and checked by
+ * src/engine/run/families.ts), for the host's hover, tree and neuron picker. No `vscode` import
+ * (unit-tested).
  */
-import type { RunView } from '../engine/runView';
-import { isRole, type Role } from '../protocol';
+import type { RunView } from '../engine/run/view';
+import type { Role } from '../protocol';
 import { describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
 
 export interface RowFamily {
@@ -18,20 +17,16 @@ export interface RowFamily {
 }
 
 /** A row's family, label, VR and roles from the run's optional columns (absent ones stay undefined). */
-export function familyOf(run: Pick<RunView, 'family' | 'text' | 'columns'>, r: number): RowFamily {
+export function familyOf(run: Pick<RunView, 'families'>, r: number): RowFamily {
   const out: RowFamily = {};
-  const family = run.family?.[r];
+  const f = run.families;
+  const family = f.family?.[r];
   if (family) out.family = family;
-  const label = run.text.family_label?.[r];
+  const label = f.familyLabel?.[r];
   if (label) out.familyLabel = label;
-  const vr = run.columns.family_vr?.[r];
+  const vr = f.familyVr?.[r];
   if (vr !== undefined && Number.isFinite(vr)) out.familyVr = vr;
-  const primary = run.text.role;
-  const all = run.text.roles;
-  if (primary || all) {
-    const list = [primary?.[r] ?? '', ...(all?.[r] ?? '').split(',')].map((x) => x.trim()).filter(isRole);
-    out.roles = [...new Set<Role>(list)];
-  }
+  if (f.roles) out.roles = [...f.roles[r]!];
   return out;
 }
 

@@ -6,10 +6,8 @@
  * run has families; in the method's order, unexplained last). Neuron rows show the label that
  * explains them and their roles, and have inline actions: open the neuron page, heat-map it.
  */
-import { readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
-import { listRuns, NO_FAMILY, universalByLayerAndFamily, type RunView } from '../engine/runView';
+import { listRuns, NO_FAMILY, runStatus, universalByLayerAndFamily, type RunView } from '../engine/run/view';
 import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
 import { DEMO_RUN_TITLE } from './runChoice';
 import { familyOf } from './runFamilies';
@@ -23,19 +21,6 @@ export type Node =
   | { kind: 'layer'; layer: number }
   | { kind: 'family'; layer: number; family: string; rows: number[] }
   | { kind: 'neuron'; layer: number; neuron: number; row: number };
-
-function readStatus(dir: string): { status: string; id: string; models: string } {
-  try {
-    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
-      status?: string;
-      id?: string;
-      models?: { label?: string }[];
-    };
-    return { status: String(m.status ?? '?'), id: String(m.id ?? basename(dir)), models: (m.models ?? []).map((x) => x.label ?? '?').join(', ') };
-  } catch {
-    return { status: 'unreadable', id: basename(dir), models: '' };
-  }
-}
 
 export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
@@ -92,7 +77,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     switch (node.kind) {
       case 'run': {
         if (node.demo) return this.demoItem(node);
-        const s = readStatus(node.dir);
+        const s = runStatus(node.dir);
         const item = new vscode.TreeItem(s.id, node.current ? C.Expanded : C.None);
         item.description = node.current ? 'current' : s.status === 'complete' ? s.models : s.status;
         item.tooltip = `${node.dir}\nstatus: ${s.status}\nmodels: ${s.models}`;
@@ -160,7 +145,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
   /** The shipped demo run: never removed (its context value is not run*), opened on click. */
   private demoItem(node: Extract<Node, { kind: 'run' }>): vscode.TreeItem {
     const C = vscode.TreeItemCollapsibleState;
-    const s = readStatus(node.dir);
+    const s = runStatus(node.dir);
     const item = new vscode.TreeItem(DEMO_RUN_TITLE, node.current ? C.Expanded : C.None);
     item.description = node.current ? 'current · ships with the extension' : 'ships with the extension';
     item.tooltip =

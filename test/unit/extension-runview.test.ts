@@ -1,4 +1,4 @@
-// The editor's reader of run folders (src/engine/runView.ts): a complete run's table, universal
+// The editor's reader of run folders (src/engine/run/view.ts): a complete run's table, universal
 // flags, ranking and family grouping for the tree and picker, the paper-schema CSV export, and the
 // missing / incomplete / corrupt cases the editor offers to remove.
 import assert from 'node:assert/strict';
@@ -14,10 +14,11 @@ import {
   paperCsv,
   rankByExcess,
   rowOf,
-  RunError,
   universalByLayerAndFamily,
-} from '../../src/engine/runView';
-import { arrowBytes, PAPER_COLUMNS } from '../../src/engine/store';
+} from '../../src/engine/run/view';
+import { RunError } from '../../src/engine/errors';
+import { PAPER_COLUMNS } from '../../src/engine/run/neurons';
+import { arrowBytes } from '../../src/engine/store';
 import { familyOf, familySummary } from '../../src/extension/runFamilies';
 
 const base = mkdtempSync(join(tmpdir(), 'un-runview-'));
@@ -125,7 +126,7 @@ test('problems: missing, incomplete, corrupt', async () => {
   await expectProblem(noTable, 'corrupt', /neither neurons\.arrow nor universal\.csv/);
   const garbage = await makeRun('garbage');
   writeFileSync(join(garbage, 'neurons.arrow'), 'not arrow at all');
-  await expectProblem(garbage, 'corrupt', /not a readable Arrow IPC file/);
+  await expectProblem(garbage, 'corrupt', /not an Arrow IPC file/);
   const outOfRange = await makeRun('oor');
   writeFileSync(join(outOfRange, 'neurons.arrow'), await arrowBytes({ layer: Int32Array.from([5]), neuron: Int32Array.from([0]), excess_corr: Float64Array.from([1]) }));
   await expectProblem(outOfRange, 'corrupt', /outside the reference model/);

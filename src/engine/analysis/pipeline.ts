@@ -41,8 +41,12 @@ import { GB, planMemory, reclaim } from './blocking';
 import { CHUNK_TOKENS } from './crossmoments';
 import { RotationCache } from './rotations';
 import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
+import { ANALYSIS_DEFAULTS as DEFAULTS, isUsableThreshold } from '../run/defaults';
+import type { Manifest, Mode, ModelInfo, Settings } from '../run/manifest';
 
-export type Mode = 'exact' | 'fast';
+// The manifest's types are the run folder's (src/engine/run/manifest.ts); DEFAULTS are src/engine/run/defaults.ts.
+export type { Manifest, Mode, ModelInfo, Settings };
+export { DEFAULTS };
 
 export interface AnalysisOptions {
   /** Model folders; the reference is moved to the front. */
@@ -76,37 +80,6 @@ export interface AnalysisOptions {
   fastMinTokens?: number;
   /** Replaces the accumulators and result writing (tests; other analyses). */
   plan?: AnalysisPlan;
-}
-
-export interface Settings {
-  reference: string;
-  threshold: number;
-  seed: number;
-  batchRows: number;
-  checkpointEvery: number;
-  mode: Mode;
-  /** onnxruntime threads as asked (0: the engine default). */
-  threads: number;
-  /** The threads this session actually used (`threads` resolved, threads.ts); set by each session, so a resumed run shows the last one's. */
-  threadsUsed?: number;
-  topK: number;
-  tokens: number;
-  /** Missing in runs made before blocking existed (resumed as unblocked). */
-  memoryGb?: number;
-  /** Reference columns of each pair's first block (it holds m's Gram); 0: unblocked. Chosen once, at the start. */
-  gramBlock?: number;
-  /** Reference columns of the pair's other blocks; 0: unblocked. */
-  refBlock?: number;
-}
-
-export interface ModelInfo {
-  label: string;
-  dir: string;
-  nLayers: number;
-  dMlp: number;
-  /** nLayers · dMlp */
-  nNeurons: number;
-  nPositions: number;
 }
 
 export interface PlanContext {
@@ -174,32 +147,6 @@ export interface RunResult {
   results: Map<string, unknown>;
 }
 
-export interface Manifest {
-  format: 'universal-neurons/run@1';
-  id: string;
-  status: 'running' | 'cancelled' | 'failed' | 'complete';
-  created: string;
-  updated: string;
-  software: Record<string, string>;
-  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string; tokenizer_sha256?: string })[];
-  corpus: {
-    inputs: string[];
-    files: Corpus['files'];
-    skipped: string[];
-    hash: string;
-    rows: number;
-    row_length: number;
-    tokens: Corpus['tokens'];
-  };
-  settings: Settings;
-  choices: Record<string, string>;
-  progress: { batches_done: number; batches_total: number; tokens_done: number };
-  timings: { open_s: number; corpus_s: number; stream_s: number; finish_s: number; write_s: number; total_s: number; sessions: number };
-  warnings: string[];
-  error?: string;
-  results?: Record<string, unknown>;
-}
-
 /**
  * Below this budget fast mode runs exact. Its screen is at most half the budget, and at 20,480
  * tokens a 10k-token screen missed a partner by 0.06; from 40,960 up fast matched exact to ≤ 1.1e-6
@@ -207,17 +154,6 @@ export interface Manifest {
  * an all-pairs pass over half the tokens.
  */
 export const FAST_MIN_TOKENS = 40_960;
-
-export const DEFAULTS = {
-  threshold: 0.5,
-  seed: 0,
-  batchRows: 8,
-  checkpointEvery: 25,
-  mode: 'exact' as Mode,
-  threads: 0,
-  topK: 20,
-  memoryGb: 8,
-};
 
 /** Choices the pipeline itself makes where method.md is silent. */
 const PIPELINE_CHOICES: Record<string, string> = {
@@ -522,7 +458,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     tokens: opts.tokens,
     memoryGb: opts.memoryGb ?? DEFAULTS.memoryGb,
   };
-  if (!(Number.isFinite(s.threshold) && s.threshold > -1 && s.threshold < 2)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
+  if (!isUsableThreshold(s.threshold)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
   if (!Number.isSafeInteger(s.seed) || s.seed < 0 || s.seed >= 2 ** 32) throw new EngineError(`seed ${s.seed} must be an integer in [0, 2^32)`);
   if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
   if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);

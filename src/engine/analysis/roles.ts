@@ -17,8 +17,10 @@ import { EngineError } from '../errors';
 import { rotationMatrix } from './crossmoments';
 import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
 
-export const ROLES = ['entropy', 'attention-deactivation', 'prediction', 'suppression', 'partition'] as const;
-export type Role = (typeof ROLES)[number];
+// The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
+import { ROLES, type Role } from '../run/families';
+
+export { ROLES, type Role };
 
 export interface RoleOptions {
   /** method.md: prediction/suppression need vocab_kurt above this. */

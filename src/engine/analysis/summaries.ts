@@ -14,9 +14,6 @@ export interface LayerShare {
   medianExcess: number;
 }
 
-/** Universal ⇔ excess > threshold (method.md); a missing excess is not universal. */
-export const isUniversal = (excess: number, threshold: number): boolean => Number.isFinite(excess) && excess > threshold;
-
 export function median(values: readonly number[]): number {
   const v = values.filter(Number.isFinite).sort((a, b) => a - b);
   if (v.length === 0) return NaN;
@@ -24,15 +21,15 @@ export function median(values: readonly number[]): number {
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 }
 
-/** Per layer 0..nLayers−1: neurons, universal neurons, their share and median excess. */
-export function layerShares(layers: ArrayLike<number>, excess: ArrayLike<number>, threshold: number, nLayers: number): LayerShare[] {
+/** Per layer 0..nLayers−1: neurons, universal neurons (the run's flags), their share and median excess. */
+export function layerShares(layers: ArrayLike<number>, excess: ArrayLike<number>, universal: ArrayLike<boolean | number>, nLayers: number): LayerShare[] {
   const neurons = new Array<number>(nLayers).fill(0);
   const univ: number[][] = Array.from({ length: nLayers }, () => []);
   for (let i = 0; i < layers.length; i++) {
     const l = layers[i]!;
     if (!(l >= 0 && l < nLayers)) continue;
     neurons[l]!++;
-    if (isUniversal(excess[i]!, threshold)) univ[l]!.push(excess[i]!);
+    if (universal[i]) univ[l]!.push(excess[i]!);
   }
   return neurons.map((n, layer) => ({
     layer,

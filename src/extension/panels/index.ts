@@ -1,7 +1,7 @@
 /**
  * The result views as panels beside the editor: overview, neuron table, neuron page, prompt view.
  * H8's commands call the open* functions; activate() calls registerPanelSerializers (and
- * setPanelLog with the extension's output channel). Data is loaded by runData.ts; these hosts only
+ * setPanelLog with the extension's output channel). Data is loaded by src/engine/run/data.ts; these hosts only
  * route messages.
  *
  * One panel per run for the overview and for the table, one neuron page per run (reused: a click
@@ -10,7 +10,8 @@
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { isPanelState, VIEW_TYPES, type NeuronRef, type PromptData, type ViewKind, type ViewPayload } from '../../protocol';
-import { getRun, neuronData, overviewData, tableData } from '../runData';
+import { getRun } from '../../engine/run/data';
+import { neuronData, overviewData, tableData } from '../runData';
 import { panelLog, setPanelLog, type PanelLog } from './log';
 import { PanelHost, webviewOptions, type MessageHandler } from './panelHost';
 
