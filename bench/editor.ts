@@ -28,7 +28,7 @@ import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '.
 import { promptActivations } from '../src/engine/promptRun';
 import { openModel, type Model } from '../src/engine/runtime';
 import { rowOf } from '../src/engine/run/view';
-import { hoverMarkdown, type HoverNeuron } from '../src/engine/hoverContent';
+import { hoverMarkdown, type HoverNeuron } from '../src/view/hoverContent';
 
 const ROOT = resolve(__dirname, '..');
 const WORKER = join(ROOT, 'dist', 'analysisWorker.js');

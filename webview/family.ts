@@ -5,7 +5,7 @@
  * "Families and roles"). Old runs without these columns get no section.
  */
 import type { NeuronData, Role, StatRow } from '../src/protocol';
-import { describeLabel, familyName, isExplained, ROLE_MEANINGS, ROLE_TITLES } from '../src/engine/familyText';
+import { describeLabel, familyName, isExplained, ROLE_MEANINGS, ROLE_TITLES } from '../src/view/familyText';
 import { section } from './common';
 import { el, fmt } from './dom';
 import { badge } from './ui';

@@ -12,7 +12,7 @@ import { runFile } from '../engine/run/files';
 import { errorLine } from '../format';
 import { analyzeModels, ANALYZE_MODELS, type AnalyzeModelsArgs } from './analyzeModels';
 import { CLEAR_COMMAND, type HeatApplied, type HeatMap } from './heatmap';
-import { HEATMAP_NEURON, SHOW_NEURON } from '../engine/hoverContent';
+import { HEATMAP_NEURON, SHOW_NEURON } from '../view/hoverContent';
 import { pickNeuron } from './neuronPicker';
 import type { AnalyzeOutcome, PromptAnalyzer, PromptResult } from './promptAnalyzer';
 import { chooseRun, DEMO_RUN_TITLE, runSummary } from './runChoice';

@@ -9,10 +9,10 @@ import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '.
 import { rowOf } from '../engine/run/view';
 import { readSettings, SECTION } from './config';
 import type { HeatMap } from './heatmap';
-import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../engine/hoverContent';
+import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../view/hoverContent';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
+import { familyOf } from '../view/rowFamily';
 import { DEMO_RUN_HOVER } from './runChoice';
-import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export function promptSelector(globs: readonly string[]): vscode.DocumentSelector {

@@ -7,10 +7,11 @@
  * explains them and their roles, and have inline actions: open the neuron page, heat-map it.
  */
 import * as vscode from 'vscode';
-import { listRuns, NO_FAMILY, runStatus, universalByLayerAndFamily, type RunView } from '../engine/run/view';
-import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
+import { listRuns, runStatus, type RunView } from '../engine/run/view';
+import { compareFamilies, familyName, isExplained } from '../view/familyText';
+import { NO_FAMILY, universalByLayerAndFamily } from '../view/ranking';
+import { familyOf, neuronDescription, neuronTooltip } from '../view/rowFamily';
 import { DEMO_RUN_TITLE } from './runChoice';
-import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export const VIEW_ID = 'universalNeurons.runs';
@@ -121,19 +122,8 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const item = new vscode.TreeItem(label, C.None);
         const ex = run!.excess[node.row]!;
         const f = familyOf(run!, node.row);
-        const explained = isExplained(f.family) && f.familyLabel ? describeLabel(f.familyLabel) : undefined;
-        const roles = f.roles?.map((r) => ROLE_TITLES[r]).join(', ');
-        item.description = [`excess ${ex.toFixed(3)}`, explained, roles].filter(Boolean).join(' · ');
-        const mc = run!.columns.mean_corr?.[node.row];
-        const mb = run!.columns.mean_baseline?.[node.row];
-        const lines = [`${label}: excess ${ex.toFixed(3)}${mc !== undefined ? `, mean corr ${mc.toFixed(3)}` : ''}${mb !== undefined ? `, mean baseline ${mb.toFixed(3)}` : ''}`];
-        if (f.family) {
-          const best = f.familyLabel ? `${isExplained(f.family) ? 'explained by' : 'best label'}: ${describeLabel(f.familyLabel)}` : '';
-          const vr = f.familyVr !== undefined ? ` (VR ${f.familyVr.toFixed(2)})` : '';
-          lines.push(`family: ${familyName(f.family)}${best ? ` · ${best}${vr}` : ''}`);
-        }
-        if (roles) lines.push(`role${f.roles!.length > 1 ? 's' : ''}: ${roles}`);
-        item.tooltip = lines.join('\n');
+        item.description = neuronDescription(ex, f);
+        item.tooltip = neuronTooltip(label, ex, run!.columns.mean_corr?.[node.row], run!.columns.mean_baseline?.[node.row], f);
         item.iconPath = new vscode.ThemeIcon('circle-filled');
         item.contextValue = 'neuron';
         item.command = { command: 'universalNeurons.showNeuron', title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };

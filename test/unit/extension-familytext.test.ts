@@ -2,8 +2,8 @@
 // familyCounts.ts): the same phrases appear in the hover, the tree and the webviews.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { familyLayerCounts, roleCounts } from '../../src/extension/familyCounts';
-import { compareFamilies, describeLabel, familyName, FAMILY_ORDER, isExplained } from '../../src/engine/familyText';
+import { familyLayerCounts, roleCounts } from '../../src/view/counts';
+import { compareFamilies, describeLabel, familyName, FAMILY_ORDER, isExplained } from '../../src/view/familyText';
 
 test('describeLabel: every label kind the engine writes, prev: labels, unknown ones as written', () => {
   const cases: [string, string][] = [

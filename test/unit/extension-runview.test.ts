@@ -1,25 +1,18 @@
 // The editor's reader of run folders (src/engine/run/view.ts): a complete run's table, universal
-// flags, ranking and family grouping for the tree and picker, the paper-schema CSV export, and the
+// flags, ranking and family grouping for the tree and picker (src/view/ranking.ts, counts.ts), the paper-schema CSV export, and the
 // missing / incomplete / corrupt cases the editor offers to remove.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import {
-  familyCounts,
-  listRuns,
-  NO_FAMILY,
-  openRunView,
-  paperCsv,
-  rankByExcess,
-  rowOf,
-  universalByLayerAndFamily,
-} from '../../src/engine/run/view';
+import { listRuns, openRunView, paperCsv, rowOf } from '../../src/engine/run/view';
+import { familyCounts } from '../../src/view/counts';
+import { NO_FAMILY, rankByExcess, universalByLayerAndFamily } from '../../src/view/ranking';
 import { RunError } from '../../src/engine/errors';
 import { PAPER_COLUMNS } from '../../src/engine/run/neurons';
 import { arrowBytes } from '../../src/engine/store';
-import { familyOf, familySummary } from '../../src/extension/runFamilies';
+import { familyOf, familySummary } from '../../src/view/rowFamily';
 
 const base = mkdtempSync(join(tmpdir(), 'un-runview-'));
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -84,10 +77,10 @@ test('openRunView: table, universal flags from the threshold, lookups', async ()
     { layer: 0, families: [{ family: 'alphabet', rows: [3] }, { family: 'unigram', rows: [0] }] },
     { layer: 1, families: [{ family: 'unigram', rows: [4] }, { family: NO_FAMILY, rows: [7] }] },
   ]);
-  assert.deepEqual(familyCounts(v), [
-    { family: 'unigram', count: 2 },
-    { family: 'alphabet', count: 1 },
-    { family: NO_FAMILY, count: 1 },
+  assert.deepEqual(familyCounts(v.family!, v.universal, { unassigned: NO_FAMILY, universalOnly: true }), [
+    { family: 'unigram', neurons: 2, universal: 2 },
+    { family: 'alphabet', neurons: 1, universal: 1 },
+    { family: NO_FAMILY, neurons: 1, universal: 1 },
   ]);
   assert.deepEqual(listRuns(join(base, 'runs')).includes(dir), true);
 });

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { percentileRank, percentileRanksWithinLayer } from '../../src/engine/analysis/percentile';
-import { bestReferenceByPartner, familyCounts, histogram, layerShares, median, partnerKey } from '../../src/engine/analysis/summaries';
+import { percentileRank, percentileRanksWithinLayer } from '../../src/view/percentile';
+import { familyCounts } from '../../src/view/counts';
+import { bestReferenceByPartner, histogram, layerShares, median, partnerKey } from '../../src/view/summaries';
 import { isUniversal } from '../../src/engine/run/defaults';
 
 test('percentileRank: mid-rank, ties shared, non-finite ignored', () => {

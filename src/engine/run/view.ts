@@ -162,56 +162,6 @@ export function rowOf(run: Pick<RunView, 'rowIndex' | 'reference'>, ref: NeuronR
   return run.rowIndex.get(ref.layer * run.reference.dMlp + ref.neuron) ?? -1;
 }
 
-/** Rows by excess correlation, highest first (NaN last; ties: lower layer, lower neuron). */
-export function rankByExcess(run: Pick<RunView, 'excess' | 'layer' | 'neuron' | 'universal'>, k: number, onlyUniversal = false): number[] {
-  const rows: number[] = [];
-  for (let r = 0; r < run.excess.length; r++) if (!onlyUniversal || run.universal[r]) rows.push(r);
-  const key = (r: number) => (Number.isNaN(run.excess[r]!) ? -Infinity : run.excess[r]!);
-  rows.sort((a, b) => key(b) - key(a) || run.layer[a]! - run.layer[b]! || run.neuron[a]! - run.neuron[b]!);
-  return rows.slice(0, Math.max(0, k));
-}
-
-export const NO_FAMILY = 'no family assigned';
-
-/**
- * Universal neurons grouped by layer, then by family (families sorted by name, the unassigned
- * group last), each group by excess correlation, highest first.
- */
-export function universalByLayerAndFamily(
-  run: Pick<RunView, 'excess' | 'layer' | 'neuron' | 'universal' | 'family' | 'reference'>,
-): { layer: number; families: { family: string; rows: number[] }[] }[] {
-  const byLayer = new Map<number, Map<string, number[]>>();
-  for (const r of rankByExcess(run, run.excess.length, true)) {
-    const l = run.layer[r]!;
-    const fam = run.family?.[r] || NO_FAMILY;
-    let m = byLayer.get(l);
-    if (!m) byLayer.set(l, (m = new Map()));
-    let list = m.get(fam);
-    if (!list) m.set(fam, (list = []));
-    list.push(r);
-  }
-  const out: { layer: number; families: { family: string; rows: number[] }[] }[] = [];
-  for (let l = 0; l < run.reference.nLayers; l++) {
-    const m = byLayer.get(l) ?? new Map<string, number[]>();
-    const families = [...m.entries()]
-      .sort(([a], [b]) => (a === NO_FAMILY ? 1 : b === NO_FAMILY ? -1 : a < b ? -1 : a > b ? 1 : 0))
-      .map(([family, rows]) => ({ family, rows }));
-    out.push({ layer: l, families });
-  }
-  return out;
-}
-
-/** Distinct families of the universal neurons with their counts (largest first). */
-export function familyCounts(run: Pick<RunView, 'universal' | 'family'>): { family: string; count: number }[] {
-  const counts = new Map<string, number>();
-  for (let r = 0; r < run.universal.length; r++) {
-    if (!run.universal[r]) continue;
-    const f = run.family?.[r] || NO_FAMILY;
-    counts.set(f, (counts.get(f) ?? 0) + 1);
-  }
-  return [...counts.entries()].map(([family, count]) => ({ family, count })).sort((a, b) => b.count - a.count || (a.family < b.family ? -1 : 1));
-}
-
 /** Run folders under `runsDir` (folders holding a manifest.json), newest first by name. */
 export function listRuns(runsDir: string): string[] {
   let names: string[];

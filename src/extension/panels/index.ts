@@ -12,6 +12,7 @@ import * as vscode from 'vscode';
 import { isPanelState, VIEW_TYPES, type NeuronRef, type PromptData, type ViewKind, type ViewPayload } from '../../protocol';
 import { getRun } from '../../engine/run/data';
 import { neuronData, overviewData, tableData } from '../runData';
+import { promptData } from '../../view/payloads';
 import { panelLog, setPanelLog, type PanelLog } from './log';
 import { PanelHost, webviewOptions, type MessageHandler } from './panelHost';
 
@@ -163,22 +164,7 @@ export function openPromptView(
   values: number[],
   neuronLabel: string,
 ): void {
-  const data: PromptData = {
-    document: doc.toString(),
-    title: basename(doc.path) || doc.toString(),
-    neuronLabel,
-    tokens: tokens.map((t, i) => {
-      const v = values[i];
-      return {
-        text: t.text,
-        start: t.start,
-        end: t.end,
-        id: typeof t.id === 'number' && Number.isSafeInteger(t.id) && t.id >= 0 ? t.id : null,
-        value: typeof v === 'number' && Number.isFinite(v) ? v : null,
-      };
-    }),
-  };
-  promptPanel(ctx, data);
+  promptPanel(ctx, promptData(doc.toString(), basename(doc.path) || doc.toString(), neuronLabel, tokens, values));
 }
 
 /**

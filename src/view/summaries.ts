@@ -1,7 +1,7 @@
 /**
- * Small summaries the result views show (per-layer universal share, histograms, family counts,
- * the reverse partner index). Pure functions over a run's columns, so the extension host only
- * loads and forwards data.
+ * Small summaries the result views show (per-layer universal share, histograms, the reverse
+ * partner index; family and role counts are counts.ts). Pure functions over a run's columns (the
+ * view layer), so the extension host only loads and forwards data.
  */
 
 export interface LayerShare {
@@ -71,25 +71,6 @@ export function histogram(values: ArrayLike<number>, bins: number, lo?: number, 
     counts[Math.min(bins - 1, Math.floor((v - a) / w))]!++;
   }
   return { edges, counts };
-}
-
-export interface FamilyTally {
-  family: string;
-  neurons: number;
-  universal: number;
-}
-
-/** Neurons per family (null/empty = in none, not counted), most neurons first, then by name. */
-export function familyCounts(family: readonly (string | null)[], universal: readonly boolean[]): FamilyTally[] {
-  const m = new Map<string, FamilyTally>();
-  family.forEach((f, i) => {
-    if (!f) return;
-    let t = m.get(f);
-    if (!t) m.set(f, (t = { family: f, neurons: 0, universal: 0 }));
-    t.neurons++;
-    if (universal[i]) t.universal++;
-  });
-  return [...m.values()].sort((x, y) => y.neurons - x.neurons || (x.family < y.family ? -1 : x.family > y.family ? 1 : 0));
 }
 
 export interface PartnerEdge {
