@@ -71,3 +71,11 @@ export class RunError extends EngineError {
     this.name = 'RunError';
   }
 }
+
+/** A request a loaded run cannot answer (a neuron that is not in it): the caller asked for the wrong thing. */
+export class RunDataError extends EngineError {
+  constructor(message: string, runDir?: string) {
+    super(message, runDir);
+    this.name = 'RunDataError';
+  }
+}

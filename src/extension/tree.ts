@@ -8,6 +8,7 @@
  */
 import * as vscode from 'vscode';
 import { listRuns, runStatus, type RunView } from '../engine/run/view';
+import { Command } from '../view/commandIds';
 import { compareFamilies, familyName, isExplained } from '../view/familyText';
 import { NO_FAMILY, universalByLayerAndFamily } from '../view/ranking';
 import { familyOf, neuronDescription, neuronTooltip } from '../view/rowFamily';
@@ -85,7 +86,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : s.status === 'complete' ? 'circle-large-outline' : 'warning');
         item.contextValue = node.current ? 'run.current' : s.status === 'complete' ? 'run' : 'run.incomplete';
         item.resourceUri = vscode.Uri.file(node.dir);
-        if (!node.current && s.status === 'complete') item.command = { command: 'universalNeurons.openRun', title: 'Open Run', arguments: [node.dir] };
+        if (!node.current && s.status === 'complete') item.command = { command: Command.OpenRun, title: 'Open Run', arguments: [node.dir] };
         return item;
       }
       case 'model': {
@@ -126,7 +127,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         item.tooltip = neuronTooltip(label, ex, run!.columns.mean_corr?.[node.row], run!.columns.mean_baseline?.[node.row], f);
         item.iconPath = new vscode.ThemeIcon('circle-filled');
         item.contextValue = 'neuron';
-        item.command = { command: 'universalNeurons.showNeuron', title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };
+        item.command = { command: Command.ShowNeuron, title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };
         return item;
       }
     }
@@ -143,7 +144,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       'The analysis `npm run demo` makes of the shipped family on its held-out corpus. Used while no other run is open.';
     item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : 'beaker');
     item.contextValue = node.current ? 'demo.current' : 'demo';
-    if (!node.current) item.command = { command: 'universalNeurons.openRun', title: 'Open Run', arguments: [node.dir] };
+    if (!node.current) item.command = { command: Command.OpenRun, title: 'Open Run', arguments: [node.dir] };
     return item;
   }
 

@@ -21,9 +21,8 @@ import { threadsOf } from '../threads';
 import type { TopExamplesResult } from './examples';
 import { assignFamilies, corpusClasses, DEFAULT_THRESHOLDS, FAMILIES, FamilyStats, labelAt, type FamilyStatsOptions, type FamilyStatsResult, type FamilyThresholds } from './families';
 import { ENTROPY_INTERVENTION_VALUES, entropyIntervention, type InterventionResult } from './intervention';
-import type { AccumulatorSpec, PlanContext } from './pipeline';
 import { neuronRoles, ROLES, type RoleOptions } from './roles';
-import type { AccumulatorState } from './types';
+import type { AccumulatorSpec, AccumulatorState, PlanContext } from './types';
 import type { WeightStats } from './weightstats';
 
 export interface FamilyPlanOptions {

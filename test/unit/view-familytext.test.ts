@@ -1,5 +1,5 @@
-// Family labels in words and the overview's family/role tallies (src/engine/familyText.ts,
-// familyCounts.ts): the same phrases appear in the hover, the tree and the webviews.
+// Family labels in words and the overview's family/role tallies (src/view/familyText.ts,
+// counts.ts): the same phrases appear in the hover, the tree and the webviews.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { familyLayerCounts, roleCounts } from '../../src/view/counts';

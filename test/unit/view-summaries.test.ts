@@ -1,3 +1,5 @@
+// The views' summaries (src/view/percentile.ts, summaries.ts, counts.ts): percentile ranks within a
+// layer, per-layer universal shares, histograms, family counts and the reverse partner index.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { percentileRank, percentileRanksWithinLayer } from '../../src/view/percentile';
