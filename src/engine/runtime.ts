@@ -1,3 +1,6 @@
+// Over 600 lines: the three forwards (Forward for activations, Model for text with its windows,
+// Scorer for the entropy intervention) share session creation, the batching loop (runInBatches)
+// and checkpoint loading; Scorer is the seam if the file grows (it needs only those helpers).
 /**
  * Runs a checkpoint's forward pass on onnxruntime (CPU) and returns every MLP neuron's
  * activations. Architecture-specific work (config, weight names, graph) lives in `arch/`.

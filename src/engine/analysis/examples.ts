@@ -1,3 +1,6 @@
+// Over 600 lines: one accumulator, TopExamples: its per-model state (top-K heaps, interval
+// reservoirs that merge as the scale doubles, histograms), the SIMD path and the result. The
+// run folder's format of it is src/engine/run/examples.ts.
 /**
  * TopExamples: per neuron, the contexts that activate it most, contexts sampled across its
  * activation range (as Neuronpedia shows them), and a histogram of its post-activation.

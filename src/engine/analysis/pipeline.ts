@@ -69,7 +69,7 @@ export { DEFAULTS };
  */
 export const FAST_MIN_TOKENS = 40_960;
 
-/** Choices the pipeline itself makes where method.md is silent. */
+/** Choices the pipeline itself makes where docs/method-notes.md is silent. */
 const PIPELINE_CHOICES: Record<string, string> = {
   rows: 'TransformerLens tokenize_and_concatenate: documents joined with EOS (50256), rows of n_positions = BOS + n_positions−1 corpus tokens, the incomplete last row dropped',
   token_budget: 'the first floor(tokens / n_positions) whole rows of the stream; BOS counts towards the budget',

@@ -145,7 +145,7 @@ export interface AnalysisPlan {
   finalize(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>>;
   /** Bytes the accumulators of the last pass (the statistics) hold whatever the batch, for the memory planner. */
   statsBytes?(ctx: PlanContext): number;
-  /** Choices the plan makes where method.md leaves one open (for the manifest). */
+  /** Choices the plan makes where docs/method-notes.md leaves one open (for the manifest). */
   choices?: Record<string, string>;
 }
 

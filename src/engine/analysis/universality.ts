@@ -1,5 +1,5 @@
 /**
- * The per-neuron universality table (method.md, "Summary per neuron of a"): the per-model maxima
+ * The per-neuron universality table (docs/method-notes.md, "Summary per neuron of a"): the per-model maxima
  * of CrossMoments combined over the other models, the excess correlation, the universal flag, a
  * per-layer summary and the counts at a few thresholds. Pure functions, no I/O.
  *

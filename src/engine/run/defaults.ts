@@ -5,7 +5,7 @@
  */
 import type { Mode } from './manifest';
 
-/** Universal ⇔ excess correlation above this (method.md; the paper's 0.5, which it notes is not principled). */
+/** Universal ⇔ excess correlation above this (docs/method-notes.md; the paper's 0.5, which it notes is not principled). */
 export const DEFAULT_THRESHOLD = 0.5;
 
 /**
@@ -18,7 +18,7 @@ export const THRESHOLD_RANGE = { exclusiveMinimum: -1, exclusiveMaximum: 2 } as 
 export const isUsableThreshold = (t: number): boolean =>
   Number.isFinite(t) && t > THRESHOLD_RANGE.exclusiveMinimum && t < THRESHOLD_RANGE.exclusiveMaximum;
 
-/** Universal ⇔ excess > threshold (method.md); a missing (NaN) excess is not universal. */
+/** Universal ⇔ excess > threshold (docs/method-notes.md); a missing (NaN) excess is not universal. */
 export const isUniversal = (excess: number, threshold: number): boolean => Number.isFinite(excess) && excess > threshold;
 
 /** The thresholds the summaries count at, besides the run's own. */
