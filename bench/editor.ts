@@ -27,8 +27,8 @@ import { runAnalysisInWorker, type WorkerAnalysisOptions } from '../src/engine/a
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../src/engine/editor';
 import { promptActivations } from '../src/engine/promptRun';
 import { openModel, type Model } from '../src/engine/runtime';
-import { rowOf } from '../src/engine/runView';
-import { hoverMarkdown, type HoverNeuron } from '../src/engine/hoverContent';
+import { rowOf } from '../src/engine/run/view';
+import { hoverMarkdown, type HoverNeuron } from '../src/view/hoverContent';
 
 const ROOT = resolve(__dirname, '..');
 const WORKER = join(ROOT, 'dist', 'analysisWorker.js');

@@ -132,7 +132,7 @@ function main(): void {
         if (e.partner[i] !== f.partner[i]) partners++;
       }
     }
-    // The universal set at each threshold, from mean excess over the other models (method.md).
+    // The universal set at each threshold, from mean excess over the other models (docs/method-notes.md).
     const n = exact.cross[0]!.maxCorr.length;
     const excess = (r: ModeReport, i: number): number => r.cross.reduce((s, c) => s + c.maxCorr[i]! - c.baseline[i]!, 0) / r.cross.length;
     for (const th of [0.3, 0.4, 0.5]) {

@@ -31,7 +31,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
+import { readManifest } from '../src/engine/run/manifest';
+import { readNeuronArrow } from '../src/engine/run/neurons';
+import { runFile } from '../src/engine/run/files';
 
 const ROOT = join(__dirname, '..');
 const MODELS = ['a', 'b', 'c', 'd', 'e'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
@@ -162,7 +164,7 @@ async function runProject(cli: string, mode: 'exact' | 'fast', tokens: number, t
   if (!families) args.push('--no-families');
   const m = await measure(process.execPath, args, work);
   if (m.code !== 0) throw failed(`project ${mode} (${threads} threads)`, m);
-  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+  const manifest = readManifest(out);
   return { m, out, manifest };
 }
 
@@ -207,17 +209,17 @@ const quantile = (v: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))]!;
 };
 
-function compare(runDir: string, peerFile: string): string {
-  const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8'));
+async function compare(runDir: string, peerFile: string): Promise<string> {
+  const manifest = readManifest(runDir);
   const peer = JSON.parse(readFileSync(peerFile, 'utf8')) as PeerOut;
   const lines: string[] = [];
-  if (manifest.corpus.hash !== peer.hash) lines.push(`CORPUS DIFFERS: run hash ${manifest.corpus.hash}, peer ${peer.hash}`);
-  if (manifest.corpus.tokens.kept !== peer.kept) lines.push(`KEPT TOKENS DIFFER: run ${manifest.corpus.tokens.kept}, peer ${peer.kept}`);
-  const t = tableFromIPC(readFileSync(join(runDir, 'neurons.arrow')));
+  if (manifest.corpus?.hash !== peer.hash) lines.push(`CORPUS DIFFERS: run hash ${manifest.corpus?.hash}, peer ${peer.hash}`);
+  if (manifest.corpus?.tokens?.kept !== peer.kept) lines.push(`KEPT TOKENS DIFFER: run ${manifest.corpus?.tokens?.kept}, peer ${peer.kept}`);
+  const t = await readNeuronArrow(runFile(runDir, 'neurons'));
   const col = (name: string): number[] => {
-    const c = t.getChild(name);
+    const c = t.columns.get(name);
     if (!c) throw new Error(`${runDir}/neurons.arrow has no column ${name}`);
-    return Array.from(c.toArray() as ArrayLike<number>, Number);
+    return Array.from(c);
   };
   let dMax = 0;
   let dMaxAt = '';
@@ -289,7 +291,7 @@ async function main(): Promise<void> {
     const i = argv.indexOf('--compare');
     const [run, peer] = [argv[i + 1], argv[i + 2]];
     if (!run || !peer) throw new Error('--compare needs RUN_DIR PEER.json');
-    console.log(compare(run, peer));
+    console.log(await compare(run, peer));
     return;
   }
   const tokens = Number((arg('tokens') ?? '65536').replace(/_/g, ''));
@@ -344,14 +346,14 @@ async function main(): Promise<void> {
             threads,
             round,
             wall_s: m.wall_s,
-            stream_s: manifest.timings.stream_s,
-            kept: manifest.corpus.tokens.kept,
+            stream_s: manifest.timings?.stream_s ?? NaN,
+            kept: manifest.corpus?.tokens?.kept ?? NaN,
             cpu_s: m.cpu_s,
             peak_rss_bytes: m.peak_rss_bytes,
             load: loadavg()[0]!,
-            universal: manifest.results?.universal,
+            universal: manifest.results?.universal as number | undefined,
           });
-          const tm = manifest.timings as Record<string, number>;
+          const tm = (manifest.timings ?? {}) as Record<string, number>;
           const parts = ['open_s', 'corpus_s', 'stream_s', 'finish_s', 'write_s'].map((k) => `${k.replace('_s', '')} ${fmt(tm[k] ?? 0)}`).join(', ');
           console.log(`  round ${round}, ${threads} thread(s): project ${mode} ${fmt(m.wall_s)} s wall (${parts} s), load ${loadavg()[0]!.toFixed(2)}`);
           if (mode === 'exact') exactRun = out;
@@ -372,7 +374,7 @@ async function main(): Promise<void> {
         });
         const pp = Object.entries(report.phases_s).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
         console.log(`  round ${round}, ${threads} thread(s): torch peer ${fmt(m.wall_s)} s wall (${pp} s), load ${loadavg()[0]!.toFixed(2)}`);
-        if (exactRun && round === 1) checks.push(`${threads} thread(s):\n${compare(exactRun, out)}`);
+        if (exactRun && round === 1) checks.push(`${threads} thread(s):\n${await compare(exactRun, out)}`);
         if (exactRun) rmSync(exactRun, { recursive: true, force: true });
         rmSync(out, { force: true });
       }

@@ -2,17 +2,24 @@
  * The one protocol between the extension host and its webviews. Both bundles import this file,
  * so a renamed field fails to compile on both ends. No `vscode` and no DOM here.
  *
+ * Every message, payload and persisted state is written once, as a schema (src/schema.ts); its
+ * type is inferred from the schema (`Infer`) and its guard checks the schema, so the type and the
+ * check cannot drift apart. Checks that span fields (parallel arrays of one length, a
+ * histogram's edges, a range's ends) are `refine`s in the schema.
+ *
  * Handshake: the webview posts `ready` once its script runs (messages posted before it listens
  * are lost); only then does the host answer `init` with the view's data. A webview that is
  * reloaded (hidden without retainContextWhenHidden, restored after a window reload) posts
  * `ready` again and gets `init` again.
  *
- * Nothing received is trusted: every message goes through a hand-written guard below on receipt
- * (host: `isFromWebview`; webview: `isToWebview`, which checks the whole payload), and anything
- * of the wrong shape is dropped (the host logs it to its output channel).
+ * Nothing received is trusted: every message goes through its guard on receipt (host:
+ * `isFromWebview`; webview: `isToWebview`, which checks the whole payload), and anything of the
+ * wrong shape is dropped (the host logs it to its output channel). Unknown extra fields are
+ * ignored, as before.
  *
  * Missing numbers: JSON has no NaN, so a value that is NaN/±Infinity in the run is sent as null.
  */
+import { array, boolean, integer, literal, nullable, number, object, optional, picklist, refine, string, union, variant, type Infer, type Schema } from './schema';
 
 export const PROTOCOL_VERSION = 3;
 
@@ -26,33 +33,6 @@ export const VIEW_TYPES: Readonly<Record<ViewKind, string>> = {
   neuron: 'universalNeurons.neuron',
   prompt: 'universalNeurons.prompt',
 };
-
-/** A number that may be missing. */
-export type Num = number | null;
-
-// ---------------------------------------------------------------------------------------------
-// View data
-
-export interface NeuronRef {
-  layer: number;
-  neuron: number;
-}
-
-/** What every run-based view shows in its header. */
-export interface RunInfo {
-  runDir: string;
-  id: string;
-  status: string;
-  /** Model labels, the reference first. */
-  models: string[];
-  nLayers: number;
-  dMlp: number;
-  /** Universal ⇔ excess_corr > threshold. */
-  threshold: number;
-  /** Tokens the statistics ran over (manifest progress). */
-  tokens: number;
-  created: string;
-}
 
 /** Columns of the neuron table, in display order (all numeric; `family` is separate). */
 export const TABLE_COLUMNS = [
@@ -69,585 +49,410 @@ export const TABLE_COLUMNS = [
 export type TableColumn = (typeof TABLE_COLUMNS)[number];
 
 /**
- * Neuron roles (method.md "Families and roles"): prediction/suppression/partition from the vocab
- * moments, entropy neurons acting through the final LayerNorm, attention-deactivation neurons
- * switching a later head onto BOS.
+ * Neuron roles (docs/method-notes.md "Families and roles"): prediction/suppression/partition from
+ * the vocab moments, entropy neurons acting through the final LayerNorm, attention-deactivation
+ * neurons switching a later head onto BOS. In display order.
  */
 export const ROLES = ['prediction', 'suppression', 'partition', 'entropy', 'attention-deactivation'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** Every reference neuron, as parallel arrays (row i is neuron (layer[i], neuron[i])). */
-export interface NeuronColumns {
-  layer: number[];
-  neuron: number[];
-  /** The run's universal flag per neuron. */
-  universal: boolean[];
-  values: Record<TableColumn, Num[]>;
-  /** null: families are not computed in this run yet. */
-  family: (string | null)[] | null;
-  /** The best explaining label, machine-readable (`unigram:the`, `prev:alphabet:t`…); null: not in this run. */
-  familyLabel: (string | null)[] | null;
-  /** Variance reduction (0–1) of that label; null: not in this run. */
-  familyVr: Num[] | null;
-  /** Every role of each neuron, the primary first ([] = none); null: roles not computed in this run. */
-  roles: Role[][] | null;
-}
-
-export interface LayerSummary {
-  layer: number;
-  neurons: number;
-  universal: number;
-  /** 0–100 */
-  percent: number;
-  medianExcess: Num;
-}
-
-export interface Histogram {
-  /** bins + 1 edges, ascending. */
-  edges: number[];
-  counts: number[];
-}
-
-export interface FamilyCount {
-  family: string;
-  neurons: number;
-  universal: number;
-}
-
-/** Neurons per family and layer (`all[l]`, `universal[l]`), families in display order. */
-export interface FamilyLayerCounts {
-  family: string;
-  all: number[];
-  universal: number[];
-}
-
-/** Neurons having a role (several roles: counted under each), in total and per layer. */
-export interface RoleCount {
-  role: Role;
-  neurons: number;
-  universal: number;
-  byLayer: number[];
-}
-
-/** An attention-deactivation score of a neuron against a later head (roles.json). */
-export interface AttentionScore {
-  /** `L3.H1` */
-  head: string;
-  /** z-score against random unit directions. */
-  score: Num;
-  /** The raw score ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head (null when the run gives only the z-score). */
-  raw: Num;
-}
-
-export interface AttentionPair extends AttentionScore {
-  layer: number;
-  neuron: number;
-}
-
-export interface OverviewData {
-  run: RunInfo;
-  totals: { neurons: number; universal: number; percent: number };
-  layers: LayerSummary[];
-  excessHistogram: Histogram;
-  /** One point per neuron (row order as in the run). */
-  scatter: { layer: number[]; neuron: number[]; meanCorr: Num[]; meanBaseline: Num[]; universal: boolean[] };
-  /** null: families are not computed in this run yet. */
-  families: FamilyCount[] | null;
-  /** Per-layer family counts for the stacked bars; null: no families in this run. */
-  familyLayers: FamilyLayerCounts[] | null;
-  /** null: roles are not computed in this run. */
-  roles: RoleCount[] | null;
-  /** The strongest neuron–head attention-deactivation pairs (roles.json); null: not in this run. */
-  attention: AttentionPair[] | null;
-}
-
-export interface TableData {
-  run: RunInfo;
-  columns: NeuronColumns;
-}
-
 export type StatGroup = 'universality' | 'weights' | 'activations' | 'vocab';
 export const STAT_GROUPS: readonly StatGroup[] = ['universality', 'weights', 'activations', 'vocab'];
 
-export interface StatRow {
+export type LogLevel = 'info' | 'warn' | 'error';
+
+/** Longest `log`/`error` text accepted (longer is a wrong shape, not truncated). */
+export const MAX_TEXT = 4000;
+
+/** A number that may be missing (sent as null). */
+export type Num = number | null;
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+
+const str = string();
+const bool = boolean();
+const finite = number();
+/** A number that may be missing (NaN/±Infinity in the run). */
+const num = nullable(finite);
+const int = integer();
+const nat = integer({ min: 0 });
+const text = string({ max: MAX_TEXT });
+/** A family label: short text (the engine writes `kind:value`, optionally `prev:`-prefixed). */
+const label = string({ max: 200 });
+/** An attention head name as the engine writes it (`L3.H1`). */
+const headName = string({ pattern: /^L\d{1,4}\.H\d{1,4}$/ });
+const role = picklist(ROLES);
+/** Roles of one neuron, the primary first, none twice. */
+const roleList = refine(array(role), (a) => new Set(a).size === a.length, 'a role appears twice');
+const viewKind = picklist(VIEW_KINDS);
+const tableColumn = picklist(TABLE_COLUMNS);
+
+/** Every listed array field of an object has the length of the first. */
+const sameLength =
+  <T extends Record<string, unknown>>(...keys: (keyof T)[]) =>
+  (o: T): boolean =>
+    keys.every((k) => (o[k] as unknown[] | null) === null || (o[k] as unknown[]).length === (o[keys[0]!] as unknown[]).length);
+
+// ---------------------------------------------------------------------------------------------
+// View data
+
+export const NeuronRefSchema = object({ layer: nat, neuron: nat });
+export type NeuronRef = Infer<typeof NeuronRefSchema>;
+
+/** What every run-based view shows in its header. */
+export const RunInfoSchema = object({
+  runDir: str,
+  id: str,
+  status: str,
+  /** Model labels, the reference first. */
+  models: array(str),
+  nLayers: nat,
+  dMlp: nat,
+  /** Universal ⇔ excess_corr > threshold. */
+  threshold: finite,
+  /** Tokens the statistics ran over (manifest progress). */
+  tokens: nat,
+  created: str,
+});
+export type RunInfo = Infer<typeof RunInfoSchema>;
+
+const numColumn = array(num);
+const tableValues = object(Object.fromEntries(TABLE_COLUMNS.map((c) => [c, numColumn])) as Record<TableColumn, typeof numColumn>);
+
+/** Every reference neuron, as parallel arrays (row i is neuron (layer[i], neuron[i])). */
+export const NeuronColumnsSchema = refine(
+  object({
+    layer: array(nat),
+    neuron: array(nat),
+    /** The run's universal flag per neuron. */
+    universal: array(bool),
+    values: tableValues,
+    /** null: families are not computed in this run yet. */
+    family: nullable(array(nullable(str))),
+    /** The best explaining label, machine-readable (`unigram:the`, `prev:alphabet:t`…); null: not in this run. */
+    familyLabel: nullable(array(nullable(label))),
+    /** Variance reduction (0–1) of that label; null: not in this run. */
+    familyVr: nullable(numColumn),
+    /** Every role of each neuron, the primary first ([] = none); null: roles not computed in this run. */
+    roles: nullable(array(roleList)),
+  }),
+  (c) => sameLength<typeof c>('layer', 'neuron', 'universal', 'family', 'familyLabel', 'familyVr', 'roles')(c) && TABLE_COLUMNS.every((k) => c.values[k].length === c.layer.length),
+  'the columns differ in length',
+);
+export type NeuronColumns = Infer<typeof NeuronColumnsSchema>;
+
+const LayerSummarySchema = object({
+  layer: nat,
+  neurons: nat,
+  universal: nat,
+  /** 0–100 */
+  percent: finite,
+  medianExcess: num,
+});
+export type LayerSummary = Infer<typeof LayerSummarySchema>;
+
+const histogramEntries = {
+  /** bins + 1 edges, ascending. */
+  edges: array(finite),
+  counts: array(nat),
+};
+const EDGES = 'a histogram needs one edge more than its bins';
+const HistogramSchema = refine(
+  object(histogramEntries),
+  (h) => h.edges.length === h.counts.length + 1,
+  EDGES,
+);
+export type Histogram = Infer<typeof HistogramSchema>;
+
+const FamilyCountSchema = object({ family: str, neurons: nat, universal: nat });
+export type FamilyCount = Infer<typeof FamilyCountSchema>;
+
+/** Neurons per family and layer (`all[l]`, `universal[l]`), families in display order. */
+const FamilyLayerCountsSchema = refine(
+  object({ family: str, all: array(nat), universal: array(nat) }),
+  (f) => f.universal.length === f.all.length,
+  'all and universal differ in length',
+);
+export type FamilyLayerCounts = Infer<typeof FamilyLayerCountsSchema>;
+
+/** Neurons having a role (several roles: counted under each), in total and per layer. */
+const RoleCountSchema = object({ role, neurons: nat, universal: nat, byLayer: array(nat) });
+export type RoleCount = Infer<typeof RoleCountSchema>;
+
+const attentionScoreEntries = {
+  /** `L3.H1` */
+  head: headName,
+  /** z-score against random unit directions. */
+  score: num,
+  /** The raw score ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head (null when the run gives only the z-score). */
+  raw: num,
+};
+/** An attention-deactivation score of a neuron against a later head (roles.json). */
+const AttentionScoreSchema = object(attentionScoreEntries);
+export type AttentionScore = Infer<typeof AttentionScoreSchema>;
+
+const AttentionPairSchema = object({ ...attentionScoreEntries, layer: nat, neuron: nat });
+export type AttentionPair = Infer<typeof AttentionPairSchema>;
+
+export const OverviewDataSchema = object({
+  run: RunInfoSchema,
+  totals: object({ neurons: nat, universal: nat, percent: finite }),
+  layers: array(LayerSummarySchema),
+  excessHistogram: HistogramSchema,
+  /** One point per neuron (row order as in the run). */
+  scatter: refine(
+    object({ layer: array(nat), neuron: array(nat), meanCorr: numColumn, meanBaseline: numColumn, universal: array(bool) }),
+    (s) => sameLength<typeof s>('meanCorr', 'layer', 'neuron', 'meanBaseline', 'universal')(s),
+    'the scatter columns differ in length',
+  ),
+  /** null: families are not computed in this run yet. */
+  families: nullable(array(FamilyCountSchema)),
+  /** Per-layer family counts for the stacked bars; null: no families in this run. */
+  familyLayers: nullable(array(FamilyLayerCountsSchema)),
+  /** null: roles are not computed in this run. */
+  roles: nullable(array(RoleCountSchema)),
+  /** The strongest neuron–head attention-deactivation pairs (roles.json); null: not in this run. */
+  attention: nullable(array(AttentionPairSchema)),
+});
+export type OverviewData = Infer<typeof OverviewDataSchema>;
+
+export const TableDataSchema = object({ run: RunInfoSchema, columns: NeuronColumnsSchema });
+export type TableData = Infer<typeof TableDataSchema>;
+
+const StatRowSchema = object({
   /** Column name (the paper's). */
-  key: string;
-  group: StatGroup;
-  value: Num;
+  key: str,
+  group: picklist(STAT_GROUPS),
+  value: num,
   /** Percentile rank within the neuron's layer, 0–100. */
-  percentile: Num;
-}
+  percentile: num,
+});
+export type StatRow = Infer<typeof StatRowSchema>;
 
-export interface ExampleToken {
-  id: number;
-  text: string;
-  act: number;
-}
+const ExampleTokenSchema = object({ id: int, text: str, act: finite });
+export type ExampleToken = Infer<typeof ExampleTokenSchema>;
 
-export interface ExampleContext {
-  /** The neuron's max post-activation in this context. */
-  value: number;
-  /** Corpus row. */
-  row: number;
-  /** Index into tokens of the max. */
-  maxIndex: number;
-  tokens: ExampleToken[];
-  /** Whether the max token carries the neuron's best family label (absent: not known). */
-  carriesLabel?: boolean;
-}
+const ExampleContextSchema = refine(
+  object({
+    /** The neuron's max post-activation in this context. */
+    value: finite,
+    /** Corpus row. */
+    row: int,
+    /** Index into tokens of the max. */
+    maxIndex: nat,
+    tokens: array(ExampleTokenSchema),
+    /** Whether the max token carries the neuron's best family label (absent: not known). */
+    carriesLabel: optional(bool),
+  }),
+  (e) => e.tokens.length === 0 || e.maxIndex < e.tokens.length,
+  'maxIndex is past the tokens',
+);
+export type ExampleContext = Infer<typeof ExampleContextSchema>;
 
-export interface TokenValue {
-  id: number;
-  text: string;
-  value: number;
-}
+const TokenValueSchema = object({ id: int, text: str, value: finite });
+export type TokenValue = Infer<typeof TokenValueSchema>;
 
-export interface Partner {
+const PartnerSchema = object({
   /** Model label (another seed). */
-  model: string;
-  layer: number;
-  neuron: number;
-  corr: Num;
-  baseline: Num;
+  model: str,
+  layer: nat,
+  neuron: nat,
+  corr: num,
+  baseline: num,
   /**
    * The reference neuron that correlates best with this partner among all reference neurons whose
    * best partner in that model it is (null when none is known). Equal to the page's own neuron
    * when this neuron is the partner's best match.
    */
-  bestReference: { layer: number; neuron: number; corr: Num } | null;
-}
+  bestReference: nullable(object({ layer: nat, neuron: nat, corr: num })),
+});
+export type Partner = Infer<typeof PartnerSchema>;
 
-export interface ActivationHistogram extends Histogram {
-  under: number;
-  over: number;
-  min: Num;
-  max: Num;
-}
+const ActivationHistogramSchema = refine(
+  object({ ...histogramEntries, under: nat, over: nat, min: num, max: num }),
+  (h) => h.edges.length === h.counts.length + 1,
+  EDGES,
+);
+export type ActivationHistogram = Infer<typeof ActivationHistogramSchema>;
 
 /** Why a neuron is in its family: its best label and how much of its variance that label explains. */
-export interface FamilyExplanation {
+const FamilyExplanationSchema = object({
   /** Machine-readable (`unigram:the`, `prev:alphabet:t`, `position:<32`…); null: none. */
-  label: string | null;
+  label: nullable(label),
   /** Variance reduction of the label, 0–1. */
-  vr: Num;
+  vr: num,
   /** Binary mutual information (nats) of firing vs position. */
-  positionMi: Num;
-}
+  positionMi: num,
+});
+export type FamilyExplanation = Infer<typeof FamilyExplanationSchema>;
 
-export interface EntropyPoint {
-  lnScale: Num;
-  entropy: Num;
-  loss: Num;
-}
+const entropyPointEntries = { lnScale: num, entropy: num, loss: num };
+const EntropyPointSchema = object(entropyPointEntries);
+export type EntropyPoint = Infer<typeof EntropyPointSchema>;
 
 /** Entropy-neuron intervention (roles.json): the activation fixed to `value` at every position. */
-export interface EntropyIntervention {
+const EntropyInterventionSchema = object({
   /** Whether the neuron passes the entropy-neuron rule (false: the run's closest candidate, measured to show the shape). */
-  candidate?: boolean;
-  baseline: EntropyPoint;
-  points: (EntropyPoint & { value: number; dLoss: Num; dEntropy: Num })[];
-}
+  candidate: optional(bool),
+  baseline: EntropyPointSchema,
+  points: array(object({ ...entropyPointEntries, value: finite, dLoss: num, dEntropy: num })),
+});
+export type EntropyIntervention = Infer<typeof EntropyInterventionSchema>;
 
-export interface NeuronData {
-  run: RunInfo;
-  layer: number;
-  neuron: number;
-  universal: boolean;
+export const NeuronDataSchema = object({
+  run: RunInfoSchema,
+  layer: nat,
+  neuron: nat,
+  universal: bool,
   /** undefined: families not computed; null: in no family. */
-  family?: string | null;
+  family: optional(nullable(str)),
   /** undefined: the run has no family labels. */
-  explanation?: FamilyExplanation;
+  explanation: optional(FamilyExplanationSchema),
   /** undefined: roles not computed; [] none; else the primary role first. */
-  roles?: Role[];
+  roles: optional(roleList),
   /** Attention-deactivation scores against later heads, strongest first (when the run has them). */
-  attention?: AttentionScore[];
+  attention: optional(array(AttentionScoreSchema)),
   /** The entropy intervention of this neuron (when the run made one). */
-  entropy?: EntropyIntervention;
-  stats: StatRow[];
+  entropy: optional(EntropyInterventionSchema),
+  stats: array(StatRowSchema),
   /** Post-activation histogram over the corpus. */
-  histogram: ActivationHistogram | null;
-  examples: ExampleContext[];
+  histogram: nullable(ActivationHistogramSchema),
+  examples: array(ExampleContextSchema),
   /** Tokens the neuron's output most promotes / suppresses (when the run has them). */
-  vocab: { top: TokenValue[]; bottom: TokenValue[] } | null;
-  partners: Partner[];
+  vocab: nullable(object({ top: array(TokenValueSchema), bottom: array(TokenValueSchema) })),
+  partners: array(PartnerSchema),
   /** What is missing from this run and why. */
-  notes: string[];
-}
+  notes: array(str),
+});
+export type NeuronData = Infer<typeof NeuronDataSchema>;
 
-export interface PromptToken {
-  text: string;
-  start: number;
-  end: number;
-  /** null when the caller did not give token ids. */
-  id: number | null;
-  value: Num;
-}
+const PromptTokenSchema = refine(
+  object({
+    text: str,
+    start: nat,
+    end: nat,
+    /** null when the caller did not give token ids. */
+    id: nullable(nat),
+    value: num,
+  }),
+  (t) => t.end >= t.start,
+  'a token ends before it starts',
+);
+export type PromptToken = Infer<typeof PromptTokenSchema>;
 
-export interface PromptData {
+export const PromptDataSchema = object({
   /** The document's URI (string). */
-  document: string;
+  document: str,
   /** Its short name. */
-  title: string;
-  neuronLabel: string;
-  tokens: PromptToken[];
-}
+  title: str,
+  neuronLabel: str,
+  tokens: array(PromptTokenSchema),
+});
+export type PromptData = Infer<typeof PromptDataSchema>;
 
-export type ViewPayload =
-  | { view: 'overview'; data: OverviewData }
-  | { view: 'table'; data: TableData }
-  | { view: 'neuron'; data: NeuronData }
-  | { view: 'prompt'; data: PromptData };
+export const ViewPayloadSchema = variant('view', [
+  object({ view: literal('overview'), data: OverviewDataSchema }),
+  object({ view: literal('table'), data: TableDataSchema }),
+  object({ view: literal('neuron'), data: NeuronDataSchema }),
+  object({ view: literal('prompt'), data: PromptDataSchema }),
+]);
+export type ViewPayload = Infer<typeof ViewPayloadSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Messages
 
 /** Webview → host. */
-export type FromWebview =
-  | { type: 'ready'; protocolVersion: number; view: ViewKind }
-  | { type: 'openNeuron'; layer: number; neuron: number }
-  | { type: 'openView'; view: 'overview' | 'table' }
-  | { type: 'revealRange'; start: number; end: number }
-  | { type: 'log'; level: LogLevel; message: string };
-
-export type LogLevel = 'info' | 'warn' | 'error';
+export const FromWebviewSchema = variant('type', [
+  object({ type: literal('ready'), protocolVersion: int, view: viewKind }),
+  object({ type: literal('openNeuron'), layer: nat, neuron: nat }),
+  object({ type: literal('openView'), view: picklist(['overview', 'table']) }),
+  refine(
+    object({ type: literal('revealRange'), start: nat, end: nat }),
+    (r) => r.end >= r.start,
+    'a range ends before it starts',
+  ),
+  object({ type: literal('log'), level: picklist(['info', 'warn', 'error']), message: text }),
+]);
+export type FromWebview = Infer<typeof FromWebviewSchema>;
 
 /** Host → webview. */
-export type ToWebview =
-  | { type: 'init'; protocolVersion: number; payload: ViewPayload }
-  | { type: 'error'; message: string };
-
-/** Longest `log`/`error` text accepted (longer is a wrong shape, not truncated). */
-export const MAX_TEXT = 4000;
+export const ToWebviewSchema = variant('type', [
+  object({ type: literal('init'), protocolVersion: int, payload: ViewPayloadSchema }),
+  object({ type: literal('error'), message: text }),
+]);
+export type ToWebview = Infer<typeof ToWebviewSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Persisted webview state (vscode.setState / the panel serializers)
 
-/** Table filters and paging; restored across reloads. */
 /** What the table sorts by: a numeric column, position, or a family/role column. */
-export type TableSort = TableColumn | 'layer' | 'neuron' | 'family' | 'family_vr' | 'role';
+const tableSort = union(tableColumn, picklist(['layer', 'neuron', 'family', 'family_vr', 'role']));
+export type TableSort = Infer<typeof tableSort>;
 
-export interface TableUiState {
-  universalOnly: boolean;
+/** Table filters and paging; restored across reloads. */
+export const TableUiStateSchema = object({
+  universalOnly: bool,
   /** null: every layer. */
-  layer: number | null;
+  layer: nullable(nat),
   /** null: every family. */
-  family: string | null;
+  family: nullable(str),
   /** null or absent (state saved before roles existed): every role. */
-  role?: Role | null;
-  minExcess: number | null;
-  maxExcess: number | null;
-  sort: TableSort;
-  descending: boolean;
-  page: number;
-}
+  role: optional(nullable(role)),
+  minExcess: num,
+  maxExcess: num,
+  sort: tableSort,
+  descending: bool,
+  page: nat,
+});
+export type TableUiState = Infer<typeof TableUiStateSchema>;
 
-export interface PanelState {
-  v: 1;
-  view: ViewKind;
+export const PanelStateSchema = object({
+  v: literal(1),
+  view: viewKind,
   /** Run-based views: the run folder (absolute). */
-  runDir?: string;
+  runDir: optional(str),
   /** Neuron page. */
-  neuron?: NeuronRef;
+  neuron: optional(NeuronRefSchema),
   /** Prompt view: its data (the host cannot recompute it without running the model). */
-  prompt?: PromptData;
-  table?: TableUiState;
-  scrollY?: number;
-}
+  prompt: optional(PromptDataSchema),
+  table: optional(TableUiStateSchema),
+  scrollY: optional(number({ min: 0 })),
+});
+export type PanelState = Infer<typeof PanelStateSchema>;
 
 // ---------------------------------------------------------------------------------------------
-// Guards: hand-written, total (never throw), strict about every field that is read.
+// Guards: each checks its schema; total (never throws).
 
-type Obj = Record<string, unknown>;
+const guard =
+  <T>(schema: Schema<T>) =>
+  (x: unknown): x is T =>
+    schema.check(x);
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isStr = (v: unknown): v is string => typeof v === 'string';
-const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
-const isFiniteNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isNum = (v: unknown): v is Num => v === null || isFiniteNum(v);
-const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
-const isNat = (v: unknown): v is number => isInt(v) && v >= 0;
-const isText = (v: unknown): v is string => isStr(v) && v.length <= MAX_TEXT;
-
-function every<T>(v: unknown, f: (x: unknown) => x is T): v is T[] {
-  if (!Array.isArray(v)) return false;
-  for (const x of v) if (!f(x)) return false;
-  return true;
-}
-
-/** An array of `n` elements each passing `f`. */
-function arrayOf<T>(v: unknown, n: number, f: (x: unknown) => x is T): v is T[] {
-  return Array.isArray(v) && v.length === n && every(v, f);
-}
-
-const isNullableStr = (v: unknown): v is string | null => v === null || isStr(v);
-
-export const isViewKind = (v: unknown): v is ViewKind => v === 'overview' || v === 'table' || v === 'neuron' || v === 'prompt';
-const isLogLevel = (v: unknown): v is LogLevel => v === 'info' || v === 'warn' || v === 'error';
-const isTableColumn = (v: unknown): v is TableColumn => (TABLE_COLUMNS as readonly unknown[]).includes(v);
-export const isRole = (v: unknown): v is Role => (ROLES as readonly unknown[]).includes(v);
-/** An attention head name as the engine writes it (`L3.H1`). */
-export const isHeadName = (v: unknown): v is string => isStr(v) && /^L\d{1,4}\.H\d{1,4}$/.test(v);
-/** A family label: short text (the engine writes `kind:value`, optionally `prev:`-prefixed). */
-const isLabel = (v: unknown): v is string => isStr(v) && v.length <= 200;
-const isNullableLabel = (v: unknown): v is string | null => v === null || isLabel(v);
-const isRoleList = (v: unknown): v is Role[] => every(v, isRole) && new Set(v).size === v.length;
-const isStatGroup = (v: unknown): v is StatGroup => (STAT_GROUPS as readonly unknown[]).includes(v);
-
-export function isNeuronRef(v: unknown): v is NeuronRef {
-  return isObj(v) && isNat(v.layer) && isNat(v.neuron);
-}
-
-export function isRunInfo(v: unknown): v is RunInfo {
-  return (
-    isObj(v) &&
-    isStr(v.runDir) &&
-    isStr(v.id) &&
-    isStr(v.status) &&
-    every(v.models, isStr) &&
-    isNat(v.nLayers) &&
-    isNat(v.dMlp) &&
-    isFiniteNum(v.threshold) &&
-    isNat(v.tokens) &&
-    isStr(v.created)
-  );
-}
-
-export function isNeuronColumns(v: unknown): v is NeuronColumns {
-  if (!isObj(v) || !every(v.layer, isNat)) return false;
-  const n = v.layer.length;
-  if (!arrayOf(v.neuron, n, isNat) || !arrayOf(v.universal, n, isBool) || !isObj(v.values)) return false;
-  const values = v.values;
-  if (!TABLE_COLUMNS.every((c) => arrayOf(values[c], n, isNum))) return false;
-  return (
-    (v.family === null || arrayOf(v.family, n, isNullableStr)) &&
-    (v.familyLabel === null || arrayOf(v.familyLabel, n, isNullableLabel)) &&
-    (v.familyVr === null || arrayOf(v.familyVr, n, isNum)) &&
-    (v.roles === null || arrayOf(v.roles, n, isRoleList))
-  );
-}
-
-function isHistogram(v: unknown): v is Histogram {
-  return isObj(v) && every(v.counts, isNat) && arrayOf(v.edges, v.counts.length + 1, isFiniteNum);
-}
-
-function isLayerSummary(v: unknown): v is LayerSummary {
-  return isObj(v) && isNat(v.layer) && isNat(v.neurons) && isNat(v.universal) && isFiniteNum(v.percent) && isNum(v.medianExcess);
-}
-
-function isFamilyCount(v: unknown): v is FamilyCount {
-  return isObj(v) && isStr(v.family) && isNat(v.neurons) && isNat(v.universal);
-}
-
-function isFamilyLayerCounts(v: unknown): v is FamilyLayerCounts {
-  return isObj(v) && isStr(v.family) && every(v.all, isNat) && arrayOf(v.universal, v.all.length, isNat);
-}
-
-function isRoleCount(v: unknown): v is RoleCount {
-  return isObj(v) && isRole(v.role) && isNat(v.neurons) && isNat(v.universal) && every(v.byLayer, isNat);
-}
-
-function isAttentionScore(v: unknown): v is AttentionScore {
-  return isObj(v) && isHeadName(v.head) && isNum(v.score) && isNum(v.raw);
-}
-
-function isAttentionPair(v: unknown): v is AttentionPair {
-  return isObj(v) && isAttentionScore(v) && isNat(v.layer) && isNat(v.neuron);
-}
-
-export function isOverviewData(v: unknown): v is OverviewData {
-  if (!isObj(v) || !isRunInfo(v.run) || !isObj(v.totals) || !isObj(v.scatter)) return false;
-  const t = v.totals;
-  const s = v.scatter;
-  if (!(isNat(t.neurons) && isNat(t.universal) && isFiniteNum(t.percent))) return false;
-  if (!every(s.meanCorr, isNum)) return false;
-  const n = s.meanCorr.length;
-  return (
-    arrayOf(s.layer, n, isNat) &&
-    arrayOf(s.neuron, n, isNat) &&
-    arrayOf(s.meanBaseline, n, isNum) &&
-    arrayOf(s.universal, n, isBool) &&
-    every(v.layers, isLayerSummary) &&
-    isHistogram(v.excessHistogram) &&
-    (v.families === null || every(v.families, isFamilyCount)) &&
-    (v.familyLayers === null || every(v.familyLayers, isFamilyLayerCounts)) &&
-    (v.roles === null || every(v.roles, isRoleCount)) &&
-    (v.attention === null || every(v.attention, isAttentionPair))
-  );
-}
-
-export function isTableData(v: unknown): v is TableData {
-  return isObj(v) && isRunInfo(v.run) && isNeuronColumns(v.columns);
-}
-
-function isStatRow(v: unknown): v is StatRow {
-  return isObj(v) && isStr(v.key) && isStatGroup(v.group) && isNum(v.value) && isNum(v.percentile);
-}
-
-function isExampleToken(v: unknown): v is ExampleToken {
-  return isObj(v) && isInt(v.id) && isStr(v.text) && isFiniteNum(v.act);
-}
-
-function isExampleContext(v: unknown): v is ExampleContext {
-  return (
-    isObj(v) &&
-    isFiniteNum(v.value) &&
-    isInt(v.row) &&
-    every(v.tokens, isExampleToken) &&
-    isNat(v.maxIndex) &&
-    (v.tokens.length === 0 || v.maxIndex < v.tokens.length) &&
-    (v.carriesLabel === undefined || isBool(v.carriesLabel))
-  );
-}
-
-function isTokenValue(v: unknown): v is TokenValue {
-  return isObj(v) && isInt(v.id) && isStr(v.text) && isFiniteNum(v.value);
-}
-
-function isPartner(v: unknown): v is Partner {
-  if (!isObj(v) || !isStr(v.model) || !isNat(v.layer) || !isNat(v.neuron) || !isNum(v.corr) || !isNum(v.baseline)) return false;
-  const b = v.bestReference;
-  return b === null || (isObj(b) && isNat(b.layer) && isNat(b.neuron) && isNum(b.corr));
-}
-
-function isActivationHistogram(v: unknown): v is ActivationHistogram {
-  return isObj(v) && isHistogram(v) && isNat(v.under) && isNat(v.over) && isNum(v.min) && isNum(v.max);
-}
-
-function isFamilyExplanation(v: unknown): v is FamilyExplanation {
-  return isObj(v) && isNullableLabel(v.label) && isNum(v.vr) && isNum(v.positionMi);
-}
-
-function isEntropyPoint(v: unknown): v is EntropyPoint {
-  return isObj(v) && isNum(v.lnScale) && isNum(v.entropy) && isNum(v.loss);
-}
-
-function isInterventionPoint(v: unknown): v is EntropyIntervention['points'][number] {
-  return isObj(v) && isEntropyPoint(v) && isFiniteNum(v.value) && isNum(v.dLoss) && isNum(v.dEntropy);
-}
-
-function isEntropyIntervention(v: unknown): v is EntropyIntervention {
-  return isObj(v) && (v.candidate === undefined || isBool(v.candidate)) && isEntropyPoint(v.baseline) && every(v.points, isInterventionPoint);
-}
-
-export function isNeuronData(v: unknown): v is NeuronData {
-  if (!isObj(v)) return false;
-  const vocab = v.vocab;
-  return (
-    isRunInfo(v.run) &&
-    isNat(v.layer) &&
-    isNat(v.neuron) &&
-    isBool(v.universal) &&
-    (v.family === undefined || isNullableStr(v.family)) &&
-    (v.explanation === undefined || isFamilyExplanation(v.explanation)) &&
-    (v.roles === undefined || isRoleList(v.roles)) &&
-    (v.attention === undefined || every(v.attention, isAttentionScore)) &&
-    (v.entropy === undefined || isEntropyIntervention(v.entropy)) &&
-    every(v.stats, isStatRow) &&
-    (v.histogram === null || isActivationHistogram(v.histogram)) &&
-    every(v.examples, isExampleContext) &&
-    (vocab === null || (isObj(vocab) && every(vocab.top, isTokenValue) && every(vocab.bottom, isTokenValue))) &&
-    every(v.partners, isPartner) &&
-    every(v.notes, isStr)
-  );
-}
-
-function isPromptToken(v: unknown): v is PromptToken {
-  return (
-    isObj(v) &&
-    isStr(v.text) &&
-    isNat(v.start) &&
-    isNat(v.end) &&
-    v.end >= v.start &&
-    (v.id === null || isNat(v.id)) &&
-    isNum(v.value)
-  );
-}
-
-export function isPromptData(v: unknown): v is PromptData {
-  return isObj(v) && isStr(v.document) && isStr(v.title) && isStr(v.neuronLabel) && every(v.tokens, isPromptToken);
-}
-
-export function isViewPayload(v: unknown): v is ViewPayload {
-  if (!isObj(v)) return false;
-  switch (v.view) {
-    case 'overview':
-      return isOverviewData(v.data);
-    case 'table':
-      return isTableData(v.data);
-    case 'neuron':
-      return isNeuronData(v.data);
-    case 'prompt':
-      return isPromptData(v.data);
-    default:
-      return false;
-  }
-}
-
+export const isViewKind = guard(viewKind);
+export const isRole = guard(role);
+export const isHeadName = guard(headName);
+export const isNeuronRef = guard(NeuronRefSchema);
+export const isRunInfo = guard(RunInfoSchema);
+export const isNeuronColumns = guard(NeuronColumnsSchema);
+export const isOverviewData = guard(OverviewDataSchema);
+export const isTableData = guard(TableDataSchema);
+export const isNeuronData = guard(NeuronDataSchema);
+export const isPromptData = guard(PromptDataSchema);
+export const isViewPayload = guard(ViewPayloadSchema);
 /** Host-side guard for everything a webview posts. */
-export function isFromWebview(m: unknown): m is FromWebview {
-  if (!isObj(m)) return false;
-  switch (m.type) {
-    case 'ready':
-      return isInt(m.protocolVersion) && isViewKind(m.view);
-    case 'openNeuron':
-      return isNat(m.layer) && isNat(m.neuron);
-    case 'openView':
-      return m.view === 'overview' || m.view === 'table';
-    case 'revealRange':
-      return isNat(m.start) && isNat(m.end) && m.end >= m.start;
-    case 'log':
-      return isLogLevel(m.level) && isText(m.message);
-    default:
-      return false;
-  }
-}
-
+export const isFromWebview = guard(FromWebviewSchema);
 /** Webview-side guard for everything the host posts (checks the whole payload). */
-export function isToWebview(m: unknown): m is ToWebview {
-  if (!isObj(m)) return false;
-  switch (m.type) {
-    case 'init':
-      return isInt(m.protocolVersion) && isViewPayload(m.payload);
-    case 'error':
-      return isText(m.message);
-    default:
-      return false;
-  }
-}
-
-export function isTableUiState(v: unknown): v is TableUiState {
-  return (
-    isObj(v) &&
-    isBool(v.universalOnly) &&
-    (v.layer === null || isNat(v.layer)) &&
-    isNullableStr(v.family) &&
-    (v.role === undefined || v.role === null || isRole(v.role)) &&
-    isNum(v.minExcess) &&
-    isNum(v.maxExcess) &&
-    (v.sort === 'layer' || v.sort === 'neuron' || v.sort === 'family' || v.sort === 'family_vr' || v.sort === 'role' || isTableColumn(v.sort)) &&
-    isBool(v.descending) &&
-    isNat(v.page)
-  );
-}
-
+export const isToWebview = guard(ToWebviewSchema);
+export const isTableUiState = guard(TableUiStateSchema);
 /** Persisted state as it comes back from vscode.getState() or a serializer: checked, never trusted. */
-export function isPanelState(v: unknown): v is PanelState {
-  return (
-    isObj(v) &&
-    v.v === 1 &&
-    isViewKind(v.view) &&
-    (v.runDir === undefined || isStr(v.runDir)) &&
-    (v.neuron === undefined || isNeuronRef(v.neuron)) &&
-    (v.prompt === undefined || isPromptData(v.prompt)) &&
-    (v.table === undefined || isTableUiState(v.table)) &&
-    (v.scrollY === undefined || (isFiniteNum(v.scrollY) && v.scrollY >= 0))
-  );
-}
+export const isPanelState = guard(PanelStateSchema);
 
 /** A short description of a rejected message for logs (never the whole payload). */
 export function describeMessage(m: unknown): string {
-  if (!isObj(m)) return m === null ? 'null' : Array.isArray(m) ? 'an array' : typeof m;
-  const type = isStr(m.type) ? JSON.stringify(m.type.slice(0, 40)) : typeof m.type;
-  const keys = Object.keys(m).slice(0, 8).join(', ');
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return m === null ? 'null' : Array.isArray(m) ? 'an array' : typeof m;
+  const o = m as Record<string, unknown>;
+  const type = typeof o.type === 'string' ? JSON.stringify(o.type.slice(0, 40)) : typeof o.type;
+  const keys = Object.keys(o).slice(0, 8).join(', ');
   return `{type: ${type}; keys: ${keys}}`;
 }

@@ -23,7 +23,7 @@ import train_family as tf  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SLICE_STRIDE = 16
-DROP = {tf.EOT, 198}  # method.md: statistics skip <|endoftext|> and "\n" (GPT-2 id 198)
+DROP = {tf.EOT, 198}  # docs/method-notes.md: statistics skip <|endoftext|> and "\n" (GPT-2 id 198)
 
 
 def read_safetensors(path):

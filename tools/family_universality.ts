@@ -8,7 +8,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readNeuronArrow } from '../src/engine/store';
+import { readNeuronArrow } from '../src/engine/run/neurons';
+import { runFile } from '../src/engine/run/files';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => (args.includes(name) ? args[args.indexOf(name) + 1]! : dflt);
@@ -28,11 +29,11 @@ const median = (xs: number[]): number => {
   console.log('|---|---|---|---|---|---|');
   for (const s of seeds) {
     const out = join(runs, `ref-${s}`);
-    if (!existsSync(join(out, 'neurons.arrow'))) {
+    if (!existsSync(runFile(out, 'neurons'))) {
       const models = [s, ...seeds.filter((o) => o !== s)].map((o) => join(root, 'models', `tiny-gpt2-${o}`));
       execFileSync('node', [join(root, 'dist', 'cli.js'), 'analyze', '--models', ...models, '--corpus', join(root, 'models', 'corpus', 'heldout.tokens.bin'), '--tokens', tokens, '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
     }
-    const t = await readNeuronArrow(join(out, 'neurons.arrow'));
+    const t = await readNeuronArrow(runFile(out, 'neurons'));
     const layer = t.columns.get('layer')!;
     const excess = t.columns.get('excess_corr')!;
     const baseline = t.columns.get('mean_baseline')!;

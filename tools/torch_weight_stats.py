@@ -3,7 +3,7 @@
 
 Reads each checkpoint's model.safetensors directly (format parsed here, no safetensors package),
 applies TransformerLens's default weight processing in float64 PyTorch, and writes the per-neuron
-statistics of method.md "Weight statistics" to test/fixtures/weightstats/<name>.json:
+statistics of docs/method-notes.md "Weight statistics" to test/fixtures/weightstats/<name>.json:
 
   W_in' = diag(ln_2.w) W_in, b_in' = b_in + ln_2.b W_in, W_in' centred over d_model per neuron;
   W_out rows centred over d_model;

@@ -1,16 +1,16 @@
 /**
  * The neuron page's "Family and roles" section: which family the neuron is in and the label that
  * explains it (as prose), how much of its variance the label explains, how many of its top
- * contexts carry the label, and each role with the neuron's own numbers behind it (method.md
+ * contexts carry the label, and each role with the neuron's own numbers behind it (docs/method-notes.md
  * "Families and roles"). Old runs without these columns get no section.
  */
 import type { NeuronData, Role, StatRow } from '../src/protocol';
-import { describeLabel, familyName, isExplained, ROLE_MEANINGS, ROLE_TITLES } from '../src/engine/familyText';
+import { describeLabel, familyName, isExplained, ROLE_MEANINGS, ROLE_TITLES } from '../src/view/familyText';
 import { section } from './common';
 import { el, fmt } from './dom';
 import { badge } from './ui';
 
-/** The method's joining thresholds, where it names one (method.md "Defaults in one place"). */
+/** The method's joining thresholds, where it names one (docs/method-notes.md "Defaults in one place"). */
 const VR_THRESHOLD: Record<string, number> = { unigram: 0.5, alphabet: 0.35 };
 
 /** The label in prose, for example marks and the page (null when the run gives none). */

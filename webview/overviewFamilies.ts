@@ -5,7 +5,7 @@
  * tables; the strongest attention-deactivation pairs, each a link to its neuron.
  */
 import type { OverviewData } from '../src/protocol';
-import { compareFamilies, familyName, isExplained, ROLE_TITLES } from '../src/engine/familyText';
+import { compareFamilies, familyName, isExplained, ROLE_TITLES } from '../src/view/familyText';
 import { baseOptions, chartBox, themedChart } from './charts';
 import { section, type ViewContext } from './common';
 import { el, fmt, neuronName } from './dom';

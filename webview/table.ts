@@ -5,7 +5,7 @@
  * Clicking a row (or Enter on it) opens the neuron's page. Filters and page persist across reloads.
  */
 import { ROLES, TABLE_COLUMNS, type Role, type TableData, type TableSort, type TableUiState } from '../src/protocol';
-import { compareFamilies, describeLabel, familyName, ROLE_TITLES } from '../src/engine/familyText';
+import { compareFamilies, describeLabel, familyName, ROLE_TITLES } from '../src/view/familyText';
 import { runHeader, type ViewContext } from './common';
 import { el, fmt, neuronName } from './dom';
 import { button, checkbox, dataGrid, dropdown, textField, type GridColumn } from './ui';

@@ -1,7 +1,6 @@
 /** `analyze`, `summary RUN`, `table FILE.csv`: the universality analysis from the command line. */
-import { join } from 'node:path';
-import type { Manifest } from '../engine/analysis/pipeline';
 import { EngineError, type CancellationSignal, CancelledError } from '../engine/errors';
+import { DEFAULT_THRESHOLD } from '../engine/run/defaults';
 import type { Print } from './activations';
 import type { AnalyzeCommand, SummaryCommand, TableCommand } from './args';
 import { formatDuration, progressReporter } from './progress';
@@ -10,30 +9,37 @@ import { summarizeTable } from './summary';
 // Loaded on first use: --help and usage errors never load onnxruntime or apache-arrow.
 const loadPipeline = () => import('../engine/analysis/pipeline');
 const loadStore = () => import('../engine/store');
+const loadManifest = () => import('../engine/run/manifest');
+const loadNeurons = () => import('../engine/run/neurons');
 
 const int = (x: number) => x.toLocaleString('en-US');
 
 export async function runSummaryOf(runDir: string, print: Print, top: number): Promise<void> {
-  const store = await loadStore();
-  const m = store.readJson<Manifest>(join(runDir, 'manifest.json'));
+  const { readManifest, manifestThreshold } = await loadManifest();
+  const { readNeuronArrow, partnerColumns } = await loadNeurons();
+  const { runFile } = await import('../engine/run/files');
+  const m = readManifest(runDir);
   if (m.status !== 'complete') {
     throw new EngineError(`run ${runDir} is ${m.status}; resume it with: universal-neurons analyze --resume ${runDir}`, runDir);
   }
-  const t = await store.readNeuronArrow(join(runDir, 'neurons.arrow'));
+  const t = await readNeuronArrow(runFile(runDir, 'neurons'));
   const ref = m.models[0]!;
   const others = m.models.slice(1);
-  const tk = m.corpus.tokens;
+  const tk = m.corpus?.tokens;
+  const threshold = manifestThreshold(m);
+  // Older runs may lack a field: the header says '?' rather than failing.
+  const n = (x: number | undefined) => (x === undefined ? '?' : int(x));
   const header = [
     `run ${m.id} (${runDir})`,
     `reference ${ref.label} (${ref.nLayers} layers x ${ref.dMlp} neurons) vs ${others.map((o) => o.label).join(', ')}`,
-    `corpus: ${int(tk.used)} tokens in ${int(m.corpus.rows)} rows of ${m.corpus.row_length} (${int(tk.kept)} kept for statistics); ` +
-      `threshold excess > ${m.settings.threshold}; baseline seed ${m.settings.seed}; ${formatDuration(m.timings.total_s)} total`,
+    `corpus: ${n(tk?.used)} tokens in ${n(m.corpus?.rows)} rows of ${m.corpus?.row_length ?? '?'} (${n(tk?.kept)} kept for statistics); ` +
+      `threshold excess > ${threshold}; baseline seed ${m.settings?.seed ?? '?'}; ${m.timings?.total_s === undefined ? '?' : formatDuration(m.timings.total_s)} total`,
     '',
   ];
   const partners = others
-    .map((o) => ({ label: o.label, ...store.partnerColumns(o.label) }))
+    .map((o) => ({ label: o.label, ...partnerColumns(o.label) }))
     .filter((p) => t.columns.has(p.layer) && t.columns.has(p.neuron) && t.columns.has(p.corr));
-  for (const line of summarizeTable(t, { threshold: m.settings.threshold, top, header, partners })) print(line);
+  for (const line of summarizeTable(t, { threshold, top, header, partners })) print(line);
 }
 
 export async function runSummary(cmd: SummaryCommand, print: Print): Promise<void> {
@@ -42,9 +48,9 @@ export async function runSummary(cmd: SummaryCommand, print: Print): Promise<voi
 }
 
 export async function runTable(cmd: TableCommand, print: Print): Promise<void> {
-  const store = await loadStore();
-  const t = store.readNeuronCsv(cmd.file);
-  const threshold = cmd.threshold ?? 0.5;
+  const { readNeuronCsv } = await loadNeurons();
+  const t = readNeuronCsv(cmd.file);
+  const threshold = cmd.threshold ?? DEFAULT_THRESHOLD;
   const header = [`${cmd.file}: ${int(t.nRows)} rows, threshold excess > ${threshold}`, ''];
   for (const line of summarizeTable(t, { threshold, top: cmd.top, dMlp: cmd.dMlp, header })) print(line);
 }

@@ -7,7 +7,8 @@
  * universal.csv): then neurons per layer are unknown unless given (`dMlp`), and counts at
  * thresholds below the table's own cut are lower bounds, which the output says.
  */
-import type { NeuronTable } from '../engine/store';
+import { isUniversal, SUMMARY_THRESHOLDS } from '../engine/run/defaults';
+import type { NeuronTable } from '../engine/run/neurons';
 
 export interface SummaryOptions {
   threshold: number;
@@ -19,8 +20,6 @@ export interface SummaryOptions {
   /** Partner columns to show for top neurons: label → [layer column, neuron column, corr column]. */
   partners?: { label: string; layer: string; neuron: string; corr: string }[];
 }
-
-export const SUMMARY_THRESHOLDS = [0.3, 0.4, 0.5] as const;
 
 function median(values: number[]): number {
   const v = values.filter(Number.isFinite).sort((a, b) => a - b);
@@ -79,7 +78,7 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
   // A partial table (the paper's universal.csv) was cut at some excess ≤ its lowest row; taking
   // that cut as the threshold asked for, counts below it are lower bounds.
   const cut = complete ? -Infinity : Math.min(minExcess, opts.threshold);
-  const isU = (i: number, thr: number) => Number.isFinite(excess![i]!) && excess![i]! > thr;
+  const isU = (i: number, thr: number) => isUniversal(excess![i]!, thr);
 
   if (!complete) {
     out.push(

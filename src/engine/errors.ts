@@ -56,3 +56,26 @@ export interface CancellationSignal {
 export function throwIfCancelled(signal: CancellationSignal | undefined): void {
   if (signal?.cancelled) throw new CancelledError();
 }
+
+/** What is wrong with a run folder, so that the editor can offer the right fix. */
+export type RunProblem = 'missing' | 'incomplete' | 'corrupt';
+
+/** A run folder that cannot be read: missing (moved, deleted), incomplete (running, cancelled, failed) or corrupt. */
+export class RunError extends EngineError {
+  constructor(
+    message: string,
+    readonly problem: RunProblem,
+    readonly runDir: string,
+  ) {
+    super(message, runDir);
+    this.name = 'RunError';
+  }
+}
+
+/** A request a loaded run cannot answer (a neuron that is not in it): the caller asked for the wrong thing. */
+export class RunDataError extends EngineError {
+  constructor(message: string, runDir?: string) {
+    super(message, runDir);
+    this.name = 'RunDataError';
+  }
+}

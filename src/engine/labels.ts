@@ -1,5 +1,5 @@
 /**
- * Binary token labels for the family analysis (method.md "Families and roles"): what a token is
+ * Binary token labels for the family analysis (docs/method-notes.md "Families and roles"): what a token is
  * (its normalised string, first letter, surface features), its part of speech, and its document.
  *
  * Every current-token label is a function of the token id alone. So ids are grouped into
@@ -90,11 +90,11 @@ function featureBits(s: string): number {
 }
 
 export interface UnigramOptions {
-  /** Occurrences per 10M tokens a word needs (method.md: 3000), scaled to the corpus. */
+  /** Occurrences per 10M tokens a word needs (docs/method-notes.md: 3000), scaled to the corpus. */
   perTenMillion?: number;
   /** Floor on the scaled count, so tiny corpora do not admit words seen a handful of times. */
   minCount?: number;
-  /** A word must be the normal form of more than this many vocabulary ids (method.md: 3). */
+  /** A word must be the normal form of more than this many vocabulary ids (docs/method-notes.md: 3). */
   minIds?: number;
 }
 

@@ -1,9 +1,12 @@
+// Over 600 lines: the three forwards (Forward for activations, Model for text with its windows,
+// Scorer for the entropy intervention) share session creation, the batching loop (runInBatches)
+// and checkpoint loading; Scorer is the seam if the file grows (it needs only those helpers).
 /**
  * Runs a checkpoint's forward pass on onnxruntime (CPU) and returns every MLP neuron's
  * activations. Architecture-specific work (config, weight names, graph) lives in `arch/`.
  *
- * Batching: rows are sorted by length and packed into batches of at most `batchTokens` padded
- * tokens; shorter rows are padded on the right (id 0). Under a causal mask a position never
+ * Batching (`runInBatches`, one loop for every forward): rows are sorted by length and packed
+ * into batches of at most `batchTokens` padded tokens; shorter rows are padded on the right (id 0). Under a causal mask a position never
  * sees later positions, so right padding leaves every real token's activations unchanged, and
  * rows of equal length (the usual analysis case) are not padded at all.
  *
@@ -290,12 +293,7 @@ export class Forward {
       if (wantPost) out.hookPost = Array.from({ length: L }, () => new Float32Array(nTokens * M));
       if (logits) out.logits = new Float32Array(nTokens * V);
     }
-    for (const batch of batches) {
-      throwIfCancelled(opts.signal);
-      const S = rows[batch[0]!]!.length; // longest first
-      const ids = new BigInt64Array(batch.length * S); // padding id 0: any valid id will do
-      batch.forEach((r, b) => rows[r]!.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
-      const res = await session.run({ [INPUT_IDS]: new ort.Tensor('int64', ids, [batch.length, S]) }, fetches);
+    await runInBatches(session, rows, batches, fetches, opts.signal, (res, batch, S) => {
       const data = (name: string): Float32Array => res[name]!.data as Float32Array;
       if (single) {
         for (let l = 0; l < L; l++) {
@@ -303,22 +301,15 @@ export class Forward {
           if (wantPost) out.hookPost.push(data(hookName(l, 'post')));
         }
         if (logits) out.logits = data(LOGITS);
-        break;
+        return true;
       }
-      // Copy each row's real tokens to its place in the concatenation.
-      const scatter = (src: Float32Array, dst: Float32Array, width: number): void => {
-        batch.forEach((r, b) => {
-          const n = rows[r]!.length;
-          dst.set(src.subarray(b * S * width, (b * S + n) * width), offsets[r]! * width);
-        });
-      };
       for (let l = 0; l < L; l++) {
-        if (wantPre) scatter(data(hookName(l, 'pre')), out.hookPre[l]!, M);
-        if (wantPost) scatter(data(hookName(l, 'post')), out.hookPost[l]!, M);
+        if (wantPre) scatterRows(data(hookName(l, 'pre')), out.hookPre[l]!, M, rows, offsets, batch, S);
+        if (wantPost) scatterRows(data(hookName(l, 'post')), out.hookPost[l]!, M, rows, offsets, batch, S);
       }
-      if (logits) scatter(data(LOGITS), out.logits!, V);
-      for (const name of fetches) res[name]!.dispose();
-    }
+      if (logits) scatterRows(data(LOGITS), out.logits!, V, rows, offsets, batch, S);
+      return false;
+    });
     return out;
   }
 
@@ -358,6 +349,45 @@ function rowOffsets(rows: readonly (readonly number[])[], cfg: Gpt2Config): numb
     offsets.push(offsets[i]! + r.length);
   });
   return offsets;
+}
+
+/**
+ * The batching loop of every forward (Forward.runTokens, Scorer.score): each batch of `batches`
+ * (planBatches: longest row first) is padded on the right to its longest row (id 0: under the
+ * causal mask padding never changes a real token), run with `extraFeeds`, and handed to `take`;
+ * its outputs are then freed unless `take` keeps them (returns true). Cancellation is checked
+ * before each run.
+ */
+async function runInBatches(
+  session: ort.InferenceSession,
+  rows: readonly (readonly number[])[],
+  batches: readonly (readonly number[])[],
+  fetches: readonly string[],
+  signal: CancellationSignal | undefined,
+  take: (res: ort.InferenceSession.ReturnType, batch: readonly number[], S: number) => boolean,
+  extraFeeds?: (batch: readonly number[], S: number) => Record<string, ort.Tensor>,
+): Promise<void> {
+  for (const batch of batches) {
+    throwIfCancelled(signal);
+    const S = rows[batch[0]!]!.length; // longest first
+    const ids = new BigInt64Array(batch.length * S); // padding id 0: any valid id will do
+    batch.forEach((r, b) => rows[r]!.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
+    const res = await session.run({ [INPUT_IDS]: new ort.Tensor('int64', ids, [batch.length, S]), ...extraFeeds?.(batch, S) }, fetches);
+    if (!take(res, batch, S)) for (const name of fetches) res[name]!.dispose();
+  }
+}
+
+/** Copies each row's real tokens of a batch output ([batch × S × width]) to its place in the concatenation. */
+function scatterRows(
+  src: Float32Array,
+  dst: Float32Array,
+  width: number,
+  rows: readonly (readonly number[])[],
+  offsets: readonly number[],
+  batch: readonly number[],
+  S: number,
+): void {
+  batch.forEach((r, b) => dst.set(src.subarray(b * S * width, (b * S + rows[r]!.length) * width), offsets[r]! * width));
 }
 
 /** Row indices grouped into batches: longest first, at most `budget` padded tokens each. */
@@ -617,33 +647,31 @@ export class Scorer {
     throwIfCancelled(opts.signal);
     const session = await this.session(value !== undefined);
     const fetches = [NLL, ENTROPY, LN_FINAL_SCALE];
-    for (const batch of planBatches(rows, this.batchTokens)) {
-      throwIfCancelled(opts.signal);
-      const S = rows[batch[0]!]!.length; // longest first
-      const ids = new BigInt64Array(batch.length * S);
+    const extraFeeds = (batch: readonly number[], S: number): Record<string, ort.Tensor> => {
       const targets = new BigInt64Array(batch.length * S).fill(-1n); // padding has no target
-      batch.forEach((r, b) => {
-        const row = rows[r]!;
-        row.forEach((id, t) => {
-          ids[b * S + t] = BigInt(id);
-          if (t > 0) targets[b * S + t - 1] = BigInt(id);
-        });
-      });
-      const feeds: Record<string, ort.Tensor> = {
-        [INPUT_IDS]: new ort.Tensor('int64', ids, [batch.length, S]),
-        [TARGETS]: new ort.Tensor('int64', targets, [batch.length, S]),
-      };
+      batch.forEach((r, b) => rows[r]!.forEach((id, t) => t > 0 && (targets[b * S + t - 1] = BigInt(id))));
+      const feeds: Record<string, ort.Tensor> = { [TARGETS]: new ort.Tensor('int64', targets, [batch.length, S]) };
       if (value !== undefined) feeds[INTERVENTION_VALUE] = new ort.Tensor('float32', Float32Array.of(value), [1]);
-      const res = await session.run(feeds, fetches);
-      const put = (name: string, dst: Float32Array): void => {
-        const src = res[name]!.data as Float32Array;
-        batch.forEach((r, b) => dst.set(src.subarray(b * S, b * S + rows[r]!.length), offsets[r]!));
-      };
-      put(NLL, out.nll);
-      put(ENTROPY, out.entropy);
-      put(LN_FINAL_SCALE, out.lnScale);
-      for (const name of fetches) res[name]!.dispose();
-    }
+      return feeds;
+    };
+    await runInBatches(
+      session,
+      rows,
+      planBatches(rows, this.batchTokens),
+      fetches,
+      opts.signal,
+      (res, batch, S) => {
+        for (const [name, dst] of [
+          [NLL, out.nll],
+          [ENTROPY, out.entropy],
+          [LN_FINAL_SCALE, out.lnScale],
+        ] as const) {
+          scatterRows(res[name]!.data as Float32Array, dst, 1, rows, offsets, batch, S);
+        }
+        return false;
+      },
+      extraFeeds,
+    );
     return out;
   }
 

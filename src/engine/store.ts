@@ -2,54 +2,20 @@
  * Results store: one folder per run (`.universal-neurons/runs/<id>/` or `--out`), every file
  * written atomically — temp file in the same folder, fsync, rename — so a run killed mid-way or
  * a disk that fills mid-write never leaves a half-written file under a final name, and files of
- * earlier runs (or earlier checkpoints of this one) stay as they were.
+ * earlier runs (or earlier checkpoints of this one) stay as they were. Also the run folder's
+ * life (create, lock, resolve) and its checkpoint.
  *
- * Arrow IPC (`neurons.arrow`, `partners.arrow`) is the file format pandas `read_feather` and
- * polars `read_ipc` open; `universal.csv` is the paper's table schema, exactly.
+ * What each result file holds, and its one reader and writer, is src/engine/run/; this module
+ * gives them the atomic write and the Arrow IPC / CSV encoding.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { EngineError, ioReason } from './errors';
 import type { AccumulatorState, StateValue } from './analysis/types';
+import { RUNS_DIR, RUN_FILES } from './run/files';
 
-/** The paper's universal.csv columns, in order (method.md "Table schema"). */
-export const PAPER_COLUMNS = [
-  'layer',
-  'neuron',
-  'max_corr',
-  'mean_corr',
-  'min_corr',
-  'max_baseline',
-  'min_baseline',
-  'mean_baseline',
-  'w_in_norm',
-  'input_bias',
-  'w_out_norm',
-  'in_out_sim',
-  'l2_penalty',
-  'mean',
-  'var',
-  'skew',
-  'kurt',
-  'vocab_mean',
-  'vocab_var',
-  'vocab_skew',
-  'vocab_kurt',
-  'sparsity',
-  'excess_corr',
-] as const;
-export type PaperColumn = (typeof PAPER_COLUMNS)[number];
-
-/** Partner columns of neurons.arrow for other model `label`. */
-export const partnerColumns = (label: string) => ({
-  layer: `partner_layer_${label}`,
-  neuron: `partner_neuron_${label}`,
-  corr: `corr_${label}`,
-  baseline: `baseline_${label}`,
-});
-
-export const RUNS_DIR = join('.universal-neurons', 'runs');
+export { RUNS_DIR };
 
 // ---------------------------------------------------------------------------------------------
 // Atomic writes
@@ -167,7 +133,7 @@ export function createRunDir(opts: { out?: string; workspace?: string; id?: stri
   } catch (e) {
     throw new EngineError(`cannot create run folder ${dir}: ${ioMessage(e)}`, dir);
   }
-  if (fs.existsSync(join(dir, 'manifest.json'))) {
+  if (fs.existsSync(join(dir, RUN_FILES.manifest))) {
     throw new EngineError(`${dir} already holds a run (manifest.json); choose another --out or --resume it`, dir);
   }
   return { dir, id };
@@ -188,7 +154,7 @@ function processAlive(pid: number): boolean {
  * Returns the release function.
  */
 export function acquireRunLock(runDir: string): () => void {
-  const p = join(runDir, 'run.lock');
+  const p = join(runDir, RUN_FILES.lock);
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = fs.openSync(p, 'wx');
@@ -225,7 +191,7 @@ export function acquireRunLock(runDir: string): () => void {
 /** A run folder given as a path, or as an id under the workspace's runs folder. */
 export function resolveRunDir(run: string, workspace: string = process.cwd()): string {
   for (const cand of [run, join(workspace, RUNS_DIR, run)]) {
-    if (fs.existsSync(join(cand, 'manifest.json'))) return cand;
+    if (fs.existsSync(join(cand, RUN_FILES.manifest))) return cand;
   }
   throw new EngineError(`no run at ${run} (looked for manifest.json there and under ${join(workspace, RUNS_DIR)})`, run);
 }
@@ -356,10 +322,10 @@ export function decodeCheckpoint(buf: Uint8Array, file = 'checkpoint'): Checkpoi
   return { nextBatch: head.nextBatch, meta: head.meta, states };
 }
 
-export const checkpointPath = (runDir: string): string => join(runDir, 'checkpoint', 'state.ckpt');
+export const checkpointPath = (runDir: string): string => join(runDir, RUN_FILES.checkpointDir, 'state.ckpt');
 
 export function writeCheckpoint(runDir: string, ck: Checkpoint): void {
-  const dir = join(runDir, 'checkpoint');
+  const dir = join(runDir, RUN_FILES.checkpointDir);
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (e) {
@@ -418,128 +384,4 @@ export function csvText(columns: readonly string[], rows: readonly Record<string
   const lines = [columns.join(',')];
   for (const r of rows) lines.push(columns.map((c) => csvNumber(r[c] ?? NaN)).join(','));
   return lines.join('\n') + '\n';
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading neuron tables back (ours, and the paper's published CSVs)
-
-export interface NeuronTable {
-  /** Where it came from (for messages). */
-  source: string;
-  nRows: number;
-  /** Numeric columns by name (booleans as 0/1, missing values NaN), in file order. */
-  columns: Map<string, Float64Array>;
-  /** Text columns (Arrow utf8: family, role, …); absent from CSV tables. */
-  text?: Map<string, string[]>;
-}
-
-/** Splits one CSV line (RFC 4180 quotes; the paper's files are plain numbers). */
-function csvCells(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]!;
-    if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else cur += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      out.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  out.push(cur);
-  return out;
-}
-
-function cellNumber(raw: string): number {
-  const s = raw.trim();
-  if (s === '' || /^(nan|NaN|NA|null|None)$/.test(s)) return NaN;
-  if (/^true$/i.test(s)) return 1;
-  if (/^false$/i.test(s)) return 0;
-  if (/^-?inf(inity)?$/i.test(s)) return s.startsWith('-') ? -Infinity : Infinity;
-  const x = Number(s);
-  return Number.isNaN(x) ? NaN : x;
-}
-
-/**
- * Reads a CSV in the paper's schema (any column order, extra columns kept, a pandas index column
- * — empty or "Unnamed: 0" header — dropped). `layer` and `neuron` are required.
- */
-export function readNeuronCsv(path: string): NeuronTable {
-  let text: string;
-  try {
-    text = fs.readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new EngineError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : ioMessage(e)}`, path);
-  }
-  if (text.includes('\u0000')) throw new EngineError(`${path} looks binary, not a CSV table`, path);
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/).filter((l) => l.trim() !== '');
-  if (lines.length === 0) throw new EngineError(`${path} is empty`, path);
-  const head = csvCells(lines[0]!).map((h) => h.trim());
-  for (const need of ['layer', 'neuron']) {
-    if (!head.includes(need)) {
-      throw new EngineError(`${path} has no "${need}" column (columns: ${head.join(', ')}); expected the paper's universal.csv schema`, path);
-    }
-  }
-  const keepIdx = head.map((h, i) => (h === '' || /^Unnamed: \d+$/.test(h) ? -1 : i)).filter((i) => i >= 0);
-  const n = lines.length - 1;
-  const columns = new Map<string, Float64Array>();
-  for (const i of keepIdx) if (!columns.has(head[i]!)) columns.set(head[i]!, new Float64Array(n));
-  for (let r = 0; r < n; r++) {
-    const cells = csvCells(lines[r + 1]!);
-    if (cells.length !== head.length) {
-      throw new EngineError(`${path}:${r + 2}: ${cells.length} cells, the header has ${head.length}`, path);
-    }
-    for (const i of keepIdx) columns.get(head[i]!)![r] = cellNumber(cells[i]!);
-  }
-  const layer = columns.get('layer')!;
-  const neuron = columns.get('neuron')!;
-  for (let r = 0; r < n; r++) {
-    if (!(Number.isInteger(layer[r]) && layer[r]! >= 0 && Number.isInteger(neuron[r]) && neuron[r]! >= 0)) {
-      throw new EngineError(`${path}:${r + 2}: layer and neuron must be non-negative integers`, path);
-    }
-  }
-  return { source: path, nRows: n, columns };
-}
-
-/** Reads an Arrow IPC neuron table (our neurons.arrow): numeric and boolean columns. */
-export async function readNeuronArrow(path: string): Promise<NeuronTable> {
-  const arrow = await import('apache-arrow');
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(path);
-  } catch (e) {
-    throw new EngineError(`cannot read ${path}: ${ioMessage(e)}`, path);
-  }
-  let t: import('apache-arrow').Table;
-  try {
-    t = arrow.tableFromIPC(u8(bytes));
-  } catch (e) {
-    throw new EngineError(`${path} is not an Arrow IPC file (${(e as Error).message})`, path);
-  }
-  const columns = new Map<string, Float64Array>();
-  const text = new Map<string, string[]>();
-  for (const f of t.schema.fields) {
-    const type = String(f.type);
-    if (/^(Utf8|LargeUtf8)/.test(type)) {
-      const v = t.getChild(f.name)!;
-      text.set(f.name, Array.from({ length: t.numRows }, (_, i) => String(v.get(i) ?? '')));
-      continue;
-    }
-    if (!/^(Float|Int|Uint|Bool)/.test(type)) continue;
-    const v = t.getChild(f.name)!;
-    const out = new Float64Array(t.numRows);
-    for (let i = 0; i < t.numRows; i++) {
-      const x: unknown = v.get(i);
-      out[i] = x === null || x === undefined ? NaN : typeof x === 'boolean' ? (x ? 1 : 0) : Number(x);
-    }
-    columns.set(f.name, out);
-  }
-  if (!columns.has('layer') || !columns.has('neuron')) throw new EngineError(`${path} has no layer/neuron columns`, path);
-  return { source: path, nRows: t.numRows, columns, text };
 }

@@ -1,3 +1,5 @@
+// Over 600 lines: one concern, GPT-2 byte-level BPE with character offsets: the loaders
+// (tokenizer.json, vocab.json + merges.txt), their checks, encode/decode and the self-check.
 // GPT-2 byte-level BPE, written here because the npm tokenizers return no character offsets and the
 // editor needs, for every token, the exact span of the document it came from.
 import { createHash } from 'node:crypto';

@@ -9,13 +9,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
+import { Command } from '../view/commandIds';
 import { CancelledError } from '../engine/errors';
 import { errorLine } from '../format';
 import { shippedFamily } from '../locate';
 import { readSettings } from './config';
 import type { RunState } from './runState';
 
-export const ANALYZE_MODELS = 'universalNeurons.analyzeModels';
 
 export interface AnalyzeModelsArgs {
   models: string[];
@@ -221,8 +221,8 @@ export async function analyzeModels(
         'Open Overview',
       )
       .then((b) => {
-        if (b === 'Open Table') void vscode.commands.executeCommand('universalNeurons.openTable');
-        if (b === 'Open Overview') void vscode.commands.executeCommand('universalNeurons.openOverview');
+        if (b === 'Open Table') void vscode.commands.executeCommand(Command.OpenTable);
+        if (b === 'Open Overview') void vscode.commands.executeCommand(Command.OpenOverview);
       });
     return { status: 'ok', runDir: res.runDir, id: res.id, universal: opened.universal, neurons: opened.neurons, seconds };
   } catch (e) {

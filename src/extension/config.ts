@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import * as vscode from 'vscode';
+import { DEFAULT_THRESHOLD } from '../engine/run/defaults';
 import { DEFAULT_MODEL, fixtureCheckpoint, isCheckpointDir } from '../locate';
 
 export const SECTION = 'universalNeurons';
@@ -44,15 +45,20 @@ function int(v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER
   return typeof v === 'number' && Number.isFinite(v) ? Math.min(max, Math.max(min, Math.floor(v))) : def;
 }
 
-function num(v: unknown, def: number, min: number, max: number): number {
-  return typeof v === 'number' && Number.isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
+/** A finite number as it is (the engine checks its range and says what is wrong), else the default. */
+function finite(v: unknown, def: number): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : def;
 }
 
 function stringList(v: unknown, def: string[]): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x.trim() !== '').map((x) => x.trim()) : def;
 }
 
-/** Clamped to the ranges package.json declares: a hand-edited settings.json is not validated. */
+/**
+ * Clamped to the ranges package.json declares: a hand-edited settings.json is not validated. The
+ * universal threshold is the engine's (src/engine/run/defaults.ts): its default, and its range,
+ * which the engine checks when an analysis starts.
+ */
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration(SECTION);
   return {
@@ -62,7 +68,7 @@ export function readSettings(): Settings {
     maxPromptBytes: int(c.get('maxPromptBytes'), 1_000_000, 1),
     maxPromptTokens: int(c.get('maxPromptTokens'), 8192, 2),
     promptGlobs: stringList(c.get('promptGlobs'), DEFAULT_PROMPT_GLOBS),
-    universalThreshold: num(c.get('universalThreshold'), 0.5, -1, 2),
+    universalThreshold: finite(c.get('universalThreshold'), DEFAULT_THRESHOLD),
     reanalyzeDelayMs: int(c.get('reanalyzeDelayMs'), 300, 0, 10_000),
     families: c.get('families') !== false,
     familyThresholds: familyThresholds(c.get('familyThresholds')),

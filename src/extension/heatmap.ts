@@ -8,11 +8,11 @@
  * shading is redrawn from the fresh result. A status-bar item names the neuron; clicking it clears.
  */
 import * as vscode from 'vscode';
+import { Command } from '../view/commandIds';
 import { heatLevels, heatScale, neuronLabel, neuronSeries, type HeatScale, type NeuronRef } from '../engine/editor';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
 
 export const LEVELS = 5;
-export const CLEAR_COMMAND = 'universalNeurons.clearHeatmap';
 
 export interface HeatApplied {
   neuron: string;
@@ -75,7 +75,7 @@ export class HeatMap implements vscode.Disposable {
     }
     const status = vscode.window.createStatusBarItem('universalNeurons.heatmap', vscode.StatusBarAlignment.Left, 50);
     status.name = 'Universal Neurons heat-map';
-    status.command = CLEAR_COMMAND;
+    status.command = Command.ClearHeatmap;
     this.status = status;
     this.disposables.push(...this.pos, ...this.neg, status);
   }

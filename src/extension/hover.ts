@@ -6,13 +6,14 @@
  */
 import * as vscode from 'vscode';
 import { continuationTokens, neuronSeries, tokenAtOffset, topNeuronsAt } from '../engine/editor';
-import { rowOf } from '../engine/runView';
+import { rowOf } from '../engine/run/view';
+import { tokenSignal } from './cancel';
 import { readSettings, SECTION } from './config';
 import type { HeatMap } from './heatmap';
-import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../engine/hoverContent';
+import { HOVER_COMMANDS, hoverMarkdown, type HoverInput, type HoverNeuron } from '../view/hoverContent';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
+import { familyOf } from '../view/rowFamily';
 import { DEMO_RUN_HOVER } from './runChoice';
-import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export function promptSelector(globs: readonly string[]): vscode.DocumentSelector {
@@ -82,11 +83,7 @@ export function registerHover(analyzer: PromptAnalyzer, run: RunState, heat: Hea
       if (!result) {
         if (!analyzer.isFollowed(doc)) return undefined;
         // Edited since the last analysis: wait for the re-analysis (stale numbers are never shown).
-        result = await analyzer.pending(doc, {
-          get cancelled() {
-            return token.isCancellationRequested;
-          },
-        });
+        result = await analyzer.pending(doc, tokenSignal(token));
         if (!result || token.isCancellationRequested) {
           const last = analyzer.last(doc);
           if (!last || vscode.workspace.isTrusted) return undefined;

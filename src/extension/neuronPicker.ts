@@ -5,9 +5,11 @@
  */
 import * as vscode from 'vscode';
 import { neuronLabel, parseNeuronRef, type NeuronRef } from '../engine/editor';
-import { familyCounts, NO_FAMILY, rankByExcess, type RunView } from '../engine/runView';
-import { familyName } from '../engine/familyText';
-import { familyOf, familySummary } from './runFamilies';
+import type { RunView } from '../engine/run/view';
+import { familyCounts } from '../view/counts';
+import { familyName } from '../view/familyText';
+import { NO_FAMILY, rankByExcess } from '../view/ranking';
+import { familyOf, familySummary } from '../view/rowFamily';
 
 interface NeuronItem extends vscode.QuickPickItem {
   ref?: NeuronRef;
@@ -38,7 +40,7 @@ function runItems(run: RunView): NeuronItem[] {
   }
   if (run.family) {
     const ranked = rankByExcess(run, run.nRows, true);
-    for (const { family, count } of familyCounts(run)) {
+    for (const { family, neurons: count } of familyCounts(run.family, run.universal, { unassigned: NO_FAMILY, universalOnly: true })) {
       items.push({ label: `${family === NO_FAMILY ? family : familyName(family)} (${count})`, kind: vscode.QuickPickItemKind.Separator });
       let n = 0;
       for (const r of ranked) {

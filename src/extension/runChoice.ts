@@ -10,8 +10,10 @@
  *     neurons in the hover and shows the table and neuron pages at once.
  * The hover and Analyze Prompt never ask: they use the open run, else the demo run.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { runFile } from '../engine/run/files';
+import { runStatus as manifestStatus } from '../engine/run/view';
 
 /** Where the demo run lives inside the extension (and a checkout). */
 export const DEMO_RUN = join('models', 'demo-run');
@@ -23,18 +25,13 @@ export const DEMO_RUN_HOVER = 'demo (shipped family)';
 /** The shipped demo run's folder under `extensionPath`, when it has one. */
 export function demoRunDir(extensionPath: string): string | undefined {
   const dir = join(extensionPath, DEMO_RUN);
-  return existsSync(join(dir, 'manifest.json')) ? dir : undefined;
+  return existsSync(runFile(dir, 'manifest')) ? dir : undefined;
 }
 
 /** What a run folder's manifest says of it: status ('unreadable' when it cannot be read) and model labels. */
 export function runSummary(dir: string): { status: string; models: string } {
-  try {
-    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { status?: unknown; models?: { label?: unknown }[] };
-    const models = Array.isArray(m.models) ? m.models.map((x) => String(x?.label ?? '?')).join(', ') : '';
-    return { status: typeof m.status === 'string' ? m.status : 'unreadable', models };
-  } catch {
-    return { status: 'unreadable', models: '' };
-  }
+  const { status, models } = manifestStatus(dir);
+  return { status, models };
 }
 
 /** A run folder's manifest status ('complete', 'running', …; 'unreadable' when it cannot be read). */

@@ -8,7 +8,9 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as vscode from 'vscode';
-import type { RunView } from '../engine/runView';
+import { RunError } from '../engine/errors';
+import { RUN_FILES, RUNS_DIR } from '../engine/run/files';
+import type { RunView } from '../engine/run/view';
 import { errorLine } from '../format';
 import { readSettings, SECTION } from './config';
 import { demoRunDir, passiveRun } from './runChoice';
@@ -16,9 +18,9 @@ import { demoRunDir, passiveRun } from './runChoice';
 const KEY = 'universalNeurons.currentRun';
 /** What workspaceState keeps when the demo run was opened: its folder moves with each extension version. */
 const DEMO_REMEMBERED = 'shipped:demo-run';
-export const RUNS_SUBDIR = join('.universal-neurons', 'runs');
+export const RUNS_SUBDIR = RUNS_DIR;
 
-export type RunModule = typeof import('../engine/runView');
+export type RunModule = typeof import('../engine/run/view');
 
 export type OpenRunResult =
   | { status: 'ok'; runDir: string; id: string; universal: number; neurons: number }
@@ -57,7 +59,7 @@ export class RunState implements vscode.Disposable {
 
   /** The engine's run reader, loaded on first use (it pulls apache-arrow in). */
   runModule(): Promise<RunModule> {
-    return import('../engine/runView');
+    return import('../engine/run/view');
   }
 
   /** The run the hover, tree and panels use: the open run, else the demo run (once loaded). */
@@ -176,7 +178,7 @@ export class RunState implements vscode.Disposable {
       return { status: 'ok', runDir: abs, id: v.id, universal, neurons: v.nRows };
     } catch (e) {
       const message = errorLine(e);
-      const problem = e instanceof mod.RunError ? e.problem : undefined;
+      const problem = e instanceof RunError ? e.problem : undefined;
       this.log.appendLine(`open run ${abs}: ${message}`);
       if (!opts.quiet) void this.reportProblem(abs, message, problem);
       return { status: 'error', message, problem, runDir: abs };
@@ -203,7 +205,7 @@ export class RunState implements vscode.Disposable {
     }
     const exists = existsSync(abs);
     if (exists) {
-      const looksLikeRun = existsSync(join(abs, 'manifest.json')) || existsSync(join(abs, 'checkpoint'));
+      const looksLikeRun = existsSync(join(abs, RUN_FILES.manifest)) || existsSync(join(abs, RUN_FILES.checkpointDir));
       if (!looksLikeRun) {
         const entries = await vscode.workspace.fs.readDirectory(vscode.Uri.file(abs)).then(
           (x) => x.length,

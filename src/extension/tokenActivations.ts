@@ -6,13 +6,14 @@
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
-import { CancelledError, throwIfCancelled, type CancellationSignal } from '../engine/errors';
+import { Command } from '../view/commandIds';
+import { tokenSignal } from './cancel';
+import { CancelledError, throwIfCancelled } from '../engine/errors';
 import { errorLine, formatTokenTable, type TokenRow } from '../format';
 import { chooseModel, readSettings, type ModelChoice } from './config';
 import type { EngineHost } from './engineHost';
 import { checkDocument } from './prompt';
 
-export const COMMAND = 'universalNeurons.showTokenActivations';
 
 export type TokenActivationsResult =
   | {
@@ -55,11 +56,7 @@ export function registerTokenActivations(
       return await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: 'Universal Neurons', cancellable: true },
         async (progress, token) => {
-          const signal: CancellationSignal = {
-            get cancelled() {
-              return token.isCancellationRequested;
-            },
-          };
+          const signal = tokenSignal(token);
           progress.report({ message: `loading ${basename(choice.dir)}…` });
           const t0 = performance.now();
           return await host.use(choice.dir, settings.threads, async (rt, model) => {
@@ -109,7 +106,7 @@ export function registerTokenActivations(
     }
   }
 
-  return vscode.commands.registerCommand(COMMAND, async (): Promise<TokenActivationsResult> => {
+  return vscode.commands.registerCommand(Command.ShowTokenActivations, async (): Promise<TokenActivationsResult> => {
     // One run at a time: the cached model is shared, and a second click while the first runs is a mistake.
     if (running) {
       void vscode.window.showInformationMessage('Universal Neurons: already running');

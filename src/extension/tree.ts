@@ -6,13 +6,13 @@
  * run has families; in the method's order, unexplained last). Neuron rows show the label that
  * explains them and their roles, and have inline actions: open the neuron page, heat-map it.
  */
-import { readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
-import { listRuns, NO_FAMILY, universalByLayerAndFamily, type RunView } from '../engine/runView';
-import { compareFamilies, describeLabel, familyName, isExplained, ROLE_TITLES } from '../engine/familyText';
+import { listRuns, runStatus, type RunView } from '../engine/run/view';
+import { Command } from '../view/commandIds';
+import { compareFamilies, familyName, isExplained } from '../view/familyText';
+import { NO_FAMILY, universalByLayerAndFamily } from '../view/ranking';
+import { familyOf, neuronDescription, neuronTooltip } from '../view/rowFamily';
 import { DEMO_RUN_TITLE } from './runChoice';
-import { familyOf } from './runFamilies';
 import type { RunState } from './runState';
 
 export const VIEW_ID = 'universalNeurons.runs';
@@ -23,19 +23,6 @@ export type Node =
   | { kind: 'layer'; layer: number }
   | { kind: 'family'; layer: number; family: string; rows: number[] }
   | { kind: 'neuron'; layer: number; neuron: number; row: number };
-
-function readStatus(dir: string): { status: string; id: string; models: string } {
-  try {
-    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
-      status?: string;
-      id?: string;
-      models?: { label?: string }[];
-    };
-    return { status: String(m.status ?? '?'), id: String(m.id ?? basename(dir)), models: (m.models ?? []).map((x) => x.label ?? '?').join(', ') };
-  } catch {
-    return { status: 'unreadable', id: basename(dir), models: '' };
-  }
-}
 
 export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
@@ -92,14 +79,14 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     switch (node.kind) {
       case 'run': {
         if (node.demo) return this.demoItem(node);
-        const s = readStatus(node.dir);
+        const s = runStatus(node.dir);
         const item = new vscode.TreeItem(s.id, node.current ? C.Expanded : C.None);
         item.description = node.current ? 'current' : s.status === 'complete' ? s.models : s.status;
         item.tooltip = `${node.dir}\nstatus: ${s.status}\nmodels: ${s.models}`;
         item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : s.status === 'complete' ? 'circle-large-outline' : 'warning');
         item.contextValue = node.current ? 'run.current' : s.status === 'complete' ? 'run' : 'run.incomplete';
         item.resourceUri = vscode.Uri.file(node.dir);
-        if (!node.current && s.status === 'complete') item.command = { command: 'universalNeurons.openRun', title: 'Open Run', arguments: [node.dir] };
+        if (!node.current && s.status === 'complete') item.command = { command: Command.OpenRun, title: 'Open Run', arguments: [node.dir] };
         return item;
       }
       case 'model': {
@@ -136,22 +123,11 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const item = new vscode.TreeItem(label, C.None);
         const ex = run!.excess[node.row]!;
         const f = familyOf(run!, node.row);
-        const explained = isExplained(f.family) && f.familyLabel ? describeLabel(f.familyLabel) : undefined;
-        const roles = f.roles?.map((r) => ROLE_TITLES[r]).join(', ');
-        item.description = [`excess ${ex.toFixed(3)}`, explained, roles].filter(Boolean).join(' · ');
-        const mc = run!.columns.mean_corr?.[node.row];
-        const mb = run!.columns.mean_baseline?.[node.row];
-        const lines = [`${label}: excess ${ex.toFixed(3)}${mc !== undefined ? `, mean corr ${mc.toFixed(3)}` : ''}${mb !== undefined ? `, mean baseline ${mb.toFixed(3)}` : ''}`];
-        if (f.family) {
-          const best = f.familyLabel ? `${isExplained(f.family) ? 'explained by' : 'best label'}: ${describeLabel(f.familyLabel)}` : '';
-          const vr = f.familyVr !== undefined ? ` (VR ${f.familyVr.toFixed(2)})` : '';
-          lines.push(`family: ${familyName(f.family)}${best ? ` · ${best}${vr}` : ''}`);
-        }
-        if (roles) lines.push(`role${f.roles!.length > 1 ? 's' : ''}: ${roles}`);
-        item.tooltip = lines.join('\n');
+        item.description = neuronDescription(ex, f);
+        item.tooltip = neuronTooltip(label, ex, run!.columns.mean_corr?.[node.row], run!.columns.mean_baseline?.[node.row], f);
         item.iconPath = new vscode.ThemeIcon('circle-filled');
         item.contextValue = 'neuron';
-        item.command = { command: 'universalNeurons.showNeuron', title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };
+        item.command = { command: Command.ShowNeuron, title: 'Open Neuron Page', arguments: [{ layer: node.layer, neuron: node.neuron }] };
         return item;
       }
     }
@@ -160,7 +136,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
   /** The shipped demo run: never removed (its context value is not run*), opened on click. */
   private demoItem(node: Extract<Node, { kind: 'run' }>): vscode.TreeItem {
     const C = vscode.TreeItemCollapsibleState;
-    const s = readStatus(node.dir);
+    const s = runStatus(node.dir);
     const item = new vscode.TreeItem(DEMO_RUN_TITLE, node.current ? C.Expanded : C.None);
     item.description = node.current ? 'current · ships with the extension' : 'ships with the extension';
     item.tooltip =
@@ -168,7 +144,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       'The analysis `npm run demo` makes of the shipped family on its held-out corpus. Used while no other run is open.';
     item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : 'beaker');
     item.contextValue = node.current ? 'demo.current' : 'demo';
-    if (!node.current) item.command = { command: 'universalNeurons.openRun', title: 'Open Run', arguments: [node.dir] };
+    if (!node.current) item.command = { command: Command.OpenRun, title: 'Open Run', arguments: [node.dir] };
     return item;
   }
 

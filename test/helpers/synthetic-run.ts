@@ -12,8 +12,10 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { serializeExamples, TopExamplesResult } from '../../src/engine/analysis/examples';
-import { arrowBytes, PAPER_COLUMNS, partnerColumns } from '../../src/engine/store';
+import { TopExamplesResult } from '../../src/engine/analysis/examples';
+import { serializeExamples } from '../../src/engine/run/examples';
+import { PAPER_COLUMNS, partnerColumns } from '../../src/engine/run/neurons';
+import { arrowBytes } from '../../src/engine/store';
 import { mulberry32 } from '../../src/engine/rng';
 
 export interface SyntheticRunOptions {

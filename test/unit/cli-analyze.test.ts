@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tableFromIPC } from 'apache-arrow';
-import { PAPER_COLUMNS, readCheckpoint, readNeuronCsv } from '../../src/engine/store';
+import { PAPER_COLUMNS, readNeuronCsv } from '../../src/engine/run/neurons';
+import { readCheckpoint } from '../../src/engine/store';
 import type { Manifest, Progress } from '../../src/engine/analysis/pipeline';
 import { progressReporter } from '../../src/cli/progress';
 

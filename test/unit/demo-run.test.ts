@@ -12,9 +12,10 @@ import { basename, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { DEMO_TOKENS } from '../../src/cli/demo';
 import { DEFAULTS, vocabHash } from '../../src/engine/analysis/pipeline';
-import { openRunView } from '../../src/engine/runView';
+import { loadRun } from '../../src/engine/run/data';
+import { openRunView } from '../../src/engine/run/view';
 import { Tokenizer } from '../../src/engine/tokenizer';
-import { loadRun, neuronData } from '../../src/extension/runData';
+import { neuronData } from '../../src/extension/runData';
 import { DEMO_RUN, demoRunDir } from '../../src/extension/runChoice';
 import { runModelDir, shippedFamily } from '../../src/locate';
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readExamples, serializeExamples, TopExamples, TopExamplesOptions, TopExamplesResult } from '../../src/engine/analysis/examples';
+import { TopExamples, TopExamplesOptions, TopExamplesResult } from '../../src/engine/analysis/examples';
+import { readExamples, serializeExamples } from '../../src/engine/run/examples';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
 import { rng } from '../helpers/synthetic-run';

@@ -1,5 +1,5 @@
 // The editor's pure helpers (src/engine/editor.ts, src/engine/promptRun.ts encodeSliced, the hover
-// layout in src/engine/hoverContent.ts): position → token on multi-byte text (emoji, CJK,
+// layout in src/view/hoverContent.ts): position → token on multi-byte text (emoji, CJK,
 // combining marks), top-K at a token, the shared heat-map scale, neuron names.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import {
 } from '../../src/engine/editor';
 import { encodeSliced, safeSplitPoint } from '../../src/engine/promptRun';
 import { encodeWithBos, Tokenizer } from '../../src/engine/tokenizer';
-import { commandUri, familyCell, hoverMarkdown, mdLiteral } from '../../src/engine/hoverContent';
+import { commandUri, familyCell, hoverMarkdown, mdLiteral } from '../../src/view/hoverContent';
 
 const ROOT = resolve(__dirname, '..', '..');
 const tok = Tokenizer.fromTokenizerJson(join(ROOT, 'models', 'gpt2-tokenizer', 'tokenizer.json'));

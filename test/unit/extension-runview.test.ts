@@ -1,24 +1,18 @@
-// The editor's reader of run folders (src/engine/runView.ts): a complete run's table, universal
-// flags, ranking and family grouping for the tree and picker, the paper-schema CSV export, and the
+// The editor's reader of run folders (src/engine/run/view.ts): a complete run's table, universal
+// flags, ranking and family grouping for the tree and picker (src/view/ranking.ts, counts.ts), the paper-schema CSV export, and the
 // missing / incomplete / corrupt cases the editor offers to remove.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import {
-  familyCounts,
-  listRuns,
-  NO_FAMILY,
-  openRunView,
-  paperCsv,
-  rankByExcess,
-  rowOf,
-  RunError,
-  universalByLayerAndFamily,
-} from '../../src/engine/runView';
-import { arrowBytes, PAPER_COLUMNS } from '../../src/engine/store';
-import { familyOf, familySummary } from '../../src/extension/runFamilies';
+import { listRuns, openRunView, paperCsv, rowOf } from '../../src/engine/run/view';
+import { familyCounts } from '../../src/view/counts';
+import { NO_FAMILY, rankByExcess, universalByLayerAndFamily } from '../../src/view/ranking';
+import { RunError } from '../../src/engine/errors';
+import { PAPER_COLUMNS } from '../../src/engine/run/neurons';
+import { arrowBytes } from '../../src/engine/store';
+import { familyOf, familySummary } from '../../src/view/rowFamily';
 
 const base = mkdtempSync(join(tmpdir(), 'un-runview-'));
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -83,10 +77,10 @@ test('openRunView: table, universal flags from the threshold, lookups', async ()
     { layer: 0, families: [{ family: 'alphabet', rows: [3] }, { family: 'unigram', rows: [0] }] },
     { layer: 1, families: [{ family: 'unigram', rows: [4] }, { family: NO_FAMILY, rows: [7] }] },
   ]);
-  assert.deepEqual(familyCounts(v), [
-    { family: 'unigram', count: 2 },
-    { family: 'alphabet', count: 1 },
-    { family: NO_FAMILY, count: 1 },
+  assert.deepEqual(familyCounts(v.family!, v.universal, { unassigned: NO_FAMILY, universalOnly: true }), [
+    { family: 'unigram', neurons: 2, universal: 2 },
+    { family: 'alphabet', neurons: 1, universal: 1 },
+    { family: NO_FAMILY, neurons: 1, universal: 1 },
   ]);
   assert.deepEqual(listRuns(join(base, 'runs')).includes(dir), true);
 });
@@ -125,7 +119,7 @@ test('problems: missing, incomplete, corrupt', async () => {
   await expectProblem(noTable, 'corrupt', /neither neurons\.arrow nor universal\.csv/);
   const garbage = await makeRun('garbage');
   writeFileSync(join(garbage, 'neurons.arrow'), 'not arrow at all');
-  await expectProblem(garbage, 'corrupt', /not a readable Arrow IPC file/);
+  await expectProblem(garbage, 'corrupt', /not an Arrow IPC file/);
   const outOfRange = await makeRun('oor');
   writeFileSync(join(outOfRange, 'neurons.arrow'), await arrowBytes({ layer: Int32Array.from([5]), neuron: Int32Array.from([0]), excess_corr: Float64Array.from([1]) }));
   await expectProblem(outOfRange, 'corrupt', /outside the reference model/);

@@ -1,6 +1,6 @@
 // Fast mode through the pipeline on the shipped tiny family (a vs b): the screen is a sample spread over the
 // budget (every k-th batch, plan.ts screenEvery) read before the main pass, and the results equal
-// exact mode's (method.md; issue #4: same universal set, |Δ max_corr| ≤ 1e-3). Exact and fast
+// exact mode's (docs/method-notes.md; issue #4: same universal set, |Δ max_corr| ≤ 1e-3). Exact and fast
 // accumulators share one run, so the forwards are paid once; resume after a cancel at the end of
 // the screen gives the uninterrupted results bit for bit.
 import assert from 'node:assert/strict';

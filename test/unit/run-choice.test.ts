@@ -58,7 +58,9 @@ test('statuses come from the manifests; a folder without a demo run has none', (
     writeFileSync(join(tmp, name, 'manifest.json'), body);
     return join(tmp, name);
   };
-  const done = mk('done', JSON.stringify({ status: 'complete', models: [{ label: 'tiny-gpt2-a' }, { label: 'tiny-gpt2-b' }] }));
+  // A manifest as the engine reads it (src/engine/run/manifest.ts checks it against its schema).
+  const model = (label: string) => ({ label, dir: `/m/${label}`, nLayers: 4, dMlp: 512 });
+  const done = mk('done', JSON.stringify({ format: 'universal-neurons/run@1', status: 'complete', models: [model('tiny-gpt2-a'), model('tiny-gpt2-b')] }));
   const broken = mk('broken', '{"status": "comp');
   assert.equal(runStatus(done), 'complete');
   assert.equal(runSummary(done).models, 'tiny-gpt2-a, tiny-gpt2-b');

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getRun, loadRun, neuronData, overviewData, RunDataError, tableData } from '../../src/extension/runData';
+import { getRun, loadRun } from '../../src/engine/run/data';
+import { neuronData, overviewData, RunDataError, tableData } from '../../src/extension/runData';
 import { isNeuronData, isOverviewData, isTableData } from '../../src/protocol';
 import { arrowBytes } from '../../src/engine/store';
 import { SYNTHETIC_ATTENTION_NEURON, SYNTHETIC_ENTROPY_NEURON, writeSyntheticRun } from '../helpers/synthetic-run';
@@ -72,10 +73,10 @@ test('missing optional files become notes; bad folders are refused with the file
 
   const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ ...m, status: 'running' }));
-  await assert.rejects(loadRun(dir), /the run is running/);
+  await assert.rejects(loadRun(dir), /is still running/);
   writeFileSync(join(dir, 'manifest.json'), '{');
-  await assert.rejects(loadRun(dir), /manifest\.json is not valid JSON/);
-  await assert.rejects(loadRun(join(dir, 'nope')), /no manifest\.json/);
+  await assert.rejects(loadRun(dir), /manifest\.json is unreadable or not valid JSON/);
+  await assert.rejects(loadRun(join(dir, 'nope')), /does not exist/);
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
   writeFileSync(join(dir, 'neurons.arrow'), 'not arrow');
   await assert.rejects(loadRun(dir), /neurons\.arrow is not an Arrow IPC file/);
@@ -159,7 +160,7 @@ test('malformed family columns and roles.json are ignored, not fatal', async (t)
   await writeSyntheticRun({ dir, nLayers: 2, dMlp: 4, k: 0, partners: false });
   // Right names, wrong types or values: numbers where text belongs and the reverse, unknown roles,
   // a bad head name, hits that are not 0/1.
-  const { readNeuronArrow } = await import('../../src/engine/store');
+  const { readNeuronArrow } = await import('../../src/engine/run/neurons');
   const base = await readNeuronArrow(join(dir, 'neurons.arrow'));
   const cols: Record<string, Float64Array | Int32Array | string[]> = {};
   for (const [k, v] of base.columns) cols[k] = k === 'layer' || k === 'neuron' ? Int32Array.from(v) : v;

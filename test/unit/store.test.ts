@@ -14,10 +14,7 @@ import {
   decodeCheckpoint,
   encodeCheckpoint,
   newRunId,
-  PAPER_COLUMNS,
   readCheckpoint,
-  readNeuronArrow,
-  readNeuronCsv,
   resolveRunDir,
   setWriteFn,
   writeArrowAtomic,
@@ -25,6 +22,7 @@ import {
   writeFileAtomic,
   writeJsonAtomic,
 } from '../../src/engine/store';
+import { PAPER_COLUMNS, readNeuronArrow, readNeuronCsv } from '../../src/engine/run/neurons';
 
 const tmp = mkdtempSync(join(tmpdir(), 'un-store-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

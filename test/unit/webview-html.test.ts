@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { contentSecurityPolicy, escapeHtml, makeNonce, RESOURCE_ROOTS, WEBVIEW_SCRIPT, WEBVIEW_STYLES, webviewHtml } from '../../src/extension/panels/html';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FAMILY_ORDER } from '../../src/engine/familyText';
+import { FAMILY_ORDER } from '../../src/view/familyText';
 import { ROLES, VIEW_KINDS } from '../../src/protocol';
 
 // What VS Code's webview.cspSource and asWebviewUri look like.

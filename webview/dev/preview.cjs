@@ -17,7 +17,8 @@ const { mkdirSync, readFileSync, rmSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { join, resolve } = require('node:path');
 const { SYNTHETIC_ATTENTION_NEURON, SYNTHETIC_ENTROPY_NEURON, writeSyntheticRun } = require('../../test/helpers/synthetic-run');
-const { getRun, neuronData, overviewData, tableData } = require('../../src/extension/runData');
+const { getRun } = require('../../src/engine/run/data');
+const { neuronData, overviewData, tableData } = require('../../src/extension/runData');
 const { makeNonce, webviewHtml } = require('../../src/extension/panels/html');
 const { PROTOCOL_VERSION } = require('../../src/protocol');
 

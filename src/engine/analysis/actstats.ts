@@ -1,6 +1,6 @@
 /**
  * ActivationStats: exact streaming moments of every neuron's pre-activation over kept tokens
- * (method.md "Activation statistics"), plus a fixed-bin histogram per neuron for the charts.
+ * (docs/method-notes.md "Activation statistics"), plus a fixed-bin histogram per neuron for the charts.
  *
  * Moments: each batch's mean and central sums Σd², Σd³, Σd⁴ are computed two-pass in float64,
  * then merged into the running totals with Chan/Pébay's pairwise update. Raw power sums

@@ -1,5 +1,6 @@
-// Over 700 lines: the accumulator and its on-disk format (serializeExamples/readExamples) live
-// together; issue #18 moves the format to src/engine/run/, the one reader of a run folder.
+// Over 600 lines: one accumulator, TopExamples: its per-model state (top-K heaps, interval
+// reservoirs that merge as the scale doubles, histograms), the SIMD path and the result. The
+// run folder's format of it is src/engine/run/examples.ts.
 /**
  * TopExamples: per neuron, the contexts that activate it most, contexts sampled across its
  * activation range (as Neuronpedia shows them), and a histogram of its post-activation.
@@ -26,6 +27,9 @@
  *
  * Processing order is the corpus order, and the RNG state is part of state(), so a resumed run
  * and any batch split give bit-identical results.
+ *
+ * The run folder's examples.json + examples.bin (their layout, writer and readers) are
+ * src/engine/run/examples.ts.
  */
 import { EngineError } from '../errors';
 import { KernelMemory } from '../kernels';
@@ -92,8 +96,8 @@ export interface ExampleSlots {
 }
 
 const KIND = 'TopExamples/1';
-const FORMAT = 'universal-neurons-examples';
-const SLOT_FIELDS = ['value', 'row', 'pos', 'start', 'len', 'ids', 'acts'] as const;
+/** The arrays of an ExampleSlots block (also the names run/examples.ts stores them under). */
+export const SLOT_FIELDS = ['value', 'row', 'pos', 'start', 'len', 'ids', 'acts'] as const;
 
 function newSlots(n: number, w: number): ExampleSlots {
   return {
@@ -672,155 +676,4 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       );
     });
   }
-}
-
-// ---- run-folder serialisation: examples.json (index) + examples.bin (arrays) ----
-
-type DTypeName = 'f32' | 'f64' | 'i32' | 'u32';
-type TypedArray = Float32Array | Float64Array | Int32Array | Uint32Array;
-
-export interface ArrayRef {
-  dtype: DTypeName;
-  /** Element count. */
-  length: number;
-  /** Byte offset into examples.bin (a multiple of 8). */
-  offset: number;
-}
-
-export interface ExamplesModelIndex {
-  model: number;
-  nNeurons: number;
-  k: number;
-  before: number;
-  after: number;
-  window: number;
-  intervals: number;
-  perInterval: number;
-  bins: number;
-  arrays: Record<string, ArrayRef>;
-}
-
-export interface ExamplesIndex {
-  format: typeof FORMAT;
-  version: 1;
-  /** Every array is little-endian. */
-  littleEndian: true;
-  models: ExamplesModelIndex[];
-}
-
-const DTYPE: Record<DTypeName, { bytes: number; make: (b: ArrayBuffer, off: number, n: number) => TypedArray }> = {
-  f32: { bytes: 4, make: (b, o, n) => new Float32Array(b, o, n) },
-  f64: { bytes: 8, make: (b, o, n) => new Float64Array(b, o, n) },
-  i32: { bytes: 4, make: (b, o, n) => new Int32Array(b, o, n) },
-  u32: { bytes: 4, make: (b, o, n) => new Uint32Array(b, o, n) },
-};
-
-function dtypeOf(a: TypedArray): DTypeName {
-  if (a instanceof Float32Array) return 'f32';
-  if (a instanceof Float64Array) return 'f64';
-  if (a instanceof Int32Array) return 'i32';
-  return 'u32';
-}
-
-function resultArrays(r: TopExamplesResult): Record<string, TypedArray> {
-  const out: Record<string, TypedArray> = { topCount: r.topCount, scale: r.scale, seen: r.seen, fill: r.fill };
-  for (const f of SLOT_FIELDS) {
-    out['top.' + f] = r.top[f];
-    out['samples.' + f] = r.samples[f];
-  }
-  out['hist.lo'] = r.hist.lo;
-  out['hist.hi'] = r.hist.hi;
-  out['hist.counts'] = r.hist.counts;
-  out['hist.min'] = r.hist.min;
-  out['hist.max'] = r.hist.max;
-  return out;
-}
-
-/**
- * One index plus one binary for the run folder. Every array is fixed-stride per neuron (see
- * TopExamplesResult), so a reader can slice one neuron without parsing the rest. This host is
- * little-endian (every platform onnxruntime-node ships for); the index says so.
- */
-export function serializeExamples(results: TopExamplesResult[]): { json: ExamplesIndex; binary: Uint8Array } {
-  const models: ExamplesModelIndex[] = [];
-  const parts: { a: TypedArray; offset: number }[] = [];
-  let at = 0;
-  for (const r of results) {
-    const arrays: Record<string, ArrayRef> = {};
-    for (const [name, a] of Object.entries(resultArrays(r))) {
-      at = Math.ceil(at / 8) * 8;
-      arrays[name] = { dtype: dtypeOf(a), length: a.length, offset: at };
-      parts.push({ a, offset: at });
-      at += a.byteLength;
-    }
-    models.push({
-      model: r.model,
-      nNeurons: r.nNeurons,
-      k: r.k,
-      before: r.before,
-      after: r.after,
-      window: r.window,
-      intervals: r.intervals,
-      perInterval: r.perInterval,
-      bins: r.hist.bins,
-      arrays,
-    });
-  }
-  const binary = new Uint8Array(at);
-  for (const { a, offset } of parts) binary.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), offset);
-  return { json: { format: FORMAT, version: 1, littleEndian: true, models }, binary };
-}
-
-/** Reads what serializeExamples wrote; arrays are views into `binary` when it is 8-byte aligned. */
-export function readExamples(json: unknown, binary: Uint8Array): TopExamplesResult[] {
-  const idx = json as ExamplesIndex;
-  if (!idx || idx.format !== FORMAT || idx.version !== 1) {
-    throw new EngineError(`not an examples index (format ${JSON.stringify((idx as { format?: unknown })?.format)}, version ${JSON.stringify((idx as { version?: unknown })?.version)})`);
-  }
-  // Typed-array views need aligned offsets; copy once if the caller's buffer is not aligned.
-  const bin = binary.byteOffset % 8 === 0 ? binary : binary.slice();
-  return idx.models.map((m) => {
-    const get = <T extends TypedArray>(name: string, want: DTypeName, length: number): T => {
-      const ref = m.arrays[name];
-      if (!ref) throw new EngineError(`examples index: array ${name} is missing`);
-      const d = DTYPE[ref.dtype];
-      if (ref.dtype !== want || ref.length !== length || !d || ref.offset % 8 !== 0 || ref.offset + ref.length * d.bytes > bin.byteLength) {
-        throw new EngineError(`examples index: array ${name} (${ref.dtype}[${ref.length}] at ${ref.offset}) does not fit this file or model`);
-      }
-      return d.make(bin.buffer as ArrayBuffer, bin.byteOffset + ref.offset, ref.length) as T;
-    };
-    const { nNeurons: N, k: K, window: W, intervals: F, perInterval: R, bins: B } = m;
-    const slots = (p: string, n: number): ExampleSlots => ({
-      value: get(p + 'value', 'f32', n),
-      row: get(p + 'row', 'i32', n),
-      pos: get(p + 'pos', 'i32', n),
-      start: get(p + 'start', 'i32', n),
-      len: get(p + 'len', 'i32', n),
-      ids: get(p + 'ids', 'i32', n * W),
-      acts: get(p + 'acts', 'f32', n * W),
-    });
-    return new TopExamplesResult(
-      m.model,
-      N,
-      K,
-      m.before,
-      m.after,
-      F,
-      R,
-      get('topCount', 'i32', N),
-      slots('top.', N * K),
-      get('scale', 'f64', N),
-      get('seen', 'f64', N * F),
-      get('fill', 'i32', N * F),
-      slots('samples.', N * F * R),
-      {
-        bins: B,
-        lo: get('hist.lo', 'f64', N),
-        hi: get('hist.hi', 'f64', N),
-        counts: get('hist.counts', 'u32', N * (B + 2)),
-        min: get('hist.min', 'f64', N),
-        max: get('hist.max', 'f64', N),
-      },
-    );
-  });
 }

@@ -1,5 +1,8 @@
+// Over 600 lines: one accumulator, FamilyStats (label sums per neuron over current and previous
+// token, position counts), and the assignment its results feed (assignFamilies); token labels
+// are labels.ts, the plan's wiring familyResults.ts.
 /**
- * Neuron families (method.md "Families and roles"): the variance reduction (VR) of each
+ * Neuron families (docs/method-notes.md "Families and roles"): the variance reduction (VR) of each
  * reference neuron's activation by binary token labels, on the current and the previous token,
  * and the binary mutual information between firing and position.
  *
@@ -40,9 +43,9 @@ export const LABEL_KINDS = [
 export type LabelKind = (typeof LABEL_KINDS)[number];
 
 export interface FamilyThresholds {
-  /** method.md: a unigram neuron's best VR > 0.5. */
+  /** docs/method-notes.md: a unigram neuron's best VR > 0.5. */
   unigram: number;
-  /** method.md: alphabet VR > 0.35. */
+  /** docs/method-notes.md: alphabet VR > 0.35. */
   alphabet: number;
   /** Token features and POS tags (syntax); not fixed by the paper: the unigram bar. */
   syntax: number;
@@ -50,7 +53,7 @@ export interface FamilyThresholds {
   semantic: number;
   /** Binary MI (nats) between firing and position that makes a position neuron. */
   positionMi: number;
-  /** method.md: position candidates have pre-activation kurtosis below this. */
+  /** docs/method-notes.md: position candidates have pre-activation kurtosis below this. */
   positionKurtosis: number;
 }
 
@@ -461,7 +464,7 @@ export class FamilyStatsResult {
     return { kinds: LABEL_KINDS, labels: labels.map((l) => l.name), best, vr, positionMi: this.positionMi() };
   }
 
-  /** method.md: MI = mean_t[p_t log(p_t/p) + (1−p_t) log((1−p_t)/(1−p))] over positions with tokens. */
+  /** docs/method-notes.md: MI = mean_t[p_t log(p_t/p) + (1−p_t) log((1−p_t)/(1−p))] over positions with tokens. */
   positionMi(): Float64Array {
     const s = this.s;
     const N = s.opts.nNeurons;

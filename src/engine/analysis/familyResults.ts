@@ -9,19 +9,20 @@
  *                            exactly the paper's schema)
  *   roles.json               entropy intervention results, top attention-deactivation pairs, baselines
  */
-import { join } from 'node:path';
 import type { Gpt2Weights } from '../arch/gpt2';
 import type { Corpus } from '../corpus';
 import { throwIfCancelled } from '../errors';
 import type { TokenClasses } from '../labels';
-import { writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
+import type { Column } from '../store';
+import { RUN_FILES } from '../run/files';
+import { writeFamilies, writeUniversalFamilies as writeUniversalFamilyCsv } from '../run/families';
+import { writeRoles } from '../run/roles';
 import { threadsOf } from '../threads';
 import type { TopExamplesResult } from './examples';
 import { assignFamilies, corpusClasses, DEFAULT_THRESHOLDS, FAMILIES, FamilyStats, labelAt, type FamilyStatsOptions, type FamilyStatsResult, type FamilyThresholds } from './families';
 import { ENTROPY_INTERVENTION_VALUES, entropyIntervention, type InterventionResult } from './intervention';
-import type { AccumulatorSpec, PlanContext } from './pipeline';
 import { neuronRoles, ROLES, type RoleOptions } from './roles';
-import type { AccumulatorState } from './types';
+import type { AccumulatorSpec, AccumulatorState, PlanContext } from './types';
 import type { WeightStats } from './weightstats';
 
 export interface FamilyPlanOptions {
@@ -35,7 +36,7 @@ export interface FamilyPlanOptions {
   interventionRows?: number;
 }
 
-export const FAMILY_FILES = ['families.arrow', 'universal_families.csv', 'roles.json'] as const;
+export const FAMILY_FILES = [RUN_FILES.families, RUN_FILES.universalFamilies, RUN_FILES.roles] as const;
 
 export function familyChoices(o: FamilyPlanOptions): Record<string, string> {
   const th = { ...DEFAULT_THRESHOLDS, ...o.thresholds };
@@ -125,7 +126,7 @@ export async function familyResults(
     entropy.push({ ...target, candidate, ...res });
   }
   ctx.progress({ phase: 'write', message: 'families and roles files' });
-  writeJsonAtomic(join(ctx.runDir, 'roles.json'), {
+  writeRoles(ctx.runDir, {
     entropy,
     attention: r.attention,
     baseline: r.baseline,
@@ -165,7 +166,7 @@ export async function familyResults(
       vr[at] = ex.vr[k * N + j]!;
     }
   }
-  await writeArrowAtomic(join(ctx.runDir, 'families.arrow'), { layer: fl, neuron: fn, kind, label, vr }, inputs.meta);
+  await writeFamilies(ctx.runDir, { layer: fl, neuron: fn, kind, label, vr }, inputs.meta);
 
   return {
     family: fa.family,
@@ -185,20 +186,9 @@ export async function familyResults(
   };
 }
 
-/** universal_families.csv: layer, neuron, then the family and role columns, universal neurons only. */
+/** universal_families.csv: layer, neuron, then the family and role columns, universal neurons only (run/families.ts). */
 export function writeUniversalFamilies(runDir: string, universal: readonly boolean[], dMlp: number, c: FamilyColumns): void {
-  const cols = ['family', 'family_label', 'family_vr', 'position_mi', 'role', 'roles', 'attn_head', 'attn_score'] as const;
-  const cell = (v: unknown): string => {
-    if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '';
-    const s = String(v ?? '');
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  const lines = [['layer', 'neuron', ...cols].join(',')];
-  universal.forEach((u, j) => {
-    if (!u) return;
-    lines.push([Math.floor(j / dMlp), j % dMlp, ...cols.map((k) => cell((c.columns[k] as ArrayLike<unknown>)[j]))].join(','));
-  });
-  writeFileAtomic(join(runDir, 'universal_families.csv'), lines.join('\n') + '\n');
+  writeUniversalFamilyCsv(runDir, universal, dMlp, c.columns);
 }
 
 /** Counts for the manifest and the summary: families over all and universal neurons, roles. */

@@ -1,5 +1,5 @@
 /**
- * The entropy-neuron intervention (method.md "Entropy neurons"): fix one neuron's activation at
+ * The entropy-neuron intervention (docs/method-notes.md "Entropy neurons"): fix one neuron's activation at
  * values from −0.17 to 6 and measure the final-LN scale, the next-token entropy −Σ p·log p and
  * the loss on held-out text. The per-token figures come from the scoring graph (`Scorer`), so the
  * [tokens × vocab] logits never leave onnxruntime.

@@ -40,165 +40,26 @@ import { setKernelThreads } from '../kernels/pool';
 import { GB, planMemory, reclaim } from './blocking';
 import { CHUNK_TOKENS } from './crossmoments';
 import { RotationCache } from './rotations';
-import type { Accumulator, AccumulatorState, ActivationBatch, ModelActivations } from './types';
+import type {
+  Accumulator,
+  AccumulatorSpec,
+  AccumulatorState,
+  ActivationBatch,
+  AnalysisOptions,
+  AnalysisPlan,
+  ModelActivations,
+  PlanContext,
+  Progress,
+  RunResult,
+} from './types';
+import { ANALYSIS_DEFAULTS as DEFAULTS, isUsableThreshold } from '../run/defaults';
+import type { Manifest, Mode, ModelInfo, Settings } from '../run/manifest';
 
-export type Mode = 'exact' | 'fast';
-
-export interface AnalysisOptions {
-  /** Model folders; the reference is moved to the front. */
-  models: string[];
-  /** The reference model: a folder basename (e.g. `tiny-gpt2-a`), a path as given, or an index; default the first. */
-  reference?: string;
-  corpus: string[];
-  /** Token budget (BOS included): whole rows of the model's context length. */
-  tokens: number;
-  /** Run folder; default `<workspace>/.universal-neurons/runs/<id>`. */
-  out?: string;
-  workspace?: string;
-  /** Continue the run in this folder (or id under the workspace). Other settings come from its manifest. */
-  resume?: string;
-  threshold?: number;
-  /** Seed of the baseline's random rotations. */
-  seed?: number;
-  batchRows?: number;
-  /** Checkpoint every K batches. */
-  checkpointEvery?: number;
-  mode?: Mode;
-  /** onnxruntime intra-op threads (0: engine default). */
-  threads?: number;
-  /** Top examples kept per neuron (reference model). */
-  topK?: number;
-  /** Peak memory to plan for, GB = 10⁹ bytes (blocking.ts); default 8. */
-  memoryGb?: number;
-  /** Reference blocks [first, rest] instead of what the budget gives ([0, 0]: unblocked; tests, measurements). */
-  refBlocks?: readonly [number, number];
-  /** Fast mode on a budget of fewer tokens (rows × context) runs exact (default FAST_MIN_TOKENS; tests lower it). */
-  fastMinTokens?: number;
-  /** Replaces the accumulators and result writing (tests; other analyses). */
-  plan?: AnalysisPlan;
-}
-
-export interface Settings {
-  reference: string;
-  threshold: number;
-  seed: number;
-  batchRows: number;
-  checkpointEvery: number;
-  mode: Mode;
-  /** onnxruntime threads as asked (0: the engine default). */
-  threads: number;
-  /** The threads this session actually used (`threads` resolved, threads.ts); set by each session, so a resumed run shows the last one's. */
-  threadsUsed?: number;
-  topK: number;
-  tokens: number;
-  /** Missing in runs made before blocking existed (resumed as unblocked). */
-  memoryGb?: number;
-  /** Reference columns of each pair's first block (it holds m's Gram); 0: unblocked. Chosen once, at the start. */
-  gramBlock?: number;
-  /** Reference columns of the pair's other blocks; 0: unblocked. */
-  refBlock?: number;
-}
-
-export interface ModelInfo {
-  label: string;
-  dir: string;
-  nLayers: number;
-  dMlp: number;
-  /** nLayers · dMlp */
-  nNeurons: number;
-  nPositions: number;
-}
-
-export interface PlanContext {
-  models: ModelInfo[];
-  /** Open models (reference first); the others are closed before `finalize`, the reference after it. */
-  handles: Model[];
-  settings: Settings;
-  corpus: Corpus;
-  runDir: string;
-  signal?: CancellationSignal;
-  progress: (p: Progress) => void;
-  /** The baseline's rotation matrices, drawn once per run (blocked runs; closed when the run ends). */
-  rotations?: RotationCache;
-}
-
-export interface AccumulatorSpec {
-  /** Key in the checkpoint; unique within a plan. */
-  name: string;
-  /** `done`: results of the accumulators finished so far (earlier passes; earlier specs of this pass once it finishes). */
-  create(done: ReadonlyMap<string, unknown>): Accumulator<unknown>;
-  restore(state: AccumulatorState, done: ReadonlyMap<string, unknown>): Accumulator<unknown>;
-  /** Pass over the corpus, 0, 1, …; passes run in order, and specs without one run in a last pass. */
-  pass?: number;
-  /** What add() reads (default: every array of every model); the rest of the batch is left empty. */
-  reads?: { models: number[]; arrays: (keyof ModelActivations)[] };
-  /**
-   * Before its pass streams, the accumulator's screen() gets batches 0, every, 2·every, … (fast
-   * mode's screen, spread over the corpus). Not checkpointed part-way: a run cancelled during
-   * the screen screens again on resume.
-   */
-  screen?: { every: number };
-  /** Required of specs that finish before the last pass: their result as checkpoint state, and back. */
-  pack?(result: unknown): AccumulatorState;
-  unpack?(state: AccumulatorState): unknown;
-}
-
-export interface AnalysisPlan {
-  /** Accumulators in the order they see each batch. */
-  accumulators(ctx: PlanContext): AccumulatorSpec[] | Promise<AccumulatorSpec[]>;
-  /** Writes the results from every accumulator's `finish()`; returns what goes into the manifest's `results`. */
-  finalize(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>>;
-  /** Bytes the accumulators of the last pass (the statistics) hold whatever the batch, for the memory planner. */
-  statsBytes?(ctx: PlanContext): number;
-  /** Choices the plan makes where method.md leaves one open (for the manifest). */
-  choices?: Record<string, string>;
-}
-
-export interface Progress {
-  phase: 'open' | 'corpus' | 'run' | 'stream' | 'checkpoint' | 'finish' | 'write' | 'done';
-  message?: string;
-  /** The run folder, from phase 'run' on. */
-  runDir?: string;
-  batch?: number;
-  batches?: number;
-  tokensDone?: number;
-  tokensTotal?: number;
-  tokensPerSec?: number;
-  etaSec?: number;
-}
-
-export interface RunResult {
-  runDir: string;
-  id: string;
-  manifest: Manifest;
-  results: Map<string, unknown>;
-}
-
-export interface Manifest {
-  format: 'universal-neurons/run@1';
-  id: string;
-  status: 'running' | 'cancelled' | 'failed' | 'complete';
-  created: string;
-  updated: string;
-  software: Record<string, string>;
-  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string; tokenizer_sha256?: string })[];
-  corpus: {
-    inputs: string[];
-    files: Corpus['files'];
-    skipped: string[];
-    hash: string;
-    rows: number;
-    row_length: number;
-    tokens: Corpus['tokens'];
-  };
-  settings: Settings;
-  choices: Record<string, string>;
-  progress: { batches_done: number; batches_total: number; tokens_done: number };
-  timings: { open_s: number; corpus_s: number; stream_s: number; finish_s: number; write_s: number; total_s: number; sessions: number };
-  warnings: string[];
-  error?: string;
-  results?: Record<string, unknown>;
-}
+// The manifest's types are the run folder's (src/engine/run/manifest.ts); DEFAULTS are src/engine/run/defaults.ts.
+export type { Manifest, Mode, ModelInfo, Settings };
+// The plan's and the pass's interfaces are shared with plan.ts and familyResults.ts: types.ts.
+export type { AccumulatorSpec, AnalysisOptions, AnalysisPlan, PlanContext, Progress, RunResult };
+export { DEFAULTS };
 
 /**
  * Below this budget fast mode runs exact. Its screen is at most half the budget, and at 20,480
@@ -208,18 +69,7 @@ export interface Manifest {
  */
 export const FAST_MIN_TOKENS = 40_960;
 
-export const DEFAULTS = {
-  threshold: 0.5,
-  seed: 0,
-  batchRows: 8,
-  checkpointEvery: 25,
-  mode: 'exact' as Mode,
-  threads: 0,
-  topK: 20,
-  memoryGb: 8,
-};
-
-/** Choices the pipeline itself makes where method.md is silent. */
+/** Choices the pipeline itself makes where docs/method-notes.md is silent. */
 const PIPELINE_CHOICES: Record<string, string> = {
   rows: 'TransformerLens tokenize_and_concatenate: documents joined with EOS (50256), rows of n_positions = BOS + n_positions−1 corpus tokens, the incomplete last row dropped',
   token_budget: 'the first floor(tokens / n_positions) whole rows of the stream; BOS counts towards the budget',
@@ -522,7 +372,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     tokens: opts.tokens,
     memoryGb: opts.memoryGb ?? DEFAULTS.memoryGb,
   };
-  if (!(Number.isFinite(s.threshold) && s.threshold > -1 && s.threshold < 2)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
+  if (!isUsableThreshold(s.threshold)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
   if (!Number.isSafeInteger(s.seed) || s.seed < 0 || s.seed >= 2 ** 32) throw new EngineError(`seed ${s.seed} must be an integer in [0, 2^32)`);
   if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
   if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);

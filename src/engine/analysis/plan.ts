@@ -12,31 +12,35 @@
  *   partners.arrow  per reference neuron and other model: partner layer/neuron, corr, baseline
  *   vocab.arrow     per reference neuron: top/bottom tokens of its vocab composition
  *   actstats.arrow  activation statistics of every model (for cross-model comparisons)
- *   examples.json + examples.bin  (examples.ts serialisation)
+ *   examples.json + examples.bin  (run/examples.ts)
+ * Each file's format, writer and reader are src/engine/run/.
  */
-import { join } from 'node:path';
 import { threadsOf } from '../threads';
 import { EngineError, throwIfCancelled } from '../errors';
-import { csvText, PAPER_COLUMNS, partnerColumns, writeArrowAtomic, writeFileAtomic, writeJsonAtomic, type Column } from '../store';
+import type { Column } from '../store';
+import { writeExamples } from '../run/examples';
+import { RUN_FILES } from '../run/files';
+import { PAPER_COLUMNS, partnerColumns, writeActstats, writeNeurons, writeUniversalCsv } from '../run/neurons';
+import { writePartners } from '../run/partners';
+import { writeVocab } from '../run/vocab';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { blockBounds } from './blocking';
 import { CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
-import { serializeExamples, TopExamples, type TopExamplesResult } from './examples';
-import type { AccumulatorSpec, AnalysisPlan, PlanContext } from './pipeline';
-import type { Accumulator, AccumulatorState } from './types';
+import { TopExamples, type TopExamplesResult } from './examples';
+import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, PlanContext } from './types';
 import { universalityTable } from './universality';
 import { FAMILY_FILES, familyChoices, familyBytes, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
 import type { FamilyStatsResult } from './families';
 import { openGpt2Weights, weightStats } from './weightstats';
 
 export const RESULT_FILES = [
-  'neurons.arrow',
-  'universal.csv',
-  'partners.arrow',
-  'vocab.arrow',
-  'actstats.arrow',
-  'examples.json',
-  'examples.bin',
+  RUN_FILES.neurons,
+  RUN_FILES.universalCsv,
+  RUN_FILES.partners,
+  RUN_FILES.vocab,
+  RUN_FILES.actstats,
+  RUN_FILES.examplesIndex,
+  RUN_FILES.examplesData,
 ] as const;
 
 const PLAN_CHOICES: Record<string, string> = {
@@ -284,7 +288,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   });
   if (famCols) Object.assign(columns, famCols.columns);
   const dir = ctx.runDir;
-  await writeArrowAtomic(join(dir, 'neurons.arrow'), columns, meta);
+  await writeNeurons(dir, columns, meta);
   if (famCols) writeUniversalFamilies(dir, universal, M, famCols);
 
   // universal.csv: the paper's schema and order, universal neurons only, layer-major.
@@ -295,7 +299,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     for (const c of PAPER_COLUMNS) r[c] = paper[c][j]!;
     rows.push(r);
   }
-  writeFileAtomic(join(dir, 'universal.csv'), csvText(PAPER_COLUMNS, rows));
+  writeUniversalCsv(dir, rows);
 
   // partners.arrow: long format, reference neuron × other model.
   const P = N * others.length;
@@ -320,11 +324,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       k++;
     });
   }
-  await writeArrowAtomic(
-    join(dir, 'partners.arrow'),
-    { layer: pl, neuron: pn, model: pModel, partner_layer: pLayer, partner_neuron: pNeuron, corr: pCorr, baseline: pBase },
-    meta,
-  );
+  await writePartners(dir, { layer: pl, neuron: pn, model: pModel, partner_layer: pLayer, partner_neuron: pNeuron, corr: pCorr, baseline: pBase }, meta);
 
   // vocab.arrow: top/bottom tokens of each neuron's vocab composition.
   const K = w.topK;
@@ -352,7 +352,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       }
     }
   }
-  await writeArrowAtomic(join(dir, 'vocab.arrow'), { layer: vl, neuron: vn, side, rank, token, value }, meta);
+  await writeVocab(dir, { layer: vl, neuron: vn, side, rank, token, value }, meta);
 
   // actstats.arrow: every model's activation statistics, long format.
   const A = stats.length * N;
@@ -370,11 +370,9 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       for (const c of ['mean', 'var', 'skew', 'kurt', 'sparsity'] as const) acols[c][k] = r[c][j]!;
     }
   }
-  await writeArrowAtomic(join(dir, 'actstats.arrow'), { model: am, layer: al, neuron: an, ...acols }, meta);
+  await writeActstats(dir, { model: am, layer: al, neuron: an, ...acols }, meta);
 
-  const ex = serializeExamples(examples);
-  writeFileAtomic(join(dir, 'examples.bin'), ex.binary);
-  writeJsonAtomic(join(dir, 'examples.json'), ex.json);
+  writeExamples(dir, examples);
 
   const nUniversal = rows.length;
   return {

@@ -1,5 +1,5 @@
 /**
- * Functional roles from the weights (method.md "Families and roles"):
+ * Functional roles from the weights (docs/method-notes.md "Families and roles"):
  * - prediction / suppression: vocab_kurt above a threshold (10), by the sign of vocab_skew;
  * - partition: vocab_var above that of every one of `directions` random unit directions;
  * - entropy candidates: last layer, vocab_var below every random direction's, l2_penalty in the
@@ -17,11 +17,13 @@ import { EngineError } from '../errors';
 import { rotationMatrix } from './crossmoments';
 import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
 
-export const ROLES = ['entropy', 'attention-deactivation', 'prediction', 'suppression', 'partition'] as const;
-export type Role = (typeof ROLES)[number];
+// The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
+import { ROLES, type Role } from '../run/families';
+
+export { ROLES, type Role };
 
 export interface RoleOptions {
-  /** method.md: prediction/suppression need vocab_kurt above this. */
+  /** docs/method-notes.md: prediction/suppression need vocab_kurt above this. */
   vocabKurt?: number;
   /** Random unit directions for the partition, entropy and attention baselines (default 1024). */
   directions?: number;

@@ -1,8 +1,16 @@
 /**
- * The streaming-pass interfaces every analysis module shares (docs/analysis-contract.md).
- * The pipeline builds one ActivationBatch per batch of corpus rows and hands it to every
- * accumulator in a fixed order, so a resumed run reproduces a full run bit for bit.
+ * The interfaces every analysis module shares (docs/analysis-contract.md): the streaming pass's
+ * (ActivationBatch, Accumulator) and the plan's (AnalysisPlan, AccumulatorSpec, PlanContext),
+ * with the options and progress of a run. The pipeline builds one ActivationBatch per batch of
+ * corpus rows and hands it to every accumulator in a fixed order, so a resumed run reproduces a
+ * full run bit for bit. pipeline.ts runs a plan, plan.ts and familyResults.ts make one; they all
+ * import these from here, not from each other.
  */
+import type { Corpus } from '../corpus';
+import type { CancellationSignal } from '../errors';
+import type { Model } from '../runtime';
+import type { Manifest, Mode, ModelInfo, Settings } from '../run/manifest';
+import type { RotationCache } from './rotations';
 
 /** Neuron (l, n) of a model with d_mlp neurons per layer is column l·d_mlp + n. */
 export const neuronColumn = (layer: number, neuron: number, dMlp: number): number => layer * dMlp + neuron;
@@ -57,4 +65,106 @@ export interface Accumulator<R> {
   state(): AccumulatorState;
   /** Final results; may be called once at the end. */
   finish(): R | Promise<R>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A run and its plan (pipeline.ts runs them)
+
+export interface AnalysisOptions {
+  /** Model folders; the reference is moved to the front. */
+  models: string[];
+  /** The reference model: a folder basename (e.g. `tiny-gpt2-a`), a path as given, or an index; default the first. */
+  reference?: string;
+  corpus: string[];
+  /** Token budget (BOS included): whole rows of the model's context length. */
+  tokens: number;
+  /** Run folder; default `<workspace>/.universal-neurons/runs/<id>`. */
+  out?: string;
+  workspace?: string;
+  /** Continue the run in this folder (or id under the workspace). Other settings come from its manifest. */
+  resume?: string;
+  threshold?: number;
+  /** Seed of the baseline's random rotations. */
+  seed?: number;
+  batchRows?: number;
+  /** Checkpoint every K batches. */
+  checkpointEvery?: number;
+  mode?: Mode;
+  /** onnxruntime intra-op threads (0: engine default). */
+  threads?: number;
+  /** Top examples kept per neuron (reference model). */
+  topK?: number;
+  /** Peak memory to plan for, GB = 10⁹ bytes (blocking.ts); default 8. */
+  memoryGb?: number;
+  /** Reference blocks [first, rest] instead of what the budget gives ([0, 0]: unblocked; tests, measurements). */
+  refBlocks?: readonly [number, number];
+  /** Fast mode on a budget of fewer tokens (rows × context) runs exact (default FAST_MIN_TOKENS; tests lower it). */
+  fastMinTokens?: number;
+  /** Replaces the accumulators and result writing (tests; other analyses). */
+  plan?: AnalysisPlan;
+}
+
+export interface PlanContext {
+  models: ModelInfo[];
+  /** Open models (reference first); the others are closed before `finalize`, the reference after it. */
+  handles: Model[];
+  settings: Settings;
+  corpus: Corpus;
+  runDir: string;
+  signal?: CancellationSignal;
+  progress: (p: Progress) => void;
+  /** The baseline's rotation matrices, drawn once per run (blocked runs; closed when the run ends). */
+  rotations?: RotationCache;
+}
+
+export interface AccumulatorSpec {
+  /** Key in the checkpoint; unique within a plan. */
+  name: string;
+  /** `done`: results of the accumulators finished so far (earlier passes; earlier specs of this pass once it finishes). */
+  create(done: ReadonlyMap<string, unknown>): Accumulator<unknown>;
+  restore(state: AccumulatorState, done: ReadonlyMap<string, unknown>): Accumulator<unknown>;
+  /** Pass over the corpus, 0, 1, …; passes run in order, and specs without one run in a last pass. */
+  pass?: number;
+  /** What add() reads (default: every array of every model); the rest of the batch is left empty. */
+  reads?: { models: number[]; arrays: (keyof ModelActivations)[] };
+  /**
+   * Before its pass streams, the accumulator's screen() gets batches 0, every, 2·every, … (fast
+   * mode's screen, spread over the corpus). Not checkpointed part-way: a run cancelled during
+   * the screen screens again on resume.
+   */
+  screen?: { every: number };
+  /** Required of specs that finish before the last pass: their result as checkpoint state, and back. */
+  pack?(result: unknown): AccumulatorState;
+  unpack?(state: AccumulatorState): unknown;
+}
+
+export interface AnalysisPlan {
+  /** Accumulators in the order they see each batch. */
+  accumulators(ctx: PlanContext): AccumulatorSpec[] | Promise<AccumulatorSpec[]>;
+  /** Writes the results from every accumulator's `finish()`; returns what goes into the manifest's `results`. */
+  finalize(ctx: PlanContext, results: Map<string, unknown>): Promise<Record<string, unknown>>;
+  /** Bytes the accumulators of the last pass (the statistics) hold whatever the batch, for the memory planner. */
+  statsBytes?(ctx: PlanContext): number;
+  /** Choices the plan makes where docs/method-notes.md leaves one open (for the manifest). */
+  choices?: Record<string, string>;
+}
+
+export interface Progress {
+  phase: 'open' | 'corpus' | 'run' | 'stream' | 'checkpoint' | 'finish' | 'write' | 'done';
+  message?: string;
+  /** The run folder, from phase 'run' on. */
+  runDir?: string;
+  batch?: number;
+  batches?: number;
+  tokensDone?: number;
+  tokensTotal?: number;
+  tokensPerSec?: number;
+  etaSec?: number;
+}
+
+export interface RunResult {
+  runDir: string;
+  id: string;
+  manifest: Manifest;
+  results: Map<string, unknown>;
 }

@@ -1,11 +1,12 @@
 /**
- * The per-neuron universality table (method.md, "Summary per neuron of a"): the per-model maxima
+ * The per-neuron universality table (docs/method-notes.md, "Summary per neuron of a"): the per-model maxima
  * of CrossMoments combined over the other models, the excess correlation, the universal flag, a
  * per-layer summary and the counts at a few thresholds. Pure functions, no I/O.
  *
  * Column names follow the paper's universal.csv, so the store can write them as they are.
  */
 import { EngineError } from '../errors';
+import { DEFAULT_THRESHOLD, isUniversal, SUMMARY_THRESHOLDS } from '../run/defaults';
 import { neuronName } from './types';
 
 /** What universality needs from one CrossMoments result (reference vs one other model). */
@@ -25,7 +26,7 @@ export interface OtherModel {
 }
 
 export interface UniversalityOptions {
-  /** Universal ⇔ excess_corr > threshold (method.md default 0.5). */
+  /** Universal ⇔ excess_corr > threshold (default run/defaults.ts DEFAULT_THRESHOLD). */
   threshold?: number;
   /** Thresholds for the count table (default 0.3, 0.4, 0.5). */
   thresholds?: number[];
@@ -104,8 +105,8 @@ export function universalityTable(
   ref: { nLayers: number; dMlp: number },
   opts: UniversalityOptions = {},
 ): UniversalityTable {
-  const threshold = opts.threshold ?? 0.5;
-  const thresholds = opts.thresholds ?? [0.3, 0.4, 0.5];
+  const threshold = opts.threshold ?? DEFAULT_THRESHOLD;
+  const thresholds = opts.thresholds ?? [...SUMMARY_THRESHOLDS];
   const topK = opts.top ?? 25;
   if (!Number.isFinite(threshold)) throw new EngineError(`universality threshold ${threshold} is not a number`);
   if (others.length === 0) throw new EngineError('universality needs the results of at least one other model');
@@ -167,7 +168,7 @@ export function universalityTable(
     t.min_baseline[i] = bMin;
     t.mean_baseline[i] = bSum / M;
     t.excess_corr[i] = t.mean_corr[i]! - t.mean_baseline[i]!;
-    if (t.excess_corr[i]! > threshold) {
+    if (isUniversal(t.excess_corr[i]!, threshold)) {
       t.universal[i] = 1;
       t.total.universal++;
     }
@@ -190,7 +191,7 @@ export function universalityTable(
   }
   for (const th of thresholds) {
     let c = 0;
-    for (let i = 0; i < N; i++) if (t.excess_corr[i]! > th) c++;
+    for (let i = 0; i < N; i++) if (isUniversal(t.excess_corr[i]!, th)) c++;
     t.counts.push({ threshold: th, count: c, percent: (100 * c) / N });
   }
   const uni = [...Array(N).keys()].filter((i) => t.universal[i]);

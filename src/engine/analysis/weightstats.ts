@@ -1,5 +1,5 @@
 /**
- * Weight statistics per neuron (method.md "Weight statistics"), on weights processed as
+ * Weight statistics per neuron (docs/method-notes.md "Weight statistics"), on weights processed as
  * TransformerLens loads them by default:
  *   W_in' = diag(γ₂)·W_in, b_in' = b_in + β₂·W_in, then W_in' centred over d_model per neuron;
  *   W_out rows centred over d_model;

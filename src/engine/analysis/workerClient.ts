@@ -23,8 +23,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError, type CancellationSignal } from '../errors';
-import { readJson, writeJsonAtomic } from '../store';
-import type { Manifest, Progress } from './pipeline';
+import { RUN_FILES } from '../run/files';
+import { readManifest, writeManifest } from '../run/manifest';
+import type { Progress } from './pipeline';
 import { fromWorkerError, type FromWorker, type ToWorker, type WorkerAnalysisOptions, type WorkerRunResult } from './workerProtocol';
 
 export type { WorkerAnalysisOptions, WorkerRunResult } from './workerProtocol';
@@ -103,19 +104,13 @@ function createWorker(script: string, workerData: unknown): Worker {
 
 /** Marks the manifest of a run whose worker died unannounced, and drops the lock it left behind. */
 function markStopped(runDir: string, reason: string): void {
-  const mpath = join(runDir, 'manifest.json');
   try {
-    const m = readJson<Manifest>(mpath);
-    if (m.status === 'running') {
-      m.status = 'failed';
-      m.error = reason;
-      m.updated = new Date().toISOString();
-      writeJsonAtomic(mpath, m);
-    }
+    const m = readManifest(runDir);
+    if (m.status === 'running') writeManifest(runDir, { ...m, status: 'failed', error: reason, updated: new Date().toISOString() });
   } catch {
     // no manifest yet, or unreadable: nothing to mark
   }
-  const lock = join(runDir, 'run.lock');
+  const lock = join(runDir, RUN_FILES.lock);
   try {
     if (fs.readFileSync(lock, 'utf8').trim() === String(process.pid)) fs.rmSync(lock, { force: true });
   } catch {
@@ -125,9 +120,8 @@ function markStopped(runDir: string, reason: string): void {
 
 function lastCheckpoint(runDir: string): string {
   try {
-    const m = readJson<Manifest>(join(runDir, 'manifest.json'));
-    const p = m.progress;
-    if (p && p.batches_done > 0 && fs.existsSync(join(runDir, 'checkpoint'))) return `its checkpoint after batch ${p.batches_done} of ${p.batches_total} is kept`;
+    const p = readManifest(runDir).progress;
+    if (p?.batches_done && fs.existsSync(join(runDir, RUN_FILES.checkpointDir))) return `its checkpoint after batch ${p.batches_done} of ${p.batches_total} is kept`;
   } catch {
     // fall through
   }

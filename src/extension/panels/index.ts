@@ -1,7 +1,7 @@
 /**
  * The result views as panels beside the editor: overview, neuron table, neuron page, prompt view.
  * H8's commands call the open* functions; activate() calls registerPanelSerializers (and
- * setPanelLog with the extension's output channel). Data is loaded by runData.ts; these hosts only
+ * setPanelLog with the extension's output channel). Data is loaded by src/engine/run/data.ts; these hosts only
  * route messages.
  *
  * One panel per run for the overview and for the table, one neuron page per run (reused: a click
@@ -10,7 +10,9 @@
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { isPanelState, VIEW_TYPES, type NeuronRef, type PromptData, type ViewKind, type ViewPayload } from '../../protocol';
-import { getRun, neuronData, overviewData, tableData } from '../runData';
+import { getRun } from '../../engine/run/data';
+import { neuronData, overviewData, tableData } from '../runData';
+import { promptData } from '../../view/payloads';
 import { panelLog, setPanelLog, type PanelLog } from './log';
 import { PanelHost, webviewOptions, type MessageHandler } from './panelHost';
 
@@ -162,22 +164,7 @@ export function openPromptView(
   values: number[],
   neuronLabel: string,
 ): void {
-  const data: PromptData = {
-    document: doc.toString(),
-    title: basename(doc.path) || doc.toString(),
-    neuronLabel,
-    tokens: tokens.map((t, i) => {
-      const v = values[i];
-      return {
-        text: t.text,
-        start: t.start,
-        end: t.end,
-        id: typeof t.id === 'number' && Number.isSafeInteger(t.id) && t.id >= 0 ? t.id : null,
-        value: typeof v === 'number' && Number.isFinite(v) ? v : null,
-      };
-    }),
-  };
-  promptPanel(ctx, data);
+  promptPanel(ctx, promptData(doc.toString(), basename(doc.path) || doc.toString(), neuronLabel, tokens, values));
 }
 
 /**

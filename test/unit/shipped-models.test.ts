@@ -1,6 +1,7 @@
-// The shipped family: every model loads through our engine, and the engine reproduces the model
-// card's figures (models/family.json, written by tools/family_card.py from an independent torch
-// forward) on the card's fixed held-out slice.
+// The shipped model family (models/tiny-gpt2-{a..e}; neuron families are family-stats.test.ts):
+// every model loads through our engine, and the engine reproduces the model card's figures
+// (models/family.json, written by tools/family_card.py from an independent torch forward) on the
+// card's fixed held-out slice.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,9 +1,9 @@
-// Family labels in words and the overview's family/role tallies (src/engine/familyText.ts,
-// familyCounts.ts): the same phrases appear in the hover, the tree and the webviews.
+// Family labels in words and the overview's family/role tallies (src/view/familyText.ts,
+// counts.ts): the same phrases appear in the hover, the tree and the webviews.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { familyLayerCounts, roleCounts } from '../../src/extension/familyCounts';
-import { compareFamilies, describeLabel, familyName, FAMILY_ORDER, isExplained } from '../../src/engine/familyText';
+import { familyLayerCounts, roleCounts } from '../../src/view/counts';
+import { compareFamilies, describeLabel, familyName, FAMILY_ORDER, isExplained } from '../../src/view/familyText';
 
 test('describeLabel: every label kind the engine writes, prev: labels, unknown ones as written', () => {
   const cases: [string, string][] = [

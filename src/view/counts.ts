@@ -1,9 +1,31 @@
 /**
- * Tallies for the overview's family and role pictures: per layer, all neurons and the universal
- * ones. Plain counting over the run's columns (the science is in the engine's columns).
+ * Family and role tallies the views show: the overview's pictures (per family, per layer, per
+ * role; all neurons beside the universal ones) and the neuron picker's family groups. Plain
+ * counting over the run's columns (the science is in the engine's columns).
  */
-import { ROLES, type FamilyLayerCounts, type Role, type RoleCount } from '../protocol';
-import { compareFamilies } from '../engine/familyText';
+import { ROLES, type FamilyCount, type FamilyLayerCounts, type Role, type RoleCount } from '../protocol';
+import { compareFamilies } from './familyText';
+
+/**
+ * Neurons per family, most first, then by name. A neuron with no family (null or '') is left out,
+ * or counted under `unassigned` when given; with `universalOnly` only universal neurons count.
+ */
+export function familyCounts(
+  family: readonly (string | null | undefined)[],
+  universal: ArrayLike<boolean | number>,
+  opts: { unassigned?: string; universalOnly?: boolean } = {},
+): FamilyCount[] {
+  const m = new Map<string, FamilyCount>();
+  family.forEach((name, i) => {
+    const f = name || opts.unassigned;
+    if (!f || (opts.universalOnly && !universal[i])) return;
+    let t = m.get(f);
+    if (!t) m.set(f, (t = { family: f, neurons: 0, universal: 0 }));
+    t.neurons++;
+    if (universal[i]) t.universal++;
+  });
+  return [...m.values()].sort((x, y) => y.neurons - x.neurons || (x.family < y.family ? -1 : x.family > y.family ? 1 : 0));
+}
 
 /** One entry per family present (display order), counts indexed by layer. Neurons with no family are left out. */
 export function familyLayerCounts(

@@ -1,7 +1,11 @@
+// The views' summaries (src/view/percentile.ts, summaries.ts, counts.ts): percentile ranks within a
+// layer, per-layer universal shares, histograms, family counts and the reverse partner index.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { percentileRank, percentileRanksWithinLayer } from '../../src/engine/analysis/percentile';
-import { bestReferenceByPartner, familyCounts, histogram, isUniversal, layerShares, median, partnerKey } from '../../src/engine/analysis/summaries';
+import { percentileRank, percentileRanksWithinLayer } from '../../src/view/percentile';
+import { familyCounts } from '../../src/view/counts';
+import { bestReferenceByPartner, histogram, layerShares, median, partnerKey } from '../../src/view/summaries';
+import { isUniversal } from '../../src/engine/run/defaults';
 
 test('percentileRank: mid-rank, ties shared, non-finite ignored', () => {
   const s = [1, 2, 3, 4];
@@ -41,7 +45,7 @@ test('percentileRanksWithinLayer ranks each value inside its own layer', () => {
 test('layerShares: counts, share and median excess of universal neurons per layer', () => {
   const layers = [0, 0, 0, 0, 1, 1, 2];
   const excess = [0.6, 0.7, 0.1, Number.NaN, 0.5, 0.9, 0.2];
-  const s = layerShares(layers, excess, 0.5, 4);
+  const s = layerShares(layers, excess, excess.map((x) => isUniversal(x, 0.5)), 4);
   assert.deepEqual(
     s.map((x) => [x.layer, x.neurons, x.universal, x.percent]),
     [

@@ -4,12 +4,11 @@
  * marks, families and roles from the run's table; this only lays them out, with `command:` links.
  */
 import type { Role } from '../protocol';
+import { Command } from './commandIds';
 import { describeLabel, familyName, isExplained, ROLE_TITLES } from './familyText';
 
-export const SHOW_NEURON = 'universalNeurons.showNeuron';
-export const HEATMAP_NEURON = 'universalNeurons.heatmapNeuron';
 /** The only commands hover links may run (MarkdownString.isTrusted.enabledCommands). */
-export const HOVER_COMMANDS = [SHOW_NEURON, HEATMAP_NEURON] as const;
+export const HOVER_COMMANDS = [Command.ShowNeuron, Command.HeatmapNeuron] as const;
 
 export interface HoverNeuron {
   layer: number;
@@ -101,9 +100,9 @@ export function hoverMarkdown(h: HoverInput): string {
     const label = `L${n.layer}.N${n.neuron}`;
     const mark = n.universal ? `★ excess ${fmt(n.excess ?? NaN)}` : n.excess !== undefined ? `excess ${fmt(n.excess)}` : '';
     lines.push(
-      `| [${label}](${commandUri(SHOW_NEURON, [ref])} "Open the neuron page of ${label}") | ${fmt(n.value)} | ${mark} | ` +
+      `| [${label}](${commandUri(Command.ShowNeuron, [ref])} "Open the neuron page of ${label}") | ${fmt(n.value)} | ${mark} | ` +
         (families ? `${familyCell(n)} | ` : '') +
-        `[heat-map](${commandUri(HEATMAP_NEURON, [ref])} "Shade this document by ${label}") |`,
+        `[heat-map](${commandUri(Command.HeatmapNeuron, [ref])} "Shade this document by ${label}") |`,
     );
   }
   lines.push('');

@@ -1,17 +1,47 @@
 /**
- * Reads a run's optional `roles.json` (written with the family analysis):
+ * `roles.json` (written with the family analysis, familyResults.ts):
  *
  *   { "entropy":   [ { layer, neuron, candidate?, baseline: {lnScale, entropy, loss},
  *                      points: [ {value, lnScale, entropy, loss, dLoss, dEntropy}, … ] } ],
- *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ] }
+ *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ],
+ *     "baseline": …, "thresholds": … }
  *
- * Every entry is checked; a bad entry is skipped and counted in the note, a bad file gives only a
- * note: the neuron pages must open whatever this optional file holds. Non-finite numbers become
- * null (JSON itself has none, but a writer may use null for them).
+ * Reading checks every entry; a bad entry is skipped and counted in the note, a bad file gives
+ * only a note: the neuron pages must open whatever this optional file holds. Non-finite numbers
+ * become null (JSON itself has none, but a writer may use null for them).
  */
 import * as fs from 'node:fs';
-import { join } from 'node:path';
-import { isHeadName, type AttentionPair, type EntropyIntervention, type EntropyPoint, type Num } from '../protocol';
+import { writeJsonAtomic } from '../store';
+import { runFile } from './files';
+
+/** A number that may be missing (JSON has no NaN). */
+export type Num = number | null;
+
+export interface EntropyPoint {
+  lnScale: Num;
+  entropy: Num;
+  loss: Num;
+}
+
+/** The entropy intervention of one neuron: its activation fixed to `value` at every position. */
+export interface EntropyIntervention {
+  /** Whether the neuron passes the entropy-neuron rule (false: the run's closest candidate, measured to show the shape). */
+  candidate?: boolean;
+  baseline: EntropyPoint;
+  points: (EntropyPoint & { value: number; dLoss: Num; dEntropy: Num })[];
+}
+
+/** An attention-deactivation pair: a neuron against a later head. */
+export interface AttentionPair {
+  layer: number;
+  neuron: number;
+  /** `L3.H1` */
+  head: string;
+  /** z-score against random unit directions. */
+  score: Num;
+  /** The raw score (null when the file gives only the z-score). */
+  raw: Num;
+}
 
 export interface RolesFile {
   /** Entropy interventions by neuron column l·d_mlp+n. */
@@ -20,6 +50,9 @@ export interface RolesFile {
   attention: AttentionPair[];
   note?: string;
 }
+
+/** An attention head as the engine names it (`L3.H1`). */
+export const isHeadName = (v: unknown): v is string => typeof v === 'string' && /^L\d{1,4}\.H\d{1,4}$/.test(v);
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -36,11 +69,14 @@ function point(v: unknown): EntropyPoint | undefined {
   return { lnScale, entropy, loss };
 }
 
-export const ROLES_FILE = 'roles.json';
+/** Writes `roles.json` of the run in `dir`. */
+export function writeRoles(dir: string, roles: { entropy: unknown[]; attention: unknown[]; baseline: unknown; thresholds: unknown }): void {
+  writeJsonAtomic(runFile(dir, 'roles'), roles);
+}
 
-/** null when the run has no roles.json. `inRun(l, n)` says whether the neuron exists in the run. */
-export function readRolesFile(runDir: string, inRun: (layer: number, neuron: number) => number | undefined): RolesFile | null {
-  const path = join(runDir, ROLES_FILE);
+/** null when the run has no roles.json. `inRun(l, n)` gives the neuron's column when it is in the run. */
+export function readRoles(runDir: string, inRun: (layer: number, neuron: number) => number | undefined): RolesFile | null {
+  const path = runFile(runDir, 'roles');
   if (!fs.existsSync(path)) return null;
   const empty = (why: string): RolesFile => ({ entropy: new Map(), attention: [], note: `${path} ${why}: no role interventions shown` });
   let j: unknown;

@@ -1,9 +1,9 @@
 /**
- * Family and role names for people. Pure (no `vscode`, no DOM, no Node): the hover and the Runs
- * tree use it in the host, and the webview bundle imports it too, so a label reads the same in
- * every place it appears.
+ * Family and role names for people (the view layer: no `vscode`, no DOM, no Node): the hover and
+ * the Runs tree use it in the host, and the webview bundle imports it too, so a label reads the
+ * same in every place it appears.
  *
- * The engine writes the best explaining label machine-readably (method.md "Families and roles"):
+ * The engine writes the best explaining label machine-readably (docs/method-notes.md "Families and roles"):
  * `unigram:the`, `alphabet:t`, `feature:space`, `pos:NOUN`, `source:kjv`, `topic:brown/press`,
  * `position:=5`, `position:<32`, any of them optionally prefixed `prev:` (the label is about the
  * previous token). Anything else is shown as written rather than guessed at.

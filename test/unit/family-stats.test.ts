@@ -1,5 +1,6 @@
 /**
- * Families on planted data: the real held-out corpus (real tokens, tags, documents) with
+ * Neuron families (FamilyStats, src/engine/analysis/families.ts; the shipped model family is
+ * shipped-models.test.ts) on planted data: the real held-out corpus (real tokens, tags, documents) with
  * synthetic activations whose explanation is known, fed through FamilyStats in batches.
  */
 import assert from 'node:assert/strict';

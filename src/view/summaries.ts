@@ -1,7 +1,7 @@
 /**
- * Small summaries the result views show (per-layer universal share, histograms, family counts,
- * the reverse partner index). Pure functions over a run's columns, so the extension host only
- * loads and forwards data.
+ * Small summaries the result views show (per-layer universal share, histograms, the reverse
+ * partner index; family and role counts are counts.ts). Pure functions over a run's columns (the
+ * view layer), so the extension host only loads and forwards data.
  */
 
 export interface LayerShare {
@@ -14,9 +14,6 @@ export interface LayerShare {
   medianExcess: number;
 }
 
-/** Universal ⇔ excess > threshold (method.md); a missing excess is not universal. */
-export const isUniversal = (excess: number, threshold: number): boolean => Number.isFinite(excess) && excess > threshold;
-
 export function median(values: readonly number[]): number {
   const v = values.filter(Number.isFinite).sort((a, b) => a - b);
   if (v.length === 0) return NaN;
@@ -24,15 +21,15 @@ export function median(values: readonly number[]): number {
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 }
 
-/** Per layer 0..nLayers−1: neurons, universal neurons, their share and median excess. */
-export function layerShares(layers: ArrayLike<number>, excess: ArrayLike<number>, threshold: number, nLayers: number): LayerShare[] {
+/** Per layer 0..nLayers−1: neurons, universal neurons (the run's flags), their share and median excess. */
+export function layerShares(layers: ArrayLike<number>, excess: ArrayLike<number>, universal: ArrayLike<boolean | number>, nLayers: number): LayerShare[] {
   const neurons = new Array<number>(nLayers).fill(0);
   const univ: number[][] = Array.from({ length: nLayers }, () => []);
   for (let i = 0; i < layers.length; i++) {
     const l = layers[i]!;
     if (!(l >= 0 && l < nLayers)) continue;
     neurons[l]!++;
-    if (isUniversal(excess[i]!, threshold)) univ[l]!.push(excess[i]!);
+    if (universal[i]) univ[l]!.push(excess[i]!);
   }
   return neurons.map((n, layer) => ({
     layer,
@@ -74,25 +71,6 @@ export function histogram(values: ArrayLike<number>, bins: number, lo?: number, 
     counts[Math.min(bins - 1, Math.floor((v - a) / w))]!++;
   }
   return { edges, counts };
-}
-
-export interface FamilyTally {
-  family: string;
-  neurons: number;
-  universal: number;
-}
-
-/** Neurons per family (null/empty = in none, not counted), most neurons first, then by name. */
-export function familyCounts(family: readonly (string | null)[], universal: readonly boolean[]): FamilyTally[] {
-  const m = new Map<string, FamilyTally>();
-  family.forEach((f, i) => {
-    if (!f) return;
-    let t = m.get(f);
-    if (!t) m.set(f, (t = { family: f, neurons: 0, universal: 0 }));
-    t.neurons++;
-    if (universal[i]) t.universal++;
-  });
-  return [...m.values()].sort((x, y) => y.neurons - x.neurons || (x.family < y.family ? -1 : x.family > y.family ? 1 : 0));
 }
 
 export interface PartnerEdge {

@@ -1,0 +1,215 @@
+/**
+ * `manifest.json`: what a run is (models, corpus, settings) and where it stands (status,
+ * progress, timings). The pipeline writes it as `Manifest`; every reader goes through
+ * `readManifest`, which checks it against `MANIFEST_SCHEMA` (src/schema.ts) rather than trusting a cast, so a
+ * hand-edited, truncated or older manifest is refused with the field named, never a TypeError
+ * later on.
+ *
+ * The schema requires what every reader needs (format, status, the models' folders and sizes)
+ * and checks the type of every other field the pipeline writes where it is present: runs made by
+ * earlier versions lack some of them (`settings.memoryGb`, `models[].tokenizer_sha256`, …).
+ * Unknown fields are kept, so a reader that rewrites the manifest (workerClient.markStopped)
+ * loses nothing.
+ */
+import * as fs from 'node:fs';
+import { basename } from 'node:path';
+import { array, integer, literal, nullable, number, object, optional, picklist, problem, record, refine, string, unknown, type Infer } from '../../schema';
+import type { Corpus } from '../corpus';
+import { RunError } from '../errors';
+import { writeJsonAtomic } from '../store';
+import { DEFAULT_THRESHOLD } from './defaults';
+import { runFile } from './files';
+
+export const MANIFEST_FORMAT = 'universal-neurons/run@1';
+
+export const RUN_STATUSES = ['running', 'cancelled', 'failed', 'complete'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export type Mode = 'exact' | 'fast';
+
+/** The analysis settings, as given or defaulted (defaults.ts), recorded so that a run can be resumed. */
+export interface Settings {
+  reference: string;
+  threshold: number;
+  seed: number;
+  batchRows: number;
+  checkpointEvery: number;
+  mode: Mode;
+  /** onnxruntime threads as asked (0: the engine default). */
+  threads: number;
+  /** The threads this session actually used (`threads` resolved, threads.ts); set by each session, so a resumed run shows the last one's. */
+  threadsUsed?: number;
+  topK: number;
+  tokens: number;
+  /** Missing in runs made before blocking existed (resumed as unblocked). */
+  memoryGb?: number;
+  /** Reference columns of each pair's first block (it holds m's Gram); 0: unblocked. Chosen once, at the start. */
+  gramBlock?: number;
+  /** Reference columns of the pair's other blocks; 0: unblocked. */
+  refBlock?: number;
+}
+
+export interface ModelInfo {
+  label: string;
+  dir: string;
+  nLayers: number;
+  dMlp: number;
+  /** nLayers · dMlp */
+  nNeurons: number;
+  nPositions: number;
+}
+
+/** The manifest as the pipeline writes it. */
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  id: string;
+  status: RunStatus;
+  created: string;
+  updated: string;
+  software: Record<string, string>;
+  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string; tokenizer_sha256?: string })[];
+  corpus: {
+    inputs: string[];
+    files: Corpus['files'];
+    skipped: string[];
+    hash: string;
+    rows: number;
+    row_length: number;
+    tokens: Corpus['tokens'];
+  };
+  settings: Settings;
+  choices: Record<string, string>;
+  progress: { batches_done: number; batches_total: number; tokens_done: number };
+  timings: { open_s: number; corpus_s: number; stream_s: number; finish_s: number; write_s: number; total_s: number; sessions: number };
+  warnings: string[];
+  error?: string;
+  results?: Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema a manifest is read with (src/schema.ts)
+
+const nat = integer({ min: 0 });
+const positive = integer({ min: 1 });
+const finite = number();
+const text = string();
+
+const MODEL_SCHEMA = object({
+  label: optional(text),
+  dir: text,
+  nLayers: positive,
+  dMlp: positive,
+  nNeurons: optional(nat),
+  nPositions: optional(nat),
+  role: optional(picklist(['reference', 'other'])),
+  config_sha256: optional(text),
+  safetensors_sha256: optional(text),
+  vocab_sha256: optional(text),
+  tokenizer_sha256: optional(text),
+});
+
+const SETTINGS_SCHEMA = object({
+  reference: optional(text),
+  threshold: optional(finite),
+  seed: optional(nat),
+  batchRows: optional(positive),
+  checkpointEvery: optional(positive),
+  mode: optional(picklist(['exact', 'fast'])),
+  threads: optional(nat),
+  threadsUsed: optional(nat),
+  topK: optional(nat),
+  tokens: optional(nat),
+  memoryGb: optional(finite),
+  gramBlock: optional(nat),
+  refBlock: optional(nat),
+});
+
+const CORPUS_SCHEMA = object({
+  inputs: optional(array(text)),
+  files: optional(array(object({ path: text }))),
+  skipped: optional(array(text)),
+  hash: optional(text),
+  rows: optional(nat),
+  row_length: optional(nat),
+  tokens: optional(object({ requested: optional(nat), available: optional(nullable(nat)), used: optional(nat), kept: optional(nat) })),
+});
+
+const seconds = optional(finite);
+
+/** What every manifest.json must be; fields it does not name are kept as they are. */
+export const MANIFEST_SCHEMA = object({
+  format: literal(MANIFEST_FORMAT),
+  id: optional(text),
+  status: picklist(RUN_STATUSES),
+  created: optional(text),
+  updated: optional(text),
+  software: optional(record(text)),
+  models: refine(array(MODEL_SCHEMA), (m) => m.length > 0, 'lists no models'),
+  corpus: optional(CORPUS_SCHEMA),
+  settings: optional(SETTINGS_SCHEMA),
+  choices: optional(record(text)),
+  progress: optional(object({ batches_done: optional(nat), batches_total: optional(nat), tokens_done: optional(nat) })),
+  timings: optional(object({ open_s: seconds, corpus_s: seconds, stream_s: seconds, finish_s: seconds, write_s: seconds, total_s: seconds, sessions: optional(nat) })),
+  warnings: optional(array(text)),
+  error: optional(text),
+  results: optional(record(unknown())),
+});
+
+/** A manifest as read back: checked; `id`, `created` and every model's `label` filled in where an older run lacks them. */
+export type StoredManifest = Omit<Infer<typeof MANIFEST_SCHEMA>, 'id' | 'created' | 'models'> & {
+  id: string;
+  created: string;
+  models: (Infer<typeof MODEL_SCHEMA> & { label: string })[];
+  /** Fields this version does not read, kept for writing the manifest back. */
+  [other: string]: unknown;
+};
+
+/** Checks a parsed manifest of the run in `dir` (`path`: its file, for messages). */
+export function checkManifest(json: unknown, dir: string, path = runFile(dir, 'manifest')): StoredManifest {
+  const isObj = typeof json === 'object' && json !== null && !Array.isArray(json);
+  const format = isObj ? (json as { format?: unknown }).format : json;
+  if (format !== MANIFEST_FORMAT) throw new RunError(`${path} is not a run manifest of this tool (format ${JSON.stringify(format)})`, 'corrupt', dir);
+  const why = problem(MANIFEST_SCHEMA, json);
+  if (why !== undefined) throw new RunError(`${path} is not a usable run manifest (${why})`, 'corrupt', dir);
+  const m = json as Infer<typeof MANIFEST_SCHEMA>;
+  return {
+    ...m,
+    id: m.id ?? basename(dir),
+    created: m.created ?? '',
+    models: m.models.map((x, i) => ({ ...x, label: x.label ?? `model ${i}` })),
+  };
+}
+
+/**
+ * Reads and checks `manifest.json` of the run in `dir`, whatever the run's status. Throws a
+ * RunError: `missing` (no such folder) or `corrupt` (no manifest, not JSON, not this tool's, a
+ * field of the wrong type).
+ */
+export function readManifest(dir: string): StoredManifest {
+  if (!fs.existsSync(dir)) throw new RunError(`the run folder ${dir} does not exist (moved or deleted)`, 'missing', dir);
+  const path = runFile(dir, 'manifest');
+  if (!fs.existsSync(path)) throw new RunError(`${dir} is not an analysis run: it has no manifest.json`, 'corrupt', dir);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new RunError(`${path} is unreadable or not valid JSON (${(e as Error).message})`, 'corrupt', dir);
+  }
+  return checkManifest(json, dir, path);
+}
+
+/** Throws a RunError `incomplete` unless the run is complete (the editor's wording: what to do next). */
+export function requireComplete(m: StoredManifest, dir: string): void {
+  if (m.status === 'complete') return;
+  const how =
+    m.status === 'running' ? 'is still running (or was killed)' : m.status === 'cancelled' ? 'was cancelled' : `failed${m.error ? `: ${m.error}` : ''}`;
+  throw new RunError(`run ${m.id} ${how}; it has no results yet (resume it with the CLI's analyze --resume)`, 'incomplete', dir);
+}
+
+/** Universal ⇔ excess_corr above this: the run's own threshold, else the default. */
+export const manifestThreshold = (m: Pick<StoredManifest, 'settings'>): number => m.settings?.threshold ?? DEFAULT_THRESHOLD;
+
+/** Writes `manifest.json` atomically (store.writeFileAtomic). */
+export function writeManifest(dir: string, m: Manifest | StoredManifest): void {
+  writeJsonAtomic(runFile(dir, 'manifest'), m);
+}
