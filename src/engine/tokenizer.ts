@@ -187,6 +187,9 @@ export class Tokenizer {
         throw bad(`model.${key} ${JSON.stringify(model[key])} is not supported (GPT-2 BPE has none)`);
       }
     }
+    if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
+      throw bad(`model.dropout ${JSON.stringify(model.dropout)} is not supported: BPE dropout splits words at random, so one text would not always give the same ids (GPT-2 has none)`);
+    }
     if (json.normalizer !== undefined && json.normalizer !== null) {
       throw bad(`normalizer ${describe(json.normalizer)} is not supported; GPT-2 tokenizers have none`);
     }
@@ -590,6 +593,15 @@ function rankMerges(
     const key = a + ' ' + b;
     if (!ranks.has(key)) ranks.set(key, i);
   });
+  for (const a of added) {
+    const id = vocab.get(a.content);
+    if (id !== undefined && id !== a.id) {
+      throw new EngineError(
+        `${path}: added token ${JSON.stringify(a.content)} has id ${a.id}, but the vocabulary gives it id ${id}; one of the two was edited. ${fix}`,
+        path,
+      );
+    }
+  }
   const addedContent = new Set(added.map((t) => t.content));
   const orphans: string[] = [];
   for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t)) orphans.push(t);
@@ -601,7 +613,51 @@ function rankMerges(
       path,
     );
   }
+  checkIdOrder(merges, vocab, path, what, fix);
   return ranks;
+}
+
+/**
+ * The ids follow the order the vocabulary was built in: the 256 byte tokens in byte order or in
+ * GPT-2's (code-point) order, then each merge's result, in merge order. GPT-2's tokenizer and
+ * every byte-level BPE trained by Hugging Face tokenizers are built so. Ids exchanged between two
+ * tokens, or two merges exchanged whose parts were both made earlier, pass every other check and
+ * still give a text other ids; they break this order.
+ */
+function checkIdOrder(merges: readonly [string, string][], vocab: Map<string, number>, path: string, what: string, fix: string): void {
+  const byteIds = BYTE_TO_CHAR.map((c) => vocab.get(c)!);
+  const increasing = (order: number[]) => order.every((b, k) => k === 0 || byteIds[b]! > byteIds[order[k - 1]!]!);
+  const byByte = [...Array(256).keys()];
+  const byCodePoint = [...byByte].sort((a, b) => BYTE_TO_CHAR[a]!.codePointAt(0)! - BYTE_TO_CHAR[b]!.codePointAt(0)!);
+  if (!increasing(byByte) && !increasing(byCodePoint)) {
+    const k = byCodePoint.findIndex((b, i) => i > 0 && byteIds[b]! < byteIds[byCodePoint[i - 1]!]!);
+    const [x, y] = [BYTE_TO_CHAR[byCodePoint[k - 1]!]!, BYTE_TO_CHAR[byCodePoint[k]!]!];
+    throw new EngineError(
+      `${path}: the 256 byte tokens' ids are in neither byte order nor GPT-2's order (e.g. ${JSON.stringify(x)} is id ${vocab.get(x)} and ${JSON.stringify(y)} is id ${vocab.get(y)}); ` +
+        `ids exchanged between tokens would encode text as other tokens. ${fix}`,
+      path,
+    );
+  }
+  const topByte = Math.max(...byteIds);
+  const seen = new Set<string>();
+  let prev = topByte;
+  let prevAt = -1;
+  merges.forEach(([a, b], i) => {
+    const t = a + b;
+    if (seen.has(t)) return;
+    seen.add(t);
+    const id = vocab.get(t)!;
+    if (id <= prev) {
+      const before = prevAt < 0 ? `the byte tokens go up to id ${topByte}` : `${what} entry ${prevAt + 1} made ${JSON.stringify(merges[prevAt]![0] + merges[prevAt]![1])}, id ${prev}`;
+      throw new EngineError(
+        `${path}: ${what} entry ${i + 1} ("${a} ${b}") makes ${JSON.stringify(t)}, id ${id}, but ${before}; a BPE vocabulary numbers merge results in merge order, ` +
+          `so the vocabulary's ids were exchanged or the merges reordered (either gives a text other ids). ${fix}`,
+        path,
+      );
+    }
+    prev = id;
+    prevAt = i;
+  });
 }
 
 /** Tokenizers built so far, by the sha256 of their file(s), least recently used first (Tokenizer.built). */

@@ -59,7 +59,14 @@ function modelDir(opts: { weights?: Uint8Array; config?: Record<string, unknown>
   const wp = join(dir, 'model.safetensors');
   if (opts.weights) writeFileSync(wp, opts.weights);
   else symlinkSync(join(SHIPPED, 'model.safetensors'), wp);
-  const config = { ...JSON.parse(readFileSync(join(SHIPPED, 'config.json'), 'utf8')), ...opts.config };
+  // config.json's bos/eos_token_id must be the tokenizer's <|endoftext|> (validate.ts): 256 in the
+  // toy tokenizer and the toy-based ones below, 50256 in the shipped config.
+  const tok = opts.tokenizer;
+  const eot =
+    tok === undefined ? 256
+    : typeof tok === 'object' ? (tok as { added_tokens?: { id: number; content: string }[] }).added_tokens?.find((t) => t.content === '<|endoftext|>')?.id
+    : undefined;
+  const config = { ...JSON.parse(readFileSync(join(SHIPPED, 'config.json'), 'utf8')), ...(eot === undefined ? {} : { bos_token_id: eot, eos_token_id: eot }), ...opts.config };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const tp = join(dir, 'tokenizer.json');
   if (typeof opts.tokenizer === 'object') writeFileSync(tp, JSON.stringify(opts.tokenizer));
@@ -207,23 +214,45 @@ describe('tokenizer refusals (the shipped tokenizer.json, merges edited)', () =>
     refused(() => loadCheckpoint(dir), { file: join(dir, 'tokenizer.json'), patterns: ['no earlier merge produces', 'out of order', /model\.merges entry \d+/] });
   });
 
-  test('same vocabulary, two merges swapped: accepted alone, but its fingerprint differs and analyze refuses the pair', async () => {
-    // On the small tokenizer, so that the two model opens cost only their sessions. Merges 4 and 5
-    // ("Ġ a", "a t") are independent: swapped, the order is still valid but "Ġat" becomes "Ġ"+"at".
+  test('same vocabulary, two independent merges swapped: refused at open, the merge results out of id order', () => {
+    // On the small tokenizer. Merges 4 and 5 ("Ġ a", "a t") are independent: swapped, every part
+    // is still made before it is used, yet "Ġat" would become "Ġ"+"at". Only the ids tell: a BPE
+    // vocabulary numbers merge results in merge order.
     const toy = JSON.parse(readFileSync(TOY_TOKENIZER, 'utf8'));
     const swapped = toy.model.merges.slice();
     assert.deepEqual(swapped.slice(3, 5), ['Ġ a', 'a t']);
     [swapped[3], swapped[4]] = [swapped[4], swapped[3]];
+    const dir = modelDir({ tokenizer: { ...toy, model: { ...toy.model, merges: swapped } } });
+    refused(() => loadCheckpoint(dir), { file: join(dir, 'tokenizer.json'), patterns: ['model.merges entry 5 ("Ġ a") makes "Ġa"', 'merge order'] });
+  });
+
+  test('two ids exchanged between tokens: refused at open', () => {
+    const toy = JSON.parse(readFileSync(TOY_TOKENIZER, 'utf8'));
+    const vocab = { ...toy.model.vocab };
+    [vocab['Ġa'], vocab['at']] = [vocab['at'], vocab['Ġa']];
+    const dir = modelDir({ tokenizer: { ...toy, model: { ...toy.model, vocab } } });
+    refused(() => loadCheckpoint(dir), { file: join(dir, 'tokenizer.json'), patterns: ['merge order'] });
+    const bytes = { ...toy.model.vocab };
+    [bytes['a'], bytes['b']] = [bytes['b'], bytes['a']];
+    const dir2 = modelDir({ tokenizer: { ...toy, model: { ...toy.model, vocab: bytes } } });
+    refused(() => loadCheckpoint(dir2), { file: join(dir2, 'tokenizer.json'), patterns: ["byte tokens' ids are in neither byte order nor GPT-2's order"] });
+  });
+
+  test('tokenizers differing only in a setting (ignore_merges): each accepted alone, but analyze refuses the pair, naming both files', async () => {
+    const toy = JSON.parse(readFileSync(TOY_TOKENIZER, 'utf8'));
     const dirA = modelDir();
-    const dirB = modelDir({ tokenizer: { ...toy, model: { ...toy.model, merges: swapped } } });
+    const dirB = modelDir({ tokenizer: { ...toy, model: { ...toy.model, ignore_merges: true } } });
     const a = Tokenizer.fromTokenizerJson(join(dirA, 'tokenizer.json'));
     const b = Tokenizer.fromTokenizerJson(join(dirB, 'tokenizer.json'));
     assert.equal(vocabHash(a), vocabHash(b), 'the vocabularies are identical');
-    assert.notDeepEqual(a.encode(' at').ids, b.encode(' at').ids, 'yet one text gets other ids');
     assert.notEqual(a.fingerprint(), b.fingerprint());
     await assert.rejects(
       runAnalysis({ models: [dirA, dirB], corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')], tokens: 128 * 4, out: join(tmp, 'run-merges'), threads: 1 }),
-      (e: unknown) => e instanceof EngineError && e.file === dirB && /different tokenizers: their merges \(same vocabulary\) differ/.test(e.message),
+      (e: unknown) =>
+        e instanceof EngineError &&
+        e.file === dirB &&
+        /different tokenizers \(.*\): their merges or settings \(same vocabulary\) differ/.test(e.message) &&
+        e.message.includes(join(dirB, 'tokenizer.json')),
     );
   });
 });

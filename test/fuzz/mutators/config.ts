@@ -45,6 +45,16 @@ function legitValue(field: string, v: unknown, cfg: Record<string, unknown>): st
   return undefined;
 }
 
+/**
+ * bos_token_id / eos_token_id do not enter the forward; the engine checks them against the
+ * tokenizer's <|endoftext|> (50256) when they are ids of the vocabulary, and ignores an id past it.
+ */
+function placeholderId(k: string, v: unknown, cfg: Record<string, unknown>): boolean {
+  if (k !== 'bos_token_id' && k !== 'eos_token_id') return false;
+  const vocab = typeof cfg.vocab_size === 'number' ? cfg.vocab_size : 50257;
+  return v === undefined || v === null || v === 50256 || (Number.isSafeInteger(v) && (v as number) >= vocab);
+}
+
 /** The meaning of `mutated` against `base`: harmless / legit(why) / corrupt. */
 export function judgeConfig(base: Record<string, unknown>, mutated: Uint8Array): Pick<Draft, 'legit' | 'harmless'> {
   let v: unknown;
@@ -60,7 +70,7 @@ export function judgeConfig(base: Record<string, unknown>, mutated: Uint8Array):
   let unread = 0;
   for (const k of keys) {
     if (JSON.stringify(base[k]) === JSON.stringify(cfg[k])) continue;
-    if (!READ.has(k) || (k === 'n_ctx' && cfg.n_positions !== undefined)) {
+    if (!READ.has(k) || (k === 'n_ctx' && cfg.n_positions !== undefined) || placeholderId(k, cfg[k], cfg)) {
       unread++;
       continue;
     }
@@ -70,7 +80,7 @@ export function judgeConfig(base: Record<string, unknown>, mutated: Uint8Array):
   }
   if (reasons.length > 0) return { legit: [...new Set(reasons)].join('; ') };
   return {
-    harmless: unread > 0 ? 'the change is to fields the forward does not read (dropout, initializer_range, architectures, torch_dtype, use_cache, ...)' : 'the JSON means the same (whitespace, key order, number spelling, escapes)',
+    harmless: unread > 0 ? 'the change is to fields the forward does not read (dropout, initializer_range, architectures, torch_dtype, use_cache, ...; bos/eos_token_id absent, or past the vocabulary: a placeholder)' : 'the JSON means the same (whitespace, key order, number spelling, escapes)',
   };
 }
 

@@ -73,8 +73,9 @@ export function readTokens(bytes: Uint8Array): number[] | undefined {
   return ids;
 }
 
-/** Every byte printable ASCII or whitespace: a text file, not little-endian uint16 ids (ids < 256 have a zero byte). */
+/** At least 64 bytes, every one printable ASCII or whitespace: a text file, not little-endian uint16 ids (ids < 256 have a zero byte). */
 function looksLikeText(b: Uint8Array): boolean {
+  if (b.length < 64) return false;
   const n = Math.min(b.length, 4096);
   for (let i = 0; i < n; i++) {
     const c = b[i]!;
