@@ -51,9 +51,11 @@ export interface CorpusOptions {
   tokens: number;
   /**
    * Text → ids without BOS (the reference model's tokenizer). Needed only for text inputs. With
-   * character ranges, Brown-style `tagged` records give their tokens a part of speech.
+   * character ranges, Brown-style `tagged` records give their tokens a part of speech. Given
+   * `maxTokens` it may stop once that many are made, returning exactly the first tokens of the
+   * whole text's encoding (Tokenizer.encode does): the rows need no more of the document.
    */
-  encode?: (text: string) => number[] | Encoding;
+  encode?: (text: string, maxTokens?: number) => number[] | Encoding;
   bos?: number;
   eos?: number;
   /**
@@ -362,7 +364,8 @@ export function readCorpus(opts: CorpusOptions): Corpus {
       }
       throwIfCancelled(opts.signal);
       if (total > 0 && last !== eos) push(eos);
-      const enc = opts.encode(doc.text);
+      // One token more than the rows still need: the budget is met, and the stream shown to go on.
+      const enc = opts.encode(doc.text, need - len + 1);
       const ids = Array.isArray(enc) ? enc : enc.ids;
       const tags = doc.tagged && !Array.isArray(enc) ? tokenTags(doc.text, doc.tagged, enc) : undefined;
       const d = documents.length;

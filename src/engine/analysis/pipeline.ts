@@ -670,7 +670,7 @@ export async function runAnalysis(
         paths: corpusPaths,
         nPositions: infos[0]!.nPositions,
         tokens: settings.tokens,
-        encode: (text) => ref.tokenizer.encode(text),
+        encode: (text, maxTokens) => ref.tokenizer.encode(text, maxTokens),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
         vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
