@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EngineError } from './errors';
+import { EngineError, ioReason } from './errors';
 import { type DType, isReadableDType, SafetensorsFile } from './safetensors';
 import { Tokenizer } from './tokenizer';
 
@@ -154,7 +154,7 @@ function readConfig(configPath: string): Record<string, unknown> {
     throw new EngineError(
       code === 'ENOENT'
         ? `${configPath} is missing; a Hugging Face checkpoint folder needs its config.json`
-        : `cannot read ${configPath}: ${(e as Error).message}`,
+        : `cannot read ${configPath}: ${ioReason(e)}`,
       configPath,
     );
   }

@@ -2,7 +2,7 @@
 // it the worker is killed, the case counted as a hang, and a fresh worker started), counts a
 // worker that dies mid-case as a crash, and totals the outcomes.
 import { type ChildProcess, fork } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './base';
@@ -33,6 +33,8 @@ export interface FuzzSummary {
   workerStats: { rssMb: number; openFds: number; cases: number }[];
   /** /tmp/mat-debug-<pid>.log files the workers left (onnxruntime telemetry). */
   matDebug: string[];
+  /** The workers' temp folders that still exist (each removes its own, and the parent a killed one's). */
+  leftovers: string[];
 }
 
 const WORKER = join(__dirname, 'worker.ts');
@@ -98,11 +100,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   const results: CaseResult[] = [];
   const workerStats: FuzzSummary['workerStats'] = [];
   const pids: number[] = [];
+  const roots: string[] = [];
   let next = 0;
 
   const lane = async (): Promise<void> => {
     let w = await start(opts.seed, startupMs);
     pids.push(w.child.pid!);
+    roots.push(w.root!);
     while (next < opts.count) {
       const index = next++;
       const t = performance.now();
@@ -125,6 +129,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
         kill(w);
         w = await start(opts.seed, startupMs);
         pids.push(w.child.pid!);
+        roots.push(w.root!);
       } else {
         result = r;
         w.cases++;
@@ -157,10 +162,6 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     failures: results.filter((r) => FAILURES.includes(r.outcome)),
     workerStats,
     matDebug: matDebugFiles(pids),
+    leftovers: roots.filter((r) => existsSync(r)),
   };
-}
-
-/** Leftover fuzz temp folders (a killed run's), for the test to check none remain from this one. */
-export function fuzzTempDirs(): string[] {
-  return readdirSync(tmpdir()).filter((n) => n.startsWith('un-fuzz-'));
 }

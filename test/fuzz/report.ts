@@ -87,7 +87,7 @@ export function fuzzReport(s: FuzzSummary, date: string): string {
   L.push('|---|--:|---|---|');
   const harmless = rs.filter((r) => r.outcome === 'harmless');
   for (const [k, xs] of [...groupBy(harmless, (r) => `${r.family} / ${r.op}`)].sort()) {
-    const why = xs[0]!.harmless ?? (xs[0]!.legit ? 'a valid change that did not reach the numbers (e.g. in a corpus row past the last whole row, or a weight the probe does not reach)' : 'NO REASON GIVEN');
+    const why = xs[0]!.harmless ?? (xs[0]!.legit ? 'a valid change that did not reach the numbers: ids in the last, incomplete corpus row (dropped, as TransformerLens does), or a weight nothing depends on (a key bias: softmax attention is invariant to it)' : 'NO REASON GIVEN');
     L.push(`| ${k} | ${int(xs.length)} | ${why} | ${xs[0]!.detail.replace(/\|/g, '\\|')} |`);
   }
   L.push('');

@@ -226,7 +226,7 @@ export function resolveGpt2Weights(cfg: Gpt2Config, source: WeightSource, file: 
     if (got.length !== want.length || got.some((g, i) => g !== want[i])) {
       throw new EngineError(
         `${file}: tensor ${found} has shape ${shapeStr(got)}, but config.json implies ${shapeStr(want)} ` +
-          `(n_embd=${cfg.nEmbd}, d_mlp=${cfg.dMlp}, vocab_size=${cfg.vocabSize}, n_positions=${cfg.nPositions})`,
+          `(n_embd=${cfg.nEmbd}, n_inner (d_mlp)=${cfg.dMlp}, vocab_size=${cfg.vocabSize}, n_positions=${cfg.nPositions})`,
         file,
         found,
       );

@@ -158,7 +158,8 @@ export function headerJson(r: Prng, b: ModelBase): Draft {
         op: 'rename',
         detail: `tensor ${t.name} renamed ${JSON.stringify(to)} (${how})`,
         changes: withHeader(b, text),
-        names: [...near(b, t), to].filter(Boolean),
+        // A duplicate key keeps the later entry, so the gap may be where the other tensor was.
+        names: [...near(b, t), to, ...(how === 'other' ? near(b, b.st.tensors.find((x) => x.name === other)!) : [])].filter(Boolean),
         ...(how === 'prefix' ? { harmless: 'Hugging Face stores GPT-2 tensors with or without the "transformer." prefix; both spellings name the same weight' } : {}),
       };
     }
