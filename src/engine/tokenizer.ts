@@ -53,7 +53,7 @@ export class Tokenizer {
   readonly bosId: number;
   readonly eosId: number;
 
-  private readonly idToToken: (string | undefined)[] = [];
+  private readonly idToToken: (string | undefined)[];
   private readonly addedById = new Map<number, AddedToken>();
   private readonly addedSplit: RegExp | undefined;
   private readonly addedOrder: AddedToken[] = [];
@@ -70,6 +70,10 @@ export class Tokenizer {
     added: AddedToken[],
     private readonly ignoreMerges: boolean,
   ) {
+    let top = -1;
+    for (const id of vocab.values()) if (id > top) top = id;
+    // Sized first: filled in the file's order, which is not the ids' order, it would go sparse.
+    this.idToToken = new Array<string | undefined>(top + 1);
     for (const [tok, id] of vocab) {
       if (this.idToToken[id] !== undefined && this.idToToken[id] !== tok) {
         throw new EngineError(`${source}: id ${id} is used by both "${this.idToToken[id]}" and "${tok}"`, source);
@@ -546,8 +550,11 @@ function checkByteLevel(pre: unknown, path: string): void {
 function parseVocab(v: unknown, path: string, what: string): Map<string, number> {
   if (!isObject(v)) throw new EngineError(`${path}: ${what} must be an object mapping tokens to ids`, path);
   const out = new Map<string, number>();
-  for (const [tok, id] of Object.entries(v)) {
-    if (!isId(id)) throw new EngineError(`${path}: ${what} gives token ${JSON.stringify(tok)} the id ${JSON.stringify(id)}; ids are non-negative integers`, path);
+  for (const tok in v) {
+    const id = v[tok];
+    if (!isId(id)) {
+      throw new EngineError(`${path}: ${what} gives token ${JSON.stringify(tok)} the id ${JSON.stringify(id)}; ids are integers from 0 to ${MAX_ID}`, path);
+    }
     out.set(tok, id);
   }
   if (out.size === 0) throw new EngineError(`${path}: ${what} is empty`, path);
@@ -582,25 +589,27 @@ function rankMerges(
   const made = new Set<string>();
   for (const t of vocab.keys()) if (t.length === 1) made.add(t);
   const ranks = new Map<string, number>();
-  merges.forEach(([a, b], i) => {
-    for (const t of [a, b, a + b]) {
-      if (!vocab.has(t)) {
-        throw new EngineError(`${path}: merge ${i + 1} ("${a} ${b}") uses "${t}", which is not in the vocabulary`, path);
+  for (let i = 0; i < merges.length; i++) {
+    const [a, b] = merges[i]!;
+    const ab = a + b;
+    // Everything in `made` is in the vocabulary: one test per part on the usual path.
+    if (!made.has(a) || !made.has(b) || !vocab.has(ab)) {
+      for (const t of [a, b, ab]) {
+        if (!vocab.has(t)) {
+          throw new EngineError(`${path}: merge ${i + 1} ("${a} ${b}") uses "${t}", which is not in the vocabulary`, path);
+        }
       }
+      const t = made.has(a) ? b : a;
+      throw new EngineError(
+        `${path}: ${what} entry ${i + 1} ("${a} ${b}") uses "${t}", which no earlier merge produces; the merges are out of order ` +
+          `(BPE applies them by rank, so a reordered list gives other tokens). ${fix}`,
+        path,
+      );
     }
-    for (const t of [a, b]) {
-      if (!made.has(t)) {
-        throw new EngineError(
-          `${path}: ${what} entry ${i + 1} ("${a} ${b}") uses "${t}", which no earlier merge produces; the merges are out of order ` +
-            `(BPE applies them by rank, so a reordered list gives other tokens). ${fix}`,
-          path,
-        );
-      }
-    }
-    made.add(a + b);
+    made.add(ab);
     const key = a + ' ' + b;
     if (!ranks.has(key)) ranks.set(key, i);
-  });
+  }
   for (const a of added) {
     const id = vocab.get(a.content);
     if (id !== undefined && id !== a.id) {
@@ -710,8 +719,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Far above any real vocabulary (~260k tokens), low enough that an id cannot size a runaway table. */
+const MAX_ID = 2 ** 24 - 1;
+
 function isId(v: unknown): v is number {
-  return Number.isSafeInteger(v) && (v as number) >= 0;
+  return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_ID;
 }
 
 function describe(v: unknown): string {

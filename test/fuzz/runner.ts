@@ -70,7 +70,11 @@ export class Runner {
   private readonly baseline = {} as Record<BaseName, Baseline>;
   private corpusBaseline = '';
 
-  /** Writes the base checkpoints and corpus, and computes every baseline (twice: it must be deterministic). */
+  /**
+   * Writes the base checkpoints and corpus, and computes every baseline. Were the forward not
+   * deterministic, every accepted case would differ from its baseline and count as a failure, so a
+   * second baseline run would only cost start-up time.
+   */
   async init(): Promise<void> {
     for (const name of BASE_NAMES) {
       const dir = (this.baseDir[name] = join(this.root, `base-${name}`));
@@ -82,15 +86,10 @@ export class Runner {
     writeFileSync(join(this.corpusDir, TOKENS), baseCorpus().tokens);
     for (const name of BASE_NAMES) {
       const acts = await this.activations(this.baseDir[name]);
-      const again = await this.activations(this.baseDir[name]);
-      if (diff(acts, again)) throw new Error(`baseline activations of ${name} differ between two runs: the forward is not deterministic`);
       const a = await this.analyze([this.baseDir[name], this.baseDir[name]], [join(this.corpusDir, TOKENS)], MODEL_TOKENS, 'baseline-' + name);
       this.baseline[name] = { acts, analyze: a };
     }
     this.corpusBaseline = await this.analyze([this.baseDir.f32, this.baseDir.f32], [this.corpusDir], CORPUS_TOKENS, 'baseline-corpus');
-    if (this.corpusBaseline !== (await this.analyze([this.baseDir.f32, this.baseDir.f32], [this.corpusDir], CORPUS_TOKENS, 'baseline-corpus-2'))) {
-      throw new Error('baseline analysis differs between two runs');
-    }
   }
 
   close(): void {

@@ -17,7 +17,35 @@ function clone(): { j: Json; model: Json } {
   return { j: { ...base, model }, model };
 }
 
-const out = (j: unknown) => [{ path: FILE, content: utf8(JSON.stringify(j)) }];
+/** The base vocab and merges as JSON text, made once: most mutations leave both as they are. */
+let cached: { vocab: unknown; merges: unknown; vocabText: string; mergesText: string } | undefined;
+
+/** JSON.stringify, reusing the base vocab's and merges' text where the mutation kept those objects. */
+function stringify(j: Json): string {
+  const base = baseTokenizerJson().model as Json;
+  cached ??= { vocab: base.vocab, merges: base.merges, vocabText: JSON.stringify(base.vocab), mergesText: JSON.stringify(base.merges) };
+  const c = cached;
+  const part = (k: string, v: unknown): string => JSON.stringify(k) + ':' + (v === c.vocab ? c.vocabText : v === c.merges ? c.mergesText : JSON.stringify(v));
+  const obj = (o: Json, deep: boolean): string =>
+    '{' +
+    Object.entries(o)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => (deep && k === 'model' && isJson(v) ? JSON.stringify(k) + ':' + obj(v, false) : part(k, v)))
+      .join(',') +
+    '}';
+  return obj(j, true);
+}
+
+let byIdCache: string[] | undefined;
+function idsOf(vocab: Record<string, number>): string[] {
+  const byId = new Array<string>(50257);
+  for (const t in vocab) byId[vocab[t]!] = t;
+  return byId;
+}
+
+const isJson = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const out = (j: Json) => [{ path: FILE, content: utf8(stringify(j)) }];
 
 export function tokenizerJson(r: Prng, _b: ModelBase): Draft {
   const { j, model } = clone();
@@ -29,8 +57,7 @@ export function tokenizerJson(r: Prng, _b: ModelBase): Draft {
   if (op === 'vocab') {
     const how = r.pick(['empty', 'drop', 'drop-tail', 'shuffle', 'swap', 'swap', 'swap', 'dup-id', 'id-type', 'add', 'rename', 'type']);
     const v: Record<string, unknown> = { ...vocab };
-    const byId: string[] = [];
-    for (const [t, id] of Object.entries(vocab)) byId[id] = t;
+    const byId = (byIdCache ??= idsOf(vocab));
     let detail = how;
     if (how === 'empty') model.vocab = {};
     else if (how === 'drop') {
@@ -73,7 +100,7 @@ export function tokenizerJson(r: Prng, _b: ModelBase): Draft {
       detail = `${JSON.stringify(byId[a])} given id ${c} of ${JSON.stringify(byId[c])}`;
     } else if (how === 'id-type') {
       const t = byId[r.int(50257)]!;
-      const val = r.pick(['5', -1, 1.5, null, 1e20, true, [], 2 ** 53]);
+      const val = r.pick(['5', -1, 1.5, null, 1e20, true, [], 2 ** 53, 2 ** 40, 2 ** 24, 1e7]);
       v[t] = val;
       model.vocab = v;
       detail = `${JSON.stringify(t)}: id -> ${JSON.stringify(val)}`;
