@@ -53,7 +53,7 @@ export function fuzzReport(s: FuzzSummary, date: string): string {
   const act = rs.filter((r) => r.paths.activations).length;
   const ana = rs.filter((r) => r.paths.analyze).length;
   L.push(
-    `Paths run: the activations path (openModel + Model.activations with logits) ${int(act)} times, the analyze path ` +
+    `Paths run: the activations path (openModel + Model.activations, with logits on every other case) ${int(act)} times, the analyze path ` +
       `(runAnalysis with a digest plan) ${int(ana)} times. Mean case ${(rs.reduce((a, r) => a + r.ms, 0) / Math.max(1, rs.length)).toFixed(0)} ms; ` +
       `worker start-ups ${s.startupMs.length} (${s.startupMs.map((m) => secs(m)).join(', ')} s). ` +
       `At the end the workers held ${s.workerStats.map((w) => `${w.rssMb.toFixed(0)} MB RSS and ${w.openFds} open files after ${int(w.cases)} cases`).join('; ')}. ` +

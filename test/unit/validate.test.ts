@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { runAnalysis, vocabHash } from '../../src/engine/analysis/pipeline';
+import { nonFiniteError, runAnalysis, vocabHash } from '../../src/engine/analysis/pipeline';
 import { loadCheckpoint } from '../../src/engine/checkpoint';
 import { readCorpus } from '../../src/engine/corpus';
 import { EngineError } from '../../src/engine/errors';
@@ -181,6 +181,27 @@ describe('checkpoint refusals (corrupted copies of tiny-gpt2-a)', () => {
     refused(() => open(dir), { file: join(dir, 'model.safetensors'), tensor: extra, patterns: ['does not use'] });
   });
 
+  test('one tensor re-labelled BF16 in an F16 file is refused: one model is never saved in both half formats', () => {
+    const name = 'transformer.h.2.ln_1.weight';
+    const dir = modelDir({ weights: safetensorsBytes({ ...HEADER, [name]: { ...HEADER[name]!, dtype: 'BF16' } }, DATA) });
+    refused(() => open(dir), { file: join(dir, 'model.safetensors'), tensor: name, patterns: ['stored as BF16', 'other weights are F16', 'both half formats'] });
+  });
+
+  test("config.json's bos_token_id must be the tokenizer's <|endoftext|>; a placeholder past the vocabulary is ignored", () => {
+    const dir = modelDir({ config: { bos_token_id: 5 } });
+    refused(() => open(dir), { file: join(dir, 'config.json'), tensor: 'bos_token_id', patterns: ['"bos_token_id" is 5', '<|endoftext|> is id 256'] });
+    const odd = modelDir({ config: { eos_token_id: '256' } });
+    refused(() => open(odd), { file: join(odd, 'config.json'), tensor: 'eos_token_id', patterns: ['must be a token id'] });
+    open(modelDir({ config: { bos_token_id: 60000, eos_token_id: null } })); // past vocab_size (50257): a placeholder
+  });
+
+  test('layer_norm_epsilon far outside any LayerNorm is refused, naming the field', () => {
+    for (const eps of [1e5, 0.5, 1e-300]) {
+      const dir = modelDir({ config: { layer_norm_epsilon: eps } });
+      refused(() => open(dir), { file: join(dir, 'config.json'), patterns: ['"layer_norm_epsilon"', 'absurd'] });
+    }
+  });
+
   test('a token id beyond vocab_size names tokenizer.json and config.json', () => {
     const dir = modelDir({ config: { vocab_size: 260 } }); // the toy tokenizer has ids up to 264
     refused(() => open(dir), { file: join(dir, 'tokenizer.json'), patterns: [join(dir, 'config.json'), 'vocab_size is 260', 'token id 264'] });
@@ -265,6 +286,48 @@ describe('corpus ids and write failures name their file', () => {
       () => readCorpus({ paths: [p], nPositions: 4, tokens: 4, vocabSize: 50257 }),
       (e: unknown) => e instanceof EngineError && e.file === p && e.message.includes(p) && /token 3 \(byte offset 6\) is id 60000/.test(e.message),
     );
+  });
+
+  test('a text file named .tokens.bin is refused, not read as in-range ids', () => {
+    const p = join(tmp, 'text.tokens.bin');
+    writeFileSync(p, 'The quick brown fox jumps over the lazy dog.\n'.repeat(4));
+    assert.throws(
+      () => readCorpus({ paths: [p], nPositions: 4, tokens: 8, vocabSize: 50257 }),
+      (e: unknown) => e instanceof EngineError && e.file === p && e.message.includes(p) && /looks like a text file/.test(e.message),
+    );
+  });
+
+  test('a JSON Lines record whose source, topic or tagged has the wrong type names the line', () => {
+    const tok = Tokenizer.fromTokenizerJson(TOY_TOKENIZER);
+    const cases: [string, RegExp][] = [
+      ['{"text": "the cat", "source": 3}', /:2: "source" must be a string/],
+      ['{"text": "the cat", "topic": ["a"]}', /:2: "topic" must be a string/],
+      ['{"text": "the cat", "tagged": [["the", "AT"]]}', /:2: "tagged" must be a list of sentences/],
+    ];
+    for (const [i, [line, want]] of cases.entries()) {
+      const p = join(tmp, `fields-${i}.jsonl`);
+      writeFileSync(p, `{"text": "a first record", "source": "s"}\n${line}\n`);
+      assert.throws(
+        () => readCorpus({ paths: [p], nPositions: 4, tokens: 8, encode: (t) => tok.encode(t), bos: tok.bosId, eos: tok.eosId }),
+        (e: unknown) => e instanceof EngineError && e.file === p && e.message.includes(p) && want.test(e.message),
+      );
+    }
+  });
+
+  test('an analysis batch with a non-finite activation names the model, the neuron, the row and the position', () => {
+    const nan = new Float32Array(2 * 3 * 4).fill(0.5);
+    nan[1 * 12 + 2 * 4 + 1] = Number.POSITIVE_INFINITY; // token 1, layer 2, neuron 1 of [T=2 × L=3·d=4]
+    const empty = new Float32Array(0);
+    const batch = {
+      batchIndex: 0, rows: [[1, 2]], rowStart: 7, offsets: [0, 2], nTokens: 2, keep: new Uint8Array([1, 1]), keptIndex: Int32Array.of(0, 1), nKept: 2,
+      models: [{ pre: empty, post: new Float32Array(24), keptPre: empty, keptPost: empty }, { pre: empty, post: nan, keptPre: empty, keptPost: empty }],
+    };
+    const handles = [0, 1].map((i) => ({ dir: `/m/${i}`, nLayers: 3, dMlp: 4, weightsPath: `/m/${i}/model.safetensors` }));
+    const e = nonFiniteError(batch, handles)!;
+    assert.ok(e instanceof EngineError);
+    assert.equal(e.file, '/m/1/model.safetensors');
+    assert.match(e.message, /^\/m\/1: the forward pass produced Infinity at L2\.N1 \(hook_post\) in corpus row 7, position 1, although every weight is finite/);
+    assert.equal(nonFiniteError({ ...batch, models: [batch.models[0]!, batch.models[0]!] }, handles), undefined);
   });
 
   for (const [code, reason] of [
