@@ -60,7 +60,11 @@ export class Tokenizer {
   private readonly addedByContent = new Map<string, AddedToken>();
   private readonly cache = new Map<string, number[]>();
 
-  private fingerprintHex: string | undefined;
+  /**
+   * Hashes computed once per tokenizer file (~0.1 s for GPT-2's): the object is shared with the
+   * copies `built` hands out for byte-identical files, so every model of a family pays once.
+   */
+  private readonly memo: { fingerprint?: string; vocabHash?: string } = {};
 
   private constructor(
     readonly source: string,
@@ -114,7 +118,15 @@ export class Tokenizer {
    * ids for the same text).
    */
   fingerprint(): string {
-    if (this.fingerprintHex) return this.fingerprintHex;
+    return (this.memo.fingerprint ??= this.computeFingerprint());
+  }
+
+  /** sha256 of the id → token table alone (run manifests' vocab_sha256). */
+  vocabHash(): string {
+    return (this.memo.vocabHash ??= hashVocab(this));
+  }
+
+  private computeFingerprint(): string {
     const parts: string[] = [];
     for (let i = 0; i < this.vocabSize; i++) parts.push(`${i}\u0000${this.idToToken[i] ?? ''}`);
     parts.push('\u0002merges');
@@ -124,9 +136,7 @@ export class Tokenizer {
       parts.push(`${a.id}\u0000${a.content}\u0000${+a.special}${+a.lstrip}${+a.rstrip}`);
     }
     parts.push(`\u0002ignore_merges=${this.ignoreMerges}`);
-    const h = createHash('sha256').update(parts.join('\u0001'));
-    this.fingerprintHex = h.digest('hex');
-    return this.fingerprintHex;
+    return createHash('sha256').update(parts.join('\u0001')).digest('hex');
   }
 
   /**
@@ -458,6 +468,13 @@ class MinHeap {
   }
 }
 
+/** sha256 of an id → token table: two tokenizers share a vocabulary iff these match. */
+export function hashVocab(tok: { vocabSize: number; tokenRaw(id: number): string | undefined }): string {
+  const h = createHash('sha256');
+  for (let i = 0; i < tok.vocabSize; i++) h.update(`${i}\u0000${tok.tokenRaw(i) ?? ''}\u0001`);
+  return h.digest('hex');
+}
+
 /** Encodes with `<|endoftext|>` prepended as BOS (as TransformerLens does), with range [0, 0]. */
 export function encodeWithBos(tok: Tokenizer, text: string): Encoding {
   const e = tok.encode(text);
@@ -515,7 +532,7 @@ function utf8(cp: number): number[] {
 }
 
 /** Offset of the first byte that is not part of a valid UTF-8 sequence (for the error message). */
-function firstInvalidUtf8(buf: Uint8Array, from: number): number {
+export function firstInvalidUtf8(buf: Uint8Array, from: number): number {
   const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   for (let i = from; i < buf.length; ) {
     const b = buf[i]!;

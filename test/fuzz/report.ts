@@ -5,6 +5,8 @@ import { FAMILIES, FAMILY_TITLE } from './mutation';
 import { type CaseResult, type Outcome } from './runner';
 
 const int = (n: number) => n.toLocaleString('en-US');
+/** A table cell: pipes escaped, control characters (a NUL quoted from a broken file) spelt out. */
+const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 const secs = (ms: number) => (ms / 1000).toFixed(1);
 
 function count(rs: CaseResult[], o: Outcome): number {
@@ -73,7 +75,7 @@ export function fuzzReport(s: FuzzSummary, date: string): string {
     L.push('');
     for (const r of failures.slice(0, 200)) {
       const msg = Object.entries(r.paths).map(([k, p]) => `${k}: ${p?.outcome}${p?.message ? ` — ${p.message.split('\n')[0]}` : ''}`).join('; ');
-      L.push(`- #${r.index} **${r.outcome}** ${r.family}/${r.op} (${r.base}): ${r.detail}. ${msg}`);
+      L.push(`- #${r.index} **${r.outcome}** ${r.family}/${r.op} (${r.base}): ${cell(r.detail)}. ${cell(msg)}`);
     }
     if (failures.length > 200) L.push(`- ... ${failures.length - 200} more`);
     L.push('');
@@ -88,7 +90,7 @@ export function fuzzReport(s: FuzzSummary, date: string): string {
   const harmless = rs.filter((r) => r.outcome === 'harmless');
   for (const [k, xs] of [...groupBy(harmless, (r) => `${r.family} / ${r.op}`)].sort()) {
     const why = xs[0]!.harmless ?? (xs[0]!.legit ? 'a valid change that did not reach the numbers: ids in the last, incomplete corpus row (dropped, as TransformerLens does), or a weight nothing depends on (a key bias: softmax attention is invariant to it)' : 'NO REASON GIVEN');
-    L.push(`| ${k} | ${int(xs.length)} | ${why} | ${xs[0]!.detail.replace(/\|/g, '\\|')} |`);
+    L.push(`| ${k} | ${int(xs.length)} | ${cell(why)} | ${cell(xs[0]!.detail)} |`);
   }
   L.push('');
   L.push('## Valid input, different model (or corpus)');
@@ -99,7 +101,7 @@ export function fuzzReport(s: FuzzSummary, date: string): string {
   L.push('|---|--:|---|---|');
   const legit = rs.filter((r) => r.outcome === 'different-model');
   for (const [k, xs] of [...groupBy(legit, (r) => `${r.family} / ${r.op}`)].sort()) {
-    L.push(`| ${k} | ${int(xs.length)} | ${xs[0]!.legit} | ${xs[0]!.detail.replace(/\|/g, '\\|')} |`);
+    L.push(`| ${k} | ${int(xs.length)} | ${cell(xs[0]!.legit ?? '')} | ${cell(xs[0]!.detail)} |`);
   }
   L.push('');
   L.push('## Refusals by mutator');
@@ -109,7 +111,7 @@ export function fuzzReport(s: FuzzSummary, date: string): string {
   const refused = rs.filter((r) => r.outcome === 'refused');
   for (const [k, xs] of [...groupBy(refused, (r) => `${r.family} / ${r.op}`)].sort()) {
     const p = xs[0]!.paths.activations?.outcome === 'refused' ? xs[0]!.paths.activations : xs[0]!.paths.analyze;
-    const msg = (p?.message ?? '').replace(/\/tmp\/un-fuzz-[^/]+\/case-\d+\//g, '…/').replace(/\|/g, '\\|');
+    const msg = cell((p?.message ?? '').replace(/\/tmp\/un-fuzz-[^/]+\/case-\d+\//g, '…/'));
     L.push(`| ${k} | ${int(xs.length)} | ${msg.length > 220 ? msg.slice(0, 217) + '...' : msg} |`);
   }
   L.push('');

@@ -12,7 +12,8 @@
 //                filter, each model's four activation arrays) and of the corpus rows, documents
 //                and part-of-speech tags; the default plan's statistics are deterministic
 //                functions of those batches. Model cases run [mutated, base] on 128 tokens of a
-//                .tokens.bin; corpus cases run [base, base] on the whole mutated corpus folder.
+//                .tokens.bin (every case the activations path accepted, and every 8th of the
+//                rest); corpus cases run [base, base] on the whole mutated corpus folder.
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,8 +57,8 @@ export const PROBE =
 
 const MODEL_TOKENS = 128;
 const CORPUS_TOKENS = 2048;
-/** Model cases run the analyze path too on every ANALYZE_EVERY-th case (it opens two models). */
-export const ANALYZE_EVERY = 4;
+/** Model cases the activations path refused run the analyze path on every ANALYZE_EVERY-th case. */
+export const ANALYZE_EVERY = 8;
 const FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];
 
 interface Baseline {
@@ -120,7 +121,9 @@ export class Runner {
           const acts = await this.activations(dir, logits);
           return diff(acts, base.acts);
         });
-        if (index % ANALYZE_EVERY === 0) {
+        // A model the activations path refused is refused by the analysis too (openModels calls
+        // the same openModel), so that is checked on a sample; accepted ones always go through.
+        if (paths.activations.outcome !== 'refused' || index % ANALYZE_EVERY === 0) {
           paths.analyze = await this.judge(m, dir, async () => {
             const d = await this.analyze([dir, this.baseDir[m.base]], [join(this.corpusDir, TOKENS)], MODEL_TOKENS, join(caseDir, 'run'));
             return d === base.analyze ? undefined : 'the analysis batches differ from the baseline';

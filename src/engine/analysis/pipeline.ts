@@ -19,7 +19,6 @@
  */
 // First: onnxruntime's telemetry off before the GEMM or forward sessions exist (ortTelemetry.ts).
 import '../ortTelemetry';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hashFile } from '../checkpoint';
@@ -27,6 +26,7 @@ import { readCorpus, row, isKept, type Corpus } from '../corpus';
 import { firstNonFinite } from '../arch/gpt2';
 import { CancelledError, EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
+import { hashVocab, Tokenizer } from '../tokenizer';
 import { resolveThreads } from '../threads';
 import {
   acquireRunLock,
@@ -233,9 +233,7 @@ const PIPELINE_CHOICES: Record<string, string> = {
 
 /** sha256 of the tokenizer's id → token table: two models share a tokenizer iff these match. */
 export function vocabHash(tok: { vocabSize: number; tokenRaw(id: number): string | undefined }): string {
-  const h = createHash('sha256');
-  for (let i = 0; i < tok.vocabSize; i++) h.update(`${i}\u0000${tok.tokenRaw(i) ?? ''}\u0001`);
-  return h.digest('hex');
+  return tok instanceof Tokenizer ? tok.vocabHash() : hashVocab(tok);
 }
 
 function labelOf(dir: string): string {
