@@ -3,9 +3,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EngineError } from './errors';
+import { EngineError, ioReason } from './errors';
 import { type DType, isReadableDType, SafetensorsFile } from './safetensors';
-import { Tokenizer } from './tokenizer';
+import { firstInvalidUtf8, Tokenizer } from './tokenizer';
 
 export interface Checkpoint {
   dir: string;
@@ -146,15 +146,27 @@ function findWeights(dir: string, names: string[]): string {
 }
 
 function readConfig(configPath: string): Record<string, unknown> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = fs.readFileSync(configPath, 'utf8');
+    const b = fs.readFileSync(configPath);
+    bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new EngineError(
       code === 'ENOENT'
         ? `${configPath} is missing; a Hugging Face checkpoint folder needs its config.json`
-        : `cannot read ${configPath}: ${(e as Error).message}`,
+        : `cannot read ${configPath}: ${ioReason(e)}`,
+      configPath,
+    );
+  }
+  // Strict: a bad byte read as U+FFFD inside a key would turn a field into an unknown one, and the
+  // field would silently take its default.
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new EngineError(
+      `${configPath} is not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(bytes, 0)}); re-download the file or re-save it as UTF-8`,
       configPath,
     );
   }

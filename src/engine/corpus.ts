@@ -51,9 +51,11 @@ export interface CorpusOptions {
   tokens: number;
   /**
    * Text → ids without BOS (the reference model's tokenizer). Needed only for text inputs. With
-   * character ranges, Brown-style `tagged` records give their tokens a part of speech.
+   * character ranges, Brown-style `tagged` records give their tokens a part of speech. Given
+   * `maxTokens` it may stop once that many are made, returning exactly the first tokens of the
+   * whole text's encoding (Tokenizer.encode does): the rows need no more of the document.
    */
-  encode?: (text: string) => number[] | Encoding;
+  encode?: (text: string, maxTokens?: number) => number[] | Encoding;
   bos?: number;
   eos?: number;
   /**
@@ -193,8 +195,22 @@ function documentsOf(path: string, kind: 'text' | 'jsonl', maxBytes: number): { 
     if (typeof t !== 'string') {
       throw new EngineError(`${path}:${i + 1}: each JSON Lines record needs a string "text" field`, path);
     }
-    if (t.length === 0) return;
     const rec = obj as { source?: unknown; topic?: unknown; tagged?: unknown };
+    // A field of the wrong type would silently become "absent": the file's name as the document's
+    // source, no topic, no part-of-speech tags (the semantic and syntax families would change).
+    for (const k of ['source', 'topic'] as const) {
+      const v = rec[k];
+      if (v !== undefined && v !== null && typeof v !== 'string') {
+        throw new EngineError(`${path}:${i + 1}: "${k}" must be a string, got ${JSON.stringify(v)?.slice(0, 60)}; fix or remove the field`, path);
+      }
+    }
+    if (rec.tagged !== undefined && rec.tagged !== null && !isTagged(rec.tagged)) {
+      throw new EngineError(
+        `${path}:${i + 1}: "tagged" must be a list of sentences, each a list of [word, tag] string pairs (Brown corpus tags); fix or remove the field`,
+        path,
+      );
+    }
+    if (t.length === 0) return;
     const doc: Doc = { text: t };
     if (typeof rec.source === 'string' && rec.source) doc.source = rec.source;
     if (typeof rec.topic === 'string' && rec.topic) doc.topic = rec.topic;
@@ -203,6 +219,13 @@ function documentsOf(path: string, kind: 'text' | 'jsonl', maxBytes: number): { 
   });
   if (docs.length === 0) throw new EngineError(`${path} has no non-empty "text" records`, path);
   return { docs, sha256 };
+}
+
+function isTagged(v: unknown): boolean {
+  return (
+    Array.isArray(v) &&
+    v.every((s) => Array.isArray(s) && s.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string'))
+  );
 }
 
 function tokensOf(path: string): { ids: Uint16Array; sha256: string } {
@@ -216,11 +239,37 @@ function tokensOf(path: string): { ids: Uint16Array; sha256: string } {
   if (buf.byteLength % 2 !== 0) {
     throw new EngineError(`${path} has ${buf.byteLength} bytes, not a whole number of uint16 token ids`, path);
   }
+  if (looksLikeText(bytesOf(buf))) {
+    throw new EngineError(
+      `${path} looks like a text file, not token ids: its first ${Math.min(buf.byteLength, TEXT_SNIFF)} bytes are all printable ASCII, ` +
+        'and little-endian uint16 ids of real text are not (every id below 256, such as "," or ".", has a zero byte). ' +
+        'Give text as .txt or .jsonl, or tokenize it into .tokens.bin with the models\' tokenizer',
+      path,
+    );
+  }
   const sha256 = createHash('sha256').update(bytesOf(buf)).digest('hex');
   // Copy: the Buffer's offset may not be 2-aligned. The format is little-endian uint16.
   const ids = new Uint16Array(buf.byteLength / 2);
   for (let i = 0; i < ids.length; i++) ids[i] = buf.readUInt16LE(2 * i);
   return { ids, sha256 };
+}
+
+const TEXT_SNIFF = 4096;
+
+/**
+ * Whether a .tokens.bin is text saved under that name: 64 bytes or more, every one of the first
+ * 4 KiB printable ASCII or whitespace. No real token stream passes (ids of common tokens such as
+ * "," (11), "." (13) and "\n" (198) put a zero byte in the file), and any text file does, which
+ * would otherwise be read as in-range ids: a silent stream of nonsense tokens.
+ */
+function looksLikeText(b: Uint8Array): boolean {
+  if (b.length < 64) return false;
+  const n = Math.min(b.length, TEXT_SNIFF);
+  for (let i = 0; i < n; i++) {
+    const c = b[i]!;
+    if (!((c >= 0x20 && c < 0x7f) || c === 0x09 || c === 0x0a || c === 0x0d)) return false;
+  }
+  return true;
 }
 
 function checkTokenIds(ids: Uint16Array, vocabSize: number, path: string): void {
@@ -315,7 +364,8 @@ export function readCorpus(opts: CorpusOptions): Corpus {
       }
       throwIfCancelled(opts.signal);
       if (total > 0 && last !== eos) push(eos);
-      const enc = opts.encode(doc.text);
+      // One token more than the rows still need: the budget is met, and the stream shown to go on.
+      const enc = opts.encode(doc.text, need - len + 1);
       const ids = Array.isArray(enc) ? enc : enc.ids;
       const tags = doc.tagged && !Array.isArray(enc) ? tokenTags(doc.text, doc.tagged, enc) : undefined;
       const d = documents.length;

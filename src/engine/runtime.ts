@@ -464,6 +464,11 @@ export class Model {
     return this.config.dMlp;
   }
 
+  /** The safetensors file the weights came from. */
+  get weightsPath(): string {
+    return this.weightsFile.path;
+  }
+
   /** Tokenizes with BOS, runs (windowed past n_positions), returns per-token activations. */
   async activations(text: string, opts: { logits?: boolean; signal?: CancellationSignal } = {}): Promise<Activations> {
     const enc = encodeWithBos(this.tokenizer, text);
@@ -529,6 +534,18 @@ export class Model {
         );
       });
     }
+    // Logits too (ln_f and the LM head come after the last MLP): a consumer would turn an
+    // overflowed logit into a NaN probability or entropy.
+    const i = run.logits ? firstNonFinite(run.logits) : -1;
+    if (i >= 0) {
+      const V = this.config.vocabSize;
+      const t = Math.floor(i / V);
+      throw new EngineError(
+        `${this.dir}: the forward pass produced ${run.logits![i]} in the logit of token id ${i % V} at ${tokens ? `token ${t} (${JSON.stringify(tokens[t]!.text)})` : `row position ${t}`}, ` +
+          `although every weight is finite; the model's weights overflow fp32 on this text, so its logits cannot be reported`,
+        this.weightsFile.path,
+      );
+    }
   }
 
   async close(): Promise<void> {
@@ -588,17 +605,20 @@ export class Scorer {
     readonly intervention: NeuronRef | undefined,
     private readonly opts: ForwardOptions,
     private readonly closeWeights: () => void,
+    /** The checkpoint, for messages. */
+    private readonly source: string,
   ) {
     this.config = weights.config;
   }
 
   /**
    * Builds the session the scorer is for now (the intervened one when `intervention` is set), so
-   * that a bad model or neuron index fails here. `closeWeights` runs once on close.
+   * that a bad model or neuron index fails here. `closeWeights` runs once on close; `source`
+   * names the model in messages.
    */
-  static async create(weights: Gpt2Weights, opts: ScorerOptions = {}, closeWeights: () => void = () => {}): Promise<Scorer> {
+  static async create(weights: Gpt2Weights, opts: ScorerOptions = {}, closeWeights: () => void = () => {}, source = 'the model'): Promise<Scorer> {
     const { intervention, ...forwardOpts } = opts;
-    const s = new Scorer(weights, intervention && { ...intervention }, forwardOpts, closeWeights);
+    const s = new Scorer(weights, intervention && { ...intervention }, forwardOpts, closeWeights, source);
     try {
       await s.session(intervention !== undefined);
     } catch (e) {
@@ -672,6 +692,19 @@ export class Scorer {
       },
       extraFeeds,
     );
+    // Weights are finite (checked at open), so a non-finite score is fp32 overflow in the forward.
+    for (const [what, a] of [['next-token loss', out.nll], ['next-token entropy', out.entropy], ['final LayerNorm scale', out.lnScale]] as const) {
+      const i = firstNonFinite(a);
+      if (i < 0) continue;
+      let r = 0;
+      while (offsets[r + 1]! <= i) r++;
+      throw new EngineError(
+        `${this.source}: the forward pass produced ${a[i]} as the ${what} at row ${r}, position ${i - offsets[r]!}` +
+          `${value !== undefined ? ` with ${this.intervention ? `L${this.intervention.layer}.N${this.intervention.neuron}` : 'the neuron'} fixed to ${value}` : ''}, ` +
+          'although every weight is finite: the model\'s weights overflow fp32 on these tokens, so its scores cannot be reported',
+        this.source,
+      );
+    }
     return out;
   }
 
@@ -693,7 +726,7 @@ export async function openScorer(path: string, opts: ScorerOptions = {}): Promis
     ck.weights.close();
     throw e;
   }
-  return Scorer.create(weights, opts, () => ck.weights.close());
+  return Scorer.create(weights, opts, () => ck.weights.close(), ck.dir);
 }
 
 export { safetensorsSource } from './validate';

@@ -55,14 +55,18 @@ export class Tokenizer {
   readonly bosId: number;
   readonly eosId: number;
 
-  private readonly idToToken: (string | undefined)[] = [];
+  private readonly idToToken: (string | undefined)[];
   private readonly addedById = new Map<number, AddedToken>();
   private readonly addedSplit: RegExp | undefined;
   private readonly addedOrder: AddedToken[] = [];
   private readonly addedByContent = new Map<string, AddedToken>();
   private readonly cache = new Map<string, number[]>();
 
-  private fingerprintHex: string | undefined;
+  /**
+   * Hashes computed once per tokenizer file (~0.1 s for GPT-2's): the object is shared with the
+   * copies `built` hands out for byte-identical files, so every model of a family pays once.
+   */
+  private readonly memo: { fingerprint?: string; vocabHash?: string } = {};
 
   private constructor(
     readonly source: string,
@@ -72,6 +76,10 @@ export class Tokenizer {
     added: AddedToken[],
     private readonly ignoreMerges: boolean,
   ) {
+    let top = -1;
+    for (const id of vocab.values()) if (id > top) top = id;
+    // Sized first: filled in the file's order, which is not the ids' order, it would go sparse.
+    this.idToToken = new Array<string | undefined>(top + 1);
     for (const [tok, id] of vocab) {
       if (this.idToToken[id] !== undefined && this.idToToken[id] !== tok) {
         throw new EngineError(`${source}: id ${id} is used by both "${this.idToToken[id]}" and "${tok}"`, source);
@@ -112,7 +120,15 @@ export class Tokenizer {
    * ids for the same text).
    */
   fingerprint(): string {
-    if (this.fingerprintHex) return this.fingerprintHex;
+    return (this.memo.fingerprint ??= this.computeFingerprint());
+  }
+
+  /** sha256 of the id → token table alone (run manifests' vocab_sha256). */
+  vocabHash(): string {
+    return (this.memo.vocabHash ??= hashVocab(this));
+  }
+
+  private computeFingerprint(): string {
     const parts: string[] = [];
     for (let i = 0; i < this.vocabSize; i++) parts.push(`${i}\u0000${this.idToToken[i] ?? ''}`);
     parts.push('\u0002merges');
@@ -122,9 +138,7 @@ export class Tokenizer {
       parts.push(`${a.id}\u0000${a.content}\u0000${+a.special}${+a.lstrip}${+a.rstrip}`);
     }
     parts.push(`\u0002ignore_merges=${this.ignoreMerges}`);
-    const h = createHash('sha256').update(parts.join('\u0001'));
-    this.fingerprintHex = h.digest('hex');
-    return this.fingerprintHex;
+    return createHash('sha256').update(parts.join('\u0001')).digest('hex');
   }
 
   /**
@@ -152,9 +166,32 @@ export class Tokenizer {
     }
   }
 
+  /**
+   * A tokenizer built earlier from byte-identical file(s), under this caller's path; the tables
+   * are shared (they are never mutated; the BPE cache is a pure memo). Every model of a family
+   * ships the same 2 MB tokenizer.json, and building GPT-2's takes ~0.3 s.
+   */
+  private static built(key: string, source: string): Tokenizer | undefined {
+    const t = BUILT.get(key);
+    if (!t) return undefined;
+    BUILT.delete(key); // most recently used last
+    BUILT.set(key, t);
+    return t.source === source ? t : (Object.assign(Object.create(Tokenizer.prototype), t, { source }) as Tokenizer);
+  }
+
+  private static remember(key: string, t: Tokenizer): Tokenizer {
+    BUILT.set(key, t);
+    while (BUILT.size > BUILT_MAX) BUILT.delete(BUILT.keys().next().value!);
+    return t;
+  }
+
   /** Loads a Hugging Face `tokenizer.json` (BPE model, ByteLevel pre-tokenizer). */
   static fromTokenizerJson(path: string): Tokenizer {
-    const json = readJsonObject(path, 'tokenizer.json');
+    const bytes = readSmallFile(path, 'tokenizer.json');
+    const key = 'json\u0000' + sha256(bytes);
+    const hit = Tokenizer.built(key, path);
+    if (hit) return hit;
+    const json = parseJsonObject(decodeUtf8(bytes, path), path);
     const bad = (what: string) => new EngineError(`${path}: ${what}`, path);
     const model = json.model;
     if (!isObject(model)) throw bad('has no "model" object');
@@ -165,6 +202,9 @@ export class Tokenizer {
       if (model[key] !== undefined && model[key] !== null && model[key] !== '') {
         throw bad(`model.${key} ${JSON.stringify(model[key])} is not supported (GPT-2 BPE has none)`);
       }
+    }
+    if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
+      throw bad(`model.dropout ${JSON.stringify(model.dropout)} is not supported: BPE dropout splits words at random, so one text would not always give the same ids (GPT-2 has none)`);
     }
     if (json.normalizer !== undefined && json.normalizer !== null) {
       throw bad(`normalizer ${describe(json.normalizer)} is not supported; GPT-2 tokenizers have none`);
@@ -192,13 +232,19 @@ export class Tokenizer {
         added.push({ id: t.id, content: t.content, special: t.special === true, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
       });
     }
-    return new Tokenizer(path, vocab, rankMerges(merges, vocab, path, 'model.merges', added), added, model.ignore_merges === true);
+    return Tokenizer.remember(key, new Tokenizer(path, vocab, rankMerges(merges, vocab, path, 'model.merges', added), added, model.ignore_merges === true));
   }
 
   /** Loads the original GPT-2 pair `vocab.json` (a.k.a. encoder.json) + `merges.txt` (vocab.bpe). */
   static fromVocabMerges(vocabPath: string, mergesPath: string): Tokenizer {
-    const vocab = parseVocab(readJsonObject(vocabPath, 'vocab.json'), vocabPath, 'vocabulary');
-    const text = readSmallText(mergesPath, 'merges.txt');
+    const vocabBytes = readSmallFile(vocabPath, 'vocab.json');
+    const mergesBytes = readSmallFile(mergesPath, 'merges.txt');
+    const key = `pair\u0000${sha256(vocabBytes)}\u0000${sha256(mergesBytes)}`;
+    const source = `${vocabPath} + ${mergesPath}`;
+    const hit = Tokenizer.built(key, source);
+    if (hit) return hit;
+    const vocab = parseVocab(parseJsonObject(decodeUtf8(vocabBytes, vocabPath), vocabPath), vocabPath, 'vocabulary');
+    const text = decodeUtf8(mergesBytes, mergesPath);
     const merges: [string, string][] = [];
     text.split('\n').forEach((raw, i) => {
       const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
@@ -212,26 +258,33 @@ export class Tokenizer {
     // As transformers' GPT2Tokenizer does: <|endoftext|> in the vocabulary is a special token.
     const eot = vocab.get(ENDOFTEXT);
     const added: AddedToken[] = eot === undefined ? [] : [{ id: eot, content: ENDOFTEXT, special: true, lstrip: false, rstrip: false }];
-    return new Tokenizer(`${vocabPath} + ${mergesPath}`, vocab, rankMerges(merges, vocab, mergesPath, 'merges.txt', added), added, false);
+    return Tokenizer.remember(key, new Tokenizer(source, vocab, rankMerges(merges, vocab, mergesPath, 'merges.txt', added), added, false));
   }
 
-  encode(text: string): Encoding {
+  /**
+   * Token ids of `text` with their character ranges. With `maxTokens`, stops once that many are
+   * made (finishing the word at hand): the result is then exactly the first tokens of the whole
+   * text's encoding, since pre-tokens are found left to right and each is encoded alone. A corpus
+   * reader that needs 1,000 tokens of a 100 MB document does not tokenize all of it.
+   */
+  encode(text: string, maxTokens = Infinity): Encoding {
     const enc: Encoding = { ids: [], starts: [], ends: [] };
     if (!this.addedSplit) {
-      this.encodeOrdinary(text, 0, text.length, enc);
+      this.encodeOrdinary(text, 0, text.length, enc, maxTokens);
       return enc;
     }
     let at = 0;
     for (const m of text.matchAll(this.addedSplit)) {
       const from = m.index;
       const tok = this.addedOrder[m.findIndex((g, i) => i > 0 && g !== undefined) - 1]!;
-      this.encodeOrdinary(text, at, from, enc);
+      this.encodeOrdinary(text, at, from, enc, maxTokens);
+      if (enc.ids.length >= maxTokens) return enc;
       enc.ids.push(tok.id);
       enc.starts.push(from);
       enc.ends.push(from + m[0].length);
       at = from + m[0].length;
     }
-    this.encodeOrdinary(text, at, text.length, enc);
+    this.encodeOrdinary(text, at, text.length, enc, maxTokens);
     return enc;
   }
 
@@ -276,10 +329,11 @@ export class Tokenizer {
     return this.addedById.get(id)?.content ?? this.idToToken[id];
   }
 
-  private encodeOrdinary(text: string, from: number, to: number, enc: Encoding): void {
+  private encodeOrdinary(text: string, from: number, to: number, enc: Encoding, maxTokens = Infinity): void {
     if (from >= to) return;
     const segment = text.slice(from, to);
     for (const m of segment.matchAll(PRETOKENIZE)) {
+      if (enc.ids.length >= maxTokens) return;
       this.encodeWord(m[0], from + m.index, enc);
     }
   }
@@ -416,6 +470,13 @@ class MinHeap {
   }
 }
 
+/** sha256 of an id → token table: two tokenizers share a vocabulary iff these match. */
+export function hashVocab(tok: { vocabSize: number; tokenRaw(id: number): string | undefined }): string {
+  const h = createHash('sha256');
+  for (let i = 0; i < tok.vocabSize; i++) h.update(`${i}\u0000${tok.tokenRaw(i) ?? ''}\u0001`);
+  return h.digest('hex');
+}
+
 /** Encodes with `<|endoftext|>` prepended as BOS (as TransformerLens does), with range [0, 0]. */
 export function encodeWithBos(tok: Tokenizer, text: string): Encoding {
   const e = tok.encode(text);
@@ -473,7 +534,7 @@ function utf8(cp: number): number[] {
 }
 
 /** Offset of the first byte that is not part of a valid UTF-8 sequence (for the error message). */
-function firstInvalidUtf8(buf: Uint8Array, from: number): number {
+export function firstInvalidUtf8(buf: Uint8Array, from: number): number {
   const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   for (let i = from; i < buf.length; ) {
     const b = buf[i]!;
@@ -508,8 +569,11 @@ function checkByteLevel(pre: unknown, path: string): void {
 function parseVocab(v: unknown, path: string, what: string): Map<string, number> {
   if (!isObject(v)) throw new EngineError(`${path}: ${what} must be an object mapping tokens to ids`, path);
   const out = new Map<string, number>();
-  for (const [tok, id] of Object.entries(v)) {
-    if (!isId(id)) throw new EngineError(`${path}: ${what} gives token ${JSON.stringify(tok)} the id ${JSON.stringify(id)}; ids are non-negative integers`, path);
+  for (const tok in v) {
+    const id = v[tok];
+    if (!isId(id)) {
+      throw new EngineError(`${path}: ${what} gives token ${JSON.stringify(tok)} the id ${JSON.stringify(id)}; ids are integers from 0 to ${MAX_ID}`, path);
+    }
     out.set(tok, id);
   }
   if (out.size === 0) throw new EngineError(`${path}: ${what} is empty`, path);
@@ -544,25 +608,36 @@ function rankMerges(
   const made = new Set<string>();
   for (const t of vocab.keys()) if (t.length === 1) made.add(t);
   const ranks = new Map<string, number>();
-  merges.forEach(([a, b], i) => {
-    for (const t of [a, b, a + b]) {
-      if (!vocab.has(t)) {
-        throw new EngineError(`${path}: merge ${i + 1} ("${a} ${b}") uses "${t}", which is not in the vocabulary`, path);
+  for (let i = 0; i < merges.length; i++) {
+    const [a, b] = merges[i]!;
+    const ab = a + b;
+    // Everything in `made` is in the vocabulary: one test per part on the usual path.
+    if (!made.has(a) || !made.has(b) || !vocab.has(ab)) {
+      for (const t of [a, b, ab]) {
+        if (!vocab.has(t)) {
+          throw new EngineError(`${path}: merge ${i + 1} ("${a} ${b}") uses "${t}", which is not in the vocabulary`, path);
+        }
       }
+      const t = made.has(a) ? b : a;
+      throw new EngineError(
+        `${path}: ${what} entry ${i + 1} ("${a} ${b}") uses "${t}", which no earlier merge produces; the merges are out of order ` +
+          `(BPE applies them by rank, so a reordered list gives other tokens). ${fix}`,
+        path,
+      );
     }
-    for (const t of [a, b]) {
-      if (!made.has(t)) {
-        throw new EngineError(
-          `${path}: ${what} entry ${i + 1} ("${a} ${b}") uses "${t}", which no earlier merge produces; the merges are out of order ` +
-            `(BPE applies them by rank, so a reordered list gives other tokens). ${fix}`,
-          path,
-        );
-      }
-    }
-    made.add(a + b);
+    made.add(ab);
     const key = a + ' ' + b;
     if (!ranks.has(key)) ranks.set(key, i);
-  });
+  }
+  for (const a of added) {
+    const id = vocab.get(a.content);
+    if (id !== undefined && id !== a.id) {
+      throw new EngineError(
+        `${path}: added token ${JSON.stringify(a.content)} has id ${a.id}, but the vocabulary gives it id ${id}; one of the two was edited. ${fix}`,
+        path,
+      );
+    }
+  }
   const addedContent = new Set(added.map((t) => t.content));
   const orphans: string[] = [];
   for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t)) orphans.push(t);
@@ -574,20 +649,81 @@ function rankMerges(
       path,
     );
   }
+  checkIdOrder(merges, vocab, path, what, fix);
   return ranks;
 }
 
-function readSmallText(path: string, what: string): string {
+/**
+ * The ids follow the order the vocabulary was built in: the 256 byte tokens in byte order or in
+ * GPT-2's (code-point) order, then each merge's result, in merge order. GPT-2's tokenizer and
+ * every byte-level BPE trained by Hugging Face tokenizers are built so. Ids exchanged between two
+ * tokens, or two merges exchanged whose parts were both made earlier, pass every other check and
+ * still give a text other ids; they break this order.
+ */
+function checkIdOrder(merges: readonly [string, string][], vocab: Map<string, number>, path: string, what: string, fix: string): void {
+  const byteIds = BYTE_TO_CHAR.map((c) => vocab.get(c)!);
+  const increasing = (order: number[]) => order.every((b, k) => k === 0 || byteIds[b]! > byteIds[order[k - 1]!]!);
+  const byByte = [...Array(256).keys()];
+  const byCodePoint = [...byByte].sort((a, b) => BYTE_TO_CHAR[a]!.codePointAt(0)! - BYTE_TO_CHAR[b]!.codePointAt(0)!);
+  if (!increasing(byByte) && !increasing(byCodePoint)) {
+    const k = byCodePoint.findIndex((b, i) => i > 0 && byteIds[b]! < byteIds[byCodePoint[i - 1]!]!);
+    const [x, y] = [BYTE_TO_CHAR[byCodePoint[k - 1]!]!, BYTE_TO_CHAR[byCodePoint[k]!]!];
+    throw new EngineError(
+      `${path}: the 256 byte tokens' ids are in neither byte order nor GPT-2's order (e.g. ${JSON.stringify(x)} is id ${vocab.get(x)} and ${JSON.stringify(y)} is id ${vocab.get(y)}); ` +
+        `ids exchanged between tokens would encode text as other tokens. ${fix}`,
+      path,
+    );
+  }
+  const topByte = Math.max(...byteIds);
+  const seen = new Set<string>();
+  let prev = topByte;
+  let prevAt = -1;
+  merges.forEach(([a, b], i) => {
+    const t = a + b;
+    if (seen.has(t)) return;
+    seen.add(t);
+    const id = vocab.get(t)!;
+    if (id <= prev) {
+      const before = prevAt < 0 ? `the byte tokens go up to id ${topByte}` : `${what} entry ${prevAt + 1} made ${JSON.stringify(merges[prevAt]![0] + merges[prevAt]![1])}, id ${prev}`;
+      throw new EngineError(
+        `${path}: ${what} entry ${i + 1} ("${a} ${b}") makes ${JSON.stringify(t)}, id ${id}, but ${before}; a BPE vocabulary numbers merge results in merge order, ` +
+          `so the vocabulary's ids were exchanged or the merges reordered (either gives a text other ids). ${fix}`,
+        path,
+      );
+    }
+    prev = id;
+    prevAt = i;
+  });
+}
+
+/** Tokenizers built so far, by the sha256 of their file(s), least recently used first (Tokenizer.built). */
+const BUILT = new Map<string, Tokenizer>();
+const BUILT_MAX = 3;
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function readSmallFile(path: string, what: string): Uint8Array {
   try {
-    return fs.readFileSync(path, 'utf8');
+    const b = fs.readFileSync(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new EngineError(`cannot read ${what} ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, path);
+    throw new EngineError(`cannot read ${what} ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (e as Error).message}`, path);
   }
 }
 
-function readJsonObject(path: string, what: string): Record<string, unknown> {
-  const text = readSmallText(path, what);
+/** Strict UTF-8 (a UTF-8 byte-order mark is dropped): a bad byte would silently become U+FFFD inside a token. */
+function decodeUtf8(bytes: Uint8Array, path: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new EngineError(`${path} is not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(bytes, 0)}); re-download the file or re-save it as UTF-8`, path);
+  }
+}
+
+function parseJsonObject(text: string, path: string): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -602,8 +738,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Far above any real vocabulary (~260k tokens), low enough that an id cannot size a runaway table. */
+const MAX_ID = 2 ** 24 - 1;
+
 function isId(v: unknown): v is number {
-  return Number.isSafeInteger(v) && (v as number) >= 0;
+  return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_ID;
 }
 
 function describe(v: unknown): string {

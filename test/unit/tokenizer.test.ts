@@ -304,3 +304,16 @@ test('readTextFile refuses empty, oversized, binary and non-UTF-8 files', () => 
   throwsEngine(() => readTextFile(path.join(dir, 'missing.txt')), 'missing.txt', 'no such file');
   throwsEngine(() => readTextFile(dir), 'is a folder');
 });
+
+test('encode with maxTokens gives exactly the first tokens of the whole encoding, and stops early', () => {
+  const text = "Fellow-Citizens <|endoftext|> of the Senate: naïve café 東京 🙂 \n\n  the end. ".repeat(200);
+  const all = tok.encode(text);
+  for (const k of [1, 2, 7, 15, 16, 17, 100, 1000]) {
+    const part = tok.encode(text, k);
+    assert.ok(part.ids.length >= k && part.ids.length < k + 20, `asked ${k}, got ${part.ids.length}`);
+    assert.deepEqual(part.ids, all.ids.slice(0, part.ids.length));
+    assert.deepEqual(part.starts, all.starts.slice(0, part.ids.length));
+    assert.deepEqual(part.ends, all.ends.slice(0, part.ids.length));
+  }
+  assert.deepEqual(tok.encode(text, Infinity), all);
+});

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { runAnalysis, vocabHash } from '../../src/engine/analysis/pipeline';
+import { nonFiniteError, runAnalysis, vocabHash } from '../../src/engine/analysis/pipeline';
 import { loadCheckpoint } from '../../src/engine/checkpoint';
 import { readCorpus } from '../../src/engine/corpus';
 import { EngineError } from '../../src/engine/errors';
@@ -59,7 +59,14 @@ function modelDir(opts: { weights?: Uint8Array; config?: Record<string, unknown>
   const wp = join(dir, 'model.safetensors');
   if (opts.weights) writeFileSync(wp, opts.weights);
   else symlinkSync(join(SHIPPED, 'model.safetensors'), wp);
-  const config = { ...JSON.parse(readFileSync(join(SHIPPED, 'config.json'), 'utf8')), ...opts.config };
+  // config.json's bos/eos_token_id must be the tokenizer's <|endoftext|> (validate.ts): 256 in the
+  // toy tokenizer and the toy-based ones below, 50256 in the shipped config.
+  const tok = opts.tokenizer;
+  const eot =
+    tok === undefined ? 256
+    : typeof tok === 'object' ? (tok as { added_tokens?: { id: number; content: string }[] }).added_tokens?.find((t) => t.content === '<|endoftext|>')?.id
+    : undefined;
+  const config = { ...JSON.parse(readFileSync(join(SHIPPED, 'config.json'), 'utf8')), ...(eot === undefined ? {} : { bos_token_id: eot, eos_token_id: eot }), ...opts.config };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const tp = join(dir, 'tokenizer.json');
   if (typeof opts.tokenizer === 'object') writeFileSync(tp, JSON.stringify(opts.tokenizer));
@@ -174,6 +181,27 @@ describe('checkpoint refusals (corrupted copies of tiny-gpt2-a)', () => {
     refused(() => open(dir), { file: join(dir, 'model.safetensors'), tensor: extra, patterns: ['does not use'] });
   });
 
+  test('one tensor re-labelled BF16 in an F16 file is refused: one model is never saved in both half formats', () => {
+    const name = 'transformer.h.2.ln_1.weight';
+    const dir = modelDir({ weights: safetensorsBytes({ ...HEADER, [name]: { ...HEADER[name]!, dtype: 'BF16' } }, DATA) });
+    refused(() => open(dir), { file: join(dir, 'model.safetensors'), tensor: name, patterns: ['stored as BF16', 'other weights are F16', 'both half formats'] });
+  });
+
+  test("config.json's bos_token_id must be the tokenizer's <|endoftext|>; a placeholder past the vocabulary is ignored", () => {
+    const dir = modelDir({ config: { bos_token_id: 5 } });
+    refused(() => open(dir), { file: join(dir, 'config.json'), tensor: 'bos_token_id', patterns: ['"bos_token_id" is 5', '<|endoftext|> is id 256'] });
+    const odd = modelDir({ config: { eos_token_id: '256' } });
+    refused(() => open(odd), { file: join(odd, 'config.json'), tensor: 'eos_token_id', patterns: ['must be a token id'] });
+    open(modelDir({ config: { bos_token_id: 60000, eos_token_id: null } })); // past vocab_size (50257): a placeholder
+  });
+
+  test('layer_norm_epsilon far outside any LayerNorm is refused, naming the field', () => {
+    for (const eps of [1e5, 0.5, 1e-300]) {
+      const dir = modelDir({ config: { layer_norm_epsilon: eps } });
+      refused(() => open(dir), { file: join(dir, 'config.json'), patterns: ['"layer_norm_epsilon"', 'absurd'] });
+    }
+  });
+
   test('a token id beyond vocab_size names tokenizer.json and config.json', () => {
     const dir = modelDir({ config: { vocab_size: 260 } }); // the toy tokenizer has ids up to 264
     refused(() => open(dir), { file: join(dir, 'tokenizer.json'), patterns: [join(dir, 'config.json'), 'vocab_size is 260', 'token id 264'] });
@@ -207,23 +235,45 @@ describe('tokenizer refusals (the shipped tokenizer.json, merges edited)', () =>
     refused(() => loadCheckpoint(dir), { file: join(dir, 'tokenizer.json'), patterns: ['no earlier merge produces', 'out of order', /model\.merges entry \d+/] });
   });
 
-  test('same vocabulary, two merges swapped: accepted alone, but its fingerprint differs and analyze refuses the pair', async () => {
-    // On the small tokenizer, so that the two model opens cost only their sessions. Merges 4 and 5
-    // ("Ġ a", "a t") are independent: swapped, the order is still valid but "Ġat" becomes "Ġ"+"at".
+  test('same vocabulary, two independent merges swapped: refused at open, the merge results out of id order', () => {
+    // On the small tokenizer. Merges 4 and 5 ("Ġ a", "a t") are independent: swapped, every part
+    // is still made before it is used, yet "Ġat" would become "Ġ"+"at". Only the ids tell: a BPE
+    // vocabulary numbers merge results in merge order.
     const toy = JSON.parse(readFileSync(TOY_TOKENIZER, 'utf8'));
     const swapped = toy.model.merges.slice();
     assert.deepEqual(swapped.slice(3, 5), ['Ġ a', 'a t']);
     [swapped[3], swapped[4]] = [swapped[4], swapped[3]];
+    const dir = modelDir({ tokenizer: { ...toy, model: { ...toy.model, merges: swapped } } });
+    refused(() => loadCheckpoint(dir), { file: join(dir, 'tokenizer.json'), patterns: ['model.merges entry 5 ("Ġ a") makes "Ġa"', 'merge order'] });
+  });
+
+  test('two ids exchanged between tokens: refused at open', () => {
+    const toy = JSON.parse(readFileSync(TOY_TOKENIZER, 'utf8'));
+    const vocab = { ...toy.model.vocab };
+    [vocab['Ġa'], vocab['at']] = [vocab['at'], vocab['Ġa']];
+    const dir = modelDir({ tokenizer: { ...toy, model: { ...toy.model, vocab } } });
+    refused(() => loadCheckpoint(dir), { file: join(dir, 'tokenizer.json'), patterns: ['merge order'] });
+    const bytes = { ...toy.model.vocab };
+    [bytes['a'], bytes['b']] = [bytes['b'], bytes['a']];
+    const dir2 = modelDir({ tokenizer: { ...toy, model: { ...toy.model, vocab: bytes } } });
+    refused(() => loadCheckpoint(dir2), { file: join(dir2, 'tokenizer.json'), patterns: ["byte tokens' ids are in neither byte order nor GPT-2's order"] });
+  });
+
+  test('tokenizers differing only in a setting (ignore_merges): each accepted alone, but analyze refuses the pair, naming both files', async () => {
+    const toy = JSON.parse(readFileSync(TOY_TOKENIZER, 'utf8'));
     const dirA = modelDir();
-    const dirB = modelDir({ tokenizer: { ...toy, model: { ...toy.model, merges: swapped } } });
+    const dirB = modelDir({ tokenizer: { ...toy, model: { ...toy.model, ignore_merges: true } } });
     const a = Tokenizer.fromTokenizerJson(join(dirA, 'tokenizer.json'));
     const b = Tokenizer.fromTokenizerJson(join(dirB, 'tokenizer.json'));
     assert.equal(vocabHash(a), vocabHash(b), 'the vocabularies are identical');
-    assert.notDeepEqual(a.encode(' at').ids, b.encode(' at').ids, 'yet one text gets other ids');
     assert.notEqual(a.fingerprint(), b.fingerprint());
     await assert.rejects(
       runAnalysis({ models: [dirA, dirB], corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')], tokens: 128 * 4, out: join(tmp, 'run-merges'), threads: 1 }),
-      (e: unknown) => e instanceof EngineError && e.file === dirB && /different tokenizers: their merges \(same vocabulary\) differ/.test(e.message),
+      (e: unknown) =>
+        e instanceof EngineError &&
+        e.file === dirB &&
+        /different tokenizers \(.*\): their merges or settings \(same vocabulary\) differ/.test(e.message) &&
+        e.message.includes(join(dirB, 'tokenizer.json')),
     );
   });
 });
@@ -236,6 +286,48 @@ describe('corpus ids and write failures name their file', () => {
       () => readCorpus({ paths: [p], nPositions: 4, tokens: 4, vocabSize: 50257 }),
       (e: unknown) => e instanceof EngineError && e.file === p && e.message.includes(p) && /token 3 \(byte offset 6\) is id 60000/.test(e.message),
     );
+  });
+
+  test('a text file named .tokens.bin is refused, not read as in-range ids', () => {
+    const p = join(tmp, 'text.tokens.bin');
+    writeFileSync(p, 'The quick brown fox jumps over the lazy dog.\n'.repeat(4));
+    assert.throws(
+      () => readCorpus({ paths: [p], nPositions: 4, tokens: 8, vocabSize: 50257 }),
+      (e: unknown) => e instanceof EngineError && e.file === p && e.message.includes(p) && /looks like a text file/.test(e.message),
+    );
+  });
+
+  test('a JSON Lines record whose source, topic or tagged has the wrong type names the line', () => {
+    const tok = Tokenizer.fromTokenizerJson(TOY_TOKENIZER);
+    const cases: [string, RegExp][] = [
+      ['{"text": "the cat", "source": 3}', /:2: "source" must be a string/],
+      ['{"text": "the cat", "topic": ["a"]}', /:2: "topic" must be a string/],
+      ['{"text": "the cat", "tagged": [["the", "AT"]]}', /:2: "tagged" must be a list of sentences/],
+    ];
+    for (const [i, [line, want]] of cases.entries()) {
+      const p = join(tmp, `fields-${i}.jsonl`);
+      writeFileSync(p, `{"text": "a first record", "source": "s"}\n${line}\n`);
+      assert.throws(
+        () => readCorpus({ paths: [p], nPositions: 4, tokens: 8, encode: (t) => tok.encode(t), bos: tok.bosId, eos: tok.eosId }),
+        (e: unknown) => e instanceof EngineError && e.file === p && e.message.includes(p) && want.test(e.message),
+      );
+    }
+  });
+
+  test('an analysis batch with a non-finite activation names the model, the neuron, the row and the position', () => {
+    const nan = new Float32Array(2 * 3 * 4).fill(0.5);
+    nan[1 * 12 + 2 * 4 + 1] = Number.POSITIVE_INFINITY; // token 1, layer 2, neuron 1 of [T=2 × L=3·d=4]
+    const empty = new Float32Array(0);
+    const batch = {
+      batchIndex: 0, rows: [[1, 2]], rowStart: 7, offsets: [0, 2], nTokens: 2, keep: new Uint8Array([1, 1]), keptIndex: Int32Array.of(0, 1), nKept: 2,
+      models: [{ pre: empty, post: new Float32Array(24), keptPre: empty, keptPost: empty }, { pre: empty, post: nan, keptPre: empty, keptPost: empty }],
+    };
+    const handles = [0, 1].map((i) => ({ dir: `/m/${i}`, nLayers: 3, dMlp: 4, weightsPath: `/m/${i}/model.safetensors` }));
+    const e = nonFiniteError(batch, handles)!;
+    assert.ok(e instanceof EngineError);
+    assert.equal(e.file, '/m/1/model.safetensors');
+    assert.match(e.message, /^\/m\/1: the forward pass produced Infinity at L2\.N1 \(hook_post\) in corpus row 7, position 1, although every weight is finite/);
+    assert.equal(nonFiniteError({ ...batch, models: [batch.models[0]!, batch.models[0]!] }, handles), undefined);
   });
 
   for (const [code, reason] of [

@@ -19,13 +19,14 @@
  */
 // First: onnxruntime's telemetry off before the GEMM or forward sessions exist (ortTelemetry.ts).
 import '../ortTelemetry';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hashFile } from '../checkpoint';
 import { readCorpus, row, isKept, type Corpus } from '../corpus';
+import { firstNonFinite } from '../arch/gpt2';
 import { CancelledError, EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
+import { hashVocab, Tokenizer } from '../tokenizer';
 import { resolveThreads } from '../threads';
 import {
   acquireRunLock,
@@ -82,9 +83,7 @@ const PIPELINE_CHOICES: Record<string, string> = {
 
 /** sha256 of the tokenizer's id → token table: two models share a tokenizer iff these match. */
 export function vocabHash(tok: { vocabSize: number; tokenRaw(id: number): string | undefined }): string {
-  const h = createHash('sha256');
-  for (let i = 0; i < tok.vocabSize; i++) h.update(`${i}\u0000${tok.tokenRaw(i) ?? ''}\u0001`);
-  return h.digest('hex');
+  return tok instanceof Tokenizer ? tok.vocabHash() : hashVocab(tok);
 }
 
 function labelOf(dir: string): string {
@@ -307,9 +306,10 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
         );
       }
       if (e.vocab_sha256 !== ref.vocab_sha256 || e.tokenizer_sha256 !== ref.tokenizer_sha256) {
-        const what = e.vocab_sha256 !== ref.vocab_sha256 ? 'vocabularies' : 'merges (same vocabulary)';
+        const what = e.vocab_sha256 !== ref.vocab_sha256 ? 'vocabularies' : 'merges or settings (same vocabulary)';
+        const files = `${handles[0]!.tokenizer.source} vs ${handles[entries.indexOf(e)]!.tokenizer.source}`;
         throw new EngineError(
-          `models ${ref.dir} and ${e.dir} use different tokenizers: their ${what} differ (tokenizer hashes ` +
+          `models ${ref.dir} and ${e.dir} use different tokenizers (${files}): their ${what} differ (tokenizer hashes ` +
             `${ref.tokenizer_sha256!.slice(0, 12)} vs ${e.tokenizer_sha256!.slice(0, 12)}), so one text gives them different ids; ` +
             `they must read the same tokens: give every model the same tokenizer.json`,
           e.dir,
@@ -340,8 +340,43 @@ function removeStaleTemps(runDir: string): void {
 // accumulator it called in a register of that suspended async frame, so a finished pass's arrays
 // (2.5 GB per GPT-2-small-size block) stayed reachable until the next pass had allocated its own
 // (a heap snapshot showed the finished CrossMoments held by "(Stack roots)" alone).
-async function addBatch(accs: readonly Accumulator<unknown>[], batch: ActivationBatch): Promise<void> {
-  for (const a of accs) await a.add(batch);
+async function addBatch(accs: readonly Accumulator<unknown>[], batch: ActivationBatch, handles: readonly Model[]): Promise<void> {
+  try {
+    for (const a of accs) await a.add(batch);
+  } catch (e) {
+    throw nonFiniteError(batch, handles) ?? e;
+  }
+}
+
+/**
+ * When an accumulator refuses a batch, which model produced a non-finite value, if one did. The
+ * statistics see only columns ("activation column 1234 has a non-finite value"); weights are
+ * checked finite at open, so this is a forward pass overflowing fp32, and the message must name
+ * the model. Scanned only after a failure, so a healthy run pays nothing for it.
+ */
+export function nonFiniteError(batch: ActivationBatch, handles: readonly Pick<Model, 'dir' | 'nLayers' | 'dMlp' | 'weightsPath'>[]): EngineError | undefined {
+  for (const [i, m] of batch.models.entries()) {
+    const h = handles[i];
+    if (!h) continue;
+    for (const k of ['pre', 'post', 'keptPre', 'keptPost'] as const) {
+      const a = m[k];
+      const j = firstNonFinite(a);
+      if (j < 0) continue;
+      const N = h.nLayers * h.dMlp;
+      const col = j % N;
+      const row = Math.floor(j / N);
+      const token = k.startsWith('kept') ? batch.keptIndex[row]! : row;
+      let r = 0;
+      while (r + 1 < batch.offsets.length - 1 && batch.offsets[r + 1]! <= token) r++;
+      return new EngineError(
+        `${h.dir}: the forward pass produced ${a[j]} at L${Math.floor(col / h.dMlp)}.N${col % h.dMlp} (hook_${/pre$/i.test(k) ? 'pre' : 'post'}) ` +
+          `in corpus row ${batch.rowStart + r}, position ${token - batch.offsets[r]!}, although every weight is finite: the model's weights overflow fp32 ` +
+          'on this corpus, so its statistics cannot be computed. Check the checkpoint (a weight of absurd size), or leave this model out',
+        h.weightsPath,
+      );
+    }
+  }
+  return undefined;
 }
 
 async function finishPass(
@@ -390,6 +425,7 @@ async function screenPass(
   accs: Accumulator<unknown>[],
   nBatches: number,
   build: (b: number, reads: AccumulatorSpec['reads']) => Promise<ActivationBatch>,
+  handles: readonly Model[],
 ): Promise<boolean> {
   const who = specs.flatMap((s, i) => (s.screen ? [{ s, a: accs[i]!, every: s.screen.every }] : []));
   if (who.length === 0) return false;
@@ -404,7 +440,11 @@ async function screenPass(
       ? { models: [...new Set(now.flatMap((w) => w.s.reads!.models))], arrays: [...new Set(now.flatMap((w) => w.s.reads!.arrays))] }
       : undefined;
     const batch = await build(b, reads);
-    for (const w of now) await w.a.screen!(batch);
+    try {
+      for (const w of now) await w.a.screen!(batch);
+    } catch (e) {
+      throw nonFiniteError(batch, handles) ?? e;
+    }
   }
   return true;
 }
@@ -478,7 +518,7 @@ export async function runAnalysis(
         paths: corpusPaths,
         nPositions: infos[0]!.nPositions,
         tokens: settings.tokens,
-        encode: (text) => ref.tokenizer.encode(text),
+        encode: (text, maxTokens) => ref.tokenizer.encode(text, maxTokens),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
         vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
@@ -667,7 +707,7 @@ export async function runAnalysis(
             return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, r);
           };
           // Checkpointed once screened, so that a resume does not screen again.
-          if (fresh && (await screenPass(cur, accs, nBatches, sample))) checkpoint(0);
+          if (fresh && (await screenPass(cur, accs, nBatches, sample, handles))) checkpoint(0);
           fresh = false;
           for (let b = start; b < nBatches; b++) {
             if (signal?.cancelled) {
@@ -676,7 +716,7 @@ export async function runAnalysis(
             }
             const rowStart = b * settings.batchRows;
             const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads, forwards);
-            await addBatch(accs, batch);
+            await addBatch(accs, batch, handles);
             const done = pass * tokensTotal + tokensAt(b + 1);
             const secs = (Date.now() - tStream) / 1000;
             const rate = (done - sessionStart) / Math.max(secs, 1e-3);

@@ -84,6 +84,9 @@ const LIMITS: Record<string, number> = {
   vocab_size: 1 << 22,
 };
 
+/** The layer_norm_epsilon values accepted: GPT-2 uses 1e-5, BERT-style models 1e-12, some small models 1e-3. */
+const EPS_RANGE = [1e-12, 0.1] as const;
+
 function positiveInt(json: Record<string, unknown>, key: string, file: string, fallback?: number): number {
   const v = json[key] ?? fallback;
   if (v === undefined) bad(`"${key}" is missing`, file);
@@ -125,6 +128,16 @@ export function parseGpt2Config(json: Record<string, unknown>, file: string): Gp
   const vocabSize = positiveInt(json, 'vocab_size', file, 50257);
   const eps = json['layer_norm_epsilon'] ?? 1e-5;
   if (typeof eps !== 'number' || !(eps > 0)) bad(`"layer_norm_epsilon" must be a positive number, got ${JSON.stringify(eps)}`, file);
+  // Outside this range the value is not a guard against division by zero: far above 0.1 it swamps
+  // the variance and flattens every activation (a corrupt digit, e.g. 1e5 for 1e-5); below 1e-12 it
+  // is lost in fp32 next to any variance, and 1e-300 is 0 in fp32.
+  if (eps < EPS_RANGE[0] || eps > EPS_RANGE[1]) {
+    bad(
+      `"layer_norm_epsilon" is ${eps}, which is absurd for a LayerNorm epsilon (GPT-2: 1e-5; ${EPS_RANGE[0]} to ${EPS_RANGE[1]} is accepted); ` +
+        'the config is corrupt or belongs to another model',
+      file,
+    );
+  }
   const act = json['activation_function'] ?? 'gelu_new';
   if (typeof act !== 'string' || !(act in ACTIVATIONS)) {
     bad(`activation_function ${JSON.stringify(act)} is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`, file);
@@ -213,7 +226,7 @@ export function resolveGpt2Weights(cfg: Gpt2Config, source: WeightSource, file: 
     if (got.length !== want.length || got.some((g, i) => g !== want[i])) {
       throw new EngineError(
         `${file}: tensor ${found} has shape ${shapeStr(got)}, but config.json implies ${shapeStr(want)} ` +
-          `(n_embd=${cfg.nEmbd}, d_mlp=${cfg.dMlp}, vocab_size=${cfg.vocabSize}, n_positions=${cfg.nPositions})`,
+          `(n_embd=${cfg.nEmbd}, n_inner (d_mlp)=${cfg.dMlp}, vocab_size=${cfg.vocabSize}, n_positions=${cfg.nPositions})`,
         file,
         found,
       );
