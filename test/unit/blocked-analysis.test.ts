@@ -20,7 +20,7 @@ import { EngineError } from '../../src/engine/errors';
 import { blockBounds, GiB, planMemory, reclaim } from '../../src/engine/analysis/blocking';
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
-import { readJson } from '../../src/engine/store';
+import { readCheckpoint, readJson } from '../../src/engine/store';
 import { Model } from '../../src/engine/runtime';
 import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
 import { defaultPlan, mapSpecs } from '../../src/engine/analysis/plan';
@@ -149,6 +149,46 @@ describe('one batch holding the whole corpus: the forwards are kept from pass to
     } finally {
       Model.prototype.runKept = orig;
     }
+  });
+
+  test('checkpoints only at pass boundaries, holding the finished passes; a cancel mid-pass resumes at that pass', async () => {
+    // The accumulators' state is GBs at GPT-2-small size: with one batch per pass it is not written,
+    // only the packed results of the passes before (8 boundaries for 9 passes).
+    const one = { ...BASE, tokens: 128 * 8, batchRows: 8, refBlocks: BLOCKS, plan: defaultPlan({ families: { enabled: false } }) };
+    const ref = await runAnalysis({ ...one, out: join(tmp, 'one-ref') });
+    const dir = join(tmp, 'one-cancelled');
+    let cancelled = false;
+    const signal = {
+      get cancelled() {
+        return cancelled;
+      },
+    };
+    const checkpoints: number[] = [];
+    await assert.rejects(
+      runAnalysis({ ...one, out: dir }, (p) => {
+        if (p.phase === 'checkpoint') checkpoints.push(p.batch!);
+        // Pass 6 has streamed its one batch: cancelled before it finishes.
+        if (p.phase === 'stream' && p.batch === 6) cancelled = true;
+      }, signal),
+      (e: unknown) => e instanceof Error && e.name === 'CancelledError',
+    );
+    assert.deepEqual(checkpoints, [1, 2, 3, 4, 5], 'one checkpoint after each finished pass');
+    const ck = readCheckpoint(dir)!;
+    assert.equal(ck.nextBatch, 0);
+    assert.equal(ck.meta.pass, 5, 'at the start of pass 6');
+    const keys = Object.keys(ck.states);
+    assert.equal(keys.length, 5);
+    assert.ok(keys.every((k) => k.startsWith('done:')), `only finished results, no stream state: ${keys.join(', ')}`);
+    const m = readJson<Manifest>(join(dir, 'manifest.json'));
+    assert.equal(m.status, 'cancelled');
+    assert.equal(m.progress.batches_done, 5);
+    let firstBatch: number | undefined;
+    const r = await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: one.plan }, (p) => {
+      if (p.phase === 'stream' && firstBatch === undefined) firstBatch = p.batch;
+    });
+    assert.equal(firstBatch, 6, 'the resume redoes pass 6 from its start');
+    assertSameCross(r, ref);
+    assertSameFiles(r.runDir, ref.runDir);
   });
 });
 

@@ -649,9 +649,15 @@ export async function runAnalysis(
           results.set(s.name, s.unpack!(st));
           packed[`done:${s.name}`] = st;
         }
-        for (const s of passes[pass]!) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
-        accs = passes[pass]!.map((s) => s.restore(ck.states[s.name]!, results));
         start = ck.nextBatch;
+        // A pass-boundary checkpoint (one batch per pass) holds the finished passes only: this
+        // pass's accumulators start afresh below.
+        const boundary = start === 0 && passes[pass]!.every((s) => !ck.states[s.name]);
+        if (!boundary) {
+          for (const s of passes[pass]!) if (!ck.states[s.name]) throw new EngineError(`the checkpoint in ${runDir} has no state for ${s.name}`, runDir);
+        }
+        accs = boundary ? [] : passes[pass]!.map((s) => s.restore(ck.states[s.name]!, results));
+        fresh = boundary;
       } else {
         accs = passes[0]!.map((s) => s.create(results));
       }
@@ -671,6 +677,8 @@ export async function runAnalysis(
       // passes, and what the next pass does not read is dropped before it starts (GPT-2-small size:
       // 4·T·N = 0.15 GB a model; the planner's reserve for fp32-only blocks covers them).
       const forwards = nBatches === 1 && P > 1 ? new Map<string, ModelActivations>() : undefined;
+      // One batch per pass: checkpoints only at pass boundaries, holding the finished results.
+      const boundaryOnly = nBatches === 1;
       for (; pass < P; pass++, start = 0) {
         const cur = passes[pass]!;
         const reads = readsOf(cur);
@@ -707,7 +715,7 @@ export async function runAnalysis(
             return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, r);
           };
           // Checkpointed once screened, so that a resume does not screen again.
-          if (fresh && (await screenPass(cur, accs, nBatches, sample, handles))) checkpoint(0);
+          if (fresh && (await screenPass(cur, accs, nBatches, sample, handles)) && !boundaryOnly) checkpoint(0);
           fresh = false;
           for (let b = start; b < nBatches; b++) {
             if (signal?.cancelled) {
@@ -736,6 +744,8 @@ export async function runAnalysis(
               etaSec: (P * tokensTotal - done) / Math.max(rate, 1e-9),
             });
           }
+          // A cancel during the last batch, inside this block: the manifest then says cancelled.
+          throwIfCancelled(signal);
         } catch (e) {
           m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
           if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
@@ -748,9 +758,10 @@ export async function runAnalysis(
           }
           throw e;
         }
-        throwIfCancelled(signal);
-        // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the stream.
-        if (lastCheckpoint < nBatches) checkpoint(nBatches);
+        // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the
+        // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small
+        // size: 450 s of a 2,600 s run went to these writes) costs more than the batch it saves.
+        if (lastCheckpoint < nBatches && !boundaryOnly) checkpoint(nBatches);
 
         // Finish (and, after the last pass, write).
         const tFinish = Date.now();
@@ -763,6 +774,19 @@ export async function runAnalysis(
           // The finished accumulators' memory goes before the next pass allocates its own.
           accs = [];
           if (P > 1) await reclaim();
+          if (boundaryOnly && pass < P - 1) {
+            // The finished passes' packed results (per-neuron vectors: small); a resume starts the
+            // next pass afresh.
+            onProgress({ phase: 'checkpoint', batch: (pass + 1) * nBatches, batches: P * nBatches });
+            writeCheckpoint(runDir, {
+              nextBatch: 0,
+              meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches, pass: pass + 1 },
+              states: { ...packed },
+            });
+            m.progress = { batches_done: (pass + 1) * nBatches, batches_total: P * nBatches, tokens_done: 0 };
+            m.updated = new Date().toISOString();
+            writeJsonAtomic(join(runDir, 'manifest.json'), m);
+          }
           tWrite = Date.now();
           finishSecs += (tWrite - tFinish) / 1000;
           if (pass === P - 1) {
