@@ -42,6 +42,7 @@ export const TABLE_COLUMNS = [
   'max_corr',
   'min_corr',
   'sparsity',
+  'act_freq',
   'kurt',
   'vocab_kurt',
   'w_out_norm',

@@ -7,6 +7,8 @@ import type { Role } from '../src/protocol';
 import type { ChartTheme, SeriesColour } from './theme';
 import { withAlpha } from './theme';
 
+// Seven families, six theme colours: token features share syntax's, lighter (a surface
+// feature and a part of speech are the closest two kinds).
 const FAMILY: Record<string, SeriesColour> = {
   unigram: 'blue',
   alphabet: 'purple',
@@ -31,6 +33,7 @@ const ORDER: SeriesColour[] = ['blue', 'cyan', 'green', 'purple', 'red', 'yellow
 export function familyColour(t: ChartTheme, family: string): string {
   const c = FAMILY[family];
   if (c) return t.series[c];
+  if (family === 'token-feature') return withAlpha(t.series.cyan, 0.5);
   if (family === 'unexplained') return withAlpha(t.muted, 0.5);
   let h = 0;
   for (const ch of family) h = (h * 31 + ch.charCodeAt(0)) >>> 0;

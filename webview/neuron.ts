@@ -11,6 +11,7 @@
  * ("which reference neuron is this partner's counterpart?") without inventing a page for a model
  * the run did not analyse.
  */
+import { STAT_HELP } from '../src/view/statNames';
 import type { NeuronData, StatGroup } from '../src/protocol';
 import { baseOptions, chartBox, themedChart } from './charts';
 import { runHeader, section, type ViewContext } from './common';
@@ -55,7 +56,7 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
         el(
           'tr',
           {},
-          el('th', { text: s.key, attrs: { scope: 'row' } }),
+          el('th', { text: s.key, attrs: { scope: 'row', ...(STAT_HELP[s.key] ? { title: STAT_HELP[s.key]! } : {}) } }),
           el('td', { class: 'num', text: fmt(s.value) }),
           el('td', { class: 'num', text: s.percentile === null ? '—' : fmt(s.percentile, 3) }),
         ),

@@ -56,9 +56,9 @@ Options of analyze:
                        from 40,960 tokens; below that it runs exact (the manifest says so).
   --no-families        Skip neuron families and roles (on by default: VR of token labels, roles
                        from the weights, an entropy intervention).
-  --family-vr K=V,...  Family thresholds: unigram=0.5 alphabet=0.35 syntax=0.5 semantic=0.5
-                       position-mi=0.05 position-kurtosis=2 (method.md defaults; syntax and
-                       semantic are ours).
+  --family-vr K=V,...  Family thresholds: unigram=0.5 alphabet=0.35 feature=0.5 syntax=0.5
+                       semantic=0.5 position-mi=0.05 position-kurtosis=2 (method.md defaults;
+                       feature, syntax and semantic are ours).
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
 
 Common options:
@@ -154,6 +154,7 @@ function expandLists(argv: string[]): string[] {
 const FAMILY_KEYS = {
   unigram: 'unigram',
   alphabet: 'alphabet',
+  feature: 'feature',
   syntax: 'syntax',
   semantic: 'semantic',
   'position-mi': 'positionMi',

@@ -9,6 +9,7 @@
  */
 import { isUniversal, SUMMARY_THRESHOLDS } from '../engine/run/defaults';
 import type { NeuronTable } from '../engine/run/neurons';
+import { FAMILIES } from '../engine/analysis/families';
 
 export interface SummaryOptions {
   threshold: number;
@@ -131,8 +132,10 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
     out.push(
       `medians over the ${uIdx.length} universal neurons: mean_corr ${f3(median(uIdx.map((i) => meanCorr[i]!)))}, ` +
         `mean_baseline ${f3(median(uIdx.map((i) => meanBase[i]!)))}` +
-        (col('sparsity') ? `, activation frequency ${f3(median(uIdx.map((i) => col('sparsity')![i]!)))}` : '') +
-        (col('kurt') ? `, kurtosis ${f3(median(uIdx.map((i) => col('kurt')![i]!)))}` : ''),
+        (col('act_freq') ? `, activation frequency ${f3(median(uIdx.map((i) => col('act_freq')![i]!)))}` : '') +
+        (col('sparsity') ? `, sparsity ${f3(median(uIdx.map((i) => col('sparsity')![i]!)))}` : '') +
+        (col('kurt') ? `, kurtosis ${f3(median(uIdx.map((i) => col('kurt')![i]!)))}` : '') +
+        (col('kurt_exact') ? ` (exact ${f3(median(uIdx.map((i) => col('kurt_exact')![i]!)))})` : ''),
     );
   }
   out.push(...familySummary(t, nLayers, (i) => isU(i, opts.threshold)));
@@ -145,7 +148,7 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
       const show = uIdx.slice(0, opts.top);
       out.push(`top ${show.length} of ${uIdx.length} universal neurons (excess > ${opts.threshold}):`);
       const extra = (name: string) => (col(name) ? [name] : []);
-      const head = ['neuron', 'excess', 'mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('sparsity'), ...extra('kurt')];
+      const head = ['neuron', 'excess', 'mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('act_freq'), ...extra('sparsity'), ...extra('kurt')];
       const fam = t.text?.get('family');
       const famLabel = t.text?.get('family_label');
       if (fam) head.push('family');
@@ -153,7 +156,7 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
       if (partners.length) head.push('best partner per model');
       const body = show.map((i) => {
         const r = [`L${layer[i]}.N${neuron[i]}`, f3(excess![i]!)];
-        for (const c of ['mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('sparsity'), ...extra('kurt')]) r.push(f3(col(c)?.[i] ?? NaN));
+        for (const c of ['mean_corr', 'min_corr', 'max_corr', 'mean_baseline', ...extra('act_freq'), ...extra('sparsity'), ...extra('kurt')]) r.push(f3(col(c)?.[i] ?? NaN));
         if (fam) r.push(fam[i] === 'unexplained' ? `(${famLabel?.[i] ?? ''} ${f3(col('family_vr')?.[i] ?? NaN)})` : `${fam[i]} ${famLabel?.[i] ?? ''} ${f3(col('family_vr')?.[i] ?? NaN)}`);
         if (partners.length) {
           r.push(partners.map((p) => `${p.label}:L${col(p.layer)![i]}.N${col(p.neuron)![i]}(${f3(col(p.corr)![i]!)})`).join(' '));
@@ -167,7 +170,7 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
   return out;
 }
 
-const FAMILY_ORDER = ['unigram', 'alphabet', 'previous-token', 'position', 'syntax', 'semantic', 'unexplained'];
+const FAMILY_ORDER: readonly string[] = FAMILIES;
 const ROLE_ORDER = ['prediction', 'suppression', 'partition', 'entropy', 'attention-deactivation'];
 
 /** Family and role counts per layer (neurons.arrow of a run with families), universal beside all. */

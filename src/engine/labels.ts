@@ -1,6 +1,11 @@
 /**
  * Binary token labels for the family analysis (docs/method-notes.md "Families and roles"): what a token is
- * (its normalised string, first letter, surface features), its part of speech, and its document.
+ * (its normalised string, the single letter it is, the letter it starts with, surface features),
+ * its part of speech, and its document.
+ *
+ * As the paper's code has them: an alphabet label `alphabet:c` is "the normalised token *is* the
+ * letter c" (the letter's unigram label); "starts with c" is a token feature (`feature:starts-c`,
+ * the paper's `starts_w_c`).
  *
  * Every current-token label is a function of the token id alone. So ids are grouped into
  * *classes* — one per distinct (unigram word, first letter, feature bits) — and the family pass
@@ -104,9 +109,13 @@ export interface TokenClasses {
   /** [vocab] class of each token id; −1 for ids never seen in the corpus. */
   classOf: Int32Array;
   nClasses: number;
-  /** Per class: word index or −1, letter 0..25 or −1, feature bits. */
+  /**
+   * Per class: word index or −1; the letter 0..25 the normalised token is (or −1); the letter it
+   * starts with (or −1); feature bits.
+   */
   classWord: Int32Array;
   classLetter: Int32Array;
+  classInitial: Int32Array;
   classBits: Int32Array;
   /** The unigram frequency threshold that was applied (occurrences in this corpus). */
   minCount: number;
@@ -140,29 +149,41 @@ export function tokenClasses(strings: readonly string[], counts: Uint32Array, ke
   const keys = new Map<string, number>();
   const cw: number[] = [];
   const cl: number[] = [];
+  const ci: number[] = [];
   const cb: number[] = [];
   for (let id = 0; id < strings.length; id++) {
     if (counts[id] === 0) continue;
     const w = norms[id]!;
     const word = wordIndex.get(w) ?? -1;
     const c = w.charCodeAt(0) - 97;
-    const letter = c >= 0 && c < 26 ? c : -1;
+    const initial = c >= 0 && c < 26 ? c : -1;
+    const letter = w.length === 1 ? initial : -1;
     const bits = featureBits(strings[id]!);
-    const key = `${word}|${letter}|${bits}`;
+    const key = `${word}|${letter}|${initial}|${bits}`;
     let k = keys.get(key);
     if (k === undefined) {
       k = cw.length;
       keys.set(key, k);
       cw.push(word);
       cl.push(letter);
+      ci.push(initial);
       cb.push(bits);
     }
     classOf[id] = k;
   }
-  return { words, classOf, nClasses: cw.length, classWord: Int32Array.from(cw), classLetter: Int32Array.from(cl), classBits: Int32Array.from(cb), minCount };
+  return {
+    words,
+    classOf,
+    nClasses: cw.length,
+    classWord: Int32Array.from(cw),
+    classLetter: Int32Array.from(cl),
+    classInitial: Int32Array.from(ci),
+    classBits: Int32Array.from(cb),
+    minCount,
+  };
 }
 
-/** A token label as a set of classes: `unigram:the`, `alphabet:t`, `feature:space`. */
+/** A token label as a set of classes: `unigram:the`, `alphabet:t`, `feature:space`, `feature:starts-t`. */
 export interface ClassLabel {
   name: string;
   kind: 'unigram' | 'alphabet' | 'feature';
@@ -174,10 +195,12 @@ export function classLabels(tc: TokenClasses): ClassLabel[] {
   const out: ClassLabel[] = [];
   const byWord: number[][] = tc.words.map(() => []);
   const byLetter: number[][] = Array.from({ length: 26 }, () => []);
+  const byInitial: number[][] = Array.from({ length: 26 }, () => []);
   const byFeature: number[][] = FEATURES.map(() => []);
   for (let c = 0; c < tc.nClasses; c++) {
     if (tc.classWord[c]! >= 0) byWord[tc.classWord[c]!]!.push(c);
     if (tc.classLetter[c]! >= 0) byLetter[tc.classLetter[c]!]!.push(c);
+    if (tc.classInitial[c]! >= 0) byInitial[tc.classInitial[c]!]!.push(c);
     FEATURES.forEach((_, f) => {
       if (tc.classBits[c]! & (1 << f)) byFeature[f]!.push(c);
     });
@@ -185,5 +208,6 @@ export function classLabels(tc: TokenClasses): ClassLabel[] {
   tc.words.forEach((w, i) => byWord[i]!.length && out.push({ name: `unigram:${w}`, kind: 'unigram', classes: byWord[i]! }));
   byLetter.forEach((cs, i) => cs.length && out.push({ name: `alphabet:${String.fromCharCode(97 + i)}`, kind: 'alphabet', classes: cs }));
   byFeature.forEach((cs, i) => cs.length && out.push({ name: `feature:${FEATURES[i]}`, kind: 'feature', classes: cs }));
+  byInitial.forEach((cs, i) => cs.length && out.push({ name: `feature:starts-${String.fromCharCode(97 + i)}`, kind: 'feature', classes: cs }));
   return out;
 }

@@ -26,7 +26,7 @@ export interface Settings {
   familyThresholds: Partial<Record<FamilyThresholdKey, number>>;
 }
 
-const FAMILY_THRESHOLD_KEYS = ['unigram', 'alphabet', 'syntax', 'semantic', 'positionMi', 'positionKurtosis'] as const;
+const FAMILY_THRESHOLD_KEYS = ['unigram', 'alphabet', 'feature', 'syntax', 'semantic', 'positionMi', 'positionKurtosis'] as const;
 export type FamilyThresholdKey = (typeof FAMILY_THRESHOLD_KEYS)[number];
 
 function familyThresholds(v: unknown): Partial<Record<FamilyThresholdKey, number>> {

@@ -4,14 +4,14 @@
  * same in every place it appears.
  *
  * The engine writes the best explaining label machine-readably (docs/method-notes.md "Families and roles"):
- * `unigram:the`, `alphabet:t`, `feature:space`, `pos:NOUN`, `source:kjv`, `topic:brown/press`,
+ * `unigram:the`, `alphabet:t`, `feature:space`, `feature:starts-t`, `pos:NOUN`, `source:kjv`, `topic:brown/press`,
  * `position:=5`, `position:<32`, any of them optionally prefixed `prev:` (the label is about the
  * previous token). Anything else is shown as written rather than guessed at.
  */
 import type { Role } from '../protocol';
 
 /** Families in the order the method lists them; `unexplained` (no label good enough) last. */
-export const FAMILY_ORDER = ['unigram', 'alphabet', 'previous-token', 'position', 'syntax', 'semantic', 'unexplained'] as const;
+export const FAMILY_ORDER = ['unigram', 'alphabet', 'token-feature', 'previous-token', 'position', 'syntax', 'semantic', 'unexplained'] as const;
 
 /** Sort key of a family: the method's order, unknown names after it, then no family. */
 export function familyRank(family: string | null | undefined): number {
@@ -56,15 +56,16 @@ const FEATURES: Record<string, string> = {
 
 const quoted = (s: string): string => `“${s}”`;
 
-/** What a label says about a token, as a predicate (`is “the”`, `starts with t`); undefined: unknown kind. */
+/** What a label says about a token, as a predicate (`is “the”`, `is the letter t`); undefined: unknown kind. */
 function predicate(kind: string, value: string): string | undefined {
   switch (kind) {
     case 'unigram':
       return `is ${quoted(value)}`;
     case 'alphabet':
-      return `starts with ${value}`;
+      return `is the letter ${value}`;
     case 'feature': {
       if (FEATURES[value]) return FEATURES[value];
+      if (/^starts-\p{L}$/u.test(value)) return `starts with ${value.slice('starts-'.length)}`;
       if (value.startsWith('punct-')) return `is punctuation (${value.slice('punct-'.length)})`;
       return `has feature ${value}`;
     }
@@ -75,7 +76,7 @@ function predicate(kind: string, value: string): string | undefined {
 
 /**
  * A family label as a short phrase: `unigram:the` → token is “the”, `prev:alphabet:t` → previous
- * token starts with t, `pos:NOUN` → part of speech NOUN, `position:<32` → position < 32,
+ * token is the letter t, `feature:starts-t` → token starts with t, `pos:NOUN` → part of speech NOUN, `position:<32` → position < 32,
  * `source:kjv` → document source kjv. Unknown labels come back as written.
  */
 export function describeLabel(label: string): string {

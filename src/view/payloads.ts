@@ -138,7 +138,8 @@ export function tableData(run: PanelRun): TableData {
 const STAT_KEYS: [StatGroup, string[]][] = [
   ['universality', ['excess_corr', 'mean_corr', 'max_corr', 'min_corr', 'mean_baseline', 'max_baseline', 'min_baseline']],
   ['weights', ['w_in_norm', 'input_bias', 'w_out_norm', 'in_out_sim', 'l2_penalty']],
-  ['activations', ['mean', 'var', 'skew', 'kurt', 'sparsity']],
+  // Exact (kept tokens) first, then the paper's histogram columns (universal.csv).
+  ['activations', ['mean_exact', 'var_exact', 'skew_exact', 'kurt_exact', 'act_freq', 'sparsity', 'mean', 'var', 'skew', 'kurt']],
   ['vocab', ['vocab_mean', 'vocab_var', 'vocab_skew', 'vocab_kurt']],
 ];
 

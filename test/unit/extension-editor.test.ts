@@ -204,7 +204,7 @@ test('hover Markdown: family with its label in words, VR and roles; old runs kee
   });
   assert.match(md, /\| neuron \| hook_post \| universal \| family · role \| \|/);
   assert.match(md, /\| ★ excess 0\.700 \| unigram: token is “the” \(VR 0\.62\) · prediction \|/);
-  assert.match(md, /\| previous token starts with t \(VR 0\.40\) \|/);
+  assert.match(md, /\| previous token is the letter t \(VR 0\.40\) \|/);
   // Unexplained: no family text, the roles still shown.
   assert.match(md, /\| excess 0\.200 \| entropy, partition \|/);
   // Markdown-special characters of a label are literal.

@@ -147,7 +147,7 @@ test("family columns of a run view: a row's family, label, VR and roles for the 
   assert.deepEqual(familyOf(v, 5).roles, [], 'unknown role names are dropped');
   assert.deepEqual(familyOf(v, 7).roles, ['suppression', 'attention-deactivation']);
   assert.equal(familySummary(familyOf(v, 0)), 'unigram · token is “the” · prediction, partition');
-  assert.equal(familySummary(familyOf(v, 3)), 'previous token · previous token starts with t · entropy');
+  assert.equal(familySummary(familyOf(v, 3)), 'previous token · previous token is the letter t · entropy');
   assert.equal(familySummary(familyOf(v, 1)), 'unexplained', 'the best label of an unexplained neuron is not a summary');
   // Old runs: the family column alone, or nothing.
   const old = await openRunView(await makeRun('r-old', { family: true }));

@@ -9,8 +9,9 @@ test('describeLabel: every label kind the engine writes, prev: labels, unknown o
   const cases: [string, string][] = [
     ['unigram:the', 'token is “the”'],
     ['prev:unigram:of', 'previous token is “of”'],
-    ['alphabet:t', 'token starts with t'],
-    ['prev:alphabet:t', 'previous token starts with t'],
+    ['alphabet:t', 'token is the letter t'],
+    ['prev:alphabet:t', 'previous token is the letter t'],
+    ['feature:starts-t', 'token starts with t'],
     ['feature:space', 'token starts with a space'],
     ['feature:capitalised', 'token is capitalised'],
     ['feature:all-caps', 'token is in capitals'],

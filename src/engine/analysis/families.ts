@@ -23,7 +23,7 @@ import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import { classLabels, FEATURES, POS_TAGS, tokenClasses, type TokenClasses, type UnigramOptions } from '../labels';
 import type { Accumulator, AccumulatorState, ActivationBatch, StateValue } from './types';
 
-export const FAMILIES = ['unigram', 'alphabet', 'previous-token', 'position', 'syntax', 'semantic', 'unexplained'] as const;
+export const FAMILIES = ['unigram', 'alphabet', 'token-feature', 'previous-token', 'position', 'syntax', 'semantic', 'unexplained'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 /** Label kinds; each neuron keeps its best label of every kind. */
@@ -45,9 +45,11 @@ export type LabelKind = (typeof LABEL_KINDS)[number];
 export interface FamilyThresholds {
   /** docs/method-notes.md: a unigram neuron's best VR > 0.5. */
   unigram: number;
-  /** docs/method-notes.md: alphabet VR > 0.35. */
+  /** docs/method-notes.md: alphabet VR > 0.35, for the best neuron of each letter. */
   alphabet: number;
-  /** Token features and POS tags (syntax); not fixed by the paper: the unigram bar. */
+  /** Token features (space, capitals, digits, punctuation, starts-with); not fixed by the paper: the unigram bar. */
+  feature: number;
+  /** POS tags (syntax; dependency and morphology tags would join them); not fixed by the paper: the unigram bar. */
   syntax: number;
   /** Document source and topic labels (semantic); not fixed by the paper: the unigram bar. */
   semantic: number;
@@ -57,7 +59,7 @@ export interface FamilyThresholds {
   positionKurtosis: number;
 }
 
-export const DEFAULT_THRESHOLDS: FamilyThresholds = { unigram: 0.5, alphabet: 0.35, syntax: 0.5, semantic: 0.5, positionMi: 0.05, positionKurtosis: 2 };
+export const DEFAULT_THRESHOLDS: FamilyThresholds = { unigram: 0.5, alphabet: 0.35, feature: 0.5, syntax: 0.5, semantic: 0.5, positionMi: 0.05, positionKurtosis: 2 };
 
 export interface FamilyStatsOptions {
   nNeurons: number;
@@ -385,6 +387,8 @@ export interface Explanations {
   vr: Float64Array;
   /** [N] binary MI (nats) between pre > 0 and position. */
   positionMi: Float64Array;
+  /** [26 × N] VR of each letter's alphabet label (0 where the corpus has no such token): the alphabet family keeps each letter's best neuron. */
+  letterVr: Float64Array;
 }
 
 export class FamilyStatsResult {
@@ -405,6 +409,7 @@ export class FamilyStatsResult {
     const kindIndex = new Map(LABEL_KINDS.map((k, i) => [k, i]));
     const tmp = new Float64Array(N);
     const ss = new Float64Array(N);
+    const letterVr = new Float64Array(26 * N);
     const sumOf = (tot: Float64Array | undefined, n: number): { n: number; sum: Float64Array; ss: Float64Array } => {
       const sum = tot ? tot.subarray(0, N) : s.sum;
       const sq = tot ? tot.subarray(N) : s.sumSq;
@@ -429,11 +434,13 @@ export class FamilyStatsResult {
       labels.push({ name, kind });
       const k = kindIndex.get(kind)!;
       const w = (n1 * n0) / n;
+      const letter = kind === 'alphabet' ? name.charCodeAt(name.length - 1) - 97 : -1;
       for (let j = 0; j < N; j++) {
         const den = pop.ss[j]!;
         if (!(den > 0)) continue;
         const d = tmp[j]! / n1 - (pop.sum[j]! - tmp[j]!) / n0;
         const r = Math.min(1, (w * d * d) / den);
+        if (letter >= 0) letterVr[letter * N + j] = r;
         if (r > vr[k * N + j]!) {
           vr[k * N + j] = r;
           best[k * N + j] = li;
@@ -461,7 +468,7 @@ export class FamilyStatsResult {
     for (let t = 1; t < T; t++) score(`position:=${t}`, 'position', s.position, [t], all);
     for (const k of positionCuts(T)) score(`position:<${k}`, 'position', s.position, range(k), all);
 
-    return { kinds: LABEL_KINDS, labels: labels.map((l) => l.name), best, vr, positionMi: this.positionMi() };
+    return { kinds: LABEL_KINDS, labels: labels.map((l) => l.name), best, vr, positionMi: this.positionMi(), letterVr };
   }
 
   /** docs/method-notes.md: MI = mean_t[p_t log(p_t/p) + (1−p_t) log((1−p_t)/(1−p))] over positions with tokens. */
@@ -510,14 +517,16 @@ function thresholdOf(kind: LabelKind, th: FamilyThresholds): number {
   const base = kind.replace(/^prev:/, '');
   if (base === 'unigram') return th.unigram;
   if (base === 'alphabet') return th.alphabet;
-  if (base === 'feature' || base === 'pos') return th.syntax;
+  if (base === 'feature') return th.feature;
+  if (base === 'pos') return th.syntax;
   return th.semantic;
 }
 
 function familyOf(kind: LabelKind): Family {
   if (kind.startsWith('prev:')) return 'previous-token';
   if (kind === 'unigram' || kind === 'alphabet') return kind;
-  if (kind === 'feature' || kind === 'pos') return 'syntax';
+  if (kind === 'feature') return 'token-feature';
+  if (kind === 'pos') return 'syntax';
   if (kind === 'position') return 'position';
   return 'semantic';
 }
@@ -533,6 +542,10 @@ export interface FamilyAssignment {
  * Families from the explanations. A family's test passes when its best label's VR is above the
  * kind's threshold (position: kurtosis below `positionKurtosis` and MI above `positionMi`, with
  * the best position label's VR); of the passing ones, the highest VR wins.
+ *
+ * Alphabet, as the paper's notebook has it: for each letter, only the neuron with the highest VR
+ * on "the token is that letter" joins, if that VR is above the alphabet threshold. Its label is
+ * the letter's unigram label too, with the same VR: on a tie the alphabet family wins.
  */
 export function assignFamilies(ex: Explanations, kurt: Float64Array, th: FamilyThresholds = DEFAULT_THRESHOLDS): FamilyAssignment {
   const N = ex.positionMi.length;
@@ -540,9 +553,28 @@ export function assignFamilies(ex: Explanations, kurt: Float64Array, th: FamilyT
   const label: string[] = new Array(N);
   const vr = new Float64Array(N);
   const K = ex.kinds.length;
+  // Each letter's best neuron (the first on a tie), and the letter each neuron wins with its highest VR.
+  const wonVr = new Float64Array(N).fill(-1);
+  const wonLetter = new Int32Array(N).fill(-1);
+  for (let c = 0; c < 26; c++) {
+    let bj = -1;
+    let bv = th.alphabet;
+    for (let j = 0; j < N; j++) {
+      const r = ex.letterVr[c * N + j]!;
+      if (r > bv) {
+        bv = r;
+        bj = j;
+      }
+    }
+    if (bj >= 0 && bv > wonVr[bj]!) {
+      wonVr[bj] = bv;
+      wonLetter[bj] = c;
+    }
+  }
   for (let j = 0; j < N; j++) {
     let win = -1;
     let winVr = -1;
+    let winLabel = '';
     let top = -1;
     let topVr = -1;
     for (let k = 0; k < K; k++) {
@@ -554,16 +586,31 @@ export function assignFamilies(ex: Explanations, kurt: Float64Array, th: FamilyT
         top = k;
       }
       const kind = ex.kinds[k]!;
+      if (kind === 'alphabet') {
+        // The letter this neuron is the best of, not necessarily its best letter.
+        if (wonLetter[j]! >= 0 && wonVr[j]! >= winVr) {
+          winVr = wonVr[j]!;
+          win = k;
+          winLabel = `alphabet:${String.fromCharCode(97 + wonLetter[j]!)}`;
+        }
+        continue;
+      }
       const passes = kind === 'position' ? kurt[j]! < th.positionKurtosis && ex.positionMi[j]! > th.positionMi : r > thresholdOf(kind, th);
       if (passes && r > winVr) {
         winVr = r;
         win = k;
+        winLabel = ex.labels[b]!;
       }
     }
-    const k = win >= 0 ? win : top;
-    family[j] = win >= 0 ? familyOf(ex.kinds[win]!) : 'unexplained';
-    label[j] = k >= 0 ? ex.labels[ex.best[k * N + j]!]! : '';
-    vr[j] = k >= 0 ? ex.vr[k * N + j]! : 0;
+    if (win >= 0) {
+      family[j] = familyOf(ex.kinds[win]!);
+      label[j] = winLabel;
+      vr[j] = winVr;
+    } else {
+      family[j] = 'unexplained';
+      label[j] = top >= 0 ? ex.labels[ex.best[top * N + j]!]! : '';
+      vr[j] = top >= 0 ? ex.vr[top * N + j]! : 0;
+    }
   }
   return { family, label, vr };
 }
@@ -592,6 +639,7 @@ export function labelAt(name: string, g: number, corpus: FamilyStatsOptions['cor
     case 'alphabet':
       return c >= 0 && classes.classLetter[c] === value.charCodeAt(0) - 97;
     case 'feature':
+      if (value.startsWith('starts-')) return c >= 0 && classes.classInitial[c] === value.charCodeAt(value.length - 1) - 97;
       return c >= 0 && (classes.classBits[c]! & (1 << FEATURES.indexOf(value as (typeof FEATURES)[number]))) !== 0;
     case 'pos':
       return !!corpus.pos && corpus.pos[at] === POS_TAGS.indexOf(value as (typeof POS_TAGS)[number]);

@@ -20,10 +20,11 @@ import { EngineError, throwIfCancelled } from '../errors';
 import type { Column } from '../store';
 import { writeExamples } from '../run/examples';
 import { RUN_FILES } from '../run/files';
-import { PAPER_COLUMNS, partnerColumns, writeActstats, writeNeurons, writeUniversalCsv } from '../run/neurons';
+import { EXACT_OF, PAPER_COLUMNS, partnerColumns, writeActstats, writeNeurons, writeUniversalCsv } from '../run/neurons';
 import { writePartners } from '../run/partners';
 import { writeVocab } from '../run/vocab';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
+import { PaperHistogram, type PaperHistogramResult } from './paperhist';
 import { blockBounds } from './blocking';
 import { CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
 import { TopExamples, type TopExamplesResult } from './examples';
@@ -82,7 +83,7 @@ export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
     accumulators: (ctx) => [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])],
     statsBytes: (ctx) => {
       const o = statsOptions(ctx);
-      return ActivationStats.bytes(o.stats) + TopExamples.bytes(o.examples) + (families ? familyBytes(ctx) : 0);
+      return ActivationStats.bytes(o.stats) + TopExamples.bytes(o.examples) + PaperHistogram.bytes(o.stats.nNeurons) + (families ? familyBytes(ctx) : 0);
     },
     finalize: (ctx, results) => writeResults(ctx, results, families ? fam : undefined),
   };
@@ -195,6 +196,13 @@ function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
       create: () => new TopExamples(exOpts),
       restore: (st: AccumulatorState) => TopExamples.restore(st, exOpts),
     },
+    {
+      // The paper's sparsity and moments (universal.csv): the reference's pre over all tokens.
+      name: 'paperhist',
+      reads: { models: [0], arrays: ['pre'] },
+      create: () => new PaperHistogram(statsOpts.nNeurons),
+      restore: (st: AccumulatorState) => PaperHistogram.restore(st, statsOpts.nNeurons),
+    },
   ];
 }
 
@@ -207,6 +215,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   const cross = others.map((m) => results.get(`cross:${m.label}`) as CrossMomentsResult);
   const stats = results.get('actstats') as ActivationStatsResult[];
   const examples = results.get('examples') as TopExamplesResult[];
+  const ph = results.get('paperhist') as PaperHistogramResult;
 
   ctx.progress({ phase: 'write', message: 'weight statistics of the reference model' });
   throwIfCancelled(ctx.signal);
@@ -265,19 +274,22 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     w_out_norm: w.w_out_norm,
     in_out_sim: w.in_out_sim,
     l2_penalty: w.l2_penalty,
-    mean: st.mean,
-    var: st.var,
-    skew: st.skew,
-    kurt: st.kurt,
+    // The paper's columns as its code computes them (paperhist.ts); the exact ones follow below.
+    mean: ph.mean,
+    var: ph.var,
+    skew: ph.skew,
+    kurt: ph.kurt,
     vocab_mean: w.vocab_mean,
     vocab_var: w.vocab_var,
     vocab_skew: w.vocab_skew,
     vocab_kurt: w.vocab_kurt,
-    sparsity: st.sparsity,
+    sparsity: ph.sparsity,
     excess_corr: u.excess_corr,
   };
   const universal = Array.from(u.universal, (x) => !!x);
-  const columns: Record<string, Column> = { ...paper, universal };
+  // Exact streaming statistics over kept tokens, under names that say so (run/neurons.ts EXACT_OF).
+  const exact = Object.fromEntries((['sparsity', 'mean', 'var', 'skew', 'kurt'] as const).map((c) => [EXACT_OF[c], st[c]]));
+  const columns: Record<string, Column> = { ...paper, ...exact, universal };
   others.forEach((m, i) => {
     const c = partnerColumns(m.label);
     const p = cross[i]!.partner;
@@ -354,12 +366,12 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   }
   await writeVocab(dir, { layer: vl, neuron: vn, side, rank, token, value }, meta);
 
-  // actstats.arrow: every model's activation statistics, long format.
+  // actstats.arrow: every model's exact activation statistics, long format, named as in neurons.arrow.
   const A = stats.length * N;
   const am: string[] = new Array(A);
   const al = new Int32Array(A);
   const an = new Int32Array(A);
-  const acols = { mean: new Float64Array(A), var: new Float64Array(A), skew: new Float64Array(A), kurt: new Float64Array(A), sparsity: new Float64Array(A) };
+  const acols = { mean_exact: new Float64Array(A), var_exact: new Float64Array(A), skew_exact: new Float64Array(A), kurt_exact: new Float64Array(A), act_freq: new Float64Array(A) };
   k = 0;
   for (const r of stats) {
     const m = ctx.models[r.model]!;
@@ -367,7 +379,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       am[k] = m.label;
       al[k] = Math.floor(j / m.dMlp);
       an[k] = j % m.dMlp;
-      for (const c of ['mean', 'var', 'skew', 'kurt', 'sparsity'] as const) acols[c][k] = r[c][j]!;
+      for (const c of ['mean', 'var', 'skew', 'kurt', 'sparsity'] as const) acols[EXACT_OF[c] as keyof typeof acols][k] = r[c][j]!;
     }
   }
   await writeActstats(dir, { model: am, layer: al, neuron: an, ...acols }, meta);

@@ -119,15 +119,37 @@ export async function readArrowColumns(path: string): Promise<ArrowColumns> {
 export async function readNeuronArrow(path: string): Promise<NeuronTable> {
   const { nRows, columns, text, booleans } = await readArrowColumns(path);
   if (!columns.has('layer') || !columns.has('neuron')) throw new EngineError(`${path} has no layer/neuron columns`, path);
+  // Runs written before the paper-compatible columns held the exact statistics under the paper's
+  // names: they are read under the exact names, and the paper's columns are absent, not wrong.
+  if (!columns.has('act_freq') && columns.has('sparsity')) {
+    for (const [paper, exact] of Object.entries(EXACT_OF)) {
+      const c = columns.get(paper);
+      if (!c) continue;
+      columns.set(exact, c);
+      columns.delete(paper);
+    }
+  }
   return { source: path, nRows, columns, text, booleans };
 }
+
+/**
+ * The exact activation statistics (kept tokens, streaming moments) beside the paper's columns of
+ * the same quantity (its 257-bin fp16 histogram over all tokens; analysis/paperhist.ts).
+ */
+export const EXACT_OF: Readonly<Record<'sparsity' | 'mean' | 'var' | 'skew' | 'kurt', string>> = {
+  sparsity: 'act_freq',
+  mean: 'mean_exact',
+  var: 'var_exact',
+  skew: 'skew_exact',
+  kurt: 'kurt_exact',
+};
 
 /** Writes `neurons.arrow` of the run in `dir`. */
 export function writeNeurons(dir: string, columns: Record<string, Column>, metadata: Record<string, string>): Promise<void> {
   return writeArrowAtomic(runFile(dir, 'neurons'), columns, metadata);
 }
 
-/** Writes `actstats.arrow`: every model's activation statistics, long format (model, layer, neuron, mean, var, skew, kurt, sparsity). */
+/** Writes `actstats.arrow`: every model's exact activation statistics, long format (model, layer, neuron, mean_exact, var_exact, skew_exact, kurt_exact, act_freq). */
 export function writeActstats(dir: string, columns: Record<string, Column>, metadata: Record<string, string>): Promise<void> {
   return writeArrowAtomic(runFile(dir, 'actstats'), columns, metadata);
 }
