@@ -5,7 +5,8 @@
 // On a prompt of about --tokens tokens (windowed at the model's context, as the editor runs it):
 //   1. one plain forward with the per-token scores (the entropy intervention's Scorer: loss,
 //      entropy, final-LN scale; logits stay inside ORT): the "one forward" yardstick;
-//   2. the same Scorer with its single-neuron intervention graph (one neuron fixed);
+//   2. the same Scorer with its single-neuron intervention graph (one neuron fixed); 2b. the plain
+//      Scorer on every window twice (the work of a clean and an intervened forward);
 //   3. Intervener.run: the paired clean + intervened graph of intervene.ts, zero-ablating three
 //      neurons in three layers, with top-5 tokens and their changes (tokenising included);
 //   4. the same with mode mean = the prompt's own mean (an extra activations forward first).
@@ -59,11 +60,12 @@ async function main(): Promise<void> {
   try {
     const plain = await timed('1. one forward with scores (Scorer, plain)', () => scorer.score(w.rows));
     await timed('2. Scorer, one neuron fixed (its own graph)', () => scorer.score(w.rows, { value: 1 }));
+    const two = await timed('2b. Scorer, plain, every window twice (two forwards)', () => scorer.score([...w.rows, ...w.rows]));
     const pair = await timed(`3. intervene: clean + zero ${neurons.length} neurons, top-5 (one graph)`, () =>
       iv.run(text, { neurons, mode: { kind: 'zero' } }),
     );
     await timed("4. intervene: mean = the prompt's own (+ activations forward)", () => iv.run(text, { neurons, mode: { kind: 'mean' }, means: 'prompt' }));
-    console.log(`intervene (clean and intervened sides) / one plain forward: ${(pair / plain).toFixed(2)}x (two forwards' work in one ORT run per batch)`);
+    console.log(`intervene (clean and intervened sides) / one plain forward: ${(pair / plain).toFixed(2)}x; / two plain forwards: ${(pair / two).toFixed(2)}x`);
   } finally {
     await iv.close();
     await scorer.close();
