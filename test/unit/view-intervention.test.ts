@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Command } from '../../src/view/commandIds';
+import { HOVER_COMMANDS, hoverMarkdown } from '../../src/view/hoverContent';
 import { interventionHoverMarkdown, interventionLabel, interventionStatus, type InterventionSummary } from '../../src/view/interventionText';
 
 const s: InterventionSummary = { mode: 'zero', neurons: ['L3.N120', 'L1.N5'], hook: 'post', range: [0, 12], nTokens: 12, meanDeltaLoss: 0.01234 };
@@ -44,4 +45,12 @@ test('package.json: the commands, their palette entries and the Δloss colours',
   assert.equal(titles[Command.ClearIntervention], 'Clear Intervention');
   const colors = (pkg.contributes.colors as { id: string }[]).map((c) => c.id);
   assert.ok(colors.includes('universalNeurons.deltaLossUp') && colors.includes('universalNeurons.deltaLossDown'));
+});
+
+test("the token hover links each neuron's ablation (Intervene on Neuron, mode zero), a trusted command", () => {
+  const md = hoverMarkdown({ tokenIndex: 1, nTokens: 3, text: ' cat', id: 3797, start: 0, end: 4, line: 0, character: 0, top: [{ layer: 3, neuron: 120, value: 2.5 }], model: 'm' });
+  const m = /\[ablate\]\(command:universalNeurons\.interveneNeuron\?([^ )]+)/.exec(md);
+  assert.ok(m, md);
+  assert.deepEqual(JSON.parse(decodeURIComponent(m[1]!)), [{ neurons: 'L3.N120', mode: 'zero' }]);
+  assert.ok((HOVER_COMMANDS as readonly string[]).includes(Command.InterveneNeuron));
 });
