@@ -98,6 +98,22 @@ export class InterventionView implements vscode.Disposable {
     this.disposables.push(...this.up, ...this.down, status);
   }
 
+  /**
+   * For the prompt view: each token's Δ loss (the loss of predicting it; BOS has none) of the
+   * intervention on the current version of `doc`, with the tokens and a label.
+   */
+  deltaLossFor(doc: vscode.TextDocument): { label: string; tokens: { text: string; start: number; end: number; id: number }[]; values: number[] } | undefined {
+    const a = this.active.get(doc.uri.toString());
+    const r = a?.result;
+    if (!r || a.applied?.version !== doc.version) return undefined;
+    const s = a.applied.summary;
+    return {
+      label: `Δ loss (${s.mode} ${s.neurons.join(', ')})`,
+      tokens: r.tokens.map((t) => ({ text: t.start === t.end ? t.text : doc.getText().slice(t.start, t.end), start: t.start, end: t.end, id: t.id })),
+      values: r.tokens.map((_, t) => (t === 0 ? NaN : r.delta.loss[t - 1]!)),
+    };
+  }
+
   activeFor(doc: vscode.TextDocument): InterventionApplied | undefined {
     return this.active.get(doc.uri.toString())?.applied;
   }
