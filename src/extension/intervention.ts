@@ -51,6 +51,8 @@ export function summaryOf(r: InterventionResult): InterventionSummary {
     nTokens: r.tokens.length,
     meanDeltaLoss: mean(r.intervened.loss) - mean(r.clean.loss),
     ...(r.meanSource ? { meanSource: r.meanSource } : {}),
+    windows: r.windows,
+    nPositions: r.nPositions,
   };
 }
 

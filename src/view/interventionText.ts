@@ -18,6 +18,9 @@ export interface InterventionSummary {
   meanDeltaLoss: number;
   /** Mode mean: where the means came from. */
   meanSource?: 'prompt' | 'given';
+  /** Windows the prompt ran as (> 1 when longer than the context) and the context length. */
+  windows?: number;
+  nPositions?: number;
 }
 
 export interface TokenProb {
@@ -55,6 +58,9 @@ export function interventionStatus(s: InterventionSummary, otherDocument = false
       `Universal Neurons intervention: **${s.mode}** on ${s.neurons.join(', ')} at hook_${s.hook}, ${rangeText(s)}` +
       (s.meanSource === 'prompt' ? " (means: this prompt's own; no run statistics given)" : '') +
       `${otherDocument ? ' on another document' : ''}.\n\n` +
+      (s.windows && s.windows > 1
+        ? `The prompt is longer than the model's context: it ran as ${s.windows} windows of at most ${s.nPositions} tokens, each later one restarting at BOS.\n\n`
+        : '') +
       `Mean Δ loss over the predicted tokens: ${signed(s.meanDeltaLoss, 4)} nats. Tokens are shaded red where their loss rose, green where it fell.\n\nClick to clear.`,
   };
 }

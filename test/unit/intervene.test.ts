@@ -354,6 +354,21 @@ describe('bad input', () => {
     assert.doesNotThrow(() => checkSpec(model.config, { neurons: [{ layer: 0, neuron: 0 }], mode: { kind: 'zero' } }));
   });
 
+  test('an empty prompt (BOS alone) has no loss but an entropy and top tokens; its own mean is BOS', async () => {
+    const r = await iv.run('', { neurons: [{ layer: 0, neuron: 1 }], mode: { kind: 'mean' }, means: 'prompt' });
+    assert.deepEqual([r.tokens.length, r.clean.loss.length, r.intervened.entropy.length, r.topChange[0]!.length > 0], [1, 0, 1, true]);
+    const acts = await model.activations('');
+    assert.ok(Math.abs(r.edits[0]!.add - acts.hookPost[0]![1]!) <= 1e-6);
+  });
+
+  test('an edit that overflows fp32 is an error that names it, not NaN numbers', async () => {
+    await assert.rejects(iv.run('Hello world', { neurons: [{ layer: 0, neuron: 1 }], mode: { kind: 'fix', value: 3e38 } }), (e: unknown) => {
+      assert.ok(e instanceof EngineError);
+      assert.match(e.message, /intervened forward produced .* \(fix=3e\+38 on L0\.N1\): the edit overflows fp32/);
+      return true;
+    });
+  });
+
   test('a closed intervener refuses', async () => {
     const other = await openIntervener(model, { threads: 1 });
     await other.close();

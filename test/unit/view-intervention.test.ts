@@ -20,6 +20,8 @@ test('status item: mode, first neuron and how many more, mean Δloss, click to c
   const mean = interventionStatus({ ...s, mode: 'mean', meanSource: 'prompt', range: [2, 5], meanDeltaLoss: -0.5 }, true);
   assert.equal(mean.text, '$(beaker) mean L3.N120 +1  Δloss −0.500');
   assert.match(mean.tooltip, /tokens 2–4 \(means: this prompt's own; no run statistics given\) on another document\./);
+  assert.doesNotMatch(mean.tooltip, /windows/);
+  assert.match(interventionStatus({ ...s, windows: 3, nPositions: 128 }).tooltip, /ran as 3 windows of at most 128 tokens/);
 });
 
 test('hover section: loss before → after and the next tokens, Markdown-escaped', () => {
