@@ -21,7 +21,7 @@ Usage:
   universal-neurons demo [--tokens N] [--top K] [--out DIR] [--threads N]
   universal-neurons intervene --model DIR (--text T | --file F) --neuron L3.N120[,...]
                     --mode zero|mean|fix=V|scale=K [--hook pre|post] [--tokens A:B] [--top K]
-                    [--json OUT] [--threads N]
+                    [--run RUN] [--json OUT] [--threads N]
   universal-neurons --help
 
 Commands:
@@ -71,8 +71,10 @@ Options of analyze:
 
 Options of intervene:
   --neuron L3.N120[,...]  Neurons to edit, L{layer}.N{neuron}, comma-separated.
-  --mode MODE     zero: set them to 0; mean: to their mean over this prompt's tokens but BOS;
-                  fix=V: to V; scale=K: multiply them by K (V and K finite numbers).
+  --mode MODE     zero: set them to 0; mean: to their mean over this prompt's tokens but BOS
+                  (with --run: the run's corpus mean, which exists for hook_pre only); fix=V: to
+                  V; scale=K: multiply them by K (V and K finite numbers).
+  --run RUN       With --mode mean: take the means from this run's statistics (folder or id).
   --hook pre|post Which activation to edit (default post; an edited hook_pre feeds the GELU).
   --tokens A:B    Edit only tokens A..B-1 (BOS = 0; 5: and :8 leave a side open; default all).
   --top K         Next tokens listed per side in --json (default 5; the table shows the first).
@@ -164,6 +166,8 @@ export interface InterveneCommand {
   hook: 'pre' | 'post';
   tokens?: { start?: number; end?: number };
   top: number;
+  /** Mode mean: the run whose statistics give the means (else the prompt's own). */
+  run?: string;
   json?: string;
   threads: number;
 }
@@ -256,6 +260,7 @@ export function parseCli(argv: string[]): Command {
         'd-mlp': { type: 'string' },
         neuron: { type: 'string' },
         hook: { type: 'string' },
+        run: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -274,7 +279,7 @@ export function parseCli(argv: string[]): Command {
     analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
     summary: ['top'],
     table: ['top', 'threshold', 'd-mlp'],
-    intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'json', 'threads'],
+    intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
   };
   const own = allowed[sub];
   if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene or demo)`);
@@ -368,16 +373,19 @@ function parseIntervene(v: Record<string, string | boolean | string[] | undefine
       throw new UsageError(`--${flag}: ${e instanceof Error ? e.message : String(e)}`);
     }
   };
+  const mode = usage('mode', () => parseMode(str('mode')!));
+  if (str('run') !== undefined && mode.kind !== 'mean') throw new UsageError('--run gives the means of --mode mean; drop it or use --mode mean');
   return {
     kind: 'intervene',
     model: str('model')!,
     text: str('text'),
     file: str('file'),
     neurons: usage('neuron', () => parseNeuronList(str('neuron')!)),
-    mode: usage('mode', () => parseMode(str('mode')!)),
+    mode,
     hook,
     ...(str('tokens') !== undefined ? { tokens: usage('tokens', () => parseTokenRange(str('tokens')!)) } : {}),
     top: integer('top', str('top'), 5, 1),
+    ...(str('run') !== undefined ? { run: str('run') } : {}),
     json: str('json'),
     threads,
   };

@@ -2,7 +2,7 @@
 import { accessSync, constants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { EngineError, type CancellationSignal } from '../engine/errors';
-import { describeNeuron, modeText } from '../engine/interventionSpec';
+import { describeNeuron, meansFromRun, modeText } from '../engine/interventionSpec';
 import type { InterventionResult, SideScores } from '../engine/intervene';
 import type { InterveneCommand } from './args';
 import { writeAtomic } from './jsonOut';
@@ -59,7 +59,7 @@ export function interventionHeader(r: InterventionResult, model: string, nLayers
     `intervention: ${modeText(r.mode)} on ${r.edits.map(describeNeuron).join(', ')} at hook_${r.hook}, ${range}`,
   ];
   if (r.mode.kind === 'mean') {
-    const src = r.meanSource === 'prompt' ? "this prompt's own, over its tokens but BOS; no run statistics given" : 'as given';
+    const src = r.meanSource === 'prompt' ? "this prompt's own, over its tokens but BOS; no run statistics given" : "the run's corpus means";
     lines.push(`means (${src}): ${r.edits.map((e) => `${describeNeuron(e)}=${e.add.toFixed(4)}`).join(' ')}`);
   }
   return lines;
@@ -105,15 +105,14 @@ export async function runIntervene(cmd: Omit<InterveneCommand, 'kind'>, print: P
   const rt = await import('../engine/runtime');
   const { openIntervener } = await import('../engine/intervene');
   const opts = cmd.threads ? { threads: cmd.threads } : {};
+  // The run's statistics first: a wrong run fails before the model is opened.
+  const run = cmd.run === undefined ? undefined : await (await import('../engine/run/view')).openRunView((await import('../engine/store')).resolveRunDir(cmd.run));
   const model = await rt.openModel(cmd.model, opts);
   try {
+    const means = cmd.mode.kind !== 'mean' ? undefined : run ? meansFromRun(run, cmd.neurons, cmd.hook, model.config) : ('prompt' as const);
     const iv = await openIntervener(model, opts);
     try {
-      const r = await iv.run(
-        text,
-        { neurons: cmd.neurons, mode: cmd.mode, hook: cmd.hook, tokens: cmd.tokens, ...(cmd.mode.kind === 'mean' ? { means: 'prompt' as const } : {}) },
-        { topK: cmd.top, signal },
-      );
+      const r = await iv.run(text, { neurons: cmd.neurons, mode: cmd.mode, hook: cmd.hook, tokens: cmd.tokens, ...(means ? { means } : {}) }, { topK: cmd.top, signal });
       for (const line of interventionHeader(r, model.dir, model.nLayers, model.dMlp)) print(line);
       for (const line of interventionTable(r)) print(line);
       if (cmd.json) {

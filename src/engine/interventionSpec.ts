@@ -5,6 +5,7 @@
  */
 import type { Gpt2Config, Hook, NeuronRef } from './arch/gpt2';
 import { EngineError } from './errors';
+import type { RunView } from './run/view';
 
 export type InterventionMode = { kind: 'zero' } | { kind: 'mean' } | { kind: 'fix'; value: number } | { kind: 'scale'; factor: number };
 
@@ -129,3 +130,35 @@ export function resolveRange(range: Partial<TokenRange> | undefined, n: number):
   return { start, end };
 }
 
+
+/**
+ * Mean-ablation values from a run's statistics: the `mean` column of its neuron table, which is
+ * each reference neuron's hook_pre mean over the run's kept corpus tokens (actstats.ts). So it
+ * serves hook_pre only; hook_post has no run mean (use the prompt's own). The run's reference
+ * model must have the prompt model's shape.
+ */
+export function meansFromRun(
+  run: Pick<RunView, 'id' | 'columns' | 'rowIndex' | 'reference'>,
+  neurons: readonly NeuronRef[],
+  hook: Hook,
+  cfg: Pick<Gpt2Config, 'nLayer' | 'dMlp'>,
+): number[] {
+  if (hook !== 'pre') {
+    throw new EngineError(
+      `run ${run.id} holds each neuron's hook_pre mean only: mean-ablate hook_pre with the run's statistics, or hook_post with this prompt's own mean`,
+    );
+  }
+  if (run.reference.nLayers !== cfg.nLayer || run.reference.dMlp !== cfg.dMlp) {
+    throw new EngineError(
+      `run ${run.id}'s reference model (${run.reference.label}: ${run.reference.nLayers} layers x ${run.reference.dMlp}) is not this model's shape (${cfg.nLayer} x ${cfg.dMlp}); its means do not apply`,
+    );
+  }
+  const col = run.columns['mean'];
+  if (!col) throw new EngineError(`run ${run.id} has no activation statistics (no "mean" column): use this prompt's own mean`);
+  return neurons.map((n) => {
+    const r = run.rowIndex.get(n.layer * run.reference.dMlp + n.neuron);
+    const x = r === undefined ? NaN : col[r]!;
+    if (!Number.isFinite(x)) throw new EngineError(`run ${run.id} has no mean for ${describeNeuron(n)}: use this prompt's own mean`);
+    return x;
+  });
+}

@@ -56,7 +56,7 @@ export function interventionStatus(s: InterventionSummary, otherDocument = false
     text: `$(beaker) ${interventionLabel(s)}  Δloss ${signed(s.meanDeltaLoss, 3)}`,
     tooltip:
       `Universal Neurons intervention: **${s.mode}** on ${s.neurons.join(', ')} at hook_${s.hook}, ${rangeText(s)}` +
-      (s.meanSource === 'prompt' ? " (means: this prompt's own; no run statistics given)" : '') +
+      (s.meanSource === 'prompt' ? " (means: this prompt's own; no run statistics given)" : s.meanSource === 'given' ? " (means: the run's statistics)" : '') +
       `${otherDocument ? ' on another document' : ''}.\n\n` +
       (s.windows && s.windows > 1
         ? `The prompt is longer than the model's context: it ran as ${s.windows} windows of at most ${s.nPositions} tokens, each later one restarting at BOS.\n\n`

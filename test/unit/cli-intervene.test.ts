@@ -64,6 +64,7 @@ describe('intervene: arguments', () => {
       [[...base, '--neuron', 'L0.N0', '--mode', 'zero', '--tokens', '1-3'], /--tokens: .*not A:B/],
       [[...base, '--neuron', 'L0.N0', '--mode', 'zero', '--top', '0'], /--top/],
       [[...base, '--neuron', 'L0.N0', '--mode', 'zero', '--corpus', 'c'], /intervene does not take --corpus/],
+      [[...base, '--neuron', 'L0.N0', '--mode', 'zero', '--run', 'r'], /--run gives the means of --mode mean/],
     ] as const) {
       assert.throws(() => parseCli([...args]), (e: unknown) => e instanceof UsageError && pattern.test(e.message), args.join(' '));
     }
@@ -153,6 +154,24 @@ describe('intervene: the CLI', () => {
     const usage = cli('intervene', '--model', MODEL, '--text', 'x', '--neuron', 'L0.N0', '--mode', 'fix=inf');
     assert.equal(usage.code, 2);
     assert.match(usage.err, /^universal-neurons: --mode: fix=inf: the value must be a finite number\nTry 'universal-neurons --help'\.\n$/);
+  });
+
+  test("--run: the means are the run's statistics (hook_pre); hook_post is refused", async () => {
+    const demo = join(ROOT, 'models', 'demo-run');
+    const json = join(tmp, 'run-means.json');
+    const args = ['intervene', '--model', join(ROOT, 'models', 'tiny-gpt2-a'), '--text', 'The cat sat.', '--neuron', 'L1.N100,L2.N7', '--mode', 'mean', '--run', demo, '--threads', '1'];
+    const r = cli(...args, '--hook', 'pre', '--json', json);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /means \(the run's corpus means\): L1\.N100=-?\d+\.\d{4} L2\.N7=/);
+    const doc = JSON.parse(readFileSync(json, 'utf8'));
+    const { openRunView } = await import('../../src/engine/run/view');
+    const view = await openRunView(demo);
+    const want = [[1, 100], [2, 7]].map(([l, n]) => view.columns['mean']![view.rowIndex.get(l! * view.reference.dMlp + n!)!]!);
+    assert.equal(doc.mean_source, 'given');
+    assert.ok(Math.abs(doc.means[0] - want[0]!) < 1e-6 && Math.abs(doc.means[1] - want[1]!) < 1e-6, `${doc.means} vs ${want}`);
+    const post = cli(...args);
+    assert.equal(post.code, 1);
+    assert.match(post.err, /holds each neuron's hook_pre mean only/);
   });
 
   test('--help lists intervene', () => {

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
 import {
   checkSpec,
+  meansFromRun,
   Intervener,
   InterventionMode,
   InterventionResult,
@@ -367,6 +368,17 @@ describe('bad input', () => {
       assert.match(e.message, /intervened forward produced .* \(fix=3e\+38 on L0\.N1\): the edit overflows fp32/);
       return true;
     });
+  });
+
+  test("means from a run's statistics: hook_pre only, the model's shape, every neuron present", () => {
+    const run = { id: 'r1', reference: { label: 'm', dir: 'm', role: 'reference' as const, nLayers: 3, dMlp: 64 }, columns: { mean: Float64Array.of(0.5, NaN, -2) }, rowIndex: new Map([[0, 0], [1, 1], [64 + 7, 2]]) };
+    const cfg = model.config;
+    assert.deepEqual(meansFromRun(run, [{ layer: 1, neuron: 7 }, { layer: 0, neuron: 0 }], 'pre', cfg), [-2, 0.5]);
+    assert.throws(() => meansFromRun(run, [{ layer: 0, neuron: 0 }], 'post', cfg), /hook_pre mean only/);
+    assert.throws(() => meansFromRun(run, [{ layer: 0, neuron: 1 }], 'pre', cfg), /no mean for L0\.N1: use this prompt's own mean/);
+    assert.throws(() => meansFromRun(run, [{ layer: 2, neuron: 3 }], 'pre', cfg), /no mean for L2\.N3/);
+    assert.throws(() => meansFromRun({ ...run, columns: {} }, [{ layer: 0, neuron: 0 }], 'pre', cfg), /no activation statistics/);
+    assert.throws(() => meansFromRun({ ...run, reference: { ...run.reference, dMlp: 512 } }, [{ layer: 0, neuron: 0 }], 'pre', cfg), /not this model's shape/);
   });
 
   test('a closed intervener refuses', async () => {

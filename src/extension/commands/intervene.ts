@@ -6,7 +6,7 @@
 import * as vscode from 'vscode';
 import { neuronLabel, tokenAtOffset, topNeuronsAt } from '../../engine/editor';
 import { errorLine } from '../../format';
-import { describeNeuron, parseMode, parseNeuronList, type InterventionMode, type InterventionSpec } from '../../engine/interventionSpec';
+import { describeNeuron, meansFromRun, parseMode, parseNeuronList, type InterventionMode, type InterventionSpec } from '../../engine/interventionSpec';
 import type { NeuronRef } from '../../engine/arch/gpt2';
 import { Command } from '../../view/commandIds';
 import type { InterventionApplied } from '../intervention';
@@ -46,16 +46,22 @@ function specFromArg(arg: unknown): { neurons?: NeuronRef[]; mode?: Intervention
   return `${JSON.stringify(arg)} is not a neuron or an intervention`;
 }
 
-async function askMode(): Promise<InterventionMode | undefined> {
-  const items: (vscode.QuickPickItem & { kind0: InterventionMode['kind'] })[] = [
+type ModeChoice = { mode: InterventionMode; fromRun?: boolean };
+
+/** The mode; `runMeans`: the open run has statistics for this model (hook_pre means), offered as a mean. */
+async function askMode(runMeans: string | undefined): Promise<ModeChoice | undefined> {
+  const items: (vscode.QuickPickItem & { kind0: InterventionMode['kind']; fromRun?: boolean })[] = [
     { label: 'zero', description: 'set the activation to 0', kind0: 'zero' },
     { label: 'mean', description: "set it to its mean over this prompt's tokens (BOS excluded)", kind0: 'mean' },
+    ...(runMeans
+      ? [{ label: 'mean (run statistics)', description: `set hook_pre to its mean over run ${runMeans}'s corpus`, kind0: 'mean' as const, fromRun: true }]
+      : []),
     { label: 'fix…', description: 'set it to a value', kind0: 'fix' },
     { label: 'scale…', description: 'multiply it by a factor', kind0: 'scale' },
   ];
   const pick = await vscode.window.showQuickPick(items, { title: 'Intervene on Neuron: mode' });
   if (!pick) return undefined;
-  if (pick.kind0 === 'zero' || pick.kind0 === 'mean') return { kind: pick.kind0 };
+  if (pick.kind0 === 'zero' || pick.kind0 === 'mean') return { mode: { kind: pick.kind0 }, fromRun: pick.fromRun };
   const raw = await vscode.window.showInputBox({
     title: `Intervene on Neuron: ${pick.kind0 === 'fix' ? 'value' : 'factor'}`,
     value: pick.kind0 === 'fix' ? '5' : '2',
@@ -68,7 +74,7 @@ async function askMode(): Promise<InterventionMode | undefined> {
       }
     },
   });
-  return raw === undefined ? undefined : parseMode(`${pick.kind0}=${raw}`);
+  return raw === undefined ? undefined : { mode: parseMode(`${pick.kind0}=${raw}`) };
 }
 
 async function interveneNeuron(d: Deps, arg?: unknown): Promise<InterveneResult> {
@@ -96,15 +102,19 @@ async function interveneNeuron(d: Deps, arg?: unknown): Promise<InterveneResult>
   }
   const bad = neurons.find((n) => n.layer >= r.nLayers || n.neuron >= r.dMlp);
   if (bad) return fail(`${neuronLabel(bad)} is outside ${r.model.label} (layers 0–${r.nLayers - 1}, neurons 0–${r.dMlp - 1})`);
-  const mode = given.mode ?? (await askMode());
-  if (!mode) return { status: 'dismissed' };
-  const spec: InterventionSpec = {
-    neurons,
-    mode,
-    hook: given.hook ?? 'post',
-    ...(given.tokens ? { tokens: given.tokens } : {}),
-    ...(mode.kind === 'mean' ? { means: 'prompt' as const } : {}),
-  };
+  // The open run's statistics serve when it was made on this prompt's model.
+  const run = d.runs.current && r.model.runDir === d.runs.current.dir && d.runs.current.columns['mean'] ? d.runs.current : undefined;
+  const choice: ModeChoice | undefined = given.mode ? { mode: given.mode } : await askMode(run?.id);
+  if (!choice) return { status: 'dismissed' };
+  const mode = choice.mode;
+  const hook = choice.fromRun ? 'pre' : (given.hook ?? 'post');
+  let means: InterventionSpec['means'];
+  try {
+    if (mode.kind === 'mean') means = choice.fromRun && run ? meansFromRun(run, neurons, hook, { nLayer: r.nLayers, dMlp: r.dMlp }) : 'prompt';
+  } catch (e) {
+    return fail(errorLine(e));
+  }
+  const spec: InterventionSpec = { neurons, mode, hook, ...(given.tokens ? { tokens: given.tokens } : {}), ...(means ? { means } : {}) };
   try {
     const applied = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Window, title: `Universal Neurons: ${mode.kind} ${neurons.map(describeNeuron).join(', ')}` },
