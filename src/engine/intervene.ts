@@ -106,7 +106,7 @@ export interface InterventionRunOptions {
   maxTokens?: number;
 }
 
-export interface IntervenerOptions extends ForwardOptions {}
+export type IntervenerOptions = ForwardOptions;
 
 export const DEFAULT_TOP_K = 5;
 const MAX_TOP_K = 100;
