@@ -56,3 +56,9 @@ test("the token hover links each neuron's ablation (Intervene on Neuron, mode ze
   assert.deepEqual(JSON.parse(decodeURIComponent(m[1]!)), [{ neurons: 'L3.N120', mode: 'zero' }]);
   assert.ok((HOVER_COMMANDS as readonly string[]).includes(Command.InterveneNeuron));
 });
+
+test('the neuron page may ask for an ablation: the protocol accepts {type: intervene, layer, neuron} and nothing looser', async () => {
+  const { isFromWebview } = await import('../../src/protocol');
+  assert.ok(isFromWebview({ type: 'intervene', layer: 3, neuron: 120 }));
+  for (const bad of [{ type: 'intervene', layer: -1, neuron: 0 }, { type: 'intervene', layer: 1 }, { type: 'intervene', layer: 1, neuron: 1.5 }]) assert.ok(!isFromWebview(bad), JSON.stringify(bad));
+});
