@@ -1,6 +1,7 @@
 /**
- * Intervene on Neuron… (pick the neurons, the mode and its value; run on the active prompt, shade
- * each token by its Δ loss) and Clear Intervention. The work is the engine's (intervene.ts); the
+ * Intervene on Neuron… (pick the neurons, the mode and its value; run on the active prompt, at the
+ * tokens the selection overlaps or at every token; shade each token by its Δ loss) and Clear
+ * Intervention. The work is the engine's (intervene.ts); the
  * shading, hover and status item are InterventionView's (../intervention.ts).
  */
 import * as vscode from 'vscode';
@@ -114,7 +115,14 @@ async function interveneNeuron(d: Deps, arg?: unknown): Promise<InterveneResult>
   } catch (e) {
     return fail(errorLine(e));
   }
-  const spec: InterventionSpec = { neurons, mode, hook, ...(given.tokens ? { tokens: given.tokens } : {}), ...(means ? { means } : {}) };
+  // A selection limits the edit to the tokens it overlaps (else every token).
+  let tokens = given.tokens;
+  if (!tokens && !ed.selection.isEmpty) {
+    const a = tokenAtOffset(r.tokens, ed.document.offsetAt(ed.selection.start));
+    const b = tokenAtOffset(r.tokens, Math.max(0, ed.document.offsetAt(ed.selection.end) - 1));
+    if (a > 0 && b >= a) tokens = { start: a, end: b + 1 };
+  }
+  const spec: InterventionSpec = { neurons, mode, hook, ...(tokens ? { tokens } : {}), ...(means ? { means } : {}) };
   try {
     const applied = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Window, title: `Universal Neurons: ${mode.kind} ${neurons.map(describeNeuron).join(', ')}` },
