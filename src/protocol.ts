@@ -368,6 +368,8 @@ export const FromWebviewSchema = variant('type', [
   object({ type: literal('ready'), protocolVersion: int, view: viewKind }),
   object({ type: literal('openNeuron'), layer: nat, neuron: nat }),
   object({ type: literal('openView'), view: picklist(['overview', 'table']) }),
+  /** Zero-ablate this neuron on the prompt open in the editor (Intervene on Neuron). */
+  object({ type: literal('intervene'), layer: nat, neuron: nat }),
   refine(
     object({ type: literal('revealRange'), start: nat, end: nat }),
     (r) => r.end >= r.start,

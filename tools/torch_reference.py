@@ -210,9 +210,32 @@ ACT = {
 }
 
 
-def forward(w, cfg, ids, intervention=None):
+def edit_hook(h, layer, hook, edits, gate):
+    """TransformerLens-style hook edit, from the definitions of the modes: at the positions where
+    `gate` is true, zero sets the neuron to 0, fix and mean set it to the value, scale multiplies it."""
+    todo = (edits or {}).get((layer, hook))
+    if not todo:
+        return h
+    h = h.clone()
+    for neuron, kind, val in todo:
+        col = h[:, neuron]
+        if kind == 'zero':
+            new = torch.zeros_like(col)
+        elif kind in ('fix', 'mean'):
+            new = torch.full_like(col, val)
+        elif kind == 'scale':
+            new = col * val
+        else:
+            raise ValueError(kind)
+        h[:, neuron] = torch.where(gate, new, col)
+    return h
+
+
+def forward(w, cfg, ids, intervention=None, edits=None, gate=None):
     """One row (len <= n_positions). Returns ([pre_l], [post_l], logits, ln_f input), all [S, ...].
-    intervention = (layer, neuron, value) fixes that neuron's hook_post before c_proj."""
+    intervention = (layer, neuron, value) fixes that neuron's hook_post before c_proj.
+    edits = {(layer, 'pre'|'post'): [(neuron, 'zero'|'fix'|'mean'|'scale', value)]} edits the hooks
+    at the positions where the bool vector `gate` is true (hook_pre edits feed the activation)."""
     d, H, L = cfg['n_embd'], cfg['n_head'], cfg['n_layer']
     eps = cfg.get('layer_norm_epsilon', 1e-5)
     Dh = d // H
@@ -245,7 +268,8 @@ def forward(w, cfg, ids, intervention=None):
         ctx = (torch.softmax(scores, dim=-1) @ v).transpose(0, 1).reshape(S, d)
         x = x + ctx @ w[p + 'attn.c_proj.weight'] + w[p + 'attn.c_proj.bias']
         pre = ln(x, p + 'ln_2') @ w[p + 'mlp.c_fc.weight'] + w[p + 'mlp.c_fc.bias']
-        post = act(pre)
+        pre = edit_hook(pre, l, 'pre', edits, gate)
+        post = edit_hook(act(pre), l, 'post', edits, gate)
         if intervention is not None and intervention[0] == l:
             post = post.clone()
             post[:, intervention[1]] = intervention[2]
@@ -421,20 +445,134 @@ def write_scores_golden(w64, cfg, bpe):
     print(f'  {SCORES_FIXTURE}: scores of {len(rows)} rows ({sum(map(len, rows))} tokens) -> {os.path.relpath(path, ROOT)}')
 
 
+# Interventions golden (issue #16): several neurons, modes, hooks, layers and token ranges at
+# once, on texts that need windows. Per case: the clean and the intervened run's per-token loss
+# (of the real next token), entropy, final-LN scale, top-5 next tokens, and logit columns.
+INTERVENTION_FIXTURES = ['gpt2-tiny-crfm', 'gpt2-tiny-untied']
+INTERVENTION_LOGIT_IDS = LOGIT_IDS[:64]
+INTERVENTION_CASES = {
+    # name: (text index, hook, mode, value, neurons [(layer, neuron)], token range [a, b) or None = all)
+    'gpt2-tiny-crfm': [
+        ('zero, three layers, all tokens', 3, 'post', 'zero', None, [(0, 5), (1, 13), (2, 40)], None),
+        ('fix 2.5, a token range', 1, 'post', 'fix', 2.5, [(1, 3), (1, 7), (2, 0)], (2, 9)),
+        ('scale -1.5 to the end', 3, 'post', 'scale', -1.5, [(0, 10), (2, 2)], (5, None)),
+        ('mean (given) on hook_pre', 3, 'pre', 'mean', [0.3, -1.2], [(1, 20), (2, 33)], (1, 20)),
+        ("mean (the prompt's own)", 3, 'post', 'mean', 'prompt', [(0, 1), (1, 2), (1, 60)], None),
+        ('fix -3 on hook_pre at BOS only', 3, 'pre', 'fix', -3.0, [(0, 0), (1, 1)], (0, 1)),
+        ('scale 4, short text', 0, 'post', 'scale', 4.0, [(2, 7), (2, 8), (0, 63)], None),
+    ],
+    'gpt2-tiny-untied': [
+        ('zero on both layers', 3, 'post', 'zero', None, [(0, 3), (1, 39)], None),
+        ('fix 1.5 on hook_pre, a range', 2, 'pre', 'fix', 1.5, [(1, 0), (1, 17)], (3, 12)),
+    ],
+}
+TOP_K = 5
+
+
+def windowed_scores(w, cfg, ids, edits=None, tok_range=None):
+    """The whole text in windows (see forward_text); the target of position i is ids[i + 1], scored
+    with i's own window. tok_range = (a, b): edit text tokens a..b-1; a window's inserted BOS is
+    edited when a == 0. Returns per text token: logits [n, V], nll [n-1], entropy, ln_scale."""
+    P, n = cfg['n_positions'], len(ids)
+    pieces = [(ids[:P], 0, 0)] + [([BOS] + ids[i:i + P - 1], 1, i) for i in range(P, n, P - 1)]
+    a, b = tok_range if tok_range else (0, n)
+    logits, resid = [None] * n, [None] * n
+    for row, skip, first in pieces:
+        idx = [-1] * skip + list(range(first, first + len(row) - skip))
+        gate = torch.tensor([(a == 0) if i < 0 else (a <= i < b) for i in idx])
+        _, _, lg, x = forward(w, cfg, row, edits=edits, gate=gate)
+        for p, i in enumerate(idx):
+            if i >= 0:
+                logits[i], resid[i] = lg[p], x[p]
+    logits, resid = torch.stack(logits), torch.stack(resid)
+    logp = torch.log_softmax(logits, -1)
+    nll = -logp[torch.arange(n - 1), torch.tensor(ids[1:])]
+    entropy = -(logp.exp() * logp).sum(-1)
+    scale = torch.sqrt(resid.var(-1, unbiased=False) + cfg.get('layer_norm_epsilon', 1e-5))
+    return logits, nll, entropy, scale
+
+
+def write_intervention_golden(name, bpe):
+    spec = FIXTURE_SPECS[name]
+    base = FIXTURE_SPECS.get(spec.get('base', name), spec)
+    cfg = {**CONFIG_DEFAULTS, **base['config']}
+    w64 = {k: v.to(spec['dtype']).to(torch.float64) for k, v in make_weights(cfg, base['seed']).items()}
+    chunks, offset = [], 0
+
+    def put(t):
+        nonlocal offset
+        a = t.to(torch.float32).contiguous().reshape(-1)
+        chunks.append(a.numpy().tobytes())
+        entry = {'offset': offset, 'shape': list(t.shape)}
+        offset += a.numel()
+        return entry
+
+    def side(logits, nll, entropy, scale):
+        probs, top = torch.softmax(logits, -1).topk(TOP_K, -1)
+        srt = logits.sort(-1, descending=True).values
+        return {'loss': nll.tolist(), 'entropy': entropy.tolist(), 'ln_scale': scale.tolist(),
+                'top_ids': top.tolist(), 'top_probs': probs.tolist(),
+                # gap between the k-th and (k+1)-th logit: a near tie may order differently in fp32
+                'top_gaps': (srt[:, :TOP_K] - srt[:, 1:TOP_K + 1]).tolist(),
+                'logits_slice': put(logits[:, INTERVENTION_LOGIT_IDS]), 'logsumexp': put(torch.logsumexp(logits, -1))}
+
+    cases = []
+    for label, text_i, hook, kind, value, neurons, rng in INTERVENTION_CASES[name]:
+        ids = [BOS] + bpe.encode(TEXTS[text_i])
+        n = len(ids)
+        a, b = (rng[0], rng[1] if rng[1] is not None else n) if rng else (0, n)
+        means = None
+        if kind == 'mean' and value == 'prompt':
+            pres, posts, _, _ = forward_text(w64, cfg, ids)
+            hooks = pres if hook == 'pre' else posts
+            means = [hooks[l][1:, m].mean().item() for l, m in neurons]  # every token but BOS
+        elif kind == 'mean':
+            means = list(value)
+        edits = {}
+        for k, (l, m) in enumerate(neurons):
+            val = means[k] if kind == 'mean' else value
+            edits.setdefault((l, hook), []).append((m, kind, val))
+        cases.append({'label': label, 'ids': ids, 'text': TEXTS[text_i], 'hook': hook, 'mode': kind,
+                      'value': value if kind in ('fix', 'scale') else None,
+                      'means': value if kind == 'mean' and value != 'prompt' else ('prompt' if kind == 'mean' else None),
+                      'resolved_means': means, 'neurons': [list(x) for x in neurons], 'range': [a, b],
+                      'windows': 1 + max(0, math.ceil((n - cfg['n_positions']) / (cfg['n_positions'] - 1))),
+                      'clean': side(*windowed_scores(w64, cfg, ids)),
+                      'intervened': side(*windowed_scores(w64, cfg, ids, edits, (a, b)))})
+        c = cases[-1]
+        moved = max(abs(x - y) for x, y in zip(c['clean']['loss'], c['intervened']['loss']))
+        print(f'  {name}: {label}: {n} tokens, {c["windows"]} window(s), max |d loss| {moved:.3g}')
+    out = {'fixture': name, 'top_k': TOP_K, 'logit_ids': INTERVENTION_LOGIT_IDS, 'cases': cases,
+           'note': 'per case, per side: loss[i] = -log p(ids[i+1] | window of i) (n-1), entropy, ln_scale (n), '
+                   'top_ids/top_probs [n, k], logits_slice [n, len(logit_ids)] and logsumexp [n] as float32 LE in '
+                   '<fixture>.interventions.bin (offset/length in floats); float64 torch'}
+    with open(os.path.join(GOLDEN, name + '.interventions.bin'), 'wb') as f:
+        for ch in chunks:
+            f.write(ch)
+    with open(os.path.join(GOLDEN, name + '.interventions.json'), 'w', encoding='utf-8') as f:
+        json.dump(out, f, ensure_ascii=False)
+        f.write('\n')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--tokenizer', default=TOKENIZER_JSON, help='GPT-2 tokenizer.json to copy and encode with')
     ap.add_argument('--only', nargs='*', help='fixture names')
+    ap.add_argument('--interventions', action='store_true',
+                    help='write only the interventions goldens (fixtures unchanged: their weights are rebuilt from the seeds)')
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     if not os.path.exists(args.tokenizer):
         sys.exit(f'{args.tokenizer} not found (pass --tokenizer)')
     bpe = Bpe(args.tokenizer)
     check = bpe.encode('Hello world, universal neurons!')
     assert check == [15496, 995, 11, 10112, 16890, 0], check
     for name, spec in FIXTURE_SPECS.items():
-        if not args.only or name in args.only:
+        if (not args.only or name in args.only) and not args.interventions:
             build(name, spec, bpe, args.tokenizer)
+    for name in INTERVENTION_FIXTURES:
+        if not args.only or name in args.only:
+            write_intervention_golden(name, bpe)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,8 @@ import { el } from './dom';
 export interface ViewContext {
   openNeuron(ref: NeuronRef): void;
   openView(view: 'overview' | 'table'): void;
+  /** Zero-ablate a neuron on the prompt open in the editor. */
+  intervene(ref: NeuronRef): void;
   /** Registers a teardown (charts, listeners) run before the next render. */
   onDispose(fn: () => void): void;
 }

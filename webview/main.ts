@@ -35,6 +35,7 @@ function start(view: ViewKind): void {
   const ctx: ViewContext = {
     openNeuron: (ref) => post({ type: 'openNeuron', layer: ref.layer, neuron: ref.neuron }),
     openView: (v) => post({ type: 'openView', view: v }),
+    intervene: (ref) => post({ type: 'intervene', layer: ref.layer, neuron: ref.neuron }),
     onDispose: (fn) => disposers.push(fn),
   };
 

@@ -39,7 +39,15 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
       d.family === undefined ? null : familyBadge(d.family),
     ),
     runHeader(d.run),
-    el('p', { class: 'actions' }, button('Neuron table', () => ctx.openView('table')), ' ', button('Overview', () => ctx.openView('overview'))),
+    el(
+      'p',
+      { class: 'actions' },
+      button('Neuron table', () => ctx.openView('table')),
+      ' ',
+      button('Overview', () => ctx.openView('overview')),
+      ' ',
+      button('Ablate on the open prompt', () => ctx.intervene({ layer: d.layer, neuron: d.neuron })),
+    ),
   );
   // First: what the neuron does is what a reader opens the page for.
   const fam = familySection(d);

@@ -1,5 +1,7 @@
 /** Command-line parsing: turns argv into a typed command or a UsageError (exit code 2). */
 import { parseArgs } from 'node:util';
+import type { NeuronRef } from '../engine/arch/gpt2';
+import { parseMode, parseNeuronList, parseTokenRange, type InterventionMode } from '../engine/interventionSpec';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -17,6 +19,9 @@ Usage:
   universal-neurons table FILE.csv [--threshold T] [--top K] [--d-mlp N]
   universal-neurons activations --model DIR (--text T | --file F) [--top K] [--json OUT] [--threads N]
   universal-neurons demo [--tokens N] [--top K] [--out DIR] [--threads N]
+  universal-neurons intervene --model DIR (--text T | --file F) --neuron L3.N120[,...]
+                    --mode zero|mean|fix=V|scale=K [--hook pre|post] [--tokens A:B] [--top K]
+                    [--run RUN] [--json OUT] [--threads N]
   universal-neurons --help
 
 Commands:
@@ -33,6 +38,9 @@ Commands:
   activations   Run one checkpoint on a text. Prints one line per token (BOS first): its text
                 (JSON-escaped), id, character range start-end, and the top K neurons by
                 post-activation as L{layer}.N{neuron}=value.
+  intervene     Run one checkpoint on a text twice, clean and with the neurons edited at their
+                hook_post (or hook_pre), and print per token the loss of the actual next token,
+                the entropy, their change, and the most probable next token before and after.
   demo          Analyse the shipped family models/tiny-gpt2-{a..e} on the shipped held-out
                 corpus (a small token budget) and print the summary.
 
@@ -60,6 +68,22 @@ Options of analyze:
                        semantic=0.5 position-mi=0.05 position-kurtosis=2 (method.md defaults;
                        feature, syntax and semantic are ours).
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
+
+Options of intervene:
+  --neuron L3.N120[,...]  Neurons to edit, L{layer}.N{neuron}, comma-separated.
+  --mode MODE     zero: set them to 0; mean: to their mean over this prompt's tokens but BOS
+                  (with --run: the run's corpus mean, which exists for hook_pre only); fix=V: to
+                  V; scale=K: multiply them by K (V and K finite numbers).
+  --run RUN       With --mode mean: take the means from this run's statistics (folder or id).
+  --hook pre|post Which activation to edit (default post; an edited hook_pre feeds the GELU).
+  --tokens A:B    Edit only tokens A..B-1 (BOS = 0; 5: and :8 leave a side open; default all).
+  --top K         Next tokens listed per side in --json (default 5; the table shows the first).
+  --json OUT      Also write {"model", "neurons", "mode", "hook", "range", "tokens": [{id,text,
+                  start,end}], "clean": {"loss", "entropy", "ln_scale", "top"}, "intervened":
+                  {...}, "delta": {...}, "top_change"}. BOS is token 0; loss[i] = -log p(token
+                  i+1 | tokens 0..i) for i < n-1 (nats); entropy[i] is that next-token
+                  distribution's entropy (n entries: the last token's too). Prompts longer than
+                  the context run in windows, as for activations.
 
 Common options:
   --model DIR   Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json) or a
@@ -132,7 +156,23 @@ export interface TableCommand {
   dMlp?: number;
 }
 
-export type Command = { kind: 'help' } | ActivationsCommand | DemoCommand | AnalyzeCommand | SummaryCommand | TableCommand;
+export interface InterveneCommand {
+  kind: 'intervene';
+  model: string;
+  text?: string;
+  file?: string;
+  neurons: NeuronRef[];
+  mode: InterventionMode;
+  hook: 'pre' | 'post';
+  tokens?: { start?: number; end?: number };
+  top: number;
+  /** Mode mean: the run whose statistics give the means (else the prompt's own). */
+  run?: string;
+  json?: string;
+  threads: number;
+}
+
+export type Command = { kind: 'help' } | ActivationsCommand | DemoCommand | AnalyzeCommand | SummaryCommand | TableCommand | InterveneCommand;
 
 /** Flags that take several values: `--models a b c` is `--models a --models b --models c`. */
 const LIST_FLAGS = new Set(['--models', '--corpus']);
@@ -219,6 +259,9 @@ export function parseCli(argv: string[]): Command {
         'family-vr': { type: 'string' },
         resume: { type: 'string' },
         'd-mlp': { type: 'string' },
+        neuron: { type: 'string' },
+        hook: { type: 'string' },
+        run: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -229,7 +272,7 @@ export function parseCli(argv: string[]): Command {
   const { values: v, positionals } = parsed;
   if (v.help || positionals[0] === 'help') return { kind: 'help' };
   const [sub, ...extra] = positionals;
-  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations or demo)');
+  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene or demo)');
   const threads = integer('threads', v.threads, 0, 0);
   const allowed: Record<string, readonly string[]> = {
     activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
@@ -237,9 +280,10 @@ export function parseCli(argv: string[]): Command {
     analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
     summary: ['top'],
     table: ['top', 'threshold', 'd-mlp'],
+    intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
   };
   const own = allowed[sub];
-  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations or demo)`);
+  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene or demo)`);
   for (const [flag, value] of Object.entries(v)) {
     if (value !== undefined && flag !== 'help' && !own.includes(flag)) throw new UsageError(`${sub} does not take --${flag}`);
   }
@@ -254,6 +298,7 @@ export function parseCli(argv: string[]): Command {
     }
     return { kind: 'activations', model: v.model, text: v.text, file: v.file, top, json: v.json, threads };
   }
+  if (sub === 'intervene') return parseIntervene(v, threads);
   if (sub === 'demo') {
     return {
       kind: 'demo',
@@ -310,5 +355,39 @@ export function parseCli(argv: string[]): Command {
     ...(v['family-vr'] !== undefined ? { familyThresholds: familyThresholds(v['family-vr']) } : {}),
     threads,
     top: integer('top', v.top, 15, 0),
+  };
+}
+
+/** `intervene`: the engine's own parsers (interventionSpec.ts) for the neurons, mode and range. */
+function parseIntervene(v: Record<string, string | boolean | string[] | undefined>, threads: number): InterveneCommand {
+  const str = (k: string): string | undefined => v[k] as string | undefined;
+  if (!str('model')) throw new UsageError('intervene needs --model DIR');
+  if ((str('text') === undefined) === (str('file') === undefined)) throw new UsageError('intervene needs exactly one of --text T or --file F');
+  if (str('neuron') === undefined) throw new UsageError('intervene needs --neuron L{layer}.N{neuron}[,...], e.g. --neuron L3.N120');
+  if (str('mode') === undefined) throw new UsageError('intervene needs --mode zero|mean|fix=V|scale=K');
+  const hook = str('hook') ?? 'post';
+  if (hook !== 'pre' && hook !== 'post') throw new UsageError(`--hook must be pre or post, got ${JSON.stringify(hook)}`);
+  const usage = <T>(flag: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      throw new UsageError(`--${flag}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  const mode = usage('mode', () => parseMode(str('mode')!));
+  if (str('run') !== undefined && mode.kind !== 'mean') throw new UsageError('--run gives the means of --mode mean; drop it or use --mode mean');
+  return {
+    kind: 'intervene',
+    model: str('model')!,
+    text: str('text'),
+    file: str('file'),
+    neurons: usage('neuron', () => parseNeuronList(str('neuron')!)),
+    mode,
+    hook,
+    ...(str('tokens') !== undefined ? { tokens: usage('tokens', () => parseTokenRange(str('tokens')!)) } : {}),
+    top: integer('top', str('top'), 5, 1),
+    ...(str('run') !== undefined ? { run: str('run') } : {}),
+    json: str('json'),
+    threads,
   };
 }

@@ -8,6 +8,7 @@ import { runActivations } from './activations';
 import { runAnalyze, runSummary, runTable } from './analyze';
 import { HELP, parseCli, UsageError, type Command } from './args';
 import { runDemo } from './demo';
+import { runIntervene } from './intervene';
 
 const print = (line: string) => process.stdout.write(line + '\n');
 const note = (line: string) => process.stderr.write(line + '\n');
@@ -35,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
     else if (cmd.kind === 'analyze') await runAnalyze({ ...cmd, topSummary: cmd.top }, print, note, signal);
     else if (cmd.kind === 'summary') await runSummary(cmd, print);
     else if (cmd.kind === 'table') await runTable(cmd, print);
+    else if (cmd.kind === 'intervene') await runIntervene(cmd, print, signal);
     else await runDemo(cmd, print, note, signal);
     return 0;
   } catch (e) {

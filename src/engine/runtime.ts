@@ -119,7 +119,7 @@ export { defaultThreads } from './threads';
  * `externalDataBytes`, as external data in a temp folder appended to `tempDirs` (the caller
  * removes them on close).
  */
-async function createSession(graph: OnnxGraph, want: readonly string[], opts: ForwardOptions, tempDirs: string[]): Promise<ort.InferenceSession> {
+export async function createSession(graph: OnnxGraph, want: readonly string[], opts: ForwardOptions, tempDirs: string[]): Promise<ort.InferenceSession> {
   const threads = resolveThreads(opts.threads);
   const options: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
@@ -321,7 +321,7 @@ export class Forward {
 }
 
 /** Releases cached sessions (Forward's and Scorer's) and removes their external-data folders. */
-async function releaseSessions(sessions: Map<unknown, Promise<{ release(): Promise<void> }>>, tempDirs: readonly string[]): Promise<void> {
+export async function releaseSessions(sessions: Map<unknown, Promise<{ release(): Promise<void> }>>, tempDirs: readonly string[]): Promise<void> {
   for (const s of sessions.values()) {
     try {
       await (await s).release();
@@ -334,7 +334,7 @@ async function releaseSessions(sessions: Map<unknown, Promise<{ release(): Promi
 }
 
 /** Checks rows of token ids against the model; returns where each row starts in the concatenation. */
-function rowOffsets(rows: readonly (readonly number[])[], cfg: Gpt2Config): number[] {
+export function rowOffsets(rows: readonly (readonly number[])[], cfg: Gpt2Config): number[] {
   const offsets = [0];
   rows.forEach((r, i) => {
     if (r.length === 0) throw new EngineError(`row ${i} is empty`);
@@ -358,7 +358,7 @@ function rowOffsets(rows: readonly (readonly number[])[], cfg: Gpt2Config): numb
  * its outputs are then freed unless `take` keeps them (returns true). Cancellation is checked
  * before each run.
  */
-async function runInBatches(
+export async function runInBatches(
   session: ort.InferenceSession,
   rows: readonly (readonly number[])[],
   batches: readonly (readonly number[])[],
@@ -378,7 +378,7 @@ async function runInBatches(
 }
 
 /** Copies each row's real tokens of a batch output ([batch × S × width]) to its place in the concatenation. */
-function scatterRows(
+export function scatterRows(
   src: Float32Array,
   dst: Float32Array,
   width: number,
@@ -442,6 +442,8 @@ export class Model {
     readonly tokenizer: Tokenizer,
     readonly forward: Forward,
     private readonly weightsFile: SafetensorsFile,
+    /** The resolved weights, for the other graphs of this model (intervene.ts). */
+    readonly weights: Gpt2Weights,
   ) {}
 
   static async open(path: string, opts: ForwardOptions = {}): Promise<Model> {
@@ -449,7 +451,7 @@ export class Model {
     try {
       const weights = checkpointWeights(ck);
       const forward = await Forward.create(weights, opts);
-      return new Model(ck.dir, weights.config, ck.tokenizer, forward, ck.weights);
+      return new Model(ck.dir, weights.config, ck.tokenizer, forward, ck.weights, weights);
     } catch (e) {
       ck.weights.close();
       throw e;

@@ -8,6 +8,7 @@ import { registerCommands } from './commands';
 import { SECTION } from './config';
 import { EngineHost } from './engineHost';
 import { HeatMap } from './heatmap';
+import { InterventionView } from './intervention';
 import { registerHover } from './hover';
 import { loadPanels, registerSerializers } from './panelsBridge';
 import { PromptAnalyzer } from './promptAnalyzer';
@@ -28,6 +29,7 @@ export interface UniversalNeuronsApi {
     /** The demo run shipped inside the extension. */
     demoRunDir(): string | undefined;
     heatApplied(doc: vscode.TextDocument): unknown;
+    interventionApplied(doc: vscode.TextDocument): unknown;
     isFollowed(doc: vscode.TextDocument): boolean;
     isAnalyzing(doc: vscode.TextDocument): boolean;
     /** A pause after each model run (ms), so a test's edit lands while an analysis is in flight. */
@@ -42,6 +44,7 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
   const runs = new RunState(context, channel);
   const analyzer = new PromptAnalyzer(context.extensionPath, host, runs, channel);
   const heat = new HeatMap(analyzer);
+  const intervention = new InterventionView(host, analyzer, channel);
   const tree = new RunsTree(runs);
   context.subscriptions.push(
     channel,
@@ -49,9 +52,10 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
     runs,
     analyzer,
     heat,
+    intervention,
     tree,
     registerTokenActivations(context.extensionPath, channel, host),
-    ...registerCommands({ ctx: context, log: channel, runs, analyzer, heat, panels: loadPanels }),
+    ...registerCommands({ ctx: context, log: channel, runs, analyzer, heat, intervention, panels: loadPanels }),
     registerHover(analyzer, runs, heat),
     vscode.window.createTreeView(VIEW_ID, { treeDataProvider: tree, showCollapseAll: true }),
     vscode.workspace.onDidChangeConfiguration((e) => {
@@ -73,6 +77,7 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
       openedRunDir: () => runs.opened?.dir,
       demoRunDir: () => runs.demoDir,
       heatApplied: (doc) => heat.appliedFor(doc),
+      interventionApplied: (doc) => intervention.activeFor(doc),
       isFollowed: (doc) => analyzer.isFollowed(doc),
       isAnalyzing: (doc) => analyzer.isAnalyzing(doc),
       setAnalysisDelay: (ms) => void (analyzer.testDelayMs = ms),

@@ -18,6 +18,8 @@ export enum Command {
   RefreshRuns = 'universalNeurons.refreshRuns',
   RemoveRun = 'universalNeurons.removeRun',
   CopyRunPath = 'universalNeurons.copyRunPath',
+  InterveneNeuron = 'universalNeurons.interveneNeuron',
+  ClearIntervention = 'universalNeurons.clearIntervention',
 }
 
 export const COMMANDS: readonly Command[] = Object.values(Command);

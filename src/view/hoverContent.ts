@@ -8,7 +8,7 @@ import { Command } from './commandIds';
 import { describeLabel, familyName, isExplained, ROLE_TITLES } from './familyText';
 
 /** The only commands hover links may run (MarkdownString.isTrusted.enabledCommands). */
-export const HOVER_COMMANDS = [Command.ShowNeuron, Command.HeatmapNeuron] as const;
+export const HOVER_COMMANDS = [Command.ShowNeuron, Command.HeatmapNeuron, Command.InterveneNeuron] as const;
 
 export interface HoverNeuron {
   layer: number;
@@ -102,7 +102,8 @@ export function hoverMarkdown(h: HoverInput): string {
     lines.push(
       `| [${label}](${commandUri(Command.ShowNeuron, [ref])} "Open the neuron page of ${label}") | ${fmt(n.value)} | ${mark} | ` +
         (families ? `${familyCell(n)} | ` : '') +
-        `[heat-map](${commandUri(Command.HeatmapNeuron, [ref])} "Shade this document by ${label}") |`,
+        `[heat-map](${commandUri(Command.HeatmapNeuron, [ref])} "Shade this document by ${label}") · ` +
+        `[ablate](${commandUri(Command.InterveneNeuron, [{ neurons: label, mode: 'zero' }])} "Zero ${label} and shade each token by its change in loss") |`,
     );
   }
   lines.push('');

@@ -15,6 +15,18 @@
  *           `ln_final.hook_scale` float [batch·seq]      sqrt(var + eps) of the ln_f input
  * intervention (`intervention: { layer, neuron }`):
  *   input   `intervention_value` float [1]               that neuron's hook_post at every position
+ * steer variant (`steer: true`; intervene.ts): the batch runs twice in one graph, clean then edited
+ *   inputs  `input_ids`, `targets` [batch, seq] as above (targets: the real next token; < 0: none)
+ *           `steer_tokens`    float [batch, seq]         1 where the edit applies, 0 elsewhere
+ *           `L{l}.hook_{pre,post}.steer_{mask,scale,add}` float [d_mlp]
+ *                                                       at positions with steer_tokens 1 and neurons with
+ *                                                       mask > 0, the hook becomes hook·scale + add
+ *           `top_k`           int64 [1]
+ *   outputs `nll`, `entropy`, `ln_final.hook_scale` float [2·batch·seq]: clean rows, then edited rows
+ *           `L{l}.hook_*`     float [2·batch·seq, d_mlp] (after the edit)
+ *           `top_ids`         int64 [batch·seq, 2k]      the clean top k ids, then the edited top k
+ *           `top_logp_clean`, `top_logp` float [batch·seq, 2k]  log p of those ids, clean and edited
+ *           `logits`          float [2·batch·seq, vocab]  only with `logits: true`
  */
 import { EngineError } from '../errors';
 import { OnnxGraph } from '../onnx';
@@ -362,6 +374,14 @@ export const KEPT_INDEX = 'kept_index';
 export const KEPT_PRE = 'kept_pre';
 export const KEPT_POST = 'kept_post';
 export const POST_ALL = 'post_all';
+export const STEER_TOKENS = 'steer_tokens';
+export const TOP_K = 'top_k';
+export const TOP_IDS = 'top_ids';
+export const TOP_LOGP_CLEAN = 'top_logp_clean';
+export const TOP_LOGP = 'top_logp';
+export type SteerPart = 'mask' | 'scale' | 'add';
+/** The steer variant's per-layer, per-hook edit inputs, each float [d_mlp]. */
+export const steerName = (layer: number, hook: Hook, part: SteerPart): string => `L${layer}.hook_${hook}.steer_${part}`;
 export type Hook = 'pre' | 'post';
 export const hookName = (layer: number, hook: Hook): string => `L${layer}.hook_${hook}`;
 
@@ -387,6 +407,12 @@ export interface Gpt2GraphOptions {
    * ORT does the gathering, so no activation is copied in JavaScript.
    */
   kept?: boolean;
+  /**
+   * The paired clean/edited forward of the neuron interventions (see the header): every layer's
+   * hook_pre and hook_post take an edit as inputs, so one session serves any set of neurons,
+   * modes and token ranges. Implies the scores; `logits` adds the [2·tokens × vocab] logits.
+   */
+  steer?: boolean;
 }
 
 // Opset 20 is the first with Gelu(approximate="tanh"); LayerNormalization is there from 17.
@@ -432,7 +458,10 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
     return g.initializer(name, 'float', shapes.get(name)!, () => w.source.read(storedName));
   };
 
-  const ids = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
+  const idsIn = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
+  // steer: the batch twice (clean rows, then the same rows edited), as one forward.
+  const twice = (t: string): string => g.op('Concat', [t, t], { axis: { i: 0 } });
+  const ids = opts.steer ? twice(idsIn) : idsIn;
   const idsShape = g.op('Shape', [ids]); // [batch, seq]
   // Position ids 0..seq-1 for every row: rows are never left-padded (see runtime.ts).
   const seq1 = g.op('Slice', [idsShape, g.constI64([1]), g.constI64([2])]); // [seq]
@@ -459,7 +488,20 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
   const mask = g.op('Slice', [g.constF32(m, [p, p]), g.constI64([0, 0]), g.op('Concat', [seq1, seq1], { axis: { i: 0 } })]);
   const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
 
-  if (opts.kept && (opts.logits || opts.scores || iv)) throw new Error('gpt2 graph: the kept layout is for activations only');
+  if (opts.kept && (opts.logits || opts.scores || iv || opts.steer)) throw new Error('gpt2 graph: the kept layout is for activations only');
+  if (opts.steer && iv) throw new Error('gpt2 graph: the steer variant replaces the single-neuron intervention');
+  // steer: 1 at the edited rows' positions that the edit covers ([2·B·S, 1]; the clean half is 0).
+  let gate = '';
+  if (opts.steer) {
+    const tok = g.input(STEER_TOKENS, 'float', ['batch', 'seq']);
+    gate = g.op('Reshape', [g.op('Concat', [g.op('Mul', [tok, g.constF32([0], [])]), tok], { axis: { i: 0 } }), g.constI64([-1, 1])]);
+  }
+  const edit = (l: number, hook: Hook, v: string, out: string): string => {
+    const input = (part: SteerPart): string => g.input(steerName(l, hook, part), 'float', [cfg.dMlp]);
+    const [mask, scale, add] = [input('mask'), input('scale'), input('add')];
+    const on = g.op('Greater', [g.op('Mul', [gate, mask]), g.constF32([0], [])]); // [N, d_mlp]
+    return g.op('Where', [on, g.op('Add', [g.op('Mul', [v, scale]), add]), v], {}, out);
+  };
   const pres: string[] = [];
   const posts: string[] = [];
   for (let l = 0; l < cfg.nLayer; l++) {
@@ -473,9 +515,12 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
     const qkv = linear(layerNorm(x, `${h}.ln_1`), `${h}.attn.c_attn`);
     const ctx = attention(g, cfg, qkv, heads, flat, mask, scale, l);
     x = g.op('Add', [x, linear(ctx, `${h}.attn.c_proj`)]);
-    const pre = linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`, hookName(l, 'pre'));
-    const post =
-      iv?.layer === l
+    const pre = opts.steer
+      ? edit(l, 'pre', linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`), hookName(l, 'pre'))
+      : linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`, hookName(l, 'pre'));
+    const post = opts.steer
+      ? edit(l, 'post', activation(g, cfg.activation, pre), hookName(l, 'post'))
+      : iv?.layer === l
         ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
         : activation(g, cfg.activation, pre, hookName(l, 'post'));
     if (opts.kept) {
@@ -487,7 +532,7 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
     }
     // Everything after the last hook_post is dead code for activations: stop here.
     if (l === cfg.nLayer - 1 && opts.kept) return keptOutputs(g, cfg.nLayer * cfg.dMlp, pres, posts);
-    if (l === cfg.nLayer - 1 && !opts.logits && !opts.scores) return g;
+    if (l === cfg.nLayer - 1 && !opts.logits && !opts.scores && !opts.steer) return g;
     x = g.op('Add', [x, linear(post, `${h}.mlp.c_proj`)]);
   }
 
@@ -495,8 +540,33 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
   const head = cfg.tieWordEmbeddings ? wte : W('lm_head.weight');
   const logits = g.op('Gemm', [layerNorm(x, 'ln_f'), head], { transB: { i: 1 } }, LOGITS);
   if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
-  if (opts.scores) scores(g, cfg, x, logits);
+  if (opts.steer) {
+    const logp = scores(g, cfg, x, logits, g.op('Reshape', [twice(g.input(TARGETS, 'int64', ['batch', 'seq'])), g.constI64([-1])]));
+    topChanges(g, idsShape, logp);
+  } else if (opts.scores) {
+    scores(g, cfg, x, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
+  }
   return g;
+}
+
+/**
+ * The steer variant's top tokens: the top k of the clean half and of the edited half at each
+ * position, side by side, with both halves' log-probabilities of all 2k ids, so the change of
+ * every listed token is exact whichever half listed it.
+ */
+function topChanges(g: OnnxGraph, idsShape: string, logp: string): void {
+  const n = g.op('Div', [g.op('ReduceProd', [idsShape], { keepdims: { i: 1 } }), g.constI64([2])]); // [1]: batch·seq
+  const axis0 = g.constI64([0]);
+  const clean = g.op('Slice', [logp, g.constI64([0]), n, axis0]);
+  const edited = g.op('Slice', [logp, n, g.constI64([Number.MAX_SAFE_INTEGER]), axis0]);
+  const k = g.input(TOP_K, 'int64', [1]);
+  const top = (t: string): string => g.node('TopK', [t, k], { axis: { i: -1 } }, { outputs: 2 })[1]!;
+  const ids = g.op('Concat', [top(clean), top(edited)], { axis: { i: 1 } }, TOP_IDS);
+  g.op('GatherElements', [clean, ids], { axis: { i: 1 } }, TOP_LOGP_CLEAN);
+  g.op('GatherElements', [edited, ids], { axis: { i: 1 } }, TOP_LOGP);
+  g.output(TOP_IDS, 'int64', ['tokens', 'top2k']);
+  g.output(TOP_LOGP_CLEAN, 'float', ['tokens', 'top2k']);
+  g.output(TOP_LOGP, 'float', ['tokens', 'top2k']);
 }
 
 function checkNeuron(cfg: Gpt2Config, n: NeuronRef): void {
@@ -522,10 +592,9 @@ function intervene(g: OnnxGraph, dMlp: number, neuron: number, post: string, out
   return g.op('Add', [g.op('Mul', [post, g.constF32(mask, [dMlp])]), fixed], {}, out);
 }
 
-/** Per-token loss, entropy and final-LN scale, computed where the logits already are. */
-function scores(g: OnnxGraph, cfg: Gpt2Config, resid: string, logits: string): void {
+/** Per-token loss, entropy and final-LN scale (targets: [N] int64), computed where the logits already are; returns log p. */
+function scores(g: OnnxGraph, cfg: Gpt2Config, resid: string, logits: string, targets: string): string {
   const axis1 = g.constI64([1]);
-  const targets = g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]); // [N]
   const logp = g.op('LogSoftmax', [logits], { axis: { i: -1 } });
   // Positions without a target gather column 0 and are zeroed after.
   const col = g.op('Unsqueeze', [g.op('Max', [targets, g.constI64([0], [])]), axis1]); // [N,1]
@@ -540,6 +609,7 @@ function scores(g: OnnxGraph, cfg: Gpt2Config, resid: string, logits: string): v
   const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred]), axis1], { keepdims: { i: 0 } });
   g.op('Sqrt', [g.op('Add', [variance, g.constF32([cfg.layerNormEpsilon], [])])], {}, LN_FINAL_SCALE);
   for (const name of [NLL, ENTROPY, LN_FINAL_SCALE]) g.output(name, 'float', ['tokens']);
+  return logp;
 }
 
 function attention(

@@ -10,6 +10,7 @@ import { parseNeuronRef, type NeuronRef } from '../../engine/editor';
 import { Command } from '../../view/commandIds';
 import { tokenSignal } from '../cancel';
 import type { HeatMap } from '../heatmap';
+import type { InterventionView } from '../intervention';
 import type { AnalyzeOutcome, PromptAnalyzer } from '../promptAnalyzer';
 import { chooseRun, DEMO_RUN_TITLE, runSummary } from '../runChoice';
 import type { RunState } from '../runState';
@@ -34,6 +35,7 @@ export interface Deps {
   runs: RunState;
   analyzer: PromptAnalyzer;
   heat: HeatMap;
+  intervention: InterventionView;
   panels: () => Promise<Panels>;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The palette commands (category "Universal Neurons"), one module per concern: runs.ts (analyse,
  * open, export, remove run folders), views.ts (open the result panels), prompt.ts (analyse and
- * heat-map the active prompt); context.ts is what they share. Ids are the `Command` enum
+ * heat-map the active prompt), intervene.ts (neuron interventions on it); context.ts is what they share. Ids are the `Command` enum
  * (src/view/commandIds.ts), which package.json declares. Each command returns a small result
  * object so that tests and other callers can drive it through `executeCommand` without scraping
  * the UI. Thin adapters: the work is the engine's (run/view, editor, promptRun, pipeline); the
@@ -9,6 +9,7 @@
  */
 import type * as vscode from 'vscode';
 import type { Deps } from './context';
+import { registerInterveneCommands } from './intervene';
 import { registerPromptCommands } from './prompt';
 import { registerRunCommands } from './runs';
 import { registerViewCommands } from './views';
@@ -16,5 +17,5 @@ import { registerViewCommands } from './views';
 export type { AnalyzePromptResult, Deps, Panels, SimpleResult } from './context';
 
 export function registerCommands(d: Deps): vscode.Disposable[] {
-  return [...registerRunCommands(d), ...registerPromptCommands(d), ...registerViewCommands(d)];
+  return [...registerRunCommands(d), ...registerPromptCommands(d), ...registerInterveneCommands(d), ...registerViewCommands(d)];
 }

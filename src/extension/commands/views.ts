@@ -44,8 +44,18 @@ async function openPromptView(d: Deps, arg?: unknown): Promise<SimpleResult> {
   const ed = vscode.window.activeTextEditor;
   if (!ed) return fail('open a prompt file first');
   const active = d.heat.activeFor(ed.document);
+  // No neuron given: an active intervention's Δ loss comes before the heat-map's neuron.
+  const delta = arg === undefined ? d.intervention.deltaLossFor(ed.document) : undefined;
+  if (delta) {
+    try {
+      await (await d.panels()).openPromptView(d.ctx, ed.document.uri, delta.tokens, delta.values, delta.label);
+    } catch (e) {
+      return fail(errorLine(e));
+    }
+    return { status: 'ok', intervention: delta.label, tokens: delta.tokens.length };
+  }
   const ref = refFromArg(arg) ?? active?.ref;
-  if (!ref) return fail('heat-map a neuron first (Heat-map Neuron…), or pass one');
+  if (!ref) return fail('heat-map a neuron (Heat-map Neuron…) or intervene on one (Intervene on Neuron…) first, or pass one');
   const o = await analyzeDoc(d, ed.document, 'Universal Neurons: analysing prompt');
   if (o.status !== 'ok') return o.status === 'error' ? fail(o.message) : { status: 'cancelled' };
   const r = o.result;

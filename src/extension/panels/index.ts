@@ -12,6 +12,7 @@ import * as vscode from 'vscode';
 import { isPanelState, VIEW_TYPES, type NeuronRef, type PromptData, type ViewKind, type ViewPayload } from '../../protocol';
 import { getRun } from '../../engine/run/data';
 import { neuronData, overviewData, tableData } from '../runData';
+import { Command } from '../../view/commandIds';
 import { promptData } from '../../view/payloads';
 import { panelLog, setPanelLog, type PanelLog } from './log';
 import { PanelHost, webviewOptions, type MessageHandler } from './panelHost';
@@ -84,6 +85,18 @@ function runMessages(ctx: vscode.ExtensionContext, runDir: string): MessageHandl
       }
       case 'openView':
         return m.view === 'table' ? openTablePanel(ctx, runDir) : openOverviewPanel(ctx, runDir);
+      case 'intervene': {
+        // Checked against the run, as openNeuron: then the command runs on the open prompt.
+        const ref = { layer: m.layer, neuron: m.neuron };
+        void getRun(runDir).then(
+          (run) => {
+            if (ref.layer < run.nLayers && ref.neuron < run.dMlp) void vscode.commands.executeCommand(Command.InterveneNeuron, { neurons: nName(ref), mode: 'zero' });
+            else panelLog(ctx).appendLine(`[${host.view} panel] ignored intervene ${nName(ref)}: not a neuron of ${runDir}`);
+          },
+          (e: unknown) => panelLog(ctx).appendLine(`[${host.view} panel] cannot intervene on ${nName(ref)}: ${e instanceof Error ? e.message : String(e)}`),
+        );
+        return;
+      }
       default:
         panelLog(ctx).appendLine(`[${host.view} panel] ignored ${m.type}: not a message this view sends`);
     }

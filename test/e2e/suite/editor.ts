@@ -12,6 +12,7 @@ import * as vscode from 'vscode';
 import type { AnalyzePromptResult } from '../../../src/extension/commands';
 import type { UniversalNeuronsApi } from '../../../src/extension/extension';
 import type { HeatApplied } from '../../../src/extension/heatmap';
+import type { InterventionApplied } from '../../../src/extension/intervention';
 import type { OpenRunResult } from '../../../src/extension/runState';
 import type { TokenActivationsResult } from '../../../src/extension/tokenActivations';
 
@@ -165,7 +166,7 @@ export async function editorTests(test: Test): Promise<void> {
     const rows = [...h.text.matchAll(/\| \[L(\d+)\.N(\d+)\]\(command:universalNeurons\.showNeuron\?[^)]*\) \| (-?\d+\.\d{3}) \|/g)];
     assert.equal(rows.length, 3, 'workspace topK=3 not applied: ' + h.text);
     assert.match(h.text, /command:universalNeurons\.heatmapNeuron\?/);
-    assert.deepEqual(h.trusted, { enabledCommands: ['universalNeurons.showNeuron', 'universalNeurons.heatmapNeuron'] });
+    assert.deepEqual(h.trusted, { enabledCommands: ['universalNeurons.showNeuron', 'universalNeurons.heatmapNeuron', 'universalNeurons.interveneNeuron'] });
     // The same neurons and values as the engine's own ranking (Show Token Activations).
     const t = await exec<TokenActivationsResult>('universalNeurons.showTokenActivations');
     assert.equal(t.status, 'ok');
@@ -265,6 +266,39 @@ export async function editorTests(test: Test): Promise<void> {
     assert.ok(after.version > a.version);
     await revertAll();
     await waitFor('the heat-map redrawn after the revert', () => (api.testing.heatApplied(doc) as HeatApplied | undefined)?.version === doc.version);
+  });
+
+  await test('intervention: the hover’s ablate link zeroes the neuron, tokens shaded by Δ loss, hover before/after, prompt view, cleared', async () => {
+    assert.ok(topNeuron, 'hover test did not give a neuron');
+    const ed = await show('prompt.txt');
+    const doc = ed.document;
+    const at = doc.positionAt(doc.getText().indexOf(' cat') + 2);
+    const link = /\[ablate\]\(command:universalNeurons\.interveneNeuron\?([^ )]+)/.exec((await hoverText(doc, at))[0]!.text);
+    assert.ok(link, 'no ablate link in the hover');
+    const args = JSON.parse(decodeURIComponent(link[1]!)) as unknown[];
+    const t0 = Date.now();
+    const r = await exec<{ status: string; applied: InterventionApplied }>('universalNeurons.interveneNeuron', ...args);
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    const a = r.applied;
+    assert.equal(a.summary.mode, 'zero');
+    assert.equal(a.editors, 1);
+    assert.ok([...a.up, ...a.down].reduce((x, y) => x + y, 0) > 0, 'no token shaded by its Δ loss');
+    console.log(`     ablation ${a.summary.neurons.join(', ')}: ${Date.now() - t0} ms (model run ${a.runMs.toFixed(0)} ms), mean Δloss ${a.summary.meanDeltaLoss.toFixed(4)}`);
+    const hovers = (await exec<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, at)) ?? [];
+    const texts = hovers.flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : 'value' in c ? c.value : '')));
+    assert.ok(
+      texts.some((x) => /\*\*Intervention\*\* zero/.test(x) && /Loss of this token: \d+\.\d{3} → \d+\.\d{3}/.test(x) && /\| next token \| before \| after \|/.test(x)),
+      texts.join('\n---\n'),
+    );
+    const pv = await exec<{ status: string; intervention?: string }>('universalNeurons.openPromptView');
+    assert.equal(pv.status, 'ok', JSON.stringify(pv));
+    assert.match(pv.intervention ?? '', /^Δ loss \(zero L\d+\.N\d+\)$/);
+    const labels = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((x) => x.label));
+    await waitFor(`a Δ loss prompt view tab (tabs: ${labels().join(' | ')})`, () => labels().some((l) => l.includes('Δ loss')), 10000);
+    await show('prompt.txt');
+    const c = await exec<{ status: string; cleared: number }>('universalNeurons.clearIntervention');
+    assert.equal(c.cleared, 1);
+    assert.equal(api.testing.interventionApplied(doc), undefined);
   });
 
   await test('panels: Show Neuron, the table and the overview open for the run', async () => {
