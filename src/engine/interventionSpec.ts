@@ -153,8 +153,9 @@ export function meansFromRun(
       `run ${run.id}'s reference model (${run.reference.label}: ${run.reference.nLayers} layers x ${run.reference.dMlp}) is not this model's shape (${cfg.nLayer} x ${cfg.dMlp}); its means do not apply`,
     );
   }
-  const col = run.columns['mean'];
-  if (!col) throw new EngineError(`run ${run.id} has no activation statistics (no "mean" column): use this prompt's own mean`);
+  // The exact mean over the run's kept tokens (`mean` is the paper's binned, clipped estimate).
+  const col = run.columns['mean_exact'];
+  if (!col) throw new EngineError(`run ${run.id} has no activation statistics (no "mean_exact" column): use this prompt's own mean`);
   return neurons.map((n) => {
     const r = run.rowIndex.get(n.layer * run.reference.dMlp + n.neuron);
     const x = r === undefined ? NaN : col[r]!;

@@ -166,7 +166,7 @@ describe('intervene: the CLI', () => {
     const doc = JSON.parse(readFileSync(json, 'utf8'));
     const { openRunView } = await import('../../src/engine/run/view');
     const view = await openRunView(demo);
-    const want = [[1, 100], [2, 7]].map(([l, n]) => view.columns['mean']![view.rowIndex.get(l! * view.reference.dMlp + n!)!]!);
+    const want = [[1, 100], [2, 7]].map(([l, n]) => view.columns['mean_exact']![view.rowIndex.get(l! * view.reference.dMlp + n!)!]!);
     assert.equal(doc.mean_source, 'given');
     assert.ok(Math.abs(doc.means[0] - want[0]!) < 1e-6 && Math.abs(doc.means[1] - want[1]!) < 1e-6, `${doc.means} vs ${want}`);
     const post = cli(...args);

@@ -371,7 +371,7 @@ describe('bad input', () => {
   });
 
   test("means from a run's statistics: hook_pre only, the model's shape, every neuron present", () => {
-    const run = { id: 'r1', reference: { label: 'm', dir: 'm', role: 'reference' as const, nLayers: 3, dMlp: 64 }, columns: { mean: Float64Array.of(0.5, NaN, -2) }, rowIndex: new Map([[0, 0], [1, 1], [64 + 7, 2]]) };
+    const run = { id: 'r1', reference: { label: 'm', dir: 'm', role: 'reference' as const, nLayers: 3, dMlp: 64 }, columns: { mean_exact: Float64Array.of(0.5, NaN, -2) }, rowIndex: new Map([[0, 0], [1, 1], [64 + 7, 2]]) };
     const cfg = model.config;
     assert.deepEqual(meansFromRun(run, [{ layer: 1, neuron: 7 }, { layer: 0, neuron: 0 }], 'pre', cfg), [-2, 0.5]);
     assert.throws(() => meansFromRun(run, [{ layer: 0, neuron: 0 }], 'post', cfg), /hook_pre mean only/);

@@ -104,7 +104,7 @@ async function interveneNeuron(d: Deps, arg?: unknown): Promise<InterveneResult>
   const bad = neurons.find((n) => n.layer >= r.nLayers || n.neuron >= r.dMlp);
   if (bad) return fail(`${neuronLabel(bad)} is outside ${r.model.label} (layers 0–${r.nLayers - 1}, neurons 0–${r.dMlp - 1})`);
   // The open run's statistics serve when it was made on this prompt's model.
-  const run = d.runs.current && r.model.runDir === d.runs.current.dir && d.runs.current.columns['mean'] ? d.runs.current : undefined;
+  const run = d.runs.current && r.model.runDir === d.runs.current.dir && d.runs.current.columns['mean_exact'] ? d.runs.current : undefined;
   const choice: ModeChoice | undefined = given.mode ? { mode: given.mode } : await askMode(run?.id);
   if (!choice) return { status: 'dismissed' };
   const mode = choice.mode;
