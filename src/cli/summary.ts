@@ -217,6 +217,8 @@ function familySummary(t: NeuronTable, nLayers: number, isU: (i: number) => bool
     `explained by a family: ${pct((100 * explainedU) / Math.max(1, nU))} of universal neurons (${explainedU} of ${nU}), ` +
       `${pct((100 * (explained - explainedU)) / Math.max(1, t.nRows - nU))} of the others (${explained - explainedU} of ${t.nRows - nU})`,
   );
+  const absent = FAMILY_ORDER.filter((f) => f !== 'unexplained' && !present.includes(f));
+  if (absent.length) out.push(`no neuron in: ${absent.join(', ')}${absent.includes('syntax') ? ' (syntax needs part-of-speech tags: a .jsonl corpus with "tagged" records)' : ''}`);
   if (roles) {
     const has = (i: number, r: string): boolean => roles[i]!.split(',').includes(r);
     out.push('');
