@@ -19,6 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
 import { blockBounds, GiB, planMemory, reclaim } from '../../src/engine/analysis/blocking';
 import { Gemm } from '../../src/engine/analysis/gemm';
+import { pairSeed } from '../../src/engine/analysis/rotations';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readCheckpoint, readJson } from '../../src/engine/store';
 import { Model } from '../../src/engine/runtime';
@@ -72,6 +73,17 @@ describe('blocked analysis equals the unblocked run', () => {
     assert.equal(full.manifest.settings.memoryGb, 8);
     assert.equal(full.manifest.choices.memory, undefined);
     assert.equal(full.manifest.progress.batches_total, 6);
+  });
+
+  test('a fresh rotation per pair, as the paper draws it: seeds recorded in the manifest and used by each pair', () => {
+    const seeds: Record<string, number> = full.manifest.settings.rotationSeeds!;
+    assert.deepEqual({ ...seeds }, { 'tiny-gpt2-b': pairSeed(0, 1), 'tiny-gpt2-c': pairSeed(0, 2) });
+    assert.notEqual(seeds['tiny-gpt2-b'], seeds['tiny-gpt2-c']);
+    for (const label of OTHERS) assert.equal((full.results.get(`cross:${label}`) as CrossMomentsResult).seed, seeds[label], label);
+    // Deterministic, in range, and different for other run seeds.
+    assert.equal(pairSeed(0, 1), pairSeed(0, 1));
+    assert.notEqual(pairSeed(0, 1), pairSeed(1, 1));
+    for (let m = 1; m < 50; m++) assert.ok(Number.isInteger(pairSeed(123, m)) && pairSeed(123, m) >= 0 && pairSeed(123, m) < 2 ** 32);
   });
 
   test('max_corr, partner, baseline and its partner are bit-identical; so are the files', () => {

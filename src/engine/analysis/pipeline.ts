@@ -40,7 +40,7 @@ import {
 import { setKernelThreads } from '../kernels/pool';
 import { GB, planMemory, reclaim } from './blocking';
 import { CHUNK_TOKENS } from './crossmoments';
-import { RotationCache } from './rotations';
+import { pairSeed, RotationCache } from './rotations';
 import type {
   Accumulator,
   AccumulatorSpec,
@@ -555,6 +555,8 @@ export async function runAnalysis(
         settings.gramBlock = mem.gramBlock;
         settings.refBlock = mem.refBlock;
         memEstimate = mem.estimateBytes;
+        // A fresh rotation per pair, as the paper draws it; recorded, so a resume draws the same.
+        settings.rotationSeeds = Object.fromEntries(infos.slice(1).map((m, i) => [m.label, pairSeed(settings.seed, i + 1)]));
       }
       // A new run's folder appears only once models and corpus are known to be usable.
       if (!previous) {

@@ -51,7 +51,7 @@ const PLAN_CHOICES: Record<string, string> = {
   weights: "weight statistics on TransformerLens-processed weights of the reference model (weightstats.ts)",
   partner: 'argmax over every neuron of every layer of the other model; ties keep the lowest column',
   baseline:
-    'R_l per layer: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (seed, layer) by crossmoments.ts rotationMatrix, so every other model gets the same R_l; computed from accumulated moments, no second pass',
+    'R_l per layer and pair: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (the pair\'s seed, layer) by crossmoments.ts rotationMatrix, a fresh R_l for each other model as the paper draws it (settings.rotationSeeds); computed from accumulated moments, no second pass',
   zero_variance: 'a neuron constant over the counted tokens gets ρ = 0 with every partner (partner column −1)',
   correlation_precision:
     'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact). Mode fast: a screening sample of every k-th batch, ' +
@@ -108,7 +108,8 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     model: m,
     ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
     other: { nLayers: ctx.models[m]!.nLayers, dMlp: ctx.models[m]!.dMlp },
-    seed: s.seed,
+    // The pair's own rotations (runs made before per-pair seeds share the run's seed).
+    seed: s.rotationSeeds?.[ctx.models[m]!.label] ?? s.seed,
     mode: s.mode,
     threads: threadsOf(s),
     ...(ctx.rotations ? { rotations: ctx.rotations } : {}),

@@ -98,3 +98,18 @@ export class RotationCache {
     this.end = 0;
   }
 }
+
+/**
+ * The rotation seed of pair (reference, other model `m` ≥ 1) in a run of seed `seed`: the paper
+ * draws a fresh R_l for each pair. A 32-bit mix (murmur3's finaliser) of the two, so that pairs'
+ * matrices are independent draws and the same run seed gives the same seeds everywhere.
+ */
+export function pairSeed(seed: number, m: number): number {
+  let h = (seed ^ Math.imul(m, 0x9e3779b9)) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}

@@ -47,6 +47,11 @@ export interface Settings {
   gramBlock?: number;
   /** Reference columns of the pair's other blocks; 0: unblocked. */
   refBlock?: number;
+  /**
+   * The baseline's rotation seed of each other model (label → seed): a fresh R_l per pair, as the
+   * paper draws it (analysis/rotations.ts pairSeed). Missing in earlier runs: every pair used `seed`.
+   */
+  rotationSeeds?: Record<string, number>;
 }
 
 export interface ModelInfo {
@@ -122,6 +127,7 @@ const SETTINGS_SCHEMA = object({
   memoryGb: optional(finite),
   gramBlock: optional(nat),
   refBlock: optional(nat),
+  rotationSeeds: optional(record(nat)),
 });
 
 const CORPUS_SCHEMA = object({
