@@ -20,7 +20,9 @@ export async function runSummaryOf(runDir: string, print: Print, top: number): P
   const { runFile } = await import('../engine/run/files');
   const m = readManifest(runDir);
   if (m.status !== 'complete') {
-    throw new EngineError(`run ${runDir} is ${m.status}; resume it with: universal-neurons analyze --resume ${runDir}`, runDir);
+    // Running, interrupted (its process is gone: killed), cancelled or failed; liveness.ts says which.
+    const { statusText } = await import('../engine/run/liveness');
+    throw new EngineError(`run ${runDir} has no results yet: it ${statusText(m, `universal-neurons analyze --resume ${runDir}`)}`, runDir);
   }
   const t = await readNeuronArrow(runFile(runDir, 'neurons'));
   const ref = m.models[0]!;
