@@ -389,7 +389,7 @@ async function finishPass(
 ): Promise<void> {
   for (const [i, s] of specs.entries()) {
     throwIfCancelled(signal);
-    const r = await accs[i]!.finish();
+    const r = await accs[i]!.finish(signal);
     results.set(s.name, r);
     if (packed) packed[`done:${s.name}`] = s.pack!(r);
   }

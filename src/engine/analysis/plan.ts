@@ -150,9 +150,9 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
               add: (b) => c.add(b),
               screen: (b) => c.screen(b),
               state: () => c.state(),
-              finish: async () => {
+              finish: async (signal) => {
                 const parts = Array.from({ length: k - 1 }, (_, q) => done.get(name(q)) as CrossMomentsResult);
-                return mergeBlocks([...parts, await c.finish()], N);
+                return mergeBlocks([...parts, await c.finish(signal)], N);
               },
             };
       return {
@@ -233,7 +233,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     tokens: String(ctx.corpus.tokens.used),
   };
   try {
-    w = await weightStats(opened.weights, { threads: threadsOf(s) });
+    w = await weightStats(opened.weights, { threads: threadsOf(s), signal: ctx.signal });
     if (fam) {
       throwIfCancelled(ctx.signal);
       famCols = await familyResults(ctx, fam, {
@@ -300,6 +300,8 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   });
   if (famCols) Object.assign(columns, famCols.columns);
   const dir = ctx.runDir;
+  // Cancel points between the files (each is written atomically; a cancel leaves no half file).
+  throwIfCancelled(ctx.signal);
   await writeNeurons(dir, columns, meta);
   if (famCols) writeUniversalFamilies(dir, universal, M, famCols);
 
@@ -312,6 +314,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     rows.push(r);
   }
   writeUniversalCsv(dir, rows);
+  throwIfCancelled(ctx.signal);
 
   // partners.arrow: long format, reference neuron × other model.
   const P = N * others.length;
@@ -336,6 +339,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       k++;
     });
   }
+  throwIfCancelled(ctx.signal);
   await writePartners(dir, { layer: pl, neuron: pn, model: pModel, partner_layer: pLayer, partner_neuron: pNeuron, corr: pCorr, baseline: pBase }, meta);
 
   // vocab.arrow: top/bottom tokens of each neuron's vocab composition.
@@ -364,6 +368,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       }
     }
   }
+  throwIfCancelled(ctx.signal);
   await writeVocab(dir, { layer: vl, neuron: vn, side, rank, token, value }, meta);
 
   // actstats.arrow: every model's exact activation statistics, long format, named as in neurons.arrow.
@@ -382,9 +387,12 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       for (const c of ['mean', 'var', 'skew', 'kurt', 'sparsity'] as const) acols[EXACT_OF[c] as keyof typeof acols][k] = r[c][j]!;
     }
   }
+  throwIfCancelled(ctx.signal);
   await writeActstats(dir, { model: am, layer: al, neuron: an, ...acols }, meta);
 
+  throwIfCancelled(ctx.signal);
   writeExamples(dir, examples);
+  throwIfCancelled(ctx.signal);
 
   const nUniversal = rows.length;
   return {
