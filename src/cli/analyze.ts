@@ -63,13 +63,30 @@ export async function runAnalyze(
   note: Print,
   signal: CancellationSignal,
   stderr: { isTTY?: boolean; write(s: string): unknown } = process.stderr,
+  inThread = false,
 ): Promise<string> {
-  const { runAnalysis } = await loadPipeline();
-  const { defaultPlan } = await import('../engine/analysis/plan');
   const progress = progressReporter(stderr);
   let runDir: string | undefined;
+  const planOptions = { families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } };
+  // The analysis runs in a worker thread (analysis/worker.ts): this thread stays free, so Ctrl-C
+  // is seen at once (a signal handler waits for the event loop, which a synchronous finishing
+  // loop or an onnxruntime run would hold for seconds), and the worker polls the shared flag in
+  // every phase. `inThread` (tests) runs it here instead.
+  const run = async (
+    opts: import('../engine/analysis/workerClient').WorkerAnalysisOptions,
+    onProgress: (p: import('../engine/analysis/pipeline').Progress) => void,
+  ): Promise<{ runDir: string; manifest: import('../engine/analysis/pipeline').Manifest }> => {
+    if (inThread) {
+      const { runAnalysis } = await loadPipeline();
+      const { defaultPlan } = await import('../engine/analysis/plan');
+      const { plan, ...rest } = opts;
+      return runAnalysis({ ...rest, plan: defaultPlan(plan ?? {}) }, onProgress, signal);
+    }
+    const { runAnalysisInWorker } = await import('../engine/analysis/workerClient');
+    return runAnalysisInWorker(opts, onProgress, signal);
+  };
   try {
-    const r = await runAnalysis(
+    const r = await run(
       {
         models: cmd.models,
         corpus: cmd.corpus,
@@ -84,13 +101,12 @@ export async function runAnalyze(
         mode: cmd.mode,
         threads: cmd.threads,
         resume: cmd.resume,
-        plan: defaultPlan({ families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } }),
+        plan: planOptions,
       },
       (p) => {
         if (p.runDir) runDir = p.runDir;
         progress.update(p);
       },
-      signal,
     );
     progress.end();
     runDir = r.runDir;
@@ -101,7 +117,9 @@ export async function runAnalyze(
     return r.runDir;
   } catch (e) {
     progress.end();
-    if (e instanceof CancelledError && runDir) note(`the run is checkpointed; continue it with: universal-neurons analyze --resume ${runDir}`);
+    if (e instanceof CancelledError && runDir) {
+      note(`the run was cancelled; it continues from its last checkpoint with: universal-neurons analyze --resume ${runDir}`);
+    }
     throw e;
   }
 }

@@ -488,7 +488,9 @@ function markEnded(m: Manifest, runDir: string, e: unknown, phase: string, t0: n
 
 /**
  * Runs (or resumes) one analysis end to end. Progress goes to `onProgress`; `signal` stops it
- * between batches (CancelledError) after writing a checkpoint, so that `resume` continues there.
+ * within about a second in any phase (CancelledError): the manifest says `cancelled` with the
+ * phase, and no checkpoint is written on the way out, so `resume` continues from the last
+ * periodic one (or the end-of-stream one, when it stopped while finishing or writing).
  */
 export async function runAnalysis(
   opts: AnalysisOptions,
