@@ -301,6 +301,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   if (famCols) Object.assign(columns, famCols.columns);
   const dir = ctx.runDir;
   // Cancel points between the files (each is written atomically; a cancel leaves no half file).
+  ctx.progress({ phase: 'write', message: 'result files: neurons.arrow, universal.csv, partners.arrow, vocab.arrow, actstats.arrow' });
   throwIfCancelled(ctx.signal);
   await writeNeurons(dir, columns, meta);
   if (famCols) writeUniversalFamilies(dir, universal, M, famCols);
@@ -390,6 +391,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   throwIfCancelled(ctx.signal);
   await writeActstats(dir, { model: am, layer: al, neuron: an, ...acols }, meta);
 
+  ctx.progress({ phase: 'write', message: 'result files: examples' });
   throwIfCancelled(ctx.signal);
   writeExamples(dir, examples);
   throwIfCancelled(ctx.signal);
