@@ -66,6 +66,7 @@ export async function runAnalyze(
   inThread = false,
 ): Promise<string> {
   const progress = progressReporter(stderr);
+  const warned = new Set<string>();
   let runDir: string | undefined;
   const planOptions = { families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } };
   // The analysis runs in a worker thread (analysis/worker.ts): this thread stays free, so Ctrl-C
@@ -105,12 +106,14 @@ export async function runAnalyze(
       },
       (p) => {
         if (p.runDir) runDir = p.runDir;
+        if (p.message?.startsWith('warning: ')) warned.add(p.message.slice('warning: '.length));
         progress.update(p);
       },
     );
     progress.end();
     runDir = r.runDir;
-    for (const w of r.manifest.warnings) note(`warning: ${w}`);
+    // Warnings said at the start (the budget) are not repeated.
+    for (const w of r.manifest.warnings) if (!warned.has(w)) note(`warning: ${w}`);
     print(`wrote ${r.runDir} in ${formatDuration(r.manifest.timings.total_s)}`);
     print('');
     await runSummaryOf(r.runDir, print, cmd.topSummary ?? 15);

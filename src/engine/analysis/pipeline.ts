@@ -22,9 +22,9 @@ import '../ortTelemetry';
 import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { hashFile } from '../checkpoint';
+import { hashFile, peekCheckpoint } from '../checkpoint';
 import { readCorpus, row, isKept, type Corpus } from '../corpus';
-import { firstNonFinite } from '../arch/gpt2';
+import { firstNonFinite, parseGpt2Config } from '../arch/gpt2';
 import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
 import { hashVocab, Tokenizer } from '../tokenizer';
@@ -288,7 +288,8 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
         ...info,
         role: i === 0 ? 'reference' : 'other',
         config_sha256: await hashFile(join(m.dir, 'config.json')),
-        safetensors_sha256: await hashFile(join(m.dir, 'model.safetensors')),
+        // The weights file loadCheckpoint chose (a folder's only .safetensors may have another name).
+        safetensors_sha256: await hashFile(m.weightsPath),
         vocab_sha256: vocabHash(m.tokenizer),
         // Vocabulary AND merges (Tokenizer.fingerprint): same vocabulary with other merges gives other ids.
         tokenizer_sha256: m.tokenizer.fingerprint(),
@@ -465,6 +466,36 @@ export function asRunError(e: unknown, runDir: string): unknown {
   return e;
 }
 
+/**
+ * The checks that need no model opened (issue #19: a bad budget or --out must not wait for the
+ * models to load): every model folder resolves to a checkpoint with a usable config; the token
+ * budget holds at least one row of the reference's context (and a budget that is not a multiple
+ * of it is said now, not at the end); every corpus path exists; `out` is not a run already.
+ */
+export function preflight(modelDirs: readonly string[], corpusPaths: readonly string[], tokens: number, out: string | undefined, onProgress: (p: Progress) => void): void {
+  const ctx: number[] = [];
+  for (const d of modelDirs) {
+    const ck = peekCheckpoint(d);
+    ctx.push(parseGpt2Config(ck.configJson, ck.configPath).nPositions);
+  }
+  const n = ctx[0]!;
+  if (!(Number.isSafeInteger(tokens) && tokens >= n)) {
+    throw new EngineError(
+      `the token budget ${tokens} is less than one row: the reference model ${modelDirs[0]} has a context of ${n} tokens (n_positions in its config.json); give --tokens ${n} or more (a multiple of ${n})`,
+    );
+  }
+  if (tokens % n !== 0) {
+    const rows = Math.floor(tokens / n);
+    onProgress({ phase: 'open', message: `warning: the token budget ${tokens} is not a multiple of the row length ${n}; using ${rows * n} tokens (${rows} rows)` });
+  }
+  for (const p of corpusPaths) {
+    if (!fs.existsSync(p)) throw new EngineError(`corpus path ${p} does not exist`, p);
+  }
+  if (out !== undefined && fs.existsSync(join(out, 'manifest.json'))) {
+    throw new EngineError(`${out} already holds a run (manifest.json); choose another --out, or continue it with --resume ${out}`, out);
+  }
+}
+
 /** Marks a run that stopped: `cancelled` or `failed`, with the reason, written best-effort. */
 function markEnded(m: Manifest, runDir: string, e: unknown, phase: string, t0: number): void {
   const cancelled = e instanceof CancelledError;
@@ -539,6 +570,9 @@ export async function runAnalysis(
       runDir = '';
       id = '';
     }
+
+    // Before any model is opened: the folders, configs, budget, corpus paths and run folder.
+    preflight(modelDirs, corpusPaths, settings.tokens, previous ? undefined : opts.out, onProgress);
 
     // What 0 means is decided once, here, and recorded: every session uses (and writes) its own.
     // The kernels' worker pool takes the same count as onnxruntime.
