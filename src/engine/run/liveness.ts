@@ -32,7 +32,7 @@ export function statusText(m: { status: string; pid?: number; hostname?: string;
     const l = runLiveness(m);
     if (l === 'dead') return `was interrupted (its process ${m.pid} is gone: killed or crashed); resume it with: ${resume}`;
     if (l === 'alive') return `is still running (process ${m.pid}); wait for it, or stop it and resume later with: ${resume}`;
-    return `is running, or was killed${m.hostname ? ` (it ran on ${m.hostname})` : ''}; if it was killed, resume it with: ${resume}`;
+    return `is still running, or was killed${m.hostname ? ` (it ran on ${m.hostname})` : ''}; if it was killed, resume it with: ${resume}`;
   }
   if (m.status === 'cancelled') return `was cancelled${m.reason ? ` (${m.reason.replace(/; resume it with:.*$/, '')})` : ''}; resume it with: ${resume}`;
   if (m.status === 'failed') return `failed${m.error ? `: ${m.error}` : ''}; after fixing the cause, resume it with: ${resume}`;
