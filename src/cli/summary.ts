@@ -187,8 +187,9 @@ export const SUMMARY_LEGEND = [
   '    the forward still sees them.',
   '  sparsity: the paper\'s name for the activation frequency: the share of kept tokens whose pre-activation',
   '    is > 0 (high = fires often, not "sparse"). kurt: kurtosis of the pre-activation (not excess; Gaussian 3).',
-  '  family "(label 0.123)" in brackets: unexplained; its best label and variance reduction, below the',
-  '    family threshold. Partner "b:L1.N2(0.934)": the best partner in model b and its correlation.',
+  '  brackets: "12 (3)" in the families and roles tables is all neurons (universal ones). A family',
+  '    "(label 0.123)" in brackets is unexplained: its best label and variance reduction, below the family',
+  '    threshold. Partner "b:L1.N2(0.934)": the best partner in model b and its correlation.',
   '  (at least: ...): a table of only some neurons (the paper\'s universal.csv) cannot count below its lowest excess.',
 ];
 
