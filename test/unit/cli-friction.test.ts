@@ -117,7 +117,8 @@ describe('table and summary', () => {
     const lines = summarizeTable(readNeuronCsv(p), { threshold: 0.5, top: 5 });
     const legend = lines.slice(lines.indexOf('legend:')).join('\n');
     assert.deepEqual(lines.slice(lines.indexOf('legend:')), SUMMARY_LEGEND);
-    assert.match(legend, /in brackets: unexplained/);
+    assert.match(legend, /all neurons \(universal ones\)/);
+    assert.match(legend, /in brackets is unexplained/);
     assert.match(legend, /sparsity: the paper's name for the activation frequency/);
     assert.match(legend, /kept: tokens counted/);
   });
