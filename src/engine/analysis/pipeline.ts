@@ -461,7 +461,8 @@ export function asRunError(e: unknown, runDir: string): unknown {
   const err = e as NodeJS.ErrnoException | undefined;
   if (err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code)) {
     const path = err.path ?? runDir;
-    return new EngineError(`cannot write ${path} (run ${runDir}): ${ioReason(e)}`, path);
+    const verb = err.syscall === 'open' || err.syscall === 'read' || err.syscall === 'scandir' ? 'cannot read or open' : err.syscall ? `cannot ${err.syscall}` : 'cannot access';
+    return new EngineError(`${verb} ${path} (run ${runDir}): ${ioReason(e)}`, path);
   }
   return e;
 }
@@ -534,7 +535,9 @@ export async function runAnalysis(
   let phaseNow = 'opening the models';
   const report = onProgress;
   onProgress = (p) => {
-    if (p.phase !== 'checkpoint' && p.phase !== 'stream') phaseNow = p.message ?? p.phase;
+    if (p.message?.startsWith('warning: ')) {
+      // a warning is not a phase
+    } else if (p.phase !== 'checkpoint' && p.phase !== 'stream') phaseNow = p.message ?? p.phase;
     else if (p.phase === 'stream') phaseNow = 'streaming the corpus';
     report(p);
   };
