@@ -202,7 +202,7 @@ describe('checked before any model is opened; same folders for every command', (
 
   test('--tokens below one row, an --out that is a run, a missing corpus: refused before opening', async () => {
     const cases: [{ tokens?: number; corpus?: string[]; out?: string }, RegExp][] = [
-      [{ tokens: 10 }, /token budget 10 is less than one row: .* context of 32 tokens/],
+      [{ tokens: 10 }, /token budget 10 is less than one row: the reference model.s context is 32 tokens/],
       [{ corpus: [join(tmp, 'nope.txt')] }, /corpus path .*nope\.txt does not exist/],
       [{ out: join(tmp, 'killed-out') }, /already holds a run/],
     ];

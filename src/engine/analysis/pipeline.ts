@@ -474,15 +474,16 @@ export function asRunError(e: unknown, runDir: string): unknown {
  * of it is said now, not at the end); every corpus path exists; `out` is not a run already.
  */
 export function preflight(modelDirs: readonly string[], corpusPaths: readonly string[], tokens: number, out: string | undefined, onProgress: (p: Progress) => void): void {
-  const ctx: number[] = [];
+  const ctx: { n: number; config: string }[] = [];
   for (const d of modelDirs) {
     const ck = peekCheckpoint(d);
-    ctx.push(parseGpt2Config(ck.configJson, ck.configPath).nPositions);
+    ctx.push({ n: parseGpt2Config(ck.configJson, ck.configPath).nPositions, config: ck.configPath });
   }
-  const n = ctx[0]!;
+  const { n, config } = ctx[0]!;
   if (!(Number.isSafeInteger(tokens) && tokens >= n)) {
     throw new EngineError(
-      `the token budget ${tokens} is less than one row: the reference model ${modelDirs[0]} has a context of ${n} tokens (n_positions in its config.json); give --tokens ${n} or more (a multiple of ${n})`,
+      `the token budget ${tokens} is less than one row: the reference model's context is ${n} tokens (n_positions in ${config}); give --tokens ${n} or more (a multiple of ${n})`,
+      config,
     );
   }
   if (tokens % n !== 0) {
