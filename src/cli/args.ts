@@ -90,6 +90,14 @@ Options of intervene:
                   distribution's entropy (n entries: the last token's too). Prompts longer than
                   the context run in windows, as for activations.
 
+Options of table:
+  --threshold T        Universal if excess correlation > T (default 0.5).
+  --d-mlp N            Neurons per layer, for percentages of a table that holds only some neurons.
+
+Options of demo:
+  --tokens N           Token budget (default the demo's, 40,960; counts as for analyze).
+  --out DIR            Run folder (default as for analyze).
+
 Common options:
   --model DIR   Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json) or a
                 hub cache folder models--org--name.
@@ -143,14 +151,14 @@ export function commandHelp(cmd: string): string {
     if (m) keep = own.includes(m[1]!) || m[1] === 'help';
     if (keep) common.push(l);
   }
-  const options = cmd === 'analyze' ? block('Options of analyze:') : [];
+  const options = block(`Options of ${cmd}:`);
   return [
     'Usage:',
     ...usage,
     '',
     ...desc,
     ...(options.length ? ['', 'Options:', ...options] : []),
-    ...(common.length ? ['', cmd === 'analyze' ? 'Also:' : 'Options:', ...common.filter((l) => cmd !== 'analyze' || !/^  --(models|corpus|tokens|out)\b/.test(l))] : []),
+    ...(common.length ? ['', options.length ? 'Also:' : 'Options:', ...common] : []),
     '',
     'Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted.',
     '',
