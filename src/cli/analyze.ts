@@ -20,7 +20,9 @@ export async function runSummaryOf(runDir: string, print: Print, top: number): P
   const { runFile } = await import('../engine/run/files');
   const m = readManifest(runDir);
   if (m.status !== 'complete') {
-    throw new EngineError(`run ${runDir} is ${m.status}; resume it with: universal-neurons analyze --resume ${runDir}`, runDir);
+    // Running, interrupted (its process is gone: killed), cancelled or failed; liveness.ts says which.
+    const { statusText } = await import('../engine/run/liveness');
+    throw new EngineError(`run ${runDir} has no results yet: it ${statusText(m, `universal-neurons analyze --resume ${runDir}`)}`, runDir);
   }
   const t = await readNeuronArrow(runFile(runDir, 'neurons'));
   const ref = m.models[0]!;
@@ -61,13 +63,31 @@ export async function runAnalyze(
   note: Print,
   signal: CancellationSignal,
   stderr: { isTTY?: boolean; write(s: string): unknown } = process.stderr,
+  inThread = false,
 ): Promise<string> {
-  const { runAnalysis } = await loadPipeline();
-  const { defaultPlan } = await import('../engine/analysis/plan');
   const progress = progressReporter(stderr);
+  const warned = new Set<string>();
   let runDir: string | undefined;
+  const planOptions = { families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } };
+  // The analysis runs in a worker thread (analysis/worker.ts): this thread stays free, so Ctrl-C
+  // is seen at once (a signal handler waits for the event loop, which a synchronous finishing
+  // loop or an onnxruntime run would hold for seconds), and the worker polls the shared flag in
+  // every phase. `inThread` (tests) runs it here instead.
+  const run = async (
+    opts: import('../engine/analysis/workerClient').WorkerAnalysisOptions,
+    onProgress: (p: import('../engine/analysis/pipeline').Progress) => void,
+  ): Promise<{ runDir: string; manifest: import('../engine/analysis/pipeline').Manifest }> => {
+    if (inThread) {
+      const { runAnalysis } = await loadPipeline();
+      const { defaultPlan } = await import('../engine/analysis/plan');
+      const { plan, ...rest } = opts;
+      return runAnalysis({ ...rest, plan: defaultPlan(plan ?? {}) }, onProgress, signal);
+    }
+    const { runAnalysisInWorker } = await import('../engine/analysis/workerClient');
+    return runAnalysisInWorker(opts, onProgress, signal);
+  };
   try {
-    const r = await runAnalysis(
+    const r = await run(
       {
         models: cmd.models,
         corpus: cmd.corpus,
@@ -82,24 +102,27 @@ export async function runAnalyze(
         mode: cmd.mode,
         threads: cmd.threads,
         resume: cmd.resume,
-        plan: defaultPlan({ families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } }),
+        plan: planOptions,
       },
       (p) => {
         if (p.runDir) runDir = p.runDir;
+        if (p.message?.startsWith('warning: ')) warned.add(p.message.slice('warning: '.length));
         progress.update(p);
       },
-      signal,
     );
     progress.end();
     runDir = r.runDir;
-    for (const w of r.manifest.warnings) note(`warning: ${w}`);
+    // Warnings said at the start (the budget) are not repeated.
+    for (const w of r.manifest.warnings) if (!warned.has(w)) note(`warning: ${w}`);
     print(`wrote ${r.runDir} in ${formatDuration(r.manifest.timings.total_s)}`);
     print('');
     await runSummaryOf(r.runDir, print, cmd.topSummary ?? 15);
     return r.runDir;
   } catch (e) {
     progress.end();
-    if (e instanceof CancelledError && runDir) note(`the run is checkpointed; continue it with: universal-neurons analyze --resume ${runDir}`);
+    if (e instanceof CancelledError && runDir) {
+      note(`the run was cancelled; it continues from its last checkpoint with: universal-neurons analyze --resume ${runDir}`);
+    }
     throw e;
   }
 }

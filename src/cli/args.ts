@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { NeuronRef } from '../engine/arch/gpt2';
 import { parseMode, parseNeuronList, parseTokenRange, type InterventionMode } from '../engine/interventionSpec';
+import { isUsableThreshold } from '../engine/run/defaults';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -22,7 +23,8 @@ Usage:
   universal-neurons intervene --model DIR (--text T | --file F) --neuron L3.N120[,...]
                     --mode zero|mean|fix=V|scale=K [--hook pre|post] [--tokens A:B] [--top K]
                     [--run RUN] [--json OUT] [--threads N]
-  universal-neurons --help
+  universal-neurons COMMAND --help
+  universal-neurons --help | --version
 
 Commands:
   analyze       Correlate every neuron of the reference model with every neuron of the other
@@ -47,11 +49,12 @@ Commands:
 Options of analyze:
   --models DIR...      Two or more GPT-2 folders of one architecture and tokenizer.
   --corpus PATH...     .txt/.md/.jsonl ("text" per line) files, .tokens.bin (uint16 ids), or folders.
-  --tokens N           Token budget: the first N tokens as whole rows of the context length.
+  --tokens N           Token budget: the first N tokens as whole rows of the context length
+                       (at least one row; 1e6, 1_000_000, 1M and 64k are accepted).
   --out DIR            Run folder (default ./.universal-neurons/runs/<id>).
   --reference NAME     Reference model (folder name or path; default the first).
   --threshold T        Universal if excess correlation > T (default 0.5).
-  --seed S             Seed of the baseline's random rotations (default 0).
+  --seed S             Seed of the baseline's random rotations: an integer in [0, 2^32) (default 0).
   --batch-rows B       Corpus rows per batch (default 8).
   --checkpoint-every K Checkpoint every K batches (default 25).
   --memory-gb G        Peak memory to plan for, GB (10^9 bytes; default 8). Models whose cross moments do not fit
@@ -66,7 +69,9 @@ Options of analyze:
                        from the weights, an entropy intervention).
   --family-vr K=V,...  Family thresholds: unigram=0.5 alphabet=0.35 feature=0.5 syntax=0.5
                        semantic=0.5 position-mi=0.05 position-kurtosis=2 (method.md defaults;
-                       feature, syntax and semantic are ours).
+                       feature, syntax and semantic are ours). The five VR thresholds are
+                       variance reductions in [0, 1]; position-mi (nats) and position-kurtosis
+                       are >= 0.
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
 
 Options of intervene:
@@ -85,6 +90,14 @@ Options of intervene:
                   distribution's entropy (n entries: the last token's too). Prompts longer than
                   the context run in windows, as for activations.
 
+Options of table:
+  --threshold T        Universal if excess correlation > T (default 0.5).
+  --d-mlp N            Neurons per layer, for percentages of a table that holds only some neurons.
+
+Options of demo:
+  --tokens N           Token budget (default the demo's, 40,960; counts as for analyze).
+  --out DIR            Run folder (default as for analyze).
+
 Common options:
   --model DIR   Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json) or a
                 hub cache folder models--org--name.
@@ -94,10 +107,88 @@ Common options:
   --json OUT    Also write {"model", "tokens": [{id,text,start,end}], "hook_pre", "hook_post"}
                 to OUT, activations indexed [layer][token][neuron], BOS as token 0.
   --threads N   onnxruntime intra-op threads (default 0: every core this process may use).
-  -h, --help    Show this help.
+  -h, --help    Show this help (after a command: that command's help).
+  --version     Print the version.
 
 Exit codes: 0 ok, 1 error (bad model, unreadable file, ...), 2 usage error, 130 interrupted.
 `;
+
+export const COMMANDS = ['analyze', 'summary', 'table', 'activations', 'intervene', 'demo'] as const;
+
+/**
+ * One command's help (`universal-neurons CMD --help`): its usage lines and description from HELP,
+ * then the options it takes (analyze's own block, and the common options it accepts).
+ */
+export function commandHelp(cmd: string): string {
+  const lines = HELP.split('\n');
+  // A usage line and its continuation lines (indented further, as intervene's).
+  const usage: string[] = [];
+  for (const [i, l] of lines.entries()) {
+    if (l.startsWith(`  universal-neurons ${cmd} `) || l === `  universal-neurons ${cmd}`) {
+      usage.push(l);
+      for (let j = i + 1; j < lines.length && /^ {5,}\S/.test(lines[j]!) && !lines[j]!.trimStart().startsWith('universal-neurons'); j++) usage.push(lines[j]!);
+    }
+  }
+  const start = lines.findIndex((l) => new RegExp(`^  ${cmd}\\s{2,}`).test(l));
+  const desc: string[] = [];
+  for (let i = start; i >= 0 && i < lines.length; i++) {
+    if (i > start && (/^  \S/.test(lines[i]!) || lines[i] === '')) break;
+    desc.push(lines[i]!);
+  }
+  const block = (title: string): string[] => {
+    const b = lines.findIndex((l) => l === title);
+    if (b < 0) return [];
+    const out: string[] = [];
+    for (let i = b + 1; i < lines.length && lines[i] !== ''; i++) out.push(lines[i]!);
+    return out;
+  };
+  // Common options this command takes: an option's entry is its first line and the indented lines under it.
+  const own = ALLOWED[cmd] ?? [];
+  const common: string[] = [];
+  let keep = false;
+  for (const l of block('Common options:')) {
+    const m = /^  (?:-\w, )?--([\w-]+)/.exec(l);
+    if (m) keep = own.includes(m[1]!) || m[1] === 'help';
+    if (keep) common.push(l);
+  }
+  const options = block(`Options of ${cmd}:`);
+  return [
+    'Usage:',
+    ...usage,
+    '',
+    ...desc,
+    ...(options.length ? ['', 'Options:', ...options] : []),
+    ...(common.length ? ['', options.length ? 'Also:' : 'Options:', ...common] : []),
+    '',
+    'Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted.',
+    '',
+  ].join('\n');
+}
+
+/** The flags each command takes. */
+const ALLOWED: Record<string, readonly string[]> = {
+  activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
+  demo: ['tokens', 'threads', 'top', 'out'],
+  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
+  summary: ['top'],
+  table: ['top', 'threshold', 'd-mlp'],
+  intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
+};
+
+/**
+ * A count as people write it: 1000000, 1_000_000, 1,000,000, 1e6, 1.5e5, 1M, 64k, 2G. Returns
+ * undefined when `raw` is none of these or not a whole number.
+ */
+export function parseCount(raw: string): number | undefined {
+  const s = raw.trim().replace(/[_,]/g, '');
+  const m = /^(\d+(?:\.\d+)?(?:e\d+)?)([kKmMgG]?)$/.exec(s);
+  if (!m) return undefined;
+  const scale = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const x = Number(m[1]) * scale;
+  // 1.5e5 is whole; 1.2345k is not (and float rounding of a whole product stays within 1e-9 of it).
+  const r = Math.round(x);
+  return Number.isSafeInteger(r) && Math.abs(x - r) < 1e-9 ? r : undefined;
+}
 
 export interface ActivationsCommand {
   kind: 'activations';
@@ -172,15 +263,28 @@ export interface InterveneCommand {
   threads: number;
 }
 
-export type Command = { kind: 'help' } | ActivationsCommand | DemoCommand | AnalyzeCommand | SummaryCommand | TableCommand | InterveneCommand;
+export type Command = { kind: 'help'; command?: string } | { kind: 'version' } | ActivationsCommand | DemoCommand | AnalyzeCommand | SummaryCommand | TableCommand | InterveneCommand;
 
 /** Flags that take several values: `--models a b c` is `--models a --models b --models c`. */
 const LIST_FLAGS = new Set(['--models', '--corpus']);
 
+/** Flags that take a value (a value that looks negative, `--seed -1`, is joined as `--seed=-1`). */
+const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--resume', '--d-mlp', '--neuron', '--hook', '--run']);
+
 function expandLists(argv: string[]): string[] {
   const out: string[] = [];
   let list: string | undefined;
-  for (const a of argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    // node's parseArgs reads `-1` after a flag as an option ("argument is ambiguous"): a number
+    // that starts with '-' is the flag's value, and its own check says what is wrong with it.
+    if (VALUE_FLAGS.has(a) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+      list = undefined;
+      continue;
+    }
     if (a.startsWith('-')) {
       list = LIST_FLAGS.has(a) ? a : undefined;
       if (list) continue;
@@ -202,14 +306,28 @@ const FAMILY_KEYS = {
 } as const;
 export type FamilyThresholdKey = (typeof FAMILY_KEYS)[keyof typeof FAMILY_KEYS];
 
+/** Each family threshold's valid range: the variance reductions are fractions, MI and kurtosis are ≥ 0. */
+const FAMILY_RANGES: Record<keyof typeof FAMILY_KEYS, { max?: number; what: string }> = {
+  unigram: { max: 1, what: 'a variance reduction in [0, 1]' },
+  alphabet: { max: 1, what: 'a variance reduction in [0, 1]' },
+  feature: { max: 1, what: 'a variance reduction in [0, 1]' },
+  syntax: { max: 1, what: 'a variance reduction in [0, 1]' },
+  semantic: { max: 1, what: 'a variance reduction in [0, 1]' },
+  'position-mi': { what: 'a mutual information in nats, >= 0' },
+  'position-kurtosis': { what: 'a kurtosis, >= 0' },
+};
+
 function familyThresholds(raw: string): Partial<Record<FamilyThresholdKey, number>> {
   const out: Partial<Record<FamilyThresholdKey, number>> = {};
-  for (const part of raw.split(',').filter((p) => p.trim())) {
+  for (const part of raw.split(/[,\s]+/).filter((p) => p.trim())) {
     const [k, val] = part.split('=').map((x) => x.trim());
     const key = FAMILY_KEYS[k as keyof typeof FAMILY_KEYS];
     if (!key) throw new UsageError(`--family-vr: unknown threshold ${JSON.stringify(k)} (expected ${Object.keys(FAMILY_KEYS).join(', ')})`);
+    const range = FAMILY_RANGES[k as keyof typeof FAMILY_KEYS];
     const x = Number(val);
-    if (val === undefined || val === '' || !Number.isFinite(x) || x < 0) throw new UsageError(`--family-vr: ${k} needs a number ≥ 0, got ${JSON.stringify(val)}`);
+    if (val === undefined || val === '' || !Number.isFinite(x) || x < 0 || (range.max !== undefined && x > range.max)) {
+      throw new UsageError(`--family-vr: ${k} needs ${range.what}, got ${JSON.stringify(val ?? '')}`);
+    }
     out[key] = x;
   }
   return out;
@@ -222,12 +340,21 @@ function number(name: string, raw: string | undefined): number | undefined {
   return x;
 }
 
-function integer(name: string, raw: string | undefined, def: number, min: number): number {
+function integer(name: string, raw: string | undefined, def: number, min: number, max?: number, range?: string): number {
   if (raw === undefined) return def;
-  if (!/^\d+$/.test(raw) || Number(raw) < min || !Number.isSafeInteger(Number(raw))) {
-    throw new UsageError(`--${name} needs an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw) || Number(raw) < min || !Number.isSafeInteger(Number(raw)) || (max !== undefined && Number(raw) > max)) {
+    throw new UsageError(`--${name} needs an integer ${range ?? `>= ${min}`}, got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
+}
+
+/** A token budget: a count (parseCount: 1e6, 1_000_000, 1M) of at least `min`. */
+function count(name: string, raw: string, min: number): number {
+  const x = parseCount(raw);
+  if (x === undefined || x < min) {
+    throw new UsageError(`--${name} needs a whole number of tokens >= ${min} (e.g. 1000000, 1_000_000, 1e6 or 1M), got ${JSON.stringify(raw)}`);
+  }
+  return x;
 }
 
 export function parseCli(argv: string[]): Command {
@@ -263,6 +390,7 @@ export function parseCli(argv: string[]): Command {
         hook: { type: 'string' },
         run: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -270,19 +398,14 @@ export function parseCli(argv: string[]): Command {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
   const { values: v, positionals } = parsed;
-  if (v.help || positionals[0] === 'help') return { kind: 'help' };
+  if (v.version) return { kind: 'version' };
+  // `CMD --help` and `help CMD`: that command's help; a bare --help or `help`: the whole help.
+  if (positionals[0] === 'help') return COMMANDS.includes(positionals[1] as (typeof COMMANDS)[number]) ? { kind: 'help', command: positionals[1] } : { kind: 'help' };
+  if (v.help) return COMMANDS.includes(positionals[0] as (typeof COMMANDS)[number]) ? { kind: 'help', command: positionals[0] } : { kind: 'help' };
   const [sub, ...extra] = positionals;
   if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene or demo)');
   const threads = integer('threads', v.threads, 0, 0);
-  const allowed: Record<string, readonly string[]> = {
-    activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
-    demo: ['tokens', 'threads', 'top', 'out'],
-    analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
-    summary: ['top'],
-    table: ['top', 'threshold', 'd-mlp'],
-    intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
-  };
-  const own = allowed[sub];
+  const own = ALLOWED[sub];
   if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene or demo)`);
   for (const [flag, value] of Object.entries(v)) {
     if (value !== undefined && flag !== 'help' && !own.includes(flag)) throw new UsageError(`${sub} does not take --${flag}`);
@@ -305,7 +428,7 @@ export function parseCli(argv: string[]): Command {
       threads,
       top: integer('top', v.top, 15, 0),
       out: v.out,
-      tokens: v.tokens === undefined ? undefined : integer('tokens', v.tokens.replace(/_/g, ''), 0, 2),
+      tokens: v.tokens === undefined ? undefined : count('tokens', v.tokens, 2),
     };
   }
   if (sub === 'summary') {
@@ -333,8 +456,12 @@ export function parseCli(argv: string[]): Command {
   if (!v.models || v.models.length < 2) throw new UsageError('analyze needs --models with at least two model folders');
   if (!v.corpus || v.corpus.length === 0) throw new UsageError('analyze needs --corpus PATH...');
   if (v.tokens === undefined) throw new UsageError('analyze needs --tokens N (the token budget)');
-  const tokens = integer('tokens', v.tokens.replace(/_/g, ''), 0, 2);
+  const tokens = count('tokens', v.tokens, 2);
   const mode = v.mode;
+  const threshold = number('threshold', v.threshold);
+  if (threshold !== undefined && !isUsableThreshold(threshold)) {
+    throw new UsageError(`--threshold needs an excess correlation strictly between -1 and 2, got ${v.threshold}`);
+  }
   const memoryGb = number('memory-gb', v['memory-gb']);
   if (memoryGb !== undefined && !(memoryGb > 0)) throw new UsageError(`--memory-gb must be a positive number of GB, got ${v['memory-gb']}`);
   if (mode !== undefined && mode !== 'exact' && mode !== 'fast') throw new UsageError(`--mode must be exact or fast, got ${JSON.stringify(mode)}`);
@@ -345,8 +472,8 @@ export function parseCli(argv: string[]): Command {
     tokens,
     out: v.out,
     reference: v.reference,
-    threshold: number('threshold', v.threshold),
-    seed: v.seed === undefined ? undefined : integer('seed', v.seed, 0, 0),
+    threshold,
+    seed: v.seed === undefined ? undefined : integer('seed', v.seed, 0, 0, 2 ** 32 - 1, 'in [0, 2^32): negative seeds are not used'),
     batchRows: v['batch-rows'] === undefined ? undefined : integer('batch-rows', v['batch-rows'], 0, 1),
     checkpointEvery: v['checkpoint-every'] === undefined ? undefined : integer('checkpoint-every', v['checkpoint-every'], 0, 1),
     memoryGb,

@@ -6,11 +6,23 @@ import { CancelledError, type CancellationSignal } from '../engine/errors';
 import { errorLine } from '../format';
 import { runActivations } from './activations';
 import { runAnalyze, runSummary, runTable } from './analyze';
-import { HELP, parseCli, UsageError, type Command } from './args';
+import { commandHelp, HELP, parseCli, UsageError, type Command } from './args';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../locate';
 import { runDemo } from './demo';
 import { runIntervene } from './intervene';
 
 const print = (line: string) => process.stdout.write(line + '\n');
+
+/** The package's version (package.json above dist/cli.js, or above src/cli under tsx). */
+function cliVersion(): string {
+  try {
+    return String((JSON.parse(readFileSync(join(packageRoot(__dirname), 'package.json'), 'utf8')) as { version?: unknown }).version ?? 'unknown');
+  } catch {
+    return 'unknown';
+  }
+}
 const note = (line: string) => process.stderr.write(line + '\n');
 
 async function main(argv: string[]): Promise<number> {
@@ -24,7 +36,11 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (cmd.kind === 'help') {
-    process.stdout.write(HELP);
+    process.stdout.write(cmd.command ? commandHelp(cmd.command) : HELP);
+    return 0;
+  }
+  if (cmd.kind === 'version') {
+    print(`universal-neurons ${cliVersion()}`);
     return 0;
   }
   // First Ctrl-C asks the engine to stop between steps; a second one kills as usual.

@@ -10,6 +10,7 @@
 import { isUniversal, SUMMARY_THRESHOLDS } from '../engine/run/defaults';
 import type { NeuronTable } from '../engine/run/neurons';
 import { FAMILIES } from '../engine/analysis/families';
+import { EngineError } from '../engine/errors';
 
 export interface SummaryOptions {
   threshold: number;
@@ -53,8 +54,13 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
   const meanBase = col('mean_baseline');
   if (!excess) {
     if (!meanCorr || !meanBase) {
-      out.push(`${t.source} has neither excess_corr nor mean_corr and mean_baseline: no universality to summarise`);
-      return out;
+      // Another schema: an error (exit 1) that names what is missing, never an empty summary with exit 0.
+      const missing = ['excess_corr', ...(meanCorr ? [] : ['mean_corr']), ...(meanBase ? [] : ['mean_baseline'])];
+      throw new EngineError(
+        `${t.source} is not in the paper's universal.csv schema: it lacks the column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} ` +
+          `(needed: excess_corr, or mean_corr and mean_baseline; it has ${[...t.columns.keys()].join(', ')})`,
+        t.source,
+      );
     }
     excess = meanCorr.map((x, i) => x - meanBase[i]!);
     out.push('(excess_corr computed as mean_corr − mean_baseline)');
@@ -167,8 +173,25 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
       out.push(...table(head, body, left).map((l) => '  ' + l));
     }
   }
+  out.push('', ...SUMMARY_LEGEND);
   return out;
 }
+
+/** What the summary's words and brackets mean (docs/method-notes.md, ../shared/method.md). */
+export const SUMMARY_LEGEND = [
+  'legend:',
+  '  excess = mean_corr - mean_baseline; universal when excess > the threshold. mean/min/max_corr: the',
+  "    correlation with the best partner in each other model (mean, min, max over the models); baseline: the",
+  "    same with the other model's neurons randomly rotated (what chance alignment gives).",
+  '  kept: tokens counted in the statistics and correlations: every token but EOS (50256) and "\\n" (198);',
+  '    the forward still sees them.',
+  '  sparsity: the paper\'s name for the activation frequency: the share of kept tokens whose pre-activation',
+  '    is > 0 (high = fires often, not "sparse"). kurt: kurtosis of the pre-activation (not excess; Gaussian 3).',
+  '  brackets: "12 (3)" in the families and roles tables is all neurons (universal ones). A family',
+  '    "(label 0.123)" in brackets is unexplained: its best label and variance reduction, below the family',
+  '    threshold. Partner "b:L1.N2(0.934)": the best partner in model b and its correlation.',
+  '  (at least: ...): a table of only some neurons (the paper\'s universal.csv) cannot count below its lowest excess.',
+];
 
 const FAMILY_ORDER: readonly string[] = FAMILIES;
 const ROLE_ORDER = ['prediction', 'suppression', 'partition', 'entropy', 'attention-deactivation'];

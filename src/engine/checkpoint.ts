@@ -54,6 +54,18 @@ export function resolveModelDir(p: string): string {
   );
 }
 
+/**
+ * What a checkpoint folder says of itself without opening it: its folder, weights file (the same
+ * choice loadCheckpoint makes, so every command accepts the same folders) and config.json, for
+ * the checks a command makes before any model is opened.
+ */
+export function peekCheckpoint(p: string): { dir: string; configPath: string; configJson: Record<string, unknown>; weightsPath: string } {
+  const dir = resolveModelDir(p);
+  const weightsPath = findWeights(dir, listDir(dir));
+  const configPath = path.join(dir, 'config.json');
+  return { dir, configPath, configJson: readConfig(configPath), weightsPath };
+}
+
 /** Opens the checkpoint at `p` (see resolveModelDir). The caller closes `weights`. */
 export function loadCheckpoint(p: string): Checkpoint {
   const dir = resolveModelDir(p);

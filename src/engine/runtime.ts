@@ -367,7 +367,10 @@ export async function runInBatches(
   take: (res: ort.InferenceSession.ReturnType, batch: readonly number[], S: number) => boolean,
   extraFeeds?: (batch: readonly number[], S: number) => Record<string, ort.Tensor>,
 ): Promise<void> {
-  for (const batch of batches) {
+  for (const [q, batch] of batches.entries()) {
+    // A turn of the event loop between runs: a caller's signal set from a handler (the CLI's
+    // Ctrl-C) is seen here, not only after the whole forward.
+    if (signal && q > 0) await new Promise((r) => setImmediate(r));
     throwIfCancelled(signal);
     const S = rows[batch[0]!]!.length; // longest first
     const ids = new BigInt64Array(batch.length * S); // padding id 0: any valid id will do

@@ -3,13 +3,28 @@
  * onnxruntime-node addon) is imported on first use, never at activation, and one opened model is
  * kept for the next command, because opening builds an ONNX session (seconds for GPT-2 small).
  */
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as vscode from 'vscode';
 import type { Model } from '../engine/runtime';
 
 export type Runtime = typeof import('../engine/runtime');
 export type TokenizerModule = typeof import('../engine/tokenizer');
+
+/**
+ * The weights file the engine reads (checkpoint.ts findWeights): model.safetensors, else a folder's
+ * only .safetensors under another name, so that a change to it reopens the model too.
+ */
+function weightsFile(dir: string): string {
+  const main = join(dir, 'model.safetensors');
+  try {
+    if (statSync(main).isFile()) return main;
+    const st = readdirSync(dir).filter((n) => n.endsWith('.safetensors'));
+    return st.length === 1 ? join(dir, st[0]!) : main;
+  } catch {
+    return main;
+  }
+}
 
 function mtime(p: string): number {
   try {
@@ -51,7 +66,7 @@ export class EngineHost implements vscode.Disposable {
    */
   async use<T>(dir: string, threads: number, fn: (rt: Runtime, model: Model) => Promise<T>): Promise<T> {
     const abs = resolve(dir);
-    const key = [abs, threads, mtime(join(abs, 'config.json')), mtime(join(abs, 'model.safetensors'))].join('\0');
+    const key = [abs, threads, mtime(join(abs, 'config.json')), mtime(weightsFile(abs))].join('\0');
     const rt = await this.loadRuntime();
     if (this.cached?.key !== key) {
       this.invalidate();

@@ -82,7 +82,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const s = runStatus(node.dir);
         const item = new vscode.TreeItem(s.id, node.current ? C.Expanded : C.None);
         item.description = node.current ? 'current' : s.status === 'complete' ? s.models : s.status;
-        item.tooltip = `${node.dir}\nstatus: ${s.status}\nmodels: ${s.models}`;
+        item.tooltip = `${node.dir}\nstatus: ${s.status}${s.detail ? ` (the run ${s.detail})` : ''}\nmodels: ${s.models}`;
         item.iconPath = new vscode.ThemeIcon(node.current ? 'pass-filled' : s.status === 'complete' ? 'circle-large-outline' : 'warning');
         item.contextValue = node.current ? 'run.current' : s.status === 'complete' ? 'run' : 'run.incomplete';
         item.resourceUri = vscode.Uri.file(node.dir);

@@ -51,7 +51,13 @@ test('a field of the wrong type is refused, naming the field; the status decides
   assert.throws(() => readManifest(join(base, 'nowhere')), (e: unknown) => e instanceof RunError && e.problem === 'missing');
   const running = readManifest(folder('running', minimal({ status: 'running' })));
   assert.throws(() => requireComplete(running, '/d'), (e: unknown) => e instanceof RunError && e.problem === 'incomplete' && /still running/.test(e.message));
-  assert.deepEqual(runStatus(join(base, 'running')), { status: 'running', id: 'r', models: 'a' });
+  // No pid recorded (an older run): it may be running or killed, and the detail says both.
+  assert.deepEqual(runStatus(join(base, 'running')), {
+    status: 'running',
+    id: 'r',
+    models: 'a',
+    detail: `is still running, or was killed; if it was killed, resume it with: universal-neurons analyze --resume ${join(base, 'running')}`,
+  });
   assert.equal(runStatus(join(base, 'not-json')).status, 'unreadable');
 });
 

@@ -51,7 +51,7 @@
  *   (source after source) misses partners: give `screen()` a sample spread over the corpus. A
  *   neuron constant on the screen keeps every candidate.
  */
-import { EngineError } from '../errors';
+import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { reclaim } from './blocking';
 import { Gemm, gramLayout, GramLayout, SddmmArena } from './gemm';
 import type { RotationCache } from './rotations';
@@ -315,6 +315,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   private readonly gemm: Gemm;
   private readonly ownGemm: boolean;
   private finished = false;
+  /** The finish's cancel signal: checked per chunk of its loops (every ~100 ms at GPT-2-small size). */
+  private signal: CancellationSignal | undefined;
   /** After an exact finish: the (reference, rotated) neuron pairs whose ρ the baseline refined in float64. */
   refined = 0;
 
@@ -721,9 +723,10 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
 
   // ---- results ---------------------------------------------------------------------------
 
-  async finish(): Promise<CrossMomentsResult> {
+  async finish(signal?: CancellationSignal): Promise<CrossMomentsResult> {
     if (this.finished) throw new EngineError('CrossMoments: finish() called twice');
     this.finished = true;
+    this.signal = signal;
     try {
       if (this.fast) return this.finishFast(this.fast);
       if (this.screened) {
@@ -763,6 +766,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const partner = new Int32Array(B).fill(-1);
     const sxy = D.sxy;
     for (let i = 0; i < B; i++) {
+      if ((i & 63) === 0) throwIfCancelled(this.signal);
       if (ix[i] === 0) continue;
       const row = i * Nm;
       const sxi = sx[i]!;
@@ -842,10 +846,12 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
           Sig[a * d + b] = constY(a) || constY(b) ? 0 : D.gram[l * d * d + a * d + b]! - (sy[off + a]! * sy[off + b]!) / n;
         }
       }
+      throwIfCancelled(this.signal);
       const Rl = R(l);
       const step = rowsPerGemm(d);
       RSbuf ??= new Float64Array(Math.min(step, d) * d);
       for (let k0 = 0; k0 < d; k0 += step) {
+        throwIfCancelled(this.signal);
         const rows = Math.min(step, d - k0);
         const RS = await this.gemm.abt64(Rl.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d, RSbuf.subarray(0, rows * d)); // R·Σᵀ = R·Σ
         for (let r = 0; r < rows; r++) {
@@ -889,6 +895,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       const irv = new Float64Array(d);
       for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
       for (let i0 = 0; i0 < B; i0 += step) {
+        throwIfCancelled(this.signal);
         const rows = Math.min(step, B - i0);
         for (let r = 0; r < rows; r++) {
           const i = i0 + r;
@@ -944,6 +951,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       const irv = new Float64Array(d);
       for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
       for (let i0 = 0; i0 < B; i0 += step) {
+        throwIfCancelled(this.signal);
         const rows = Math.min(step, B - i0);
         // The centred covariances in float64, their fp32 copy for the screen and their squared
         // norms, in one pass (screenRefine's own first pass, done here).
@@ -994,6 +1002,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const baseline = new Float64Array(B);
     const baselinePartner = new Int32Array(B).fill(-1);
     for (let i = 0; i < B; i++) {
+      if ((i & 255) === 0) throwIfCancelled(this.signal);
       if (ix[i] === 0) continue;
       let best = -Infinity;
       let arg = -1;

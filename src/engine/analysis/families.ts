@@ -17,7 +17,7 @@
  * corpora) would otherwise make "is NOUN" mostly mean "comes from the tagged corpus".
  */
 import type { Corpus, CorpusDocument } from '../corpus';
-import { EngineError } from '../errors';
+import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { KernelMemory } from '../kernels';
 import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import { classLabels, FEATURES, POS_TAGS, tokenClasses, type TokenClasses, type UnigramOptions } from '../labels';
@@ -398,7 +398,7 @@ export class FamilyStatsResult {
   ) {}
 
   /** VR of every label, the best per kind and neuron, and the position MI. */
-  explain(): Explanations {
+  explain(signal?: CancellationSignal): Explanations {
     const s = this.s;
     const N = s.opts.nNeurons;
     const T = s.opts.nPositions;
@@ -419,7 +419,9 @@ export class FamilyStatsResult {
     };
     const all = sumOf(undefined, s.n);
     ss.set(all.ss);
+    let calls = 0;
     const score = (name: string, kind: LabelKind, g: Groups, members: readonly number[], pop: { n: number; sum: Float64Array; ss: Float64Array }): void => {
+      if ((calls++ & 15) === 0) throwIfCancelled(signal);
       let n1 = 0;
       tmp.fill(0);
       for (const c of members) {
@@ -468,17 +470,18 @@ export class FamilyStatsResult {
     for (let t = 1; t < T; t++) score(`position:=${t}`, 'position', s.position, [t], all);
     for (const k of positionCuts(T)) score(`position:<${k}`, 'position', s.position, range(k), all);
 
-    return { kinds: LABEL_KINDS, labels: labels.map((l) => l.name), best, vr, positionMi: this.positionMi(), letterVr };
+    return { kinds: LABEL_KINDS, labels: labels.map((l) => l.name), best, vr, positionMi: this.positionMi(signal), letterVr };
   }
 
   /** docs/method-notes.md: MI = mean_t[p_t log(p_t/p) + (1−p_t) log((1−p_t)/(1−p))] over positions with tokens. */
-  positionMi(): Float64Array {
+  positionMi(signal?: CancellationSignal): Float64Array {
     const s = this.s;
     const N = s.opts.nNeurons;
     const T = s.opts.nPositions;
     const out = new Float64Array(N);
     const xlog = (a: number, b: number): number => (a > 0 ? a * Math.log(a / b) : 0);
     for (let j = 0; j < N; j++) {
+      if ((j & 1023) === 0) throwIfCancelled(signal);
       let fired = 0;
       for (let t = 0; t < T; t++) fired += s.fire[t * N + j]!;
       const p = s.n > 0 ? fired / s.n : 0;

@@ -101,12 +101,12 @@ export async function familyResults(
   const T = ref.nPositions;
   const th = { ...DEFAULT_THRESHOLDS, ...o.thresholds };
   ctx.progress({ phase: 'write', message: 'families: variance reduction of every label' });
-  const ex = inputs.fam.explain();
+  const ex = inputs.fam.explain(ctx.signal);
   const fa = assignFamilies(ex, inputs.kurt, th);
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'roles from the weights' });
-  const r = neuronRoles(inputs.weights, inputs.ws, { seed: ctx.settings.seed, ...o.roles });
+  const r = neuronRoles(inputs.weights, inputs.ws, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal });
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'entropy intervention' });
@@ -122,6 +122,9 @@ export async function familyResults(
       // An arena keeps the largest run's [tokens × vocab] tensors after it: at GPT-2-small size
       // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
       memArena: false,
+      // One row per onnxruntime run, so that a cancel stops between rows (a run of 8 rows took
+      // seconds at GPT-2-small size); the batching does not change the scores' means beyond fp32 rounding.
+      batchTokens: T,
     });
     entropy.push({ ...target, candidate, ...res });
   }
@@ -138,6 +141,7 @@ export async function familyResults(
   const top = inputs.examples;
   const hits: string[] = new Array(N);
   for (let j = 0; j < N; j++) {
+    if ((j & 1023) === 0) throwIfCancelled(ctx.signal);
     let s = '';
     if (fa.label[j]) {
       for (let q = 0; q < top.topCount[j]!; q++) {
@@ -166,6 +170,7 @@ export async function familyResults(
       vr[at] = ex.vr[k * N + j]!;
     }
   }
+  throwIfCancelled(ctx.signal);
   await writeFamilies(ctx.runDir, { layer: fl, neuron: fn, kind, label, vr }, inputs.meta);
 
   return {

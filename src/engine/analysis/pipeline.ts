@@ -20,11 +20,12 @@
 // First: onnxruntime's telemetry off before the GEMM or forward sessions exist (ortTelemetry.ts).
 import '../ortTelemetry';
 import * as fs from 'node:fs';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { hashFile } from '../checkpoint';
+import { hashFile, peekCheckpoint } from '../checkpoint';
 import { readCorpus, row, isKept, type Corpus } from '../corpus';
-import { firstNonFinite } from '../arch/gpt2';
-import { CancelledError, EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
+import { firstNonFinite, parseGpt2Config } from '../arch/gpt2';
+import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
 import { hashVocab, Tokenizer } from '../tokenizer';
 import { resolveThreads } from '../threads';
@@ -287,7 +288,8 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
         ...info,
         role: i === 0 ? 'reference' : 'other',
         config_sha256: await hashFile(join(m.dir, 'config.json')),
-        safetensors_sha256: await hashFile(join(m.dir, 'model.safetensors')),
+        // The weights file loadCheckpoint chose (a folder's only .safetensors may have another name).
+        safetensors_sha256: await hashFile(m.weightsPath),
         vocab_sha256: vocabHash(m.tokenizer),
         // Vocabulary AND merges (Tokenizer.fingerprint): same vocabulary with other merges gives other ids.
         tokenizer_sha256: m.tokenizer.fingerprint(),
@@ -388,7 +390,7 @@ async function finishPass(
 ): Promise<void> {
   for (const [i, s] of specs.entries()) {
     throwIfCancelled(signal);
-    const r = await accs[i]!.finish();
+    const r = await accs[i]!.finish(signal);
     results.set(s.name, r);
     if (packed) packed[`done:${s.name}`] = s.pack!(r);
   }
@@ -450,8 +452,78 @@ async function screenPass(
 }
 
 /**
+ * An error as the run reports it: an EngineError or a cancel as it is; a raw file-system error
+ * (ENOSPC, EACCES, EROFS, … without a path in its message) rewrapped to name the file (or the
+ * run folder) and say what to do.
+ */
+export function asRunError(e: unknown, runDir: string): unknown {
+  if (e instanceof CancelledError || e instanceof EngineError) return e;
+  const err = e as NodeJS.ErrnoException | undefined;
+  if (err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code)) {
+    const path = err.path ?? runDir;
+    const verb = err.syscall === 'open' || err.syscall === 'read' || err.syscall === 'scandir' ? 'cannot read or open' : err.syscall ? `cannot ${err.syscall}` : 'cannot access';
+    return new EngineError(`${verb} ${path} (run ${runDir}): ${ioReason(e)}`, path);
+  }
+  return e;
+}
+
+/**
+ * The checks that need no model opened (issue #19: a bad budget or --out must not wait for the
+ * models to load): every model folder resolves to a checkpoint with a usable config; the token
+ * budget holds at least one row of the reference's context (and a budget that is not a multiple
+ * of it is said now, not at the end); every corpus path exists; `out` is not a run already.
+ */
+export function preflight(modelDirs: readonly string[], corpusPaths: readonly string[], tokens: number, out: string | undefined, onProgress: (p: Progress) => void): void {
+  const ctx: { n: number; config: string }[] = [];
+  for (const d of modelDirs) {
+    const ck = peekCheckpoint(d);
+    ctx.push({ n: parseGpt2Config(ck.configJson, ck.configPath).nPositions, config: ck.configPath });
+  }
+  const { n, config } = ctx[0]!;
+  if (!(Number.isSafeInteger(tokens) && tokens >= n)) {
+    throw new EngineError(
+      `the token budget ${tokens} is less than one row: the reference model's context is ${n} tokens (n_positions in ${config}); give --tokens ${n} or more (a multiple of ${n})`,
+      config,
+    );
+  }
+  if (tokens % n !== 0) {
+    const rows = Math.floor(tokens / n);
+    onProgress({ phase: 'open', message: `warning: the token budget ${tokens} is not a multiple of the row length ${n}; using ${rows * n} tokens (${rows} rows)` });
+  }
+  for (const p of corpusPaths) {
+    if (!fs.existsSync(p)) throw new EngineError(`corpus path ${p} does not exist`, p);
+  }
+  if (out !== undefined && fs.existsSync(join(out, 'manifest.json'))) {
+    throw new EngineError(`${out} already holds a run (manifest.json); choose another --out, or continue it with --resume ${out}`, out);
+  }
+}
+
+/** Marks a run that stopped: `cancelled` or `failed`, with the reason, written best-effort. */
+function markEnded(m: Manifest, runDir: string, e: unknown, phase: string, t0: number): void {
+  const cancelled = e instanceof CancelledError;
+  m.status = cancelled ? 'cancelled' : 'failed';
+  const resume = `resume it with: universal-neurons analyze --resume ${runDir}`;
+  if (cancelled) {
+    m.reason = `cancelled while ${phase}; no checkpoint was written on the way out, so a resume continues from the last periodic checkpoint (batch ${m.progress.batches_done} of ${m.progress.batches_total}); ${resume}`;
+    delete m.error;
+  } else {
+    m.error = e instanceof Error ? e.message : String(e);
+    m.reason = `failed while ${phase}: ${m.error}`;
+  }
+  m.updated = new Date().toISOString();
+  m.timings.total_s += (Date.now() - t0) / 1000;
+  try {
+    writeJsonAtomic(join(runDir, 'manifest.json'), m);
+  } catch {
+    // the original error matters more (a full disk may refuse this write too)
+  }
+}
+
+/**
  * Runs (or resumes) one analysis end to end. Progress goes to `onProgress`; `signal` stops it
- * between batches (CancelledError) after writing a checkpoint, so that `resume` continues there.
+ * within about a second in any phase (CancelledError): the manifest says `cancelled` with the
+ * phase, and no checkpoint is written on the way out, so `resume` continues from the last
+ * periodic one (or the end-of-stream one, when it stopped while finishing or writing).
  */
 export async function runAnalysis(
   opts: AnalysisOptions,
@@ -460,6 +532,16 @@ export async function runAnalysis(
 ): Promise<RunResult> {
   const t0 = Date.now();
   const plan = opts.plan ?? (await import('./plan')).defaultPlan();
+  // The phase a cancel or failure happened in, for the manifest's reason.
+  let phaseNow = 'opening the models';
+  const report = onProgress;
+  onProgress = (p) => {
+    if (p.message?.startsWith('warning: ')) {
+      // a warning is not a phase
+    } else if (p.phase !== 'checkpoint' && p.phase !== 'stream') phaseNow = p.message ?? p.phase;
+    else if (p.phase === 'stream') phaseNow = 'streaming the corpus';
+    report(p);
+  };
 
   let release: (() => void) | undefined;
   let rotations: RotationCache | undefined;
@@ -492,6 +574,9 @@ export async function runAnalysis(
       runDir = '';
       id = '';
     }
+
+    // Before any model is opened: the folders, configs, budget, corpus paths and run folder.
+    preflight(modelDirs, corpusPaths, settings.tokens, previous ? undefined : opts.out, onProgress);
 
     // What 0 means is decided once, here, and recorded: every session uses (and writes) its own.
     // The kernels' worker pool takes the same count as onnxruntime.
@@ -572,6 +657,9 @@ export async function runAnalysis(
         format: 'universal-neurons/run@1',
         id,
         status: 'running',
+        // Who runs it: a reader on this host tells a killed run from a running one (run/liveness.ts).
+        pid: process.pid,
+        hostname: hostname(),
         created: previous?.created ?? now,
         updated: now,
         software: await softwareVersions(),
@@ -720,10 +808,8 @@ export async function runAnalysis(
           if (fresh && (await screenPass(cur, accs, nBatches, sample, handles)) && !boundaryOnly) checkpoint(0);
           fresh = false;
           for (let b = start; b < nBatches; b++) {
-            if (signal?.cancelled) {
-              if (b > lastCheckpoint) checkpoint(b);
-              throw new CancelledError();
-            }
+            // A cancel writes no checkpoint on the way out: the run resumes from its last periodic one.
+            throwIfCancelled(signal);
             const rowStart = b * settings.batchRows;
             const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads, forwards);
             await addBatch(accs, batch, handles);
@@ -748,17 +834,8 @@ export async function runAnalysis(
           }
           // A cancel during the last batch, inside this block: the manifest then says cancelled.
           throwIfCancelled(signal);
-        } catch (e) {
-          m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
-          if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
-          m.updated = new Date().toISOString();
-          m.timings.total_s += (Date.now() - t0) / 1000;
-          try {
-            writeJsonAtomic(join(runDir, 'manifest.json'), m);
-          } catch {
-            // the original error matters more
-          }
-          throw e;
+        } finally {
+          // (a failure or cancel is recorded by the catch around the whole run, below)
         }
         // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the
         // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small
@@ -799,21 +876,14 @@ export async function runAnalysis(
             onProgress({ phase: 'write', message: `writing results to ${runDir}` });
             m.results = await plan.finalize(ctx, results);
           }
-        } catch (e) {
-          m.status = e instanceof CancelledError ? 'cancelled' : 'failed';
-          if (!(e instanceof CancelledError)) m.error = e instanceof Error ? e.message : String(e);
-          m.updated = new Date().toISOString();
-          try {
-            writeJsonAtomic(join(runDir, 'manifest.json'), m);
-          } catch {
-            // the original error matters more
-          }
-          throw e;
+        } finally {
+          // (a failure or cancel is recorded by the catch around the whole run, below)
         }
       }
       const tEnd = Date.now();
       m.status = 'complete';
       delete m.error;
+      delete m.reason;
       m.updated = new Date().toISOString();
       m.progress = { batches_done: P * nBatches, batches_total: P * nBatches, tokens_done: tokensTotal };
       m.timings.finish_s = finishSecs;
@@ -824,6 +894,13 @@ export async function runAnalysis(
       fs.rmSync(join(runDir, 'checkpoint'), { recursive: true, force: true });
       onProgress({ phase: 'done', message: runDir });
       return { runDir, id, manifest: m, results };
+    } catch (e) {
+      // Whatever stops a run that has a manifest (a cancel, a full disk, a bug) is recorded
+      // there, so that no reader takes a dead run for a running one. A cancel writes no
+      // checkpoint: the run resumes from its last periodic one.
+      const err = manifest ? asRunError(e, runDir) : e;
+      if (manifest) markEnded(manifest, runDir, err, phaseNow, t0);
+      throw err;
     } finally {
       for (const h of handles) await h.close();
     }

@@ -151,9 +151,9 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
               add: (b) => c.add(b),
               screen: (b) => c.screen(b),
               state: () => c.state(),
-              finish: async () => {
+              finish: async (signal) => {
                 const parts = Array.from({ length: k - 1 }, (_, q) => done.get(name(q)) as CrossMomentsResult);
-                return mergeBlocks([...parts, await c.finish()], N);
+                return mergeBlocks([...parts, await c.finish(signal)], N);
               },
             };
       return {
@@ -234,7 +234,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     tokens: String(ctx.corpus.tokens.used),
   };
   try {
-    w = await weightStats(opened.weights, { threads: threadsOf(s) });
+    w = await weightStats(opened.weights, { threads: threadsOf(s), signal: ctx.signal });
     if (fam) {
       throwIfCancelled(ctx.signal);
       famCols = await familyResults(ctx, fam, {
@@ -301,6 +301,9 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   });
   if (famCols) Object.assign(columns, famCols.columns);
   const dir = ctx.runDir;
+  // Cancel points between the files (each is written atomically; a cancel leaves no half file).
+  ctx.progress({ phase: 'write', message: 'result files: neurons.arrow, universal.csv, partners.arrow, vocab.arrow, actstats.arrow' });
+  throwIfCancelled(ctx.signal);
   await writeNeurons(dir, columns, meta);
   if (famCols) writeUniversalFamilies(dir, universal, M, famCols);
 
@@ -313,6 +316,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     rows.push(r);
   }
   writeUniversalCsv(dir, rows);
+  throwIfCancelled(ctx.signal);
 
   // partners.arrow: long format, reference neuron × other model.
   const P = N * others.length;
@@ -337,6 +341,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       k++;
     });
   }
+  throwIfCancelled(ctx.signal);
   await writePartners(dir, { layer: pl, neuron: pn, model: pModel, partner_layer: pLayer, partner_neuron: pNeuron, corr: pCorr, baseline: pBase }, meta);
 
   // vocab.arrow: top/bottom tokens of each neuron's vocab composition.
@@ -365,6 +370,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       }
     }
   }
+  throwIfCancelled(ctx.signal);
   await writeVocab(dir, { layer: vl, neuron: vn, side, rank, token, value }, meta);
 
   // actstats.arrow: every model's exact activation statistics, long format, named as in neurons.arrow.
@@ -383,9 +389,13 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       for (const c of ['mean', 'var', 'skew', 'kurt', 'sparsity'] as const) acols[EXACT_OF[c] as keyof typeof acols][k] = r[c][j]!;
     }
   }
+  throwIfCancelled(ctx.signal);
   await writeActstats(dir, { model: am, layer: al, neuron: an, ...acols }, meta);
 
+  ctx.progress({ phase: 'write', message: 'result files: examples' });
+  throwIfCancelled(ctx.signal);
   writeExamples(dir, examples);
+  throwIfCancelled(ctx.signal);
 
   const nUniversal = rows.length;
   return {

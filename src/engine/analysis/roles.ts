@@ -13,7 +13,7 @@
  * costs one d×d moment matrix rather than a [directions × vocab] product.
  */
 import type { Gpt2Weights } from '../arch/gpt2';
-import { EngineError } from '../errors';
+import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { rotationMatrix } from './crossmoments';
 import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
 
@@ -34,6 +34,8 @@ export interface RoleOptions {
   seed?: number;
   /** Attention pairs listed (default 20). */
   topPairs?: number;
+  /** Checked in the long loops (CancelledError). */
+  signal?: CancellationSignal;
 }
 
 export interface AttentionPair {
@@ -89,7 +91,7 @@ export function randomDirections(seed: number, count: number, d: number): Float6
  * every v passes, four v at a time: at GPT-2 size (d = 768, V = 50,257) the plain loop streamed
  * the 4.7 MB upper triangle through memory once per token, ~50 s on this 2-core VM.
  */
-export function unembedMoments(U: Float32Array, d: number): { M: Float64Array; mu: Float64Array } {
+export function unembedMoments(U: Float32Array, d: number, signal?: CancellationSignal): { M: Float64Array; mu: Float64Array } {
   const V = U.length / d;
   const M = new Float64Array(d * d);
   const mu = new Float64Array(d);
@@ -100,6 +102,7 @@ export function unembedMoments(U: Float32Array, d: number): { M: Float64Array; m
     const i1 = Math.min(d, i0 + band);
     let v = 0;
     for (; v + 4 <= V; v += 4) {
+      if ((v & 4095) === 0) throwIfCancelled(signal);
       const o0 = v * d;
       const o1 = o0 + d;
       const o2 = o1 + d;
@@ -269,6 +272,7 @@ export function attentionScores(
   wOutUnit: Float64Array[],
   directions: Float64Array,
   topPairs = 20,
+  signal?: CancellationSignal,
 ): { z: Float64Array; head: string[]; pairs: AttentionPair[] } {
   const c = w.config;
   const { nLayer: L, nEmbd: d, nHead: H, dHead: dh, dMlp: D } = c;
@@ -303,6 +307,7 @@ export function attentionScores(
   for (let l = 0; l < L - 1; l++) {
     const Wo = wOutUnit[l]!;
     for (let n = 0; n < D; n++) {
+      if ((n & 127) === 0) throwIfCancelled(signal);
       const j = l * D + n;
       for (let l2 = l + 1; l2 < L; l2++) {
         for (let hd = 0; hd < H; hd++) {
@@ -332,14 +337,17 @@ export function neuronRoles(w: Gpt2Weights, ws: WeightStats, opts: RoleOptions =
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(R) || R < 16) throw new EngineError(`roles: need at least 16 random directions, got ${R}`);
   const dirs = randomDirections(seed, R, d);
-  const { M, mu } = unembedMoments(unitUnembedRows(w), d);
+  throwIfCancelled(opts.signal);
+  const { M, mu } = unembedMoments(unitUnembedRows(w), d, opts.signal);
   let min = Infinity;
   let max = -Infinity;
   for (let r = 0; r < R; r++) {
+    if ((r & 63) === 0) throwIfCancelled(opts.signal);
     const v = directionVocabVar(dirs.subarray(r * d, (r + 1) * d), M, mu);
     min = Math.min(min, v);
     max = Math.max(max, v);
   }
+  throwIfCancelled(opts.signal);
   const mlp = processMlpWeights(w);
   const wOutUnit = mlp.wOut.map((Wo) => {
     const u = Float64Array.from(Wo);
@@ -351,7 +359,8 @@ export function neuronRoles(w: Gpt2Weights, ws: WeightStats, opts: RoleOptions =
     }
     return u;
   });
-  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? 20);
+  throwIfCancelled(opts.signal);
+  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? 20, opts.signal);
   const rules = applyRoleRules(ws, { min, max }, attn, opts);
   return { ...rules, attnHead: attn.head, attnScore: attn.z, attention: attn.pairs, baseline: { directions: R, vocabVarMin: min, vocabVarMax: max, seed } };
 }

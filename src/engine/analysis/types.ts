@@ -63,8 +63,8 @@ export interface Accumulator<R> {
   screen?(batch: ActivationBatch): void | Promise<void>;
   /** Everything needed to resume: plain typed arrays and JSON-able numbers. */
   state(): AccumulatorState;
-  /** Final results; may be called once at the end. */
-  finish(): R | Promise<R>;
+  /** Final results; may be called once at the end. A long finish checks `signal` (CancelledError) in its loops. */
+  finish(signal?: CancellationSignal): R | Promise<R>;
 }
 
 // ---------------------------------------------------------------------------------------------

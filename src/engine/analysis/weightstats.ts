@@ -10,7 +10,7 @@
  * [N × d]·[d × V] product — 26 GFLOP for the tiny family, 2.8 TFLOP for GPT2-small — so it runs on onnxruntime's float32 GEMM in blocks of neurons; each block's [nb × V] result is
  * reduced at once (float64 moments, top/bottom tokens) and dropped, never the whole [N × V].
  */
-import { EngineError } from '../errors';
+import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { loadCheckpoint } from '../checkpoint';
 import { type Gpt2Weights } from '../arch/gpt2';
 import { checkpointWeights } from '../validate';
@@ -59,6 +59,8 @@ export interface WeightStatsOptions {
    * (default), or by the JS loop (`false`: the reference, bit-identical).
    */
   kernel?: boolean;
+  /** Checked per layer and per GEMM block (CancelledError). */
+  signal?: CancellationSignal;
 }
 
 /** MLP weights after TransformerLens processing, float64. */
@@ -234,6 +236,7 @@ export async function weightStats(w: Gpt2Weights, opts: WeightStatsOptions = {})
   // Unit w_out rows for the GEMM, float32 [N × d].
   const A = new Float32Array(N * d);
   for (let l = 0; l < L; l++) {
+    throwIfCancelled(opts.signal);
     const { wIn, bIn, wOut } = processLayer(w, l);
     for (let n = 0; n < m; n++) {
       const j = l * m + n;
@@ -270,6 +273,7 @@ export async function weightStats(w: Gpt2Weights, opts: WeightStatsOptions = {})
     const Ablock = new Float32Array(block * d);
     const rowsKernel = opts.kernel === false ? undefined : new VocabRows(block, V, topK);
     for (let j0 = 0; j0 < N; j0 += block) {
+      throwIfCancelled(opts.signal);
       const rows = Math.min(block, N - j0);
       Ablock.set(A.subarray(j0 * d, (j0 + rows) * d));
       const C = await gemm(Ablock, rows);

@@ -3,8 +3,8 @@
  * that the calling thread (the extension host) never blocks on onnxruntime. One worker per run,
  * with its own onnxruntime sessions; it ends with the run.
  *
- * Outcomes: the result (`done`); CancelledError after a cancel (as in-thread: a checkpoint where
- * it stopped between batches, or the last periodic one when it stopped inside a batch); the worker's own error (an EngineError keeps its file
+ * Outcomes: the result (`done`); CancelledError after a cancel (as in-thread: no checkpoint is
+ * written on the way out, the run resumes from its last periodic one); the worker's own error (an EngineError keeps its file
  * and tensor); or, for a worker that died without saying why (an uncaught exception, an exit),
  * an EngineError naming the run folder and its last checkpoint. In that last case
  * the worker could not mark its run, so the client does: the manifest says `failed` with the

@@ -19,6 +19,7 @@ import { RunError } from '../errors';
 import { writeJsonAtomic } from '../store';
 import { DEFAULT_THRESHOLD } from './defaults';
 import { runFile } from './files';
+import { statusText } from './liveness';
 
 export const MANIFEST_FORMAT = 'universal-neurons/run@1';
 
@@ -88,6 +89,11 @@ export interface Manifest {
   timings: { open_s: number; corpus_s: number; stream_s: number; finish_s: number; write_s: number; total_s: number; sessions: number };
   warnings: string[];
   error?: string;
+  /** Why the run is `cancelled` or `failed`: the phase it stopped in, and what to do. */
+  reason?: string;
+  /** The process that last ran it, and its host: a reader on that host tells a killed run from a running one (liveness.ts). */
+  pid?: number;
+  hostname?: string;
   results?: Record<string, unknown>;
 }
 
@@ -158,6 +164,9 @@ export const MANIFEST_SCHEMA = object({
   timings: optional(object({ open_s: seconds, corpus_s: seconds, stream_s: seconds, finish_s: seconds, write_s: seconds, total_s: seconds, sessions: optional(nat) })),
   warnings: optional(array(text)),
   error: optional(text),
+  reason: optional(text),
+  pid: optional(nat),
+  hostname: optional(text),
   results: optional(record(unknown())),
 });
 
@@ -207,9 +216,8 @@ export function readManifest(dir: string): StoredManifest {
 /** Throws a RunError `incomplete` unless the run is complete (the editor's wording: what to do next). */
 export function requireComplete(m: StoredManifest, dir: string): void {
   if (m.status === 'complete') return;
-  const how =
-    m.status === 'running' ? 'is still running (or was killed)' : m.status === 'cancelled' ? 'was cancelled' : `failed${m.error ? `: ${m.error}` : ''}`;
-  throw new RunError(`run ${m.id} ${how}; it has no results yet (resume it with the CLI's analyze --resume)`, 'incomplete', dir);
+  // Running, interrupted (its process is gone), cancelled or failed: liveness.ts says which, and what to do.
+  throw new RunError(`run ${m.id} has no results yet: it ${statusText(m, `universal-neurons analyze --resume ${dir}`)}`, 'incomplete', dir);
 }
 
 /** Universal ⇔ excess_corr above this: the run's own threshold, else the default. */

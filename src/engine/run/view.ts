@@ -16,6 +16,7 @@ import { RunError } from '../errors';
 import { isUniversal } from './defaults';
 import { familyColumns, type FamilyColumns } from './families';
 import { runFile } from './files';
+import { runLiveness, statusText } from './liveness';
 import { manifestThreshold, readManifest, requireComplete, type StoredManifest } from './manifest';
 import { PAPER_COLUMNS, paperCsvText, readNeuronArrow, readNeuronCsv, type NeuronTable } from './neurons';
 
@@ -200,10 +201,13 @@ export function paperCsv(run: Pick<RunView, 'nRows' | 'layer' | 'neuron' | 'colu
 }
 
 /** A run folder's status line for lists (the Runs tree): never throws; `unreadable` when the manifest is not usable. */
-export function runStatus(dir: string): { status: string; id: string; models: string } {
+export function runStatus(dir: string): { status: string; id: string; models: string; detail?: string } {
   try {
     const m = readManifest(dir);
-    return { status: m.status, id: m.id, models: m.models.map((x) => x.label).join(', ') };
+    // A `running` manifest whose process is gone on this host was killed: 'interrupted' (liveness.ts).
+    const status = m.status === 'running' && runLiveness(m) === 'dead' ? 'interrupted' : m.status;
+    const detail = m.status === 'complete' ? undefined : statusText(m, `universal-neurons analyze --resume ${dir}`);
+    return { status, id: m.id, models: m.models.map((x) => x.label).join(', '), ...(detail ? { detail } : {}) };
   } catch {
     return { status: 'unreadable', id: basename(dir), models: '' };
   }
