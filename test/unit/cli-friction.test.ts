@@ -119,7 +119,8 @@ describe('table and summary', () => {
     assert.deepEqual(lines.slice(lines.indexOf('legend:')), SUMMARY_LEGEND);
     assert.match(legend, /all neurons \(universal ones\)/);
     assert.match(legend, /in brackets is unexplained/);
-    assert.match(legend, /sparsity: the paper's name for the activation frequency/);
+    assert.match(legend, /act_freq: activation frequency/);
+    assert.match(legend, /sparsity: the same as the paper's code computes it/);
     assert.match(legend, /kept: tokens counted/);
   });
 });
