@@ -29,7 +29,7 @@ interface Manifest {
   software: Record<string, string>;
   models: { label: string; dir: string; role: string; config_sha256: string; safetensors_sha256: string; vocab_sha256: string; tokenizer_sha256?: string }[];
   corpus: { inputs: string[]; files: { path: string; kind: string; bytes: number; sha256: string; read: boolean }[]; tokens: { requested: number; used: number } };
-  settings: Record<string, unknown>;
+  settings: Record<string, unknown> & { rotationSeeds?: Record<string, number> };
   results: { neurons: number; universal: number; files: string[] };
 }
 
@@ -50,6 +50,12 @@ test('the demo run is shipped, complete, and made by this engine with the demo s
   assert.equal(m.corpus.tokens.used, DEMO_TOKENS);
   for (const k of ['threshold', 'seed', 'mode', 'topK', 'batchRows'] as const) assert.equal(m.settings[k], DEFAULTS[k], `settings.${k}; ${REGENERATE}`);
   assert.equal(m.settings.reference, 'tiny-gpt2-a');
+  // What today's engine writes: a rotation seed per pair, and the paper's and the exact activation columns.
+  assert.ok(m.settings.rotationSeeds && Object.keys(m.settings.rotationSeeds).length === m.models.length - 1, `no per-pair rotation seeds; ${REGENERATE}`);
+  const header = readFileSync(join(DIR, 'universal.csv'), 'utf8').split('\n')[0]!;
+  assert.match(header, /,sparsity,excess_corr$/);
+  const arrow = readFileSync(join(DIR, 'neurons.arrow'));
+  for (const name of ['act_freq', 'kurt_exact']) assert.ok(arrow.includes(Buffer.from(name)), `neurons.arrow has no ${name} column; ${REGENERATE}`);
   // Every result file it lists is there, and nothing else (no checkpoint, no lock).
   assert.deepEqual(readdirSync(DIR).sort(), ['manifest.json', ...m.results.files].sort());
 });
