@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openGpt2Weights, processMlpWeights, WeightStats, weightStats, weightStatsFromCheckpoint } from '../../src/engine/analysis/weightstats';
+import { openModelWeights, processMlpWeights, WeightStats, weightStats, weightStatsFromCheckpoint } from '../../src/engine/analysis/weightstats';
 import { hashFile } from '../../src/engine/checkpoint';
 import { EngineError } from '../../src/engine/errors';
 import { setKernelThreads } from '../../src/engine/kernels/pool';
@@ -85,7 +85,7 @@ test('tiny-gpt2-a (fp16, 2,048 neurons): matches PyTorch, in a few seconds', asy
 });
 
 test('the JS and ORT products agree', async () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
   try {
     const a = await weightStats(weights, { gemm: 'ort', blockNeurons: 7 });
     const b = await weightStats(weights, { gemm: 'js' });
@@ -101,7 +101,7 @@ test('the JS and ORT products agree', async () => {
 });
 
 test('the vocab kernel (every core) equals the JS loop bit for bit: moments, top and bottom tokens', async () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'models/tiny-gpt2-a'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'models/tiny-gpt2-a'));
   try {
     // Blocks of 333 rows: the last block is partial; 1 and 3 threads split rows differently.
     for (const threads of [1, 3]) {
@@ -122,7 +122,7 @@ test('the vocab kernel (every core) equals the JS loop bit for bit: moments, top
 });
 
 test('processed weights reproduce the real pre-activation: ln_2(x)·W_in + b = norm(x)·W_in\' + b\'', () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'test/fixtures/gpt2-tiny-crfm'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'test/fixtures/gpt2-tiny-crfm'));
   try {
     const cfg = weights.config;
     const d = cfg.nEmbd;
@@ -166,7 +166,7 @@ test('processed weights reproduce the real pre-activation: ln_2(x)·W_in + b = n
 });
 
 test('refuses a bad topK', async () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
   try {
     await assert.rejects(weightStats(weights, { topK: 0 }), EngineError);
   } finally {

@@ -24,7 +24,8 @@ import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hashFile, peekCheckpoint } from '../checkpoint';
 import { readCorpus, row, isKept, type Corpus } from '../corpus';
-import { firstNonFinite, parseGpt2Config } from '../arch/gpt2';
+import { firstNonFinite } from '../arch/common';
+import { parseModelConfig } from '../arch/index';
 import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
 import { hashVocab, Tokenizer } from '../tokenizer';
@@ -298,6 +299,8 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
     const ref = entries[0]!;
     for (const e of entries.slice(1)) {
       const diffs: string[] = [];
+      const [refType, eType] = [handles[0]!.config.modelType, handles[entries.indexOf(e)]!.config.modelType];
+      if (refType !== eType) diffs.push(`model_type ${refType} vs ${eType} in their config.json`);
       if (e.nLayers !== ref.nLayers) diffs.push(`n_layer ${ref.nLayers} vs ${e.nLayers}`);
       if (e.dMlp !== ref.dMlp) diffs.push(`d_mlp ${ref.dMlp} vs ${e.dMlp}`);
       if (e.nPositions !== ref.nPositions) diffs.push(`n_positions ${ref.nPositions} vs ${e.nPositions}`);
@@ -477,7 +480,7 @@ export function preflight(modelDirs: readonly string[], corpusPaths: readonly st
   const ctx: { n: number; config: string }[] = [];
   for (const d of modelDirs) {
     const ck = peekCheckpoint(d);
-    ctx.push({ n: parseGpt2Config(ck.configJson, ck.configPath).nPositions, config: ck.configPath });
+    ctx.push({ n: parseModelConfig(ck.configJson, ck.configPath).nPositions, config: ck.configPath });
   }
   const { n, config } = ctx[0]!;
   if (!(Number.isSafeInteger(tokens) && tokens >= n)) {
