@@ -102,6 +102,7 @@ export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
       return [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])];
     },
     statsBytes: (ctx) => {
+      if (families) checkFamiliesSupported(ctx); // before the run folder is made (new runs)
       const o = statsOptions(ctx);
       return ActivationStats.bytes(o.stats) + TopExamples.bytes(o.examples) + PaperHistogram.bytes(o.stats.nNeurons) + (families ? familyBytes(ctx) : 0);
     },
