@@ -45,6 +45,9 @@ describe('analyze on two GPT-NeoX seeds', () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /reference neox-seed-1 \(3 layers x 192 neurons\) vs neox-seed-2/);
     assert.match(r.out, /^all\s+576\s+\d+/m);
+    // BOS (<|endoftext|>, id 0 here) and "\n" are left out of the statistics, as for GPT-2.
+    const kept = Number(/\(([\d,]+) kept for statistics\)/.exec(r.out)![1]!.replace(/,/g, ''));
+    assert.ok(kept > 0 && kept <= 1024 - 32, `${kept} kept`);
     for (const f of ['manifest.json', 'neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow']) assert.ok(existsSync(join(out, f)), f);
     const table = tableFromIPC(new Uint8Array(readFileSync(join(out, 'neurons.arrow'))));
     assert.equal(table.numRows, 576);

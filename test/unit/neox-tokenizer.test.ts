@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
+import { keptFilter } from '../../src/engine/corpus';
 import { encodeWithBos, nfcWithMap, Tokenizer } from '../../src/engine/tokenizer';
 
 const FIXTURES = join(__dirname, '..', 'fixtures');
@@ -95,4 +96,14 @@ test('the NFC normalizer is part of the tokenizer fingerprint; other normalizers
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the statistics filter drops this tokenizer\'s <|endoftext|> (0) and "\\n", not GPT-2\'s ids', () => {
+  const kept = keptFilter(tok);
+  const nl = tok.encode('\n').ids;
+  assert.equal(nl.length, 1);
+  assert.equal(kept(0), false);
+  assert.equal(kept(nl[0]!), false);
+  assert.equal(kept(198), true);
+  assert.equal(kept(tok.encode('a').ids[0]!), true);
 });

@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hashFile, peekCheckpoint } from '../checkpoint';
-import { readCorpus, row, isKept, type Corpus } from '../corpus';
+import { keptFilter, readCorpus, row, type Corpus } from '../corpus';
 import { firstNonFinite } from '../arch/common';
 import { parseModelConfig } from '../arch/index';
 import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../errors';
@@ -202,6 +202,7 @@ export async function buildBatch(
   const nTokens = offsets[rows.length]!;
   const keep = new Uint8Array(nTokens);
   const kept: number[] = [];
+  const isKept = keptFilter(handles[0]!.tokenizer);
   let t = 0;
   for (const r of rows) {
     for (const id of r) {
@@ -609,6 +610,7 @@ export async function runAnalysis(
         encode: (text, maxTokens) => ref.tokenizer.encode(text, maxTokens),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
+        isKept: keptFilter(ref.tokenizer),
         vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
         signal,
       });
