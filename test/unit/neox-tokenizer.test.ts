@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { keptFilter } from '../../src/engine/corpus';
+import { encodeSliced } from '../../src/engine/promptRun';
 import { encodeWithBos, nfcWithMap, Tokenizer } from '../../src/engine/tokenizer';
 
 const FIXTURES = join(__dirname, '..', 'fixtures');
@@ -106,4 +107,11 @@ test('the statistics filter drops this tokenizer\'s <|endoftext|> (0) and "\\n",
   assert.equal(kept(nl[0]!), false);
   assert.equal(kept(198), true);
   assert.equal(kept(tok.encode('a').ids[0]!), true);
+});
+
+test('the editor\'s sliced encoding (promptRun.ts safe split points) equals the whole text\'s, NFC and whitespace tokens included', async () => {
+  const text = (MIXED + '\n').repeat(30);
+  const whole = encodeWithBos(tok, text);
+  const sliced = await encodeSliced(tok, text, { sliceChars: 64, yieldFn: async () => {} });
+  assert.deepEqual(sliced, whole);
 });
