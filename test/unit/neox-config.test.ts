@@ -93,7 +93,9 @@ describe('GPT-NeoX config.json', () => {
 
   test('bad values are refused, naming the field', () => {
     rejects({ ...SMALL, hidden_size: 9 }, /hidden_size \(9\) is not divisible by num_attention_heads \(2\)/, 'hidden_size');
-    rejects({ ...SMALL, intermediate_size: undefined }, /"intermediate_size" is missing/, 'intermediate_size');
+    rejects({ ...SMALL, intermediate_size: undefined }, /"intermediate_size" is missing, which a model_type "gpt_neox" config needs/, 'intermediate_size');
+    // A GPT-2 config whose model_type says gpt_neox: the message names model_type and the keys that disagree.
+    rejects({ model_type: 'gpt_neox', n_layer: 2, n_head: 2, n_embd: 8, n_positions: 16 }, /"num_hidden_layers" is missing, which a model_type "gpt_neox" config needs \(the file has GPT-2's n_layer, n_embd, n_head: model_type and the rest of config\.json disagree\)/, 'num_hidden_layers');
     rejects({ ...SMALL, num_hidden_layers: 1e9 }, /"num_hidden_layers" is 1000000000, which is absurd for a GPT-NeoX/, 'num_hidden_layers');
     rejects({ ...SMALL, hidden_act: 'swish' }, /hidden_act "swish" is not supported \(supported: gelu_new, .*gelu, relu\)/, 'hidden_act');
     rejects({ ...SMALL, rotary_pct: 1.5 }, /"rotary_pct" must be a number from 0 to 1, got 1\.5/, 'rotary_pct');

@@ -117,6 +117,17 @@ function rotary(json: Record<string, unknown>, file: string): { pct: number; bas
 export function parseNeoxConfig(json: Record<string, unknown>, file: string): NeoxConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) bad('not a JSON object', file);
   if (json['model_type'] !== 'gpt_neox') bad(`model_type is ${JSON.stringify(json['model_type'])}, not "gpt_neox"`, file, 'model_type');
+  for (const key of ['num_hidden_layers', 'num_attention_heads', 'hidden_size', 'intermediate_size']) {
+    if (json[key] === undefined) {
+      const gpt2 = ['n_layer', 'n_embd', 'n_head'].filter((k) => json[k] !== undefined);
+      bad(
+        `"${key}" is missing, which a model_type "gpt_neox" config needs` +
+          (gpt2.length ? ` (the file has GPT-2's ${gpt2.join(', ')}: model_type and the rest of config.json disagree)` : ''),
+        file,
+        key,
+      );
+    }
+  }
   const int = (key: keyof typeof LIMITS, fallback?: number): number => positiveInt(json, key, file, { fallback, max: LIMITS[key], arch: ARCH });
   const nLayer = int('num_hidden_layers');
   const nHead = int('num_attention_heads');
