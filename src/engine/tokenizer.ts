@@ -50,6 +50,21 @@ const BYTE_TO_CHAR: string[] = (() => {
 })();
 const CHAR_TO_BYTE = new Map<string, number>(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
+/** The text a byte-level vocabulary entry stands for; undefined if it is not byte-level or not UTF-8. */
+function byteLevelText(token: string): string | undefined {
+  const bytes: number[] = [];
+  for (const ch of token) {
+    const b = CHAR_TO_BYTE.get(ch);
+    if (b === undefined) return undefined;
+    bytes.push(b);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
 export class Tokenizer {
   /** Number of ids (largest id + 1), counting added tokens. */
   readonly vocabSize: number;
@@ -92,7 +107,9 @@ export class Tokenizer {
     }
     for (const a of added) {
       const existing = this.idToToken[a.id];
-      if (existing !== undefined && existing !== a.content && !vocab.has(a.content)) {
+      // An added token may also be in the vocabulary under its byte-level spelling (a run of
+      // spaces "  " as "ĠĠ", as tokenizers that add whitespace tokens may store it): same text, same id.
+      if (existing !== undefined && existing !== a.content && !vocab.has(a.content) && byteLevelText(existing) !== a.content) {
         throw new EngineError(`${source}: added token "${a.content}" reuses id ${a.id} of "${existing}"`, source);
       }
       this.addedById.set(a.id, a);
@@ -696,7 +713,8 @@ function rankMerges(
   }
   const addedContent = new Set(added.map((t) => t.content));
   const orphans: string[] = [];
-  for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t)) orphans.push(t);
+  // An added token stored in the vocabulary under its byte-level spelling is not an orphan either.
+  for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t) && !addedContent.has(byteLevelText(t) ?? '')) orphans.push(t);
   if (orphans.length > 0) {
     const shown = orphans.slice(0, 3).map((t) => JSON.stringify(t)).join(', ');
     throw new EngineError(

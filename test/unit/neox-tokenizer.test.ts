@@ -115,3 +115,23 @@ test('the editor\'s sliced encoding (promptRun.ts safe split points) equals the 
   const sliced = await encodeSliced(tok, text, { sliceChars: 64, yieldFn: async () => {} });
   assert.deepEqual(sliced, whole);
 });
+
+test('whitespace tokens also stored in model.vocab under their byte-level spelling ("ĠĠ") are the same tokens', () => {
+  const json = JSON.parse(readFileSync(PATH, 'utf8'));
+  const two = (json.added_tokens as { id: number; content: string }[]).find((t) => t.content === '  ')!;
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'un-neox-tok-'));
+  try {
+    for (const [name, withMerge] of [['orphan.json', false], ['merged.json', true]] as const) {
+      const j = JSON.parse(JSON.stringify(json));
+      j.model.vocab['ĠĠ'] = two.id;
+      if (withMerge) j.model.merges.push('Ġ Ġ');
+      fs.writeFileSync(join(dir, name), JSON.stringify(j));
+      const t = Tokenizer.fromTokenizerJson(join(dir, name));
+      const h = new HFTokenizer(j, {});
+      assert.deepEqual(t.encode(MIXED).ids, h.encode(MIXED, { add_special_tokens: false }).ids, name);
+      assert.deepEqual(t.encode(MIXED).ids, tok.encode(MIXED).ids, name);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
