@@ -95,6 +95,13 @@ module.exports = {
       to: { path: [EXTENSION, WEBVIEW] },
     },
     {
+      name: 'architectures-through-the-registry',
+      comment: 'Shared code reaches an architecture (arch/gpt2.ts, arch/gpt_neox.ts, …) only through arch/index.ts, which chooses it by model_type, and arch/common.ts; so no GPT-2 (or other) assumption leaks into it (docs/architecture.md "An architecture"). Bench and tests may build one architecture directly.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/engine/arch/' },
+      to: { path: '^src/engine/arch/', pathNot: ['^src/engine/arch/index\\.ts$', '^src/engine/arch/common\\.ts$'] },
+    },
+    {
       name: 'no-circular',
       comment: 'Import cycles (type-only imports aside: they vanish at run time).',
       severity: 'error',

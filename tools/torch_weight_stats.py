@@ -18,12 +18,13 @@ Values are rounded to 7 significant digits. Top/bottom-10 composition tokens are
 subset of neurons (every one for small fixtures, every 16th for the tiny family) to keep the
 golden small.
 
-Run:  /usr/bin/python3 tools/torch_weight_stats.py   (about a minute on 2 cores; deterministic)
+Run:  /usr/bin/python3 tools/torch_weight_stats.py [NAME...]   (about a minute on 2 cores; deterministic)
 """
 import hashlib
 import json
 import os
 import struct
+import sys
 
 import torch
 
@@ -37,6 +38,8 @@ CHECKPOINTS = [
     ('gpt2-tiny-crfm', 'test/fixtures/gpt2-tiny-crfm', 1),  # tied, fp32, d_mlp = 4·d_model
     ('gpt2-tiny-untied', 'test/fixtures/gpt2-tiny-untied', 1),  # untied lm_head, n_inner 40
     ('tiny-gpt2-a', 'models/tiny-gpt2-a', 16),  # shipped family, fp16
+    # GPT-NeoX: nn.Linear [out, in] weights, post_attention_layernorm, untied embed_out, final_layer_norm
+    ('neox-tiny-seq', 'test/fixtures/neox-tiny-seq', 4),
 ]
 TOP = 10
 
@@ -60,6 +63,10 @@ def read_safetensors(path):
         t = torch.frombuffer(bytearray(data[begin:end]), dtype=dt, count=count) if count else torch.zeros(0, dtype=dt)
         out[name] = t.to(torch.float64).reshape(info['shape'])
     return out
+
+
+def n_layer_of(cfg):
+    return cfg['num_hidden_layers'] if cfg['model_type'] == 'gpt_neox' else cfg['n_layer']
 
 
 def sig7(x):
@@ -90,17 +97,33 @@ def stats(folder):
                 return W[n]
         raise KeyError(name)
 
-    n_layer = cfg['n_layer']
-    tied = cfg.get('tie_word_embeddings', True) is not False
+    neox = cfg['model_type'] == 'gpt_neox'
+    if neox:
+        # GPTNeoXForCausalLM: names under gpt_neox. (or none), Linear weights [out, in].
+        def get(name):
+            for n in ('gpt_neox.' + name, name):
+                if n in W:
+                    return W[n]
+            raise KeyError(name)
+
+    n_layer = cfg['num_hidden_layers' if neox else 'n_layer']
+    tied = cfg.get('tie_word_embeddings', not neox) is not False
     rows = {k: [] for k in ('w_in_norm', 'input_bias', 'w_out_norm', 'in_out_sim', 'l2_penalty')}
     w_out_all = []
     for l in range(n_layer):
-        g, b = get(f'h.{l}.ln_2.weight'), get(f'h.{l}.ln_2.bias')
-        w_in = get(f'h.{l}.mlp.c_fc.weight')  # [d_model, d_mlp] (Conv1D)
-        b_in = get(f'h.{l}.mlp.c_fc.bias') + b @ w_in
+        if neox:
+            p = f'layers.{l}.'
+            g, b = get(p + 'post_attention_layernorm.weight'), get(p + 'post_attention_layernorm.bias')
+            w_in = get(p + 'mlp.dense_h_to_4h.weight').T  # [d_model, d_mlp]
+            b_in = get(p + 'mlp.dense_h_to_4h.bias') + b @ w_in
+            w_out = get(p + 'mlp.dense_4h_to_h.weight').T  # [d_mlp, d_model]
+        else:
+            g, b = get(f'h.{l}.ln_2.weight'), get(f'h.{l}.ln_2.bias')
+            w_in = get(f'h.{l}.mlp.c_fc.weight')  # [d_model, d_mlp] (Conv1D)
+            b_in = get(f'h.{l}.mlp.c_fc.bias') + b @ w_in
+            w_out = get(f'h.{l}.mlp.c_proj.weight')  # [d_mlp, d_model]
         w_in = g[:, None] * w_in
         w_in = w_in - w_in.mean(0, keepdim=True)
-        w_out = get(f'h.{l}.mlp.c_proj.weight')  # [d_mlp, d_model]
         w_out = w_out - w_out.mean(1, keepdim=True)
         ni = w_in.norm(dim=0)
         no = w_out.norm(dim=1)
@@ -113,8 +136,12 @@ def stats(folder):
     out = {k: torch.cat(v) for k, v in rows.items()}
 
     # Unembedding [d_model, vocab].
-    W_U = (get('wte.weight') if tied else W['lm_head.weight']).T
-    W_U = W_U * get('ln_f.weight')[:, None]
+    if neox:
+        W_U = (get('embed_in.weight') if tied else W['embed_out.weight']).T
+        W_U = W_U * get('final_layer_norm.weight')[:, None]
+    else:
+        W_U = (get('wte.weight') if tied else W['lm_head.weight']).T
+        W_U = W_U * get('ln_f.weight')[:, None]
     W_U = W_U - W_U.mean(0, keepdim=True)  # over d_model (fold_layer_norm, center_weights)
     W_U = W_U - W_U.mean(1, keepdim=True)  # over the vocab (center_unembed)
     W_U = W_U / W_U.norm(dim=0, keepdim=True)
@@ -140,7 +167,10 @@ def stats(folder):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    only = sys.argv[1:]  # golden names; default all
     for name, rel, stride in CHECKPOINTS:
+        if only and name not in only:
+            continue
         folder = os.path.join(ROOT, rel)
         sha = hashlib.sha256(open(os.path.join(folder, 'model.safetensors'), 'rb').read()).hexdigest()
         cfg, s, tv, ti, bv, bi = stats(folder)
@@ -150,7 +180,7 @@ def main():
             'checkpoint': rel,
             'sha256': sha,
             'generator': 'tools/torch_weight_stats.py (float64 PyTorch %s)' % torch.__version__,
-            'n_layer': cfg['n_layer'],
+            'n_layer': n_layer_of(cfg),
             'n_neurons': N,
             'stats': {k: [sig7(x) for x in v.tolist()] for k, v in s.items()},
             'top': {

@@ -1,6 +1,6 @@
 /** Command-line parsing: turns argv into a typed command or a UsageError (exit code 2). */
 import { parseArgs } from 'node:util';
-import type { NeuronRef } from '../engine/arch/gpt2';
+import type { NeuronRef } from '../engine/arch/common';
 import { parseMode, parseNeuronList, parseTokenRange, type InterventionMode } from '../engine/interventionSpec';
 import { isUsableThreshold } from '../engine/run/defaults';
 

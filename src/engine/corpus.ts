@@ -20,6 +20,17 @@ export const NEWLINE = 198;
 /** The paper's statistics filter: BOS/EOS/pad (50256) and "\n" (198) are not counted. */
 export const isKept = (id: number): boolean => id !== EOS && id !== NEWLINE;
 
+/**
+ * The same filter for the tokenizer a run reads with: its <|endoftext|> (BOS/EOS/pad) and its
+ * "\n" token (GPT-2: 50256 and 198, as isKept; Pythia's tokenizer: 0 and 187).
+ */
+export function keptFilter(tok: { eosId: number; encode(text: string): { ids: number[] } }): (id: number) => boolean {
+  const nl = tok.encode('\n').ids;
+  const newline = nl.length === 1 ? nl[0]! : -1;
+  const eos = tok.eosId;
+  return (id) => id !== eos && id !== newline;
+}
+
 /** Extensions a folder contributes; anything else in a folder is skipped (and listed as skipped). */
 const FOLDER_KINDS: readonly [string, CorpusFileKind][] = [
   ['.tokens.bin', 'tokens'],
@@ -58,6 +69,8 @@ export interface CorpusOptions {
   encode?: (text: string, maxTokens?: number) => number[] | Encoding;
   bos?: number;
   eos?: number;
+  /** The statistics filter (default isKept, GPT-2's ids; the pipeline passes keptFilter of its tokenizer). */
+  isKept?: (id: number) => boolean;
   /**
    * The models' vocabulary size: a `.tokens.bin` id at or above it is refused naming the file
    * (it was tokenized for another vocabulary), before any forward pass.
@@ -83,7 +96,7 @@ export interface Corpus {
     available: number | null;
     /** nRows · nPositions. */
     used: number;
-    /** Tokens of the used rows that pass the filter (`isKept`). */
+    /** Tokens of the used rows that pass the filter (`isKept`, or the options' filter). */
     kept: number;
   };
   /** sha256 of the rows' ids (uint32 little-endian): identifies exactly what the analysis saw. */
@@ -410,7 +423,8 @@ export function readCorpus(opts: CorpusOptions): Corpus {
   }
   const lastDoc = docOf.length ? Math.max(-1, ...docOf.subarray(docOf.length - ctx)) : -1;
   documents.length = lastDoc + 1;
-  for (let i = 0; i < ids.length; i++) if (isKept(ids[i]!)) kept++;
+  const keepId = opts.isKept ?? isKept;
+  for (let i = 0; i < ids.length; i++) if (keepId(ids[i]!)) kept++;
   const hash = createHash('sha256')
     .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength))
     .digest('hex');

@@ -21,10 +21,8 @@
 import './ortTelemetry';
 import * as ort from 'onnxruntime-node';
 import {
-  buildGpt2Graph,
   ENTROPY,
   firstNonFinite,
-  Gpt2Config,
   Hook,
   LN_FINAL_SCALE,
   LOGITS,
@@ -37,7 +35,8 @@ import {
   TOP_K,
   TOP_LOGP,
   TOP_LOGP_CLEAN,
-} from './arch/gpt2';
+} from './arch/common';
+import { type ArchConfig, buildGraph } from './arch/index';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { encodeSliced } from './promptRun';
 import { createSession, ForwardOptions, Model, planBatches, releaseSessions, rowOffsets, runInBatches, TokenInfo, windows } from './runtime';
@@ -139,7 +138,7 @@ export class Intervener {
     return iv;
   }
 
-  get config(): Gpt2Config {
+  get config(): ArchConfig {
     return this.model.config;
   }
 
@@ -147,7 +146,7 @@ export class Intervener {
     if (this.closed) throw new EngineError('the intervention session has been closed');
     let s = this.sessions.get(logits);
     if (!s) {
-      const graph = buildGpt2Graph(this.model.weights, { logits, steer: true });
+      const graph = buildGraph(this.model.weights, { logits, steer: true });
       s = createSession(graph, [NLL, ENTROPY, LN_FINAL_SCALE, TOP_IDS, TOP_LOGP, TOP_LOGP_CLEAN, ...(logits ? [LOGITS] : [])], this.opts, this.tempDirs);
       this.sessions.set(logits, s);
       s.catch(() => this.sessions.delete(logits));

@@ -3,7 +3,7 @@
  * and the editor accept (`L3.N120,L1.N5`, `fix=2.5`, `3:10`) and the checks against a model's
  * config. No onnxruntime here, so the CLI parses its arguments without loading the native addon.
  */
-import type { Gpt2Config, Hook, NeuronRef } from './arch/gpt2';
+import type { Hook, ModelConfig, NeuronRef } from './arch/common';
 import { EngineError } from './errors';
 import type { RunView } from './run/view';
 
@@ -74,7 +74,7 @@ export function modeText(m: InterventionMode): string {
 }
 
 /** Checks a spec against the model (neurons, duplicates, finite values, means). Throws EngineError. */
-export function checkSpec(cfg: Gpt2Config, spec: InterventionSpec): void {
+export function checkSpec(cfg: ModelConfig, spec: InterventionSpec): void {
   const hook = spec.hook ?? 'post';
   if (hook !== 'pre' && hook !== 'post') throw new EngineError(`hook ${JSON.stringify(hook)} is neither pre nor post`);
   if (!spec.neurons || spec.neurons.length === 0) throw new EngineError('an intervention needs at least one neuron');
@@ -141,7 +141,7 @@ export function meansFromRun(
   run: Pick<RunView, 'id' | 'columns' | 'rowIndex' | 'reference'>,
   neurons: readonly NeuronRef[],
   hook: Hook,
-  cfg: Pick<Gpt2Config, 'nLayer' | 'dMlp'>,
+  cfg: Pick<ModelConfig, 'nLayer' | 'dMlp'>,
 ): number[] {
   if (hook !== 'pre') {
     throw new EngineError(

@@ -19,11 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import {
-  buildGpt2Graph,
   ENTROPY,
   firstNonFinite,
-  Gpt2Config,
-  Gpt2Weights,
   Hook,
   hookName,
   INPUT_IDS,
@@ -37,7 +34,8 @@ import {
   NLL,
   POST_ALL,
   TARGETS,
-} from './arch/gpt2';
+} from './arch/common';
+import { type ArchConfig, type ArchWeights, buildGraph } from './arch/index';
 import { loadCheckpoint } from './checkpoint';
 import { topNeuronsAt } from './editor';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
@@ -154,20 +152,20 @@ type Variant = 'acts' | 'logits' | 'kept';
  * variants are built lazily — activations only (no LM head) and the full forward with logits.
  */
 export class Forward {
-  readonly config: Gpt2Config;
+  readonly config: ArchConfig;
   private readonly sessions = new Map<Variant, Promise<ort.InferenceSession>>();
   private readonly tempDirs: string[] = [];
   private closed = false;
 
   private constructor(
-    private readonly weights: Gpt2Weights,
+    private readonly weights: ArchWeights,
     private readonly opts: ForwardOptions,
   ) {
     this.config = weights.config;
   }
 
   /** Builds and loads the activations variant now, so that a broken model fails at open. */
-  static async create(weights: Gpt2Weights, opts: ForwardOptions = {}): Promise<Forward> {
+  static async create(weights: ArchWeights, opts: ForwardOptions = {}): Promise<Forward> {
     const f = new Forward(weights, opts);
     await f.session('acts');
     return f;
@@ -208,17 +206,17 @@ export class Forward {
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {
-    if (variant === 'kept') return createSession(buildGpt2Graph(this.weights, { logits: false, kept: true }), [KEPT_PRE, KEPT_POST, POST_ALL], this.opts, this.tempDirs);
+    if (variant === 'kept') return createSession(buildGraph(this.weights, { logits: false, kept: true }), [KEPT_PRE, KEPT_POST, POST_ALL], this.opts, this.tempDirs);
     const want = [...Array(this.config.nLayer).keys()].flatMap((l) => [hookName(l, 'pre'), hookName(l, 'post')]);
     if (variant === 'logits') want.push(LOGITS);
-    return createSession(buildGpt2Graph(this.weights, { logits: variant === 'logits' }), want, this.opts, this.tempDirs);
+    return createSession(buildGraph(this.weights, { logits: variant === 'logits' }), want, this.opts, this.tempDirs);
   }
 
   /**
    * The analysis' forward: rows of one length in one ORT run, returning only what `want` names,
    * already in the analysis' layout (neuron (l, n) at column l·d_mlp + n): the kept tokens'
    * pre- and post-activations (`keptIndex`: token indices into the concatenated rows) and every
-   * token's post-activations. ORT concatenates and gathers (see buildGpt2Graph's `kept`), so
+   * token's post-activations. ORT concatenates and gathers (see GraphOptions.kept in arch/common.ts), so
    * nothing is copied in JavaScript. Rows of different lengths, or more tokens than one run
    * holds, go through runTokens instead (the caller interleaves).
    */
@@ -334,7 +332,7 @@ export async function releaseSessions(sessions: Map<unknown, Promise<{ release()
 }
 
 /** Checks rows of token ids against the model; returns where each row starts in the concatenation. */
-export function rowOffsets(rows: readonly (readonly number[])[], cfg: Gpt2Config): number[] {
+export function rowOffsets(rows: readonly (readonly number[])[], cfg: ArchConfig): number[] {
   const offsets = [0];
   rows.forEach((r, i) => {
     if (r.length === 0) throw new EngineError(`row ${i} is empty`);
@@ -441,12 +439,12 @@ export function windows(ids: readonly number[], nPositions: number, bos: number)
 export class Model {
   private constructor(
     readonly dir: string,
-    readonly config: Gpt2Config,
+    readonly config: ArchConfig,
     readonly tokenizer: Tokenizer,
     readonly forward: Forward,
     private readonly weightsFile: SafetensorsFile,
     /** The resolved weights, for the other graphs of this model (intervene.ts). */
-    readonly weights: Gpt2Weights,
+    readonly weights: ArchWeights,
   ) {}
 
   static async open(path: string, opts: ForwardOptions = {}): Promise<Model> {
@@ -600,13 +598,13 @@ const SCORE_MAX_TOKENS = 2048;
  * one session serves a whole sweep of values.
  */
 export class Scorer {
-  readonly config: Gpt2Config;
+  readonly config: ArchConfig;
   private readonly sessions = new Map<boolean, Promise<ort.InferenceSession>>();
   private readonly tempDirs: string[] = [];
   private closed = false;
 
   private constructor(
-    private readonly weights: Gpt2Weights,
+    private readonly weights: ArchWeights,
     readonly intervention: NeuronRef | undefined,
     private readonly opts: ForwardOptions,
     private readonly closeWeights: () => void,
@@ -621,7 +619,7 @@ export class Scorer {
    * that a bad model or neuron index fails here. `closeWeights` runs once on close; `source`
    * names the model in messages.
    */
-  static async create(weights: Gpt2Weights, opts: ScorerOptions = {}, closeWeights: () => void = () => {}, source = 'the model'): Promise<Scorer> {
+  static async create(weights: ArchWeights, opts: ScorerOptions = {}, closeWeights: () => void = () => {}, source = 'the model'): Promise<Scorer> {
     const { intervention, ...forwardOpts } = opts;
     const s = new Scorer(weights, intervention && { ...intervention }, forwardOpts, closeWeights, source);
     try {
@@ -637,7 +635,7 @@ export class Scorer {
     if (this.closed) throw new EngineError('the scorer has been closed');
     let s = this.sessions.get(intervened);
     if (!s) {
-      const graph = buildGpt2Graph(this.weights, { logits: false, scores: true, intervention: intervened ? this.intervention : undefined });
+      const graph = buildGraph(this.weights, { logits: false, scores: true, intervention: intervened ? this.intervention : undefined });
       s = createSession(graph, [NLL, ENTROPY, LN_FINAL_SCALE], this.opts, this.tempDirs);
       this.sessions.set(intervened, s);
       s.catch(() => this.sessions.delete(intervened));
@@ -724,7 +722,7 @@ export class Scorer {
 /** A checkpoint on disk as a `Scorer` (no tokenizer work; rows are token ids). */
 export async function openScorer(path: string, opts: ScorerOptions = {}): Promise<Scorer> {
   const ck = loadCheckpoint(path);
-  let weights: Gpt2Weights;
+  let weights: ArchWeights;
   try {
     weights = checkpointWeights(ck);
   } catch (e) {

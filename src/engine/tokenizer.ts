@@ -1,7 +1,9 @@
 // Over 600 lines: one concern, GPT-2 byte-level BPE with character offsets: the loaders
 // (tokenizer.json, vocab.json + merges.txt), their checks, encode/decode and the self-check.
 // GPT-2 byte-level BPE, written here because the npm tokenizers return no character offsets and the
-// editor needs, for every token, the exact span of the document it came from.
+// editor needs, for every token, the exact span of the document it came from. GPT-NeoX's
+// (Pythia's) tokenizer.json is the same BPE with an NFC normalizer and more added tokens (runs of
+// spaces): the text is normalized first and ranges are mapped back to the original (nfcWithMap).
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { EngineError } from './errors';
@@ -48,6 +50,21 @@ const BYTE_TO_CHAR: string[] = (() => {
 })();
 const CHAR_TO_BYTE = new Map<string, number>(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
+/** The text a byte-level vocabulary entry stands for; undefined if it is not byte-level or not UTF-8. */
+function byteLevelText(token: string): string | undefined {
+  const bytes: number[] = [];
+  for (const ch of token) {
+    const b = CHAR_TO_BYTE.get(ch);
+    if (b === undefined) return undefined;
+    bytes.push(b);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
 export class Tokenizer {
   /** Number of ids (largest id + 1), counting added tokens. */
   readonly vocabSize: number;
@@ -75,6 +92,8 @@ export class Tokenizer {
     private readonly ranks: Map<string, number>,
     added: AddedToken[],
     private readonly ignoreMerges: boolean,
+    /** tokenizer.json's normalizer is NFC (GPT-NeoX); GPT-2 has none. */
+    private readonly nfc = false,
   ) {
     let top = -1;
     for (const id of vocab.values()) if (id > top) top = id;
@@ -88,7 +107,9 @@ export class Tokenizer {
     }
     for (const a of added) {
       const existing = this.idToToken[a.id];
-      if (existing !== undefined && existing !== a.content && !vocab.has(a.content)) {
+      // An added token may also be in the vocabulary under its byte-level spelling (a run of
+      // spaces "  " as "ĠĠ", as tokenizers that add whitespace tokens may store it): same text, same id.
+      if (existing !== undefined && existing !== a.content && !vocab.has(a.content) && byteLevelText(existing) !== a.content) {
         throw new EngineError(`${source}: added token "${a.content}" reuses id ${a.id} of "${existing}"`, source);
       }
       this.addedById.set(a.id, a);
@@ -138,6 +159,7 @@ export class Tokenizer {
       parts.push(`${a.id}\u0000${a.content}\u0000${+a.special}${+a.lstrip}${+a.rstrip}`);
     }
     parts.push(`\u0002ignore_merges=${this.ignoreMerges}`);
+    if (this.nfc) parts.push('\u0002normalizer=NFC'); // absent for GPT-2, so its fingerprints are unchanged
     return createHash('sha256').update(parts.join('\u0001')).digest('hex');
   }
 
@@ -206,8 +228,9 @@ export class Tokenizer {
     if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
       throw bad(`model.dropout ${JSON.stringify(model.dropout)} is not supported: BPE dropout splits words at random, so one text would not always give the same ids (GPT-2 has none)`);
     }
-    if (json.normalizer !== undefined && json.normalizer !== null) {
-      throw bad(`normalizer ${describe(json.normalizer)} is not supported; GPT-2 tokenizers have none`);
+    const nfc = isObject(json.normalizer) && json.normalizer.type === 'NFC';
+    if (json.normalizer !== undefined && json.normalizer !== null && !nfc) {
+      throw bad(`normalizer ${describe(json.normalizer)} is not supported; GPT-2 tokenizers have none, GPT-NeoX's (Pythia's) is NFC`);
     }
     checkByteLevel(json.pre_tokenizer, path);
     const vocab = parseVocab(model.vocab, path, 'model.vocab');
@@ -232,7 +255,7 @@ export class Tokenizer {
         added.push({ id: t.id, content: t.content, special: t.special === true, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
       });
     }
-    return Tokenizer.remember(key, new Tokenizer(path, vocab, rankMerges(merges, vocab, path, 'model.merges', added), added, model.ignore_merges === true));
+    return Tokenizer.remember(key, new Tokenizer(path, vocab, rankMerges(merges, vocab, path, 'model.merges', added), added, model.ignore_merges === true, nfc));
   }
 
   /** Loads the original GPT-2 pair `vocab.json` (a.k.a. encoder.json) + `merges.txt` (vocab.bpe). */
@@ -268,6 +291,20 @@ export class Tokenizer {
    * reader that needs 1,000 tokens of a 100 MB document does not tokenize all of it.
    */
   encode(text: string, maxTokens = Infinity): Encoding {
+    if (this.nfc) {
+      const n = nfcWithMap(text);
+      if (n) {
+        const enc = this.encodeNormalized(n.norm, maxTokens);
+        enc.starts = enc.starts.map((s) => n.toOrig[s]!);
+        enc.ends = enc.ends.map((e) => n.toOrig[e]!);
+        return enc;
+      }
+    }
+    return this.encodeNormalized(text, maxTokens);
+  }
+
+  /** encode() of a text the normalizer leaves unchanged. */
+  private encodeNormalized(text: string, maxTokens: number): Encoding {
     const enc: Encoding = { ids: [], starts: [], ends: [] };
     if (!this.addedSplit) {
       this.encodeOrdinary(text, 0, text.length, enc, maxTokens);
@@ -431,6 +468,42 @@ export class Tokenizer {
 }
 
 const POS = 2 ** 27; // > the byte length of any one pre-token we accept
+
+/** Code points that may compose with the character before them: marks, and Hangul medial and final jamo. */
+const COMBINES_BACK = /[\p{M}\u1160-\u11ff\ud7b0-\ud7ff]/u;
+
+/**
+ * The NFC form of `text` with, for every UTF-16 boundary k of it (0..length), the boundary of the
+ * original text it comes from; undefined when `text` is already NFC (the usual case). The text is
+ * cut before every character that cannot compose with the one before it, each piece is normalized
+ * alone (so that a change stays inside its piece), and a changed piece maps as a whole: its start
+ * to the original piece's start, every boundary inside it to the original piece's end. The map is
+ * non-decreasing, so token ranges mapped through it still tile the original text in order. Should
+ * the pieces not add up to the NFC of the whole (no such text is known), the whole text is one piece.
+ */
+export function nfcWithMap(text: string): { norm: string; toOrig: Int32Array } | undefined {
+  const whole = text.normalize('NFC');
+  if (whole === text) return undefined;
+  const cuts = [0];
+  for (let i = 0; i < text.length; ) {
+    const cp = text.codePointAt(i)!;
+    if (i > 0 && !COMBINES_BACK.test(String.fromCodePoint(cp))) cuts.push(i);
+    i += cp > 0xffff ? 2 : 1;
+  }
+  cuts.push(text.length);
+  let pieces: [number, number, string][] = [];
+  for (let k = 0; k + 1 < cuts.length; k++) pieces.push([cuts[k]!, cuts[k + 1]!, text.slice(cuts[k], cuts[k + 1]).normalize('NFC')]);
+  if (pieces.map((p) => p[2]).join('') !== whole) pieces = [[0, text.length, whole]];
+  const toOrig = new Int32Array(whole.length + 1);
+  let at = 0;
+  for (const [a, b, n] of pieces) {
+    const same = n === text.slice(a, b);
+    for (let k = 0; k < n.length; k++) toOrig[at + k] = same ? a + k : k === 0 ? a : b;
+    at += n.length;
+  }
+  toOrig[whole.length] = text.length;
+  return { norm: whole, toOrig };
+}
 
 /** Binary min-heap of numbers. */
 class MinHeap {
@@ -640,7 +713,8 @@ function rankMerges(
   }
   const addedContent = new Set(added.map((t) => t.content));
   const orphans: string[] = [];
-  for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t)) orphans.push(t);
+  // An added token stored in the vocabulary under its byte-level spelling is not an orphan either.
+  for (const t of vocab.keys()) if (!made.has(t) && !addedContent.has(t) && !addedContent.has(byteLevelText(t) ?? '')) orphans.push(t);
   if (orphans.length > 0) {
     const shown = orphans.slice(0, 3).map((t) => JSON.stringify(t)).join(', ');
     throw new EngineError(

@@ -1,6 +1,7 @@
 // Validation of a checkpoint before any work: the one place that turns a loaded Checkpoint into
 // weights the forward may use. Kept free of onnxruntime so weight statistics can share it.
-import { checkGpt2WeightsFinite, type Gpt2Weights, parseGpt2Config, resolveGpt2Weights, type WeightSource } from './arch/gpt2';
+import { checkWeightsFinite, type ResolvedWeights, type WeightSource } from './arch/common';
+import { type ArchWeights, parseModelConfig, resolveWeights } from './arch/index';
 import type { Checkpoint } from './checkpoint';
 import { EngineError } from './errors';
 import type { SafetensorsFile } from './safetensors';
@@ -18,10 +19,10 @@ export function safetensorsSource(file: SafetensorsFile): WeightSource {
 /**
  * Everything about a checkpoint is checked here, before any session is built or any token run:
  * config values, tokenizer ids against vocab_size, every tensor's presence, shape and dtype both
- * ways (resolveGpt2Weights), and every weight finite.
+ * ways (the architecture's resolve, chosen by model_type in arch/index.ts), and every weight finite.
  */
-export function checkpointWeights(ck: Checkpoint): Gpt2Weights {
-  const cfg = parseGpt2Config(ck.configJson, ck.configPath);
+export function checkpointWeights(ck: Checkpoint): ArchWeights {
+  const cfg = parseModelConfig(ck.configJson, ck.configPath);
   if (ck.tokenizer.vocabSize > cfg.vocabSize) {
     const top = ck.tokenizer.vocabSize - 1;
     throw new EngineError(
@@ -32,9 +33,9 @@ export function checkpointWeights(ck: Checkpoint): Gpt2Weights {
     );
   }
   checkSpecialIds(ck, cfg.vocabSize);
-  const w = resolveGpt2Weights(cfg, safetensorsSource(ck.weights), ck.weights.path, ck.configPath);
+  const w = resolveWeights(cfg, safetensorsSource(ck.weights), ck.weights.path, ck.configPath);
   checkHalfFormats(w, ck.weights.path);
-  checkGpt2WeightsFinite(w, ck.weights.path);
+  checkWeightsFinite(w, ck.weights.path);
   return w;
 }
 
@@ -71,7 +72,7 @@ function checkSpecialIds(ck: Checkpoint, vocabSize: number): void {
  * other way round give finite, plausible and wrong weights, so a one-word edit of a header's dtype
  * would otherwise go unnoticed.
  */
-function checkHalfFormats(w: Gpt2Weights, file: string): void {
+function checkHalfFormats(w: ResolvedWeights, file: string): void {
   const by = new Map<string, string[]>();
   for (const stored of new Set(w.stored.values())) {
     const d = w.source.dtype?.(stored);

@@ -186,7 +186,8 @@ describe('openModel on broken checkpoints', () => {
   test('config errors surface through openModel', async () => {
     await withCopy((d) => editConfig(d, { n_head: 3 }), /n_embd \(8\) is not divisible by n_head \(3\)/);
     await withCopy((d) => editConfig(d, { activation_function: 'mish' }), /activation_function "mish" is not supported/);
-    await withCopy((d) => editConfig(d, { model_type: 'llama' }), /only GPT-2/);
+    // The architecture is chosen by model_type (arch/index.ts); an unknown one names the file and lists those supported.
+    await withCopy((d) => editConfig(d, { model_type: 'llama' }), /config\.json: model_type is "llama", which is not supported; the supported architectures are "gpt2" \(GPT-2\), "gpt_neox" \(GPT-NeoX \(Pythia\)\)/);
   });
 
   test('a vocabulary smaller than the tokenizer is refused', async () => {

@@ -15,7 +15,7 @@ import {
   unembedMoments,
   unembedMomentsPlain,
 } from '../../src/engine/analysis/roles';
-import { openGpt2Weights, processMlpWeights, readTensor, unitUnembedRows, weightStats } from '../../src/engine/analysis/weightstats';
+import { openModelWeights, processMlpWeights, readTensor, unitUnembedRows, weightStats } from '../../src/engine/analysis/weightstats';
 
 const FIXTURE = join(__dirname, '..', 'fixtures', 'gpt2-tiny-crfm');
 
@@ -79,7 +79,7 @@ test('the unembedding moments in cache-sized bands equal the plain rank-1 loop b
 });
 
 test("a direction's vocab_var from the unembedding moments equals the weight statistics' vocab_var", async () => {
-  const { weights, close } = openGpt2Weights(FIXTURE);
+  const { weights, close } = openModelWeights(FIXTURE);
   try {
     const ws = await weightStats(weights, { gemm: 'js' });
     const d = weights.config.nEmbd;
@@ -99,7 +99,7 @@ test("a direction's vocab_var from the unembedding moments equals the weight sta
 });
 
 test('attention score: a neuron writing along a head’s BOS-query direction scores highest on that head', () => {
-  const { weights, close } = openGpt2Weights(FIXTURE);
+  const { weights, close } = openModelWeights(FIXTURE);
   try {
     const c = weights.config;
     const d = c.nEmbd;
@@ -142,7 +142,7 @@ test('attention score: a neuron writing along a head’s BOS-query direction sco
 });
 
 test('neuronRoles on a fixture: every neuron gets a role string, baselines recorded', async () => {
-  const { weights, close } = openGpt2Weights(FIXTURE);
+  const { weights, close } = openModelWeights(FIXTURE);
   try {
     const ws = await weightStats(weights, { gemm: 'js' });
     const r = neuronRoles(weights, ws, { seed: 1, directions: 64 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openGpt2Weights, processMlpWeights, WeightStats, weightStats, weightStatsFromCheckpoint } from '../../src/engine/analysis/weightstats';
+import { openModelWeights, processMlpWeights, WeightStats, weightStats, weightStatsFromCheckpoint } from '../../src/engine/analysis/weightstats';
 import { hashFile } from '../../src/engine/checkpoint';
 import { EngineError } from '../../src/engine/errors';
 import { setKernelThreads } from '../../src/engine/kernels/pool';
@@ -32,7 +32,11 @@ function compare(ours: WeightStats, g: Golden, name: string): void {
   for (const k of STATS) {
     const want = g.stats[k]!;
     const typical = Math.max(...want.map(Math.abs));
-    const atol = 1e-6 * Math.max(typical, k === 'vocab_skew' || k === 'in_out_sim' ? 1 : 0);
+    let atol = 1e-6 * Math.max(typical, k === 'vocab_skew' || k === 'in_out_sim' ? 1 : 0);
+    // The mean of c over the vocabulary is float32 products' rounding (~1e-7·σ_c per entry) averaged
+    // over V entries: with GPT-2's 50,257 tokens that is far below 1e-6·typical, with a 512-token
+    // vocabulary (neox-tiny-seq) it is not, so it gets a floor of 1e-7·σ_c.
+    if (k === 'vocab_mean') atol = Math.max(atol, 1e-7 * Math.sqrt(Math.max(...g.stats['vocab_var']!)));
     let worst = 0;
     for (let j = 0; j < want.length; j++) {
       const err = Math.abs(ours[k][j]! - want[j]!);
@@ -68,7 +72,8 @@ async function golden(name: string): Promise<Golden> {
   return g;
 }
 
-for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied']) {
+// neox-tiny-seq: GPT-NeoX's [out, in] Linear weights, post_attention_layernorm and untied embed_out (arch/index.ts mlpTensors).
+for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied', 'neox-tiny-seq']) {
   test(`${name}: matches the independent PyTorch float64 statistics`, async () => {
     const g = await golden(name);
     compare(await weightStatsFromCheckpoint(path.join(ROOT, g.checkpoint)), g, name);
@@ -85,7 +90,7 @@ test('tiny-gpt2-a (fp16, 2,048 neurons): matches PyTorch, in a few seconds', asy
 });
 
 test('the JS and ORT products agree', async () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
   try {
     const a = await weightStats(weights, { gemm: 'ort', blockNeurons: 7 });
     const b = await weightStats(weights, { gemm: 'js' });
@@ -101,7 +106,7 @@ test('the JS and ORT products agree', async () => {
 });
 
 test('the vocab kernel (every core) equals the JS loop bit for bit: moments, top and bottom tokens', async () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'models/tiny-gpt2-a'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'models/tiny-gpt2-a'));
   try {
     // Blocks of 333 rows: the last block is partial; 1 and 3 threads split rows differently.
     for (const threads of [1, 3]) {
@@ -122,7 +127,7 @@ test('the vocab kernel (every core) equals the JS loop bit for bit: moments, top
 });
 
 test('processed weights reproduce the real pre-activation: ln_2(x)·W_in + b = norm(x)·W_in\' + b\'', () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'test/fixtures/gpt2-tiny-crfm'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'test/fixtures/gpt2-tiny-crfm'));
   try {
     const cfg = weights.config;
     const d = cfg.nEmbd;
@@ -166,7 +171,7 @@ test('processed weights reproduce the real pre-activation: ln_2(x)·W_in + b = n
 });
 
 test('refuses a bad topK', async () => {
-  const { weights, close } = openGpt2Weights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
+  const { weights, close } = openModelWeights(path.join(ROOT, 'test/fixtures/gpt2-tiny-untied'));
   try {
     await assert.rejects(weightStats(weights, { topK: 0 }), EngineError);
   } finally {

@@ -9,7 +9,7 @@
  *                            exactly the paper's schema)
  *   roles.json               entropy intervention results, top attention-deactivation pairs, baselines
  */
-import type { Gpt2Weights } from '../arch/gpt2';
+import type { ResolvedWeights } from '../arch/common';
 import type { Corpus } from '../corpus';
 import { throwIfCancelled } from '../errors';
 import type { TokenClasses } from '../labels';
@@ -93,7 +93,7 @@ export interface FamilyColumns {
 export async function familyResults(
   ctx: PlanContext,
   o: FamilyPlanOptions,
-  inputs: { fam: FamilyStatsResult; kurt: Float64Array; weights: Gpt2Weights; ws: WeightStats; examples: TopExamplesResult; meta: Record<string, string> },
+  inputs: { fam: FamilyStatsResult; kurt: Float64Array; weights: ResolvedWeights; ws: WeightStats; examples: TopExamplesResult; meta: Record<string, string> },
 ): Promise<FamilyColumns> {
   const ref = ctx.models[0]!;
   const N = ref.nNeurons;

@@ -4,7 +4,7 @@
  * the loss on held-out text. The per-token figures come from the scoring graph (`Scorer`), so the
  * [tokens × vocab] logits never leave onnxruntime.
  */
-import type { NeuronRef } from '../arch/gpt2';
+import type { NeuronRef } from '../arch/common';
 import { CancellationSignal, EngineError } from '../errors';
 import { ForwardOptions, openScorer, TokenScores } from '../runtime';
 

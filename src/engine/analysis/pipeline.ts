@@ -23,8 +23,9 @@ import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hashFile, peekCheckpoint } from '../checkpoint';
-import { readCorpus, row, isKept, type Corpus } from '../corpus';
-import { firstNonFinite, parseGpt2Config } from '../arch/gpt2';
+import { keptFilter, readCorpus, row, type Corpus } from '../corpus';
+import { firstNonFinite } from '../arch/common';
+import { parseModelConfig } from '../arch/index';
 import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
 import { hashVocab, Tokenizer } from '../tokenizer';
@@ -201,6 +202,7 @@ export async function buildBatch(
   const nTokens = offsets[rows.length]!;
   const keep = new Uint8Array(nTokens);
   const kept: number[] = [];
+  const isKept = keptFilter(handles[0]!.tokenizer);
   let t = 0;
   for (const r of rows) {
     for (const id of r) {
@@ -298,6 +300,8 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
     const ref = entries[0]!;
     for (const e of entries.slice(1)) {
       const diffs: string[] = [];
+      const [refType, eType] = [handles[0]!.config.modelType, handles[entries.indexOf(e)]!.config.modelType];
+      if (refType !== eType) diffs.push(`model_type ${refType} vs ${eType} in their config.json`);
       if (e.nLayers !== ref.nLayers) diffs.push(`n_layer ${ref.nLayers} vs ${e.nLayers}`);
       if (e.dMlp !== ref.dMlp) diffs.push(`d_mlp ${ref.dMlp} vs ${e.dMlp}`);
       if (e.nPositions !== ref.nPositions) diffs.push(`n_positions ${ref.nPositions} vs ${e.nPositions}`);
@@ -477,7 +481,7 @@ export function preflight(modelDirs: readonly string[], corpusPaths: readonly st
   const ctx: { n: number; config: string }[] = [];
   for (const d of modelDirs) {
     const ck = peekCheckpoint(d);
-    ctx.push({ n: parseGpt2Config(ck.configJson, ck.configPath).nPositions, config: ck.configPath });
+    ctx.push({ n: parseModelConfig(ck.configJson, ck.configPath).nPositions, config: ck.configPath });
   }
   const { n, config } = ctx[0]!;
   if (!(Number.isSafeInteger(tokens) && tokens >= n)) {
@@ -606,6 +610,7 @@ export async function runAnalysis(
         encode: (text, maxTokens) => ref.tokenizer.encode(text, maxTokens),
         bos: ref.tokenizer.bosId,
         eos: ref.tokenizer.eosId,
+        isKept: keptFilter(ref.tokenizer),
         vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
         signal,
       });

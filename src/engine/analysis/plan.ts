@@ -32,7 +32,7 @@ import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, Plan
 import { universalityTable } from './universality';
 import { FAMILY_FILES, familyChoices, familyBytes, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
 import type { FamilyStatsResult } from './families';
-import { openGpt2Weights, weightStats } from './weightstats';
+import { openModelWeights, weightStats } from './weightstats';
 
 export const RESULT_FILES = [
   RUN_FILES.neurons,
@@ -75,13 +75,34 @@ export interface PlanOptions {
   families?: FamilyPlanOptions;
 }
 
+/**
+ * Roles read attention weights in GPT-2's layout (bosKeys, attentionScores in roles.ts); for other
+ * architectures they are not written yet, so the run is refused before any forward rather than
+ * after the corpus passes.
+ */
+function checkFamiliesSupported(ctx: PlanContext): void {
+  const ref = ctx.handles[0];
+  const t = ref?.config.modelType;
+  if (ref && t !== 'gpt2') {
+    throw new EngineError(
+      `${ref.dir}: families and roles are computed for GPT-2 models only so far, and this model's config.json has model_type "${t}"; ` +
+        'analyse it with families off (CLI: --no-families; editor: the universalNeurons.families setting)',
+      ref.dir,
+    );
+  }
+}
+
 export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
   const fam = o.families ?? {};
   const families = fam.enabled !== false;
   return {
     choices: { ...PLAN_CHOICES, ...(families ? familyChoices(fam) : {}) },
-    accumulators: (ctx) => [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])],
+    accumulators: (ctx) => {
+      if (families) checkFamiliesSupported(ctx);
+      return [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])];
+    },
     statsBytes: (ctx) => {
+      if (families) checkFamiliesSupported(ctx); // before the run folder is made (new runs)
       const o = statsOptions(ctx);
       return ActivationStats.bytes(o.stats) + TopExamples.bytes(o.examples) + PaperHistogram.bytes(o.stats.nNeurons) + (families ? familyBytes(ctx) : 0);
     },
@@ -220,7 +241,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
 
   ctx.progress({ phase: 'write', message: 'weight statistics of the reference model' });
   throwIfCancelled(ctx.signal);
-  const opened = openGpt2Weights(ref.dir);
+  const opened = openModelWeights(ref.dir);
   let w: Awaited<ReturnType<typeof weightStats>>;
   let famCols: FamilyColumns | undefined;
   const st = stats[0]!;

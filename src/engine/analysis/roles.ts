@@ -12,7 +12,7 @@
  * M = mean_v ŵ_v ŵ_vᵀ and μ = mean_v ŵ_v over the unit unembedding columns ŵ_v, so the baseline
  * costs one d×d moment matrix rather than a [directions × vocab] product.
  */
-import type { Gpt2Weights } from '../arch/gpt2';
+import type { ResolvedWeights } from '../arch/common';
 import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { rotationMatrix } from './crossmoments';
 import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
@@ -215,7 +215,8 @@ const erf = (x: number): number => {
  * residual stream there is a one-token forward, computed here directly from the weights.
  * Returns per layer the key vector [d] (all heads, before the split).
  */
-export function bosKeys(w: Gpt2Weights, bos = 50256): Float64Array[] {
+export function bosKeys(w: ResolvedWeights, bos = 50256): Float64Array[] {
+  gpt2Only(w);
   const c = w.config;
   const d = c.nEmbd;
   const t = (name: string): Float32Array => readTensor(w, name);
@@ -268,7 +269,7 @@ export function bosKeys(w: Gpt2Weights, bos = 50256): Float64Array[] {
  * matter against a centred ŵ_out), h = ŵ_out·g, z = h/σ with σ the spread of u·g over random u.
  */
 export function attentionScores(
-  w: Gpt2Weights,
+  w: ResolvedWeights,
   wOutUnit: Float64Array[],
   directions: Float64Array,
   topPairs = 20,
@@ -330,7 +331,14 @@ export function attentionScores(
 }
 
 /** Every role of every neuron of one checkpoint, given its weight statistics. */
-export function neuronRoles(w: Gpt2Weights, ws: WeightStats, opts: RoleOptions = {}): NeuronRoles {
+/** The roles read GPT-2's tensors (wte, wpe, c_attn, ln_1): other architectures are refused by name. */
+function gpt2Only(w: ResolvedWeights): void {
+  if (w.config.modelType !== 'gpt2') {
+    throw new EngineError(`roles from the weights are computed for GPT-2 only so far, not for model_type "${w.config.modelType}"`);
+  }
+}
+
+export function neuronRoles(w: ResolvedWeights, ws: WeightStats, opts: RoleOptions = {}): NeuronRoles {
   const c = w.config;
   const d = c.nEmbd;
   const R = opts.directions ?? 1024;

@@ -4,7 +4,10 @@
  *   W_in' = diag(γ₂)·W_in, b_in' = b_in + β₂·W_in, then W_in' centred over d_model per neuron;
  *   W_out rows centred over d_model;
  *   W_U' = diag(γ_f)·W_U, centred over d_model per token, then its mean over the vocab removed.
- * (W_U is wteᵀ for tied models, lm_headᵀ otherwise — what the engine's forward uses.)
+ * (W_U is the unembedding the engine's forward uses: GPT-2's wteᵀ when tied, else lm_headᵀ;
+ * GPT-NeoX's embed_outᵀ. The MLP's LayerNorm is GPT-2's ln_2, GPT-NeoX's post_attention_layernorm,
+ * which both residual forms apply right before the MLP, so the fold is the same; arch/index.ts
+ * gives every architecture's tensors in one layout.)
  *
  * Processing runs in float64. The vocab composition c = ŵ_out·Ŵ_U (Ŵ_U with unit columns) is one
  * [N × d]·[d × V] product — 26 GFLOP for the tiny family, 2.8 TFLOP for GPT2-small — so it runs on onnxruntime's float32 GEMM in blocks of neurons; each block's [nb × V] result is
@@ -12,7 +15,8 @@
  */
 import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { loadCheckpoint } from '../checkpoint';
-import { type Gpt2Weights } from '../arch/gpt2';
+import type { ResolvedWeights } from '../arch/common';
+import { type ArchWeights, mlpTensors, unembedTensors } from '../arch/index';
 import { checkpointWeights } from '../validate';
 import { OnnxGraph } from '../onnx';
 import { resolveThreads } from '../threads';
@@ -77,14 +81,14 @@ export interface ProcessedMlp {
 }
 
 /** A weight as stored (float32), by its HF name without prefix. */
-export function readTensor(w: Gpt2Weights, name: string): Float32Array {
+export function readTensor(w: ResolvedWeights, name: string): Float32Array {
   const stored = w.stored.get(name);
   if (stored === undefined) throw new EngineError(`weight ${name} was not resolved`, undefined, name);
   return w.source.read(stored);
 }
 
 /** Folds ln_2 into W_in/b_in and centres W_in columns and W_out rows over d_model, every layer. */
-export function processMlpWeights(w: Gpt2Weights): ProcessedMlp {
+export function processMlpWeights(w: ResolvedWeights): ProcessedMlp {
   const { nLayer: L, nEmbd: d, dMlp: m } = w.config;
   const out: ProcessedMlp = { nLayers: L, dModel: d, dMlp: m, wIn: [], bIn: [], wOut: [] };
   for (let l = 0; l < L; l++) {
@@ -97,14 +101,14 @@ export function processMlpWeights(w: Gpt2Weights): ProcessedMlp {
 }
 
 /** One layer of processMlpWeights (weightStats goes layer by layer: float64 copies of every layer add up). */
-function processLayer(w: Gpt2Weights, l: number): { wIn: Float64Array; bIn: Float64Array; wOut: Float64Array } {
+function processLayer(w: ResolvedWeights, l: number): { wIn: Float64Array; bIn: Float64Array; wOut: Float64Array } {
   const { nEmbd: d, dMlp: m } = w.config;
-  const h = `h.${l}.`;
-  const g = readTensor(w, h + 'ln_2.weight');
-  const beta = readTensor(w, h + 'ln_2.bias');
-  const W = readTensor(w, h + 'mlp.c_fc.weight'); // [d, m]
-  const b = readTensor(w, h + 'mlp.c_fc.bias');
-  const Wo = readTensor(w, h + 'mlp.c_proj.weight'); // [m, d]
+  const t = mlpTensors(w, l);
+  const g = t.lnWeight;
+  const beta = t.lnBias;
+  const W = t.wIn; // [d, m]
+  const b = t.bIn;
+  const Wo = t.wOut; // [m, d]
   const wIn = new Float64Array(d * m);
   const bIn = Float64Array.from(b);
   const colMean = new Float64Array(m);
@@ -135,10 +139,9 @@ function processLayer(w: Gpt2Weights, l: number): { wIn: Float64Array; bIn: Floa
  * The processed unembedding with unit columns, stored transposed: row v of the result
  * ([V × d_model], float32) is Ŵ_U[:, v]. Zero columns stay zero.
  */
-export function unitUnembedRows(w: Gpt2Weights): Float32Array {
+export function unitUnembedRows(w: ResolvedWeights): Float32Array {
   const { nEmbd: d, vocabSize: V } = w.config;
-  const E = readTensor(w, w.config.tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'); // [V, d]
-  const g = readTensor(w, 'ln_f.weight');
+  const { rows: E, lnWeight: g } = unembedTensors(w); // E: [V, d]
   const u = new Float64Array(d);
   // Column v of diag(γ)·W_U, centred over d_model, into u.
   const column = (v: number): void => {
@@ -207,8 +210,8 @@ function jsGemm(U: Float32Array, V: number, d: number): Gemm {
   };
 }
 
-/** Statistics for every neuron of one resolved GPT-2 checkpoint. */
-export async function weightStats(w: Gpt2Weights, opts: WeightStatsOptions = {}): Promise<WeightStats> {
+/** Statistics for every neuron of one resolved checkpoint (any architecture of arch/index.ts). */
+export async function weightStats(w: ResolvedWeights, opts: WeightStatsOptions = {}): Promise<WeightStats> {
   const { nEmbd: d, vocabSize: V } = w.config;
   const topK = opts.topK ?? 10;
   if (!Number.isInteger(topK) || topK < 1 || topK > V) throw new EngineError(`topK must be an integer in 1..${V}, got ${topK}`);
@@ -403,7 +406,7 @@ function reduceRow(C: Float32Array, off: number, V: number, j: number, s: Weight
  * Opens a checkpoint just far enough for weight statistics: validated as for a forward
  * (validate.ts), with no ORT session. Close when done.
  */
-export function openGpt2Weights(path: string): { weights: Gpt2Weights; close: () => void } {
+export function openModelWeights(path: string): { weights: ArchWeights; close: () => void } {
   const ck = loadCheckpoint(path);
   try {
     // The same checks as opening the model for a forward (validate.ts): config, tensors both
@@ -416,9 +419,9 @@ export function openGpt2Weights(path: string): { weights: Gpt2Weights; close: ()
   }
 }
 
-/** weightStats of the checkpoint at `path` (see openGpt2Weights). */
+/** weightStats of the checkpoint at `path` (see openResolvedWeights). */
 export async function weightStatsFromCheckpoint(path: string, opts: WeightStatsOptions = {}): Promise<WeightStats> {
-  const { weights, close } = openGpt2Weights(path);
+  const { weights, close } = openModelWeights(path);
   try {
     return await weightStats(weights, opts);
   } finally {

@@ -1,7 +1,8 @@
 /**
  * Everything GPT-2-specific: config.json parsing, Hugging Face weight names, shape checks, and
- * the ONNX graph of the forward pass. A sibling module per architecture (GPT-NeoX next) exports
- * the same three steps, so `runtime.ts` stays architecture-free.
+ * the ONNX graph of the forward pass. A sibling module per architecture (`gpt_neox.ts`) exports
+ * the same steps, `index.ts` chooses one from config.json's model_type, and the shared graph
+ * pieces and names are in `common.ts`, so `runtime.ts` stays architecture-free.
  *
  * Graph names (the contract with runtime.ts and the analysis engine):
  *   input   `input_ids`       int64 [batch, seq]
@@ -30,33 +31,64 @@
  */
 import { EngineError } from '../errors';
 import { OnnxGraph } from '../onnx';
+import {
+  type Activation,
+  ACTIVATIONS,
+  activation,
+  causalMask,
+  checkNeuron,
+  checkWeightsFinite,
+  type GraphOptions,
+  type Hook,
+  hookName,
+  intervene,
+  keptOutputs,
+  LOGITS,
+  INPUT_IDS,
+  type ModelConfig,
+  OPSET,
+  type ResolvedWeights,
+  scores,
+  STEER_TOKENS,
+  type SteerPart,
+  steerName,
+  TARGETS,
+  topChanges,
+  type WeightSource,
+  weightInitializer,
+} from './common';
 
-/** Tensors by stored name; the checkpoint's safetensors file or an in-memory map. */
-export interface WeightSource {
-  /** Stored shape, or undefined when the tensor is absent. */
-  shape(name: string): readonly number[] | undefined;
-  /** The tensor as fp32 (upcast when stored as F16/BF16). */
-  read(name: string): Float32Array;
-  /** Every stored tensor name, when the source can list them: extra layers and tensors are refused. */
-  names?(): Iterable<string>;
-  /** The stored dtype (safetensors spelling), when known: weights must be F32, F16 or BF16. */
-  dtype?(name: string): string | undefined;
-  /** Index of the first NaN/±Infinity element without upcasting, or -1 (else read() is scanned). */
-  firstNonFinite?(name: string): number;
-}
+// Names that moved to common.ts, re-exported for the code and tests that import them from here.
+export {
+  type Activation,
+  ENTROPY,
+  firstNonFinite,
+  type GraphOptions as Gpt2GraphOptions,
+  type Hook,
+  hookName,
+  indexStr,
+  INPUT_IDS,
+  INTERVENTION_VALUE,
+  KEPT_INDEX,
+  KEPT_POST,
+  KEPT_PRE,
+  LN_FINAL_SCALE,
+  LOGITS,
+  NLL,
+  type NeuronRef,
+  POST_ALL,
+  STEER_TOKENS,
+  type SteerPart,
+  steerName,
+  TARGETS,
+  TOP_IDS,
+  TOP_K,
+  TOP_LOGP,
+  TOP_LOGP_CLEAN,
+  type WeightSource,
+} from './common';
 
-/** The MLP nonlinearity, by what it computes (several HF names share one). */
-export type Activation = 'gelu_tanh' | 'gelu_erf' | 'relu';
-
-const ACTIVATIONS: Record<string, Activation> = {
-  gelu_new: 'gelu_tanh',
-  gelu_pytorch_tanh: 'gelu_tanh',
-  gelu_fast: 'gelu_tanh',
-  gelu: 'gelu_erf',
-  relu: 'relu',
-};
-
-export interface Gpt2Config {
+export interface Gpt2Config extends ModelConfig {
   modelType: 'gpt2';
   nLayer: number;
   nHead: number;
@@ -203,11 +235,7 @@ export function gpt2TensorShapes(cfg: Gpt2Config): Map<string, number[]> {
 }
 
 /** Config plus a validated map from HF name (no prefix) to the name stored in the file. */
-export interface Gpt2Weights {
-  config: Gpt2Config;
-  source: WeightSource;
-  stored: Map<string, string>;
-}
+export type Gpt2Weights = ResolvedWeights<Gpt2Config>;
 
 const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
@@ -299,126 +327,10 @@ function checkLayerCount(cfg: Gpt2Config, names: readonly string[], file: string
   }
 }
 
-/**
- * The first non-finite element of `a`, or -1. One multiply-add per element (x·0 is NaN exactly
- * when x is NaN or ±Infinity), checked per block of 64k so the loop stays branch-free.
- */
-export function firstNonFinite(a: Float32Array): number {
-  const BLOCK = 65536;
-  for (let start = 0; start < a.length; start += BLOCK) {
-    const end = Math.min(a.length, start + BLOCK);
-    let acc = 0;
-    for (let i = start; i < end; i++) acc += a[i]! * 0;
-    if (acc !== 0) {
-      for (let i = start; i < end; i++) if (!Number.isFinite(a[i]!)) return i;
-    }
-  }
-  return -1;
-}
-
-/** Element `i` of a row-major tensor of `shape`, as "[r, c]". */
-export function indexStr(i: number, shape: readonly number[]): string {
-  const idx: number[] = [];
-  for (let k = shape.length - 1; k >= 0; k--) {
-    const d = shape[k]!;
-    idx.unshift(d > 0 ? i % d : 0);
-    i = d > 0 ? Math.floor(i / d) : 0;
-  }
-  return `[${idx.join(', ')}]`;
-}
-
-/**
- * Reads every weight the forward uses once and refuses a NaN or ±Infinity, naming the tensor and
- * element, so that a corrupt weight fails when the model is opened rather than as a NaN
- * activation mid-analysis (or, for ln_f and lm_head, at the very end).
- *
- * The safetensors source scans the stored bits (an all-ones exponent) in 16 MiB chunks, without
- * upcasting. Measured on a 2-core box shared with other jobs (load average ~10, so upper bounds),
- * file in the page cache: the shipped tiny model (7.2M parameters, F16) 50–100 ms warm, against
- * ~3 s for its whole openModel; a GPT-2-small-size checkpoint (124M parameters, tools/random_gpt2.ts)
- * 0.7–0.8 s in F16 (250 MB) and 0.8–1.3 s in F32 (498 MB), against ~21 s for its openModel. Reading
- * and upcasting every tensor to scan the floats instead took 3.4–3.6 s (F16).
- */
+/** Every weight the forward uses is finite (common.ts checkWeightsFinite). */
 export function checkGpt2WeightsFinite(w: Gpt2Weights, file: string): void {
-  for (const stored of new Set(w.stored.values())) {
-    let i: number;
-    let value: number;
-    if (w.source.firstNonFinite) {
-      i = w.source.firstNonFinite(stored);
-      value = i >= 0 ? w.source.read(stored)[i]! : 0;
-    } else {
-      const a = w.source.read(stored);
-      i = firstNonFinite(a);
-      value = a[i]!;
-    }
-    if (i >= 0) {
-      const shape = w.source.shape(stored) ?? [i + 1];
-      throw new EngineError(
-        `${file}: tensor ${stored} holds ${value} at element ${indexStr(i, shape)} (flat index ${i}); ` +
-          `weights must be finite, so the checkpoint is corrupt or its training diverged. Re-download or re-save it`,
-        file,
-        stored,
-      );
-    }
-  }
+  checkWeightsFinite(w, file);
 }
-
-export const INPUT_IDS = 'input_ids';
-export const LOGITS = 'logits';
-export const TARGETS = 'targets';
-export const NLL = 'nll';
-export const ENTROPY = 'entropy';
-export const LN_FINAL_SCALE = 'ln_final.hook_scale';
-export const INTERVENTION_VALUE = 'intervention_value';
-export const KEPT_INDEX = 'kept_index';
-export const KEPT_PRE = 'kept_pre';
-export const KEPT_POST = 'kept_post';
-export const POST_ALL = 'post_all';
-export const STEER_TOKENS = 'steer_tokens';
-export const TOP_K = 'top_k';
-export const TOP_IDS = 'top_ids';
-export const TOP_LOGP_CLEAN = 'top_logp_clean';
-export const TOP_LOGP = 'top_logp';
-export type SteerPart = 'mask' | 'scale' | 'add';
-/** The steer variant's per-layer, per-hook edit inputs, each float [d_mlp]. */
-export const steerName = (layer: number, hook: Hook, part: SteerPart): string => `L${layer}.hook_${hook}.steer_${part}`;
-export type Hook = 'pre' | 'post';
-export const hookName = (layer: number, hook: Hook): string => `L${layer}.hook_${hook}`;
-
-export interface NeuronRef {
-  layer: number;
-  neuron: number;
-}
-
-export interface Gpt2GraphOptions {
-  /** Build the full forward with `logits`; otherwise stop at the last layer's hook_post. */
-  logits: boolean;
-  /**
-   * Build the full forward with per-token `nll`, `entropy` and `ln_final.hook_scale` (input
-   * `targets`). The [tokens × vocab] logits stay inside ORT unless `logits` is also set.
-   */
-  scores?: boolean;
-  /** Replace this neuron's hook_post by the input `intervention_value` before c_proj. */
-  intervention?: NeuronRef;
-  /**
-   * The analysis' layout instead of per-layer hooks (activations only): every layer side by side
-   * (neuron (l, n) at column l·d_mlp + n), as `post_all` [tokens, L·d_mlp], and the rows of input
-   * `kept_index` (int64 token indices) of pre and post, as `kept_pre`/`kept_post` [kept, L·d_mlp].
-   * ORT does the gathering, so no activation is copied in JavaScript.
-   */
-  kept?: boolean;
-  /**
-   * The paired clean/edited forward of the neuron interventions (see the header): every layer's
-   * hook_pre and hook_post take an edit as inputs, so one session serves any set of neurons,
-   * modes and token ranges. Implies the scores; `logits` adds the [2·tokens × vocab] logits.
-   */
-  steer?: boolean;
-}
-
-// Opset 20 is the first with Gelu(approximate="tanh"); LayerNormalization is there from 17.
-const OPSET = 20;
-// What HF fills masked scores with (torch.finfo(float32).min) before the softmax.
-const MASK_MIN = -3.4028234663852886e38;
 
 /**
  * The GPT-2 forward as an ONNX graph. Weights are lazy initializers: only those the variant
@@ -431,32 +343,14 @@ const MASK_MIN = -3.4028234663852886e38;
  * Attention is built from standard ops. ORT's fused com.microsoft Attention kernel was measured
  * too: no faster at GPT-2-small size, slower on the tiny config, so it is not used.
  */
-/** The kept layout's outputs (Gpt2GraphOptions.kept): layers concatenated, kept rows gathered. */
-function keptOutputs(g: OnnxGraph, N: number, pres: string[], posts: string[]): OnnxGraph {
-  const kept = g.input(KEPT_INDEX, 'int64', ['kept']);
-  const all = (xs: string[], out?: string): string => (xs.length === 1 ? g.op('Identity', xs, {}, out) : g.op('Concat', xs, { axis: { i: 1 } }, out));
-  const preAll = all(pres);
-  const postAll = all(posts, POST_ALL);
-  g.op('Gather', [preAll, kept], { axis: { i: 0 } }, KEPT_PRE);
-  g.op('Gather', [postAll, kept], { axis: { i: 0 } }, KEPT_POST);
-  g.output(KEPT_PRE, 'float', ['kept', N]);
-  g.output(KEPT_POST, 'float', ['kept', N]);
-  g.output(POST_ALL, 'float', ['tokens', N]);
-  return g;
-}
-
-export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGraph {
+export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
   const cfg = w.config;
   const iv = opts.intervention;
   if (iv) checkNeuron(cfg, iv);
   const g = new OnnxGraph('gpt2', OPSET);
   const d = cfg.nEmbd;
   const shapes = gpt2TensorShapes(cfg);
-  const W = (name: string): string => {
-    const storedName = w.stored.get(name);
-    if (storedName === undefined) throw new Error(`gpt2 graph: ${name} was not resolved`);
-    return g.initializer(name, 'float', shapes.get(name)!, () => w.source.read(storedName));
-  };
+  const W = (name: string): string => weightInitializer(g, w, shapes, name);
 
   const idsIn = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
   // steer: the batch twice (clean rows, then the same rows edited), as one forward.
@@ -482,10 +376,7 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
     g.op('Gemm', [input, W(prefix + '.weight'), W(prefix + '.bias')], {}, out);
 
   // Causal mask: a [n_positions]² additive constant sliced to [seq]².
-  const p = cfg.nPositions;
-  const m = new Float32Array(p * p);
-  for (let i = 0; i < p; i++) for (let j = i + 1; j < p; j++) m[i * p + j] = MASK_MIN;
-  const mask = g.op('Slice', [g.constF32(m, [p, p]), g.constI64([0, 0]), g.op('Concat', [seq1, seq1], { axis: { i: 0 } })]);
+  const mask = causalMask(g, cfg.nPositions, seq1);
   const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
 
   if (opts.kept && (opts.logits || opts.scores || iv || opts.steer)) throw new Error('gpt2 graph: the kept layout is for activations only');
@@ -549,69 +440,6 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: Gpt2GraphOptions): OnnxGrap
   return g;
 }
 
-/**
- * The steer variant's top tokens: the top k of the clean half and of the edited half at each
- * position, side by side, with both halves' log-probabilities of all 2k ids, so the change of
- * every listed token is exact whichever half listed it.
- */
-function topChanges(g: OnnxGraph, idsShape: string, logp: string): void {
-  const n = g.op('Div', [g.op('ReduceProd', [idsShape], { keepdims: { i: 1 } }), g.constI64([2])]); // [1]: batch·seq
-  const axis0 = g.constI64([0]);
-  const clean = g.op('Slice', [logp, g.constI64([0]), n, axis0]);
-  const edited = g.op('Slice', [logp, n, g.constI64([Number.MAX_SAFE_INTEGER]), axis0]);
-  const k = g.input(TOP_K, 'int64', [1]);
-  const top = (t: string): string => g.node('TopK', [t, k], { axis: { i: -1 } }, { outputs: 2 })[1]!;
-  const ids = g.op('Concat', [top(clean), top(edited)], { axis: { i: 1 } }, TOP_IDS);
-  g.op('GatherElements', [clean, ids], { axis: { i: 1 } }, TOP_LOGP_CLEAN);
-  g.op('GatherElements', [edited, ids], { axis: { i: 1 } }, TOP_LOGP);
-  g.output(TOP_IDS, 'int64', ['tokens', 'top2k']);
-  g.output(TOP_LOGP_CLEAN, 'float', ['tokens', 'top2k']);
-  g.output(TOP_LOGP, 'float', ['tokens', 'top2k']);
-}
-
-function checkNeuron(cfg: Gpt2Config, n: NeuronRef): void {
-  if (!Number.isInteger(n.layer) || n.layer < 0 || n.layer >= cfg.nLayer) {
-    throw new EngineError(`intervention layer ${n.layer} is outside this model's layers 0..${cfg.nLayer - 1}`);
-  }
-  if (!Number.isInteger(n.neuron) || n.neuron < 0 || n.neuron >= cfg.dMlp) {
-    throw new EngineError(`intervention neuron L${n.layer}.N${n.neuron} is outside this model's neurons 0..${cfg.dMlp - 1} (d_mlp)`);
-  }
-}
-
-/**
- * post·mask + value·onehot with constant mask and onehot: the neuron's column becomes exactly
- * the value (post·0 + value·1) and every other column stays bit-identical (post·1 + value·0).
- */
-function intervene(g: OnnxGraph, dMlp: number, neuron: number, post: string, out: string): string {
-  const value = g.input(INTERVENTION_VALUE, 'float', [1]);
-  const mask = new Float32Array(dMlp).fill(1);
-  mask[neuron] = 0;
-  const onehot = new Float32Array(dMlp);
-  onehot[neuron] = 1;
-  const fixed = g.op('Mul', [g.constF32(onehot, [dMlp]), value]);
-  return g.op('Add', [g.op('Mul', [post, g.constF32(mask, [dMlp])]), fixed], {}, out);
-}
-
-/** Per-token loss, entropy and final-LN scale (targets: [N] int64), computed where the logits already are; returns log p. */
-function scores(g: OnnxGraph, cfg: Gpt2Config, resid: string, logits: string, targets: string): string {
-  const axis1 = g.constI64([1]);
-  const logp = g.op('LogSoftmax', [logits], { axis: { i: -1 } });
-  // Positions without a target gather column 0 and are zeroed after.
-  const col = g.op('Unsqueeze', [g.op('Max', [targets, g.constI64([0], [])]), axis1]); // [N,1]
-  const picked = g.op('Reshape', [g.op('GatherElements', [logp, col], { axis: { i: 1 } }), g.constI64([-1])]);
-  const has = g.op('GreaterOrEqual', [targets, g.constI64([0], [])]);
-  g.op('Where', [has, g.op('Neg', [picked]), g.constF32([0], [])], {}, NLL);
-  // Σ p·log p over log-probabilities: no cancellation against a large log-sum-exp.
-  const plogp = g.op('Mul', [g.op('Exp', [logp]), logp]);
-  g.op('Neg', [g.op('ReduceSum', [plogp, axis1], { keepdims: { i: 0 } })], {}, ENTROPY);
-  // Two-pass variance, as TransformerLens's hook_scale (not LayerNormalization's E[x²]−E[x]²).
-  const centred = g.op('Sub', [resid, g.op('ReduceMean', [resid, axis1], { keepdims: { i: 1 } })]);
-  const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred]), axis1], { keepdims: { i: 0 } });
-  g.op('Sqrt', [g.op('Add', [variance, g.constF32([cfg.layerNormEpsilon], [])])], {}, LN_FINAL_SCALE);
-  for (const name of [NLL, ENTROPY, LN_FINAL_SCALE]) g.output(name, 'float', ['tokens']);
-  return logp;
-}
-
 function attention(
   g: OnnxGraph,
   cfg: Gpt2Config,
@@ -637,13 +465,3 @@ function attention(
   return g.op('Reshape', [g.op('Transpose', [ctx], { perm: { ints: [0, 2, 1, 3] } }), flat]);
 }
 
-function activation(g: OnnxGraph, act: Activation, pre: string, out?: string): string {
-  switch (act) {
-    case 'gelu_tanh':
-      return g.op('Gelu', [pre], { approximate: { s: 'tanh' } }, out);
-    case 'gelu_erf':
-      return g.op('Gelu', [pre], {}, out);
-    case 'relu':
-      return g.op('Relu', [pre], {}, out);
-  }
-}

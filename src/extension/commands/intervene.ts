@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import { neuronLabel, tokenAtOffset, topNeuronsAt } from '../../engine/editor';
 import { errorLine } from '../../format';
 import { describeNeuron, meansFromRun, parseMode, parseNeuronList, type InterventionMode, type InterventionSpec } from '../../engine/interventionSpec';
-import type { NeuronRef } from '../../engine/arch/gpt2';
+import type { NeuronRef } from '../../engine/arch/common';
 import { Command } from '../../view/commandIds';
 import type { InterventionApplied } from '../intervention';
 import { pickNeuron } from '../neuronPicker';

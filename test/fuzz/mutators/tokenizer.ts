@@ -230,7 +230,9 @@ export function tokenizerJson(r: Prng, _b: ModelBase): Draft {
   if (op === 'normalizer') {
     const v = r.pick([{ type: 'NFC' }, { type: 'Lowercase' }, { type: 'Sequence', normalizers: [] }, 'x']);
     j.normalizer = v;
-    return { op: 'normalizer', detail: `normalizer -> ${JSON.stringify(v)}`, changes: out(j) };
+    // NFC is GPT-NeoX's (Pythia's) normalizer, which the engine supports: a valid tokenizer of another model.
+    const legit = JSON.stringify(v) === '{"type":"NFC"}' ? 'NFC is a supported normalizer (GPT-NeoX\'s): a valid tokenizer whose ids differ from GPT-2\'s only on text that is not in NFC' : undefined;
+    return { op: 'normalizer', detail: `normalizer -> ${JSON.stringify(v)}`, changes: out(j), ...(legit ? { legit } : {}) };
   }
   if (op === 'ignored') {
     const how = r.pick(['post_processor', 'decoder', 'truncation', 'padding', 'version', 'extra-key', 'delete-decoder']);

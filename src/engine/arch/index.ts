@@ -1,0 +1,139 @@
+/**
+ * The architectures the engine runs, chosen by config.json's `model_type`. Shared code (runtime,
+ * validation, the weight-based analyses) goes through this module and `common.ts`, never through
+ * one architecture's module, so a new architecture is one file in `arch/` and one entry below.
+ */
+import { EngineError } from '../errors';
+import type { OnnxGraph } from '../onnx';
+import { type GraphOptions, readWeight, type ResolvedWeights, type WeightSource } from './common';
+import { buildGpt2Graph, type Gpt2Config, type Gpt2Weights, parseGpt2Config, resolveGpt2Weights } from './gpt2';
+import { buildNeoxGraph, type NeoxConfig, type NeoxWeights, parseNeoxConfig, resolveNeoxWeights } from './gpt_neox';
+
+export type ArchConfig = Gpt2Config | NeoxConfig;
+export type ArchWeights = Gpt2Weights | NeoxWeights;
+
+/**
+ * One layer's MLP as TransformerLens reads it, whatever the stored layout: the LayerNorm before
+ * it, W_in [d_model × d_mlp] (neuron n is column n), b_in, W_out [d_mlp × d_model] (neuron n is
+ * row n). GPT-2's Conv1D stores these layouts; GPT-NeoX's nn.Linear stores their transposes.
+ */
+export interface MlpTensors {
+  lnWeight: Float32Array;
+  lnBias: Float32Array;
+  wIn: Float32Array;
+  bIn: Float32Array;
+  wOut: Float32Array;
+}
+
+interface Architecture {
+  /** How messages name it. */
+  label: string;
+  parse(json: Record<string, unknown>, file: string): ArchConfig;
+  resolve(cfg: ArchConfig, source: WeightSource, file: string, configFile: string): ArchWeights;
+  graph(w: ArchWeights, opts: GraphOptions): OnnxGraph;
+  mlp(w: ArchWeights, layer: number): MlpTensors;
+  /** The unembedding [V × d_model] as the forward uses it (tied: the embedding) and the final LayerNorm's weight. */
+  unembed(w: ArchWeights): { rows: Float32Array; lnWeight: Float32Array };
+}
+
+/** [r × c] row-major → [c × r]. */
+function transpose(a: Float32Array, r: number, c: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = a[i * c + j]!;
+  return out;
+}
+
+const ARCHITECTURES: Record<string, Architecture> = {
+  gpt2: {
+    label: 'GPT-2',
+    parse: (json, file) => parseGpt2Config(json, file),
+    resolve: (cfg, source, file, configFile) => resolveGpt2Weights(cfg as Gpt2Config, source, file, configFile),
+    graph: (w, opts) => buildGpt2Graph(w as Gpt2Weights, opts),
+    mlp: (w, l) => ({
+      lnWeight: readWeight(w, `h.${l}.ln_2.weight`),
+      lnBias: readWeight(w, `h.${l}.ln_2.bias`),
+      wIn: readWeight(w, `h.${l}.mlp.c_fc.weight`),
+      bIn: readWeight(w, `h.${l}.mlp.c_fc.bias`),
+      wOut: readWeight(w, `h.${l}.mlp.c_proj.weight`),
+    }),
+    unembed: (w) => ({
+      rows: readWeight(w, (w.config as Gpt2Config).tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'),
+      lnWeight: readWeight(w, 'ln_f.weight'),
+    }),
+  },
+  gpt_neox: {
+    label: 'GPT-NeoX (Pythia)',
+    parse: (json, file) => parseNeoxConfig(json, file),
+    resolve: (cfg, source, file, configFile) => resolveNeoxWeights(cfg as NeoxConfig, source, file, configFile),
+    graph: (w, opts) => buildNeoxGraph(w as NeoxWeights, opts),
+    mlp: (w, l) => {
+      const { nEmbd: d, dMlp: m } = w.config;
+      const p = `layers.${l}.`;
+      return {
+        lnWeight: readWeight(w, p + 'post_attention_layernorm.weight'),
+        lnBias: readWeight(w, p + 'post_attention_layernorm.bias'),
+        wIn: transpose(readWeight(w, p + 'mlp.dense_h_to_4h.weight'), m, d), // [m, d] → [d, m]
+        bIn: readWeight(w, p + 'mlp.dense_h_to_4h.bias'),
+        wOut: transpose(readWeight(w, p + 'mlp.dense_4h_to_h.weight'), d, m), // [d, m] → [m, d]
+      };
+    },
+    unembed: (w) => ({
+      rows: readWeight(w, (w.config as NeoxConfig).tieWordEmbeddings ? 'embed_in.weight' : 'embed_out.weight'),
+      lnWeight: readWeight(w, 'final_layer_norm.weight'),
+    }),
+  },
+};
+
+/** The model_type values the engine runs, for messages. */
+export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(ARCHITECTURES);
+
+const supportedList = (): string => Object.entries(ARCHITECTURES).map(([k, a]) => `"${k}" (${a.label})`).join(', ');
+
+function archOf(modelType: string): Architecture {
+  const a = ARCHITECTURES[modelType];
+  if (!a) throw new Error(`no architecture ${modelType}`);
+  return a;
+}
+
+/** Parses config.json (already read as JSON) with the architecture its model_type names. */
+export function parseModelConfig(json: Record<string, unknown>, file: string): ArchConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new EngineError(`${file}: not a JSON object`, file);
+  const t = json['model_type'];
+  if (t === undefined) {
+    throw new EngineError(`${file}: "model_type" is missing; the supported architectures are ${supportedList()}`, file, 'model_type');
+  }
+  const arch = typeof t === 'string' && Object.hasOwn(ARCHITECTURES, t) ? ARCHITECTURES[t] : undefined;
+  if (!arch) {
+    throw new EngineError(
+      `${file}: model_type is ${JSON.stringify(t)}, which is not supported; the supported architectures are ${supportedList()}`,
+      file,
+      'model_type',
+    );
+  }
+  return arch.parse(json, file);
+}
+
+/** Finds and checks the tensors of `cfg`'s architecture in `source` (see resolveGpt2Weights, resolveNeoxWeights). */
+export function resolveWeights(cfg: ArchConfig, source: WeightSource, file: string, configFile = 'config.json'): ArchWeights {
+  return archOf(cfg.modelType).resolve(cfg, source, file, configFile);
+}
+
+/** The forward of `w`'s architecture as an ONNX graph (names and variants: common.ts). */
+export function buildGraph(w: ArchWeights, opts: GraphOptions): OnnxGraph {
+  return archOf(w.config.modelType).graph(w, opts);
+}
+
+/** Layer `layer`'s MLP and the LayerNorm before it, in TransformerLens' layout (MlpTensors). */
+export function mlpTensors(w: ResolvedWeights, layer: number): MlpTensors {
+  return archOf(w.config.modelType).mlp(w as ArchWeights, layer);
+}
+
+/** The unembedding rows [V × d_model] and the final LayerNorm's weight. */
+export function unembedTensors(w: ResolvedWeights): { rows: Float32Array; lnWeight: Float32Array } {
+  return archOf(w.config.modelType).unembed(w as ArchWeights);
+}
+
+/** The label of an architecture (messages): "GPT-2", "GPT-NeoX (Pythia)". */
+export function architectureLabel(modelType: string): string {
+  return ARCHITECTURES[modelType]?.label ?? modelType;
+}
