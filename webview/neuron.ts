@@ -23,7 +23,7 @@ import { actionLink, badge, button } from './ui';
 const GROUP_TITLES: Record<StatGroup, string> = {
   universality: 'Universality',
   weights: 'Weights (processed, TransformerLens)',
-  activations: 'Activations (pre-activation, kept tokens)',
+  activations: 'Activations (pre-activation: *_exact and act_freq over kept tokens; the paper’s columns from its histogram over all tokens)',
   vocab: 'Vocabulary composition',
 };
 
