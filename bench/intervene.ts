@@ -14,7 +14,8 @@
 import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
 import { openIntervener } from '../src/engine/intervene';
-import { openModel, openScorer, windows } from '../src/engine/runtime';
+import { openModel, windows } from '../src/engine/runtime';
+import { openScorer } from '../src/engine/scorer';
 import { encodeWithBos } from '../src/engine/tokenizer';
 
 const arg = (name: string, def: string): string => {

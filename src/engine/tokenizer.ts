@@ -1,5 +1,8 @@
-// Over 600 lines: one concern, GPT-2 byte-level BPE with character offsets: the loaders
-// (tokenizer.json, vocab.json + merges.txt), their checks, encode/decode and the self-check.
+// Over 700 lines, not split: one concern, byte-level BPE with character offsets (GPT-2's, and
+// GPT-NeoX's with its NFC normalizer): the loaders (tokenizer.json, vocab.json + merges.txt), their
+// checks, encode/decode and the self-check share the vocabulary, merge ranks and byte maps; a
+// split would pass those between files without separating concerns. The seam if it grows: the
+// loaders and their checks (a tokenizerFiles.ts) apart from encode/decode.
 // GPT-2 byte-level BPE, written here because the npm tokenizers return no character offsets and the
 // editor needs, for every token, the exact span of the document it came from. GPT-NeoX's
 // (Pythia's) tokenizer.json is the same BPE with an NFC normalizer and more added tokens (runs of

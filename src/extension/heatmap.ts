@@ -8,6 +8,7 @@
  * shading is redrawn from the fresh result. A status-bar item names the neuron; clicking it clears.
  */
 import * as vscode from 'vscode';
+import { clearOverlays } from './decorations';
 import { Command } from '../view/commandIds';
 import { heatLevels, heatScale, neuronLabel, neuronSeries, type HeatScale, type NeuronRef } from '../engine/editor';
 import type { PromptAnalyzer, PromptResult } from './promptAnalyzer';
@@ -101,16 +102,7 @@ export class HeatMap implements vscode.Disposable {
   }
 
   clear(doc?: vscode.TextDocument): number {
-    const uris = doc ? [doc.uri.toString()] : [...this.active.keys()];
-    let n = 0;
-    for (const uri of uris) {
-      if (!this.active.delete(uri)) continue;
-      n++;
-      for (const ed of vscode.window.visibleTextEditors) {
-        if (ed.document.uri.toString() !== uri) continue;
-        for (const t of [...this.pos, ...this.neg]) ed.setDecorations(t, []);
-      }
-    }
+    const n = clearOverlays(this.active, [...this.pos, ...this.neg], doc);
     this.updateStatus();
     return n;
   }

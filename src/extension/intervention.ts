@@ -7,6 +7,7 @@
  * it: the prompt analyzer debounces them and fires onDidAnalyze, as for the heat-map.
  */
 import * as vscode from 'vscode';
+import { clearOverlays } from './decorations';
 import { heatLevels, heatScale, tokenAtOffset } from '../engine/editor';
 import type { Intervener, InterventionResult, InterventionSpec } from '../engine/intervene';
 import type { Model } from '../engine/runtime';
@@ -139,16 +140,7 @@ export class InterventionView implements vscode.Disposable {
   }
 
   clear(doc?: vscode.TextDocument): number {
-    const uris = doc ? [doc.uri.toString()] : [...this.active.keys()];
-    let n = 0;
-    for (const uri of uris) {
-      if (!this.active.delete(uri)) continue;
-      n++;
-      for (const ed of vscode.window.visibleTextEditors) {
-        if (ed.document.uri.toString() !== uri) continue;
-        for (const t of [...this.up, ...this.down]) ed.setDecorations(t, []);
-      }
-    }
+    const n = clearOverlays(this.active, [...this.up, ...this.down], doc);
     this.updateStatus();
     return n;
   }

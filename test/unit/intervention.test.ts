@@ -10,7 +10,8 @@ import { entropyIntervention, heldoutLoss, scoreMeans } from '../../src/engine/a
 import { buildGpt2Graph, hookName, INPUT_IDS, INTERVENTION_VALUE, LOGITS, parseGpt2Config, resolveGpt2Weights, TARGETS } from '../../src/engine/arch/gpt2';
 import { loadCheckpoint } from '../../src/engine/checkpoint';
 import { CancelledError, EngineError } from '../../src/engine/errors';
-import { openModel, openScorer, safetensorsSource, Scorer, TokenScores } from '../../src/engine/runtime';
+import { openModel, safetensorsSource } from '../../src/engine/runtime';
+import { openScorer, Scorer, type TokenScores } from '../../src/engine/scorer';
 
 const FIXTURE = join(__dirname, '..', 'fixtures', 'gpt2-tiny-crfm');
 const TOL = 1e-4;

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Model, openModel, openScorer } from '../../src/engine/runtime';
+import { Model, openModel } from '../../src/engine/runtime';
+import { openScorer } from '../../src/engine/scorer';
 import { encodeWithBos } from '../../src/engine/tokenizer';
 import { compare, loadGolden, maxAbsDiff, tensor } from '../helpers/golden';
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scoreMeans } from '../../src/engine/analysis/intervention';
-import { openScorer } from '../../src/engine/runtime';
+import { openScorer } from '../../src/engine/scorer';
 
 const root = join(__dirname, '..', '..');
 const card = JSON.parse(readFileSync(join(root, 'models', 'family.json'), 'utf8')) as {

@@ -1,6 +1,7 @@
-// Over 700 lines: exact mode, fast mode, result packing and the rotation generator share the
-// CrossMoments state. The split into dense, fast, result and rng.ts is issue #18's work, kept
-// for one change so that the bit-identity tests guard it.
+// Over 700 lines, not yet split: exact mode, fast mode, result packing and the rotation generator
+// share the CrossMoments state. The seams are dense (exact), fast (screen + SDDMM), result
+// packing and the rotation generator (rng); the split is issue #18's remaining step, to be made in
+// one change on its own so that the bit-identity tests (blocked, fast, rotations) guard it.
 /**
  * Cross-model correlation moments: the reference model a (models[0]) against one other model m,
  * on post-activations of kept tokens (method.md, "Correlation across models").

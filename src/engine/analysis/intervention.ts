@@ -6,7 +6,8 @@
  */
 import type { NeuronRef } from '../arch/common';
 import { CancellationSignal, EngineError } from '../errors';
-import { ForwardOptions, openScorer, TokenScores } from '../runtime';
+import type { ForwardOptions } from '../runtime';
+import { openScorer, type TokenScores } from '../scorer';
 
 /** The method's range, −0.17 (GELU's minimum) to 6. */
 export const ENTROPY_INTERVENTION_VALUES: readonly number[] = [-0.17, 0, 0.5, 1, 2, 3, 4, 5, 6];
