@@ -301,6 +301,46 @@ const EntropyInterventionSchema = object({
 });
 export type EntropyIntervention = Infer<typeof EntropyInterventionSchema>;
 
+/** A next token whose probability an ablation moves (neuronEffect.ts): mean Δp over the contexts' positions. */
+const EffectTokenSchema = object({ id: int, text: str, delta: finite, positions: nat });
+export type EffectToken = Infer<typeof EffectTokenSchema>;
+
+/** One ablation of "What it does": the neuron zeroed (or set to its run mean) on its top contexts. */
+const AblationEffectSchema = object({
+  /** "zero at hook_post", "run mean (0.123) at hook_pre". */
+  label: str,
+  kind: picklist(['zero', 'mean']),
+  hook: picklist(['pre', 'post']),
+  mean: optional(finite),
+  /** Mean over every next-token prediction of the contexts, nats. */
+  meanDeltaLoss: num,
+  meanCleanLoss: num,
+  /** Mean Δ loss of predicting the token after each context's maximum. */
+  meanDeltaLossAtMax: num,
+  up: array(EffectTokenSchema),
+  down: array(EffectTokenSchema),
+  /** |Δp| a token outside both top-k lists can add per position is below this. */
+  bound: finite,
+});
+export type AblationEffectData = Infer<typeof AblationEffectSchema>;
+
+/** The neuron page's "What it does" section (computed on request: it runs the model). */
+export const NeuronEffectDataSchema = object({
+  layer: nat,
+  neuron: nat,
+  /** The model the contexts ran on (the run's reference). */
+  model: str,
+  contexts: nat,
+  predictions: nat,
+  positions: nat,
+  topK: nat,
+  ablations: array(AblationEffectSchema),
+  /** What was left out and why (no run mean, …). */
+  notes: array(str),
+  ms: finite,
+});
+export type NeuronEffectData = Infer<typeof NeuronEffectDataSchema>;
+
 export const NeuronDataSchema = object({
   run: RunInfoSchema,
   layer: nat,
@@ -370,6 +410,10 @@ export const FromWebviewSchema = variant('type', [
   object({ type: literal('openView'), view: picklist(['overview', 'table']) }),
   /** Zero-ablate this neuron on the prompt open in the editor (Intervene on Neuron). */
   object({ type: literal('intervene'), layer: nat, neuron: nat }),
+  /** Run "What it does" for this neuron of the page's run (cached per run and neuron). */
+  object({ type: literal('measureEffect'), layer: nat, neuron: nat }),
+  /** Stop the "What it does" run in flight. */
+  object({ type: literal('cancelEffect') }),
   refine(
     object({ type: literal('revealRange'), start: nat, end: nat }),
     (r) => r.end >= r.start,
@@ -383,6 +427,16 @@ export type FromWebview = Infer<typeof FromWebviewSchema>;
 export const ToWebviewSchema = variant('type', [
   object({ type: literal('init'), protocolVersion: int, payload: ViewPayloadSchema }),
   object({ type: literal('error'), message: text }),
+  /** "What it does" of the neuron page: in progress (done of total contexts), finished, failed or cancelled. */
+  object({
+    type: literal('effect'),
+    layer: nat,
+    neuron: nat,
+    state: picklist(['running', 'done', 'error', 'cancelled']),
+    progress: optional(object({ done: nat, total: nat })),
+    data: optional(NeuronEffectDataSchema),
+    message: optional(text),
+  }),
 ]);
 export type ToWebview = Infer<typeof ToWebviewSchema>;
 

@@ -1,5 +1,5 @@
 /** Pieces several views share: the run header and view context. */
-import type { NeuronRef, RunInfo } from '../src/protocol';
+import type { NeuronRef, RunInfo, ToWebview } from '../src/protocol';
 import { el } from './dom';
 
 export interface ViewContext {
@@ -7,6 +7,11 @@ export interface ViewContext {
   openView(view: 'overview' | 'table'): void;
   /** Zero-ablate a neuron on the prompt open in the editor. */
   intervene(ref: NeuronRef): void;
+  /** Ask the host for the neuron's "What it does" (ablations on its top contexts) / stop it. */
+  measureEffect(ref: NeuronRef): void;
+  cancelEffect(): void;
+  /** Receives the host's "What it does" messages until the next render. */
+  onEffect(fn: (m: Extract<ToWebview, { type: 'effect' }>) => void): void;
   /** Registers a teardown (charts, listeners) run before the next render. */
   onDispose(fn: () => void): void;
 }

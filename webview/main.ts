@@ -4,7 +4,7 @@
  * Every message from the host is checked with the protocol's guard first; a wrong shape is
  * dropped and reported to the host's output channel.
  */
-import { isToWebview, isViewKind, PROTOCOL_VERSION, type ViewKind, type ViewPayload } from '../src/protocol';
+import { isToWebview, isViewKind, PROTOCOL_VERSION, type ToWebview, type ViewKind, type ViewPayload } from '../src/protocol';
 import type { ViewContext } from './common';
 import { clear, el } from './dom';
 import { currentState, loadState, log, post, saveState } from './host';
@@ -27,6 +27,7 @@ function fail(message: string): void {
 function start(view: ViewKind): void {
   const saved = loadState(view);
   let disposers: (() => void)[] = [];
+  let effectListener: ((m: Extract<ToWebview, { type: 'effect' }>) => void) | undefined;
   let restoreScroll = saved?.scrollY;
 
   clear(app);
@@ -36,12 +37,16 @@ function start(view: ViewKind): void {
     openNeuron: (ref) => post({ type: 'openNeuron', layer: ref.layer, neuron: ref.neuron }),
     openView: (v) => post({ type: 'openView', view: v }),
     intervene: (ref) => post({ type: 'intervene', layer: ref.layer, neuron: ref.neuron }),
+    measureEffect: (ref) => post({ type: 'measureEffect', layer: ref.layer, neuron: ref.neuron }),
+    cancelEffect: () => post({ type: 'cancelEffect' }),
+    onEffect: (fn) => void (effectListener = fn),
     onDispose: (fn) => disposers.push(fn),
   };
 
   function render(p: ViewPayload): void {
     for (const d of disposers) d();
     disposers = [];
+    effectListener = undefined;
     clear(app);
     try {
       switch (p.view) {
@@ -87,6 +92,7 @@ function start(view: ViewKind): void {
       return;
     }
     if (m.type === 'error') return fail(m.message);
+    if (m.type === 'effect') return effectListener?.(m);
     if (m.protocolVersion !== PROTOCOL_VERSION) return fail(`protocol mismatch: host ${m.protocolVersion}, view ${PROTOCOL_VERSION}. Reload the window.`);
     if (m.payload.view !== view) {
       log('warn', `${view} view ignored init data for the ${m.payload.view} view`);

@@ -1,5 +1,6 @@
 /**
- * A neuron's page: its family and roles (when the run has them), statistics with percentiles
+ * A neuron's page: its family and roles (when the run has them), what it does when ablated on its
+ * top contexts (whatItDoes.ts, on request), statistics with percentiles
  * within its layer, post-activation histogram, top-activating contexts shaded by activation (those
  * whose maximum carries the family label marked), an entropy neuron's intervention, vocab effect
  * (when the run has it), and its best partner in each other seed.
@@ -19,6 +20,7 @@ import { el, fmt, neuronName, shade, visibleToken } from './dom';
 import { renderEntropyIntervention } from './entropyChart';
 import { familyBadge, familySection, labelText } from './family';
 import { actionLink, badge, button } from './ui';
+import { renderWhatItDoes } from './whatItDoes';
 
 const GROUP_TITLES: Record<StatGroup, string> = {
   universality: 'Universality',
@@ -52,6 +54,7 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
   // First: what the neuron does is what a reader opens the page for.
   const fam = familySection(d);
   if (fam) root.append(fam);
+  renderWhatItDoes(root, d.layer, d.neuron, d.examples.length > 0, ctx);
 
   // Statistics.
   const tbody = el('tbody');

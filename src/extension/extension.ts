@@ -64,7 +64,7 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
     }),
     vscode.workspace.onDidGrantWorkspaceTrust(() => runs.refresh()),
   );
-  registerSerializers(context, channel);
+  registerSerializers(context, channel, host);
   // The remembered run (else the shipped demo run), after activation has returned (reading its
   // table takes tens of ms).
   setTimeout(() => void runs.ensureLoaded(), 0);

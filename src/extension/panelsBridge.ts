@@ -4,14 +4,23 @@
  */
 import type * as vscode from 'vscode';
 import type { Panels } from './commands';
-import { openNeuronPanel, openOverviewPanel, openPromptView, openTablePanel, registerPanelSerializers, setPanelLog } from './panels';
+import type { EngineHost } from './engineHost';
+import { readSettings } from './config';
+import { EffectRunner } from './neuronEffect';
+import { openNeuronPanel, openOverviewPanel, openPromptView, openTablePanel, registerPanelSerializers, setEffectRunner, setPanelLog } from './panels';
 
 export function loadPanels(): Promise<Panels> {
   return Promise.resolve({ openOverviewPanel, openTablePanel, openNeuronPanel, openPromptView });
 }
 
-/** At activation: panel logs go to our output channel; panels come back after a window reload. */
-export function registerSerializers(ctx: vscode.ExtensionContext, log: vscode.OutputChannel): void {
+/**
+ * At activation: panel logs go to our output channel; panels come back after a window reload; the
+ * neuron pages' "What it does" runs on the engine host.
+ */
+export function registerSerializers(ctx: vscode.ExtensionContext, log: vscode.OutputChannel, host: EngineHost): void {
   setPanelLog(log);
+  const runner = new EffectRunner(host, () => readSettings().threads);
+  setEffectRunner(runner);
+  ctx.subscriptions.push({ dispose: () => runner.dispose() });
   ctx.subscriptions.push(registerPanelSerializers(ctx));
 }

@@ -75,6 +75,8 @@ export interface RunData {
   vocab: VocabByRow | null;
   tokenizer: TokenText | null;
   tokenizerNote?: string;
+  /** The reference model's folder (manifest.models[0].dir, or the shipped model of that label). */
+  modelDir?: string;
 }
 
 async function loadTokenizer(dir: string): Promise<{ tok: TokenText | null; note?: string }> {
@@ -108,7 +110,8 @@ export async function loadRun(runDir: string): Promise<RunData> {
   const examples = readExamplesIndex(runDir, nLayers * dMlp).model;
   const vocab = await readVocab(runDir, index);
   // A run made elsewhere (the shipped demo run) names another machine's folder: the shipped family stands in.
-  const { tok, note } = await loadTokenizer(runModelDir(view.models[0]!, packageRoot(__dirname)));
+  const modelDir = runModelDir(view.models[0]!, packageRoot(__dirname));
+  const { tok, note } = await loadTokenizer(modelDir);
   const tokens = m.progress?.tokens_done;
   return {
     dir: runDir,
@@ -143,6 +146,7 @@ export async function loadRun(runDir: string): Promise<RunData> {
     vocab,
     tokenizer: tok,
     tokenizerNote: note,
+    modelDir,
   };
 }
 

@@ -9,11 +9,12 @@
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
-import { isPanelState, VIEW_TYPES, type NeuronRef, type PromptData, type ViewKind, type ViewPayload } from '../../protocol';
+import { isPanelState, VIEW_TYPES, type NeuronRef, type PromptData, type ToWebview, type ViewKind, type ViewPayload } from '../../protocol';
 import { getRun } from '../../engine/run/data';
 import { neuronData, overviewData, tableData } from '../runData';
 import { Command } from '../../view/commandIds';
 import { promptData } from '../../view/payloads';
+import type { EffectRunner } from '../neuronEffect';
 import { panelLog, setPanelLog, type PanelLog } from './log';
 import { PanelHost, webviewOptions, type MessageHandler } from './panelHost';
 
@@ -21,6 +22,46 @@ export { setPanelLog, VIEW_TYPES };
 export type { PanelLog };
 
 const open = new Map<string, PanelHost>();
+
+let effects: EffectRunner | undefined;
+/** At activation: the runner of the neuron pages' "What it does" (it needs the engine host). */
+export function setEffectRunner(r: EffectRunner): void {
+  effects = r;
+}
+/** The "What it does" run in flight per panel (one at a time; a new request cancels the old). */
+const effectJobs = new Map<PanelHost, { cancelled: boolean }>();
+
+function measureEffect(ctx: vscode.ExtensionContext, runDir: string, ref: NeuronRef, host: PanelHost): void {
+  const post = (m: Omit<Extract<ToWebview, { type: 'effect' }>, 'type' | 'layer' | 'neuron'>) => host.post({ type: 'effect', layer: ref.layer, neuron: ref.neuron, ...m });
+  const prev = effectJobs.get(host);
+  if (prev) prev.cancelled = true;
+  if (!effects) {
+    post({ state: 'error', message: 'the engine is not available in this window' });
+    return;
+  }
+  const runner = effects;
+  const job = { cancelled: false };
+  effectJobs.set(host, job);
+  post({ state: 'running' });
+  void (async () => {
+    try {
+      const run = await getRun(runDir);
+      const data = await runner.measure(run, ref, job, (done, total) => {
+        if (!job.cancelled) post({ state: 'running', progress: { done, total } });
+      });
+      post({ state: 'done', data });
+    } catch (e) {
+      if (e instanceof Error && e.name === 'CancelledError') post({ state: 'cancelled' });
+      else {
+        const message = e instanceof Error ? e.message : String(e);
+        panelLog(ctx).appendLine(`[neuron panel] What it does for ${nName(ref)} failed: ${message}`);
+        post({ state: 'error', message: message.slice(0, 4000) });
+      }
+    } finally {
+      if (effectJobs.get(host) === job) effectJobs.delete(host);
+    }
+  })();
+}
 
 const runName = (runDir: string) => basename(runDir);
 const nName = (r: NeuronRef) => `L${r.layer}.N${r.neuron}`;
@@ -97,9 +138,16 @@ function runMessages(ctx: vscode.ExtensionContext, runDir: string): MessageHandl
         );
         return;
       }
-      default:
-        panelLog(ctx).appendLine(`[${host.view} panel] ignored ${m.type}: not a message this view sends`);
+      case 'measureEffect':
+        if (host.view === 'neuron') return measureEffect(ctx, runDir, { layer: m.layer, neuron: m.neuron }, host);
+        break;
+      case 'cancelEffect': {
+        const job = effectJobs.get(host);
+        if (job) job.cancelled = true;
+        return;
+      }
     }
+    panelLog(ctx).appendLine(`[${host.view} panel] ignored ${m.type}: not a message this view sends`);
   };
 }
 

@@ -69,7 +69,8 @@ export class PanelHost implements vscode.Disposable {
     this.setContent(title, () => Promise.reject(new Error(message)));
   }
 
-  private post(m: ToWebview): void {
+  /** Posts to the webview (dropped once the panel is closed). */
+  post(m: ToWebview): void {
     if (!this.disposed) void this.panel.webview.postMessage(m);
   }
 
