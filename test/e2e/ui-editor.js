@@ -1,6 +1,7 @@
 // UI tests of the editor features in the real workbench (called from ui.js after its own checks):
-// Open Run from the palette, Analyze Prompt, hover a token (neurons with values), the table
-// webview (rows), the neuron page (chart canvases with drawn pixels), a heat-map (decorations
+// Open Run from the palette, Analyze Prompt, hover a token (neurons with values), ablate from the
+// hover's link (Δ loss shading, status bar, prompt view), the table webview (rows), the neuron page
+// (chart canvases with drawn pixels, What it does), a heat-map (decorations
 // and the status-bar item), the Runs tree. One screenshot per step in <shots>.
 
 const fs = require('fs');
@@ -103,6 +104,49 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
     return `${rows.length} neurons, ${links} command links: ${JSON.stringify(text.replace(/\s+/g, ' ').slice(0, 200))}`;
   });
 
+  await check("ablate from the hover's link: tokens shaded by Δ loss, status bar, then the prompt view", async () => {
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+    await focusEditor(page, 'prompt.txt');
+    const before = await page.locator('.editor-instance .view-overlays div[class*="ced-"]').count();
+    const pos = await wordPos(page, 'cat');
+    const link = page.locator('.monaco-hover:visible a[data-href^="command:universalNeurons.interveneNeuron"], .monaco-hover:visible a[href^="command:universalNeurons.interveneNeuron"]').first();
+    for (let attempt = 0; attempt < 5 && !(await link.count()); attempt++) {
+      await page.mouse.move(pos.x - 40, pos.y + 60);
+      await page.mouse.move(pos.x, pos.y, { steps: 5 });
+      try {
+        await link.waitFor({ state: 'visible', timeout: 8000 });
+      } catch (_) { /* retry */ }
+    }
+    if (!(await link.count())) throw new Error('no ablate link in the hover');
+    const linkText = (await link.innerText()).trim();
+    await link.click();
+    const status = page.locator('.statusbar-item', { hasText: /Δloss/ }).first();
+    await status.waitFor({ timeout: 60000 });
+    await page.mouse.move(5, 5);
+    await page.waitForTimeout(800);
+    const deco = await page.locator('.editor-instance .view-overlays div[class*="ced-"]').evaluateAll((els) =>
+      els.map((e) => getComputedStyle(e).backgroundColor).filter((c) => c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent'),
+    );
+    const statusText = (await status.innerText()).trim();
+    await shot('06b-ablate-from-hover.png');
+    if (deco.length <= before) throw new Error(`no Δ loss shading (${before} overlays before, ${deco.length} after)`);
+    if (!/zero L\d+\.N\d+/.test(statusText)) throw new Error('status bar: ' + statusText);
+    // The prompt view shows the intervention's Δ loss (its label says so), tokens shaded.
+    await palette('>', 'Universal Neurons: Show Heat-map in Prompt View');
+    const frame = await frameWith(page, '.prompt-text .tok.pos, .prompt-text .tok.neg', 45000);
+    await page.waitForTimeout(800);
+    const shaded = await frame.locator('.prompt-text .tok.pos, .prompt-text .tok.neg').count();
+    const label = (await frame.locator('.prompt-text').getAttribute('aria-label')) || '';
+    await shot('06c-prompt-view-delta-loss.png');
+    if (!/Δ loss \(zero L\d+\.N\d+\)/.test(label)) throw new Error('prompt view is not the Δ loss: ' + label);
+    // Clear it (the status-bar item), so the heat-map checks below start from a clean editor.
+    await focusEditor(page, 'prompt.txt');
+    await page.locator('.statusbar-item', { hasText: /Δloss/ }).first().click();
+    await page.waitForTimeout(500);
+    return `link "${linkText}" → ${deco.length} shaded overlay boxes (${[...new Set(deco)].slice(0, 2).join('; ')}); status "${statusText}"; prompt view: ${shaded} shaded tokens, ${label.slice(0, 60)}`;
+  });
+
   await check('Open Universal Neuron Table: rows appear', async () => {
     await page.mouse.move(5, 5);
     await page.keyboard.press('Escape');
@@ -144,6 +188,29 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
     const good = stats.filter((s) => s.drawn === 'yes' && s.painted > 100);
     if (good.length < 1 || good.length < stats.length) throw new Error('canvases: ' + JSON.stringify(stats));
     return `${label}: ${good.length} canvases drawn (${good.map((s) => s.painted).join(', ')} painted pixels)`;
+  });
+
+  await check('neuron page: What it does (ablation on its top contexts) loads and shows Δ loss and movers', async () => {
+    const frame = await frameWith(page, 'section[aria-labelledby="h-what-it-does"] vscode-button', 30000);
+    const section = frame.locator('section[aria-labelledby="h-what-it-does"]');
+    await section.evaluate((e) => e.scrollIntoView({ block: 'start' }));
+    await section.locator('vscode-button', { hasText: 'Measure on the top contexts' }).click();
+    const t0 = Date.now();
+    let sawLoading = false;
+    while (Date.now() - t0 < 60000) {
+      if (await section.locator('.effect-loading').count()) sawLoading = true;
+      if (await section.locator('.effect-dloss').count()) break;
+      const err = await section.locator('.error').count();
+      if (err) throw new Error('What it does failed: ' + (await section.innerText()).slice(0, 300));
+      await page.waitForTimeout(100);
+    }
+    const text = (await section.innerText()).replace(/\s+/g, ' ');
+    await page.waitForTimeout(300);
+    await shot('08a-what-it-does.png');
+    const dl = await section.locator('.effect-dloss').allInnerTexts();
+    if (!dl.length || !dl.every((t) => /mean Δ loss [+-]?\d/.test(t))) throw new Error('no Δ loss: ' + text.slice(0, 400));
+    if ((await section.locator('ol.vocab li').count()) < 2) throw new Error('no movers: ' + text.slice(0, 400));
+    return `${Date.now() - t0} ms${sawLoading ? ' (loading state seen)' : ''}: ${dl.join(' | ')}; ${JSON.stringify(text.slice(0, 200))}`;
   });
 
   await check('neuron page: family and roles (when the run has them) beside the marked top contexts', async () => {
