@@ -1,6 +1,6 @@
 // Intervention cost (not a test; figures go in BENCHMARKS.md, "Neuron interventions"):
 //
-//   node --import tsx bench/intervene.ts [--model models/tiny-gpt2-a] [--tokens 1000] [--repeats 9] [--threads N]
+//   node --import tsx bench/intervene.ts [--model models/tiny-gpt2-a] [--tokens 1000] [--repeats 9] [--threads N] [--ort-profile DIR]
 //
 // On a prompt of about --tokens tokens (windowed at the model's context, as the editor runs it):
 //   1. one plain forward with the per-token scores (the entropy intervention's Scorer: loss,
@@ -11,8 +11,14 @@
 //      neurons in three layers, with top-5 tokens and their changes (tokenising included);
 //   4. the same with mode mean = the prompt's own mean (an extra activations forward first).
 // Each figure is the median (and best) of --repeats runs after one warm-up.
+//
+// --ort-profile DIR: instead, onnxruntime's own profile of --repeats intervention runs (3.),
+// summed per operator type: where the graph's time goes, as shares (meaningful under load too).
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
+import * as ort from 'onnxruntime-node';
 import { openIntervener } from '../src/engine/intervene';
 import { openModel, windows } from '../src/engine/runtime';
 import { openScorer } from '../src/engine/scorer';
@@ -26,6 +32,30 @@ const MODEL = arg('model', 'models/tiny-gpt2-a');
 const TOKENS = Number(arg('tokens', '1000'));
 const REPEATS = Number(arg('repeats', '9'));
 const THREADS = Number(arg('threads', '0'));
+const ORT_PROFILE = arg('ort-profile', '');
+
+/** Every session created from here on writes an ORT profile into `dir` (flushed when it is released). */
+function profileSessions(dir: string): void {
+  const create = ort.InferenceSession.create.bind(ort.InferenceSession) as (m: Uint8Array, o: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
+  (ort.InferenceSession as unknown as { create: typeof create }).create = (m, o) => create(m, { ...o, enableProfiling: true, profileFilePrefix: join(dir, 'ort') });
+}
+
+/** Kernel time per operator type in the largest profile of `dir`, largest first. */
+function operatorShares(dir: string): void {
+  const files = readdirSync(dir).filter((f) => f.startsWith('ort') && f.endsWith('.json'));
+  const biggest = files.map((f) => join(dir, f)).sort((a, b) => readFileSync(b).length - readFileSync(a).length)[0];
+  if (!biggest) throw new Error(`no ORT profile in ${dir}`);
+  const events = JSON.parse(readFileSync(biggest, 'utf8')) as { cat: string; name: string; dur: number; args: { op_name?: string } }[];
+  const by = new Map<string, number>();
+  let total = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+    by.set(e.args.op_name ?? '?', (by.get(e.args.op_name ?? '?') ?? 0) + e.dur);
+    total += e.dur;
+  }
+  console.log(`ORT kernel time per operator type (${biggest}):`);
+  for (const [op, us] of [...by].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`  ${((100 * us) / total).toFixed(1).padStart(5)}%  ${op}`);
+}
 
 function promptOf(n: number): string {
   const words = 'the universal neurons of models trained from different seeds fire on the same tokens while others do not and we ask why'.split(' ');
@@ -50,12 +80,20 @@ async function timed(label: string, fn: () => Promise<unknown>): Promise<number>
 
 async function main(): Promise<void> {
   const opts = THREADS ? { threads: THREADS } : {};
+  if (ORT_PROFILE) profileSessions(ORT_PROFILE);
   const model = await openModel(MODEL, opts);
   const text = promptOf(TOKENS);
   const ids = encodeWithBos(model.tokenizer, text).ids;
   const w = windows(ids, model.config.nPositions, model.tokenizer.bosId);
   console.log(`${MODEL}: ${model.nLayers} layers x ${model.dMlp}, ${ids.length} tokens in ${w.rows.length} windows, load ${loadavg()[0]!.toFixed(1)}`);
   const neurons = [{ layer: 0, neuron: 5 }, { layer: 1, neuron: 100 }, { layer: 3, neuron: 400 }].filter((n) => n.layer < model.nLayers && n.neuron < model.dMlp);
+  if (ORT_PROFILE) {
+    const iv = await openIntervener(model, opts);
+    await timed(`3. intervene: clean + zero ${neurons.length} neurons, top-5 (one graph), profiled`, () => iv.run(text, { neurons, mode: { kind: 'zero' } }));
+    await iv.close();
+    await model.close();
+    return operatorShares(ORT_PROFILE);
+  }
   const scorer = await openScorer(MODEL, { ...opts, intervention: neurons[0] });
   const iv = await openIntervener(model, opts);
   try {
