@@ -196,6 +196,39 @@ export type AttentionScore = Infer<typeof AttentionScoreSchema>;
 const AttentionPairSchema = object({ ...attentionScoreEntries, layer: nat, neuron: nat });
 export type AttentionPair = Infer<typeof AttentionPairSchema>;
 
+/** p10/p25/p50/p75/p90 of a distribution (a box with whiskers); null when the group is empty. */
+const QuantilesSchema = object({ p10: num, p25: num, p50: num, p75: num, p90: num });
+export type QuantilesData = Infer<typeof QuantilesSchema>;
+
+/** One statistic of "properties of universal neurons": within-layer percentiles (0–100), universal vs the rest. */
+const PropertySchema = object({
+  /** Column name (PROPERTY_STATS in src/view/properties.ts). */
+  stat: str,
+  universal: QuantilesSchema,
+  rest: QuantilesSchema,
+  nUniversal: nat,
+  nRest: nat,
+  /** Median raw values, in the column's units. */
+  medianUniversal: num,
+  medianRest: num,
+});
+export type PropertyData = Infer<typeof PropertySchema>;
+
+/** "Is the basis privileged?" for one layer. */
+const LayerBasisSchema = object({
+  layer: nat,
+  /** The rotated baseline (mean_baseline) over the layer's neurons. */
+  baseline: QuantilesSchema,
+  /** The neurons' mean_corr over the layer. */
+  corr: QuantilesSchema,
+  /** Top-5 principal components' share (0–1) of the layer's activation variance; null: not in this run. */
+  pcaTop5: num,
+  privileged: bool,
+  /** The one-line reading. */
+  reading: str,
+});
+export type LayerBasisData = Infer<typeof LayerBasisSchema>;
+
 export const OverviewDataSchema = object({
   run: RunInfoSchema,
   totals: object({ neurons: nat, universal: nat, percent: finite }),
@@ -215,6 +248,10 @@ export const OverviewDataSchema = object({
   roles: nullable(array(RoleCountSchema)),
   /** The strongest neuron–head attention-deactivation pairs (roles.json); null: not in this run. */
   attention: nullable(array(AttentionPairSchema)),
+  /** Properties of universal neurons (the paper's Fig. 3), and the statistics this run lacks. */
+  properties: object({ stats: array(PropertySchema), missing: array(str) }),
+  /** Is the basis privileged? Per layer. */
+  basis: array(LayerBasisSchema),
 });
 export type OverviewData = Infer<typeof OverviewDataSchema>;
 

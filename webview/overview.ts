@@ -1,6 +1,7 @@
 /**
  * Overview: per-layer universal share, histogram of excess correlation, mean_corr against
- * mean_baseline, then families and roles (overviewFamilies.ts). Clicking a scatter point opens
+ * mean_baseline, then properties of universal neurons and the basis (overviewProperties.ts), families
+ * and roles (overviewFamilies.ts). Clicking a scatter point opens
  * that neuron's page.
  */
 import type { OverviewData } from '../src/protocol';
@@ -8,6 +9,7 @@ import { baseOptions, chartBox, themedChart } from './charts';
 import { runHeader, section, type ViewContext } from './common';
 import { el, fmt, neuronName } from './dom';
 import { renderFamilyOverview } from './overviewFamilies';
+import { renderPropertiesOverview } from './overviewProperties';
 import { withAlpha } from './theme';
 import { button } from './ui';
 
@@ -146,5 +148,6 @@ export function renderOverview(root: HTMLElement, d: OverviewData, ctx: ViewCont
   }));
   ctx.onDispose(() => c3.destroy());
 
+  renderPropertiesOverview(grid, d, ctx);
   renderFamilyOverview(grid, d, ctx);
 }

@@ -4,7 +4,8 @@ import { DEFAULT_THRESHOLD } from '../engine/run/defaults';
 import type { Print } from './activations';
 import type { AnalyzeCommand, SummaryCommand, TableCommand } from './args';
 import { formatDuration, progressReporter } from './progress';
-import { summarizeTable } from './summary';
+import { summarizeTable, type SummaryOptions } from './summary';
+import { statMedians } from '../view/properties';
 
 // Loaded on first use: --help and usage errors never load onnxruntime or apache-arrow.
 const loadPipeline = () => import('../engine/analysis/pipeline');
@@ -54,7 +55,26 @@ export async function runTable(cmd: TableCommand, print: Print): Promise<void> {
   const t = readNeuronCsv(cmd.file);
   const threshold = cmd.threshold ?? DEFAULT_THRESHOLD;
   const header = [`${cmd.file}: ${int(t.nRows)} rows, threshold excess > ${threshold}`, ''];
-  for (const line of summarizeTable(t, { threshold, top: cmd.top, dMlp: cmd.dMlp, header })) print(line);
+  const compare = cmd.run === undefined ? undefined : await runMedians(cmd.run);
+  for (const line of summarizeTable(t, { threshold, top: cmd.top, dMlp: cmd.dMlp, header, ...(compare ? { compare } : {}) })) print(line);
+}
+
+/** A finished run's median statistics over its universal neurons (`table --run`), labelled by its id. */
+async function runMedians(run: string): Promise<NonNullable<SummaryOptions['compare']>> {
+  const { resolveRunDir } = await loadStore();
+  const { readManifest } = await loadManifest();
+  const { readNeuronArrow } = await loadNeurons();
+  const { runFile } = await import('../engine/run/files');
+  const dir = resolveRunDir(run);
+  const m = readManifest(dir);
+  if (m.status !== 'complete') throw new EngineError(`run ${dir} has no results yet (status ${m.status}); --run needs a finished run`, dir);
+  const t = await readNeuronArrow(runFile(dir, 'neurons'));
+  const u = t.columns.get('universal');
+  if (!u) throw new EngineError(`${t.source} has no "universal" column`, t.source);
+  const rows: number[] = [];
+  for (let i = 0; i < t.nRows; i++) if (u[i]) rows.push(i);
+  const { medians, missing } = statMedians(t.columns, rows);
+  return { label: `run ${m.id} (${rows.length} universal)`, medians, missing };
 }
 
 export async function runAnalyze(

@@ -17,7 +17,7 @@ Usage:
   universal-neurons analyze --models DIR... --corpus PATH... --tokens N [--out DIR] [options]
   universal-neurons analyze --resume RUN [--top K]
   universal-neurons summary RUN [--top K]
-  universal-neurons table FILE.csv [--threshold T] [--top K] [--d-mlp N]
+  universal-neurons table FILE.csv [--threshold T] [--top K] [--d-mlp N] [--run RUN]
   universal-neurons activations --model DIR (--text T | --file F) [--top K] [--json OUT] [--threads N]
   universal-neurons demo [--tokens N] [--top K] [--out DIR] [--threads N]
   universal-neurons intervene --model DIR (--text T | --file F) --neuron L3.N120[,...]
@@ -93,6 +93,8 @@ Options of intervene:
 Options of table:
   --threshold T        Universal if excess correlation > T (default 0.5).
   --d-mlp N            Neurons per layer, for percentages of a table that holds only some neurons.
+  --run RUN            A finished run (folder or id) whose medians of the neuron statistics are
+                       shown beside the table's (properties of universal neurons).
 
 Options of demo:
   --tokens N           Token budget (default the demo's, 40,960; counts as for analyze).
@@ -171,7 +173,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   demo: ['tokens', 'threads', 'top', 'out'],
   analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
   summary: ['top'],
-  table: ['top', 'threshold', 'd-mlp'],
+  table: ['top', 'threshold', 'd-mlp', 'run'],
   intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
 };
 
@@ -245,6 +247,8 @@ export interface TableCommand {
   top: number;
   threshold?: number;
   dMlp?: number;
+  /** A run to compare the table's statistics with. */
+  run?: string;
 }
 
 export interface InterveneCommand {
@@ -443,6 +447,7 @@ export function parseCli(argv: string[]): Command {
       top: integer('top', v.top, 15, 0),
       threshold: number('threshold', v.threshold),
       dMlp: v['d-mlp'] === undefined ? undefined : integer('d-mlp', v['d-mlp'], 0, 1),
+      ...(v.run !== undefined ? { run: v.run } : {}),
     };
   }
   // analyze

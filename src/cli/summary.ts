@@ -11,6 +11,7 @@ import { isUniversal, SUMMARY_THRESHOLDS } from '../engine/run/defaults';
 import type { NeuronTable } from '../engine/run/neurons';
 import { FAMILIES } from '../engine/analysis/families';
 import { EngineError } from '../engine/errors';
+import { basisReading, layerBasis, PROPERTY_STATS, statMedians, universalProperties, type PropertyStat } from '../view/properties';
 
 export interface SummaryOptions {
   threshold: number;
@@ -21,6 +22,10 @@ export interface SummaryOptions {
   header?: string[];
   /** Partner columns to show for top neurons: label → [layer column, neuron column, corr column]. */
   partners?: { label: string; layer: string; neuron: string; corr: string }[];
+  /** Another table's median statistics over its universal neurons, shown beside this one's (`table --run`). */
+  compare?: { label: string; medians: ReadonlyMap<PropertyStat, number>; missing: readonly PropertyStat[] };
+  /** Per layer, the top-5 principal components' share of activation variance (null or absent: not in this run). */
+  pcaTop5?: readonly (number | null)[] | null;
 }
 
 function median(values: number[]): number {
@@ -144,6 +149,8 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
         (col('kurt_exact') ? ` (exact ${f3(median(uIdx.map((i) => col('kurt_exact')![i]!)))})` : ''),
     );
   }
+  out.push(...propertiesSummary(t, complete, (i) => isU(i, opts.threshold), opts.compare));
+  if (complete && meanCorr && meanBase) out.push(...basisSummary(layer, meanCorr, meanBase, nLayers, opts.pcaTop5 ?? null));
   out.push(...familySummary(t, nLayers, (i) => isU(i, opts.threshold)));
   if (opts.top > 0) {
     out.push('');
@@ -176,6 +183,59 @@ export function summarizeTable(t: NeuronTable, opts: SummaryOptions): string[] {
   out.push('', ...SUMMARY_LEGEND);
   return out;
 }
+
+/**
+ * Properties of universal neurons (the paper's Fig. 3) as medians: for a table of every neuron, the
+ * median within-layer percentile of each statistic over universal neurons and over the rest; for
+ * any table, the median raw value over its universal neurons (beside `compare`'s, same units).
+ */
+export function propertiesSummary(
+  t: NeuronTable,
+  complete: boolean,
+  isU: (i: number) => boolean,
+  compare?: SummaryOptions['compare'],
+): string[] {
+  const uRows: number[] = [];
+  for (let i = 0; i < t.nRows; i++) if (isU(i)) uRows.push(i);
+  const own = statMedians(t.columns, uRows);
+  const out: string[] = ['', 'properties of universal neurons' + (complete ? ' (median percentile within the layer, 50 = typical; raw median in the column\'s units)' : ' (raw medians, in the column\'s units)') + ':'];
+  if (!complete) out.push("  (percentiles within a layer need every neuron of the layer; this table holds only some)");
+  if (own.medians.size === 0 && !compare) {
+    out.push(`  none of the statistics (${PROPERTY_STATS.join(', ')}) is in ${t.source}`);
+    return out;
+  }
+  const pct = complete ? universalProperties(t.columns.get('layer')!, Array.from({ length: t.nRows }, (_, i) => isU(i)), t.columns) : undefined;
+  const head = ['statistic', ...(pct ? ['universal %ile', 'rest %ile'] : []), `${t.source.split(/[\\/]/).pop()} (${uRows.length} universal)`, ...(compare ? [compare.label] : [])];
+  const rows: string[][] = [];
+  for (const stat of PROPERTY_STATS) {
+    const p = pct?.stats.find((x) => x.stat === stat);
+    const m = own.medians.get(stat);
+    const c = compare?.medians.get(stat);
+    if (m === undefined && c === undefined) continue;
+    rows.push([stat, ...(pct ? [f1(p?.universal.p50 ?? NaN), f1(p?.rest.p50 ?? NaN)] : []), g4(m ?? NaN), ...(compare ? [g4(c ?? NaN)] : [])]);
+  }
+  out.push(...table(head, rows).map((l) => '  ' + l));
+  if (own.missing.length) out.push(`  not in ${t.source}: ${own.missing.join(', ')}`);
+  if (compare?.missing.length) out.push(`  not in ${compare.label}: ${compare.missing.join(', ')}`);
+  return out;
+}
+
+/** Is the basis privileged? Per layer: the rotated baseline's quartiles, mean_corr's median, the top-5 PCs' share and the reading. */
+function basisSummary(layer: Float64Array, meanCorr: Float64Array, meanBase: Float64Array, nLayers: number, pcaTop5: readonly (number | null)[] | null): string[] {
+  const b = layerBasis(layer, meanCorr, meanBase, nLayers, pcaTop5);
+  const out = ['', 'is the basis privileged? (rotated baseline: the other models\' neurons randomly rotated)'];
+  out.push(
+    ...table(
+      ['layer', 'median mean_corr', 'baseline p25', 'p50', 'p75', 'p90', 'top-5 PCs of variance'],
+      b.map((l) => [String(l.layer), f3(l.corr.p50), f3(l.baseline.p25), f3(l.baseline.p50), f3(l.baseline.p75), f3(l.baseline.p90), l.pcaTop5 === null ? 'not in this run' : pct(100 * l.pcaTop5)]),
+    ).map((l) => '  ' + l),
+  );
+  for (const l of b) out.push(`  L${l.layer}: ${basisReading(l)}`);
+  return out;
+}
+
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+const g4 = (x: number) => (Number.isFinite(x) ? String(Number(x.toPrecision(4))) : '-');
 
 /** What the summary's words and brackets mean (docs/method-notes.md, ../shared/method.md). */
 export const SUMMARY_LEGEND = [

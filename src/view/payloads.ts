@@ -28,6 +28,7 @@ import type {
 import { TABLE_COLUMNS } from '../protocol';
 import { familyCounts, familyLayerCounts, roleCounts } from './counts';
 import { percentileRank } from './percentile';
+import { basisReading, layerBasis, universalProperties, type Quantiles } from './properties';
 import { bestReferenceByPartner, histogram, layerShares, partnerKey } from './summaries';
 
 /** A run as the payloads read it (src/engine/run/data.ts RunData has every field). */
@@ -58,6 +59,8 @@ export interface PanelRun {
   vocab: ReadonlyMap<number, { top: { id: number; value: number }[]; bottom: { id: number; value: number }[] }> | null;
   tokenizer: { tokenString(id: number): string } | null;
   tokenizerNote?: string;
+  /** Per layer, the top-5 principal components' share of activation variance (null: not in this run). */
+  pcaTop5?: readonly (number | null)[] | null;
 }
 
 /** One neuron's stored examples as numbers (src/engine/run/examples.ts NeuronExamples). */
@@ -110,6 +113,22 @@ export function overviewData(run: PanelRun): OverviewData {
     familyLayers: run.family ? familyLayerCounts(run.family, run.layer, universal, run.nLayers) : null,
     roles: run.roles ? roleCounts(run.roles, run.layer, universal, run.nLayers) : null,
     attention: run.rolesFile ? run.rolesFile.attention.slice(0, ATTENTION_PAIRS) : null,
+    ...propertiesData(run),
+  };
+}
+
+const quantilesData = (q: Quantiles) => ({ p10: num(q.p10), p25: num(q.p25), p50: num(q.p50), p75: num(q.p75), p90: num(q.p90) });
+
+/** The overview's "properties of universal neurons" and "is the basis privileged?" (properties.ts). */
+function propertiesData(run: PanelRun): Pick<OverviewData, 'properties' | 'basis'> {
+  const p = universalProperties(run.layer, run.universal, run.columns);
+  const basis = layerBasis(run.layer, col(run, 'mean_corr'), col(run, 'mean_baseline'), run.nLayers, run.pcaTop5 ?? null);
+  return {
+    properties: {
+      stats: p.stats.map((s) => ({ ...s, universal: quantilesData(s.universal), rest: quantilesData(s.rest), medianUniversal: num(s.medianUniversal), medianRest: num(s.medianRest) })),
+      missing: p.missing,
+    },
+    basis: basis.map((b) => ({ layer: b.layer, baseline: quantilesData(b.baseline), corr: quantilesData(b.corr), pcaTop5: b.pcaTop5 === null ? null : num(b.pcaTop5), privileged: b.privileged, reading: basisReading(b) })),
   };
 }
 

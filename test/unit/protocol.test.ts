@@ -65,6 +65,11 @@ const overview: OverviewData = {
   familyLayers: null,
   roles: null,
   attention: null,
+  properties: {
+    stats: [{ stat: 'kurt', universal: { p10: 60, p25: 70, p50: 80, p75: 90, p90: 95 }, rest: { p10: 5, p25: 25, p50: 50, p75: 75, p90: 95 }, nUniversal: 1, nRest: 3, medianUniversal: 9.5, medianRest: null }],
+    missing: ['vocab_kurt'],
+  },
+  basis: [{ layer: 0, baseline: { p10: 0.1, p25: 0.1, p50: 0.1, p75: 0.1, p90: 0.1 }, corr: { p10: null, p25: null, p50: 0.2, p75: null, p90: null }, pcaTop5: null, privileged: true, reading: 'neurons here are more meaningful than random directions' }],
 };
 
 /** The same table as a run with families and roles writes it. */
