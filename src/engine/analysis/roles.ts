@@ -14,7 +14,7 @@
  */
 import type { ResolvedWeights } from '../arch/common';
 import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
-import { rotationMatrix } from './crossmoments';
+import { rotationMatrix } from '../rng';
 import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
 
 // The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.

@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rotationMatrix } from './crossmoments';
+import { rotationMatrix } from '../rng';
 
 export class RotationCache {
   private fd: number | undefined;

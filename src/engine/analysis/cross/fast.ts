@@ -1,0 +1,414 @@
+/**
+ * CrossMoments' fast mode (crossmoments.ts, "Fast mode"): candidates drawn from the screen's dense
+ * moments, the candidates' sums per step (ORT transposes, a SIMD SDDMM kernel in an arena), and
+ * the finish over the candidates.
+ */
+import { EngineError, throwIfCancelled } from '../../errors';
+import { rotationMatrix } from '../../rng';
+import type { CrossMoments } from '../crossmoments';
+import { SddmmArena } from '../gemm';
+import type { AccumulatorState } from '../types';
+import { gramMoments, rotatedCorr } from './baseline';
+import { addInto, clampCorr, copyInto, invStd, refStep, steps, Y_REL } from './common';
+import type { DenseMoments } from './dense';
+import type { CrossMomentsResult } from './types';
+
+/** Default kept tokens of a prefix screen. */
+export const SCREEN_TOKENS = 65536;
+/** Default sub-screens of a screen fed through screen(). */
+export const SUB_SCREENS = 3;
+/** Default cap on candidates per neuron and kind. */
+export const MAX_CANDIDATES = 256;
+/** Default z of the pooled screen's noise margin. */
+export const NOISE_Z = 3;
+/** Default c of the pooled screen's low-correlation margin c·(1 − best²). */
+export const LOW_CORR_MARGIN = 0.125;
+/** Partners per row whose spread across sub-screens estimates the row's sampling error. */
+const TOP_SPREAD = 16;
+/** Fast mode's arena (the transposed activations of one step) stays under this many bytes. */
+const FAST_ARENA_BYTES = 64 * 1024 * 1024;
+
+function rotations(c: CrossMoments): Float64Array[] {
+  return Array.from({ length: c.L }, (_, l) => c.rotation(l, new Float64Array(c.d * c.d)));
+}
+
+/**
+ * Picks the candidates from the screen and sets up the candidate totals. `D`: the dense moments of
+ * the screen (`screened`: fed through screen()) or of the counted prefix.
+ */
+export async function startFast(c: CrossMoments, D: DenseMoments, screened: boolean): Promise<FastState> {
+  D.finalize();
+  const { B, Nm, L, d } = c;
+  const margin = c.opts.fast?.margin ?? 0.05;
+  const bMargin = c.opts.fast?.baselineMargin ?? 0.05;
+  const cap = c.opts.fast?.maxCandidates ?? MAX_CANDIDATES;
+  const n = D.xs.n;
+  const ix = invStd(D.xs.sx, D.xs.sxx, n);
+  const sy = D.sy();
+  const subs = D.subs;
+  // The pooled screen's Σy² from the sub-screens' float64 sums (the Gram diagonal went through fp32 partials).
+  const syy = subs.length ? sumOf(subs.map((u) => u.syy)) : D.syy();
+  const iy = invStd(sy, syy, n, Y_REL);
+  // Sub-screens with tokens: their own statistics (tokens over which x is constant are skipped per row).
+  const parts = subs
+    .filter((u) => u.xs.n > 1)
+    .map((u) => ({ u, ix: invStd(u.xs.sx, u.xs.sxx, u.xs.n), iy: invStd(u.sy, u.syy, u.xs.n, Y_REL) }));
+  // Partners: j is a candidate when its screened ρ is within `margin` of the best of any
+  // sub-screen, or within m_i of the pooled screen's best, m_i = max(margin, z·√2·σ_i,
+  // c·(1 − best²)) with σ_i the pooled ρ's sampling error estimated from the sub-screens (the
+  // spread of the row's top TOP_SPREAD partners' ρ across them, over √K). Score: the largest (ρ − best)/margin over the
+  // screens, ≥ −1 for a candidate; best score first, then pooled ρ, at most `cap`.
+  const z = c.opts.fast?.noiseZ ?? NOISE_Z;
+  // Only with sub-screens (screen()): a prefix screen keeps its plain margin.
+  const low = subs.length ? (c.opts.fast?.lowCorrMargin ?? LOW_CORR_MARGIN) : 0;
+  const candP: number[][] = [];
+  const row = new Float64Array(Nm);
+  const score = new Float64Array(Nm);
+  const rks = parts.map(() => new Float64Array(Nm));
+  const pooled = new Float64Array(subs.length ? Nm : 0);
+  /** z·√2·σ_i per reference neuron (0 without sub-screens): the rotated neurons' margin widens to it too. */
+  const noise = new Float64Array(B);
+  for (let i = 0; i < B; i++) {
+    if (ix[i] === 0) {
+      // Constant on the screen: nothing to rank by, so every neuron stays a candidate.
+      candP.push([...Array(Nm).keys()]);
+      continue;
+    }
+    let sxy: ArrayLike<number> = D.sxy.subarray(i * Nm, (i + 1) * Nm);
+    if (subs.length) {
+      pooled.fill(0);
+      for (const u of subs) addInto(pooled, u.xy.subarray(i * Nm, (i + 1) * Nm));
+      sxy = pooled;
+    }
+    const best = corrRow(row, sxy, D.xs.sx[i]!, sy, n, ix[i]!, iy);
+    const live = parts.flatMap((q, k) => (q.ix[i] === 0 ? [] : [{ rk: rks[k]!, bk: corrRow(rks[k]!, q.u.xy.subarray(i * Nm, (i + 1) * Nm), q.u.xs.sx[i]!, q.u.sy, q.u.xs.n, q.ix[i]!, q.iy) }]));
+    noise[i] = z * Math.SQRT2 * spread(row, live.map((q) => q.rk));
+    const mi = margin > 0 ? Math.max(margin, noise[i]!, low * (1 - best * best)) : 0;
+    for (let j = 0; j < Nm; j++) score[j] = mi > 0 ? (row[j]! - best) / mi : row[j]! - best;
+    for (const { rk, bk } of live) {
+      for (let j = 0; j < Nm; j++) {
+        const v = margin > 0 ? (rk[j]! - bk) / margin : rk[j]! - bk;
+        if (v > score[j]!) score[j] = v;
+      }
+    }
+    candP.push(pick(score, margin > 0 ? -1 : 0, cap, row));
+  }
+  if (subs.length) D.pool();
+  // Rotated neurons: the same on the pooled screen's baseline correlations, the margin widened to
+  // the row's noise estimate as for partners (the sub-screens hold no Gram), two passes over the layers
+  // (row maxima, then candidates) so that no B×N_m matrix is held.
+  const Rs = rotations(c);
+  const R = (l: number): Float64Array => Rs[l]!;
+  const ym = await gramMoments(c, D, n, R);
+  const best = new Float64Array(B).fill(-Infinity);
+  await rotatedCorr(c, D, n, R, ix, ym, (_l, i0, rows, rho) => {
+    for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) if (rho[r * d + k]! > best[i0 + r]!) best[i0 + r] = rho[r * d + k]!;
+  });
+  const candR: number[][] = Array.from({ length: B }, () => []);
+  const vals: number[][] = Array.from({ length: B }, () => []);
+  await rotatedCorr(c, D, n, R, ix, ym, (l, i0, rows, rho) => {
+    for (let r = 0; r < rows; r++) {
+      const i = i0 + r;
+      const lim = ix[i] === 0 ? -Infinity : best[i]! - (bMargin > 0 ? Math.max(bMargin, noise[i]!) : 0);
+      for (let k = 0; k < d; k++) {
+        if (rho[r * d + k]! >= lim) {
+          candR[i]!.push(l * d + k);
+          vals[i]!.push(rho[r * d + k]!);
+        }
+      }
+    }
+  });
+  for (let i = 0; i < B; i++) {
+    if (ix[i] === 0) continue; // every rotated neuron, as for partners
+    const order = [...candR[i]!.keys()].sort((p, q) => vals[i]![q]! - vals[i]![p]! || candR[i]![p]! - candR[i]![q]!);
+    candR[i] = order.slice(0, cap).map((o) => candR[i]![o]!);
+  }
+  const f = new FastState(c, csr(candP), csr(candR));
+  if (!screened) {
+    // The prefix is part of the counted tokens: every total starts from its dense products.
+    for (let i = 0; i < B; i++) {
+      for (let c = f.rpP[i]!; c < f.rpP[i + 1]!; c++) f.cxy[c] = D.sxy[i * Nm + f.clP[c]!]!;
+      for (let c = f.rpR[i]!; c < f.rpR[i + 1]!; c++) {
+        const col = f.clR[c]!;
+        const l = Math.floor(col / d);
+        const k = col - l * d;
+        const r = Rs[l]!;
+        let s = 0;
+        for (let b = 0; b < d; b++) s += D.sxy[i * Nm + l * d + b]! * r[k * d + b]!;
+        f.cxr[c] = s;
+      }
+    }
+    f.sy.set(sy);
+    f.syy.set(D.syy());
+    for (let l = 0; l < L; l++) {
+      const r = Rs[l]!;
+      const RC = await c.gemm.abt64(r, D.gram.subarray(l * d * d, (l + 1) * d * d), d, d, d);
+      for (let k = 0; k < d; k++) {
+        let s1 = 0;
+        let s2 = 0;
+        for (let b = 0; b < d; b++) {
+          s1 += r[k * d + b]! * sy[l * d + b]!;
+          s2 += RC[k * d + b]! * r[k * d + b]!;
+        }
+        f.sr[l * d + k] = s1;
+        f.srr[l * d + k] = s2;
+      }
+    }
+  }
+  return f;
+}
+
+export async function addFast(c: CrossMoments, f: FastState, kx: Float32Array, batch: number, x: Float32Array, y: Float32Array, t0: number, t1: number): Promise<void> {
+  const { B, Nm } = c;
+  for (const [s0, s1] of steps(t0, t1, f.tc)) {
+    const n = s1 - s0;
+    const r = refStep(batch, x, c.Na, c.a0, c.a1, s0, s1, kx);
+    await c.gemm.fastStep({
+      x: r.xs,
+      y: y.subarray(s0 * Nm, s1 * Nm),
+      t: n,
+      a: B,
+      b: Nm,
+      rot: { layers: c.L, d: c.d, R: f.R32, key: String(c.opts.seed) },
+      xt: f.stage.xt.subarray(0, B * n),
+      yt: f.stage.yt.subarray(0, Nm * n),
+      rt: f.stage.rt.subarray(0, Nm * n),
+    });
+    // Into the shared arena, where the kernel's threads read them.
+    f.arena.f32(f.xt, B * n).set(f.stage.xt.subarray(0, B * n));
+    f.arena.f32(f.yt, Nm * n).set(f.stage.yt.subarray(0, Nm * n));
+    f.arena.f32(f.rt, Nm * n).set(f.stage.rt.subarray(0, Nm * n));
+    c.xs.add(r, n);
+    f.step(n);
+  }
+}
+
+export function finishFast(c: CrossMoments, f: FastState): CrossMomentsResult {
+  const { B } = c;
+  const n = c.xs.n;
+  const sx = c.xs.sx;
+  const ix = invStd(sx, c.xs.sxx, n);
+  const iy = invStd(f.sy, f.syy, n, Y_REL);
+  const irv = invStd(f.sr, f.srr, n, Y_REL);
+  const maxCorr = new Float64Array(B);
+  const partner = new Int32Array(B).fill(-1);
+  const baseline = new Float64Array(B);
+  const baselinePartner = new Int32Array(B).fill(-1);
+  for (let i = 0; i < B; i++) {
+    if ((i & 255) === 0) throwIfCancelled(c.signal);
+    if (ix[i] === 0) continue;
+    let best = -Infinity;
+    let arg = -1;
+    for (let c = f.rpP[i]!; c < f.rpP[i + 1]!; c++) {
+      const j = f.clP[c]!;
+      const r = clampCorr((f.cxy[c]! - (sx[i]! * f.sy[j]!) / n) * ix[i]! * iy[j]!);
+      if (r > best) [best, arg] = [r, j];
+    }
+    maxCorr[i] = best;
+    partner[i] = arg;
+    best = -Infinity;
+    arg = -1;
+    for (let c = f.rpR[i]!; c < f.rpR[i + 1]!; c++) {
+      const k = f.clR[c]!;
+      const r = clampCorr((f.cxr[c]! - (sx[i]! * f.sr[k]!) / n) * ix[i]! * irv[k]!);
+      if (r > best) [best, arg] = [r, k];
+    }
+    baseline[i] = best;
+    baselinePartner[i] = arg;
+  }
+  return c.result(maxCorr, partner, baseline, baselinePartner);
+}
+
+/**
+ * Fast mode after the screen: candidate lists (CSR) and their float64 totals, m's and the rotated
+ * neurons' sums, and the arena where each step's transposed activations land.
+ */
+export class FastState {
+  readonly arena = new SddmmArena();
+  /** Tokens per step (bounded by the arena size). */
+  readonly tc: number;
+  readonly R32: Float32Array[];
+  /** Where ORT writes each step's x'ᵀ, Yᵀ and (RV)ᵀ (it cannot write into the shared arena). */
+  readonly stage: { xt: Float32Array; yt: Float32Array; rt: Float32Array };
+  private readonly B: number;
+  private readonly Nm: number;
+  // Byte offsets in the arena.
+  readonly xt: number;
+  readonly yt: number;
+  readonly rt: number;
+  private readonly oOnes: number;
+  private readonly oIdRp: number;
+  private readonly oIdCl: number;
+  private readonly oZero: number;
+  private readonly oRowSum: number;
+  private readonly oRowSq: number;
+  private readonly oRpP: number;
+  private readonly oClP: number;
+  private readonly oCxy: number;
+  private readonly oRpR: number;
+  private readonly oClR: number;
+  private readonly oCxr: number;
+  // Views.
+  readonly rpP: Int32Array;
+  readonly clP: Int32Array;
+  readonly cxy: Float64Array;
+  readonly rpR: Int32Array;
+  readonly clR: Int32Array;
+  readonly cxr: Float64Array;
+  /** Σ y, Σ y², Σ (RV)_k, Σ (RV)_k² over the counted tokens. */
+  readonly sy: Float64Array;
+  readonly syy: Float64Array;
+  readonly sr: Float64Array;
+  readonly srr: Float64Array;
+
+  constructor(c: CrossMoments, P: { rowptr: Int32Array; cols: Int32Array }, Rc: { rowptr: Int32Array; cols: Int32Array }) {
+    const { B, Nm } = c;
+    this.B = B;
+    this.Nm = Nm;
+    this.tc = Math.max(16, Math.min(c.chunk, Math.floor(FAST_ARENA_BYTES / (4 * (B + 2 * Nm)))));
+    this.R32 = Array.from({ length: c.L }, (_, l) => Float32Array.from(rotationMatrix(c.opts.seed, l, c.d)));
+    this.stage = { xt: new Float32Array(B * this.tc), yt: new Float32Array(Nm * this.tc), rt: new Float32Array(Nm * this.tc) };
+    const a = this.arena;
+    this.xt = a.alloc(4 * B * this.tc);
+    this.yt = a.alloc(4 * Nm * this.tc);
+    this.rt = a.alloc(4 * Nm * this.tc);
+    // Row sums and sums of squares run through the same kernel: dot with a ones row, and with itself.
+    this.oOnes = a.alloc(4 * this.tc);
+    this.oIdRp = a.alloc(4 * (Nm + 1));
+    this.oIdCl = a.alloc(4 * Nm);
+    this.oZero = a.alloc(4 * Nm);
+    this.oRowSum = a.alloc(8 * Nm);
+    this.oRowSq = a.alloc(8 * Nm);
+    this.oRpP = a.alloc(4 * (B + 1));
+    this.oClP = a.alloc(4 * P.cols.length);
+    this.oCxy = a.alloc(8 * P.cols.length);
+    this.oRpR = a.alloc(4 * (B + 1));
+    this.oClR = a.alloc(4 * Rc.cols.length);
+    this.oCxr = a.alloc(8 * Rc.cols.length);
+    a.seal();
+    a.f32(this.oOnes, this.tc).fill(1);
+    a.i32(this.oIdRp, Nm + 1).forEach((_, i, v) => (v[i] = i));
+    a.i32(this.oIdCl, Nm).forEach((_, i, v) => (v[i] = i));
+    this.rpP = a.i32(this.oRpP, B + 1);
+    this.clP = a.i32(this.oClP, P.cols.length);
+    this.cxy = a.f64(this.oCxy, P.cols.length);
+    this.rpR = a.i32(this.oRpR, B + 1);
+    this.clR = a.i32(this.oClR, Rc.cols.length);
+    this.cxr = a.f64(this.oCxr, Rc.cols.length);
+    this.rpP.set(P.rowptr);
+    this.clP.set(P.cols);
+    this.rpR.set(Rc.rowptr);
+    this.clR.set(Rc.cols);
+    this.sy = new Float64Array(Nm);
+    this.syy = new Float64Array(Nm);
+    this.sr = new Float64Array(Nm);
+    this.srr = new Float64Array(Nm);
+  }
+
+  /** The sums of one step whose x'ᵀ, Yᵀ and (RV)ᵀ (n tokens) are in the arena. */
+  step(n: number): void {
+    const a = this.arena;
+    a.sddmm(this.xt, this.yt, n, this.oRpP, this.oClP, this.B, this.oCxy);
+    a.sddmm(this.xt, this.rt, n, this.oRpR, this.oClR, this.B, this.oCxr);
+    for (const [rows, s, ss] of [
+      [this.yt, this.sy, this.syy],
+      [this.rt, this.sr, this.srr],
+    ] as const) {
+      const sum = a.f64(this.oRowSum, this.Nm);
+      const sq = a.f64(this.oRowSq, this.Nm);
+      sum.fill(0);
+      sq.fill(0);
+      a.sddmm(rows, this.oOnes, n, this.oIdRp, this.oZero, this.Nm, this.oRowSum);
+      a.sddmm(rows, rows, n, this.oIdRp, this.oIdCl, this.Nm, this.oRowSq);
+      addInto(s, sum);
+      addInto(ss, sq);
+    }
+  }
+
+  save(s: AccumulatorState, p: string): void {
+    // Copies: views of the arena would drag its whole buffer into a structured clone.
+    s[`${p}rowptrP`] = this.rpP.slice();
+    s[`${p}colsP`] = this.clP.slice();
+    s[`${p}cxy`] = this.cxy.slice();
+    s[`${p}rowptrR`] = this.rpR.slice();
+    s[`${p}colsR`] = this.clR.slice();
+    s[`${p}cxr`] = this.cxr.slice();
+    s[`${p}sy`] = this.sy;
+    s[`${p}syy`] = this.syy;
+    s[`${p}sr`] = this.sr;
+    s[`${p}srr`] = this.srr;
+  }
+
+  static load(c: CrossMoments, s: AccumulatorState, p: string): FastState {
+    const arr = (k: string): Int32Array => {
+      const v = s[`${p}${k}`];
+      if (!(v instanceof Int32Array)) throw new EngineError(`CrossMoments: checkpoint field ${p}${k} is missing or not an Int32Array`);
+      return v;
+    };
+    const P = { rowptr: arr('rowptrP'), cols: arr('colsP') };
+    const Rc = { rowptr: arr('rowptrR'), cols: arr('colsR') };
+    for (const q of [P, Rc]) {
+      if (q.rowptr.length !== c.B + 1 || q.rowptr[c.B] !== q.cols.length || q.cols.some((j) => j < 0 || j >= c.Nm)) {
+        throw new EngineError('CrossMoments: the checkpoint candidate lists do not fit this block');
+      }
+    }
+    const f = new FastState(c, P, Rc);
+    for (const k of ['cxy', 'cxr', 'sy', 'syy', 'sr', 'srr'] as const) copyInto(f[k], s, `${p}${k}`);
+    return f;
+  }
+}
+
+/** Indices with value ≥ lim, largest value first (ties: larger `then`, then lower index), at most `cap`. */
+function pick(v: Float64Array, lim: number, cap: number, then: Float64Array = v): number[] {
+  const idx: number[] = [];
+  for (let j = 0; j < v.length; j++) if (v[j]! >= lim) idx.push(j);
+  idx.sort((a, b) => v[b]! - v[a]! || then[b]! - then[a]! || a - b);
+  return idx.slice(0, cap);
+}
+
+/** One reference neuron's ρ with every neuron of m from sums over n tokens (`out`); returns the maximum. */
+function corrRow(out: Float64Array, sxy: ArrayLike<number>, sx: number, sy: Float64Array, n: number, ix: number, iy: Float64Array): number {
+  let best = -Infinity;
+  for (let j = 0; j < out.length; j++) {
+    out[j] = clampCorr((sxy[j]! - (sx * sy[j]!) / n) * ix * iy[j]!);
+    if (out[j]! > best) best = out[j]!;
+  }
+  return best;
+}
+
+/**
+ * The sampling error of a pooled ρ row from K ≥ 2 sub-screen rows: for the pooled row's
+ * TOP_SPREAD largest entries, the sample variance across sub-screens, averaged, over K; its square
+ * root. 0 with fewer than 2 sub-screens.
+ */
+function spread(pooled: Float64Array, subs: readonly Float64Array[]): number {
+  const K = subs.length;
+  if (K < 2) return 0;
+  const top = pick(pooled, -Infinity, TOP_SPREAD);
+  let v = 0;
+  for (const j of top) {
+    let s1 = 0;
+    let s2 = 0;
+    for (const r of subs) {
+      s1 += r[j]!;
+      s2 += r[j]! * r[j]!;
+    }
+    v += Math.max(0, s2 - (s1 * s1) / K) / (K - 1);
+  }
+  return Math.sqrt(v / top.length / K);
+}
+
+function sumOf(vs: readonly Float64Array[]): Float64Array {
+  const out = new Float64Array(vs[0]!.length);
+  for (const v of vs) addInto(out, v);
+  return out;
+}
+
+/** Lists of columns per row as CSR (row pointers, columns). */
+function csr(lists: number[][]): { rowptr: Int32Array; cols: Int32Array } {
+  const rowptr = new Int32Array(lists.length + 1);
+  lists.forEach((l, i) => (rowptr[i + 1] = rowptr[i]! + l.length));
+  const cols = new Int32Array(rowptr[lists.length]!);
+  lists.forEach((l, i) => cols.set(l, rowptr[i]!));
+  return { rowptr, cols };
+}
