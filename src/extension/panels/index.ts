@@ -165,6 +165,10 @@ function table(ctx: vscode.ExtensionContext, runDir: string, panel?: vscode.Webv
 }
 
 function neuronPage(ctx: vscode.ExtensionContext, runDir: string, ref: NeuronRef, panel?: vscode.WebviewPanel): void {
+  // A re-targeted page no longer shows the neuron whose "What it does" may be running: stop it.
+  const shown = open.get(`neuron\0${runDir}`);
+  const job = shown && effectJobs.get(shown);
+  if (job) job.cancelled = true;
   const load = async (): Promise<ViewPayload> => ({ view: 'neuron', data: neuronData(await getRun(runDir), ref) });
   show(ctx, 'neuron', `neuron\0${runDir}`, title('neuron', runDir, nName(ref)), load, runMessages(ctx, runDir), panel);
 }
