@@ -378,6 +378,23 @@ export const NeuronEffectDataSchema = object({
 });
 export type NeuronEffectData = Infer<typeof NeuronEffectDataSchema>;
 
+/** A development run's neuron (issue #15): its best-partner correlation in each training checkpoint, the final (itself, 1) last. */
+const DevelopmentSchema = object({
+  /** The training run (hub repo `org/name`). */
+  repo: str,
+  points: array(
+    object({
+      label: str,
+      /** Training step; null for a final checkpoint no stepN ref names. */
+      step: nullable(nat),
+      corr: num,
+      /** The checkpoint's best-correlated neuron; null at the final checkpoint (the neuron itself). */
+      partner: nullable(object({ layer: nat, neuron: nat })),
+    }),
+  ),
+});
+export type Development = Infer<typeof DevelopmentSchema>;
+
 export const NeuronDataSchema = object({
   run: RunInfoSchema,
   layer: nat,
@@ -400,6 +417,8 @@ export const NeuronDataSchema = object({
   /** Tokens the neuron's output most promotes / suppresses (when the run has them). */
   vocab: nullable(object({ top: array(TokenValueSchema), bottom: array(TokenValueSchema) })),
   partners: array(PartnerSchema),
+  /** In a development run: the neuron's correlation with its best partner at each training step. */
+  development: optional(DevelopmentSchema),
   /** What is missing from this run and why. */
   notes: array(str),
 });

@@ -8,6 +8,12 @@ tied embeddings, gelu_new, no dropout) so the export is a standard checkpoint.
     /usr/bin/python3 tools/train_family.py --seeds a,b,c,d,e --tokens 20000000
     (then)  /usr/bin/python3 tools/train_family.py --export-only ...
 
+Training checkpoints of one seed, as hub cache revisions step250 ... (the workflow of
+`universal-neurons development`; the fixture in test/fixtures/checkpoints was made so, on 1 CPU thread):
+    /usr/bin/python3 tools/train_family.py --seeds a --threads 1 --layers 2 --d-model 32 --d-mlp 256 \
+        --batch 16 --tokens 4064000 --warmup 100 --compact-vocab --save-steps 250,500,1000 \
+        --hub-out test/fixtures/checkpoints --work /tmp/ckpt-work --no-export
+
 Training checkpoints every --ckpt-every steps into --work and resumes from there, so a CPU run
 can be stopped and continued across sessions. On CUDA it trains all seeds in parallel processes.
 
@@ -211,6 +217,8 @@ def train_seed(seed, args):
             ev = heldout_loss(model, held, dev) if (step % args.eval_every == 0 or step == total) else None
             log.append({"step": step, "tokens": step * tokens_per_step, "train_loss": round(loss.item(), 4), "heldout_loss": None if ev is None else round(ev, 4), "elapsed_s": round(el, 1)})
             print(f"[{seed}] step {step}/{total} loss {loss.item():.3f}" + (f" heldout {ev:.3f}" if ev is not None else "") + f" {(step - step0) * tokens_per_step / max(el, 1e-9) / 1e3:.1f}k tok/s", flush=True)
+        if args.hub_out and (step in args.save_steps or step == total):
+            export_hub_revision(model, cfg, seed, step, total, args)
         if step % args.ckpt_every == 0 or step == total:
             save()
     meta = {"seed": seed, "steps": total, "tokens": total * tokens_per_step, "batch": args.batch, "wall_s_last_run": round(time.time() - t0, 1), "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "torch": torch.__version__, "log": log}
@@ -277,6 +285,47 @@ def write_folder_files(folder, cfg):
         print(f"warning: {tok_src} missing; copy a GPT-2 tokenizer.json into {folder}", file=sys.stderr)
 
 
+def export_hub_revision(model, cfg, seed, step, total, args):
+    """Training step `step` as a revision of a Hugging Face hub cache entry, laid out as
+    huggingface_hub lays out Pythia's `stepN` revisions: refs/step{N} holds a commit id,
+    snapshots/<commit>/ links each file to blobs/<sha256> (a file shared by several steps, the
+    tokenizer say, is stored once); the last step is also refs/main. The commit id is a sha1 of
+    the snapshot's file hashes: this recipe has no git history to take one from."""
+    import hashlib
+    import shutil
+    import tempfile
+    repo = os.path.join(args.hub_out, f"models--{args.hub_org}--tiny-gpt2-{seed}")
+    blobs = os.path.join(repo, "blobs")
+    os.makedirs(blobs, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=repo)
+    write_safetensors(os.path.join(tmp, "model.safetensors"), hf_state(model, np.float16), {"format": "pt", "seed": seed, "step": str(step)})
+    write_folder_files(tmp, cfg)
+    files = {}
+    for name in sorted(os.listdir(tmp)):
+        src = os.path.join(tmp, name)
+        with open(src, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        dst = os.path.join(blobs, digest)
+        if os.path.exists(dst):
+            os.remove(src)
+        else:
+            os.replace(src, dst)
+        files[name] = digest
+    shutil.rmtree(tmp)
+    commit = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    snap = os.path.join(repo, "snapshots", commit)
+    os.makedirs(snap, exist_ok=True)
+    for name, digest in files.items():
+        link = os.path.join(snap, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join("..", "..", "blobs", digest), link)
+    os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+    for ref in [f"step{step}"] + (["main"] if step == total else []):
+        with open(os.path.join(repo, "refs", ref), "w") as f:
+            f.write(commit)
+    print(f"[{seed}] step {step}: revision step{step} -> {snap}", flush=True)
+
+
 def export_seed(seed, args):
     dev = torch.device("cpu")
     cfg = default_config(args)
@@ -317,9 +366,13 @@ def main():
     ap.add_argument("--eval-every", dest="eval_every", type=int, default=500)
     ap.add_argument("--ckpt-every", dest="ckpt_every", type=int, default=500)
     ap.add_argument("--parallel", action="store_true", help="train seeds in parallel processes (GPU)")
+    ap.add_argument("--save-steps", dest="save_steps", default="", help="with --hub-out: steps to keep as hub revisions stepN (the last step always, also as main)")
+    ap.add_argument("--hub-out", dest="hub_out", default=None, help="write training checkpoints as a hub cache entry models--ORG--tiny-gpt2-SEED under this folder")
+    ap.add_argument("--hub-org", dest="hub_org", default="local")
     ap.add_argument("--export-only", dest="export_only", action="store_true")
     ap.add_argument("--no-export", dest="no_export", action="store_true")
     args = ap.parse_args()
+    args.save_steps = {int(x) for x in args.save_steps.split(",") if x}
     seeds = args.seeds.split(",")
     if not args.export_only:
         if args.parallel and len(seeds) > 1:

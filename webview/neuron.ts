@@ -17,6 +17,7 @@ import type { NeuronData, StatGroup } from '../src/protocol';
 import { baseOptions, chartBox, themedChart } from './charts';
 import { runHeader, section, type ViewContext } from './common';
 import { el, fmt, neuronName, shade, visibleToken } from './dom';
+import { renderDevelopment } from './developmentChart';
 import { renderEntropyIntervention } from './entropyChart';
 import { familyBadge, familySection, labelText } from './family';
 import { actionLink, badge, button } from './ui';
@@ -193,6 +194,7 @@ export function renderNeuron(root: HTMLElement, d: NeuronData, ctx: ViewContext)
   }
 
   renderEntropyIntervention(root, d, ctx);
+  renderDevelopment(root, d, ctx);
 
   // Vocab effect.
   if (d.vocab) {

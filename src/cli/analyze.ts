@@ -78,7 +78,7 @@ async function runMedians(run: string): Promise<NonNullable<SummaryOptions['comp
 }
 
 export async function runAnalyze(
-  cmd: Omit<AnalyzeCommand, 'kind' | 'top'> & { topSummary?: number },
+  cmd: Omit<AnalyzeCommand, 'kind' | 'top'> & { topSummary?: number; after?: (runDir: string) => Promise<void> },
   print: Print,
   note: Print,
   signal: CancellationSignal,
@@ -136,7 +136,8 @@ export async function runAnalyze(
     for (const w of r.manifest.warnings) if (!warned.has(w)) note(`warning: ${w}`);
     print(`wrote ${r.runDir} in ${formatDuration(r.manifest.timings.total_s)}`);
     print('');
-    await runSummaryOf(r.runDir, print, cmd.topSummary ?? 15);
+    // What the run is for: the universality summary, or the caller's (development's) report.
+    await (cmd.after ? cmd.after(r.runDir) : runSummaryOf(r.runDir, print, cmd.topSummary ?? 15));
     return r.runDir;
   } catch (e) {
     progress.end();

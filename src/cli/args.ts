@@ -23,6 +23,9 @@ Usage:
   universal-neurons intervene --model DIR (--text T | --file F) --neuron L3.N120[,...]
                     --mode zero|mean|fix=V|scale=K [--hook pre|post] [--tokens A:B] [--top K]
                     [--run RUN] [--json OUT] [--threads N]
+  universal-neurons development --final DIR[@REV] --checkpoints DIR@REV,... --corpus PATH... --tokens N
+                    [--out DIR] [--threads N]
+  universal-neurons development RUN [--neuron L1.N5]
   universal-neurons COMMAND --help
   universal-neurons --help | --version
 
@@ -43,11 +46,19 @@ Commands:
   intervene     Run one checkpoint on a text twice, clean and with the neurons edited at their
                 hook_post (or hook_pre), and print per token the loss of the actual next token,
                 the entropy, their change, and the most probable next token before and after.
+  development   Training checkpoints of one seed: for each neuron of the final checkpoint, its
+                best partner and correlation in each earlier checkpoint (hub cache revisions
+                stepN, as Pythia's), i.e. when the neuron formed. With --final it runs the
+                analysis (final as reference, no families) and prints per step the mean and
+                median best correlation and the share above 0.5 and 0.9; with RUN it prints
+                that of a finished run, and with --neuron one neuron's partner per step.
   demo          Analyse the shipped family models/tiny-gpt2-{a..e} on the shipped held-out
                 corpus (a small token budget) and print the summary.
 
 Options of analyze:
-  --models DIR...      Two or more GPT-2 folders of one architecture and tokenizer.
+  --models DIR...      Two or more model folders (GPT-2 or GPT-NeoX) of one architecture and
+                       tokenizer; ENTRY@REV names a revision of a hub cache entry (refs/REV or a
+                       snapshot's commit), recorded in the manifest.
   --corpus PATH...     .txt/.md/.jsonl ("text" per line) files, .tokens.bin (uint16 ids), or folders.
   --tokens N           Token budget: the first N tokens as whole rows of the context length
                        (at least one row; 1e6, 1_000_000, 1M and 64k are accepted).
@@ -90,6 +101,14 @@ Options of intervene:
                   distribution's entropy (n entries: the last token's too). Prompts longer than
                   the context run in windows, as for activations.
 
+Options of development:
+  --final DIR[@REV]    The final checkpoint: a hub cache entry models--org--name (its main) or a
+                       revision of it, ENTRY@step143000.
+  --checkpoints LIST   Earlier revisions of the same entry, comma-separated or repeated:
+                       ENTRY@step1000,ENTRY@step8000 (each named stepN).
+  --corpus, --tokens, --out, --threads   As for analyze.
+  --neuron L1.N5       With RUN: that neuron's best partner and correlation at each step.
+
 Options of table:
   --threshold T        Universal if excess correlation > T (default 0.5).
   --d-mlp N            Neurons per layer, for percentages of a table that holds only some neurons.
@@ -115,7 +134,7 @@ Common options:
 Exit codes: 0 ok, 1 error (bad model, unreadable file, ...), 2 usage error, 130 interrupted.
 `;
 
-export const COMMANDS = ['analyze', 'summary', 'table', 'activations', 'intervene', 'demo'] as const;
+export const COMMANDS = ['analyze', 'summary', 'table', 'activations', 'intervene', 'demo', 'development'] as const;
 
 /**
  * One command's help (`universal-neurons CMD --help`): its usage lines and description from HELP,
@@ -173,6 +192,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   demo: ['tokens', 'threads', 'top', 'out'],
   analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
   summary: ['top'],
+  development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron'],
   table: ['top', 'threshold', 'd-mlp', 'run'],
   intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
 };
@@ -267,13 +287,27 @@ export interface InterveneCommand {
   threads: number;
 }
 
-export type Command = { kind: 'help'; command?: string } | { kind: 'version' } | ActivationsCommand | DemoCommand | AnalyzeCommand | SummaryCommand | TableCommand | InterveneCommand;
+/** `development`: run one (final + checkpoints) or read one (run). */
+export type DevelopmentCommand =
+  | { kind: 'development'; run: string; neuron?: NeuronRef }
+  | { kind: 'development'; final: string; checkpoints: string[]; corpus: string[]; tokens: number; out?: string; threads: number };
+
+export type Command =
+  | { kind: 'help'; command?: string }
+  | { kind: 'version' }
+  | ActivationsCommand
+  | DemoCommand
+  | AnalyzeCommand
+  | SummaryCommand
+  | TableCommand
+  | InterveneCommand
+  | DevelopmentCommand;
 
 /** Flags that take several values: `--models a b c` is `--models a --models b --models c`. */
-const LIST_FLAGS = new Set(['--models', '--corpus']);
+const LIST_FLAGS = new Set(['--models', '--corpus', '--checkpoints']);
 
 /** Flags that take a value (a value that looks negative, `--seed -1`, is joined as `--seed=-1`). */
-const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--resume', '--d-mlp', '--neuron', '--hook', '--run']);
+const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--resume', '--d-mlp', '--neuron', '--hook', '--run', '--final']);
 
 function expandLists(argv: string[]): string[] {
   const out: string[] = [];
@@ -393,6 +427,8 @@ export function parseCli(argv: string[]): Command {
         neuron: { type: 'string' },
         hook: { type: 'string' },
         run: { type: 'string' },
+        final: { type: 'string' },
+        checkpoints: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -407,14 +443,14 @@ export function parseCli(argv: string[]): Command {
   if (positionals[0] === 'help') return COMMANDS.includes(positionals[1] as (typeof COMMANDS)[number]) ? { kind: 'help', command: positionals[1] } : { kind: 'help' };
   if (v.help) return COMMANDS.includes(positionals[0] as (typeof COMMANDS)[number]) ? { kind: 'help', command: positionals[0] } : { kind: 'help' };
   const [sub, ...extra] = positionals;
-  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene or demo)');
+  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene, demo or development)');
   const threads = integer('threads', v.threads, 0, 0);
   const own = ALLOWED[sub];
-  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene or demo)`);
+  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene, demo or development)`);
   for (const [flag, value] of Object.entries(v)) {
     if (value !== undefined && flag !== 'help' && !own.includes(flag)) throw new UsageError(`${sub} does not take --${flag}`);
   }
-  const positional = sub === 'summary' || sub === 'table' ? 1 : 0;
+  const positional = sub === 'summary' || sub === 'table' || sub === 'development' ? 1 : 0;
   if (extra.length > positional) throw new UsageError(`unexpected argument ${JSON.stringify(extra[positional])}`);
 
   if (sub === 'activations') {
@@ -426,6 +462,7 @@ export function parseCli(argv: string[]): Command {
     return { kind: 'activations', model: v.model, text: v.text, file: v.file, top, json: v.json, threads };
   }
   if (sub === 'intervene') return parseIntervene(v, threads);
+  if (sub === 'development') return parseDevelopment(v, extra[0], threads);
   if (sub === 'demo') {
     return {
       kind: 'demo',
@@ -488,6 +525,32 @@ export function parseCli(argv: string[]): Command {
     threads,
     top: integer('top', v.top, 15, 0),
   };
+}
+
+function parseDevelopment(v: Record<string, string | boolean | string[] | undefined>, run: string | undefined, threads: number): DevelopmentCommand {
+  const str = (k: string): string | undefined => v[k] as string | undefined;
+  if (run !== undefined) {
+    const extraFlag = ['final', 'checkpoints', 'corpus', 'tokens', 'out'].find((f) => v[f] !== undefined);
+    if (extraFlag) throw new UsageError(`development RUN reads a finished run; drop --${extraFlag} (or drop RUN to make one)`);
+    const neuron = str('neuron');
+    if (neuron === undefined) return { kind: 'development', run };
+    let refs: NeuronRef[];
+    try {
+      refs = parseNeuronList(neuron);
+    } catch (e) {
+      throw new UsageError(`--neuron: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (refs.length !== 1) throw new UsageError('--neuron takes one neuron here, e.g. --neuron L1.N5');
+    return { kind: 'development', run, neuron: refs[0]! };
+  }
+  if (str('neuron') !== undefined) throw new UsageError('--neuron reads a finished development run: development RUN --neuron L1.N5');
+  if (!str('final')) throw new UsageError('development needs --final DIR[@REV] and --checkpoints DIR@REV,... (or a finished run: development RUN)');
+  const checkpoints = ((v.checkpoints as string[] | undefined) ?? []).flatMap((c) => c.split(',')).map((c) => c.trim()).filter(Boolean);
+  if (checkpoints.length === 0) throw new UsageError('development needs --checkpoints with at least one earlier revision, e.g. --checkpoints ENTRY@step1000');
+  const corpus = v.corpus as string[] | undefined;
+  if (!corpus || corpus.length === 0) throw new UsageError('development needs --corpus PATH...');
+  if (str('tokens') === undefined) throw new UsageError('development needs --tokens N (the token budget)');
+  return { kind: 'development', final: str('final')!, checkpoints, corpus, tokens: count('tokens', str('tokens')!, 2), out: str('out'), threads };
 }
 
 /** `intervene`: the engine's own parsers (interventionSpec.ts) for the neurons, mode and range. */

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../locate';
 import { runDemo } from './demo';
+import { runDevelopment } from './development';
 import { runIntervene } from './intervene';
 
 const print = (line: string) => process.stdout.write(line + '\n');
@@ -53,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
     else if (cmd.kind === 'summary') await runSummary(cmd, print);
     else if (cmd.kind === 'table') await runTable(cmd, print);
     else if (cmd.kind === 'intervene') await runIntervene(cmd, print, signal);
+    else if (cmd.kind === 'development') await runDevelopment(cmd, print, note, signal);
     else await runDemo(cmd, print, note, signal);
     return 0;
   } catch (e) {

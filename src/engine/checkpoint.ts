@@ -25,12 +25,17 @@ const PICKLE_EXT = ['.bin', '.pt', '.pth', '.ckpt', '.pkl', '.pickle'];
 /**
  * The folder holding a checkpoint. Accepts the folder itself, a file inside it, a Hugging Face hub
  * cache entry `models--org--name` (the `refs/main` snapshot, else the newest), its `snapshots`
- * folder, or one of its `snapshots/<rev>` folders.
+ * folder, one of its `snapshots/<rev>` folders, or `ENTRY@REV`: the revision REV of a hub cache
+ * entry (a ref such as Pythia's `step1000`, or a snapshot's commit id or a prefix of it).
  */
 export function resolveModelDir(p: string): string {
   const abs = path.resolve(p);
   const st = statOrUndefined(abs);
-  if (!st) throw new EngineError(`model path ${abs} does not exist`, abs);
+  if (!st) {
+    const rev = splitRevision(p);
+    if (rev) return resolveRevision(rev.dir, rev.revision).dir;
+    throw new EngineError(`model path ${abs} does not exist`, abs);
+  }
   if (st.isFile()) return resolveModelDir(path.dirname(abs));
   const names = listDir(abs);
   if (names.some(isModelFile)) return abs;
@@ -52,6 +57,127 @@ export function resolveModelDir(p: string): string {
     `${abs} holds no checkpoint: expected config.json and model.safetensors (a Hugging Face model folder), or a hub cache folder models--org--name`,
     abs,
   );
+}
+
+/** `DIR@REV` split at its last `@`, when DIR exists and REV is a plausible revision name; else undefined. */
+export function splitRevision(p: string): { dir: string; revision: string } | undefined {
+  const at = p.lastIndexOf('@');
+  if (at <= 0) return undefined;
+  const dir = p.slice(0, at);
+  const revision = p.slice(at + 1);
+  if (!/^[\w.\-]+$/.test(revision) || !statOrUndefined(path.resolve(dir))?.isDirectory()) return undefined;
+  return { dir, revision };
+}
+
+/** The hub cache entry (`models--org--name`) that `dir` is, or is a snapshot of; undefined if none. */
+export function hubEntryOf(dir: string): string | undefined {
+  const abs = path.resolve(dir);
+  if (statOrUndefined(path.join(abs, 'snapshots'))?.isDirectory()) return abs;
+  const up = path.dirname(abs);
+  if (path.basename(abs) === 'snapshots') return hubEntryOf(up);
+  if (path.basename(up) === 'snapshots') return path.dirname(up);
+  return undefined;
+}
+
+/** A hub cache entry's refs (`refs/main`, `refs/step1000`, …: name → commit) and snapshot commits. */
+export function hubRevisions(entry: string): { refs: Map<string, string>; snapshots: string[] } {
+  const refs = new Map<string, string>();
+  const refDir = path.join(entry, 'refs');
+  const walk = (d: string, prefix: string) => {
+    for (const n of statOrUndefined(d)?.isDirectory() ? listDir(d) : []) {
+      const f = path.join(d, n);
+      // Refs of pull requests live under refs/pr/N: kept with their path as name.
+      if (statOrUndefined(f)?.isDirectory()) walk(f, `${prefix}${n}/`);
+      else refs.set(`${prefix}${n}`, fs.readFileSync(f, 'utf8').trim());
+    }
+  };
+  walk(refDir, '');
+  const snapDir = path.join(entry, 'snapshots');
+  const snapshots = (statOrUndefined(snapDir)?.isDirectory() ? listDir(snapDir) : []).filter((n) => statOrUndefined(path.join(snapDir, n))?.isDirectory());
+  return { refs, snapshots };
+}
+
+/** What `ENTRY@REV` resolved to: the snapshot folder and its commit, and the refs naming that commit. */
+export interface ResolvedRevision {
+  dir: string;
+  revision: string;
+  commit: string;
+  /** Every ref pointing at the commit (e.g. both `main` and `step143000` for Pythia's last step). */
+  refs: string[];
+}
+
+/**
+ * Resolves revision `revision` of the hub cache entry `entryPath` (refs/REV → snapshots/COMMIT;
+ * else a snapshot named REV or starting with it). A revision the cache lacks is refused with the
+ * ones it holds: the cache is all this tool reads, it never downloads.
+ */
+export function resolveRevision(entryPath: string, revision: string): ResolvedRevision {
+  const entry = hubEntryOf(entryPath);
+  const abs = path.resolve(entryPath);
+  if (!entry) {
+    throw new EngineError(
+      `${abs}@${revision}: ${abs} is not a Hugging Face hub cache entry (models--org--name with refs/ and snapshots/), so it has no revisions; give the folder without @${revision}`,
+      abs,
+    );
+  }
+  const { refs, snapshots } = hubRevisions(entry);
+  let commit = refs.get(revision);
+  if (commit === undefined) {
+    const byPrefix = revision.length >= 7 ? snapshots.filter((s) => s.startsWith(revision)) : snapshots.filter((s) => s === revision);
+    if (byPrefix.length > 1) throw new EngineError(`${entry}@${revision}: the commit prefix ${revision} matches several snapshots (${byPrefix.join(', ')}); give more of it`, entry);
+    commit = byPrefix[0];
+  }
+  const dir = commit === undefined ? undefined : path.join(entry, 'snapshots', commit);
+  if (commit === undefined || !statOrUndefined(dir!)?.isDirectory()) {
+    const held = [...refs].filter(([, c]) => snapshots.includes(c)).map(([r]) => r);
+    const why = commit === undefined ? 'is not in the cache' : `names commit ${commit}, whose snapshot is not in the cache (snapshots/${commit} is missing)`;
+    throw new EngineError(
+      `revision ${revision} of ${entry} ${why}; the cache holds ` +
+        (held.length || snapshots.length
+          ? `${held.length ? `revisions ${sortRevisions(held).join(', ')}` : 'no named revisions'}${snapshots.length ? ` and snapshots ${snapshots.join(', ')}` : ''}`
+          : 'no snapshots') +
+        `. Download it first, e.g. huggingface-cli download ${hubRepoName(entry)} --revision ${revision}`,
+      path.join(entry, 'refs', revision),
+    );
+  }
+  return { dir: dir!, revision, commit, refs: sortRevisions([...refs].filter(([, c]) => c === commit).map(([r]) => r)) };
+}
+
+/** `org/name` of a hub cache entry folder `models--org--name`. */
+export function hubRepoName(entry: string): string {
+  return path.basename(entry).replace(/^models--/, '').split('--').join('/');
+}
+
+/** The training step a revision names (`step1000` → 1000, Pythia's scheme), else undefined. */
+export function stepOfRevision(rev: string): number | undefined {
+  const m = /^step(\d+)$/.exec(rev);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Revisions in a reading order: `stepN` by N, then the others by name. */
+export function sortRevisions(revs: string[]): string[] {
+  return [...revs].sort((a, b) => {
+    const [sa, sb] = [stepOfRevision(a), stepOfRevision(b)];
+    if (sa !== undefined && sb !== undefined) return sa - sb;
+    if (sa !== undefined) return -1;
+    if (sb !== undefined) return 1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
+}
+
+/**
+ * The revision a model path names, for a run's manifest: `DIR@REV` resolved, or a hub snapshot
+ * reached otherwise (a plain entry: its `main`); undefined for a plain folder.
+ */
+export function revisionOf(p: string): ResolvedRevision | undefined {
+  const split = statOrUndefined(path.resolve(p)) ? undefined : splitRevision(p);
+  if (split) return resolveRevision(split.dir, split.revision);
+  const dir = resolveModelDir(p);
+  const entry = hubEntryOf(dir);
+  if (!entry) return undefined;
+  const commit = path.basename(dir);
+  const refs = sortRevisions([...hubRevisions(entry).refs].filter(([, c]) => c === commit).map(([r]) => r));
+  return { dir, revision: refs.includes('main') ? 'main' : (refs[0] ?? commit), commit, refs };
 }
 
 /**

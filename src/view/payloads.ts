@@ -15,6 +15,7 @@ import type {
   NeuronRef,
   Num,
   OverviewData,
+  Development,
   Partner,
   PromptData,
   Role,
@@ -54,6 +55,8 @@ export interface PanelRun {
   rolesFile: { entropy: ReadonlyMap<number, EntropyIntervention>; attention: AttentionPair[]; note?: string } | null;
   partners: { ref: number; model: string; layer: number; neuron: number; corr: number; baseline: number }[][] | null;
   partnerNote?: string;
+  /** A development run's checkpoints (engine/development.ts DevelopmentAxis); absent or null otherwise. */
+  development?: { repo: string; final: { label: string; step: number | null }; earlier: { label: string; step: number | null }[] } | null;
   /** Non-null when the run has examples (neuronData reads a neuron's through its reader). */
   examples: object | null;
   vocab: ReadonlyMap<number, { top: { id: number; value: number }[]; bottom: { id: number; value: number }[] }> | null;
@@ -240,8 +243,22 @@ export function neuronData(run: PanelRun, ref: NeuronRef, readExamples: (column:
     examples,
     vocab,
     partners,
+    ...developmentOf(run, row),
     notes,
   };
+}
+
+/** The neuron's best-partner correlation per training checkpoint, then the final checkpoint (itself: 1). */
+function developmentOf(run: PanelRun, row: number): Pick<NeuronData, 'development'> {
+  const axis = run.development;
+  if (!axis || !run.partners) return {};
+  const mine = run.partners[row]!;
+  const points: Development['points'] = axis.earlier.map((c) => {
+    const p = mine.find((x) => x.model === c.label);
+    return { label: c.label, step: c.step, corr: num(p?.corr), partner: p ? { layer: p.layer, neuron: p.neuron } : null };
+  });
+  points.push({ label: axis.final.label, step: axis.final.step, corr: 1, partner: null });
+  return { development: { repo: axis.repo, points } };
 }
 
 /** The family explanation, roles, attention scores and entropy intervention of one row (what the run has). */

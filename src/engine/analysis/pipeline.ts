@@ -24,7 +24,7 @@ import '../ortTelemetry';
 import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { hashFile, peekCheckpoint } from '../checkpoint';
+import { hashFile, hubRepoName, peekCheckpoint, revisionOf, splitRevision, stepOfRevision } from '../checkpoint';
 import { keptFilter, readCorpus, row, type Corpus } from '../corpus';
 import { firstNonFinite } from '../arch/common';
 import { parseModelConfig } from '../arch/index';
@@ -91,7 +91,18 @@ export function vocabHash(tok: { vocabSize: number; tokenRaw(id: number): string
 }
 
 function labelOf(dir: string): string {
+  // A revision of a hub cache entry: `name@step1000`, what a user reads in a development chart.
+  const rev = fs.existsSync(dir) ? undefined : splitRevision(dir);
+  if (rev) return `${hubRepoName(resolve(rev.dir)).split('/').pop()}@${rev.revision}`;
   return basename(resolve(dir));
+}
+
+/** The manifest's record of a model's hub revision (ref, commit, training step), when it has one. */
+function revisionEntry(dir: string): { revision?: string; commit?: string; step?: number } {
+  const r = revisionOf(dir);
+  if (!r) return {};
+  const step = [r.revision, ...r.refs].map(stepOfRevision).find((s) => s !== undefined);
+  return { revision: r.revision, commit: r.commit, ...(step !== undefined ? { step } : {}) };
 }
 
 function pickReference(models: string[], ref: string | undefined): number {
@@ -264,7 +275,8 @@ interface Opened {
   entries: Manifest['models'];
 }
 
-async function openModels(dirs: string[], threads: number, signal?: CancellationSignal): Promise<Opened> {
+/** `recorded`: a resumed run's manifest entries, whose labels and revisions stand (its dirs are the snapshots, no longer `ENTRY@REV`). */
+async function openModels(dirs: string[], threads: number, signal?: CancellationSignal, recorded?: Manifest['models']): Promise<Opened> {
   const { openModel } = await import('../runtime'); // lazily: loads the native onnxruntime addon
   const handles: Model[] = [];
   try {
@@ -276,8 +288,9 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
       // No ORT arena: passes forward different models in turn, and each arena would keep its peak.
       const m = await openModel(dir, { ...(threads ? { threads } : {}), memArena: false });
       handles.push(m);
-      let label = labelOf(dir);
-      while (labels.has(label)) label = `${label}_${i}`;
+      const before = recorded?.[i];
+      let label = before?.label ?? labelOf(dir);
+      while (!before && labels.has(label)) label = `${label}_${i}`;
       labels.add(label);
       const info: ModelInfo = {
         label,
@@ -297,6 +310,7 @@ async function openModels(dirs: string[], threads: number, signal?: Cancellation
         vocab_sha256: vocabHash(m.tokenizer),
         // Vocabulary AND merges (Tokenizer.fingerprint): same vocabulary with other merges gives other ids.
         tokenizer_sha256: m.tokenizer.fingerprint(),
+        ...(before ? { revision: before.revision, commit: before.commit, step: before.step } : revisionEntry(dir)),
       });
     }
     const ref = entries[0]!;
@@ -589,7 +603,7 @@ export async function runAnalysis(
     settings.threadsUsed = resolveThreads(settings.threads);
     setKernelThreads(settings.threadsUsed);
     onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
-    const opened = await openModels(modelDirs, settings.threadsUsed, signal);
+    const opened = await openModels(modelDirs, settings.threadsUsed, signal, previous?.models);
     const { handles, infos } = opened;
     let manifest: Manifest | undefined;
     try {

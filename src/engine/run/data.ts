@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { packageRoot, runModelDir } from '../../locate';
 import { readExamplesIndex, type ExamplesRef } from './examples';
 import type { Role } from './families';
+import { developmentAxis, type DevelopmentAxis } from '../development';
 import { RUN_FILES } from './files';
 import { readPartners, type PartnerRow } from './partners';
 import { readRoles, type RolesFile } from './roles';
@@ -69,6 +70,9 @@ export interface RunData {
   rolesFile: RolesFile | null;
   /** Partners per reference row. */
   partners: PartnerRow[][] | null;
+  /** A development run (revisions of one training run, the final as reference): its steps; else null and why. */
+  development: DevelopmentAxis | null;
+  developmentNote?: string;
   partnerNote?: string;
   /** The reference model's examples index (examples.ts readNeuronExamples reads a neuron's slice). */
   examples: ExamplesRef | null;
@@ -92,6 +96,11 @@ async function loadTokenizer(dir: string): Promise<{ tok: TokenText | null; note
   } catch (e) {
     return { tok: null, note: `the reference model's tokenizer could not be loaded (${(e as Error).message}): tokens are shown as ids` };
   }
+}
+
+function developmentOf(models: Parameters<typeof developmentAxis>[0], runDir: string): { development: DevelopmentAxis | null; developmentNote?: string } {
+  const d = developmentAxis(models, runDir);
+  return 'axis' in d ? { development: d.axis } : { development: null, developmentNote: d.why };
 }
 
 /** Loads a complete run folder. Throws a RunError (errors.ts) naming the file. */
@@ -141,6 +150,7 @@ export async function loadRun(runDir: string): Promise<RunData> {
     familyHits: f.familyHits,
     rolesFile,
     partners: partners.rows,
+    ...developmentOf(m.models, runDir),
     partnerNote: partners.note,
     examples,
     vocab,

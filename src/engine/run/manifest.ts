@@ -73,7 +73,17 @@ export interface Manifest {
   created: string;
   updated: string;
   software: Record<string, string>;
-  models: (ModelInfo & { role: 'reference' | 'other'; config_sha256: string; safetensors_sha256: string; vocab_sha256: string; tokenizer_sha256?: string })[];
+  models: (ModelInfo & {
+    role: 'reference' | 'other';
+    config_sha256: string;
+    safetensors_sha256: string;
+    vocab_sha256: string;
+    tokenizer_sha256?: string;
+    /** A hub cache revision (`DIR@REV`, or the entry's `main`): the ref given, its commit, and the training step a `stepN` ref names. */
+    revision?: string;
+    commit?: string;
+    step?: number;
+  })[];
   corpus: {
     inputs: string[];
     files: Corpus['files'];
@@ -117,6 +127,9 @@ const MODEL_SCHEMA = object({
   safetensors_sha256: optional(text),
   vocab_sha256: optional(text),
   tokenizer_sha256: optional(text),
+  revision: optional(text),
+  commit: optional(text),
+  step: optional(nat),
 });
 
 const SETTINGS_SCHEMA = object({
