@@ -8,11 +8,15 @@ tied embeddings, gelu_new, no dropout) so the export is a standard checkpoint.
     /usr/bin/python3 tools/train_family.py --seeds a,b,c,d,e --tokens 20000000
     (then)  /usr/bin/python3 tools/train_family.py --export-only ...
 
-Training checkpoints of one seed, as hub cache revisions step250 ... (the workflow of
-`universal-neurons development`; the fixture in test/fixtures/checkpoints was made so, on 1 CPU thread):
+Training checkpoints of one seed, as hub cache revisions stepN (the workflow of
+`universal-neurons development`). test/fixtures/checkpoints was made so on 1 loaded CPU thread
+(a 2-layer, d_model 32 variant and a short schedule: about 1 s a step), from a corpus built by
+`node tools/build_corpus.mjs --no-kjv --out /tmp/corpus` (then `git checkout models/corpus`:
+that script also rewrites the shipped held-out files):
     /usr/bin/python3 tools/train_family.py --seeds a --threads 1 --layers 2 --d-model 32 --d-mlp 256 \
-        --batch 16 --tokens 4064000 --warmup 100 --compact-vocab --save-steps 250,500,1000 \
-        --hub-out test/fixtures/checkpoints --work /tmp/ckpt-work --no-export
+        --batch 8 --tokens 812800 --warmup 50 --compact-vocab --compact-min-count 20 \
+        --save-steps 50,100,200,400 --hub-out test/fixtures/checkpoints --work /tmp/ckpt-work \
+        --data /tmp/corpus --eval-rows 16 --eval-every 400 --ckpt-every 400 --no-export
 
 Training checkpoints every --ckpt-every steps into --work and resumes from there, so a CPU run
 can be stopped and continued across sessions. On CUDA it trains all seeds in parallel processes.

@@ -13,7 +13,7 @@ import { Command } from '../view/commandIds';
 import { CancelledError } from '../engine/errors';
 import { errorLine } from '../format';
 import { shippedFamily } from '../locate';
-import { readSettings } from './config';
+import { readSettings, SECTION } from './config';
 import type { RunState } from './runState';
 
 
@@ -48,20 +48,78 @@ interface Item<T> extends vscode.QuickPickItem {
   value?: T;
 }
 
+/**
+ * The checkpoints to offer (engine/discover.ts): the shipped family, GPT-2 and GPT-NeoX folders of
+ * the workspace (not in Restricted Mode: only what the user picks is read there), and every
+ * revision in the Hugging Face hub cache, grouped under separators.
+ */
+export async function modelItems(extensionPath: string, preselectShipped: boolean): Promise<Item<string>[]> {
+  const { discoverModels } = await import('../engine/discover');
+  const { architectureLabel } = await import('../engine/arch/index');
+  const workspaces = vscode.workspace.isTrusted ? (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath) : [];
+  const found = discoverModels({ shipped: shippedFamily(extensionPath).map((m) => m.dir), workspaces });
+  const TITLES = { shipped: 'Shipped tiny GPT-2 family', workspace: 'Workspace', hub: 'Hugging Face cache' } as const;
+  const items: Item<string>[] = [];
+  for (const source of ['shipped', 'workspace', 'hub'] as const) {
+    const group = found.filter((m) => m.source === source);
+    if (!group.length) continue;
+    items.push({ label: TITLES[source], kind: vscode.QuickPickItemKind.Separator });
+    for (const m of group) {
+      items.push({
+        label: m.label,
+        description: [architectureLabel(m.modelType), m.step !== undefined ? `step ${m.step.toLocaleString('en-US')}` : undefined].filter(Boolean).join(' · '),
+        detail: m.path,
+        picked: preselectShipped && source === 'shipped',
+        value: m.path,
+      });
+    }
+  }
+  return items;
+}
+
+export type ChooseModelResult = { status: 'ok'; modelPath: string } | { status: 'dismissed' };
+
+/**
+ * `Choose Model…`: the model setting (universalNeurons.modelPath) from the checkpoints found, or
+ * the shipped default. A string argument (tests) is written without the picker.
+ */
+export async function chooseModel(extensionPath: string, arg?: unknown): Promise<ChooseModelResult> {
+  let modelPath: string;
+  if (typeof arg === 'string') modelPath = arg;
+  else {
+    const current = readSettings().modelPath;
+    const items: Item<string>[] = [
+      { label: 'Default: the shipped tiny-gpt2-a', description: current === '' ? 'current' : undefined, value: '' },
+      ...(await modelItems(extensionPath, false)).map((i) => (i.value !== undefined && i.value === current ? { ...i, description: `${i.description ?? ''} · current` } : i)),
+    ];
+    const pick = await vscode.window.showQuickPick(items, {
+      title: 'Model for prompts (hover, heat-map, activations, intervention)',
+      matchOnDescription: true,
+      matchOnDetail: true,
+      placeHolder: 'GPT-2 and GPT-NeoX checkpoints in the workspace, the Hugging Face cache and the shipped family',
+    });
+    if (!pick || pick.value === undefined) return { status: 'dismissed' };
+    modelPath = pick.value;
+  }
+  const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+  await vscode.workspace.getConfiguration(SECTION).update('modelPath', modelPath, target);
+  return { status: 'ok', modelPath };
+}
+
 async function pickModels(extensionPath: string): Promise<string[] | undefined> {
-  const family = shippedFamily(extensionPath);
   const BROWSE = '$(folder-opened) Browse for model folders…';
   const items: Item<string>[] = [
-    ...(family.length ? [{ label: 'Shipped tiny GPT-2 family', kind: vscode.QuickPickItemKind.Separator } as Item<string>] : []),
-    ...family.map((m) => ({ label: m.name, description: 'shipped', detail: m.dir, picked: true, value: m.dir })),
+    ...(await modelItems(extensionPath, true)),
     { label: 'Other checkpoints', kind: vscode.QuickPickItemKind.Separator },
-    { label: BROWSE, description: 'Hugging Face GPT-2 folders (config.json, model.safetensors, tokenizer.json)', alwaysShow: true },
+    { label: BROWSE, description: 'Hugging Face GPT-2 or GPT-NeoX folders (config.json, model.safetensors, tokenizer.json)', alwaysShow: true },
   ];
   const picked = await vscode.window.showQuickPick(items, {
     title: 'Analyze Models (1/3): models — the first is the reference',
     canPickMany: true,
     ignoreFocusOut: true,
-    placeHolder: 'Models trained from different seeds, one architecture and tokenizer',
+    placeHolder: 'Models trained from different seeds (or checkpoints of one seed), one architecture and tokenizer',
+    matchOnDescription: true,
+    matchOnDetail: true,
   });
   if (!picked) return undefined;
   const dirs = picked.filter((p) => p.value).map((p) => p.value!);

@@ -6,6 +6,7 @@
 export enum Command {
   ShowTokenActivations = 'universalNeurons.showTokenActivations',
   AnalyzeModels = 'universalNeurons.analyzeModels',
+  ChooseModel = 'universalNeurons.chooseModel',
   OpenRun = 'universalNeurons.openRun',
   AnalyzePrompt = 'universalNeurons.analyzePrompt',
   ShowNeuron = 'universalNeurons.showNeuron',

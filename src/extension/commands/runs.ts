@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import { runFile } from '../../engine/run/files';
 import { errorLine } from '../../format';
 import { Command } from '../../view/commandIds';
-import { analyzeModels, type AnalyzeModelsArgs } from '../analyzeModels';
+import { analyzeModels, chooseModel, type AnalyzeModelsArgs } from '../analyzeModels';
 import { DEMO_RUN_TITLE } from '../runChoice';
 import type { OpenRunResult } from '../runState';
 import { dirFromArg, fail, needRun, register, type Deps, type SimpleResult } from './context';
@@ -83,6 +83,7 @@ export function registerRunCommands(d: Deps): vscode.Disposable[] {
   const { ctx, log, runs } = d;
   return [
     register(Command.AnalyzeModels, (a) => analyzeModels(ctx.extensionPath, runs, log, a as AnalyzeModelsArgs | undefined)),
+    register(Command.ChooseModel, (a) => chooseModel(ctx.extensionPath, a)),
     register(Command.OpenRun, (a) => openRun(d, a)),
     register(Command.ExportTable, (a) => exportTable(d, a as { format: ExportFormat; target: string } | undefined)),
     register(Command.RemoveRun, async (a) => {
