@@ -21,11 +21,12 @@ import { problem } from '../../src/schema';
 const ROOT = resolve(__dirname, '..', '..');
 const SHIPPED = join(ROOT, 'models', 'tiny-gpt2-a');
 const ENTRY = join(ROOT, 'test', 'fixtures', 'checkpoints', 'models--local--tiny-gpt2-a');
-const STEPS = [50, 100, 200];
-const FINAL = 400;
-const FINAL_PATH = `${ENTRY}@step${FINAL}`;
-const FINAL_LABEL = `tiny-gpt2-a@step${FINAL}`;
-const FINAL_REV = `step${FINAL}`;
+const STEPS = [50, 100, 200, 400];
+const FINAL = 800;
+// The entry alone is its main, the last step (refs/main and refs/step800 name one commit).
+const FINAL_PATH = ENTRY;
+const FINAL_LABEL = 'tiny-gpt2-a@main';
+const FINAL_REV = 'main';
 const HELDOUT = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
 const tmp = fs.mkdtempSync(join(tmpdir(), 'un-dev-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -153,10 +154,9 @@ describe('a development run on real checkpoints of the family recipe', () => {
     assert.deepEqual(pts[STEPS.length - 1]!.partner, { layer: p.layer, neuron: p.neuron });
   });
 
-  test('the final checkpoint against itself (by ref and by commit): every neuron its own partner at 1', async () => {
-    const commit = readManifest(out).models[0]!.commit!;
+  test('the final checkpoint against itself (main and step800 are one commit): every neuron its own partner at 1', async () => {
     const r = await runAnalysis({
-      models: [FINAL_PATH, `${ENTRY}@${commit}`],
+      models: [FINAL_PATH, `${ENTRY}@step${FINAL}`],
       corpus: [HELDOUT],
       tokens: 128 * 16,
       out: join(tmp, 'self'),

@@ -24,7 +24,7 @@ import '../ortTelemetry';
 import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { hashFile, hubRepoName, peekCheckpoint, revisionOf, splitRevision, stepOfRevision } from '../checkpoint';
+import { hashFile, hubEntryOf, hubRepoName, peekCheckpoint, revisionOf, splitRevision, stepOfRevision } from '../checkpoint';
 import { keptFilter, readCorpus, row, type Corpus } from '../corpus';
 import { firstNonFinite } from '../arch/common';
 import { parseModelConfig } from '../arch/index';
@@ -93,7 +93,12 @@ export function vocabHash(tok: { vocabSize: number; tokenRaw(id: number): string
 function labelOf(dir: string): string {
   // A revision of a hub cache entry: `name@step1000`, what a user reads in a development chart.
   const rev = fs.existsSync(dir) ? undefined : splitRevision(dir);
-  if (rev) return `${hubRepoName(resolve(rev.dir)).split('/').pop()}@${rev.revision}`;
+  const name = (entry: string) => hubRepoName(entry).split('/').pop()!;
+  if (rev) return `${name(resolve(rev.dir))}@${rev.revision}`;
+  // A hub cache entry or one of its snapshots: named by its revision too (the entry alone: main).
+  const entry = hubEntryOf(dir);
+  const r = entry ? revisionOf(dir) : undefined;
+  if (entry && r) return `${name(entry)}@${r.revision}`;
   return basename(resolve(dir));
 }
 
