@@ -42,7 +42,10 @@ export async function runSummaryOf(runDir: string, print: Print, top: number): P
   const partners = others
     .map((o) => ({ label: o.label, ...partnerColumns(o.label) }))
     .filter((p) => t.columns.has(p.layer) && t.columns.has(p.neuron) && t.columns.has(p.corr));
-  for (const line of summarizeTable(t, { threshold, top, header, partners })) print(line);
+  const { readBasis } = await import('../engine/run/basis');
+  const basis = readBasis(runDir, ref.nLayers);
+  if (basis?.note) header.push(`note: ${basis.note}`, '');
+  for (const line of summarizeTable(t, { threshold, top, header, partners, pcaTop5: basis?.topShare ?? null })) print(line);
 }
 
 export async function runSummary(cmd: SummaryCommand, print: Print): Promise<void> {

@@ -22,7 +22,7 @@ const MODELS = ['a', 'b'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
 const HELDOUT = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
 const FAULTY = join(ROOT, 'test', 'fixtures', 'faulty-analysis-worker.ts');
 // Families and roles off: their finishing step is the slowest, and the worker changes nothing there.
-const RESULT_FILES = ['neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow', 'actstats.arrow', 'examples.json', 'examples.bin'];
+const RESULT_FILES = ['neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow', 'actstats.arrow', 'examples.json', 'examples.bin', 'basis.json'];
 const ROWS = 10;
 const tmp = mkdtempSync(join(tmpdir(), 'un-worker-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

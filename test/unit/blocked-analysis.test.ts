@@ -238,8 +238,8 @@ describe('a finished pass frees its memory before the next pass allocates', () =
       },
     }));
     await runAnalysis({ ...BASE, models: MODELS.slice(0, 2), tokens: 128 * 8, out: join(tmp, 'freed'), refBlocks: BLOCKS, plan });
-    // 4 blocks of b, then actstats, examples and the paper's histogram (created together, in one pass).
-    assert.deepEqual(refs.map((r) => r.name), ['cross:tiny-gpt2-b@0', 'cross:tiny-gpt2-b@500', 'cross:tiny-gpt2-b@1016', 'cross:tiny-gpt2-b', 'actstats', 'examples', 'paperhist']);
+    // 4 blocks of b, then actstats, examples, the paper's histogram and the layer covariance (created together, in one pass).
+    assert.deepEqual(refs.map((r) => r.name), ['cross:tiny-gpt2-b@0', 'cross:tiny-gpt2-b@500', 'cross:tiny-gpt2-b@1016', 'cross:tiny-gpt2-b', 'actstats', 'examples', 'paperhist', 'layercov']);
     assert.deepEqual(alive.slice(0, 5), [[], [], [], [], []]);
     assert.deepEqual(alive[5], ['actstats'], 'examples is created beside actstats, in the same pass');
     assert.deepEqual(alive[6], ['actstats', 'examples'], 'and the histogram beside them');

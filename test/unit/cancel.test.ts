@@ -27,7 +27,7 @@ const ROOT = resolve(__dirname, '..', '..');
 const FIX = join(ROOT, 'test', 'fixtures');
 const MODELS = ['gpt2-tiny-crfm', 'gpt2-tiny-crfm-f16', 'gpt2-tiny-crfm-bf16'].map((m) => join(FIX, m));
 const CORPUS = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
-const RESULT_FILES = ['neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow', 'actstats.arrow', 'examples.json', 'examples.bin', 'families.arrow', 'universal_families.csv', 'roles.json'];
+const RESULT_FILES = ['neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow', 'actstats.arrow', 'examples.json', 'examples.bin', 'families.arrow', 'universal_families.csv', 'roles.json', 'basis.json'];
 const tmp = mkdtempSync(join(tmpdir(), 'un-cancel-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -18,7 +18,7 @@ const ROOT = resolve(__dirname, '..', '..');
 const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
 const MODELS = ['a', 'b', 'c'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
 const HELDOUT = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
-const RESULT_FILES = ['neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow', 'actstats.arrow', 'examples.json', 'examples.bin'];
+const RESULT_FILES = ['neurons.arrow', 'universal.csv', 'partners.arrow', 'vocab.arrow', 'actstats.arrow', 'examples.json', 'examples.bin', 'basis.json'];
 const tmp = mkdtempSync(join(tmpdir(), 'un-cli-an-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 

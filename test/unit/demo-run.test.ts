@@ -56,6 +56,7 @@ test('the demo run is shipped, complete, and made by this engine with the demo s
   assert.match(header, /,sparsity,excess_corr$/);
   const arrow = readFileSync(join(DIR, 'neurons.arrow'));
   for (const name of ['act_freq', 'kurt_exact']) assert.ok(arrow.includes(Buffer.from(name)), `neurons.arrow has no ${name} column; ${REGENERATE}`);
+  assert.ok(m.results.files.includes('basis.json'), `no basis.json (the top-5 PCA share per layer); ${REGENERATE}`);
   // Every result file it lists is there, and nothing else (no checkpoint, no lock).
   assert.deepEqual(readdirSync(DIR).sort(), ['manifest.json', ...m.results.files].sort());
 });

@@ -216,6 +216,10 @@ test('isToWebview accepts init for every view and error', () => {
   assert.ok(isNeuronData(withField(neuron, ['family'], undefined)));
   assert.ok(isNeuronData({ ...neuron, histogram: null, vocab: null, partners: [], examples: [] }));
   assert.ok(isOverviewData({ ...overview, families: [{ family: 'unigram', neurons: 3, universal: 1 }] }));
+  // Properties and basis: a quantile that is not a number, or a reading that is not text, is refused.
+  assert.ok(!isOverviewData(withField(overview, ['properties', 'stats', 0, 'universal', 'p50'], '80')));
+  assert.ok(!isOverviewData(withField(overview, ['basis', 0, 'reading'], 3)));
+  assert.ok(!isOverviewData({ ...overview, basis: undefined }));
   assert.ok(isTableData(withField(table, ['columns', 'family'], ['unigram', null, null, 'position'])));
   assert.ok(isNeuronData({ ...neuron, examples: [{ value: 0, row: 0, maxIndex: 0, tokens: [] }] }));
   // Old runs: no family parts at all; a neuron with no roles.

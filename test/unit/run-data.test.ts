@@ -219,3 +219,25 @@ test('a run with only the family column (before labels and roles) opens as befor
   assert.ok(ov.familyLayers && ov.roles === null && ov.attention === null);
   assert.ok(isOverviewData(JSON.parse(JSON.stringify(ov))) && isTableData(JSON.parse(JSON.stringify(tableData(run)))));
 });
+
+test('basis.json (top-5 PCA share per layer) reaches the overview; absent or malformed: "not in this run"', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'un-run-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  await writeSyntheticRun({ dir, nLayers: 2, dMlp: 8, k: 3 });
+  const before = overviewData(await loadRun(dir));
+  assert.deepEqual(before.basis.map((b) => b.pcaTop5), [null, null]);
+  assert.equal(before.properties.stats.length + before.properties.missing.length, 13);
+  const { writeBasis, readBasis } = await import('../../src/engine/run/basis');
+  writeBasis(dir, [
+    { layer: 0, tokens: 10, totalVariance: 2, eigenvalues: [1, 0.2, 0.1, 0.05, 0.05], topShare: 0.7 },
+    { layer: 1, tokens: 10, totalVariance: 0, eigenvalues: [0, 0, 0, 0, 0], topShare: NaN },
+  ], 5);
+  assert.deepEqual(readBasis(dir, 2), { topShare: [0.7, null], top: 5 });
+  const ov = JSON.parse(JSON.stringify(overviewData(await loadRun(dir))));
+  assert.ok(isOverviewData(ov));
+  assert.deepEqual(ov.basis.map((b: { pcaTop5: number | null }) => b.pcaTop5), [0.7, null]);
+  writeFileSync(join(dir, 'basis.json'), '{"top": 5, "layers": [{"layer": 0, "top_share": 7}]}');
+  const bad = readBasis(dir, 2);
+  assert.deepEqual(bad?.topShare, [null, null]);
+  assert.match(bad?.note ?? '', /basis\.json: layer 0: top_share 7 is not a share in \[0, 1\]/);
+});

@@ -6,6 +6,7 @@
  *   cross:<label>  CrossMoments, reference vs each other model (post-activations, kept tokens)
  *   actstats       ActivationStats of every model (pre-activations, kept tokens)
  *   examples       TopExamples of the reference model (post-activations)
+ *   layercov       LayerCovariance of the reference (post, kept tokens): the top-5 PCA share per layer
  * Finalize: weight statistics of the reference model, the universality table, then
  *   neurons.arrow   every reference neuron: the paper's columns, `universal`, partner columns
  *   universal.csv   the universal neurons in exactly the paper's schema
@@ -13,6 +14,7 @@
  *   vocab.arrow     per reference neuron: top/bottom tokens of its vocab composition
  *   actstats.arrow  activation statistics of every model (for cross-model comparisons)
  *   examples.json + examples.bin  (run/examples.ts)
+ *   basis.json      per layer: the top-5 principal components' share of activation variance
  * Each file's format, writer and reader are src/engine/run/.
  */
 import { threadsOf } from '../threads';
@@ -23,6 +25,8 @@ import { RUN_FILES } from '../run/files';
 import { EXACT_OF, PAPER_COLUMNS, partnerColumns, writeActstats, writeNeurons, writeUniversalCsv } from '../run/neurons';
 import { writePartners } from '../run/partners';
 import { writeVocab } from '../run/vocab';
+import { writeBasis } from '../run/basis';
+import { COVARIANCE_MAX_BYTES, LayerCovariance, PCA_TOP, type LayerPca } from './layercov';
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { PaperHistogram, type PaperHistogramResult } from './paperhist';
 import { blockBounds } from './blocking';
@@ -52,6 +56,8 @@ const PLAN_CHOICES: Record<string, string> = {
   partner: 'argmax over every neuron of every layer of the other model; ties keep the lowest column',
   baseline:
     'R_l per layer and pair: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (the pair\'s seed, layer) by crossmoments.ts rotationMatrix, a fresh R_l for each other model as the paper draws it (settings.rotationSeeds); computed from accumulated moments, no second pass',
+  basis:
+    'top-5 principal components of each layer\'s post-activation covariance (kept tokens; fp32 Gram per batch summed in float64; subspace iteration) over its trace; skipped when the covariance would exceed 512 MiB',
   zero_variance: 'a neuron constant over the counted tokens gets ρ = 0 with every partner (partner column −1)',
   correlation_precision:
     'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact). Mode fast: a screening sample of every k-th batch, ' +
@@ -104,7 +110,13 @@ export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
     statsBytes: (ctx) => {
       if (families) checkFamiliesSupported(ctx); // before the run folder is made (new runs)
       const o = statsOptions(ctx);
-      return ActivationStats.bytes(o.stats) + TopExamples.bytes(o.examples) + PaperHistogram.bytes(o.stats.nNeurons) + (families ? familyBytes(ctx) : 0);
+      return (
+        ActivationStats.bytes(o.stats) +
+        TopExamples.bytes(o.examples) +
+        PaperHistogram.bytes(o.stats.nNeurons) +
+        (covarianceFits(ctx) ? LayerCovariance.bytes(ctx.models[0]!) : 0) +
+        (families ? familyBytes(ctx) : 0)
+      );
     },
     finalize: (ctx, results) => writeResults(ctx, results, families ? fam : undefined),
   };
@@ -201,8 +213,23 @@ function statsOptions(ctx: PlanContext) {
   };
 }
 
+/** Whether the reference's per-layer covariance is small enough to accumulate (layercov.ts). */
+const covarianceFits = (ctx: PlanContext): boolean => LayerCovariance.bytes(ctx.models[0]!) <= COVARIANCE_MAX_BYTES;
+
 function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
   const { stats: statsOpts, examples: exOpts } = statsOptions(ctx);
+  const ref = ctx.models[0]!;
+  const covOpts = { nLayers: ref.nLayers, dMlp: ref.dMlp, threads: threadsOf(ctx.settings) };
+  const cov: AccumulatorSpec[] = covarianceFits(ctx)
+    ? [
+        {
+          name: 'layercov',
+          reads: { models: [0], arrays: ['keptPost'] },
+          create: () => new LayerCovariance(covOpts),
+          restore: (st: AccumulatorState) => LayerCovariance.restore(st, covOpts),
+        },
+      ]
+    : [];
   // Reads declared so that a blocked run's statistics pass forwards the other models for their
   // kept pre-activations alone (a quarter of what every array of them would hold).
   return [
@@ -225,6 +252,7 @@ function statsSpecs(ctx: PlanContext): AccumulatorSpec[] {
       create: () => new PaperHistogram(statsOpts.nNeurons),
       restore: (st: AccumulatorState) => PaperHistogram.restore(st, statsOpts.nNeurons),
     },
+    ...cov,
   ];
 }
 
@@ -417,6 +445,8 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
   throwIfCancelled(ctx.signal);
   writeExamples(dir, examples);
   throwIfCancelled(ctx.signal);
+  const pca = results.get('layercov') as LayerPca[] | undefined;
+  if (pca) writeBasis(dir, pca, PCA_TOP);
 
   const nUniversal = rows.length;
   return {
@@ -424,7 +454,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
     universal: nUniversal,
     universal_percent: (100 * nUniversal) / N,
     kept_tokens: st.count,
-    files: [...RESULT_FILES, ...(famCols ? FAMILY_FILES : [])],
+    files: [...RESULT_FILES, ...(pca ? [RUN_FILES.basis] : []), ...(famCols ? FAMILY_FILES : [])],
     ...(famCols ? familyCounts(famCols, universal) : {}),
   };
 }

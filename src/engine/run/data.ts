@@ -4,7 +4,7 @@
  * - partners (partners.ts: `partners.arrow`, else neurons.arrow's wide partner columns);
  * - examples (examples.ts: the index only; a neuron's slice of examples.bin is read when its page
  *   opens, never the whole file);
- * - vocab effects (vocab.ts), roles.json (roles.ts);
+ * - vocab effects (vocab.ts), roles.json (roles.ts), basis.json (basis.ts);
  * - the reference model's tokenizer (manifest.models[0].dir, or the shipped model of that label when
  *   the run was made elsewhere: locate.ts runModelDir), for token text; without it the views show
  *   token ids.
@@ -20,6 +20,7 @@ import { developmentAxis, type DevelopmentAxis } from '../development';
 import { RUN_FILES } from './files';
 import { readPartners, type PartnerRow } from './partners';
 import { readRoles, type RolesFile } from './roles';
+import { readBasis } from './basis';
 import { openRunView } from './view';
 import { readVocab, type VocabByRow } from './vocab';
 
@@ -68,6 +69,8 @@ export interface RunData {
   familyHits: (string | null)[] | null;
   /** roles.json, when the run has one. */
   rolesFile: RolesFile | null;
+  /** Per layer, the top-5 principal components' share of activation variance (basis.json); null: not in this run. */
+  pcaTop5: (number | null)[] | null;
   /** Partners per reference row. */
   partners: PartnerRow[][] | null;
   /** A development run (revisions of one training run, the final as reference): its steps; else null and why. */
@@ -115,6 +118,7 @@ export async function loadRun(runDir: string): Promise<RunData> {
   const labels = view.models.map((x) => x.label);
   const index = { rowOf: view.rowOf, nLayers, dMlp };
   const rolesFile = readRoles(runDir, (l, n) => (l < nLayers && n < dMlp && view.rowOf[l * dMlp + n]! >= 0 ? l * dMlp + n : undefined));
+  const pcaTop5 = readBasis(runDir, nLayers)?.topShare ?? null;
   const partners = await readPartners(runDir, { ...index, nRows: view.nRows, columns: Object.fromEntries(columns) }, labels);
   const examples = readExamplesIndex(runDir, nLayers * dMlp).model;
   const vocab = await readVocab(runDir, index);
@@ -149,6 +153,7 @@ export async function loadRun(runDir: string): Promise<RunData> {
     attnHead: f.attnHead,
     familyHits: f.familyHits,
     rolesFile,
+    pcaTop5,
     partners: partners.rows,
     ...developmentOf(m.models, runDir),
     partnerNote: partners.note,
@@ -167,7 +172,7 @@ const cache = new Map<string, { key: string; data: Promise<RunData> }>();
 const CACHE_SIZE = 3;
 
 function stamp(runDir: string): string {
-  return [RUN_FILES.manifest, RUN_FILES.neurons, RUN_FILES.partners, RUN_FILES.examplesIndex, RUN_FILES.vocab, RUN_FILES.roles]
+  return [RUN_FILES.manifest, RUN_FILES.neurons, RUN_FILES.partners, RUN_FILES.examplesIndex, RUN_FILES.vocab, RUN_FILES.roles, RUN_FILES.basis]
     .map((f) => {
       try {
         return String(fs.statSync(join(runDir, f)).mtimeMs);

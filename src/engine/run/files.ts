@@ -30,6 +30,8 @@ export const RUN_FILES = {
   universalFamilies: 'universal_families.csv',
   /** Entropy interventions, attention-deactivation pairs (roles.ts). */
   roles: 'roles.json',
+  /** Per layer, the top-5 principal components' share of activation variance (basis.ts; optional). */
+  basis: 'basis.json',
   /** The process that writes the run (store.acquireRunLock). */
   lock: 'run.lock',
   /** The resumable state (store.writeCheckpoint). */
