@@ -126,6 +126,8 @@ export async function runAnalyze(
         threads: cmd.threads,
         resume: cmd.resume,
         plan: planOptions,
+        ...(cmd.blockSize ? { refBlocks: cmd.blockSize } : {}),
+        ...(cmd.block !== undefined ? { part: { block: cmd.block, plan: planOptions } } : {}),
       },
       (p) => {
         if (p.runDir) runDir = p.runDir;
@@ -138,6 +140,12 @@ export async function runAnalyze(
     // Warnings said at the start (the budget) are not repeated.
     for (const w of r.manifest.warnings) if (!warned.has(w)) note(`warning: ${w}`);
     print(`wrote ${r.runDir} in ${formatDuration(r.manifest.timings.total_s)}`);
+    const part = r.manifest.part;
+    if (part) {
+      // A part has no results of its own: the merge of all its siblings does.
+      print(`part ${part.block} of ${part.blocks} (blocks 0 to ${part.blocks - 1}); when every part is done: universal-neurons merge PART... --out RUN`);
+      return r.runDir;
+    }
     print('');
     // What the run is for: the universality summary, or the caller's (development's) report.
     await (cmd.after ? cmd.after(r.runDir) : runSummaryOf(r.runDir, print, cmd.topSummary ?? 15));

@@ -26,6 +26,7 @@ Usage:
   universal-neurons development --final DIR[@REV] --checkpoints DIR@REV,... --corpus PATH... --tokens N
                     [--out DIR] [--threads N]
   universal-neurons development RUN [--neuron L1.N5]
+  universal-neurons merge PART... --out RUN | status PARTS-DIR | slurm ...   (split runs: merge --help)
   universal-neurons COMMAND --help
   universal-neurons --help | --version
 
@@ -84,6 +85,11 @@ Options of analyze:
                        variance reductions in [0, 1]; position-mi (nats) and position-kurtosis
                        are >= 0.
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
+  --block J            Compute part J of a split run only (a block of reference neurons against one
+                       other model, or the statistics), for another machine to merge (merge PART...
+                       --out RUN; README "Runs on a cluster"). Needs --block-size; exact mode only.
+  --block-size A[,B]   Reference neurons per block (the first block A, the rest B; default B = A),
+                       fixed so that every machine cuts the run the same way.
 
 Options of intervene:
   --neuron L3.N120[,...]  Neurons to edit, L{layer}.N{neuron}, comma-separated.
@@ -190,7 +196,7 @@ export function commandHelp(cmd: string): string {
 const ALLOWED: Record<string, readonly string[]> = {
   activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
   demo: ['tokens', 'threads', 'top', 'out'],
-  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top'],
+  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top', 'block', 'block-size'],
   summary: ['top'],
   development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron'],
   table: ['top', 'threshold', 'd-mlp', 'run'],
@@ -251,6 +257,9 @@ export interface AnalyzeCommand {
   familyThresholds?: Partial<Record<FamilyThresholdKey, number>>;
   threads: number;
   resume?: string;
+  /** Part J of a split run (parts.ts), with the blocks [first, rest] every part uses. */
+  block?: number;
+  blockSize?: readonly [number, number];
   /** Top universal neurons listed in the summary. */
   top: number;
 }
@@ -307,7 +316,7 @@ export type Command =
 const LIST_FLAGS = new Set(['--models', '--corpus', '--checkpoints']);
 
 /** Flags that take a value (a value that looks negative, `--seed -1`, is joined as `--seed=-1`). */
-const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--resume', '--d-mlp', '--neuron', '--hook', '--run', '--final']);
+const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--resume', '--block', '--block-size', '--d-mlp', '--neuron', '--hook', '--run', '--final']);
 
 function expandLists(argv: string[]): string[] {
   const out: string[] = [];
@@ -423,6 +432,8 @@ export function parseCli(argv: string[]): Command {
         'no-families': { type: 'boolean' },
         'family-vr': { type: 'string' },
         resume: { type: 'string' },
+        block: { type: 'string' },
+        'block-size': { type: 'string' },
         'd-mlp': { type: 'string' },
         neuron: { type: 'string' },
         hook: { type: 'string' },
@@ -507,6 +518,9 @@ export function parseCli(argv: string[]): Command {
   const memoryGb = number('memory-gb', v['memory-gb']);
   if (memoryGb !== undefined && !(memoryGb > 0)) throw new UsageError(`--memory-gb must be a positive number of GB, got ${v['memory-gb']}`);
   if (mode !== undefined && mode !== 'exact' && mode !== 'fast') throw new UsageError(`--mode must be exact or fast, got ${JSON.stringify(mode)}`);
+  const blockSize = v['block-size'] === undefined ? undefined : parseBlockSize(v['block-size']);
+  if (v.block !== undefined && !blockSize) throw new UsageError('--block needs --block-size A[,B]: every part of a split run must cut the reference neurons the same way');
+  if (v.block !== undefined && mode === 'fast') throw new UsageError('--block needs mode exact: fast mode\'s parts would not merge to the single run');
   return {
     kind: 'analyze',
     models: v.models,
@@ -522,6 +536,8 @@ export function parseCli(argv: string[]): Command {
     mode,
     ...(v['no-families'] ? { families: false } : {}),
     ...(v['family-vr'] !== undefined ? { familyThresholds: familyThresholds(v['family-vr']) } : {}),
+    ...(v.block !== undefined ? { block: integer('block', v.block, 0, 0) } : {}),
+    ...(blockSize ? { blockSize } : {}),
     threads,
     top: integer('top', v.top, 15, 0),
   };
@@ -551,6 +567,16 @@ function parseDevelopment(v: Record<string, string | boolean | string[] | undefi
   if (!corpus || corpus.length === 0) throw new UsageError('development needs --corpus PATH...');
   if (str('tokens') === undefined) throw new UsageError('development needs --tokens N (the token budget)');
   return { kind: 'development', final: str('final')!, checkpoints, corpus, tokens: count('tokens', str('tokens')!, 2), out: str('out'), threads };
+}
+
+/** `--block-size A[,B]`: the first block's reference neurons and the others' (default B = A). */
+function parseBlockSize(raw: string): readonly [number, number] {
+  const m = /^(\d+)(?:,(\d+))?$/.exec(raw.trim());
+  const [a, b] = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [0, 0];
+  if (!m || !(a >= 1 && b >= 1 && Number.isSafeInteger(a) && Number.isSafeInteger(b))) {
+    throw new UsageError(`--block-size needs A or A,B, positive numbers of reference neurons per block, got ${JSON.stringify(raw)}`);
+  }
+  return [a, b];
 }
 
 /** `intervene`: the engine's own parsers (interventionSpec.ts) for the neurons, mode and range. */

@@ -13,6 +13,7 @@ import { packageRoot } from '../locate';
 import { runDemo } from './demo';
 import { runDevelopment } from './development';
 import { runIntervene } from './intervene';
+import { PART_COMMANDS, runPartsCommand } from './parts';
 
 const print = (line: string) => process.stdout.write(line + '\n');
 
@@ -27,9 +28,10 @@ function cliVersion(): string {
 const note = (line: string) => process.stderr.write(line + '\n');
 
 async function main(argv: string[]): Promise<number> {
-  let cmd: Command;
+  let cmd: Command | { kind: 'parts' };
   try {
-    cmd = parseCli(argv);
+    // merge, status and slurm (split runs) parse their own arguments (parts.ts).
+    cmd = (PART_COMMANDS as readonly string[]).includes(argv[0] ?? '') ? { kind: 'parts' } : parseCli(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     note(`universal-neurons: ${e.message}`);
@@ -49,7 +51,8 @@ async function main(argv: string[]): Promise<number> {
   const signal: CancellationSignal = { get cancelled() { return cancelled; } };
   process.once('SIGINT', () => (cancelled = true));
   try {
-    if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
+    if (cmd.kind === 'parts') await runPartsCommand(argv, print, note, signal);
+    else if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
     else if (cmd.kind === 'analyze') await runAnalyze({ ...cmd, topSummary: cmd.top }, print, note, signal);
     else if (cmd.kind === 'summary') await runSummary(cmd, print);
     else if (cmd.kind === 'table') await runTable(cmd, print);
@@ -58,6 +61,10 @@ async function main(argv: string[]): Promise<number> {
     else await runDemo(cmd, print, note, signal);
     return 0;
   } catch (e) {
+    if (e instanceof UsageError) {
+      note(`universal-neurons: ${e.message}`);
+      return 2;
+    }
     if (e instanceof CancelledError) {
       note('universal-neurons: interrupted');
       return 130;

@@ -45,6 +45,7 @@ import { setKernelThreads } from '../kernels/pool';
 import { GB, planMemory, reclaim } from './blocking';
 import { CHUNK_TOKENS } from './crossmoments';
 import { pairSeed, RotationCache } from './rotations';
+import { checkPartRequest, partInfo, planPasses, readPartState, writePartState } from './parts';
 import type {
   Accumulator,
   AccumulatorSpec,
@@ -578,6 +579,8 @@ export async function runAnalysis(
     let modelDirs: string[];
     let corpusPaths: string[];
     let settings: Settings;
+    // A merge takes models, corpus and settings from its parts (`inherit`), as a resume does from its manifest.
+    const inherit = opts.merge?.inherit;
     if (opts.resume) {
       runDir = resolveRunDir(opts.resume, opts.workspace);
       previous = readJson<Manifest>(join(runDir, 'manifest.json'));
@@ -589,6 +592,12 @@ export async function runAnalysis(
       modelDirs = previous.models.map((m) => m.dir);
       corpusPaths = previous.corpus.inputs;
       settings = previous.settings;
+    } else if (inherit) {
+      modelDirs = inherit.models.map((m) => m.dir);
+      corpusPaths = inherit.corpus.inputs;
+      settings = { ...inherit.settings };
+      runDir = '';
+      id = '';
     } else {
       if (opts.models.length < 2) throw new EngineError(`universality needs at least two models (got ${opts.models.length})`);
       const ri = pickReference(opts.models, opts.reference);
@@ -612,12 +621,13 @@ export async function runAnalysis(
     const { handles, infos } = opened;
     let manifest: Manifest | undefined;
     try {
-      if (previous) {
+      const source = previous ?? inherit;
+      if (source) {
         for (const [i, e] of opened.entries.entries()) {
-          const p = previous.models[i]!;
+          const p = source.models[i]!;
           const tokChanged = p.tokenizer_sha256 !== undefined && p.tokenizer_sha256 !== e.tokenizer_sha256; // older runs lack it
           if (p.safetensors_sha256 !== e.safetensors_sha256 || p.config_sha256 !== e.config_sha256 || tokChanged) {
-            throw new EngineError(`model ${e.dir} changed since run ${id} started (sha256 of its config, weights or tokenizer differs); start a new run`, e.dir);
+            throw new EngineError(`model ${e.dir} changed since run ${source.id} started (sha256 of its config, weights or tokenizer differs); start a new run`, e.dir);
           }
         }
       }
@@ -635,26 +645,30 @@ export async function runAnalysis(
         vocabSize: Math.min(...handles.map((h) => h.config.vocabSize)), // .tokens.bin ids checked at read, naming the file
         signal,
       });
-      if (previous && previous.corpus.hash !== corpus.hash) {
-        throw new EngineError(`the corpus changed since run ${id} started (token hash differs); start a new run`, corpusPaths[0]);
+      if (source && source.corpus.hash !== corpus.hash) {
+        throw new EngineError(`the corpus changed since run ${source.id} started (token hash differs); start a new run`, corpusPaths[0]);
       }
+      // A part of a split run: its own pass, on the settings every part computes alike.
+      const part = opts.part ?? (previous?.part ? { block: previous.part.block, ...(previous.part.plan ? { plan: previous.part.plan } : {}) } : undefined);
+      if (part && !previous) checkPartRequest(settings, opts);
       let fastFallback: string | undefined;
       const budget = corpus.nRows * corpus.nPositions;
-      if (!previous && settings.mode === 'fast' && budget < (opts.fastMinTokens ?? FAST_MIN_TOKENS)) {
+      if (!source && settings.mode === 'fast' && budget < (opts.fastMinTokens ?? FAST_MIN_TOKENS)) {
         settings.mode = 'exact';
         fastFallback =
           `fast mode was asked for, but ran exact: ${budget} tokens is below ${opts.fastMinTokens ?? FAST_MIN_TOKENS}, ` +
           'where the screening sample is too small to find every partner (exact is also quicker there)';
       }
       let memEstimate = 0;
-      if (!previous) {
+      if (!source) {
         // Measured after opening the models and reading the corpus: they are the base every pass holds.
         const statsBytes = plan.statsBytes?.({ models: infos, handles, settings, corpus, runDir: '', signal, progress: onProgress }) ?? 0;
         const mem = planMemory({
           statsBytes,
           models: infos,
           batchRows: settings.batchRows,
-          batchRowsFixed: opts.batchRows !== undefined,
+          // A part's batches must be cut as every other part's, whatever this machine's memory.
+          batchRowsFixed: opts.batchRows !== undefined || part !== undefined,
           corpusRows: corpus.nRows,
           budgetBytes: settings.memoryGb! * GB,
           baseBytes: process.memoryUsage().rss,
@@ -734,12 +748,16 @@ export async function runAnalysis(
       for (const s of specs) {
         if (s.pass !== undefined && !(Number.isSafeInteger(s.pass) && s.pass >= 0)) throw new EngineError(`accumulator ${s.name}: pass ${s.pass} is not a non-negative integer`);
       }
-      const passKeys = [...new Set(specs.map((s) => s.pass ?? Infinity))].sort((a, b) => a - b);
-      const passes = passKeys.map((k) => specs.filter((s) => (s.pass ?? Infinity) === k));
-      for (const s of passes.slice(0, -1).flat()) {
-        if (!s.pack || !s.unpack) throw new EngineError(`accumulator ${s.name} finishes before the last pass but cannot pack its result`);
-      }
+      const passes = planPasses(specs);
       const P = passes.length;
+      if (part) {
+        if (!(Number.isSafeInteger(part.block) && part.block >= 0 && part.block < P)) {
+          throw new EngineError(`--block ${part.block}: this run's plan has ${P} parts, --block 0 to ${P - 1}`);
+        }
+        m.part = partInfo(m, part, P);
+      }
+      // A part resumed after writing its state has nothing left to stream.
+      const partDone = part ? readPartState(runDir)?.passes.includes(part.block) === true : false;
       // What a pass forwards: the union of its specs' reads, per model (everything if one does not say).
       const readsOf = (ps: AccumulatorSpec[]): BatchReads | undefined =>
         ps.every((s) => s.reads) ? unionReads(ps.map((s) => s.reads!), handles.length) : undefined;
@@ -759,7 +777,7 @@ export async function runAnalysis(
         }
         pass = typeof ck.meta.pass === 'number' ? ck.meta.pass : 0;
         if (!(pass < P)) throw new EngineError(`the checkpoint in ${runDir} is in pass ${pass + 1} of a plan with ${P}; start a new run`, runDir);
-        for (const s of passes.slice(0, pass).flat()) {
+        for (const s of part ? [] : passes.slice(0, pass).flat()) {
           const st = ck.states[`done:${s.name}`];
           if (!st) throw new EngineError(`the checkpoint in ${runDir} has no result for ${s.name}`, runDir);
           results.set(s.name, s.unpack!(st));
@@ -775,7 +793,8 @@ export async function runAnalysis(
         accs = boundary ? [] : passes[pass]!.map((s) => s.restore(ck.states[s.name]!, results));
         fresh = boundary;
       } else {
-        accs = passes[0]!.map((s) => s.create(results));
+        // Parts and merges make their accumulators as they reach their passes (below).
+        accs = part || opts.merge ? [] : passes[0]!.map((s) => s.create(results));
       }
       const tokensAt = (b: number) => Math.min(b * settings.batchRows, corpus.nRows) * corpus.nPositions;
       m.progress = { batches_done: pass * nBatches + start, batches_total: P * nBatches, tokens_done: tokensAt(start) };
@@ -797,6 +816,8 @@ export async function runAnalysis(
       const boundaryOnly = nBatches === 1;
       for (; pass < P; pass++, start = 0) {
         const cur = passes[pass]!;
+        // A part streams its own pass only.
+        if (part && (pass !== part.block || partDone)) continue;
         const reads = readsOf(cur);
         if (forwards) {
           // Before the pass allocates its accumulators: the last pair's forwards go first.
@@ -805,7 +826,17 @@ export async function runAnalysis(
           for (const key of [...forwards.keys()]) if (!wanted.has(key)) forwards.delete(key);
           if (forwards.size < before) await reclaim();
         }
-        if (accs.length === 0) {
+        if (accs.length === 0 && opts.merge) {
+          // A merge: the parts' end-of-stream states, finished as a resume finishes its last checkpoint.
+          const states = opts.merge.states;
+          accs = cur.map((s) => {
+            const st = states[s.name];
+            if (!st) throw new EngineError(`the parts hold no state for ${s.name}`);
+            return s.restore(st, results);
+          });
+          start = nBatches;
+          fresh = false;
+        } else if (accs.length === 0) {
           accs = cur.map((s) => s.create(results));
           fresh = true;
         }
@@ -862,6 +893,13 @@ export async function runAnalysis(
           throwIfCancelled(signal);
         } finally {
           // (a failure or cancel is recorded by the catch around the whole run, below)
+        }
+        if (part) {
+          // The part's product: its accumulators' state at the end of the stream, for the merge.
+          onProgress({ phase: 'checkpoint', message: `writing part ${part.block} of ${P}` });
+          writePartState(runDir, pass, { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches }, Object.fromEntries(cur.map((s, i) => [s.name, accs[i]!.state()])));
+          accs = [];
+          continue;
         }
         // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the
         // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small

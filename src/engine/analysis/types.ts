@@ -102,6 +102,17 @@ export interface AnalysisOptions {
   fastMinTokens?: number;
   /** Replaces the accumulators and result writing (tests; other analyses). */
   plan?: AnalysisPlan;
+  /** Runs one part of a split run (parts.ts): pass `block` of the plan only, keeping its accumulators' state, not results. */
+  part?: PartRequest;
+  /** Finishes a run from its parts' states (parts.ts mergeParts): models, corpus and settings are `inherit`'s. */
+  merge?: { inherit: Manifest; states: Record<string, AccumulatorState> };
+}
+
+/** Which part of a split run to compute: a pass of the plan (a block of reference neurons against one other model, or the statistics). */
+export interface PartRequest {
+  block: number;
+  /** The plan's options, recorded so that the merge builds the same plan. */
+  plan?: Record<string, unknown>;
 }
 
 export interface PlanContext {

@@ -105,6 +105,17 @@ export interface Manifest {
   pid?: number;
   hostname?: string;
   results?: Record<string, unknown>;
+  /** A part of a split run (analysis/parts.ts): which pass it holds, of how many, and the key its siblings share. */
+  part?: PartInfo;
+}
+
+export interface PartInfo {
+  /** The plan's pass this part computed (its state is part.ckpt). */
+  block: number;
+  blocks: number;
+  /** sha256 over what the parts of one run share: version, models, corpus, settings, plan. */
+  key: string;
+  plan?: Record<string, unknown>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+/**
+ * Split runs from the command line (issue #17): `merge` finishes the parts of a run, `status`
+ * says where they stand, `slurm` writes the job scripts that compute them on a cluster (a Slurm
+ * job array and a Kubernetes Indexed Job). The engine's side is src/engine/analysis/parts.ts.
+ */
+import * as fs from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EngineError, type CancellationSignal } from '../engine/errors';
+import type { Print } from './activations';
+import { UsageError } from './args';
+import { formatDuration, progressReporter } from './progress';
+
+export const PART_COMMANDS = ['merge', 'status', 'slurm'] as const;
+
+export const PARTS_HELP = `Split runs (README "Runs on a cluster"):
+  universal-neurons merge PART... --out RUN [--threads N]
+      Check that the parts belong to one run (models, corpus, settings, version), that every
+      block is there once, and finish the run: the same files as a single-machine run. A
+      folder holding the parts as subfolders may stand for them. With --partial: join some
+      parts into one part (merged later with the rest: a tree reduction).
+  universal-neurons status PARTS-DIR
+      Each part's state: done, running, interrupted, failed or missing, with its tokens.
+  universal-neurons slurm --models DIR... --corpus PATH... --tokens N --block-size A[,B]
+                    --dir DIR [--partition P] [--time T] [--mem M] [--cpus C] [analyze options]
+      Write DIR/analyze.sbatch (a job array, one task per part), DIR/merge.sbatch (runs once every
+      task succeeded: afterok), DIR/submit.sh, and DIR/k8s-job.yaml (an Indexed Job), and print
+      how to submit them. Parts go to DIR/parts, the run to DIR/run.
+`;
+
+/** The part folders of `args`: each a part, or a folder whose subfolders are parts. */
+export function partFolders(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const a of args) {
+    const d = resolve(a);
+    if (fs.existsSync(join(d, 'manifest.json')) || !fs.existsSync(d) || !fs.statSync(d).isDirectory()) {
+      out.push(d);
+      continue;
+    }
+    const subs = fs.readdirSync(d).sort().map((n) => join(d, n)).filter((p) => fs.existsSync(join(p, 'manifest.json')));
+    if (subs.length === 0) throw new EngineError(`${d} holds no parts (no subfolder with a manifest.json)`, d);
+    out.push(...subs);
+  }
+  return out;
+}
+
+export async function runPartsCommand(argv: string[], print: Print, note: Print, signal: CancellationSignal): Promise<void> {
+  const [sub, ...rest] = argv;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    print(PARTS_HELP);
+    return;
+  }
+  if (sub === 'merge') return runMerge(rest, print, note, signal);
+  if (sub === 'status') return runStatus(rest, print);
+  const { runSlurm } = await import('./slurm');
+  return runSlurm(rest, print);
+}
+
+async function runMerge(argv: string[], print: Print, note: Print, signal: CancellationSignal): Promise<void> {
+  const { values, positionals } = parse(argv, { out: { type: 'string' }, threads: { type: 'string' }, partial: { type: 'boolean' } });
+  if (!values.out) throw new UsageError('merge needs --out RUN (the folder the merged run is written to)');
+  if (positionals.length === 0) throw new UsageError('merge needs the parts: PART... or a folder holding them');
+  const threads = values.threads === undefined ? 0 : Number(values.threads);
+  if (!(Number.isSafeInteger(threads) && threads >= 0)) throw new UsageError(`--threads needs an integer >= 0, got ${JSON.stringify(values.threads)}`);
+  const { combineParts, mergeParts } = await import('../engine/analysis/parts');
+  if (values.partial) {
+    const c = combineParts(partFolders(positionals), values.out as string);
+    print(`wrote part ${c.dir} holding blocks ${c.passes.join(', ')}; merge it with the others as any part`);
+    return;
+  }
+  const progress = progressReporter(process.stderr);
+  const parts = partFolders(positionals);
+  note(`merging ${parts.length} parts`);
+  try {
+    const r = await mergeParts(parts, resolve(values.out as string), (p) => progress.update(p), signal, threads);
+    progress.end();
+    print(`wrote ${r.runDir} in ${formatDuration(r.manifest.timings.total_s)} from ${parts.length} parts`);
+    print('');
+    const { runSummaryOf } = await import('./analyze');
+    await runSummaryOf(r.runDir, print, 15);
+  } catch (e) {
+    progress.end();
+    throw e;
+  }
+}
+
+/** One line per part: block, state, tokens streamed of its pass; then the blocks missing. */
+export async function partsStatus(dir: string): Promise<{ lines: string[]; missing: number[]; failed: number[]; done: number; blocks: number }> {
+  const { readJson } = await import('../engine/store');
+  const { statusText, runLiveness } = await import('../engine/run/liveness');
+  type M = import('../engine/run/manifest').Manifest;
+  const lines: string[] = [];
+  const seen = new Set<number>();
+  const failed: number[] = [];
+  let blocks = 0;
+  let done = 0;
+  const folders = fs.existsSync(dir) ? fs.readdirSync(dir).sort().map((n) => join(dir, n)) : [];
+  for (const p of folders) {
+    if (!fs.existsSync(join(p, 'manifest.json'))) continue;
+    const m = readJson<M>(join(p, 'manifest.json'));
+    if (!m.part) continue;
+    blocks = Math.max(blocks, m.part.blocks);
+    seen.add(m.part.block);
+    const total = m.corpus.rows * m.corpus.row_length;
+    const tokens = `${m.progress.tokens_done.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} tokens`;
+    let state: string;
+    if (m.status === 'complete') {
+      state = 'done';
+      done++;
+    } else if (m.status === 'running' && runLiveness(m) !== 'dead') state = 'running'; // another host's: taken as running
+    else {
+      state = m.status === 'running' ? 'interrupted' : m.status;
+      failed.push(m.part.block);
+    }
+    lines.push(`block ${m.part.block}: ${state}, ${tokens} (${p})${state === 'done' || state === 'running' ? '' : `: it ${statusText(m, `universal-neurons analyze --resume ${p}`)}`}`);
+  }
+  const missing = Array.from({ length: blocks }, (_, i) => i).filter((i) => !seen.has(i));
+  return { lines, missing, failed, done, blocks };
+}
+
+async function runStatus(argv: string[], print: Print): Promise<void> {
+  const { positionals } = parse(argv, {});
+  if (positionals.length !== 1) throw new UsageError('status needs one folder: the one holding the parts');
+  const dir = resolve(positionals[0]!);
+  if (!fs.existsSync(dir)) throw new EngineError(`${dir} does not exist`, dir);
+  const s = await partsStatus(dir);
+  if (s.blocks === 0) {
+    print(`${dir}: no parts yet`);
+    return;
+  }
+  for (const l of s.lines) print(l);
+  print(`${s.done} of ${s.blocks} parts done` + (s.missing.length ? `; not started: block ${s.missing.join(', ')}` : '') + (s.failed.length ? `; to rerun: block ${s.failed.join(', ')}` : ''));
+}
+
+export function parse(argv: string[], options: NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
