@@ -62,7 +62,8 @@ async function runMerge(argv: string[], print: Print, note: Print, signal: Cance
   if (positionals.length === 0) throw new UsageError('merge needs the parts: PART... or a folder holding them');
   const threads = values.threads === undefined ? 0 : Number(values.threads);
   if (!(Number.isSafeInteger(threads) && threads >= 0)) throw new UsageError(`--threads needs an integer >= 0, got ${JSON.stringify(values.threads)}`);
-  const { combineParts, mergeParts } = await import('../engine/analysis/parts');
+  const { combineParts } = await import('../engine/analysis/parts');
+  const { mergeParts } = await import('../engine/analysis/merge');
   if (values.partial) {
     const c = combineParts(partFolders(positionals), values.out as string);
     print(`wrote part ${c.dir} holding blocks ${c.passes.join(', ')}; merge it with the others as any part`);

@@ -14,7 +14,7 @@
  * summed, and two accumulators are not sums of their batches (the histograms' range is fixed by
  * the first batch, the examples' interval reservoirs draw from one RNG in corpus order).
  *
- * Every part records the settings of the whole run and a key over what the parts of one run share
+ * The merge is merge.ts (it runs the pipeline, which uses this module). Every part records the settings of the whole run and a key over what the parts of one run share
  * (version, models, corpus, settings, plan), so that the merge refuses a foreign part by name.
  */
 import { createHash } from 'node:crypto';
@@ -23,8 +23,7 @@ import { basename, join, resolve } from 'node:path';
 import { EngineError } from '../errors';
 import { decodeCheckpoint, encodeCheckpoint, readJson, writeFileAtomic, writeJsonAtomic } from '../store';
 import type { Manifest, PartInfo, Settings } from '../run/manifest';
-import type { AccumulatorSpec, AccumulatorState, AnalysisOptions, PartRequest, Progress, RunResult } from './types';
-import type { CancellationSignal } from '../errors';
+import type { AccumulatorSpec, AccumulatorState, AnalysisOptions, PartRequest } from './types';
 
 /** A part's accumulator states, written once its pass has streamed. */
 export const PART_STATE = 'part.ckpt';
@@ -187,37 +186,4 @@ export function combineParts(dirs: readonly string[], out: string): { dir: strin
   const m: Manifest = { ...first.manifest, id: basename(dir), part: { ...first.manifest.part!, block: passes[0]! }, updated: new Date().toISOString() };
   writeJsonAtomic(join(dir, 'manifest.json'), m);
   return { dir, passes };
-}
-
-/**
- * Finishes a split run: checks the parts, then runs the pipeline on their states (no forward
- * passes) and writes the run folder at `out`, the same files as a single run.
- */
-export async function mergeParts(
-  dirs: readonly string[],
-  out: string,
-  onProgress: (p: Progress) => void = () => {},
-  signal?: CancellationSignal,
-  threads = 0,
-): Promise<RunResult> {
-  const parts = checkParts(dirs);
-  const states: Record<string, AccumulatorState> = {};
-  for (const p of parts) Object.assign(states, readPartState(p.dir)!.states);
-  const inherit = parts[0]!.manifest;
-  const { runAnalysis } = await import('./pipeline');
-  const { defaultPlan } = await import('./plan');
-  const s = inherit.settings;
-  return runAnalysis(
-    {
-      models: inherit.models.map((m) => m.dir),
-      corpus: inherit.corpus.inputs,
-      tokens: s.tokens,
-      out,
-      threads,
-      plan: defaultPlan(inherit.part!.plan as Parameters<typeof defaultPlan>[0]),
-      merge: { inherit: { ...inherit, settings: { ...s, threads } }, states },
-    },
-    onProgress,
-    signal,
-  );
 }
