@@ -160,6 +160,22 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
     return `${rows} rows; first: ${first}`;
   });
 
+  await check('Open Run Overview: the properties of universal neurons and the basis charts are drawn', async () => {
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+    await palette('>', 'Universal Neurons: Open Run Overview');
+    const frame = await frameWith(page, 'section[aria-labelledby="h-properties-of-universal-neurons"] canvas[data-drawn="yes"]', 45000);
+    const section = frame.locator('section[aria-labelledby="h-properties-of-universal-neurons"]');
+    await section.evaluate((e) => e.scrollIntoView({ block: 'start' }));
+    await page.waitForTimeout(800);
+    await shot('07b-overview-properties.png');
+    const readings = await frame.locator('ul.basis-readings li').allInnerTexts();
+    if (readings.length < 1 || !readings.every((r) => /neurons here are (not )?more meaningful than random directions/.test(r))) throw new Error('basis readings: ' + JSON.stringify(readings));
+    const basisDrawn = await frame.locator('section[aria-labelledby="h-is-the-basis-privileged-"] canvas[data-drawn="yes"]').count();
+    if (basisDrawn !== 1) throw new Error('the basis chart is not drawn');
+    return `properties and basis charts drawn; ${readings.length} layer readings, first: ${readings[0]}`;
+  });
+
   await check('Show Neuron… (top excess): the neuron page draws its charts', async () => {
     await focusEditor(page, 'prompt.txt');
     await tryPalette('View: Close Editors in Other Groups');
