@@ -1,6 +1,7 @@
 // The CLI on GPT-NeoX checkpoints, as a user runs it (a child process through tsx): `activations
 // --model DIR` on a NeoX fixture, and `analyze` on two random-weight NeoX seeds
-// (tools/random_neox.ts) over the held-out text, plus the refusals that concern architectures.
+// (tools/random_neox.ts) over the held-out text, with and without families, plus the refusals that
+// concern architectures.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -57,12 +58,17 @@ describe('analyze on two GPT-NeoX seeds', () => {
     }
   });
 
-  test('families on a GPT-NeoX model are refused before any work, naming the way out', () => {
+  test('families, roles and the entropy intervention run on GPT-NeoX, and families label neurons from Pythia tokens', () => {
     const out = join(tmp, 'run-families');
     const r = cli('analyze', '--models', ...seeds, '--corpus', CORPUS, '--tokens', '1024', '--threads', '1', '--out', out);
-    assert.notEqual(r.code, 0);
-    assert.match(r.err, /neox-seed-1: families and roles are computed for GPT-2 models only so far, and this model's config\.json has model_type "gpt_neox"; .*--no-families/);
-    assert.ok(!existsSync(join(out, 'manifest.json')));
+    assert.equal(r.code, 0, r.err);
+    for (const f of ['families.arrow', 'roles.json']) assert.ok(existsSync(join(out, f)), f);
+    const table = tableFromIPC(new Uint8Array(readFileSync(join(out, 'neurons.arrow'))));
+    const family = (table.getChild('family')!.toArray() as (string | null)[]).filter((x) => x);
+    assert.ok(family.length > 0, 'some neuron gets a family label');
+    const roles = JSON.parse(readFileSync(join(out, 'roles.json'), 'utf8')) as { entropy: { baseline: { loss: number } }[]; attention: { head: string }[] };
+    assert.ok(roles.entropy.length > 0 && roles.entropy.every((e) => Number.isFinite(e.baseline.loss)), 'the entropy intervention ran');
+    assert.ok(roles.attention.length > 0 && roles.attention.every((p) => /^L[12]\.H\d+$/.test(p.head)), 'attention pairs name later heads');
   });
 
   test('a GPT-2 and a GPT-NeoX model in one analysis are refused, naming both folders and their model_type', () => {

@@ -106,7 +106,7 @@ export async function familyResults(
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'roles from the weights' });
-  const r = neuronRoles(inputs.weights, inputs.ws, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal });
+  const r = neuronRoles(inputs.weights, inputs.ws, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal, bos: ctx.handles[0]!.tokenizer.bosId });
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'entropy intervention' });

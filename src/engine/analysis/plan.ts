@@ -81,34 +81,15 @@ export interface PlanOptions {
   families?: FamilyPlanOptions;
 }
 
-/**
- * Roles read attention weights in GPT-2's layout (bosKeys, attentionScores in roles.ts); for other
- * architectures they are not written yet, so the run is refused before any forward rather than
- * after the corpus passes.
- */
-function checkFamiliesSupported(ctx: PlanContext): void {
-  const ref = ctx.handles[0];
-  const t = ref?.config.modelType;
-  if (ref && t !== 'gpt2') {
-    throw new EngineError(
-      `${ref.dir}: families and roles are computed for GPT-2 models only so far, and this model's config.json has model_type "${t}"; ` +
-        'analyse it with families off (CLI: --no-families; editor: the universalNeurons.families setting)',
-      ref.dir,
-    );
-  }
-}
-
 export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
   const fam = o.families ?? {};
   const families = fam.enabled !== false;
   return {
     choices: { ...PLAN_CHOICES, ...(families ? familyChoices(fam) : {}) },
     accumulators: (ctx) => {
-      if (families) checkFamiliesSupported(ctx);
       return [...crossSpecs(ctx), ...statsSpecs(ctx), ...(families ? [familySpec(ctx)] : [])];
     },
     statsBytes: (ctx) => {
-      if (families) checkFamiliesSupported(ctx); // before the run folder is made (new runs)
       const o = statsOptions(ctx);
       return (
         ActivationStats.bytes(o.stats) +

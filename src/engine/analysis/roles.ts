@@ -15,7 +15,8 @@
 import type { ResolvedWeights } from '../arch/common';
 import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { rotationMatrix } from '../rng';
-import { processMlpWeights, readTensor, unitUnembedRows, type WeightStats } from './weightstats';
+import { attentionTensors, embedAtStart, mlpTensors, parallelResidual } from '../arch/index';
+import { processMlpWeights, unitUnembedRows, type WeightStats } from './weightstats';
 
 // The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
 import { ROLES, type Role } from '../run/families';
@@ -36,6 +37,8 @@ export interface RoleOptions {
   topPairs?: number;
   /** Checked in the long loops (CancelledError). */
   signal?: CancellationSignal;
+  /** The tokenizer's BOS id, whose keys the attention scores read (default: GPT-2's 50256, GPT-2 only). */
+  bos?: number;
 }
 
 export interface AttentionPair {
@@ -212,61 +215,72 @@ const erf = (x: number): number => {
 
 /**
  * Each layer's attention keys at the BOS position. Position 0 attends only to itself, so the
- * residual stream there is a one-token forward, computed here directly from the weights.
- * Returns per layer the key vector [d] (all heads, before the split).
+ * residual stream there is a one-token forward, computed here directly from the weights (either
+ * residual form: GPT-NeoX's parallel one feeds the MLP the layer's input, not input + attention).
+ * Rotary embeddings rotate position 0 by the identity, so a NeoX key at BOS is unrotated.
+ * Returns per layer the key vector [d] (all heads, before the split). `bos`: the tokenizer's BOS
+ * id (GPT-2's <|endoftext|> 50256, Pythia's 0).
  */
-export function bosKeys(w: ResolvedWeights, bos = 50256): Float64Array[] {
-  gpt2Only(w);
+export function bosKeys(w: ResolvedWeights, bosId?: number): Float64Array[] {
+  return bosForward(w, bosId).keys;
+}
+
+/** bosKeys' one-token forward; `pre` is each layer's hook_pre at BOS (checked against the engine's forward in tests). */
+export function bosForward(w: ResolvedWeights, bosId?: number): { keys: Float64Array[]; pre: Float64Array[] } {
   const c = w.config;
   const d = c.nEmbd;
-  const t = (name: string): Float32Array => readTensor(w, name);
-  const wte = t('wte.weight');
-  const wpe = t('wpe.weight');
-  const x = new Float64Array(d);
-  for (let i = 0; i < d; i++) x[i] = wte[bos * d + i]! + wpe[i]!;
-  const ln = (g: Float32Array, b: Float32Array): Float64Array => {
+  // GPT-2's <|endoftext|> is a safe default; another architecture's id must come from its tokenizer.
+  const bos = bosId ?? (c.modelType === 'gpt2' ? 50256 : undefined);
+  if (bos === undefined) throw new EngineError(`roles: the BOS id is needed for model_type "${c.modelType}" (give the tokenizer's bosId)`);
+  if (!Number.isInteger(bos) || bos < 0 || bos >= c.vocabSize) throw new EngineError(`roles: BOS id ${bos} is outside the vocabulary 0..${c.vocabSize - 1}`);
+  const x = embedAtStart(w, bos);
+  const parallel = parallelResidual(w);
+  const ln = (src: Float64Array, g: Float32Array, b: Float32Array): Float64Array => {
     let m = 0;
-    for (let i = 0; i < d; i++) m += x[i]!;
+    for (let i = 0; i < d; i++) m += src[i]!;
     m /= d;
     let v = 0;
-    for (let i = 0; i < d; i++) v += (x[i]! - m) ** 2;
+    for (let i = 0; i < d; i++) v += (src[i]! - m) ** 2;
     const inv = 1 / Math.sqrt(v / d + c.layerNormEpsilon);
-    return Float64Array.from(x, (xi, i) => (xi - m) * inv * g[i]! + b[i]!);
+    return Float64Array.from(src, (xi, i) => (xi - m) * inv * g[i]! + b[i]!);
   };
-  const affine = (a: Float64Array, W: Float32Array, b: Float32Array, cols: number, c0 = 0, c1 = cols): Float64Array => {
-    const out = new Float64Array(c1 - c0);
-    for (let j = c0; j < c1; j++) out[j - c0] = b[j]!;
+  const affine = (a: Float64Array, W: Float32Array, b: Float32Array, cols: number): Float64Array => {
+    const out = Float64Array.from(b);
     for (let i = 0; i < a.length; i++) {
       const ai = a[i]!;
       const o = i * cols;
-      for (let j = c0; j < c1; j++) out[j - c0]! += ai * W[o + j]!;
+      for (let j = 0; j < cols; j++) out[j]! += ai * W[o + j]!;
     }
     return out;
   };
   const act = (z: number): number =>
     c.activation === 'relu' ? Math.max(0, z) : c.activation === 'gelu_erf' ? 0.5 * z * (1 + erf(z / Math.SQRT2)) : 0.5 * z * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (z + 0.044715 * z ** 3)));
   const keys: Float64Array[] = [];
+  const pre: Float64Array[] = [];
   for (let l = 0; l < c.nLayer; l++) {
-    const h = `h.${l}.`;
-    const a = ln(t(h + 'ln_1.weight'), t(h + 'ln_1.bias'));
-    const Wqkv = t(h + 'attn.c_attn.weight');
-    const bqkv = t(h + 'attn.c_attn.bias');
-    keys.push(affine(a, Wqkv, bqkv, 3 * d, d, 2 * d));
-    const v = affine(a, Wqkv, bqkv, 3 * d, 2 * d, 3 * d); // one key: the attention output is its value
-    const o = affine(v, t(h + 'attn.c_proj.weight'), t(h + 'attn.c_proj.bias'), d);
-    for (let i = 0; i < d; i++) x[i]! += o[i]!;
-    const m = ln(t(h + 'ln_2.weight'), t(h + 'ln_2.bias'));
-    const hid = affine(m, t(h + 'mlp.c_fc.weight'), t(h + 'mlp.c_fc.bias'), c.dMlp).map(act);
-    const y = affine(hid, t(h + 'mlp.c_proj.weight'), t(h + 'mlp.c_proj.bias'), d);
-    for (let i = 0; i < d; i++) x[i]! += y[i]!;
+    const at = attentionTensors(w, l);
+    const a = ln(x, at.lnWeight, at.lnBias);
+    keys.push(affine(a, at.wK, at.bK, d));
+    const v = affine(a, at.wV, at.bV, d); // one key: the attention output is its value
+    const o = affine(v, at.wO, at.bO, d);
+    const mt = mlpTensors(w, l);
+    if (!parallel) for (let i = 0; i < d; i++) x[i]! += o[i]!;
+    const m = ln(x, mt.lnWeight, mt.lnBias);
+    const z = affine(m, mt.wIn, mt.bIn, c.dMlp);
+    pre.push(z);
+    const y = affine(z.map(act), mt.wOut, mt.bOut, d);
+    for (let i = 0; i < d; i++) x[i]! += y[i]! + (parallel ? o[i]! : 0);
   }
-  return keys;
+  return { keys, pre };
 }
 
 /**
  * Attention-deactivation scores of every neuron against every head of every later layer:
  * g = diag(γ₁)·W_Q[:, head]·k_BOS/√d_head (ln_1 folded as TransformerLens does; centring does not
  * matter against a centred ŵ_out), h = ŵ_out·g, z = h/σ with σ the spread of u·g over random u.
+ * With rotary embeddings (GPT-NeoX) a query at position p meets k_BOS rotated by −p on the rotary
+ * dims; the score is the position-independent part at p = 0 (no rotation), as a weights-only
+ * score has no position. Pythia rotates a quarter of each head (rotary_pct 0.25).
  */
 export function attentionScores(
   w: ResolvedWeights,
@@ -274,21 +288,21 @@ export function attentionScores(
   directions: Float64Array,
   topPairs = 20,
   signal?: CancellationSignal,
+  bos?: number,
 ): { z: Float64Array; head: string[]; pairs: AttentionPair[] } {
   const c = w.config;
   const { nLayer: L, nEmbd: d, nHead: H, dHead: dh, dMlp: D } = c;
-  const keys = bosKeys(w);
+  const keys = bosKeys(w, bos);
   const R = directions.length / d;
   const g: Float64Array[] = []; // [L·H] of [d]
   const sigma: number[] = [];
   for (let l = 0; l < L; l++) {
-    const gamma = readTensor(w, `h.${l}.ln_1.weight`);
-    const Wqkv = readTensor(w, `h.${l}.attn.c_attn.weight`);
+    const { lnWeight: gamma, wQ } = attentionTensors(w, l);
     for (let hd = 0; hd < H; hd++) {
       const v = new Float64Array(d);
       for (let i = 0; i < d; i++) {
         let s = 0;
-        for (let k = 0; k < dh; k++) s += Wqkv[i * 3 * d + hd * dh + k]! * keys[l]![hd * dh + k]!;
+        for (let k = 0; k < dh; k++) s += wQ[i * d + hd * dh + k]! * keys[l]![hd * dh + k]!;
         v[i] = (gamma[i]! * s) / Math.sqrt(dh);
       }
       g.push(v);
@@ -331,13 +345,6 @@ export function attentionScores(
 }
 
 /** Every role of every neuron of one checkpoint, given its weight statistics. */
-/** The roles read GPT-2's tensors (wte, wpe, c_attn, ln_1): other architectures are refused by name. */
-function gpt2Only(w: ResolvedWeights): void {
-  if (w.config.modelType !== 'gpt2') {
-    throw new EngineError(`roles from the weights are computed for GPT-2 only so far, not for model_type "${w.config.modelType}"`);
-  }
-}
-
 export function neuronRoles(w: ResolvedWeights, ws: WeightStats, opts: RoleOptions = {}): NeuronRoles {
   const c = w.config;
   const d = c.nEmbd;
@@ -368,7 +375,7 @@ export function neuronRoles(w: ResolvedWeights, ws: WeightStats, opts: RoleOptio
     return u;
   });
   throwIfCancelled(opts.signal);
-  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? 20, opts.signal);
+  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? 20, opts.signal, opts.bos);
   const rules = applyRoleRules(ws, { min, max }, attn, opts);
   return { ...rules, attnHead: attn.head, attnScore: attn.z, attention: attn.pairs, baseline: { directions: R, vocabVarMin: min, vocabVarMax: max, seed } };
 }

@@ -23,6 +23,27 @@ export interface MlpTensors {
   wIn: Float32Array;
   bIn: Float32Array;
   wOut: Float32Array;
+  bOut: Float32Array;
+}
+
+/**
+ * One layer's attention in TransformerLens' layout, whatever the stored one: the LayerNorm before
+ * it, W_Q/W_K/W_V [d_model × d_model] with head h's d_head columns at h·d_head (TransformerLens'
+ * [H, d_model, d_head] flattened), their biases [d_model] (zeros without attention biases), W_O
+ * [d_model × d_model] with head h's input rows at h·d_head, b_O. GPT-2 stores Q|K|V side by side
+ * in c_attn; GPT-NeoX's fused query_key_value interleaves them per head, as nn.Linear rows.
+ */
+export interface AttentionTensors {
+  lnWeight: Float32Array;
+  lnBias: Float32Array;
+  wQ: Float32Array;
+  wK: Float32Array;
+  wV: Float32Array;
+  bQ: Float32Array;
+  bK: Float32Array;
+  bV: Float32Array;
+  wO: Float32Array;
+  bO: Float32Array;
 }
 
 interface Architecture {
@@ -32,6 +53,11 @@ interface Architecture {
   resolve(cfg: ArchConfig, source: WeightSource, file: string, configFile: string): ArchWeights;
   graph(w: ArchWeights, opts: GraphOptions): OnnxGraph;
   mlp(w: ArchWeights, layer: number): MlpTensors;
+  attention(w: ArchWeights, layer: number): AttentionTensors;
+  /** The residual stream entering layer 0 at position 0 for `token` (token + position-0 embedding). */
+  embedAtStart(w: ArchWeights, token: number): Float64Array;
+  /** Whether attention and MLP both read the layer's input (GPT-NeoX's use_parallel_residual). */
+  parallel(w: ArchWeights): boolean;
   /** The unembedding [V × d_model] as the forward uses it (tied: the embedding) and the final LayerNorm's weight. */
   unembed(w: ArchWeights): { rows: Float32Array; lnWeight: Float32Array };
 }
@@ -55,7 +81,37 @@ const ARCHITECTURES: Record<string, Architecture> = {
       wIn: readWeight(w, `h.${l}.mlp.c_fc.weight`),
       bIn: readWeight(w, `h.${l}.mlp.c_fc.bias`),
       wOut: readWeight(w, `h.${l}.mlp.c_proj.weight`),
+      bOut: readWeight(w, `h.${l}.mlp.c_proj.bias`),
     }),
+    attention: (w, l) => {
+      const d = w.config.nEmbd;
+      const W = readWeight(w, `h.${l}.attn.c_attn.weight`); // Conv1D [d, 3d]: Q | K | V columns
+      const b = readWeight(w, `h.${l}.attn.c_attn.bias`);
+      const part = (p: number): Float32Array => {
+        const out = new Float32Array(d * d);
+        for (let i = 0; i < d; i++) out.set(W.subarray(i * 3 * d + p * d, i * 3 * d + (p + 1) * d), i * d);
+        return out;
+      };
+      return {
+        lnWeight: readWeight(w, `h.${l}.ln_1.weight`),
+        lnBias: readWeight(w, `h.${l}.ln_1.bias`),
+        wQ: part(0),
+        wK: part(1),
+        wV: part(2),
+        bQ: b.slice(0, d),
+        bK: b.slice(d, 2 * d),
+        bV: b.slice(2 * d),
+        wO: readWeight(w, `h.${l}.attn.c_proj.weight`),
+        bO: readWeight(w, `h.${l}.attn.c_proj.bias`),
+      };
+    },
+    embedAtStart: (w, token) => {
+      const d = w.config.nEmbd;
+      const wte = readWeight(w, 'wte.weight');
+      const wpe = readWeight(w, 'wpe.weight');
+      return Float64Array.from({ length: d }, (_, i) => wte[token * d + i]! + wpe[i]!);
+    },
+    parallel: () => false,
     unembed: (w) => ({
       rows: readWeight(w, (w.config as Gpt2Config).tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'),
       lnWeight: readWeight(w, 'ln_f.weight'),
@@ -75,8 +131,51 @@ const ARCHITECTURES: Record<string, Architecture> = {
         wIn: transpose(readWeight(w, p + 'mlp.dense_h_to_4h.weight'), m, d), // [m, d] → [d, m]
         bIn: readWeight(w, p + 'mlp.dense_h_to_4h.bias'),
         wOut: transpose(readWeight(w, p + 'mlp.dense_4h_to_h.weight'), d, m), // [d, m] → [m, d]
+        bOut: readWeight(w, p + 'mlp.dense_4h_to_h.bias'),
       };
     },
+    attention: (w, l) => {
+      const cfg = w.config as NeoxConfig;
+      const { nEmbd: d, nHead: H, dHead: dh } = cfg;
+      const p = `layers.${l}.attention.`;
+      // nn.Linear [3d, d]; output row h·3·d_head + {0, d_head, 2·d_head} + k is head h's q, k, v column k.
+      const W = readWeight(w, p + 'query_key_value.weight');
+      const b = cfg.attentionBias ? readWeight(w, p + 'query_key_value.bias') : new Float32Array(3 * d);
+      const part = (which: number): { W: Float32Array; b: Float32Array } => {
+        const out = new Float32Array(d * d);
+        const bias = new Float32Array(d);
+        for (let h = 0; h < H; h++) {
+          for (let k = 0; k < dh; k++) {
+            const row = h * 3 * dh + which * dh + k;
+            const col = h * dh + k;
+            for (let i = 0; i < d; i++) out[i * d + col] = W[row * d + i]!;
+            bias[col] = b[row]!;
+          }
+        }
+        return { W: out, b: bias };
+      };
+      const q = part(0);
+      const k = part(1);
+      const v = part(2);
+      return {
+        lnWeight: readWeight(w, `layers.${l}.input_layernorm.weight`),
+        lnBias: readWeight(w, `layers.${l}.input_layernorm.bias`),
+        wQ: q.W,
+        wK: k.W,
+        wV: v.W,
+        bQ: q.b,
+        bK: k.b,
+        bV: v.b,
+        wO: transpose(readWeight(w, p + 'dense.weight'), d, d), // [out, in] → [in, out]
+        bO: cfg.attentionBias ? readWeight(w, p + 'dense.bias') : new Float32Array(d),
+      };
+    },
+    // Rotary positions: no position embedding is added.
+    embedAtStart: (w, token) => {
+      const d = w.config.nEmbd;
+      return Float64Array.from(readWeight(w, 'embed_in.weight').subarray(token * d, (token + 1) * d));
+    },
+    parallel: (w) => (w.config as NeoxConfig).parallelResidual,
     unembed: (w) => ({
       rows: readWeight(w, (w.config as NeoxConfig).tieWordEmbeddings ? 'embed_in.weight' : 'embed_out.weight'),
       lnWeight: readWeight(w, 'final_layer_norm.weight'),
@@ -126,6 +225,21 @@ export function buildGraph(w: ArchWeights, opts: GraphOptions): OnnxGraph {
 /** Layer `layer`'s MLP and the LayerNorm before it, in TransformerLens' layout (MlpTensors). */
 export function mlpTensors(w: ResolvedWeights, layer: number): MlpTensors {
   return archOf(w.config.modelType).mlp(w as ArchWeights, layer);
+}
+
+/** Layer `layer`'s attention and the LayerNorm before it, in TransformerLens' layout (AttentionTensors). */
+export function attentionTensors(w: ResolvedWeights, layer: number): AttentionTensors {
+  return archOf(w.config.modelType).attention(w as ArchWeights, layer);
+}
+
+/** The residual stream entering layer 0 at position 0 for `token`. */
+export function embedAtStart(w: ResolvedWeights, token: number): Float64Array {
+  return archOf(w.config.modelType).embedAtStart(w as ArchWeights, token);
+}
+
+/** Whether attention and MLP read the same layer input (parallel residual). */
+export function parallelResidual(w: ResolvedWeights): boolean {
+  return archOf(w.config.modelType).parallel(w as ArchWeights);
 }
 
 /** The unembedding rows [V × d_model] and the final LayerNorm's weight. */
