@@ -3,7 +3,10 @@
  * 36,864 neurons each) within a memory budget, over a small token count. A measurement, not a
  * test: the point is peak memory and where the time goes, not the numbers (the models are random).
  *
- *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--stats-only | --write-only]
+ *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--layers 12] [--stats-only | --write-only]
+ *
+ * `--layers L`: models of L layers at GPT-2-small width (d_mlp 3,072), for a reduced run whose
+ * passes and arrays have the full-size shapes per layer (page faults, system time) in minutes.
  *
  * `--stats-only`: the last pass alone (every model forwarded, the statistics accumulators, no
  * cross moments, no result files), to see its peak without the hour the cross passes take on two
@@ -88,7 +91,9 @@ async function main(): Promise<void> {
   const batchRows = process.argv.includes('--batch-rows') ? Number(arg('batch-rows', '1')) : undefined;
 
   const t0 = Date.now();
-  const models = ['a', 'b', 'c', 'd', 'e'].map((s) => writeRandomGpt2(join(CACHE, `random-gpt2-12x768-${s}`), s, GPT2_SMALL));
+  const layers = Number(arg('layers', String(GPT2_SMALL.layers)));
+  const shape = { ...GPT2_SMALL, layers };
+  const models = ['a', 'b', 'c', 'd', 'e'].map((s) => writeRandomGpt2(join(CACHE, `random-gpt2-${layers}x768-${s}`), s, shape));
   const tModels = Date.now();
   const out = join(CACHE, statsOnly ? 'scale-run-stats' : writeOnly ? 'scale-run-write' : 'scale-run');
   fs.rmSync(out, { recursive: true, force: true });
@@ -173,7 +178,7 @@ async function main(): Promise<void> {
   const hwm = status('VmHWM');
 
   const s = r.manifest.settings;
-  const N = 36864;
+  const N = layers * 3072;
   const sum = (re: RegExp): number => phases.filter((p) => re.test(p.name)).reduce((a, p) => a + (p.end - p.start) / 1000, 0);
   const peak = (re: RegExp): number => Math.max(0, ...phases.filter((p) => re.test(p.name)).map((p) => p.peakRss));
   const statsPass = `pass ${passes} `;

@@ -18,6 +18,9 @@
  * with the reference and m forwarded: a pair's first block also holds m's Gram, so it is narrower
  * than the others. The statistics get a pass of their own, where the reference keeps every array
  * and the other models only their kept pre-activations (4·T·N: the plan's `reads`).
+ * Blocked, a block's fp32 partial and Gram are reused by the next block (cross/pool.ts): the pool
+ * holds no more than one block's arrays, taken back at the next block's start and dropped before
+ * the statistics pass, so the terms above are unchanged.
  */
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';

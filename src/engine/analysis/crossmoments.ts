@@ -69,6 +69,7 @@ export { CHUNK_TOKENS, type CrossMomentsOptions, type CrossMomentsResult, type F
 export { mergeBlocks, packResult, unpackResult } from './cross/result';
 export { maxRowNorm, screenRefine } from './cross/baseline';
 export { rotationMatrix } from '../rng';
+export { ArrayPool } from './cross/pool';
 
 const STATE_KIND = 'CrossMoments';
 const STATE_VERSION = 1;
@@ -160,7 +161,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     this.gemm = opts.gemm ?? new Gemm({ threads: opts.threads });
     this.xs = new XStats(this.B);
     // Fast mode allocates on the first add() or screen(): a screen holds sub-screen sums instead.
-    if (this.mode === 'exact') this.dense = new DenseMoments(this.B, this.Nm, this.layout, !opts.yMoments);
+    if (this.mode === 'exact') this.dense = new DenseMoments(this.B, this.Nm, this.layout, !opts.yMoments, 0, opts.pool);
   }
 
   get screenTokens(): number {
@@ -173,7 +174,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
 
   /** Fast mode's dense moments: a counted prefix (float64 totals), or a screen (sub-screen sums). */
   private denseFor(screen: boolean): DenseMoments {
-    this.dense ??= new DenseMoments(this.B, this.Nm, this.layout, true, screen ? this.subScreens : 0);
+    this.dense ??= new DenseMoments(this.B, this.Nm, this.layout, true, screen ? this.subScreens : 0, this.opts.pool);
     return this.dense;
   }
 

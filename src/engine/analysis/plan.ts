@@ -30,7 +30,7 @@ import { COVARIANCE_MAX_BYTES, LayerCovariance, PCA_TOP, type LayerPca } from '.
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { PaperHistogram, type PaperHistogramResult } from './paperhist';
 import { blockBounds } from './blocking';
-import { CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
+import { ArrayPool, CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
 import { TopExamples, type TopExamplesResult } from './examples';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, PlanContext } from './types';
 import { universalityTable } from './universality';
@@ -141,11 +141,15 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   }
   const bounds = blockBounds(N, s.gramBlock, s.refBlock);
   const k = bounds.length;
+  // One block per pass: each takes the last one's partial and Gram (page faults, not bytes:
+  // the pool holds no more than one block's arrays, which the planner counts; cross/pool.ts).
+  const pool = new ArrayPool();
+  const last = ctx.models.length - 2;
   return ctx.models.slice(1).flatMap((m, i) => {
     const name = (j: number): string => (j === k - 1 ? `cross:${m.label}` : `cross:${m.label}@${bounds[j]![0]}`);
     return bounds.map((block, j): AccumulatorSpec => {
       const opts = (done: ReadonlyMap<string, unknown>): CrossMomentsOptions => {
-        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block };
+        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block, pool };
         // Fast mode's screen needs the Gram itself, so there every block keeps its own.
         if (s.mode !== 'exact') return o;
         if (j === 0) return k > 1 ? { ...o, exportY: true } : o;
@@ -167,7 +171,10 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
               state: () => c.state(),
               finish: async (signal) => {
                 const parts = Array.from({ length: k - 1 }, (_, q) => done.get(name(q)) as CrossMomentsResult);
-                return mergeBlocks([...parts, await c.finish(signal)], N);
+                const r = await c.finish(signal);
+                // The statistics pass after the cross passes gets the memory back.
+                if (i === last) pool.clear();
+                return mergeBlocks([...parts, r], N);
               },
             };
       return {

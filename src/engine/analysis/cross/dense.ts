@@ -9,6 +9,7 @@ import type { GramLayout } from '../gemm';
 import type { AccumulatorState } from '../types';
 import { bigFinish, gramMoments, rotatedCorr, rotatedMax } from './baseline';
 import { addInto, clampCorr, copyInto, invStd, num, XStats, Y_REL } from './common';
+import type { ArrayPool } from './pool';
 import type { CrossMomentsResult, YMoments } from './types';
 
 /** One sub-screen of a fast-mode screen: Σ x'y in fp32 (updated in place by the GEMM), Σy, Σy², x's sums. */
@@ -57,13 +58,28 @@ export class DenseMoments {
     readonly withGram: boolean,
     /** A screen of this many sub-screens (0: float64 totals). */
     subs = 0,
+    /** The run's reused arrays (blocked runs): the partials and the Gram come from it and go back. */
+    private readonly arrays?: ArrayPool,
   ) {
     this.subs = Array.from({ length: subs }, () => ({ xy: new Float32Array(B * Nm), sy: new Float64Array(Nm), syy: new Float64Array(Nm), xs: new XStats(B) }));
     this.sxy = new Float64Array(0);
     this.syAcc = new Float64Array(Nm);
-    this.p32 = new Float32Array(subs ? 0 : B * Nm);
-    this.gram = new Float64Array(withGram ? layout.groups * layout.width * layout.width : 0);
-    this.gp32 = withGram ? layout.blocks.map((b) => new Float32Array(b.rows * b.cols)) : [];
+    const p32 = subs ? 0 : B * Nm;
+    const gram = withGram ? layout.groups * layout.width * layout.width : 0;
+    const gp32 = withGram ? layout.blocks.map((b) => b.rows * b.cols) : [];
+    if (arrays) {
+      // All at once, so that the pool drops what this block does not reuse (pool.ts).
+      const want: ['f32' | 'f64', number][] = [...(p32 ? [['f32', p32] as ['f32', number]] : []), ...(gram ? [['f64', gram] as ['f64', number]] : []), ...gp32.map((n) => ['f32', n] as ['f32', number])];
+      const got = arrays.takeAll(want);
+      let q = 0;
+      this.p32 = p32 ? (got[q++] as Float32Array) : new Float32Array(0);
+      this.gram = gram ? (got[q++] as Float64Array) : new Float64Array(0);
+      this.gp32 = gp32.map(() => got[q++] as Float32Array);
+    } else {
+      this.p32 = new Float32Array(p32);
+      this.gram = new Float64Array(gram);
+      this.gp32 = gp32.map((n) => new Float32Array(n));
+    }
     this.xs = new XStats(B);
   }
 
@@ -123,6 +139,8 @@ export class DenseMoments {
       for (let a = 0; a < w; a++) for (let b = a + 1; b < w; b++) this.gram[base + b * w + a] = this.gram[base + a * w + b]!;
     }
     // Nothing is added after this, and at GPT-2-small size they are a third of a block's memory.
+    if (this.p32 !== this.sxy) this.arrays?.give(this.p32);
+    this.arrays?.give(...this.gp32);
     this.p32 = new Float32Array(0);
     this.gp32 = [];
     this.final = true;
@@ -130,7 +148,14 @@ export class DenseMoments {
 
   /** After m's moments are taken from it: the Gram is the largest array of a pair's first block. */
   releaseGram(): void {
+    this.arrays?.give(this.gram);
     this.gram = new Float64Array(0);
+  }
+
+  /** After the exact finish: the fp32 partial that served as the totals goes back to the pool. */
+  releaseTotals(): void {
+    if (this.sxy instanceof Float32Array && this.subs.length === 0) this.arrays?.give(this.sxy);
+    this.sxy = new Float64Array(0);
   }
 
   /** Σ y. */
@@ -262,6 +287,7 @@ export async function finishExact(c: CrossMoments, D: DenseMoments): Promise<Cro
       baselinePartner[i] = -1;
     }
   }
+  D.releaseTotals();
   const res = c.result(maxCorr, partner, baseline, baselinePartner);
   if (c.opts.exportY) res.y = ym;
   return res;

@@ -1,6 +1,7 @@
 /** CrossMoments' options and result (crossmoments.ts re-exports them). */
 import type { Gemm } from '../gemm';
 import type { RotationCache } from '../rotations';
+import type { ArrayPool } from './pool';
 
 /** Default `chunkTokens`: a pair whose kept tokens are at most this never holds float64 totals. */
 export const CHUNK_TOKENS = 8192;
@@ -87,6 +88,8 @@ export interface CrossMomentsOptions {
   baselineFinish?: 'screen' | 'float64';
   /** The run's rotation matrices drawn once and read back (a blocked run's passes all need them). */
   rotations?: RotationCache;
+  /** A blocked run's arrays reused from pass to pass (cross/pool.ts); default: fresh arrays. */
+  pool?: ArrayPool;
 }
 
 export interface CrossMomentsResult {
