@@ -38,7 +38,11 @@ function categoryAxis(names: string[]) {
     type: 'linear' as const,
     min: -0.5,
     max: names.length - 0.5,
-    ticks: { stepSize: 1, autoSkip: false, maxRotation: 60, callback: (v: string | number) => names[Number(v)] ?? '' },
+    // A linear scale makes its own "nice" ticks (from min −0.5); one tick per category instead.
+    afterBuildTicks: (axis: { ticks: { value: number }[] }) => {
+      axis.ticks = names.map((_, i) => ({ value: i }));
+    },
+    ticks: { autoSkip: false, maxRotation: 60, callback: (v: string | number) => names[Number(v)] ?? '' },
   };
 }
 
