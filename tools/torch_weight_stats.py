@@ -10,6 +10,7 @@ statistics of docs/method-notes.md "Weight statistics" to test/fixtures/weightst
   W_U' = diag(ln_f.w) W_U (W_U = wte^T when tied, lm_head.weight^T otherwise), centred over
   d_model per token, then minus its mean over the vocab;
   c = (w_out/|w_out|) @ (W_U' with unit columns); population moments of c (kurtosis non-excess).
+For GPT-NeoX also the attention-deactivation raw scores of roles.ts (attention_h, neox_attention_h).
 
 Nothing here imports or mirrors our TypeScript: it follows the formulas in the method and in
 TransformerLens (fold_layer_norm, center_writing_weights, center_unembed).
@@ -21,6 +22,7 @@ golden small.
 Run:  /usr/bin/python3 tools/torch_weight_stats.py [NAME...]   (about a minute on 2 cores; deterministic)
 """
 import hashlib
+import math
 import json
 import os
 import struct
@@ -40,6 +42,7 @@ CHECKPOINTS = [
     ('tiny-gpt2-a', 'models/tiny-gpt2-a', 16),  # shipped family, fp16
     # GPT-NeoX: nn.Linear [out, in] weights, post_attention_layernorm, untied embed_out, final_layer_norm
     ('neox-tiny-seq', 'test/fixtures/neox-tiny-seq', 4),
+    ('neox-14m', 'test/fixtures/neox-14m', 16),  # parallel residual, Pythia-14m's layout scaled down
 ]
 TOP = 10
 
@@ -162,7 +165,63 @@ def stats(folder):
         bot_i.append(bt.indices)
     for k, v in mom.items():
         out[k] = torch.cat(v)
-    return cfg, out, torch.cat(top_v), torch.cat(top_i), torch.cat(bot_v), torch.cat(bot_i)
+    return cfg, out, torch.cat(top_v), torch.cat(top_i), torch.cat(bot_v), torch.cat(bot_i), A
+
+
+def gelu(x, act):
+    if act == 'gelu':
+        return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def neox_attention_h(folder, unit_w_out):
+    """Attention-deactivation raw scores h[l][n][l2·H + head] (l2 > l) of a GPT-NeoX, from the method:
+    k_BOS from a one-token forward of BOS (id bos_token_id; rotary is the identity at position 0;
+    the parallel residual feeds the MLP the layer's input), g = diag(input_layernorm.w) W_Q[:, head]
+    k_BOS[head] / sqrt(d_head) with W_Q the head's q rows of the fused query_key_value (per head
+    [q | k | v], HF's view(..., H, 3·d_head)), h = w_out_unit . g."""
+    cfg = json.load(open(os.path.join(folder, 'config.json')))
+    W = read_safetensors(os.path.join(folder, 'model.safetensors'))
+
+    def get(name):
+        for n in ('gpt_neox.' + name, name):
+            if n in W:
+                return W[n]
+        raise KeyError(name)
+
+    L, H, d = cfg['num_hidden_layers'], cfg['num_attention_heads'], cfg['hidden_size']
+    dh = d // H
+    eps = cfg.get('layer_norm_eps', 1e-5)
+    parallel = cfg.get('use_parallel_residual', True)
+    has_bias = cfg.get('attention_bias', True)
+
+    def ln(x, p):
+        return torch.nn.functional.layer_norm(x, (d,), get(p + '.weight'), get(p + '.bias'), eps)
+
+    x = get('embed_in.weight')[cfg.get('bos_token_id', 0)].clone()
+    gs = []  # per layer [H, d]
+    for l in range(L):
+        p = f'layers.{l}.'
+        Wqkv = get(p + 'attention.query_key_value.weight').view(H, 3, dh, d)
+        bqkv = get(p + 'attention.query_key_value.bias').view(H, 3, dh) if has_bias else torch.zeros(H, 3, dh, dtype=torch.float64)
+        a = ln(x, p + 'input_layernorm')
+        k = torch.einsum('hkd,d->hk', Wqkv[:, 1], a) + bqkv[:, 1]
+        v = torch.einsum('hkd,d->hk', Wqkv[:, 2], a) + bqkv[:, 2]
+        o = get(p + 'attention.dense.weight') @ v.reshape(d)
+        if has_bias:
+            o = o + get(p + 'attention.dense.bias')
+        g = torch.einsum('hkd,hk->hd', Wqkv[:, 0], k) * get(p + 'input_layernorm.weight')[None, :] / math.sqrt(dh)
+        gs.append(g)
+        mlp_in = x if parallel else x + o
+        hid = gelu(get(p + 'mlp.dense_h_to_4h.weight') @ ln(mlp_in, p + 'post_attention_layernorm') + get(p + 'mlp.dense_h_to_4h.bias'), cfg['hidden_act'])
+        y = get(p + 'mlp.dense_4h_to_h.weight') @ hid + get(p + 'mlp.dense_4h_to_h.bias')
+        x = x + o + y if parallel else mlp_in + y
+    m = cfg['intermediate_size']
+    out = []
+    for l in range(L - 1):
+        later = torch.cat(gs[l + 1 :])  # [(L-1-l)·H, d]
+        out.append(unit_w_out[l * m : (l + 1) * m] @ later.T)
+    return out
 
 
 def main():
@@ -173,7 +232,7 @@ def main():
             continue
         folder = os.path.join(ROOT, rel)
         sha = hashlib.sha256(open(os.path.join(folder, 'model.safetensors'), 'rb').read()).hexdigest()
-        cfg, s, tv, ti, bv, bi = stats(folder)
+        cfg, s, tv, ti, bv, bi, A = stats(folder)
         N = len(s['w_in_norm'])
         picked = list(range(0, N, stride))
         golden = {
@@ -191,6 +250,8 @@ def main():
                 'bottom_values': [[sig7(x) for x in bv[j].tolist()] for j in picked],
             },
         }
+        if cfg['model_type'] == 'gpt_neox':
+            golden['attention_h'] = [[[sig7(x) for x in row] for row in h.tolist()] for h in neox_attention_h(folder, A)]
         path = os.path.join(OUT, name + '.json')
         with open(path, 'w') as f:
             json.dump(golden, f, separators=(',', ':'))

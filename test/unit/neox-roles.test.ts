@@ -2,10 +2,11 @@
 // (roles.ts bosForward, either residual form, rotary at position 0) against the engine's ONNX
 // forward of the same token, and neuronRoles end to end on the NeoX fixtures.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { bosForward, neuronRoles } from '../../src/engine/analysis/roles';
-import { openModelWeights, weightStats } from '../../src/engine/analysis/weightstats';
+import { attentionScores, bosForward, neuronRoles, randomDirections } from '../../src/engine/analysis/roles';
+import { openModelWeights, processMlpWeights, weightStats } from '../../src/engine/analysis/weightstats';
 import { openModel } from '../../src/engine/runtime';
 
 const FIXTURES = join(__dirname, '..', 'fixtures');
@@ -58,3 +59,37 @@ test('neuronRoles on GPT-NeoX: attention scores against every later head, a role
     close();
   }
 });
+
+// tools/torch_weight_stats.py writes, for GPT-NeoX fixtures, every raw attention score h of the
+// method (its own one-token forward and fused-QKV split, float64 PyTorch).
+for (const name of ['neox-14m', 'neox-tiny-seq']) {
+  test(`${name}: attention-deactivation raw scores equal the PyTorch golden (every positive pair, ≤1e-4)`, () => {
+    const g = JSON.parse(readFileSync(join(FIXTURES, 'weightstats', `${name}.json`), 'utf8')) as { attention_h: number[][][] };
+    const { weights, close } = openModelWeights(join(FIXTURES, name));
+    try {
+      const { nEmbd: d, dMlp: m, nHead: H } = weights.config;
+      const wOutUnit = processMlpWeights(weights).wOut.map((Wo) => {
+        const u = Float64Array.from(Wo);
+        for (let n = 0; n < m; n++) {
+          const row = u.subarray(n * d, (n + 1) * d);
+          const norm = Math.sqrt(row.reduce((x, y) => x + y * y, 0));
+          row.forEach((x, i) => (row[i] = x / norm));
+        }
+        return u;
+      });
+      const s = attentionScores(weights, wOutUnit, randomDirections(1, 64, d), Infinity, undefined, 0);
+      const positive = g.attention_h.flat(2).filter((h) => h > 0).length;
+      assert.equal(s.pairs.length, positive, 'one pair per positive golden h');
+      let worst = 0;
+      for (const p of s.pairs) {
+        const [, l2, hd] = /^L(\d+)\.H(\d+)$/.exec(p.head)!.map(Number);
+        const want = g.attention_h[p.layer]![p.neuron]![(l2! - p.layer - 1) * H + hd!]!;
+        worst = Math.max(worst, Math.abs(p.raw - want));
+        assert.ok(Math.abs(p.raw - want) <= 1e-4 + 1e-5 * Math.abs(want), `L${p.layer}.N${p.neuron} ${p.head}: ${p.raw} vs ${want}`);
+      }
+      console.log(`${name}: ${s.pairs.length} pairs, max |h − torch| ${worst.toExponential(2)}`);
+    } finally {
+      close();
+    }
+  });
+}

@@ -72,8 +72,8 @@ async function golden(name: string): Promise<Golden> {
   return g;
 }
 
-// neox-tiny-seq: GPT-NeoX's [out, in] Linear weights, post_attention_layernorm and untied embed_out (arch/index.ts mlpTensors).
-for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied', 'neox-tiny-seq']) {
+// neox-tiny-seq, neox-14m: GPT-NeoX's [out, in] Linear weights, post_attention_layernorm and untied embed_out (arch/index.ts mlpTensors).
+for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied', 'neox-tiny-seq', 'neox-14m']) {
   test(`${name}: matches the independent PyTorch float64 statistics`, async () => {
     const g = await golden(name);
     compare(await weightStatsFromCheckpoint(path.join(ROOT, g.checkpoint)), g, name);
