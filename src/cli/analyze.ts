@@ -91,7 +91,9 @@ export async function runAnalyze(
   const progress = progressReporter(stderr);
   const warned = new Set<string>();
   let runDir: string | undefined;
-  const planOptions = { families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}) } };
+  const planOptions = {
+    families: { enabled: cmd.families !== false, ...(cmd.familyThresholds ? { thresholds: cmd.familyThresholds } : {}), ...(cmd.roles ? { roleSettings: cmd.roles } : {}) },
+  };
   // The analysis runs in a worker thread (analysis/worker.ts): this thread stays free, so Ctrl-C
   // is seen at once (a signal handler waits for the event loop, which a synchronous finishing
   // loop or an onnxruntime run would hold for seconds), and the worker polls the shared flag in

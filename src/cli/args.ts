@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import type { NeuronRef } from '../engine/arch/common';
 import { parseMode, parseNeuronList, parseTokenRange, type InterventionMode } from '../engine/interventionSpec';
 import { isUsableThreshold } from '../engine/run/defaults';
+import { ROLE_SETTING_KEYS, ROLE_SETTINGS, roleSettingProblem, type RoleSettings } from '../engine/run/roleSettings';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -84,6 +85,12 @@ Options of analyze:
                        feature, syntax and semantic are ours). The five VR thresholds are
                        variance reductions in [0, 1]; position-mi (nats) and position-kurtosis
                        are >= 0.
+  --roles K=V,...      Role settings: entropy-layers=0.2 entropy-l2=3 entropy-vocab-kurt=10
+                       entropy-kurt=10 (the paper's entropy-neuron query, layers scaled to depth:
+                       the last max(1, round(0.2 x layers))); entropy-neurons=1 intervention-rows=256
+                       (the entropy intervention: top candidates measured, corpus rows scored);
+                       attention-z=5 (attention-deactivation role cut-off) attention-pairs=20
+                       (pairs listed by |h|).
   --resume RUN         Continue an interrupted run (folder or id); settings come from its manifest.
   --block J            Compute part J of a split run only (a block of reference neurons against one
                        other model, or the statistics), for another machine to merge (merge PART...
@@ -196,7 +203,7 @@ export function commandHelp(cmd: string): string {
 const ALLOWED: Record<string, readonly string[]> = {
   activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
   demo: ['tokens', 'threads', 'top', 'out'],
-  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'resume', 'threads', 'top', 'block', 'block-size'],
+  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'roles', 'resume', 'threads', 'top', 'block', 'block-size'],
   summary: ['top'],
   development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron'],
   table: ['top', 'threshold', 'd-mlp', 'run'],
@@ -255,6 +262,8 @@ export interface AnalyzeCommand {
   /** false: no families and roles. */
   families?: boolean;
   familyThresholds?: Partial<Record<FamilyThresholdKey, number>>;
+  /** --roles: the role settings given (run/roleSettings.ts). */
+  roles?: RoleSettings;
   threads: number;
   resume?: string;
   /** Part J of a split run (parts.ts), with the blocks [first, rest] every part uses. */
@@ -316,7 +325,7 @@ export type Command =
 const LIST_FLAGS = new Set(['--models', '--corpus', '--checkpoints']);
 
 /** Flags that take a value (a value that looks negative, `--seed -1`, is joined as `--seed=-1`). */
-const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--resume', '--block', '--block-size', '--d-mlp', '--neuron', '--hook', '--run', '--final']);
+const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--roles', '--resume', '--block', '--block-size', '--d-mlp', '--neuron', '--hook', '--run', '--final']);
 
 function expandLists(argv: string[]): string[] {
   const out: string[] = [];
@@ -380,6 +389,20 @@ function familyThresholds(raw: string): Partial<Record<FamilyThresholdKey, numbe
   return out;
 }
 
+function roleSettings(raw: string): RoleSettings {
+  const out: RoleSettings = {};
+  for (const part of raw.split(/[,\s]+/).filter((p) => p.trim())) {
+    const [k, val] = part.split('=').map((x) => x.trim());
+    const key = ROLE_SETTING_KEYS.find((r) => ROLE_SETTINGS[r].cli === k);
+    if (!key) throw new UsageError(`--roles: unknown setting ${JSON.stringify(k)} (expected ${ROLE_SETTING_KEYS.map((r) => ROLE_SETTINGS[r].cli).join(', ')})`);
+    const x = val === undefined || val === '' ? NaN : Number(val);
+    const problem = roleSettingProblem(key, x);
+    if (problem) throw new UsageError(`--roles: ${problem.replace(/got NaN$/, `got ${JSON.stringify(val ?? '')}`)}`);
+    out[key] = x;
+  }
+  return out;
+}
+
 function number(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   const x = Number(raw);
@@ -431,6 +454,7 @@ export function parseCli(argv: string[]): Command {
         mode: { type: 'string' },
         'no-families': { type: 'boolean' },
         'family-vr': { type: 'string' },
+        roles: { type: 'string' },
         resume: { type: 'string' },
         block: { type: 'string' },
         'block-size': { type: 'string' },
@@ -538,6 +562,7 @@ export function parseCli(argv: string[]): Command {
     ...(v['family-vr'] !== undefined ? { familyThresholds: familyThresholds(v['family-vr']) } : {}),
     ...(v.block !== undefined ? { block: integer('block', v.block, 0, 0) } : {}),
     ...(blockSize ? { blockSize } : {}),
+    ...(v.roles !== undefined ? { roles: roleSettings(v.roles as string) } : {}),
     threads,
     top: integer('top', v.top, 15, 0),
   };

@@ -234,7 +234,7 @@ export async function analyzeModels(
             out,
             threshold,
             threads: settings.threads,
-            plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds } },
+            plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds, roleSettings: settings.roles } },
           },
           {
             onProgress: (p) => {

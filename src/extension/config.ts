@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import * as vscode from 'vscode';
 import { DEFAULT_THRESHOLD } from '../engine/run/defaults';
+import { ROLE_SETTING_KEYS, type RoleSettings } from '../engine/run/roleSettings';
 import { DEFAULT_MODEL, fixtureCheckpoint, isCheckpointDir } from '../locate';
 
 export const SECTION = 'universalNeurons';
@@ -24,6 +25,8 @@ export interface Settings {
   families: boolean;
   /** Family thresholds (new analyses); unset keys keep the method's defaults. */
   familyThresholds: Partial<Record<FamilyThresholdKey, number>>;
+  /** Role settings (new analyses); unset keys keep the defaults, a value out of range is refused by the engine by name. */
+  roles: RoleSettings;
 }
 
 const FAMILY_THRESHOLD_KEYS = ['unigram', 'alphabet', 'feature', 'syntax', 'semantic', 'positionMi', 'positionKurtosis'] as const;
@@ -35,6 +38,16 @@ function familyThresholds(v: unknown): Partial<Record<FamilyThresholdKey, number
   for (const k of FAMILY_THRESHOLD_KEYS) {
     const x = (v as Record<string, unknown>)[k];
     if (typeof x === 'number' && Number.isFinite(x) && x >= 0) out[k] = x;
+  }
+  return out;
+}
+
+function roleSettings(v: unknown): RoleSettings {
+  const out: RoleSettings = {};
+  if (!v || typeof v !== 'object') return out;
+  for (const k of ROLE_SETTING_KEYS) {
+    const x = (v as Record<string, unknown>)[k];
+    if (typeof x === 'number') out[k] = x;
   }
   return out;
 }
@@ -72,6 +85,7 @@ export function readSettings(): Settings {
     reanalyzeDelayMs: int(c.get('reanalyzeDelayMs'), 300, 0, 10_000),
     families: c.get('families') !== false,
     familyThresholds: familyThresholds(c.get('familyThresholds')),
+    roles: roleSettings(c.get('roles')),
   };
 }
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { entropyIntervention, heldoutLoss, scoreMeans } from '../../src/engine/analysis/intervention';
+import { entropyIntervention, entropyInterventions, heldoutLoss, scoreMeans } from '../../src/engine/analysis/intervention';
 import { buildGpt2Graph, hookName, INPUT_IDS, INTERVENTION_VALUE, LOGITS, parseGpt2Config, resolveGpt2Weights, TARGETS } from '../../src/engine/arch/gpt2';
 import { loadCheckpoint } from '../../src/engine/checkpoint';
 import { CancelledError, EngineError } from '../../src/engine/errors';
@@ -128,6 +128,36 @@ describe('scores and intervention against torch: gpt2-tiny-crfm', () => {
       assert.equal(p.dEntropy, p.entropy - res.baseline.entropy);
     });
     assert.ok(Math.abs((await heldoutLoss(FIXTURE, golden.rows, { threads: 2 })) - base.loss) <= TOL);
+  });
+});
+
+describe('several neurons on one shared unfixed forward', () => {
+  test('entropyInterventions equals each neuron run on its own scorer; the golden neuron matches torch', async () => {
+    const values = golden.intervention.values.map((v) => v.value);
+    const other = { layer: 0, neuron: 3 };
+    const seen: number[] = [];
+    const [a, b] = await entropyInterventions(FIXTURE, golden.rows, [target, other], values, { threads: 2, onTarget: (i) => seen.push(i) });
+    assert.deepEqual(seen, [0, 1]);
+    const base = goldenMeans(golden.plain);
+    for (const k of ['loss', 'entropy', 'lnScale'] as const) assert.ok(Math.abs(a!.baseline[k] - base[k]) <= TOL);
+    assert.deepEqual(b!.baseline, a!.baseline, 'one baseline for both');
+    a!.points.forEach((p, i) => {
+      const want = goldenMeans(golden.intervention.values[i]!.rows);
+      for (const k of ['loss', 'entropy', 'lnScale'] as const) assert.ok(Math.abs(p[k] - want[k]) <= TOL, `value ${p.value} ${k}`);
+    });
+    // The second neuron against its own scorer, row by row (one row per run: another batching).
+    const own = await openScorer(FIXTURE, { threads: 2, intervention: other, batchTokens: 1 });
+    try {
+      for (const p of b!.points) {
+        const m = scoreMeans(await own.score(golden.rows, { value: p.value }));
+        for (const k of ['loss', 'entropy', 'lnScale'] as const) assert.ok(Math.abs(p[k] - m[k]) <= 1e-5, `L0.N3 value ${p.value} ${k}: ${p[k]} vs ${m[k]}`);
+        assert.equal(p.dLoss, p.loss - b!.baseline.loss);
+      }
+    } finally {
+      await own.close();
+    }
+    assert.deepEqual(await entropyInterventions(FIXTURE, golden.rows, [], values), []);
+    await assert.rejects(entropyInterventions(FIXTURE, golden.rows, [other, { layer: 0, neuron: 1e6 }], values, { threads: 1 }), /outside this model's neurons/);
   });
 });
 

@@ -10,8 +10,10 @@ import {
   attentionScores,
   bosKeys,
   directionVocabVar,
+  entropyFirstLayer,
   neuronRoles,
   randomDirections,
+  trimByAbsH,
   unembedMoments,
   unembedMomentsPlain,
 } from '../../src/engine/analysis/roles';
@@ -20,33 +22,74 @@ import { openModelWeights, processMlpWeights, readTensor, unitUnembedRows, weigh
 const FIXTURE = join(__dirname, '..', 'fixtures', 'gpt2-tiny-crfm');
 
 test('role rules on hand-made vocab moments and weight norms', () => {
-  // 2 layers × 4 neurons. Layer 1 is the last.
+  // 2 layers × 4 neurons. Layer 1 is the last, the only one the entropy query searches at 0.2.
   const stats = {
     nLayers: 2,
     dMlp: 4,
-    //                 L0: pred  supp  part  none | L1: entropy  big-not-tiny  tiny-small-l2  none
-    vocab_kurt: Float64Array.from([12, 15, 3, 9.9, 3, 3, 3, 3]),
+    //                 L0: pred  supp  part  none | L1: entropy  kurt 12  l2 2.9  on every bound
+    vocab_kurt: Float64Array.from([12, 15, 3, 9.9, 3, 3, 3, 10]),
     vocab_skew: Float64Array.from([2, -3, 0, 5, 0, 0, 0, 0]),
     vocab_var: Float64Array.from([0.01, 0.01, 0.5, 0.01, 0.0001, 0.01, 0.0001, 0.01]),
-    l2_penalty: Float64Array.from([1, 1, 1, 1, 9, 9, 1, 1]),
+    l2_penalty: Float64Array.from([1, 1, 1, 5, 9, 9, 2.9, 3]),
   };
+  const kurt = Float64Array.from([3, 3, 3, 1, 5, 12, 5, 10]);
   const attn = { z: Float64Array.from([0, 6, 0, 4.9, NaN, NaN, NaN, NaN]), head: ['', 'L1.H0', '', 'L1.H2', '', '', '', ''] };
-  const r = applyRoleRules(stats, { min: 0.001, max: 0.1 }, attn, { entropyL2Quantile: 0.5 });
-  assert.deepEqual(r.roles, ['prediction', 'attention-deactivation,suppression', 'partition', '', 'entropy', '', '', '']);
-  assert.deepEqual(r.role, ['prediction', 'attention-deactivation', 'partition', '', 'entropy', '', '', '']);
-  // The ranking covers the last layer by l2/vocab_var; the rule marks only the one that passes it.
+  const r = applyRoleRules(stats, kurt, { min: 0.001, max: 0.1 }, attn);
+  assert.deepEqual(r.roles, ['prediction', 'attention-deactivation,suppression', 'partition', '', 'entropy', '', '', 'entropy']);
+  assert.deepEqual(r.role, ['prediction', 'attention-deactivation', 'partition', '', 'entropy', '', '', 'entropy']);
+  // The ranking covers the query's layers: those that pass first, each group by vocab_var, smallest first.
   assert.deepEqual(
     r.entropyRanking.map((e) => [e.index, e.candidate]),
     [
       [4, true],
+      [7, true],
       [6, false],
       [5, false],
-      [7, false],
     ],
   );
-  // Thresholds are settings.
-  const strict = applyRoleRules(stats, { min: 0.001, max: 0.1 }, attn, { vocabKurt: 13, attentionZ: 10, entropyL2Quantile: 0.5 });
+  // Thresholds are settings: the query's layers, l2, vocab_kurt and kurt bounds too.
+  const strict = applyRoleRules(stats, kurt, { min: 0.001, max: 0.1 }, attn, { vocabKurt: 13, attentionZ: 10 });
   assert.deepEqual(strict.roles.slice(0, 2), ['', 'suppression']);
+  const all = applyRoleRules(stats, kurt, { min: 0.001, max: 0.1 }, attn, { entropy: { layerFraction: 1 } });
+  assert.deepEqual(
+    all.entropyRanking.filter((e) => e.candidate).map((e) => e.index),
+    [4, 3, 7],
+  );
+  const tight = applyRoleRules(stats, kurt, { min: 0.001, max: 0.1 }, attn, { entropy: { l2: 2.5, kurt: 9, vocabKurt: 9 } });
+  assert.deepEqual(
+    tight.entropyRanking.filter((e) => e.candidate).map((e) => e.index),
+    [4, 6],
+  );
+  // A dead neuron's NaN kurtosis is no candidate.
+  const dead = applyRoleRules(stats, Float64Array.from([3, 3, 3, 1, NaN, 12, 5, 10]), { min: 0.001, max: 0.1 }, attn);
+  assert.equal(dead.roles[4], '');
+  assert.throws(() => applyRoleRules(stats, kurt.subarray(1), { min: 0.001, max: 0.1 }, attn), /7 activation kurtoses for 8 neurons/);
+});
+
+test("the entropy query's layers scale with depth: the paper's layer ≥ 10 of 12", () => {
+  assert.equal(entropyFirstLayer(12, 0.2), 10);
+  assert.equal(entropyFirstLayer(24, 0.2), 19); // GPT2-medium: its anti-entropy neuron is in layer 22
+  assert.equal(entropyFirstLayer(4, 0.2), 3);
+  assert.equal(entropyFirstLayer(2, 0.2), 1); // at least the last layer
+  assert.equal(entropyFirstLayer(4, 1), 0);
+  assert.throws(() => entropyFirstLayer(4, 0), /layer fraction must be in \(0, 1\]/);
+});
+
+test('attention pairs: the top by |h| of every neuron-head pair, trimmed as they come', () => {
+  // 200 pairs with pseudo-random h of both signs; the trim keeps exactly the sort-then-slice.
+  const pairs = Array.from({ length: 200 }, (_, i) => ({ layer: 0, neuron: i, head: 'L1.H0', score: i % 7, raw: Math.sin(i * 12.9898) * 43758.5453 - Math.floor(Math.sin(i * 12.9898) * 43758.5453) - 0.5 }));
+  const want = [...pairs].sort((a, b) => Math.abs(b.raw) - Math.abs(a.raw)).slice(0, 10);
+  const kept: typeof pairs = [];
+  let floor = -1;
+  for (const p of pairs) {
+    if (Math.abs(p.raw) >= floor) {
+      kept.push(p);
+      if (kept.length >= 40) floor = trimByAbsH(kept, 10);
+    }
+  }
+  trimByAbsH(kept, 10);
+  assert.deepEqual(kept, want);
+  assert.ok(kept.some((p) => p.raw < 0) && kept.some((p) => p.raw > 0));
 });
 
 test('random directions are centred unit vectors, reproducible from the seed', () => {
@@ -132,8 +175,17 @@ test('attention score: a neuron writing along a head’s BOS-query direction sco
     // Fully aligned: h = |g_c|, and σ over random centred unit directions is |g_c|/√(d−1).
     assert.ok(Math.abs(s.z[0]! / Math.sqrt(d - 1) - 1) < 0.1, `aligned neuron z ${s.z[0]} vs √(d−1) = ${Math.sqrt(d - 1)}`);
     assert.ok(s.z[1]! < s.z[0]!, 'the opposite direction pulls attention off BOS');
-    assert.deepEqual(s.pairs[0], { ...s.pairs[0]!, layer: 0, neuron: 0, head: `L${L}.H${hd}` });
-    assert.ok(s.pairs.every((p) => p.raw > 0));
+    // Every pair, ranked by |h|: on this head the aligned neuron (h = |g_c|/√d_head) and the
+    // opposite one (−|g_c|/√d_head) lead, the positive first on the tie (higher z).
+    const every = attentionScores(weights, wOut, dirs, 1e9).pairs;
+    const heads = c.nLayer * (c.nLayer - 1) / 2 * c.nHead;
+    assert.equal(every.length, c.dMlp * heads);
+    for (let i = 1; i < every.length; i++) assert.ok(Math.abs(every[i - 1]!.raw) >= Math.abs(every[i]!.raw));
+    assert.deepEqual(s.pairs, every.slice(0, 5), 'the trimmed top 5 is the top 5 of every pair');
+    const onHead = every.filter((p) => p.head === `L${L}.H${hd}` && p.layer === 0);
+    assert.deepEqual([onHead[0]!.neuron, onHead[1]!.neuron], [0, 1]);
+    assert.ok(Math.abs(onHead[0]!.raw - norm / Math.sqrt(c.dHead)) < 1e-9 * norm, `h ${onHead[0]!.raw} vs |g_c|/√d_head`);
+    assert.ok(Math.abs(onHead[1]!.raw + onHead[0]!.raw) < 1e-9 * norm);
     // The last layer has no later head.
     assert.ok(Number.isNaN(s.z[L * c.dMlp]!));
   } finally {
@@ -145,11 +197,13 @@ test('neuronRoles on a fixture: every neuron gets a role string, baselines recor
   const { weights, close } = openModelWeights(FIXTURE);
   try {
     const ws = await weightStats(weights, { gemm: 'js' });
-    const r = neuronRoles(weights, ws, { seed: 1, directions: 64 });
+    const kurt = new Float64Array(ws.nNeurons).fill(3);
+    const r = neuronRoles(weights, ws, kurt, { seed: 1, directions: 64 });
     assert.equal(r.role.length, ws.nNeurons);
     assert.ok(r.baseline.vocabVarMin > 0 && r.baseline.vocabVarMin < r.baseline.vocabVarMax);
-    assert.equal(r.entropyRanking.length, ws.dMlp);
-    assert.throws(() => neuronRoles(weights, ws, { directions: 4 }), /at least 16 random directions/);
+    // The query's layers: the last max(1, round(0.2·L)).
+    assert.equal(r.entropyRanking.length, (ws.nLayers - entropyFirstLayer(ws.nLayers, 0.2)) * ws.dMlp);
+    assert.throws(() => neuronRoles(weights, ws, kurt, { directions: 4 }), /at least 16 random directions/);
   } finally {
     close();
   }

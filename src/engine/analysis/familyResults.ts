@@ -11,17 +11,18 @@
  */
 import type { ResolvedWeights } from '../arch/common';
 import type { Corpus } from '../corpus';
-import { throwIfCancelled } from '../errors';
+import { EngineError, throwIfCancelled } from '../errors';
 import type { TokenClasses } from '../labels';
 import type { Column } from '../store';
 import { RUN_FILES } from '../run/files';
 import { writeFamilies, writeUniversalFamilies as writeUniversalFamilyCsv } from '../run/families';
 import { writeRoles } from '../run/roles';
+import { ROLE_SETTING_KEYS, ROLE_SETTINGS, roleSettingProblem, type RoleSettings } from '../run/roleSettings';
 import { threadsOf } from '../threads';
 import type { TopExamplesResult } from './examples';
 import { assignFamilies, corpusClasses, DEFAULT_THRESHOLDS, FAMILIES, FamilyStats, labelAt, type FamilyStatsOptions, type FamilyStatsResult, type FamilyThresholds } from './families';
-import { ENTROPY_INTERVENTION_VALUES, entropyIntervention, type InterventionResult } from './intervention';
-import { neuronRoles, ROLES, type RoleOptions } from './roles';
+import { ENTROPY_INTERVENTION_VALUES, entropyInterventions } from './intervention';
+import { DEFAULT_ENTROPY_QUERY, neuronRoles, ROLES, type RoleOptions } from './roles';
 import type { AccumulatorSpec, AccumulatorState, PlanContext } from './types';
 import type { WeightStats } from './weightstats';
 
@@ -30,10 +31,39 @@ export interface FamilyPlanOptions {
   enabled?: boolean;
   thresholds?: Partial<FamilyThresholds>;
   roles?: RoleOptions;
-  /** Entropy candidates given the intervention (default 3); with none, the top-ranked neuron is. */
+  /** Entropy candidates given the intervention, the top of the query's ranking (default 3); with none, the top-ranked neuron is. */
   interventions?: number;
-  /** Corpus rows the intervention scores (default 8). */
+  /** Corpus rows the intervention scores, the first of the budget (default 256). */
   interventionRows?: number;
+  /** The CLI's and the editor's flat settings (run/roleSettings.ts); they override the fields above. */
+  roleSettings?: RoleSettings;
+}
+
+export const DEFAULT_INTERVENTIONS = ROLE_SETTINGS.entropyNeurons.default;
+export const DEFAULT_INTERVENTION_ROWS = ROLE_SETTINGS.interventionRows.default;
+
+/** The options with `roleSettings` folded into `roles`, `interventions` and `interventionRows` (each checked). */
+export function withRoleSettings(o: FamilyPlanOptions): FamilyPlanOptions {
+  const s = o.roleSettings;
+  if (!s) return o;
+  for (const k of ROLE_SETTING_KEYS) {
+    const problem = s[k] === undefined ? undefined : roleSettingProblem(k, s[k]!);
+    if (problem) throw new EngineError(`role setting ${problem}`);
+  }
+  const entropy = { ...o.roles?.entropy };
+  if (s.entropyLayers !== undefined) entropy.layerFraction = s.entropyLayers;
+  if (s.entropyL2 !== undefined) entropy.l2 = s.entropyL2;
+  if (s.entropyVocabKurt !== undefined) entropy.vocabKurt = s.entropyVocabKurt;
+  if (s.entropyKurt !== undefined) entropy.kurt = s.entropyKurt;
+  const roles: RoleOptions = { ...o.roles, entropy };
+  if (s.attentionZ !== undefined) roles.attentionZ = s.attentionZ;
+  if (s.attentionPairs !== undefined) roles.topPairs = s.attentionPairs;
+  return {
+    ...o,
+    roles,
+    ...(s.entropyNeurons !== undefined ? { interventions: s.entropyNeurons } : {}),
+    ...(s.interventionRows !== undefined ? { interventionRows: s.interventionRows } : {}),
+  };
 }
 
 export const FAMILY_FILES = [RUN_FILES.families, RUN_FILES.universalFamilies, RUN_FILES.roles] as const;
@@ -45,9 +75,15 @@ export function familyChoices(o: FamilyPlanOptions): Record<string, string> {
     family_labels:
       'current and previous token: unigram (lowercased, stripped; ≥ 3000 per 10M kept tokens, at least 10, covering > 3 vocabulary ids), the single letter the token is (alphabet), surface features and first letter (token feature); universal POS mapped from Brown tags, scored on tagged tokens only; document source and topic; position (=t and <k)',
     family_thresholds: `unigram VR > ${th.unigram}, alphabet > ${th.alphabet} for each letter's best neuron only, token feature > ${th.feature}, syntax (POS) > ${th.syntax}, semantic (source, topic) > ${th.semantic}; position: kurtosis < ${th.positionKurtosis} and MI > ${th.positionMi} nats; previous-token labels use their kind's threshold; the passing family with the highest VR wins`,
-    roles: `prediction/suppression: vocab_kurt > ${o.roles?.vocabKurt ?? 10} by vocab_skew sign; partition: vocab_var above all of ${o.roles?.directions ?? 1024} random centred unit directions; entropy: last layer, vocab_var below all of them, l2_penalty in the layer's top ${Math.round(100 * (1 - (o.roles?.entropyL2Quantile ?? 0.9)))}%; attention-deactivation: z > ${o.roles?.attentionZ ?? 5} against random directions`,
-    entropy_intervention: `up to ${o.interventions ?? 3} entropy candidates by l2_penalty/vocab_var (none: the top-ranked last-layer neuron, marked candidate: false), hook_post fixed at ${ENTROPY_INTERVENTION_VALUES.join(', ')} on the first ${o.interventionRows ?? 8} corpus rows`,
+    roles: `prediction/suppression: vocab_kurt > ${o.roles?.vocabKurt ?? 10} by vocab_skew sign; partition: vocab_var above all of ${o.roles?.directions ?? 1024} random centred unit directions; entropy: ${entropyQueryText(o)}; attention-deactivation: h's z-score > ${o.roles?.attentionZ ?? ROLE_SETTINGS.attentionZ.default} against random directions (the neuron's strongest later head), pairs listed by |h| (top ${o.roles?.topPairs ?? ROLE_SETTINGS.attentionPairs.default})`,
+    entropy_intervention: `the top ${o.interventions ?? DEFAULT_INTERVENTIONS} of the entropy ranking that pass the query (none: the top-ranked neuron, marked candidate: false), hook_post fixed at ${ENTROPY_INTERVENTION_VALUES.join(', ')} on the first ${o.interventionRows ?? DEFAULT_INTERVENTION_ROWS} corpus rows (fewer if the budget has fewer); one unfixed forward shared by the neurons`,
   };
+}
+
+/** The paper's entropy query as this run applies it (GPT2-small: layer ≥ 10 of 12, l2 ≥ 3, vocab_kurt ≤ 10, kurt ≤ 10). */
+function entropyQueryText(o: FamilyPlanOptions): string {
+  const q = { ...DEFAULT_ENTROPY_QUERY, ...o.roles?.entropy };
+  return `the paper's query scaled to depth: the last max(1, round(${q.layerFraction}·n_layers)) layers, l2_penalty ≥ ${q.l2}, vocab_kurt ≤ ${q.vocabKurt}, kurt (the paper's histogram column) ≤ ${q.kurt}, ranked by vocab_var, smallest first`;
 }
 
 const classesOf = new WeakMap<Corpus, TokenClasses>();
@@ -93,7 +129,7 @@ export interface FamilyColumns {
 export async function familyResults(
   ctx: PlanContext,
   o: FamilyPlanOptions,
-  inputs: { fam: FamilyStatsResult; kurt: Float64Array; weights: ResolvedWeights; ws: WeightStats; examples: TopExamplesResult; meta: Record<string, string> },
+  inputs: { fam: FamilyStatsResult; kurt: Float64Array; paperKurt: Float64Array; weights: ResolvedWeights; ws: WeightStats; examples: TopExamplesResult; meta: Record<string, string> },
 ): Promise<FamilyColumns> {
   const ref = ctx.models[0]!;
   const N = ref.nNeurons;
@@ -106,34 +142,37 @@ export async function familyResults(
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'roles from the weights' });
-  const r = neuronRoles(inputs.weights, inputs.ws, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal, bos: ctx.handles[0]!.tokenizer.bosId });
+  const r = neuronRoles(inputs.weights, inputs.ws, inputs.paperKurt, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal, bos: ctx.handles[0]!.tokenizer.bosId });
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'entropy intervention' });
-  const rows = Array.from({ length: Math.min(o.interventionRows ?? 8, ctx.corpus.nRows) }, (_, q) => Array.from(ctx.corpus.ids.subarray(q * T, (q + 1) * T)));
-  const entropy: ({ layer: number; neuron: number; candidate: boolean } & InterventionResult)[] = [];
-  const candidates = r.entropyRanking.filter((e) => e.candidate).slice(0, o.interventions ?? 3);
-  // Each neuron costs ten full forwards with the LM head; without a candidate one shows the shape.
-  for (const { index, candidate } of candidates.length ? candidates : r.entropyRanking.slice(0, 1)) {
-    const target = { layer: Math.floor(index / D), neuron: index % D };
-    const res = await entropyIntervention(ref.dir, rows, target, ENTROPY_INTERVENTION_VALUES, {
-      signal: ctx.signal,
-      threads: threadsOf(ctx.settings),
-      // An arena keeps the largest run's [tokens × vocab] tensors after it: at GPT-2-small size
-      // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
-      memArena: false,
-      // One row per onnxruntime run, so that a cancel stops between rows (a run of 8 rows took
-      // seconds at GPT-2-small size); the batching does not change the scores' means beyond fp32 rounding.
-      batchTokens: T,
-    });
-    entropy.push({ ...target, candidate, ...res });
-  }
+  const nRows = Math.min(o.interventionRows ?? DEFAULT_INTERVENTION_ROWS, ctx.corpus.nRows);
+  const rows = Array.from({ length: nRows }, (_, q) => Array.from(ctx.corpus.ids.subarray(q * T, (q + 1) * T)));
+  const passing = r.entropyRanking.filter((e) => e.candidate).slice(0, o.interventions ?? DEFAULT_INTERVENTIONS);
+  // Without a candidate the top-ranked neuron shows the shape. The cost is (1 + neurons × 9) forwards of the rows.
+  const chosen = passing.length ? passing : r.entropyRanking.slice(0, 1);
+  const targets = chosen.map(({ index }) => ({ layer: Math.floor(index / D), neuron: index % D }));
+  const results = await entropyInterventions(ref.dir, rows, targets, ENTROPY_INTERVENTION_VALUES, {
+    signal: ctx.signal,
+    threads: threadsOf(ctx.settings),
+    // An arena keeps the largest run's [tokens × vocab] tensors after it: at GPT-2-small size
+    // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
+    memArena: false,
+    // One row per onnxruntime run, so that a cancel stops between rows (a run of 8 rows took
+    // seconds at GPT-2-small size). Several rows per run saved little on the tiny family: the
+    // cost is the LM head's [tokens × vocab] work, not the runs (BENCHMARKS.md).
+    batchTokens: T,
+    onTarget: (i) => ctx.progress({ phase: 'write', message: `entropy intervention: L${targets[i]!.layer}.N${targets[i]!.neuron} (${i + 1} of ${targets.length}, ${nRows} rows)` }),
+  });
+  const entropy = results.map((res, i) => ({ ...targets[i]!, candidate: chosen[i]!.candidate, rows: nRows, ...res }));
   ctx.progress({ phase: 'write', message: 'families and roles files' });
   writeRoles(ctx.runDir, {
     entropy,
     attention: r.attention,
     baseline: r.baseline,
     thresholds: th,
+    entropyQuery: { ...DEFAULT_ENTROPY_QUERY, ...o.roles?.entropy },
+    intervention: { rows: nRows, neurons: o.interventions ?? DEFAULT_INTERVENTIONS, values: ENTROPY_INTERVENTION_VALUES },
   });
 
   // Which of each neuron's top examples carry its best label (one char per example, rank order).

@@ -5,9 +5,12 @@
  * [tokens × vocab] logits never leave onnxruntime.
  */
 import type { NeuronRef } from '../arch/common';
+import type { ArchWeights } from '../arch/index';
+import { loadCheckpoint } from '../checkpoint';
 import { CancellationSignal, EngineError } from '../errors';
 import type { ForwardOptions } from '../runtime';
-import { openScorer, type TokenScores } from '../scorer';
+import { openScorer, Scorer, type TokenScores } from '../scorer';
+import { checkpointWeights } from '../validate';
 
 /** The method's range, −0.17 (GELU's minimum) to 6. */
 export const ENTROPY_INTERVENTION_VALUES: readonly number[] = [-0.17, 0, 0.5, 1, 2, 3, 4, 5, 6];
@@ -72,20 +75,58 @@ export async function entropyIntervention(
   values: readonly number[] = ENTROPY_INTERVENTION_VALUES,
   opts: InterventionOptions = {},
 ): Promise<InterventionResult> {
+  return (await entropyInterventions(modelDir, rows, [target], values, opts))[0]!;
+}
+
+/**
+ * `entropyIntervention` for several neurons of one model on the same rows. The checkpoint is read
+ * once and the unfixed forward runs once, shared by every neuron: the cost is
+ * (1 + targets·values) forwards of the rows, each batched as the scorer batches (several rows per
+ * onnxruntime run, a cancel checked between runs). `onTarget(i)` is called before neuron i.
+ */
+export async function entropyInterventions(
+  modelDir: string,
+  rows: readonly (readonly number[])[],
+  targets: readonly NeuronRef[],
+  values: readonly number[] = ENTROPY_INTERVENTION_VALUES,
+  opts: InterventionOptions & { onTarget?: (i: number) => void } = {},
+): Promise<InterventionResult[]> {
   const bad = values.find((v) => !Number.isFinite(v));
   if (bad !== undefined) throw new EngineError(`intervention value ${bad} is not a finite number`);
-  const { signal, ...forwardOpts } = opts;
-  const scorer = await openScorer(modelDir, { ...forwardOpts, intervention: target });
+  const { signal, onTarget, ...forwardOpts } = opts;
+  const ck = loadCheckpoint(modelDir);
   try {
-    const baseline = scoreMeans(await scorer.score(rows, { signal }));
-    const points: InterventionPoint[] = [];
-    for (const value of values) {
-      const m = scoreMeans(await scorer.score(rows, { value, signal }));
-      points.push({ value, ...m, dLoss: m.loss - baseline.loss, dEntropy: m.entropy - baseline.entropy });
+    const weights: ArchWeights = checkpointWeights(ck);
+    // Each scorer is made and closed in turn: one session pair alive at a time (memory).
+    const withScorer = async <T>(intervention: NeuronRef, f: (s: Scorer) => Promise<T>): Promise<T> => {
+      const scorer = await Scorer.create(weights, { ...forwardOpts, intervention }, () => {}, ck.dir);
+      try {
+        return await f(scorer);
+      } finally {
+        await scorer.close();
+      }
+    };
+    const out: InterventionResult[] = [];
+    let baseline: ScoreMeans | undefined;
+    for (let i = 0; i < targets.length; i++) {
+      onTarget?.(i);
+      out.push(
+        await withScorer(targets[i]!, async (scorer) => {
+          // The first scorer also runs the unfixed forward (its plain session), after its neuron
+          // has been checked, so that a bad neuron fails before any forward.
+          const base = (baseline ??= scoreMeans(await scorer.score(rows, { signal })));
+          const points: InterventionPoint[] = [];
+          for (const value of values) {
+            const m = scoreMeans(await scorer.score(rows, { value, signal }));
+            points.push({ value, ...m, dLoss: m.loss - base.loss, dEntropy: m.entropy - base.entropy });
+          }
+          return { baseline: base, points };
+        }),
+      );
     }
-    return { baseline, points };
+    return out;
   } finally {
-    await scorer.close();
+    ck.weights.close();
   }
 }
 

@@ -34,7 +34,7 @@ import { ArrayPool, CrossMoments, mergeBlocks, packResult, unpackResult, type Cr
 import { TopExamples, type TopExamplesResult } from './examples';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, PlanContext } from './types';
 import { universalityTable } from './universality';
-import { FAMILY_FILES, familyChoices, familyBytes, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
+import { FAMILY_FILES, withRoleSettings, familyChoices, familyBytes, familyCounts, familyResults, familySpec, writeUniversalFamilies, type FamilyColumns, type FamilyPlanOptions } from './familyResults';
 import type { FamilyStatsResult } from './families';
 import { openModelWeights, weightStats } from './weightstats';
 
@@ -82,7 +82,7 @@ export interface PlanOptions {
 }
 
 export function defaultPlan(o: PlanOptions = {}): AnalysisPlan {
-  const fam = o.families ?? {};
+  const fam = withRoleSettings(o.families ?? {});
   const families = fam.enabled !== false;
   return {
     choices: { ...PLAN_CHOICES, ...(families ? familyChoices(fam) : {}) },
@@ -277,6 +277,7 @@ async function writeResults(ctx: PlanContext, results: Map<string, unknown>, fam
       famCols = await familyResults(ctx, fam, {
         fam: results.get('families') as FamilyStatsResult,
         kurt: st.kurt,
+        paperKurt: ph.kurt,
         weights: opened.weights,
         ws: w,
         examples: examples[0]!,

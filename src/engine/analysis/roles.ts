@@ -2,10 +2,14 @@
  * Functional roles from the weights (docs/method-notes.md "Families and roles"):
  * - prediction / suppression: vocab_kurt above a threshold (10), by the sign of vocab_skew;
  * - partition: vocab_var above that of every one of `directions` random unit directions;
- * - entropy candidates: last layer, vocab_var below every random direction's, l2_penalty in the
- *   top decile of the layer (the intervention in intervention.ts tests them);
- * - attention deactivation: h = ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head for every later head, as a z-score
- *   against random unit directions (z > `attentionZ`, h > 0: the neuron pushes the head onto BOS).
+ * - entropy candidates: the paper's query scaled to depth (GPT2-small: layer ≥ 10 of 12, l2 ≥ 3,
+ *   vocab_kurt ≤ 10, kurt ≤ 10, ranked by vocab_var, smallest first; `EntropyQuery`): the last
+ *   max(1, round(0.2·L)) layers, so layer 3 of 4 in the shipped family and 19..23 of 24 in
+ *   GPT2-medium (whose anti-entropy neuron is in layer 22). The intervention in intervention.ts
+ *   tests the top of the ranking;
+ * - attention deactivation: h = ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head for every later head. The listed pairs
+ *   are the top `topPairs` by |h|, as the paper ranks them (h > 0: the neuron pushes the head onto
+ *   BOS; h < 0: off it); the role needs h's z-score against random unit directions > `attentionZ`.
  *
  * "Random direction" means a Gaussian vector in the residual stream, centred over d_model (as
  * processed W_out rows are) and normalised. A direction's vocab_var is uᵀMu − (u·μ)², with
@@ -20,6 +24,7 @@ import { processMlpWeights, unitUnembedRows, type WeightStats } from './weightst
 
 // The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
 import { ROLES, type Role } from '../run/families';
+import { ROLE_SETTINGS } from '../run/roleSettings';
 
 export { ROLES, type Role };
 
@@ -30,15 +35,40 @@ export interface RoleOptions {
   directions?: number;
   /** Attention-deactivation z-score threshold (default 5). */
   attentionZ?: number;
-  /** Entropy candidates: l2_penalty at or above this quantile of its layer (default 0.9). */
-  entropyL2Quantile?: number;
+  /** The entropy-candidate query; unset fields keep DEFAULT_ENTROPY_QUERY. */
+  entropy?: Partial<EntropyQuery>;
   seed?: number;
-  /** Attention pairs listed (default 20). */
+  /** Attention pairs listed, the top by |h| (default 20). */
   topPairs?: number;
   /** Checked in the long loops (CancelledError). */
   signal?: CancellationSignal;
   /** The tokenizer's BOS id, whose keys the attention scores read (default: GPT-2's 50256, GPT-2 only). */
   bos?: number;
+}
+
+/** The paper's entropy-neuron query (GPT2-small: layer ≥ 10 of 12, l2 ≥ 3, vocab_kurt ≤ 10, kurt ≤ 10). */
+export interface EntropyQuery {
+  /** Candidates come from the last max(1, round(layerFraction·L)) layers (0.2: layers 10, 11 of 12). */
+  layerFraction: number;
+  /** l2_penalty at least this. */
+  l2: number;
+  /** vocab_kurt at most this. */
+  vocabKurt: number;
+  /** Activation kurtosis (the paper's histogram `kurt` column) at most this. */
+  kurt: number;
+}
+
+export const DEFAULT_ENTROPY_QUERY: Readonly<EntropyQuery> = {
+  layerFraction: ROLE_SETTINGS.entropyLayers.default,
+  l2: ROLE_SETTINGS.entropyL2.default,
+  vocabKurt: ROLE_SETTINGS.entropyVocabKurt.default,
+  kurt: ROLE_SETTINGS.entropyKurt.default,
+};
+
+/** The first layer the entropy query searches: the last max(1, round(fraction·L)) layers. */
+export function entropyFirstLayer(nLayers: number, layerFraction: number): number {
+  if (!(layerFraction > 0 && layerFraction <= 1)) throw new EngineError(`roles: the entropy query's layer fraction must be in (0, 1], got ${layerFraction}`);
+  return nLayers - Math.min(nLayers, Math.max(1, Math.round(layerFraction * nLayers)));
 }
 
 export interface AttentionPair {
@@ -60,7 +90,10 @@ export interface NeuronRoles {
   /** Strongest attention-deactivation head per neuron (z-score, max over later heads; '' / NaN for the last layer). */
   attnHead: string[];
   attnScore: Float64Array;
-  /** Entropy candidates ranked by l2_penalty/vocab_var, with whether they pass the rule. */
+  /**
+   * The neurons of the query's layers: those that pass the query first, each group by vocab_var,
+   * smallest first; `candidate` says whether it passes.
+   */
   entropyRanking: { index: number; candidate: boolean }[];
   attention: AttentionPair[];
   /** The random-direction baselines actually used. */
@@ -171,22 +204,26 @@ export function directionVocabVar(u: ArrayLike<number>, M: Float64Array, mu: Flo
   return q - m * m;
 }
 
-/** The role rules on given statistics; `attn` from attentionScores, `varRange` from random directions. */
+/**
+ * The role rules on given statistics; `attn` from attentionScores, `varRange` from random
+ * directions, `kurt` the activation kurtosis per neuron (the paper's histogram column).
+ */
 export function applyRoleRules(
   ws: Pick<WeightStats, 'nLayers' | 'dMlp' | 'vocab_kurt' | 'vocab_skew' | 'vocab_var' | 'l2_penalty'>,
+  kurt: ArrayLike<number>,
   varRange: { min: number; max: number },
   attn: { z: Float64Array; head: string[] },
   opts: RoleOptions = {},
 ): Pick<NeuronRoles, 'role' | 'roles' | 'entropyRanking'> {
   const kurtCut = opts.vocabKurt ?? 10;
-  const zCut = opts.attentionZ ?? 5;
-  const q = opts.entropyL2Quantile ?? 0.9;
+  const zCut = opts.attentionZ ?? ROLE_SETTINGS.attentionZ.default;
+  const q = { ...DEFAULT_ENTROPY_QUERY, ...opts.entropy };
   const { nLayers: L, dMlp: D } = ws;
   const N = L * D;
-  const last = (L - 1) * D;
-  const l2 = Array.from(ws.l2_penalty.subarray(last, last + D)).sort((a, b) => a - b);
-  const l2Cut = l2[Math.min(D - 1, Math.floor(q * D))]!;
-  const entropyRule = (j: number): boolean => j >= last && ws.vocab_var[j]! < varRange.min && ws.l2_penalty[j]! >= l2Cut;
+  if (kurt.length !== N) throw new EngineError(`roles: ${kurt.length} activation kurtoses for ${N} neurons`);
+  const first = entropyFirstLayer(L, q.layerFraction) * D;
+  // NaN (a dead neuron's kurtosis) fails every comparison, so it is no candidate.
+  const entropyRule = (j: number): boolean => j >= first && ws.l2_penalty[j]! >= q.l2 && ws.vocab_kurt[j]! <= q.vocabKurt && kurt[j]! <= q.kurt;
   const role: string[] = new Array(N);
   const roles: string[] = new Array(N);
   for (let j = 0; j < N; j++) {
@@ -198,9 +235,9 @@ export function applyRoleRules(
     role[j] = has[0] ?? '';
     roles[j] = has.join(',');
   }
-  const entropyRanking = Array.from({ length: D }, (_, n) => last + n)
-    .sort((a, b) => ws.l2_penalty[b]! / ws.vocab_var[b]! - ws.l2_penalty[a]! / ws.vocab_var[a]! || a - b)
-    .map((index) => ({ index, candidate: entropyRule(index) }));
+  const entropyRanking = Array.from({ length: N - first }, (_, n) => ({ index: first + n, candidate: entropyRule(first + n) })).sort(
+    (a, b) => Number(b.candidate) - Number(a.candidate) || ws.vocab_var[a.index]! - ws.vocab_var[b.index]! || a.index - b.index,
+  );
   return { role, roles, entropyRanking };
 }
 
@@ -319,6 +356,8 @@ export function attentionScores(
   const z = new Float64Array(N).fill(Number.NaN);
   const head: string[] = new Array(N).fill('');
   const pairs: AttentionPair[] = [];
+  const keep = Math.max(0, topPairs);
+  let floor = keep > 0 ? -1 : Infinity; // |h| a pair must beat to be listed
   for (let l = 0; l < L - 1; l++) {
     const Wo = wOutUnit[l]!;
     for (let n = 0; n < D; n++) {
@@ -335,17 +374,31 @@ export function attentionScores(
             z[j] = zz;
             head[j] = `L${l2}.H${hd}`;
           }
-          if (h > 0) pairs.push({ layer: l, neuron: n, head: `L${l2}.H${hd}`, score: zz, raw: h });
+          if (Math.abs(h) >= floor) {
+            pairs.push({ layer: l, neuron: n, head: `L${l2}.H${hd}`, score: zz, raw: h });
+            // Keep the top by |h| only: GPT-2 small has ~2.4M neuron-head pairs.
+            if (pairs.length >= 4 * keep) floor = trimByAbsH(pairs, keep);
+          }
         }
       }
     }
   }
-  pairs.sort((a, b) => b.score - a.score);
-  return { z, head, pairs: pairs.slice(0, topPairs) };
+  trimByAbsH(pairs, keep);
+  return { z, head, pairs };
 }
 
-/** Every role of every neuron of one checkpoint, given its weight statistics. */
-export function neuronRoles(w: ResolvedWeights, ws: WeightStats, opts: RoleOptions = {}): NeuronRoles {
+/**
+ * Sorts pairs by |h| (largest first; ties by z-score, then order), keeps the first `keep`, and
+ * returns the smallest kept |h| (what a new pair must beat once the list is full).
+ */
+export function trimByAbsH(pairs: AttentionPair[], keep: number): number {
+  pairs.sort((a, b) => Math.abs(b.raw) - Math.abs(a.raw) || b.score - a.score);
+  pairs.length = Math.min(pairs.length, keep);
+  return pairs.length < keep ? -1 : Math.abs(pairs[pairs.length - 1]!.raw);
+}
+
+/** Every role of every neuron of one checkpoint, given its weight statistics and activation kurtosis. */
+export function neuronRoles(w: ResolvedWeights, ws: WeightStats, kurt: ArrayLike<number>, opts: RoleOptions = {}): NeuronRoles {
   const c = w.config;
   const d = c.nEmbd;
   const R = opts.directions ?? 1024;
@@ -375,7 +428,7 @@ export function neuronRoles(w: ResolvedWeights, ws: WeightStats, opts: RoleOptio
     return u;
   });
   throwIfCancelled(opts.signal);
-  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? 20, opts.signal, opts.bos);
-  const rules = applyRoleRules(ws, { min, max }, attn, opts);
+  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? ROLE_SETTINGS.attentionPairs.default, opts.signal, opts.bos);
+  const rules = applyRoleRules(ws, kurt, { min, max }, attn, opts);
   return { ...rules, attnHead: attn.head, attnScore: attn.z, attention: attn.pairs, baseline: { directions: R, vocabVarMin: min, vocabVarMax: max, seed } };
 }

@@ -1,10 +1,10 @@
 /**
  * `roles.json` (written with the family analysis, familyResults.ts):
  *
- *   { "entropy":   [ { layer, neuron, candidate?, baseline: {lnScale, entropy, loss},
+ *   { "entropy":   [ { layer, neuron, candidate?, rows?, baseline: {lnScale, entropy, loss},
  *                      points: [ {value, lnScale, entropy, loss, dLoss, dEntropy}, … ] } ],
- *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ],
- *     "baseline": …, "thresholds": … }
+ *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ]   (largest |raw| = |h| first),
+ *     "baseline": …, "thresholds": …, "entropyQuery": …, "intervention": { rows, neurons, values } }
  *
  * Reading checks every entry; a bad entry is skipped and counted in the note, a bad file gives
  * only a note: the neuron pages must open whatever this optional file holds. Non-finite numbers
@@ -46,7 +46,7 @@ export interface AttentionPair {
 export interface RolesFile {
   /** Entropy interventions by neuron column l·d_mlp+n. */
   entropy: Map<number, EntropyIntervention>;
-  /** Attention pairs, strongest (highest z) first. */
+  /** Attention pairs, largest |h| first. */
   attention: AttentionPair[];
   note?: string;
 }
@@ -70,7 +70,7 @@ function point(v: unknown): EntropyPoint | undefined {
 }
 
 /** Writes `roles.json` of the run in `dir`. */
-export function writeRoles(dir: string, roles: { entropy: unknown[]; attention: unknown[]; baseline: unknown; thresholds: unknown }): void {
+export function writeRoles(dir: string, roles: { entropy: unknown[]; attention: unknown[]; baseline: unknown; thresholds: unknown; [more: string]: unknown }): void {
   writeJsonAtomic(runFile(dir, 'roles'), roles);
 }
 
@@ -120,6 +120,8 @@ export function readRoles(runDir: string, inRun: (layer: number, neuron: number)
     }
     attention.push({ layer: a.layer as number, neuron: a.neuron as number, head: a.head as string, score, raw });
   }
-  attention.sort((x, y) => (y.score ?? -Infinity) - (x.score ?? -Infinity));
+  // Largest |h| first, as the engine lists them; by z-score where a file gives no h.
+  const key = (a: AttentionPair): number => (a.raw !== null ? Math.abs(a.raw) : -Infinity);
+  attention.sort((x, y) => key(y) - key(x) || (y.score ?? -Infinity) - (x.score ?? -Infinity));
   return { entropy, attention, ...(skipped ? { note: `${path}: ${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} skipped` } : {}) };
 }

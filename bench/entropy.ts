@@ -1,0 +1,47 @@
+// The entropy intervention's cost on the shipped family (BENCHMARKS.md "Entropy intervention"):
+// tiny-gpt2-a, the first R rows of 128 tokens of corpus/heldout.tokens.bin, K last-layer neurons,
+// the nine values; once with the scorer's own batching (several rows per onnxruntime run, the
+// analysis' way) and, with --per-row, one row per run (the previous design).
+//
+//   node --import tsx bench/entropy.ts [--rows 256] [--neurons 1] [--threads 0] [--per-row]
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { entropyInterventions, ENTROPY_INTERVENTION_VALUES } from '../src/engine/analysis/intervention';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
+const rowsN = opt('--rows', 256);
+const neurons = opt('--neurons', 1);
+const threads = opt('--threads', 0);
+const perRow = args.includes('--per-row');
+const root = join(__dirname, '..');
+const T = 128;
+const ids = new Uint16Array(readFileSync(join(root, 'models', 'corpus', 'heldout.tokens.bin')).buffer.slice(0));
+// Rows as the analysis cuts them: BOS, then 127 corpus tokens (corpus.ts).
+const rows = Array.from({ length: rowsN }, (_, r) => [50256, ...ids.subarray(r * (T - 1), (r + 1) * (T - 1))]);
+const targets = Array.from({ length: neurons }, (_, i) => ({ layer: 3, neuron: i }));
+
+(async () => {
+  const marks: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await entropyInterventions(join(root, 'models', 'tiny-gpt2-a'), rows, targets, ENTROPY_INTERVENTION_VALUES, {
+    threads,
+    memArena: false,
+    ...(perRow ? { batchTokens: T } : {}),
+    onTarget: () => marks.push(performance.now()),
+  });
+  const t1 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  const cpuS = (cpu.user + cpu.system) / 1e6;
+  const forwards = 1 + neurons * ENTROPY_INTERVENTION_VALUES.length;
+  const s = (t1 - t0) / 1000;
+  console.log(
+    `${rowsN} rows × ${T} tokens, ${neurons} neuron(s), ${forwards} forwards of ${(rowsN * T).toLocaleString('en-US')} tokens, ${perRow ? 'one row per run' : 'scorer batching'}: ` +
+      `${s.toFixed(1)} s (${((1000 * s) / (forwards * rowsN * T)).toFixed(3)} ms per token-forward; per neuron after the first ${neurons > 1 ? ((t1 - marks[1]!) / 1000 / (neurons - 1)).toFixed(1) : '–'} s); ` +
+      `CPU ${cpuS.toFixed(1)} s (${((1000 * cpuS) / (forwards * rowsN * T)).toFixed(3)} ms per token-forward)`,
+  );
+})().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
