@@ -159,8 +159,8 @@ export async function familyResults(
     // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
     memArena: false,
     // One row per onnxruntime run, so that a cancel stops between rows (a run of 8 rows took
-    // seconds at GPT-2-small size). Several rows per run saved little on the tiny family: the
-    // cost is the LM head's [tokens × vocab] work, not the runs (BENCHMARKS.md).
+    // seconds at GPT-2-small size). Several rows per run saved nothing on the tiny family (0.79
+    // vs 0.75 CPU-ms per token-forward): the cost is the LM head's [tokens × vocab] work (BENCHMARKS.md).
     batchTokens: T,
     onTarget: (i) => ctx.progress({ phase: 'write', message: `entropy intervention: L${targets[i]!.layer}.N${targets[i]!.neuron} (${i + 1} of ${targets.length}, ${nRows} rows)` }),
   });
