@@ -47,14 +47,16 @@ test('neuronRoles on GPT-NeoX: attention scores against every later head, a role
   try {
     const c = weights.config;
     const ws = await weightStats(weights, { gemm: 'js' });
-    assert.throws(() => neuronRoles(weights, ws, { seed: 1, directions: 64 }), /BOS id is needed for model_type "gpt_neox"/);
-    const r = neuronRoles(weights, ws, { seed: 1, directions: 64, bos: 0 });
+    const kurt = new Float64Array(ws.nNeurons).fill(3);
+    assert.throws(() => neuronRoles(weights, ws, kurt, { seed: 1, directions: 64 }), /BOS id is needed for model_type "gpt_neox"/);
+    const r = neuronRoles(weights, ws, kurt, { seed: 1, directions: 64, bos: 0 });
     assert.equal(r.role.length, ws.nNeurons);
     for (let j = 0; j < (c.nLayer - 1) * c.dMlp; j++) {
       assert.ok(Number.isFinite(r.attnScore[j]!), `neuron ${j}`);
       assert.match(r.attnHead[j]!, /^L[1-9]\d*\.H\d+$/);
     }
-    assert.ok(r.attention.length > 0 && r.attention.every((p) => p.raw > 0));
+    // Listed by |h|, largest first (issue #14: as the paper ranks them).
+    assert.ok(r.attention.length > 0 && r.attention.every((p, i) => i === 0 || Math.abs(r.attention[i - 1]!.raw) >= Math.abs(p.raw)));
   } finally {
     close();
   }
