@@ -5,9 +5,11 @@
  * intervened.
  *
  * One ONNX graph serves every intervention (gpt2.ts, `steer`): each layer's hooks take the edit
- * as inputs (a mask, a scale and an offset per neuron, and a 0/1 gate per position), and the batch
- * runs twice inside it, clean rows then edited rows, so one ORT run gives both sides and the top
- * tokens of either side are scored on the other (exact probability changes).
+ * as inputs (a mask, a scale and an offset per neuron, and a 0/1 gate per position). The clean
+ * side is that graph with every edit off; its per-window results (scores, top k, the final
+ * normalized residual and log-sum-exp) are kept until the text changes, so the common re-run (a
+ * new neuron or mode on the same prompt) runs only the edited side, which scores the clean side
+ * at its own top tokens from the kept residual (exact probability changes both ways).
  *
  * At an edited (position, neuron) the hook becomes hook·scale + add: zero is (0, 0), mean
  * (0, mean), fix=V (0, V), scale=K (K, 0). Every other value passes through a Where untouched.
@@ -21,7 +23,12 @@
 import './ortTelemetry';
 import * as ort from 'onnxruntime-node';
 import {
+  CLEAN_FINAL,
+  CLEAN_LSE,
+  CLEAN_TOP_IDS,
   ENTROPY,
+  LN_FINAL_NORMALIZED,
+  LSE,
   firstNonFinite,
   Hook,
   LN_FINAL_SCALE,
@@ -91,8 +98,10 @@ export interface InterventionResult {
   topChange: TokenChange[][];
   /** Full logits [n × vocab] of both sides (only with `logits: true`; tests). */
   logits?: { clean: Float32Array; intervened: Float32Array };
-  /** Wall times, ms. */
-  ms: { tokenize: number; means: number; run: number };
+  /** How many windows' clean side was kept from the previous run on the same text (0 after an edit of every window). */
+  cleanWindowsReused: number;
+  /** Wall times, ms; `run` includes `clean` (the clean side's forwards, 0 when every window was kept). */
+  ms: { tokenize: number; means: number; clean: number; run: number };
 }
 
 export interface InterventionRunOptions {
@@ -103,14 +112,27 @@ export interface InterventionRunOptions {
   logits?: boolean;
   /** Stop (EngineError) past this many tokens, BOS included, before any model work. */
   maxTokens?: number;
+  /** false: recompute the clean side even where the last run's is kept (tests, benchmarks). */
+  reuseClean?: boolean;
 }
 
 export type IntervenerOptions = ForwardOptions;
 
+/** One window's clean side, per row position (topIds/topLogp: k per position, final: d_model). */
+interface CleanWindow {
+  nll: Float32Array;
+  entropy: Float32Array;
+  lnScale: Float32Array;
+  topIds: Int32Array;
+  topLogp: Float32Array;
+  final: Float32Array;
+  lse: Float32Array;
+}
+
 export const DEFAULT_TOP_K = 5;
 const MAX_TOP_K = 100;
-// The paired graph holds several [2·tokens × vocab] fp32 tensors (logits, log p, p, p·log p) per
-// run: this budget per tensor gives 333 text tokens per ORT run at GPT-2's vocabulary.
+// The graph holds several [tokens × vocab] fp32 tensors (logits, log p, p, p·log p) per run:
+// this budget per tensor gives 667 text tokens per ORT run at GPT-2's vocabulary.
 const LOGITS_BYTES = 128 * 1024 * 1024;
 
 /**
@@ -121,6 +143,8 @@ export class Intervener {
   private readonly sessions = new Map<boolean, Promise<ort.InferenceSession>>();
   private readonly tempDirs: string[] = [];
   private closed = false;
+  /** The last run's clean windows, by top k, last target and token ids (see runEncoded). */
+  private cleanCache = new Map<string, CleanWindow>();
 
   private constructor(
     readonly model: Model,
@@ -147,7 +171,7 @@ export class Intervener {
     let s = this.sessions.get(logits);
     if (!s) {
       const graph = buildGraph(this.model.weights, { logits, steer: true });
-      s = createSession(graph, [NLL, ENTROPY, LN_FINAL_SCALE, TOP_IDS, TOP_LOGP, TOP_LOGP_CLEAN, ...(logits ? [LOGITS] : [])], this.opts, this.tempDirs);
+      s = createSession(graph, [NLL, ENTROPY, LN_FINAL_SCALE, TOP_IDS, TOP_LOGP, TOP_LOGP_CLEAN, LSE, LN_FINAL_NORMALIZED, ...(logits ? [LOGITS] : [])], this.opts, this.tempDirs);
       this.sessions.set(logits, s);
       s.catch(() => this.sessions.delete(logits));
     }
@@ -204,64 +228,139 @@ export class Intervener {
     const t2 = performance.now();
     const session = await this.session(!!opts.logits);
     const V = cfg.vocabSize;
+    const d = cfg.nEmbd;
+    const K2 = 2 * topK;
+    // Next-token target per row position (the last position of a window: the next window's first).
+    const targetOf = w.rows.map((row, r) => row.map((_, p) => (textIndex[r]![p]! >= 0 && textIndex[r]![p]! + 1 < n ? ids[textIndex[r]![p]! + 1]! : -1)));
+    const budget = this.opts.batchTokens ?? Math.max(1, Math.min(2048, Math.floor(LOGITS_BYTES / (4 * V))));
+
+    // The clean side: per window, kept from the last run when the window's tokens, targets and k
+    // are unchanged (a new neuron or mode on the same text); otherwise one run with every edit off.
+    const keys = w.rows.map((row, r) => `${topK}|${targetOf[r]![row.length - 1]}|${row.join(',')}`);
+    const cleanWin: (CleanWindow | undefined)[] = opts.logits || opts.reuseClean === false ? [] : keys.map((k) => this.cleanCache.get(k));
+    const missing = w.rows.flatMap((_, r) => (cleanWin[r] ? [] : [r]));
+    const reused = w.rows.length - missing.length;
+    const logits = opts.logits ? [new Float32Array(n * V), new Float32Array(n * V)] : undefined;
+    const { Tensor } = ort;
+    const sideFeeds = (rows: readonly number[], S: number, gate: (r: number, p: number) => boolean, from?: (r: number) => CleanWindow): Record<string, ort.Tensor> => {
+      const B = rows.length;
+      const targets = new BigInt64Array(B * S).fill(-1n);
+      const gates = new Float32Array(B * S);
+      const cIds = new BigInt64Array(B * S * topK);
+      const cFinal = new Float32Array(B * S * d);
+      const cLse = new Float32Array(B * S);
+      rows.forEach((r, b) =>
+        w.rows[r]!.forEach((_, p) => {
+          const at = b * S + p;
+          targets[at] = BigInt(targetOf[r]![p]!);
+          if (gate(r, p)) gates[at] = 1;
+          if (!from) return;
+          const c = from(r);
+          for (let j = 0; j < topK; j++) cIds[at * topK + j] = BigInt(c.topIds[p * topK + j]!);
+          cFinal.set(c.final.subarray(p * d, (p + 1) * d), at * d);
+          cLse[at] = c.lse[p]!;
+        }),
+      );
+      return {
+        [TARGETS]: new Tensor('int64', targets, [B, S]),
+        [STEER_TOKENS]: new Tensor('float32', gates, [B, S]),
+        [TOP_K]: new Tensor('int64', BigInt64Array.of(BigInt(topK)), [1]),
+        [CLEAN_TOP_IDS]: new Tensor('int64', cIds, [B * S, topK]),
+        [CLEAN_FINAL]: new Tensor('float32', cFinal, [B * S, d]),
+        [CLEAN_LSE]: new Tensor('float32', cLse, [B * S]),
+      };
+    };
+    const f = (res: ort.InferenceSession.ReturnType, name: string): Float32Array => res[name]!.data as Float32Array;
+    if (missing.length) {
+      const missRows = missing.map((r) => w.rows[r]!);
+      const noEdit = this.editFeeds([]);
+      await runInBatches(
+        session,
+        missRows,
+        planBatches(missRows, budget),
+        [NLL, ENTROPY, LN_FINAL_SCALE, TOP_IDS, TOP_LOGP, LSE, LN_FINAL_NORMALIZED, ...(logits ? [LOGITS] : [])],
+        opts.signal,
+        (res, batch, S) => {
+          const ti = res[TOP_IDS]!.data as BigInt64Array;
+          batch.forEach((m, b) => {
+            const r = missing[m]!;
+            const L = w.rows[r]!.length;
+            const c: CleanWindow = {
+              nll: f(res, NLL).slice(b * S, b * S + L),
+              entropy: f(res, ENTROPY).slice(b * S, b * S + L),
+              lnScale: f(res, LN_FINAL_SCALE).slice(b * S, b * S + L),
+              topIds: Int32Array.from({ length: L * topK }, (_, j) => Number(ti[b * S * topK + j]!)),
+              // This run's log p at its own ids: the second half of each row's 2k.
+              topLogp: Float32Array.from({ length: L * topK }, (_, j) => f(res, TOP_LOGP)[(b * S + Math.floor(j / topK)) * K2 + topK + (j % topK)]!),
+              final: f(res, LN_FINAL_NORMALIZED).slice(b * S * d, (b * S + L) * d),
+              lse: f(res, LSE).slice(b * S, b * S + L),
+            };
+            cleanWin[r] = c;
+            if (logits) {
+              textIndex[r]!.forEach((i, p) => {
+                if (i >= 0) logits[0]!.set(f(res, LOGITS).subarray((b * S + p) * V, (b * S + p + 1) * V), i * V);
+              });
+            }
+          });
+          return false;
+        },
+        (batch, S) => ({ ...noEdit, ...sideFeeds(batch.map((m) => missing[m]!), S, () => false) }),
+      );
+    }
+    // Only the windows of this text stay: an edit drops the windows it changed.
+    this.cleanCache = new Map(keys.map((k, r) => [k, cleanWin[r]!]));
+    const cleanMs = performance.now() - t2;
+
     const nll = [new Float32Array(n), new Float32Array(n)];
     const entropy = [new Float32Array(n), new Float32Array(n)];
     const lnScale = [new Float32Array(n), new Float32Array(n)];
-    const K2 = 2 * topK;
     const topIds = new Int32Array(n * K2);
     const topLogp = [new Float32Array(n * K2), new Float32Array(n * K2)];
-    const logits = opts.logits ? [new Float32Array(n * V), new Float32Array(n * V)] : undefined;
-    const { Tensor } = ort;
-    const budget = this.opts.batchTokens ?? Math.max(1, Math.min(2048, Math.floor(LOGITS_BYTES / (4 * V * 2))));
-    const fetches = [NLL, ENTROPY, LN_FINAL_SCALE, TOP_IDS, TOP_LOGP_CLEAN, TOP_LOGP, ...(logits ? [LOGITS] : [])];
+    w.rows.forEach((_, r) =>
+      textIndex[r]!.forEach((i, p) => {
+        if (i < 0) return;
+        const c = cleanWin[r]!;
+        nll[0]![i] = c.nll[p]!;
+        entropy[0]![i] = c.entropy[p]!;
+        lnScale[0]![i] = c.lnScale[p]!;
+        for (let j = 0; j < topK; j++) {
+          topIds[i * K2 + j] = c.topIds[p * topK + j]!;
+          topLogp[0]![i * K2 + j] = c.topLogp[p * topK + j]!;
+        }
+      }),
+    );
     await runInBatches(
       session,
       w.rows,
       planBatches(w.rows, budget),
-      fetches,
+      [NLL, ENTROPY, LN_FINAL_SCALE, TOP_IDS, TOP_LOGP, TOP_LOGP_CLEAN, ...(logits ? [LOGITS] : [])],
       opts.signal,
       (res, batch, S) => {
-        const B = batch.length;
-        const f = (name: string): Float32Array => res[name]!.data as Float32Array;
         const ti = res[TOP_IDS]!.data as BigInt64Array;
         batch.forEach((r, b) => {
           textIndex[r]!.forEach((i, p) => {
             if (i < 0) return;
-            for (let side = 0; side < 2; side++) {
-              const at = side * B * S + b * S + p;
-              nll[side]![i] = f(NLL)[at]!;
-              entropy[side]![i] = f(ENTROPY)[at]!;
-              lnScale[side]![i] = f(LN_FINAL_SCALE)[at]!;
-              if (logits) logits[side]!.set(f(LOGITS).subarray(at * V, (at + 1) * V), i * V);
-            }
             const at = b * S + p;
-            for (let j = 0; j < K2; j++) {
-              topIds[i * K2 + j] = Number(ti[at * K2 + j]!);
-              topLogp[0]![i * K2 + j] = f(TOP_LOGP_CLEAN)[at * K2 + j]!;
-              topLogp[1]![i * K2 + j] = f(TOP_LOGP)[at * K2 + j]!;
+            nll[1]![i] = f(res, NLL)[at]!;
+            entropy[1]![i] = f(res, ENTROPY)[at]!;
+            lnScale[1]![i] = f(res, LN_FINAL_SCALE)[at]!;
+            if (logits) logits[1]!.set(f(res, LOGITS).subarray(at * V, (at + 1) * V), i * V);
+            for (let j = 0; j < topK; j++) {
+              topIds[i * K2 + topK + j] = Number(ti[at * topK + j]!);
+              topLogp[0]![i * K2 + topK + j] = f(res, TOP_LOGP_CLEAN)[at * topK + j]!;
             }
+            for (let j = 0; j < K2; j++) topLogp[1]![i * K2 + j] = f(res, TOP_LOGP)[at * K2 + j]!;
           });
         });
         return false;
       },
-      (batch, S) => {
-        const B = batch.length;
-        const targets = new BigInt64Array(B * S).fill(-1n);
-        const gate = new Float32Array(B * S);
-        batch.forEach((r, b) =>
-          textIndex[r]!.forEach((i, p) => {
-            if (i >= 0 && i + 1 < n) targets[b * S + p] = BigInt(ids[i + 1]!);
-            const covered = i < 0 ? range.start === 0 : i >= range.start && i < range.end;
-            if (covered) gate[b * S + p] = 1;
-          }),
-        );
-        return {
-          ...feeds,
-          [TARGETS]: new Tensor('int64', targets, [B, S]),
-          [STEER_TOKENS]: new Tensor('float32', gate, [B, S]),
-          [TOP_K]: new Tensor('int64', BigInt64Array.of(BigInt(topK)), [1]),
-        };
-      },
+      (batch, S) => ({
+        ...feeds,
+        ...sideFeeds(batch, S, (r, p) => {
+          const i = textIndex[r]![p]!;
+          return i < 0 ? range.start === 0 : i >= range.start && i < range.end;
+        }, (r) => cleanWin[r]!),
+      }),
     );
     const runMs = performance.now() - t2;
 
@@ -317,7 +416,8 @@ export class Intervener {
       delta: { loss: diff(intervened.loss, clean.loss), entropy: diff(intervened.entropy, clean.entropy), lnScale: diff(intervened.lnScale, clean.lnScale) },
       topChange,
       ...(logits ? { logits: { clean: logits[0]!, intervened: logits[1]! } } : {}),
-      ms: { tokenize: tokenizeMs, means: meansMs, run: runMs },
+      cleanWindowsReused: reused,
+      ms: { tokenize: tokenizeMs, means: meansMs, clean: cleanMs, run: runMs },
     };
   }
 

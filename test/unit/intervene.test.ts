@@ -285,6 +285,80 @@ describe('what a run reports', () => {
   });
 });
 
+describe('the clean side is kept while the text is unchanged', () => {
+  let model: Model;
+  let iv: Intervener;
+  // 32-token context: about four windows.
+  const TEXT =
+    'The cat sat on the mat, and the hat sat on the cat. A dog ran to the park and back again, then slept all day long. ' +
+    'In the morning the rain came down on the roof, and the children stayed in to read by the fire. ' +
+    'Later the sun came out, the birds sang in the trees, and everyone walked down the hill to the river. ' +
+    'They ate bread and cheese on the bank and watched the boats go by until the evening, then went home to the old house.';
+  const EDITED = TEXT.replace(/house\.$/, 'barn!');
+  const zero: InterventionSpec = { neurons: parseNeuronList('L0.N7, L2.N3'), mode: { kind: 'zero' } };
+  const fix: InterventionSpec = { neurons: parseNeuronList('L1.N13'), mode: parseMode('fix=2'), tokens: { start: 5, end: 40 } };
+  before(async () => {
+    model = await openModel(join(FIXTURES, 'gpt2-tiny-crfm'), { threads: 1 });
+    iv = await openIntervener(model, { threads: 1 });
+  });
+  after(async () => {
+    await iv?.close();
+    await model?.close();
+  });
+  // Kept and recomputed clean sides run the same graph on the same windows: equal, but for the
+  // clean probabilities at the edited side's top tokens (gathered LM-head rows), within 1e-6.
+  const same = (a: InterventionResult, b: InterventionResult): void => {
+    for (const side of ['clean', 'intervened'] as const) {
+      assert.deepEqual(a[side].loss, b[side].loss);
+      assert.deepEqual(a[side].entropy, b[side].entropy);
+      assert.deepEqual(a[side].lnScale, b[side].lnScale);
+      assert.deepEqual(a[side].top, b[side].top);
+    }
+    assert.deepEqual(a.delta, b.delta);
+    a.topChange.forEach((list, i) => {
+      assert.deepEqual(
+        list.map((x) => x.id).sort((x, y) => x - y),
+        b.topChange[i]!.map((x) => x.id).sort((x, y) => x - y),
+      );
+      for (const x of list) {
+        const y = b.topChange[i]!.find((t) => t.id === x.id)!;
+        assert.ok(Math.abs(x.before - y.before) <= 1e-6 && Math.abs(x.after - y.after) <= 1e-6, `token ${i}, id ${x.id}`);
+      }
+    });
+  };
+
+  test('a new neuron or mode on the same text reuses every window and gives the same numbers', async () => {
+    const first = await iv.run(TEXT, zero);
+    assert.ok(first.windows >= 3, `${first.windows} windows`);
+    assert.equal(first.cleanWindowsReused, 0);
+    const kept = await iv.run(TEXT, fix);
+    assert.equal(kept.cleanWindowsReused, kept.windows);
+    assert.equal(kept.ms.clean < kept.ms.run, true);
+    const fresh = await iv.run(TEXT, fix, { reuseClean: false });
+    assert.equal(fresh.cleanWindowsReused, 0);
+    same(kept, fresh);
+    assert.deepEqual(kept.clean, first.clean, 'the clean side does not depend on the edit');
+    // The top k is part of the key: another k recomputes.
+    assert.equal((await iv.run(TEXT, fix, { topK: 3 })).cleanWindowsReused, 0);
+  });
+
+  test('an edit recomputes the windows it changed, and only those', async () => {
+    const before = await iv.run(TEXT, fix);
+    const edited = await iv.run(EDITED, fix);
+    assert.equal(edited.windows, before.windows);
+    assert.equal(edited.cleanWindowsReused, edited.windows - 1, 'only the last window changed');
+    const n = edited.tokens.length;
+    assert.notDeepEqual(edited.clean.loss.slice(n - 4), before.clean.loss.slice(n - 4), 'the edit is seen');
+    same(edited, await iv.run(EDITED, fix, { reuseClean: false }));
+    // Back to the first text: its changed window was dropped, so it is recomputed.
+    const back = await iv.run(TEXT, fix);
+    assert.equal(back.cleanWindowsReused, back.windows - 1);
+    same(back, before);
+    // An edit at the start shifts every window.
+    assert.equal((await iv.run('A ' + TEXT, fix)).cleanWindowsReused, 0);
+  });
+});
+
 describe('bad input', () => {
   let model: Model;
   let iv: Intervener;

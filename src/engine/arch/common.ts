@@ -109,6 +109,11 @@ export const TOP_K = 'top_k';
 export const TOP_IDS = 'top_ids';
 export const TOP_LOGP_CLEAN = 'top_logp_clean';
 export const TOP_LOGP = 'top_logp';
+export const CLEAN_TOP_IDS = 'clean_top_ids';
+export const CLEAN_FINAL = 'clean_final';
+export const CLEAN_LSE = 'clean_lse';
+export const LSE = 'lse';
+export const LN_FINAL_NORMALIZED = 'ln_final.hook_normalized';
 export type SteerPart = 'mask' | 'scale' | 'add';
 /** The steer variant's per-layer, per-hook edit inputs, each float [d_mlp]. */
 export const steerName = (layer: number, hook: Hook, part: SteerPart): string => `L${layer}.hook_${hook}.steer_${part}`;
@@ -139,9 +144,9 @@ export interface GraphOptions {
    */
   kept?: boolean;
   /**
-   * The paired clean/edited forward of the neuron interventions (see the header): every layer's
-   * hook_pre and hook_post take an edit as inputs, so one session serves any set of neurons,
-   * modes and token ranges. Implies the scores; `logits` adds the [2·tokens × vocab] logits.
+   * One side of a neuron intervention (gpt2.ts's header): every layer's hook_pre and hook_post
+   * take an edit as inputs, so one session serves the clean side (no edit) and any set of
+   * neurons, modes and token ranges. Implies the scores; `logits` adds the [tokens × vocab] logits.
    */
   steer?: boolean;
 }
@@ -169,26 +174,37 @@ export function keptOutputs(g: OnnxGraph, N: number, pres: string[], posts: stri
 
 
 /**
- * The steer variant's top tokens: the top k of the clean half and of the edited half at each
- * position, side by side, with both halves' log-probabilities of all 2k ids, so the change of
- * every listed token is exact whichever half listed it.
+ * The steer variant's top tokens (one side per run, see gpt2.ts's header): this run's top k, its
+ * log p at the clean side's top k (an input) and at its own, and the clean side's log p at this
+ * run's top k from the clean side's final normalized residual and log-sum-exp, by gathering those
+ * k rows of the LM head ([tokens × k × d_model] instead of the [tokens × vocab] logits: a re-run
+ * on an unchanged text computes only the edited side's logits, BENCHMARKS.md). Also outputs this
+ * run's normalized residual and log-sum-exp, which a clean run's caller keeps for that.
+ * head: the LM head [vocab, d_model].
  */
-export function topChanges(g: OnnxGraph, idsShape: string, logp: string): void {
-  const n = g.op('Div', [g.op('ReduceProd', [idsShape], { keepdims: { i: 1 } }), g.constI64([2])]); // [1]: batch·seq
-  const axis0 = g.constI64([0]);
-  const end = g.constI64([Number.MAX_SAFE_INTEGER]);
+export function topChanges(g: OnnxGraph, cfg: ModelConfig, final: string, head: string, logits: string, logp: string): void {
   const k = g.input(TOP_K, 'int64', [1]);
-  // One TopK over both halves, then slices of its small [2N, k] result: slicing the [2N × vocab]
-  // log-probabilities into clean and edited halves first copied both (9% of the run, BENCHMARKS.md).
-  const top = g.node('TopK', [logp, k], { axis: { i: -1 } }, { outputs: 2 })[1]!;
-  const ids = g.op('Concat', [g.op('Slice', [top, g.constI64([0]), n, axis0]), g.op('Slice', [top, n, end, axis0])], { axis: { i: 1 } }, TOP_IDS);
-  // Each side's log p at the union of both lists: the ids for both halves, one gather.
-  const picked = g.op('GatherElements', [logp, g.op('Concat', [ids, ids], { axis: { i: 0 } })], { axis: { i: 1 } });
-  g.op('Slice', [picked, g.constI64([0]), n, axis0], {}, TOP_LOGP_CLEAN);
-  g.op('Slice', [picked, n, end, axis0], {}, TOP_LOGP);
-  g.output(TOP_IDS, 'int64', ['tokens', 'top2k']);
-  g.output(TOP_LOGP_CLEAN, 'float', ['tokens', 'top2k']);
+  const cleanIds = g.input(CLEAN_TOP_IDS, 'int64', ['tokens', 'k']);
+  const cleanFinal = g.input(CLEAN_FINAL, 'float', ['tokens', cfg.nEmbd]);
+  const cleanLse = g.input(CLEAN_LSE, 'float', ['tokens']);
+  const axis1 = g.constI64([1]);
+  const [values, ids] = g.node('TopK', [logp, k], { axis: { i: -1 } }, { outputs: 2 }) as [string, string];
+  g.op('Identity', [ids], {}, TOP_IDS);
+  g.op('GatherElements', [logp, g.op('Concat', [cleanIds, ids], { axis: { i: 1 } })], { axis: { i: 1 } }, TOP_LOGP);
+  // Clean logits at this run's ids: [N, k, d] · [N, d, 1]; log p = logit − log-sum-exp.
+  const rows = g.op('Gather', [head, ids], { axis: { i: 0 } });
+  const cleanLogits = g.op('Squeeze', [g.op('MatMul', [rows, g.op('Unsqueeze', [cleanFinal, g.constI64([2])])]), g.constI64([2])]);
+  g.op('Sub', [cleanLogits, g.op('Unsqueeze', [cleanLse, axis1])], {}, TOP_LOGP_CLEAN);
+  // log-sum-exp = logit − log p at the top token (no second pass over the vocabulary).
+  const first = g.op('Slice', [ids, g.constI64([0]), axis1, axis1]);
+  const firstLogp = g.op('Slice', [values, g.constI64([0]), axis1, axis1]);
+  g.op('Reshape', [g.op('Sub', [g.op('GatherElements', [logits, first], { axis: { i: 1 } }), firstLogp]), g.constI64([-1])], {}, LSE);
+  g.op('Identity', [final], {}, LN_FINAL_NORMALIZED);
+  g.output(TOP_IDS, 'int64', ['tokens', 'k']);
   g.output(TOP_LOGP, 'float', ['tokens', 'top2k']);
+  g.output(TOP_LOGP_CLEAN, 'float', ['tokens', 'k']);
+  g.output(LSE, 'float', ['tokens']);
+  g.output(LN_FINAL_NORMALIZED, 'float', ['tokens', cfg.nEmbd]);
 }
 
 

@@ -16,18 +16,26 @@
  *           `ln_final.hook_scale` float [batch·seq]      sqrt(var + eps) of the ln_f input
  * intervention (`intervention: { layer, neuron }`):
  *   input   `intervention_value` float [1]               that neuron's hook_post at every position
- * steer variant (`steer: true`; intervene.ts): the batch runs twice in one graph, clean then edited
+ * steer variant (`steer: true`; intervene.ts): one side of an intervention per run. With every
+ * edit off (mask 0) it is the clean forward; the clean side's results are then fed back so an
+ * edited run scores the clean side at its own top tokens without recomputing clean logits.
  *   inputs  `input_ids`, `targets` [batch, seq] as above (targets: the real next token; < 0: none)
  *           `steer_tokens`    float [batch, seq]         1 where the edit applies, 0 elsewhere
  *           `L{l}.hook_{pre,post}.steer_{mask,scale,add}` float [d_mlp]
  *                                                       at positions with steer_tokens 1 and neurons with
  *                                                       mask > 0, the hook becomes hook·scale + add
  *           `top_k`           int64 [1]
- *   outputs `nll`, `entropy`, `ln_final.hook_scale` float [2·batch·seq]: clean rows, then edited rows
- *           `L{l}.hook_*`     float [2·batch·seq, d_mlp] (after the edit)
- *           `top_ids`         int64 [batch·seq, 2k]      the clean top k ids, then the edited top k
- *           `top_logp_clean`, `top_logp` float [batch·seq, 2k]  log p of those ids, clean and edited
- *           `logits`          float [2·batch·seq, vocab]  only with `logits: true`
+ *           `clean_top_ids`   int64 [batch·seq, k]       the clean side's top k ids
+ *           `clean_final`     float [batch·seq, d_model] the clean side's ln_final.hook_normalized
+ *           `clean_lse`       float [batch·seq]          the clean side's log-sum-exp of the logits
+ *   outputs `nll`, `entropy`, `ln_final.hook_scale` float [batch·seq]
+ *           `L{l}.hook_*`     float [batch·seq, d_mlp] (after the edit)
+ *           `top_ids`         int64 [batch·seq, k]       this run's top k ids
+ *           `top_logp`        float [batch·seq, 2k]      this run's log p at clean_top_ids, then at top_ids
+ *           `top_logp_clean`  float [batch·seq, k]       the clean side's log p at top_ids (from clean_final)
+ *           `ln_final.hook_normalized` float [batch·seq, d_model], `lse` float [batch·seq]: this run's,
+ *                                                       fed back as clean_final / clean_lse
+ *           `logits`          float [batch·seq, vocab]  only with `logits: true`
  */
 import { EngineError } from '../errors';
 import { OnnxGraph } from '../onnx';
@@ -352,10 +360,7 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
   const shapes = gpt2TensorShapes(cfg);
   const W = (name: string): string => weightInitializer(g, w, shapes, name);
 
-  const idsIn = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
-  // steer: the batch twice (clean rows, then the same rows edited), as one forward.
-  const twice = (t: string): string => g.op('Concat', [t, t], { axis: { i: 0 } });
-  const ids = opts.steer ? twice(idsIn) : idsIn;
+  const ids = g.input(INPUT_IDS, 'int64', ['batch', 'seq']);
   const idsShape = g.op('Shape', [ids]); // [batch, seq]
   // Position ids 0..seq-1 for every row: rows are never left-padded (see runtime.ts).
   const seq1 = g.op('Slice', [idsShape, g.constI64([1]), g.constI64([2])]); // [seq]
@@ -381,12 +386,8 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
 
   if (opts.kept && (opts.logits || opts.scores || iv || opts.steer)) throw new Error('gpt2 graph: the kept layout is for activations only');
   if (opts.steer && iv) throw new Error('gpt2 graph: the steer variant replaces the single-neuron intervention');
-  // steer: 1 at the edited rows' positions that the edit covers ([2·B·S, 1]; the clean half is 0).
-  let gate = '';
-  if (opts.steer) {
-    const tok = g.input(STEER_TOKENS, 'float', ['batch', 'seq']);
-    gate = g.op('Reshape', [g.op('Concat', [g.op('Mul', [tok, g.constF32([0], [])]), tok], { axis: { i: 0 } }), g.constI64([-1, 1])]);
-  }
+  // steer: 1 at the positions that the edit covers ([B·S, 1]).
+  const gate = opts.steer ? g.op('Reshape', [g.input(STEER_TOKENS, 'float', ['batch', 'seq']), g.constI64([-1, 1])]) : '';
   const edit = (l: number, hook: Hook, v: string, out: string): string => {
     const input = (part: SteerPart): string => g.input(steerName(l, hook, part), 'float', [cfg.dMlp]);
     const [mask, scale, add] = [input('mask'), input('scale'), input('add')];
@@ -429,11 +430,12 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
 
   // LM head [V, d]: Gemm with transB reads it as stored, so a tied head shares wte's buffer.
   const head = cfg.tieWordEmbeddings ? wte : W('lm_head.weight');
-  const logits = g.op('Gemm', [layerNorm(x, 'ln_f'), head], { transB: { i: 1 } }, LOGITS);
+  const final = layerNorm(x, 'ln_f');
+  const logits = g.op('Gemm', [final, head], { transB: { i: 1 } }, LOGITS);
   if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
   if (opts.steer) {
-    const logp = scores(g, cfg, x, logits, g.op('Reshape', [twice(g.input(TARGETS, 'int64', ['batch', 'seq'])), g.constI64([-1])]));
-    topChanges(g, idsShape, logp);
+    const logp = scores(g, cfg, x, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
+    topChanges(g, cfg, final, head, logits, logp);
   } else if (opts.scores) {
     scores(g, cfg, x, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
   }
