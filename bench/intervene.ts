@@ -7,12 +7,17 @@
 //      entropy, final-LN scale; logits stay inside ORT): the "one forward" yardstick;
 //   2. the same Scorer with its single-neuron intervention graph (one neuron fixed); 2b. the plain
 //      Scorer on every window twice (the work of a clean and an intervened forward);
-//   3. Intervener.run: the paired clean + intervened graph of intervene.ts, zero-ablating three
-//      neurons in three layers, with top-5 tokens and their changes (tokenising included);
-//   4. the same with mode mean = the prompt's own mean (an extra activations forward first).
+//   3. Intervener.run, zero-ablating three neurons in three layers, with top-5 tokens and their
+//      changes (tokenising included), three ways, interleaved run by run so that all three see
+//      the same load and their ratios mean something on a busy box:
+//      3a. the same text again (a new neuron or mode): every window's clean side is kept, only the
+//          intervened side runs;
+//      3b. the text edited at its end: the last window's clean side runs again;
+//      3c. every window's clean side recomputed (an edit at the start; the work of the first run);
+//   4. the same as 3c with mode mean = the prompt's own mean (an extra activations forward first).
 // Each figure is the median (and best) of --repeats runs after one warm-up.
 //
-// --ort-profile DIR: instead, onnxruntime's own profile of --repeats intervention runs (3.),
+// --ort-profile DIR: instead, onnxruntime's own profile of --repeats same-text re-runs (3a.),
 // summed per operator type: where the graph's time goes, as shares (meaningful under load too).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,6 +83,25 @@ async function timed(label: string, fn: () => Promise<unknown>): Promise<number>
   return med;
 }
 
+/** Like `timed` for several variants, run in turn within each repeat; returns the medians. */
+async function interleaved(variants: [string, () => Promise<unknown>][]): Promise<number[]> {
+  for (const [, fn] of variants) await fn();
+  const ms: number[][] = variants.map(() => []);
+  for (let i = 0; i < REPEATS; i++) {
+    for (const [v, [, fn]] of variants.entries()) {
+      const t = performance.now();
+      await fn();
+      ms[v]!.push(performance.now() - t);
+    }
+  }
+  return variants.map(([label], v) => {
+    const xs = ms[v]!.sort((a, b) => a - b);
+    const med = xs[Math.floor(xs.length / 2)]!;
+    console.log(`${label.padEnd(64)} median ${med.toFixed(1).padStart(7)} ms   best ${xs[0]!.toFixed(1).padStart(7)} ms`);
+    return med;
+  });
+}
+
 async function main(): Promise<void> {
   const opts = THREADS ? { threads: THREADS } : {};
   if (ORT_PROFILE) profileSessions(ORT_PROFILE);
@@ -89,7 +113,7 @@ async function main(): Promise<void> {
   const neurons = [{ layer: 0, neuron: 5 }, { layer: 1, neuron: 100 }, { layer: 3, neuron: 400 }].filter((n) => n.layer < model.nLayers && n.neuron < model.dMlp);
   if (ORT_PROFILE) {
     const iv = await openIntervener(model, opts);
-    await timed(`3. intervene: clean + zero ${neurons.length} neurons, top-5 (one graph), profiled`, () => iv.run(text, { neurons, mode: { kind: 'zero' } }));
+    await timed(`3a. intervene, same text: zero ${neurons.length} neurons, top-5, profiled`, () => iv.run(text, { neurons, mode: { kind: 'zero' } }));
     await iv.close();
     await model.close();
     return operatorShares(ORT_PROFILE);
@@ -100,11 +124,23 @@ async function main(): Promise<void> {
     const plain = await timed('1. one forward with scores (Scorer, plain)', () => scorer.score(w.rows));
     await timed('2. Scorer, one neuron fixed (its own graph)', () => scorer.score(w.rows, { value: 1 }));
     const two = await timed('2b. Scorer, plain, every window twice (two forwards)', () => scorer.score([...w.rows, ...w.rows]));
-    const pair = await timed(`3. intervene: clean + zero ${neurons.length} neurons, top-5 (one graph)`, () =>
-      iv.run(text, { neurons, mode: { kind: 'zero' } }),
-    );
-    await timed("4. intervene: mean = the prompt's own (+ activations forward)", () => iv.run(text, { neurons, mode: { kind: 'mean' }, means: 'prompt' }));
-    console.log(`intervene (clean and intervened sides) / one plain forward: ${(pair / plain).toFixed(2)}x; / two plain forwards: ${(pair / two).toFixed(2)}x`);
+    const spec = { neurons, mode: { kind: 'zero' as const } };
+    // 3b alternates two endings, so each of its runs follows a run on the other ending; 3a runs
+    // the text 3b left behind.
+    let edits = 0;
+    const edited = (): string => text + (edits++ % 2 ? ' why' : ' seeds');
+    let last = text;
+    const [same, end, all] = await interleaved([
+      [`3a. intervene, same text: zero ${neurons.length} neurons, top-5`, () => iv.run(last, spec)],
+      ['3b. intervene, text edited at its end (last window recomputed)', () => iv.run((last = edited()), spec)],
+      ['3c. intervene, every window recomputed (an edit at the start)', () => iv.run(last, spec, { reuseClean: false })],
+    ]);
+    const check = await iv.run(last, spec);
+    if (check.cleanWindowsReused !== check.windows) throw new Error(`3a reused ${check.cleanWindowsReused} of ${check.windows} windows`);
+    await timed("4. intervene, every window recomputed, mean = the prompt's own", () => iv.run(text, { neurons, mode: { kind: 'mean' }, means: 'prompt' }, { reuseClean: false }));
+    console.log(`same text / every window recomputed: ${(same / all).toFixed(2)}x; edited at the end / every window: ${(end / all).toFixed(2)}x`);
+    console.log(`every window recomputed / one plain forward: ${(all / plain).toFixed(2)}x; / two plain forwards: ${(all / two).toFixed(2)}x; same text / one plain forward: ${(same / plain).toFixed(2)}x`);
+    console.log(`load at the end ${loadavg()[0]!.toFixed(1)}`);
   } finally {
     await iv.close();
     await scorer.close();

@@ -4,6 +4,7 @@
  * the token's range in the editor.
  */
 import type { PromptData } from '../src/protocol';
+import { DIVERGING } from '../src/view/diverging';
 import type { ViewContext } from './common';
 import { el, fmt, shade } from './dom';
 
@@ -17,6 +18,9 @@ export function renderPrompt(root: HTMLElement, d: PromptData, ctx: ViewContext,
     max = max === null ? t.value : Math.max(max, t.value);
   }
   const scale = Math.max(Math.abs(min ?? 0), Math.abs(max ?? 0));
+  // The editor's Δ loss decorations use the same scale.
+  root.style.setProperty('--diverging-pos', DIVERGING.positive.css);
+  root.style.setProperty('--diverging-neg', DIVERGING.negative.css);
   root.append(
     el('h1', { text: `${d.neuronLabel} on ${d.title}` }),
     el(

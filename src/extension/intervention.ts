@@ -1,7 +1,7 @@
 /**
  * The active neuron intervention of a prompt document (Intervene on Neuron…): the engine's
  * `Intervener` (src/engine/intervene.ts) runs the clean and the edited forward; this shades each
- * token by its Δ loss (the loss of predicting it, intervened − clean; red up, green down, the
+ * token by its Δ loss (the loss of predicting it, intervened − clean; red up, blue down (src/view/diverging.ts), the
  * heat-map's shared-scale levels from src/engine/editor.ts), adds a hover section with the loss
  * and the next tokens before and after, and shows a status-bar item that clears it. Edits re-run
  * it: the prompt analyzer debounces them and fires onDidAnalyze, as for the heat-map.
@@ -12,6 +12,7 @@ import { heatLevels, heatScale, tokenAtOffset } from '../engine/editor';
 import type { Intervener, InterventionResult, InterventionSpec } from '../engine/intervene';
 import type { Model } from '../engine/runtime';
 import { Command } from '../view/commandIds';
+import { DIVERGING } from '../view/diverging';
 import { interventionHoverMarkdown, interventionStatus, type InterventionSummary } from '../view/interventionText';
 import { readSettings } from './config';
 import type { EngineHost } from './engineHost';
@@ -91,8 +92,8 @@ export class InterventionView implements vscode.Disposable {
         rangeBehavior: vscode.DecorationRangeBehavior.ClosedClosed,
       });
     for (let k = 1; k <= LEVELS; k++) {
-      this.up.push(make('universalNeurons.deltaLossUp', vscode.OverviewRulerLane.Right, k === LEVELS));
-      this.down.push(make('universalNeurons.deltaLossDown', vscode.OverviewRulerLane.Left, k === LEVELS));
+      this.up.push(make(DIVERGING.positive.themeColour, vscode.OverviewRulerLane.Right, k === LEVELS));
+      this.down.push(make(DIVERGING.negative.themeColour, vscode.OverviewRulerLane.Left, k === LEVELS));
     }
     const status = vscode.window.createStatusBarItem('universalNeurons.intervention', vscode.StatusBarAlignment.Left, 49);
     status.name = 'Universal Neurons intervention';

@@ -4,6 +4,7 @@
  * the engine (src/engine/intervene.ts).
  */
 import { mdLiteral } from './hoverContent';
+import { DIVERGING } from './diverging';
 
 export interface InterventionSummary {
   /** "zero", "mean", "fix=2.5", "scale=-1". */
@@ -61,7 +62,7 @@ export function interventionStatus(s: InterventionSummary, otherDocument = false
       (s.windows && s.windows > 1
         ? `The prompt is longer than the model's context: it ran as ${s.windows} windows of at most ${s.nPositions} tokens, each later one restarting at BOS.\n\n`
         : '') +
-      `Mean Δ loss over the predicted tokens: ${signed(s.meanDeltaLoss, 4)} nats. Tokens are shaded red where their loss rose, green where it fell.\n\nClick to clear.`,
+      `Mean Δ loss over the predicted tokens: ${signed(s.meanDeltaLoss, 4)} nats. Tokens are shaded ${DIVERGING.positive.name} where their loss rose, ${DIVERGING.negative.name} where it fell.\n\nClick to clear.`,
   };
 }
 

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Command } from '../../src/view/commandIds';
+import { DIVERGING } from '../../src/view/diverging';
 import { HOVER_COMMANDS, hoverMarkdown } from '../../src/view/hoverContent';
 import { interventionHoverMarkdown, interventionLabel, interventionStatus, type InterventionSummary } from '../../src/view/interventionText';
 
@@ -45,8 +46,25 @@ test('package.json: the commands, their palette entries and the Δloss colours',
   const titles = Object.fromEntries((pkg.contributes.commands as { command: string; title: string }[]).map((c) => [c.command, c.title]));
   assert.equal(titles[Command.InterveneNeuron], 'Intervene on Neuron…');
   assert.equal(titles[Command.ClearIntervention], 'Clear Intervention');
-  const colors = (pkg.contributes.colors as { id: string }[]).map((c) => c.id);
-  assert.ok(colors.includes('universalNeurons.deltaLossUp') && colors.includes('universalNeurons.deltaLossDown'));
+  const colors = pkg.contributes.colors as { id: string; defaults: Record<string, string> }[];
+  for (const side of [DIVERGING.positive, DIVERGING.negative]) {
+    assert.deepEqual(colors.find((c) => c.id === side.themeColour)?.defaults, side.defaults, `${side.themeColour}: the defaults of src/view/diverging.ts`);
+  }
+});
+
+test('one diverging scale: the prompt view and the editor shade Δ loss red up, blue down, as the status tooltip says', () => {
+  assert.equal(DIVERGING.positive.name, 'red');
+  assert.equal(DIVERGING.negative.name, 'blue');
+  // The editor's translucent defaults are the webview's chart colours' hues (VS Code's dark theme).
+  assert.match(DIVERGING.positive.css, /charts-red/);
+  assert.match(DIVERGING.negative.css, /charts-blue/);
+  const css = readFileSync(join(__dirname, '..', '..', 'media', 'webview.css'), 'utf8');
+  assert.match(css, /\.tok\.pos \{\s*--tok-colour: var\(--diverging-pos/);
+  assert.match(css, /\.tok\.neg \{\s*--tok-colour: var\(--diverging-neg/);
+  const prompt = readFileSync(join(__dirname, '..', '..', 'webview', 'prompt.ts'), 'utf8');
+  assert.match(prompt, /--diverging-pos', DIVERGING\.positive\.css/);
+  const tip = interventionStatus({ mode: 'zero', neurons: ['L1.N2'], hook: 'post', range: [0, 3], nTokens: 3, meanDeltaLoss: 0.1 }).tooltip;
+  assert.match(tip, /shaded red where their loss rose, blue where it fell/);
 });
 
 test("the token hover links each neuron's ablation (Intervene on Neuron, mode zero), a trusted command", () => {
