@@ -136,7 +136,7 @@ const MAX_TOP_K = 100;
 const LOGITS_BYTES = 128 * 1024 * 1024;
 
 /**
- * The paired clean/intervened forward of one model. Opening builds and loads the graph (once per
+ * The clean and intervened forwards of one model (one graph). Opening builds and loads the graph (once per
  * model); each `run` is one pass of ORT runs over the prompt's windows.
  */
 export class Intervener {

@@ -1,7 +1,7 @@
 /**
  * "What it does" on the neuron page (#16): a neuron ablated on the run's own top-activating
  * contexts (examples.bin, run/examples.ts), each context run as its own prompt through the
- * paired clean/edited graph (intervene.ts). Per ablation mode it reports
+ * clean/edited graph (intervene.ts). Per ablation mode it reports
  * - the mean Δ loss over every next-token prediction of the contexts (each prediction weighs the
  *   same), and the mean Δ loss of predicting the token right after the neuron's maximum;
  * - the next tokens whose probability moves most, up and down: per token, Δp summed over every
@@ -103,7 +103,7 @@ export interface NeuronEffectOptions {
   progress?: (done: number, total: number) => void;
 }
 
-/** Ablates `neuron` on each context in every one of `ablations` (one paired run per context). */
+/** Ablates `neuron` on each context in every one of `ablations` (a clean and an edited run per context). */
 export async function neuronEffect(
   iv: Intervener,
   neuron: NeuronRef,
