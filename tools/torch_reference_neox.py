@@ -187,8 +187,10 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def forward(w, cfg, ids):
-    """One row of ids -> (hook_pre per layer, hook_post per layer, logits), float64."""
+def forward(w, cfg, ids, intervention=None, resid_out=None):
+    """One row of ids -> (hook_pre per layer, hook_post per layer, logits), float64.
+    intervention = (layer, neuron, value) fixes that neuron's hook_post before dense_4h_to_h;
+    resid_out, a list, receives the final LayerNorm's input."""
     d, H = cfg['hidden_size'], cfg['num_attention_heads']
     dh = d // H
     rot = int(dh * cfg['rotary_pct'])
@@ -229,10 +231,15 @@ def forward(w, cfg, ids):
         mlp_in = x if cfg['use_parallel_residual'] else x + a
         pre = linear(ln(mlp_in, p + '.post_attention_layernorm'), p + '.mlp.dense_h_to_4h')
         post = act(pre)
+        if intervention is not None and intervention[0] == l:
+            post = post.clone()
+            post[:, intervention[1]] = intervention[2]
         pres.append(pre)
         posts.append(post)
         m = linear(post, p + '.mlp.dense_4h_to_h')
         x = x + a + m if cfg['use_parallel_residual'] else mlp_in + m
+    if resid_out is not None:
+        resid_out.append(x)
     logits = ln(x, 'final_layer_norm') @ w['embed_out.weight'].T
     return pres, posts, logits
 
@@ -358,6 +365,45 @@ def build(name, spec, tok, tj_text):
         f.write('\n')
 
 
+# Scores golden (the entropy intervention on GPT-NeoX): per-token nll, entropy and final-LN scale
+# of a few rows, plain and with one neuron's hook_post fixed, from the stored fixture's weights.
+SCORES_FIXTURE = 'neox-14m'
+SCORES_INTERVENTION = dict(layer=0, neuron=37, values=[-0.17, 3.0])
+
+
+def scores(w, cfg, row, intervention=None):
+    """Per position t: -log p(row[t+1]) (0 at the last position), entropy, sqrt(var + eps) of the final LN's input."""
+    resid = []
+    logits = forward(w, cfg, row, intervention, resid)[2]
+    logp = torch.log_softmax(logits, -1)
+    nll = torch.zeros(len(row), dtype=logits.dtype)
+    nll[:-1] = -logp[torch.arange(len(row) - 1), torch.tensor(row[1:])]
+    entropy = -(logp.exp() * logp).sum(-1)
+    scale = torch.sqrt(resid[0].var(-1, unbiased=False) + cfg['layer_norm_eps'])
+    return {'nll': nll.tolist(), 'entropy': entropy.tolist(), 'ln_scale': scale.tolist()}
+
+
+def write_scores_golden(tok):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_weight_stats import read_safetensors  # float64 tensors, the stored file as the engine reads it
+    folder = os.path.join(FIXTURES, SCORES_FIXTURE)
+    cfg = json.load(open(os.path.join(folder, 'config.json')))
+    w = read_safetensors(os.path.join(folder, 'model.safetensors'))
+    rows = [([BOS] + tok.encode(t))[:cfg['max_position_embeddings']] for t in TEXTS[:3]]
+    iv = SCORES_INTERVENTION
+    out = {'fixture': SCORES_FIXTURE, 'rows': rows,
+           'note': 'tools/torch_reference_neox.py scores: per row, per position t: nll = -log p(row[t+1]) (0 at the last '
+                   'position), entropy (nats), ln_scale = sqrt(var + eps) of the final LN input; float64 torch',
+           'plain': [scores(w, cfg, r) for r in rows],
+           'intervention': {'layer': iv['layer'], 'neuron': iv['neuron'], 'values': [
+               {'value': v, 'rows': [scores(w, cfg, r, (iv['layer'], iv['neuron'], v)) for r in rows]} for v in iv['values']]}}
+    path = os.path.join(GOLDEN, SCORES_FIXTURE + '.scores.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(out, f)
+        f.write('\n')
+    print(f'  {SCORES_FIXTURE}: scores of {len(rows)} rows ({sum(map(len, rows))} tokens) -> {path}')
+
+
 # Tokenizer goldens: ids of texts that exercise every branch (the TS test compares the engine
 # and @huggingface/tokenizers with these).
 TOKENIZER_TEXTS = TEXTS[:3] + [
@@ -377,6 +423,9 @@ def main():
     assert max(t['id'] for t in tj['added_tokens']) + 1 <= VOCAB_PADDED
     print(f'tokenizer: {len(tj["model"]["vocab"])} BPE tokens + {len(WHITESPACE_RUNS)} whitespace tokens, {N_MERGES} merges')
     only = sys.argv[1:]
+    if only == ['scores']:  # the scores golden only; fixtures untouched
+        write_scores_golden(tok)
+        return
     for name, spec in FIXTURE_SPECS.items():
         if not only or name in only:
             build(name, spec, tok, tj_text)

@@ -5,7 +5,9 @@
 // next to HF's buffers), each stored in fp32 and fp16. Regenerate fixtures and goldens with
 //   /usr/bin/python3 tools/torch_reference_neox.py
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { entropyIntervention } from '../../src/engine/analysis/intervention';
 import { after, before, describe, test } from 'node:test';
 import { Model, openModel } from '../../src/engine/runtime';
 import { openScorer } from '../../src/engine/scorer';
@@ -99,6 +101,45 @@ test('GPT-NeoX scores graph: per-token loss from the logits, and a fixed neuron 
   } finally {
     await scorer.close();
   }
+});
+
+test('GPT-NeoX entropy intervention against torch (neox-14m.scores.json): per-token nll, entropy, final-LN scale, plain and fixed, and their means', async () => {
+  type Rows = { nll: number[]; entropy: number[]; ln_scale: number[] }[];
+  const dir = join(FIXTURES, 'neox-14m');
+  const gold = JSON.parse(readFileSync(join(FIXTURES, 'golden', 'neox-14m.scores.json'), 'utf8')) as {
+    rows: number[][];
+    plain: Rows;
+    intervention: { layer: number; neuron: number; values: { value: number; rows: Rows }[] };
+  };
+  const target = { layer: gold.intervention.layer, neuron: gold.intervention.neuron };
+  const scorer = await openScorer(dir, { threads: 1, intervention: target });
+  try {
+    for (const [label, value, want] of [['plain', undefined, gold.plain] as const, ...gold.intervention.values.map((v) => [`= ${v.value}`, v.value, v.rows] as const)]) {
+      const s = await scorer.score(gold.rows, value === undefined ? {} : { value });
+      let worst = 0;
+      want.forEach((w, r) => {
+        for (const [got, exp] of [[s.nll, w.nll], [s.entropy, w.entropy], [s.lnScale, w.ln_scale]] as const) {
+          exp.forEach((e, t) => (worst = Math.max(worst, Math.abs(got[s.offsets[r]! + t]! - e))));
+        }
+      });
+      summary.push(`neox-14m scores ${label}: ${worst.toExponential(2)}`);
+      assert.ok(worst <= TOL, `${label}: max |engine − torch| ${worst}`);
+      if (value !== undefined) assert.ok(want.some((w, r) => w.entropy.some((e, t) => Math.abs(e - gold.plain[r]!.entropy[t]!) > 1e-3)), 'the fix moves the entropy');
+    }
+  } finally {
+    await scorer.close();
+  }
+  // entropyIntervention's means over positions with a target.
+  const mean = (rows: Rows, k: 'nll' | 'entropy'): number => {
+    const xs = rows.flatMap((r) => r[k].slice(0, -1));
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  const res = await entropyIntervention(dir, gold.rows, target, gold.intervention.values.map((v) => v.value), { threads: 1 });
+  assert.ok(Math.abs(res.baseline.loss - mean(gold.plain, 'nll')) <= TOL && Math.abs(res.baseline.entropy - mean(gold.plain, 'entropy')) <= TOL);
+  res.points.forEach((p, i) => {
+    const rows = gold.intervention.values[i]!.rows;
+    assert.ok(Math.abs(p.loss - mean(rows, 'nll')) <= TOL && Math.abs(p.entropy - mean(rows, 'entropy')) <= TOL, `value ${p.value}`);
+  });
 });
 
 after(() => {
