@@ -126,6 +126,7 @@ export async function runAnalyze(
         memoryGb: cmd.memoryGb,
         mode: cmd.mode,
         threads: cmd.threads,
+        ...(cmd.executionProvider ? { executionProvider: cmd.executionProvider } : {}),
         resume: cmd.resume,
         plan: planOptions,
         ...(cmd.blockSize ? { refBlocks: cmd.blockSize } : {}),

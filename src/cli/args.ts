@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { NeuronRef } from '../engine/arch/common';
 import { parseMode, parseNeuronList, parseTokenRange, type InterventionMode } from '../engine/interventionSpec';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../engine/provider';
 import { isUsableThreshold } from '../engine/run/defaults';
 import { ROLE_SETTING_KEYS, ROLE_SETTINGS, roleSettingProblem, type RoleSettings } from '../engine/run/roleSettings';
 
@@ -141,6 +142,11 @@ Common options:
   --json OUT    Also write {"model", "tokens": [{id,text,start,end}], "hook_pre", "hook_post"}
                 to OUT, activations indexed [layer][token][neuron], BOS as token 0.
   --threads N   onnxruntime intra-op threads (default 0: every core this process may use).
+  --execution-provider cpu|cuda
+                onnxruntime's execution provider (default cpu). cuda needs onnxruntime-node's
+                CUDA binaries (ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node),
+                CUDA 12 and cuDNN 9; without them the command stops at once and says so.
+                Untested on GPUs here. Recorded in the run's manifest.
   -h, --help    Show this help (after a command: that command's help).
   --version     Print the version.
 
@@ -201,13 +207,13 @@ export function commandHelp(cmd: string): string {
 
 /** The flags each command takes. */
 const ALLOWED: Record<string, readonly string[]> = {
-  activations: ['model', 'text', 'file', 'top', 'json', 'threads'],
-  demo: ['tokens', 'threads', 'top', 'out'],
-  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'roles', 'resume', 'threads', 'top', 'block', 'block-size'],
+  activations: ['model', 'text', 'file', 'top', 'json', 'threads', 'execution-provider'],
+  demo: ['tokens', 'threads', 'top', 'out', 'execution-provider'],
+  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'roles', 'resume', 'threads', 'top', 'block', 'block-size', 'execution-provider'],
   summary: ['top'],
-  development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron'],
+  development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron', 'execution-provider'],
   table: ['top', 'threshold', 'd-mlp', 'run'],
-  intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads'],
+  intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads', 'execution-provider'],
 };
 
 /**
@@ -233,11 +239,13 @@ export interface ActivationsCommand {
   top: number;
   json?: string;
   threads: number;
+  executionProvider?: ExecutionProvider;
 }
 
 export interface DemoCommand {
   kind: 'demo';
   threads: number;
+  executionProvider?: ExecutionProvider;
   /** Top universal neurons listed. */
   top: number;
   /** Run folder (default as for analyze). */
@@ -265,6 +273,7 @@ export interface AnalyzeCommand {
   /** --roles: the role settings given (run/roleSettings.ts). */
   roles?: RoleSettings;
   threads: number;
+  executionProvider?: ExecutionProvider;
   resume?: string;
   /** Part J of a split run (parts.ts), with the blocks [first, rest] every part uses. */
   block?: number;
@@ -303,12 +312,13 @@ export interface InterveneCommand {
   run?: string;
   json?: string;
   threads: number;
+  executionProvider?: ExecutionProvider;
 }
 
 /** `development`: run one (final + checkpoints) or read one (run). */
 export type DevelopmentCommand =
   | { kind: 'development'; run: string; neuron?: NeuronRef }
-  | { kind: 'development'; final: string; checkpoints: string[]; corpus: string[]; tokens: number; out?: string; threads: number };
+  | { kind: 'development'; final: string; checkpoints: string[]; corpus: string[]; tokens: number; out?: string; threads: number; executionProvider?: ExecutionProvider };
 
 export type Command =
   | { kind: 'help'; command?: string }
@@ -325,7 +335,7 @@ export type Command =
 const LIST_FLAGS = new Set(['--models', '--corpus', '--checkpoints']);
 
 /** Flags that take a value (a value that looks negative, `--seed -1`, is joined as `--seed=-1`). */
-const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--roles', '--resume', '--block', '--block-size', '--d-mlp', '--neuron', '--hook', '--run', '--final']);
+const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--roles', '--resume', '--block', '--block-size', '--d-mlp', '--neuron', '--hook', '--run', '--final', '--execution-provider']);
 
 function expandLists(argv: string[]): string[] {
   const out: string[] = [];
@@ -441,6 +451,7 @@ export function parseCli(argv: string[]): Command {
         top: { type: 'string' },
         json: { type: 'string' },
         threads: { type: 'string' },
+        'execution-provider': { type: 'string' },
         models: { type: 'string', multiple: true },
         corpus: { type: 'string', multiple: true },
         tokens: { type: 'string' },
@@ -480,6 +491,11 @@ export function parseCli(argv: string[]): Command {
   const [sub, ...extra] = positionals;
   if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene, demo or development)');
   const threads = integer('threads', v.threads, 0, 0);
+  const ep = v['execution-provider'];
+  if (ep !== undefined && !(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) {
+    throw new UsageError(`--execution-provider must be ${EXECUTION_PROVIDERS.join(' or ')}, got ${JSON.stringify(ep)}`);
+  }
+  const provider = ep === undefined ? {} : { executionProvider: ep as ExecutionProvider };
   const own = ALLOWED[sub];
   if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene, demo or development)`);
   for (const [flag, value] of Object.entries(v)) {
@@ -494,14 +510,19 @@ export function parseCli(argv: string[]): Command {
     if ((v.text === undefined) === (v.file === undefined)) {
       throw new UsageError('activations needs exactly one of --text T or --file F');
     }
-    return { kind: 'activations', model: v.model, text: v.text, file: v.file, top, json: v.json, threads };
+    return { kind: 'activations', model: v.model, text: v.text, file: v.file, top, json: v.json, threads, ...provider };
   }
-  if (sub === 'intervene') return parseIntervene(v, threads);
-  if (sub === 'development') return parseDevelopment(v, extra[0], threads);
+  if (sub === 'intervene') return { ...parseIntervene(v, threads), ...provider };
+  if (sub === 'development') {
+    const d = parseDevelopment(v, extra[0], threads);
+    if ('run' in d && ep !== undefined) throw new UsageError('development RUN reads a finished run; drop --execution-provider');
+    return 'run' in d ? d : { ...d, ...provider };
+  }
   if (sub === 'demo') {
     return {
       kind: 'demo',
       threads,
+      ...provider,
       top: integer('top', v.top, 15, 0),
       out: v.out,
       tokens: v.tokens === undefined ? undefined : count('tokens', v.tokens, 2),
@@ -524,11 +545,11 @@ export function parseCli(argv: string[]): Command {
   }
   // analyze
   if (v.resume !== undefined) {
-    const extraFlags = Object.keys(v).filter((f) => v[f as keyof typeof v] !== undefined && !['resume', 'threads', 'top', 'help'].includes(f));
+    const extraFlags = Object.keys(v).filter((f) => v[f as keyof typeof v] !== undefined && !['resume', 'threads', 'top', 'help', 'execution-provider'].includes(f));
     if (extraFlags.length) {
       throw new UsageError(`--resume takes every setting from the run's manifest; drop --${extraFlags[0]}`);
     }
-    return { kind: 'analyze', models: [], corpus: [], tokens: 0, resume: v.resume, threads, top: integer('top', v.top, 15, 0) };
+    return { kind: 'analyze', models: [], corpus: [], tokens: 0, resume: v.resume, threads, ...provider, top: integer('top', v.top, 15, 0) };
   }
   if (!v.models || v.models.length < 2) throw new UsageError('analyze needs --models with at least two model folders');
   if (!v.corpus || v.corpus.length === 0) throw new UsageError('analyze needs --corpus PATH...');
@@ -564,6 +585,7 @@ export function parseCli(argv: string[]): Command {
     ...(blockSize ? { blockSize } : {}),
     ...(v.roles !== undefined ? { roles: roleSettings(v.roles as string) } : {}),
     threads,
+    ...provider,
     top: integer('top', v.top, 15, 0),
   };
 }

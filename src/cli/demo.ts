@@ -38,5 +38,5 @@ export async function runDemo(cmd: DemoCommand, print: Print, note: Print, signa
   await runActivations({ model: models[0]!.dir, text: DEMO_SENTENCE, top: 3, threads: cmd.threads }, print, signal);
   print('');
   print(`demo: ${models.map((m) => m.name).join(', ')} on ${tokens.toLocaleString('en-US')} tokens of models/corpus/heldout.jsonl`);
-  await runAnalyze({ models: models.map((m) => m.dir), corpus: [corpus], tokens, threads: cmd.threads, out: cmd.out, topSummary: cmd.top }, print, note, signal);
+  await runAnalyze({ models: models.map((m) => m.dir), corpus: [corpus], tokens, threads: cmd.threads, ...(cmd.executionProvider ? { executionProvider: cmd.executionProvider } : {}), out: cmd.out, topSummary: cmd.top }, print, note, signal);
 }

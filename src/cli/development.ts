@@ -52,7 +52,7 @@ export async function runDevelopment(cmd: DevelopmentCommand, print: Print, note
   // Before any model opens: every revision in the cache, one architecture, steps in order.
   const models = checkDevelopment(cmd.final, cmd.checkpoints);
   return runAnalyze(
-    { models, corpus: cmd.corpus, tokens: cmd.tokens, out: cmd.out, threads: cmd.threads, families: false, after: (dir) => printDevelopment(dir, print) },
+    { models, corpus: cmd.corpus, tokens: cmd.tokens, out: cmd.out, threads: cmd.threads, ...(cmd.executionProvider ? { executionProvider: cmd.executionProvider } : {}), families: false, after: (dir) => printDevelopment(dir, print) },
     print,
     note,
     signal,

@@ -51,6 +51,13 @@ async function main(argv: string[]): Promise<number> {
   const signal: CancellationSignal = { get cancelled() { return cancelled; } };
   process.once('SIGINT', () => (cancelled = true));
   try {
+    // Before any model opens: a missing CUDA provider fails now, with how to install it. The
+    // analysis (analyze, demo, development) runs in a worker, which checks and sets it itself.
+    if ('executionProvider' in cmd && cmd.executionProvider) {
+      const { checkExecutionProvider, setExecutionProvider } = await import('../engine/provider');
+      await checkExecutionProvider(cmd.executionProvider);
+      setExecutionProvider(cmd.executionProvider);
+    }
     if (cmd.kind === 'parts') await runPartsCommand(argv, print, note, signal);
     else if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
     else if (cmd.kind === 'analyze') await runAnalyze({ ...cmd, topSummary: cmd.top }, print, note, signal);

@@ -34,6 +34,7 @@ import { loadCheckpoint } from './checkpoint';
 import { topNeuronsAt } from './editor';
 import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { OnnxGraph } from './onnx';
+import { sessionProviders } from './provider';
 import { SafetensorsFile } from './safetensors';
 import { resolveThreads } from './threads';
 import { encodeWithBos, Tokenizer } from './tokenizer';
@@ -114,6 +115,7 @@ export { defaultThreads } from './threads';
 export async function createSession(graph: OnnxGraph, want: readonly string[], opts: ForwardOptions, tempDirs: string[]): Promise<ort.InferenceSession> {
   const threads = resolveThreads(opts.threads);
   const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: sessionProviders(),
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     intraOpNumThreads: threads,

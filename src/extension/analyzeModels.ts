@@ -234,6 +234,7 @@ export async function analyzeModels(
             out,
             threshold,
             threads: settings.threads,
+            executionProvider: settings.executionProvider,
             plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds, roleSettings: settings.roles } },
           },
           {

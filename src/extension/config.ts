@@ -13,6 +13,8 @@ export interface Settings {
   modelPath: string;
   topK: number;
   threads: number;
+  /** onnxruntime's execution provider (cpu or cuda, provider.ts) for prompt forwards and analyses. */
+  executionProvider: 'cpu' | 'cuda';
   maxPromptBytes: number;
   maxPromptTokens: number;
   /** Glob patterns of prompt files (hover, heat-map), besides plaintext and markdown documents. */
@@ -78,6 +80,7 @@ export function readSettings(): Settings {
     modelPath: (c.get<string>('modelPath') ?? '').trim(),
     topK: int(c.get('topK'), 5, 1, 100),
     threads: int(c.get('threads'), 0, 0),
+    executionProvider: c.get('executionProvider') === 'cuda' ? 'cuda' : 'cpu',
     maxPromptBytes: int(c.get('maxPromptBytes'), 1_000_000, 1),
     maxPromptTokens: int(c.get('maxPromptTokens'), 8192, 2),
     promptGlobs: stringList(c.get('promptGlobs'), DEFAULT_PROMPT_GLOBS),

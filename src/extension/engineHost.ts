@@ -6,7 +6,16 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as vscode from 'vscode';
+import type { ExecutionProvider } from '../engine/provider';
 import type { Model } from '../engine/runtime';
+
+/** A missing CUDA provider fails before the model is read, with how to install it (provider.ts). */
+async function openOn(provider: ExecutionProvider, open: () => Promise<Model>): Promise<Model> {
+  const { checkExecutionProvider, setExecutionProvider } = await import('../engine/provider');
+  await checkExecutionProvider(provider);
+  setExecutionProvider(provider);
+  return open();
+}
 
 export type Runtime = typeof import('../engine/runtime');
 export type TokenizerModule = typeof import('../engine/tokenizer');
@@ -45,6 +54,8 @@ interface Entry {
 export class EngineHost implements vscode.Disposable {
   private runtime?: Promise<Runtime>;
   private cached?: Entry;
+  /** The `executionProvider` setting (extension.ts keeps it current); checked before a model opens. */
+  executionProvider: ExecutionProvider = 'cpu';
 
   /** esbuild turns this import() into a lazily initialised module inside dist/extension.js. */
   loadRuntime(): Promise<Runtime> {
@@ -66,11 +77,12 @@ export class EngineHost implements vscode.Disposable {
    */
   async use<T>(dir: string, threads: number, fn: (rt: Runtime, model: Model) => Promise<T>): Promise<T> {
     const abs = resolve(dir);
-    const key = [abs, threads, mtime(join(abs, 'config.json')), mtime(weightsFile(abs))].join('\0');
+    const provider = this.executionProvider;
+    const key = [abs, threads, provider, mtime(join(abs, 'config.json')), mtime(weightsFile(abs))].join('\0');
     const rt = await this.loadRuntime();
     if (this.cached?.key !== key) {
       this.invalidate();
-      const entry: Entry = { key, model: rt.openModel(abs, threads ? { threads } : {}), users: 0, stale: false };
+      const entry: Entry = { key, model: openOn(provider, () => rt.openModel(abs, threads ? { threads } : {})), users: 0, stale: false };
       this.cached = entry;
       // A failed open must not stick: the next command retries (the user may have fixed the folder).
       entry.model.catch(() => {

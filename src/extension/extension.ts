@@ -5,7 +5,7 @@
  */
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
-import { SECTION } from './config';
+import { readSettings, SECTION } from './config';
 import { EngineHost } from './engineHost';
 import { HeatMap } from './heatmap';
 import { InterventionView } from './intervention';
@@ -41,6 +41,7 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
   const t0 = performance.now();
   const channel = vscode.window.createOutputChannel('Universal Neurons');
   const host = new EngineHost();
+  host.executionProvider = readSettings().executionProvider;
   const runs = new RunState(context, channel);
   const analyzer = new PromptAnalyzer(context.extensionPath, host, runs, channel);
   const heat = new HeatMap(analyzer);
@@ -60,6 +61,7 @@ export function activate(context: vscode.ExtensionContext): UniversalNeuronsApi 
     vscode.window.createTreeView(VIEW_ID, { treeDataProvider: tree, showCollapseAll: true }),
     vscode.workspace.onDidChangeConfiguration((e) => {
       // A different model or thread count needs a new session; topK etc. apply on the next run.
+      if (e.affectsConfiguration(`${SECTION}.executionProvider`)) host.executionProvider = readSettings().executionProvider;
       if (e.affectsConfiguration(`${SECTION}.modelPath`) || e.affectsConfiguration(`${SECTION}.threads`)) host.invalidate();
     }),
     vscode.workspace.onDidGrantWorkspaceTrust(() => runs.refresh()),

@@ -17,6 +17,7 @@ import { EngineError } from '../errors';
 import { KernelMemory } from '../kernels';
 import { kernelPool, partsFor } from '../kernels/pool';
 import { OnnxGraph } from '../onnx';
+import { sessionProviders } from '../provider';
 
 type OrtModule = typeof import('onnxruntime-node');
 
@@ -69,6 +70,7 @@ export class Gemm {
     if (!s) {
       s = Promise.resolve().then(() =>
         loadOrt().InferenceSession.create(build(), {
+          executionProviders: sessionProviders(),
           graphOptimizationLevel: 'all',
           executionMode: 'sequential',
           intraOpNumThreads: this.threads(),

@@ -50,9 +50,9 @@ export function checkPartRequest(settings: Settings, opts: Pick<AnalysisOptions,
   }
 }
 
-/** Settings every machine records the same (threads are each machine's own). */
-function sharedSettings(s: Settings): Omit<Settings, 'threads' | 'threadsUsed'> {
-  const { threads: _t, threadsUsed: _u, ...rest } = s;
+/** Settings every machine records the same (threads and the execution provider are each machine's own). */
+function sharedSettings(s: Settings): Omit<Settings, 'threads' | 'threadsUsed' | 'executionProvider'> {
+  const { threads: _t, threadsUsed: _u, executionProvider: _p, ...rest } = s;
   return rest;
 }
 

@@ -31,6 +31,7 @@ import { parseModelConfig } from '../arch/index';
 import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../errors';
 import type { Model } from '../runtime';
 import { hashVocab, Tokenizer } from '../tokenizer';
+import { checkExecutionProvider, setExecutionProvider } from '../provider';
 import { resolveThreads } from '../threads';
 import {
   acquireRunLock,
@@ -616,6 +617,11 @@ export async function runAnalysis(
     // The kernels' worker pool takes the same count as onnxruntime.
     settings.threadsUsed = resolveThreads(settings.threads);
     setKernelThreads(settings.threadsUsed);
+    // The provider is this session's, as the threads (a resumed run may move to a GPU or off one);
+    // a missing CUDA provider fails here, before any model is read.
+    settings.executionProvider = opts.executionProvider ?? 'cpu';
+    await checkExecutionProvider(settings.executionProvider);
+    setExecutionProvider(settings.executionProvider);
     onProgress({ phase: 'open', message: `opening ${modelDirs.length} models` });
     const opened = await openModels(modelDirs, settings.threadsUsed, signal, previous?.models);
     const { handles, infos } = opened;

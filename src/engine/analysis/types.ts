@@ -8,6 +8,7 @@
  */
 import type { Corpus } from '../corpus';
 import type { CancellationSignal } from '../errors';
+import type { ExecutionProvider } from '../provider';
 import type { Model } from '../runtime';
 import type { Manifest, Mode, ModelInfo, Settings } from '../run/manifest';
 import type { RotationCache } from './rotations';
@@ -92,6 +93,8 @@ export interface AnalysisOptions {
   mode?: Mode;
   /** onnxruntime intra-op threads (0: engine default). */
   threads?: number;
+  /** onnxruntime's execution provider for this session (provider.ts; default cpu); checked before any model opens. */
+  executionProvider?: ExecutionProvider;
   /** Top examples kept per neuron (reference model). */
   topK?: number;
   /** Peak memory to plan for, GB = 10⁹ bytes (blocking.ts); default 8. */

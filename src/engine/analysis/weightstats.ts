@@ -19,6 +19,7 @@ import type { ResolvedWeights } from '../arch/common';
 import { type ArchWeights, mlpTensors, unembedTensors } from '../arch/index';
 import { checkpointWeights } from '../validate';
 import { OnnxGraph } from '../onnx';
+import { sessionProviders } from '../provider';
 import { resolveThreads } from '../threads';
 import { momentsFromCentral } from './actstats';
 import { KernelMemory } from '../kernels';
@@ -181,6 +182,7 @@ async function ortGemm(U: Float32Array, V: number, d: number, threads: number): 
   g.op('Gemm', [a, u], { transB: { i: 1 } }, 'c');
   g.output('c', 'float', ['n', V]);
   const session = await ort.InferenceSession.create(g.toBytes(), {
+    executionProviders: sessionProviders(),
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     intraOpNumThreads: threads,

@@ -40,6 +40,8 @@ export interface Settings {
   threads: number;
   /** The threads this session actually used (`threads` resolved, threads.ts); set by each session, so a resumed run shows the last one's. */
   threadsUsed?: number;
+  /** onnxruntime's execution provider of the last session (provider.ts); missing in earlier runs: cpu. */
+  executionProvider?: 'cpu' | 'cuda';
   topK: number;
   tokens: number;
   /** Missing in runs made before blocking existed (resumed as unblocked). */
@@ -152,6 +154,7 @@ const SETTINGS_SCHEMA = object({
   mode: optional(picklist(['exact', 'fast'])),
   threads: optional(nat),
   threadsUsed: optional(nat),
+  executionProvider: optional(picklist(['cpu', 'cuda'])),
   topK: optional(nat),
   tokens: optional(nat),
   memoryGb: optional(finite),
