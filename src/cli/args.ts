@@ -28,7 +28,11 @@ Usage:
   universal-neurons development --final DIR[@REV] --checkpoints DIR@REV,... --corpus PATH... --tokens N
                     [--out DIR] [--threads N]
   universal-neurons development RUN [--neuron L1.N5]
-  universal-neurons merge PART... --out RUN | status PARTS-DIR | slurm ...   (split runs: merge --help)
+  universal-neurons merge PART... --out RUN [--partial] [--threads N]
+  universal-neurons status PARTS-DIR
+  universal-neurons slurm --models DIR... --corpus PATH... --tokens N --block-size A[,B] --dir DIR
+                    [--partition P] [--time T] [--mem M] [--cpus C] [--cli CMD] [--image I]
+                    [--pvc NAME] [analyze options]
   universal-neurons COMMAND --help
   universal-neurons --help | --version
 
@@ -55,6 +59,17 @@ Commands:
                 analysis (final as reference, no families) and prints per step the mean and
                 median best correlation and the share above 0.5 and 0.9; with RUN it prints
                 that of a finished run, and with --neuron one neuron's partner per step.
+  merge         Check that the parts of a split run (analyze --block) belong to one run
+                (models, corpus, settings, version) and that every block is there once, and
+                finish the run: the same files as a single-machine run. A folder holding the
+                parts as subfolders may stand for them. --partial joins some parts into one part,
+                merged later with the rest (a tree reduction). README "Runs on a cluster".
+  status        Each part of a split run: done, running, interrupted, failed (with its error
+                and the command that resumes it) or missing, with its tokens.
+  slurm         Write DIR/analyze.sbatch (a Slurm job array, one task per part), DIR/merge.sbatch
+                (runs once every task succeeded: afterok), DIR/submit.sh and Kubernetes Indexed
+                Jobs (DIR/k8s-parts.yaml, DIR/k8s-merge.yaml), and print how to submit them.
+                Parts go to DIR/parts, the run to DIR/run.
   demo          Analyse the shipped family models/tiny-gpt2-{a..e} on the shipped held-out
                 corpus (a small token budget) and print the summary.
 
@@ -123,6 +138,20 @@ Options of development:
   --corpus, --tokens, --out, --threads   As for analyze.
   --neuron L1.N5       With RUN: that neuron's best partner and correlation at each step.
 
+Options of merge:
+  --out RUN            The merged run's folder (with --partial: the joined part's).
+  --partial            Join some parts into one part instead of finishing the run.
+
+Options of slurm:
+  --dir DIR            Where the scripts, logs, parts and run go.
+  --partition P        Slurm partition (#SBATCH --partition).
+  --time T             Time limit per task, as Slurm writes it (e.g. 2:00:00).
+  --mem M              Memory per task, as Slurm writes it: a whole number with K, M, G or T (e.g. 16G).
+  --cpus C             CPUs per task (default 2), also each part's --threads.
+  --cli CMD            How the jobs call this tool (default: this installation's path).
+  --image I, --pvc NAME  The Kubernetes Jobs' container image and the volume claim holding DIR.
+  Every other option is analyze's (checked here), passed to each part.
+
 Options of table:
   --threshold T        Universal if excess correlation > T (default 0.5).
   --d-mlp N            Neurons per layer, for percentages of a table that holds only some neurons.
@@ -153,7 +182,7 @@ Common options:
 Exit codes: 0 ok, 1 error (bad model, unreadable file, ...), 2 usage error, 130 interrupted.
 `;
 
-export const COMMANDS = ['analyze', 'summary', 'table', 'activations', 'intervene', 'demo', 'development'] as const;
+export const COMMANDS = ['analyze', 'summary', 'table', 'activations', 'intervene', 'demo', 'development', 'merge', 'status', 'slurm'] as const;
 
 /**
  * One command's help (`universal-neurons CMD --help`): its usage lines and description from HELP,
@@ -213,6 +242,11 @@ const ALLOWED: Record<string, readonly string[]> = {
   summary: ['top'],
   development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron', 'execution-provider'],
   table: ['top', 'threshold', 'd-mlp', 'run'],
+  // Split runs: their parsers are in parts.ts and slurm.ts (main routes them there); these lists
+  // give their help its common options.
+  merge: ['out', 'threads', 'partial'],
+  status: [],
+  slurm: [],
   intervene: ['model', 'text', 'file', 'neuron', 'mode', 'hook', 'tokens', 'top', 'run', 'json', 'threads', 'execution-provider'],
 };
 
@@ -489,7 +523,7 @@ export function parseCli(argv: string[]): Command {
   if (positionals[0] === 'help') return COMMANDS.includes(positionals[1] as (typeof COMMANDS)[number]) ? { kind: 'help', command: positionals[1] } : { kind: 'help' };
   if (v.help) return COMMANDS.includes(positionals[0] as (typeof COMMANDS)[number]) ? { kind: 'help', command: positionals[0] } : { kind: 'help' };
   const [sub, ...extra] = positionals;
-  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene, demo or development)');
+  if (!sub) throw new UsageError('missing command (analyze, summary, table, activations, intervene, demo, development, merge, status or slurm)');
   const threads = integer('threads', v.threads, 0, 0);
   const ep = v['execution-provider'];
   if (ep !== undefined && !(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) {
@@ -497,7 +531,7 @@ export function parseCli(argv: string[]): Command {
   }
   const provider = ep === undefined ? {} : { executionProvider: ep as ExecutionProvider };
   const own = ALLOWED[sub];
-  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene, demo or development)`);
+  if (!own) throw new UsageError(`unknown command ${JSON.stringify(sub)} (expected analyze, summary, table, activations, intervene, demo, development, merge, status or slurm)`);
   for (const [flag, value] of Object.entries(v)) {
     if (value !== undefined && flag !== 'help' && !own.includes(flag)) throw new UsageError(`${sub} does not take --${flag}`);
   }

@@ -8,25 +8,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EngineError, type CancellationSignal } from '../engine/errors';
 import type { Print } from './activations';
-import { UsageError } from './args';
+import { commandHelp, UsageError } from './args';
 import { formatDuration, progressReporter } from './progress';
 
 export const PART_COMMANDS = ['merge', 'status', 'slurm'] as const;
-
-export const PARTS_HELP = `Split runs (README "Runs on a cluster"):
-  universal-neurons merge PART... --out RUN [--threads N]
-      Check that the parts belong to one run (models, corpus, settings, version), that every
-      block is there once, and finish the run: the same files as a single-machine run. A
-      folder holding the parts as subfolders may stand for them. With --partial: join some
-      parts into one part (merged later with the rest: a tree reduction).
-  universal-neurons status PARTS-DIR
-      Each part's state: done, running, interrupted, failed or missing, with its tokens.
-  universal-neurons slurm --models DIR... --corpus PATH... --tokens N --block-size A[,B]
-                    --dir DIR [--partition P] [--time T] [--mem M] [--cpus C] [analyze options]
-      Write DIR/analyze.sbatch (a job array, one task per part), DIR/merge.sbatch (runs once every
-      task succeeded: afterok), DIR/submit.sh, and DIR/k8s-job.yaml (an Indexed Job), and print
-      how to submit them. Parts go to DIR/parts, the run to DIR/run.
-`;
 
 /** The part folders of `args`: each a part, or a folder whose subfolders are parts. */
 export function partFolders(args: readonly string[]): string[] {
@@ -47,7 +32,7 @@ export function partFolders(args: readonly string[]): string[] {
 export async function runPartsCommand(argv: string[], print: Print, note: Print, signal: CancellationSignal): Promise<void> {
   const [sub, ...rest] = argv;
   if (rest.includes('--help') || rest.includes('-h')) {
-    print(PARTS_HELP);
+    process.stdout.write(commandHelp(sub!));
     return;
   }
   if (sub === 'merge') return runMerge(rest, print, note, signal);

@@ -56,6 +56,8 @@ export async function writeSlurm(argv: readonly string[]): Promise<SlurmFiles> {
   if (!cmd.blockSize) throw new UsageError('slurm needs --block-size A[,B]');
   const cpus = own.cpus ?? '2';
   if (!/^\d+$/.test(cpus) || Number(cpus) < 1) throw new UsageError(`--cpus needs a positive integer, got ${JSON.stringify(cpus)}`);
+  // Slurm's --mem: a whole number, in MB without a unit; a typo would fail only once queued.
+  if (own.mem !== undefined && !/^\d+[KMGT]?$/i.test(own.mem)) throw new UsageError(`--mem needs a whole number with K, M, G or T (e.g. 16G), got ${JSON.stringify(own.mem)}`);
   const P = await countParts(cmd.models, cmd.blockSize, cmd.reference);
   const dir = resolve(own.dir);
   fs.mkdirSync(join(dir, 'parts'), { recursive: true });

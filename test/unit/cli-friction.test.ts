@@ -4,7 +4,7 @@
 // and every argument and budget checked before a model is opened.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -51,6 +51,33 @@ describe('help and version', () => {
     assert.doesNotMatch(commandHelp('activations'), /--family-vr|universal-neurons analyze/);
     assert.match(commandHelp('analyze'), /--family-vr/);
     assert.doesNotMatch(commandHelp('summary'), /--json/);
+  });
+
+  test('merge, status and slurm are in the command table: help CMD, CMD --help, the top-level help', () => {
+    for (const c of ['merge', 'status', 'slurm']) {
+      assert.deepEqual(parseCli(['help', c]), { kind: 'help', command: c });
+      const h = commandHelp(c);
+      assert.match(h, new RegExp(`universal-neurons ${c} `));
+      assert.match(HELP, new RegExp(`^  ${c}\\s{2,}\\S`, 'm'), `${c} is described in the top-level help`);
+    }
+    assert.match(commandHelp('merge'), /--partial/);
+    assert.match(commandHelp('merge'), /--threads N/);
+    assert.match(commandHelp('slurm'), /--mem M/);
+    assert.doesNotMatch(commandHelp('status'), /--mem|--json/);
+    const viaCli = cli('slurm', '--help');
+    assert.equal(viaCli.code, 0, viaCli.err);
+    assert.match(viaCli.out, /universal-neurons slurm --models/);
+    assert.doesNotMatch(viaCli.out, /universal-neurons merge/);
+  });
+
+  test('slurm --mem is checked before anything is written', async () => {
+    const { writeSlurm } = await import('../../src/cli/slurm');
+    const dir = join(tmpdir(), `un-slurm-mem-${process.pid}`);
+    const base = ['--dir', dir, '--models', 'a', 'b', '--corpus', 'c', '--tokens', '2k', '--block-size', '4'];
+    for (const bad of ['16 GB', '1.5G', 'lots']) {
+      await assert.rejects(writeSlurm([...base, '--mem', bad]), (e: Error) => e instanceof UsageError && e.message.includes(`--mem needs a whole number with K, M, G or T (e.g. 16G), got ${JSON.stringify(bad)}`));
+    }
+    assert.equal(existsSync(dir), false);
   });
 
   test('the CLI prints them; --version prints the package version', () => {
