@@ -354,8 +354,19 @@ export type DevelopmentCommand =
   | { kind: 'development'; run: string; neuron?: NeuronRef }
   | { kind: 'development'; final: string; checkpoints: string[]; corpus: string[]; tokens: number; out?: string; threads: number; executionProvider?: ExecutionProvider };
 
+/** `merge PART... --out RUN`: finish a split run (or, --partial, join parts into one). */
+export interface MergeCommand {
+  kind: 'merge';
+  parts: string[];
+  out: string;
+  partial: boolean;
+  threads: number;
+}
+
 export type Command =
   | { kind: 'help'; command?: string }
+  | MergeCommand
+  | { kind: 'status'; dir: string }
   | { kind: 'version' }
   | ActivationsCommand
   | DemoCommand
@@ -498,6 +509,7 @@ export function parseCli(argv: string[]): Command {
         'memory-gb': { type: 'string' },
         mode: { type: 'string' },
         'no-families': { type: 'boolean' },
+        partial: { type: 'boolean' },
         'family-vr': { type: 'string' },
         roles: { type: 'string' },
         resume: { type: 'string' },
@@ -535,9 +547,18 @@ export function parseCli(argv: string[]): Command {
   for (const [flag, value] of Object.entries(v)) {
     if (value !== undefined && flag !== 'help' && !own.includes(flag)) throw new UsageError(`${sub} does not take --${flag}`);
   }
-  const positional = sub === 'summary' || sub === 'table' || sub === 'development' ? 1 : 0;
+  const positional = sub === 'merge' ? Infinity : sub === 'summary' || sub === 'table' || sub === 'development' || sub === 'status' ? 1 : 0;
   if (extra.length > positional) throw new UsageError(`unexpected argument ${JSON.stringify(extra[positional])}`);
 
+  if (sub === 'merge') {
+    if (!v.out) throw new UsageError('merge needs --out RUN (the folder the merged run is written to)');
+    if (extra.length === 0) throw new UsageError('merge needs the parts: PART... or a folder holding them');
+    return { kind: 'merge', parts: extra, out: v.out, partial: v.partial === true, threads };
+  }
+  if (sub === 'status') {
+    if (!extra[0]) throw new UsageError('status needs one folder: the one holding the parts');
+    return { kind: 'status', dir: extra[0] };
+  }
   if (sub === 'activations') {
     const top = integer('top', v.top, 5, 1);
     if (!v.model) throw new UsageError('activations needs --model DIR');

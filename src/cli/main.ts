@@ -13,7 +13,7 @@ import { packageRoot } from '../locate';
 import { runDemo } from './demo';
 import { runDevelopment } from './development';
 import { runIntervene } from './intervene';
-import { PART_COMMANDS, runPartsCommand } from './parts';
+import { PART_COMMANDS, runMerge, runPartsCommand, runStatus } from './parts';
 
 const print = (line: string) => process.stdout.write(line + '\n');
 
@@ -30,7 +30,7 @@ const note = (line: string) => process.stderr.write(line + '\n');
 async function main(argv: string[]): Promise<number> {
   let cmd: Command | { kind: 'parts' };
   try {
-    // merge, status and slurm (split runs) parse their own arguments (parts.ts).
+    // slurm parses its own arguments (it passes analyze's on to every part: slurm.ts).
     cmd = (PART_COMMANDS as readonly string[]).includes(argv[0] ?? '') ? { kind: 'parts' } : parseCli(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
@@ -58,7 +58,9 @@ async function main(argv: string[]): Promise<number> {
       await checkExecutionProvider(cmd.executionProvider);
       setExecutionProvider(cmd.executionProvider);
     }
-    if (cmd.kind === 'parts') await runPartsCommand(argv, print, note, signal);
+    if (cmd.kind === 'parts') await runPartsCommand(argv, print);
+    else if (cmd.kind === 'merge') await runMerge(cmd, print, note, signal);
+    else if (cmd.kind === 'status') await runStatus(cmd, print);
     else if (cmd.kind === 'activations') await runActivations(cmd, print, signal);
     else if (cmd.kind === 'analyze') await runAnalyze({ ...cmd, topSummary: cmd.top }, print, note, signal);
     else if (cmd.kind === 'summary') await runSummary(cmd, print);

@@ -5,13 +5,13 @@
  */
 import * as fs from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EngineError, type CancellationSignal } from '../engine/errors';
 import type { Print } from './activations';
-import { commandHelp, UsageError } from './args';
+import { commandHelp, type MergeCommand } from './args';
 import { formatDuration, progressReporter } from './progress';
 
-export const PART_COMMANDS = ['merge', 'status', 'slurm'] as const;
+/** slurm parses its own arguments (it passes analyze's through to every part); merge and status are parseCli's. */
+export const PART_COMMANDS = ['slurm'] as const;
 
 /** The part folders of `args`: each a part, or a folder whose subfolders are parts. */
 export function partFolders(args: readonly string[]): string[] {
@@ -29,24 +29,19 @@ export function partFolders(args: readonly string[]): string[] {
   return out;
 }
 
-export async function runPartsCommand(argv: string[], print: Print, note: Print, signal: CancellationSignal): Promise<void> {
+export async function runPartsCommand(argv: string[], print: Print): Promise<void> {
   const [sub, ...rest] = argv;
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(commandHelp(sub!));
     return;
   }
-  if (sub === 'merge') return runMerge(rest, print, note, signal);
-  if (sub === 'status') return runStatus(rest, print);
   const { runSlurm } = await import('./slurm');
   return runSlurm(rest, print);
 }
 
-async function runMerge(argv: string[], print: Print, note: Print, signal: CancellationSignal): Promise<void> {
-  const { values, positionals } = parse(argv, { out: { type: 'string' }, threads: { type: 'string' }, partial: { type: 'boolean' } });
-  if (!values.out) throw new UsageError('merge needs --out RUN (the folder the merged run is written to)');
-  if (positionals.length === 0) throw new UsageError('merge needs the parts: PART... or a folder holding them');
-  const threads = values.threads === undefined ? 0 : Number(values.threads);
-  if (!(Number.isSafeInteger(threads) && threads >= 0)) throw new UsageError(`--threads needs an integer >= 0, got ${JSON.stringify(values.threads)}`);
+export async function runMerge(cmd: MergeCommand, print: Print, note: Print, signal: CancellationSignal): Promise<void> {
+  const { parts: positionals, threads } = cmd;
+  const values = { out: cmd.out, partial: cmd.partial };
   const { combineParts } = await import('../engine/analysis/parts');
   const { mergeParts } = await import('../engine/analysis/merge');
   if (values.partial) {
@@ -104,10 +99,8 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
   return { lines, missing, failed, done, blocks };
 }
 
-async function runStatus(argv: string[], print: Print): Promise<void> {
-  const { positionals } = parse(argv, {});
-  if (positionals.length !== 1) throw new UsageError('status needs one folder: the one holding the parts');
-  const dir = resolve(positionals[0]!);
+export async function runStatus(cmd: { dir: string }, print: Print): Promise<void> {
+  const dir = resolve(cmd.dir);
   if (!fs.existsSync(dir)) throw new EngineError(`${dir} does not exist`, dir);
   const s = await partsStatus(dir);
   if (s.blocks === 0) {
@@ -116,12 +109,4 @@ async function runStatus(argv: string[], print: Print): Promise<void> {
   }
   for (const l of s.lines) print(l);
   print(`${s.done} of ${s.blocks} parts done` + (s.missing.length ? `; not started: block ${s.missing.join(', ')}` : '') + (s.failed.length ? `; to rerun: block ${s.failed.join(', ')}` : ''));
-}
-
-export function parse(argv: string[], options: NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>) {
-  try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
 }

@@ -70,6 +70,19 @@ describe('help and version', () => {
     assert.doesNotMatch(viaCli.out, /universal-neurons merge/);
   });
 
+  test('merge and status go through parseCli: typed commands, the same numeric checks', () => {
+    assert.deepEqual(parseCli(['merge', 'p0', 'p1', '--out', 'RUN', '--threads', '4']), { kind: 'merge', parts: ['p0', 'p1'], out: 'RUN', partial: false, threads: 4 });
+    assert.deepEqual(parseCli(['merge', 'parts', '--out', 'P', '--partial']), { kind: 'merge', parts: ['parts'], out: 'P', partial: true, threads: 0 });
+    assert.deepEqual(parseCli(['status', 'parts']), { kind: 'status', dir: 'parts' });
+    assert.throws(() => parseCli(['merge', 'p0', '--out', 'R', '--threads', '-1']), /--threads needs an integer >= 0, got "-1"/);
+    assert.throws(() => parseCli(['merge', 'p0']), /merge needs --out RUN/);
+    assert.throws(() => parseCli(['merge', '--out', 'R']), /merge needs the parts/);
+    assert.throws(() => parseCli(['merge', 'p0', '--out', 'R', '--tokens', '5']), /merge does not take --tokens/);
+    assert.throws(() => parseCli(['status']), /status needs one folder/);
+    assert.throws(() => parseCli(['status', 'a', 'b']), /unexpected argument "b"/);
+    assert.throws(() => parseCli(['status', 'a', '--partial']), /status does not take --partial/);
+  });
+
   test('slurm --mem is checked before anything is written', async () => {
     const { writeSlurm } = await import('../../src/cli/slurm');
     const dir = join(tmpdir(), `un-slurm-mem-${process.pid}`);
