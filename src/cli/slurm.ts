@@ -118,14 +118,26 @@ merge=$(sbatch --parsable --dependency=afterok:\${parts%%;*} merge.sbatch)
 echo "parts: job \${parts%%;*} (array 0-${P - 1}); merge: job \${merge%%;*} (after all parts succeed)"
 echo "progress: ${cli.replace(/'/g, '')} status ${join(dir, 'parts')}"
 `,
-    'k8s-parts.yaml': k8sJob({ name: 'universal-neurons-parts', indexed: P, image: own.image, pvc: own.pvc, cpus, mem: own.mem, script: partBody('"$JOB_COMPLETION_INDEX"', cpus) }),
-    'k8s-merge.yaml': k8sJob({ name: 'universal-neurons-merge', image: own.image, pvc: own.pvc, cpus, mem: own.mem, script: `set -euo pipefail\nexec ${mergeCmd} --threads ${cpus}\n` }),
+    'k8s-parts.yaml': k8sJob({ name: 'universal-neurons-parts', indexed: P, image: own.image, pvc: own.pvc, cpus, mem: k8sMemory(own.mem), script: partBody('"$JOB_COMPLETION_INDEX"', cpus) }),
+    'k8s-merge.yaml': k8sJob({ name: 'universal-neurons-merge', image: own.image, pvc: own.pvc, cpus, mem: k8sMemory(own.mem), script: `set -euo pipefail\nexec ${mergeCmd} --threads ${cpus}\n` }),
   };
   for (const [name, text] of Object.entries(files)) {
     const p = join(dir, name);
     fs.writeFileSync(p, text, { mode: name.endsWith('.yaml') ? 0o644 : 0o755 });
   }
   return { dir, parts: P, files: Object.keys(files).map((f) => join(dir, f)) };
+}
+
+/**
+ * Slurm's --mem in Kubernetes units. Slurm reads a bare number as MB and K/M/G/T as binary
+ * multiples (16G = 16,384 MB); Kubernetes reads `16G` as 16·10⁹ bytes, so the same figure needs
+ * the `Gi` suffix there for both schedulers to grant the same memory.
+ */
+export function k8sMemory(mem: string | undefined): string | undefined {
+  if (mem === undefined) return undefined;
+  const m = /^(\d+)([KMGT]?)$/i.exec(mem);
+  if (!m) return mem; // refused earlier by the --mem check
+  return `${m[1]}${(m[2] || 'M').toUpperCase()}i`;
 }
 
 /** A Kubernetes Job; `indexed`: an Indexed Job of that many completions (JOB_COMPLETION_INDEX is the part). */
