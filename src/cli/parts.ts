@@ -4,7 +4,7 @@
  * job array and a Kubernetes Indexed Job). The engine's side is src/engine/analysis/parts.ts.
  */
 import * as fs from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { EngineError, type CancellationSignal } from '../engine/errors';
 import type { Print } from './activations';
 import { commandHelp, type MergeCommand } from './args';
@@ -96,6 +96,14 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
     lines.push(`block ${m.part.block}: ${state}, ${tokens} (${p})${state === 'done' || state === 'running' ? '' : `: it ${statusText(m, `universal-neurons analyze --resume ${p}`)}`}`);
   }
   const missing = Array.from({ length: blocks }, (_, i) => i).filter((i) => !seen.has(i));
+  // A part whose job stopped before its folder existed (bad input is refused before any work)
+  // has only its Slurm log (slurm.ts writes DIR/logs/part-%a.out beside DIR/parts): show its end.
+  for (const i of missing) {
+    const log = join(dirname(dir), 'logs', `part-${i}.out`);
+    if (!fs.existsSync(log)) continue;
+    const last = fs.readFileSync(log, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).pop();
+    lines.push(`block ${i}: no part folder; its job's log ${log} ends: ${last ?? '(empty)'}`);
+  }
   return { lines, missing, failed, done, blocks };
 }
 

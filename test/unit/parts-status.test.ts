@@ -43,3 +43,20 @@ test('status names the failed part, its reason and how to rerun it; a part never
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("a part refused before its folder existed: status shows the end of its job's Slurm log", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'un-parts-log-'));
+  try {
+    const parts = join(root, 'parts'); // the layout slurm.ts writes: DIR/parts and DIR/logs
+    part(join(parts, 'part-0000'), 0, 'complete', 256);
+    part(join(parts, 'part-0001'), 1, 'complete', 256);
+    mkdirSync(join(root, 'logs'));
+    writeFileSync(join(root, 'logs', 'part-2.out'), 'starting part 2\nerror: corpus /data/missing.txt: no such file\n\n');
+    const s = await partsStatus(parts);
+    assert.deepEqual(s.missing, [2]);
+    assert.equal(s.lines.length, 3);
+    assert.equal(s.lines[2], `block 2: no part folder; its job's log ${join(root, 'logs', 'part-2.out')} ends: error: corpus /data/missing.txt: no such file`);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
