@@ -54,8 +54,10 @@ Commands:
                 finish the run: the same files as a single-machine run. A folder holding the
                 parts as subfolders may stand for them. --partial joins some parts into one part,
                 merged later with the rest (a tree reduction). README "Runs on a cluster".
-  status        Each part of a split run: done, running, interrupted, failed (with its error
-                and the command that resumes it) or missing, with its tokens.
+  status        Each part of a split run: done, running, interrupted, failed (with its error,
+                its job's exit line DIR/logs/part-J.exit, and the command that resumes it) or
+                missing, with its tokens; for a slurm folder, the sbatch line that reruns the
+                failed parts and the merge.
   slurm         Write DIR/analyze.sbatch (a Slurm job array, one task per part), DIR/merge.sbatch
                 (runs once every task succeeded: afterok), DIR/submit.sh and Kubernetes Indexed
                 Jobs (DIR/k8s-parts.yaml, DIR/k8s-merge.yaml), and print how to submit them.

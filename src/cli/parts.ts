@@ -4,6 +4,7 @@
  * job array and a Kubernetes Indexed Job). The engine's side is src/engine/analysis/parts.ts.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { EngineError, type CancellationSignal } from '../engine/errors';
 import type { Print } from './activations';
@@ -65,7 +66,25 @@ export async function runMerge(cmd: MergeCommand, print: Print, note: Print, sig
   }
 }
 
-/** One line per part: block, state, tokens streamed of its pass; then the blocks missing. */
+/**
+ * How part J's job ended, from DIR/logs/part-J.exit (the line the job script's EXIT trap writes:
+ * `exit CODE on HOST[, Slurm job ID], DATE`; slurm.ts). Undefined while none was written: never
+ * started, still running, or the shell itself SIGKILLed.
+ */
+export function partEnd(logs: string, block: number): { code: number; at?: number; text: string } | undefined {
+  const f = join(logs, `part-${block}.exit`);
+  if (!fs.existsSync(f)) return undefined;
+  const line = fs.readFileSync(f, 'utf8').trim();
+  const m = /^exit (\d+)(.*)$/.exec(line);
+  if (!m) return undefined;
+  const code = Number(m[1]);
+  // 128+N: killed by signal N (bash's convention), e.g. 137 SIGKILL (out of memory), 152 SIGXCPU.
+  const sig = code > 128 ? Object.entries(os.constants.signals).find(([, n]) => n === code - 128)?.[0] : undefined;
+  const at = /, (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$/.exec(line)?.[1];
+  return { code, at: at ? Date.parse(at) : undefined, text: `its job exited with status ${code}${sig ? ` (${sig})` : ''}${m[2]}` };
+}
+
+/** One line per part: block, state, tokens streamed of its pass; then the blocks missing, and those whose job failed before writing anything. */
 export async function partsStatus(dir: string): Promise<{ lines: string[]; missing: number[]; failed: number[]; done: number; blocks: number }> {
   const { readJson } = await import('../engine/store');
   const { statusText, runLiveness } = await import('../engine/run/liveness');
@@ -73,6 +92,8 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
   const lines: string[] = [];
   const seen = new Set<number>();
   const failed: number[] = [];
+  // slurm.ts writes DIR/logs (the jobs' logs and exit lines) beside DIR/parts.
+  const logs = join(dirname(dir), 'logs');
   let blocks = 0;
   let done = 0;
   const folders = fs.existsSync(dir) ? fs.readdirSync(dir).sort().map((n) => join(dir, n)) : [];
@@ -84,27 +105,58 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
     seen.add(m.part.block);
     const total = m.corpus.rows * m.corpus.row_length;
     const tokens = `${m.progress.tokens_done.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} tokens`;
+    const resume = `universal-neurons analyze --resume ${p}`;
+    // A failed job's exit line, unless the part was resumed since (by hand: the job script removes it).
+    const e = m.status === 'complete' ? undefined : partEnd(logs, m.part.block);
+    const end = e && e.code !== 0 && !(e.at !== undefined && e.at < Date.parse(m.updated) - 1000) ? e : undefined;
+    const live = m.status === 'running' ? runLiveness(m) : undefined;
     let state: string;
+    let why = '';
     if (m.status === 'complete') {
       state = 'done';
       done++;
-    } else if (m.status === 'running' && runLiveness(m) !== 'dead') state = 'running'; // another host's: taken as running
-    else {
+    } else if (live === 'alive' || (live === 'unknown' && !end)) state = 'running'; // another host's: taken as running
+    else if (live === 'unknown') {
+      // Killed where its manifest could not say so (out of memory, a limit, on another node).
+      state = 'failed';
+      why = `${end!.text}; resume it with: ${resume}`;
+    } else {
       state = m.status === 'running' ? 'interrupted' : m.status;
-      failed.push(m.part.block);
+      why = `it ${statusText(m, resume)}${end ? ` (${end.text})` : ''}`;
     }
-    lines.push(`block ${m.part.block}: ${state}, ${tokens} (${p})${state === 'done' || state === 'running' ? '' : `: it ${statusText(m, `universal-neurons analyze --resume ${p}`)}`}`);
+    if (state !== 'done' && state !== 'running') failed.push(m.part.block);
+    lines.push(`block ${m.part.block}: ${state}, ${tokens} (${p})${why ? `: ${why}` : ''}`);
   }
-  const missing = Array.from({ length: blocks }, (_, i) => i).filter((i) => !seen.has(i));
-  // A part whose job stopped before its folder existed (bad input is refused before any work)
-  // has only its Slurm log (slurm.ts writes DIR/logs/part-%a.out beside DIR/parts): show its end.
-  for (const i of missing) {
-    const log = join(dirname(dir), 'logs', `part-${i}.out`);
-    if (!fs.existsSync(log)) continue;
-    const last = fs.readFileSync(log, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).pop();
-    lines.push(`block ${i}: no part folder; its job's log ${log} ends: ${last ?? '(empty)'}`);
+  // Parts whose jobs all stopped before writing anything leave no manifest: the job scripts say how many there are.
+  blocks = Math.max(blocks, scriptedParts(dirname(dir)));
+  const absent = Array.from({ length: blocks }, (_, i) => i).filter((i) => !seen.has(i));
+  const missing: number[] = [];
+  // A part whose job stopped before its folder existed (bad input is refused before any work, a
+  // limit can kill it while it opens the models) has only its exit line and its Slurm log.
+  for (const i of absent) {
+    const end = partEnd(logs, i);
+    const log = join(logs, `part-${i}.out`);
+    const last = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).pop() ?? '(empty)' : undefined;
+    const tail = last === undefined ? '' : `its job's log ${log} ends: ${last}`;
+    if (end && end.code !== 0) {
+      failed.push(i);
+      lines.push(`block ${i}: failed before its part folder existed: ${end.text}${tail ? `; ${tail}` : ''}`);
+      continue;
+    }
+    missing.push(i);
+    if (tail) lines.push(`block ${i}: no part folder; ${tail}`);
   }
-  return { lines, missing, failed, done, blocks };
+  return { lines, missing, failed: failed.sort((a, b) => a - b), done, blocks };
+}
+
+/** The number of parts the job scripts of DIR (slurm.ts) run; 0 without them. */
+function scriptedParts(dir: string): number {
+  for (const [f, re] of [['analyze.sbatch', /^#SBATCH --array=0-(\d+)$/m], ['k8s-parts.yaml', /^ {2}completions: (\d+)$/m]] as const) {
+    const p = join(dir, f);
+    const m = fs.existsSync(p) ? re.exec(fs.readFileSync(p, 'utf8')) : null;
+    if (m) return Number(m[1]) + (f === 'analyze.sbatch' ? 1 : 0);
+  }
+  return 0;
 }
 
 export async function runStatus(cmd: { dir: string }, print: Print): Promise<void> {
@@ -116,5 +168,11 @@ export async function runStatus(cmd: { dir: string }, print: Print): Promise<voi
     return;
   }
   for (const l of s.lines) print(l);
-  print(`${s.done} of ${s.blocks} parts done` + (s.missing.length ? `; not started: block ${s.missing.join(', ')}` : '') + (s.failed.length ? `; to rerun: block ${s.failed.join(', ')}` : ''));
+  print(`${s.done} of ${s.blocks} parts done` + (s.missing.length ? `; not started: block ${s.missing.join(', ')}` : '') + (s.failed.length ? `; failed: block ${s.failed.join(', ')}` : ''));
+  const top = dirname(dir);
+  if (s.failed.length && fs.existsSync(join(top, 'analyze.sbatch'))) {
+    // The first merge job waits forever (afterok, DependencyNeverSatisfied): a new one follows the rerun.
+    print(`rerun only those parts, then the merge (after scancel of the merge job still pending):`);
+    print(`  cd ${top} && j=$(sbatch --parsable --array=${s.failed.join(',')} analyze.sbatch) && sbatch --dependency=afterok:\${j%%;*} merge.sbatch`);
+  }
 }

@@ -79,15 +79,35 @@ export async function writeSlurm(argv: readonly string[]): Promise<SlurmFiles> {
     ...cmd.corpus.map((c) => q(resolve(c))),
     ...rest.map(q),
   ].join(' ');
+  const logs = join(dir, 'logs');
   const partBody = (index: string, threads: string): string => `set -euo pipefail
 J=${index}
 PART=${q(join(dir, 'parts'))}/part-$(printf %04d "$J")
+# How this task ended, for \`status\` (parts.ts partEnd): a file beside the logs, so that it works
+# without Slurm's accounting database, and on Kubernetes. Written on any exit of this shell but
+# its own SIGKILL; removed when a retry starts.
+END=${q(logs)}/part-$J.exit
+mkdir -p ${q(logs)}
+rm -f "$END"
+trap 'rc=$?; printf "exit %s on %s%s, %s\\n" "$rc" "$HOSTNAME" "\${SLURM_JOB_ID:+, Slurm job $SLURM_JOB_ID}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$END.tmp"; mv -f "$END.tmp" "$END"' EXIT
+# The part runs as a child, not exec'd, so that the trap sees how it ended; TERM and INT (scancel,
+# a time limit, a pod's deletion: bash may be PID 1 there) are passed on to it.
+run() {
+  "$@" &
+  child=$!
+  trap 'kill -TERM "$child" 2>/dev/null || true' TERM INT
+  rc=0
+  wait "$child" || rc=$?
+  while kill -0 "$child" 2>/dev/null; do rc=0; wait "$child" || rc=$?; done
+  return "$rc"
+}
 # A part that ran before: done, or resumed from its last checkpoint.
 if [ -f "$PART/manifest.json" ]; then
   if grep -q '"status": "complete"' "$PART/manifest.json"; then echo "part $J is done"; exit 0; fi
-  exec ${cli} analyze --resume "$PART" --threads ${threads}
+  run ${cli} analyze --resume "$PART" --threads ${threads}
+else
+  run ${cli} ${analyze} --block "$J" --out "$PART" --threads ${threads}
 fi
-exec ${cli} ${analyze} --block "$J" --out "$PART" --threads ${threads}
 `;
   const mergeCmd = `${cli} merge ${q(join(dir, 'parts'))} --out ${q(join(dir, 'run'))}`;
   const sb = (name: string, extra: string[]): string =>

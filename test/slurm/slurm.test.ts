@@ -1,13 +1,15 @@
 // A real Slurm on localhost (issue #17): munged, slurmctld and slurmd started here with a generated
 // slurm.conf (one node, 2 CPUs), the scripts `universal-neurons slurm` writes for the tiny family in
 // 3 parts submitted as they are (the job array, then the merge with afterok), and the merged run
-// compared with a single-machine run. The daemons this test started are stopped by their pids.
+// compared with a single-machine run. Then a task that fails for real (a CPU-time limit): the
+// afterok merge never runs, `status` names the part, and rerunning it alone with the merge gives
+// the single run. The daemons this test started are stopped by their pids.
 // Slurm and munge come from Debian (setup.sh, as the e2e installs its tools); when apt cannot be
 // reached the test is skipped with a loud message.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +57,44 @@ async function waitFor(what: string, ok: () => boolean, seconds: number): Promis
   }
   const logs = readdirSync(tmp).filter((f) => f.endsWith('.log')).map((f) => `--- ${f}\n${readFileSync(join(tmp, f), 'utf8').slice(-3000)}`);
   assert.fail(`${what}: not within ${seconds} s\n${logs.join('\n')}`);
+}
+
+// The single-machine run, as one would run it without a cluster; both tests compare with it.
+let single: Promise<string> | undefined;
+function singleRun(): Promise<string> {
+  single ??= (async () => {
+    const out = join(tmp, 'single');
+    // (minutes on a loaded CI machine)
+    const s = sh(process.execPath, [CLI, 'analyze', ...ANALYZE, '--out', out], process.env, 900);
+    assert.equal(s.status, 0, s.out);
+    return out;
+  })();
+  return single;
+}
+
+/** The end of every log of a job folder, for a failure's message. */
+const logsOf = (dir: string): string =>
+  readdirSync(join(dir, 'logs')).map((f) => `--- ${f}\n${readFileSync(join(dir, 'logs', f), 'utf8').slice(-2000)}`).join('\n');
+
+/** The merged run equals the single run: universal sets, every float column (|Δ| ≤ 1e-9), the examples and the table byte for byte. */
+async function assertSameRun(singleDir: string, merged: string): Promise<void> {
+  const a = await readNeuronArrow(join(singleDir, 'neurons.arrow'));
+  const b = await readNeuronArrow(join(merged, 'neurons.arrow'));
+  const ex = (t: typeof a) => t.columns.get('excess_corr')!;
+  for (const th of [0.3, 0.4, 0.5]) {
+    const set = (t: typeof a) => [...ex(t)].flatMap((x, j) => (x > th ? [j] : []));
+    assert.deepEqual(set(b), set(a), `universal at ${th}`);
+  }
+  for (const [name, col] of a.columns) {
+    const other = b.columns.get(name)!;
+    for (let j = 0; j < col.length; j++) {
+      const d = Math.abs(col[j]! - other[j]!);
+      if (!(d <= 1e-9 || (Number.isNaN(col[j]!) && Number.isNaN(other[j]!)))) assert.fail(`${name}[${j}]: ${col[j]} single vs ${other[j]} merged`);
+    }
+  }
+  for (const f of ['examples.bin', 'examples.json', 'universal.csv']) {
+    assert.ok(readFileSync(join(singleDir, f)).equals(readFileSync(join(merged, f))), `${f} differs`);
+  }
 }
 
 const setup = sh('bash', [join(__dirname, 'setup.sh')], process.env, 900);
@@ -141,32 +181,47 @@ describe('a split run on a real localhost Slurm', { skip }, () => {
     assert.equal(jobs.length, 2, sub.out);
     await waitFor('the parts and the merge', () => sh('squeue', ['-h', '-j', jobs.join(',')], env).out.trim() === '', 900);
 
-    const logs = () => readdirSync(join(dir, 'logs')).map((f) => `--- ${f}\n${readFileSync(join(dir, 'logs', f), 'utf8').slice(-2000)}`).join('\n');
+    const logs = () => logsOf(dir);
     assert.ok(existsSync(join(dir, 'run', 'neurons.arrow')), `the merge wrote no run\n${logs()}`);
     const status = sh(process.execPath, [CLI, 'status', join(dir, 'parts')], env);
     assert.match(status.out, /3 of 3 parts done/, status.out);
 
-    // The single-machine run, as one would run it without a cluster.
-    const single = join(tmp, 'single');
-    // (minutes on a loaded CI machine)
-    const s = sh(process.execPath, [CLI, 'analyze', ...ANALYZE, '--out', single], process.env, 900);
-    assert.equal(s.status, 0, s.out);
-    const a = await readNeuronArrow(join(single, 'neurons.arrow'));
-    const b = await readNeuronArrow(join(dir, 'run', 'neurons.arrow'));
-    const ex = (t: typeof a) => t.columns.get('excess_corr')!;
-    for (const th of [0.3, 0.4, 0.5]) {
-      const set = (t: typeof a) => [...ex(t)].flatMap((x, j) => (x > th ? [j] : []));
-      assert.deepEqual(set(b), set(a), `universal at ${th}`);
-    }
-    for (const [name, col] of a.columns) {
-      const other = b.columns.get(name)!;
-      for (let j = 0; j < col.length; j++) {
-        const d = Math.abs(col[j]! - other[j]!);
-        if (!(d <= 1e-9 || (Number.isNaN(col[j]!) && Number.isNaN(other[j]!)))) assert.fail(`${name}[${j}]: ${col[j]} single vs ${other[j]} merged`);
-      }
-    }
-    for (const f of ['examples.bin', 'examples.json', 'universal.csv']) {
-      assert.ok(readFileSync(join(single, f)).equals(readFileSync(join(dir, 'run', f))), `${f} differs`);
-    }
+    await assertSameRun(await singleRun(), join(dir, 'run'));
+  });
+
+  test('a task that fails: the merge never runs, status names the part; rerunning it alone, then the merge, gives the single run', async () => {
+    const dir = join(tmp, 'failing');
+    const w = sh(process.execPath, [CLI, 'slurm', ...ANALYZE, '--block-size', '2048', '--dir', dir, '--cpus', '1', '--time', '30', '--cli', `${process.execPath} ${CLI}`], env);
+    assert.equal(w.status, 0, w.out);
+    // Parts 0 and 2 are done already (the first test's, of the same run): their tasks find them
+    // done and exit 0 at once, as on a resubmission. Part 1 computes.
+    for (const p of ['part-0000', 'part-0002']) cpSync(join(tmp, 'cluster', 'parts', p), join(dir, 'parts', p), { recursive: true });
+    // The fault, a real one: a 1 s CPU-time limit in the submitting shell, which Slurm gives every
+    // task (PropagateResourceLimits, ALL by default), as a site's limit would. Part 1 needs about
+    // 2 CPU-seconds, so the kernel stops it (SIGXCPU) while it opens the models; bash and sbatch
+    // need far less. No core file.
+    const sub = sh('bash', ['-c', `ulimit -c 0 && ulimit -S -t 1 && exec bash ${join(dir, 'submit.sh')}`], env);
+    assert.equal(sub.status, 0, sub.out);
+    const [parts, merge] = [...sub.out.matchAll(/job (\d+)/g)].map((m) => m[1]!);
+    assert.ok(parts && merge, sub.out);
+    const logs = () => logsOf(dir);
+    // afterok: once the array has ended with a failed task, the merge can never start.
+    const reason = () => sh('squeue', ['-h', '-j', merge, '-o', '%r'], env).out.trim();
+    await waitFor('the parts to end and the merge to wait forever', () => sh('squeue', ['-h', '-j', parts], env).out.trim() === '' && reason() === 'DependencyNeverSatisfied', 300);
+    assert.ok(!existsSync(join(dir, 'logs', 'merge.out')) && !existsSync(join(dir, 'run')), `the merge ran\n${logs()}`);
+    assert.equal(sh('scancel', [merge], env).status, 0);
+
+    const status = sh(process.execPath, [CLI, 'status', join(dir, 'parts')], env);
+    assert.match(status.out, /2 of 3 parts done; failed: block 1\n/, `${status.out}\n${logs()}`);
+    assert.match(status.out, /^block 1: .*its job exited with status (13[47]|143|152) \(SIG(KILL|XCPU|TERM|ABRT)\) on .*, Slurm job \d+/m, status.out);
+    // Rerun only part 1, and a new merge after it, with the command status prints (no limit now).
+    const rerun = status.out.split('\n').find((l) => l.includes('--array=1 '));
+    assert.ok(rerun, status.out);
+    const r = sh('bash', ['-c', rerun], env);
+    assert.equal(r.status, 0, r.out);
+    await waitFor('the rerun and the merge', () => sh('squeue', ['-h'], env).out.trim() === '', 600);
+    assert.ok(existsSync(join(dir, 'run', 'neurons.arrow')), `the merge wrote no run\n${logs()}`);
+    assert.match(sh(process.execPath, [CLI, 'status', join(dir, 'parts')], env).out, /3 of 3 parts done\n/);
+    await assertSameRun(await singleRun(), join(dir, 'run'));
   });
 });
