@@ -469,18 +469,19 @@ INTERVENTION_CASES = {
 TOP_K = 5
 
 
-def windowed_scores(w, cfg, ids, edits=None, tok_range=None):
-    """The whole text in windows (see forward_text); the target of position i is ids[i + 1], scored
-    with i's own window. tok_range = (a, b): edit text tokens a..b-1; a window's inserted BOS is
-    edited when a == 0. Returns per text token: logits [n, V], nll [n-1], entropy, ln_scale."""
-    P, n = cfg['n_positions'], len(ids)
-    pieces = [(ids[:P], 0, 0)] + [([BOS] + ids[i:i + P - 1], 1, i) for i in range(P, n, P - 1)]
+def windowed_scores(run, P, eps, ids, edits=None, tok_range=None, bos=BOS):
+    """The whole text in windows (see forward_text) of P positions; run(row, edits, gate) -> (logits,
+    final-LN input) is one window's forward. The target of position i is ids[i + 1], scored with i's
+    own window. tok_range = (a, b): edit text tokens a..b-1; a window's inserted BOS is edited when
+    a == 0. Returns per text token: logits [n, V], nll [n-1], entropy, ln_scale."""
+    n = len(ids)
+    pieces = [(ids[:P], 0, 0)] + [([bos] + ids[i:i + P - 1], 1, i) for i in range(P, n, P - 1)]
     a, b = tok_range if tok_range else (0, n)
     logits, resid = [None] * n, [None] * n
     for row, skip, first in pieces:
         idx = [-1] * skip + list(range(first, first + len(row) - skip))
         gate = torch.tensor([(a == 0) if i < 0 else (a <= i < b) for i in idx])
-        _, _, lg, x = forward(w, cfg, row, edits=edits, gate=gate)
+        lg, x = run(row, edits, gate)
         for p, i in enumerate(idx):
             if i >= 0:
                 logits[i], resid[i] = lg[p], x[p]
@@ -488,7 +489,7 @@ def windowed_scores(w, cfg, ids, edits=None, tok_range=None):
     logp = torch.log_softmax(logits, -1)
     nll = -logp[torch.arange(n - 1), torch.tensor(ids[1:])]
     entropy = -(logp.exp() * logp).sum(-1)
-    scale = torch.sqrt(resid.var(-1, unbiased=False) + cfg.get('layer_norm_epsilon', 1e-5))
+    scale = torch.sqrt(resid.var(-1, unbiased=False) + eps)
     return logits, nll, entropy, scale
 
 
@@ -497,6 +498,17 @@ def write_intervention_golden(name, bpe):
     base = FIXTURE_SPECS.get(spec.get('base', name), spec)
     cfg = {**CONFIG_DEFAULTS, **base['config']}
     w64 = {k: v.to(spec['dtype']).to(torch.float64) for k, v in make_weights(cfg, base['seed']).items()}
+    model = dict(run=lambda row, edits, gate: forward(w64, cfg, row, edits=edits, gate=gate)[2:],
+                 hooks=lambda ids: forward_text(w64, cfg, ids)[:2],
+                 P=cfg['n_positions'], eps=cfg.get('layer_norm_epsilon', 1e-5), bos=BOS)
+    write_interventions(name, model, INTERVENTION_CASES[name], TEXTS, bpe.encode, INTERVENTION_LOGIT_IDS)
+
+
+def write_interventions(name, model, case_specs, texts, encode, logit_ids):
+    """The interventions golden of one fixture, for any architecture: model = dict(run, hooks, P,
+    eps, bos) with run as windowed_scores takes it and hooks(ids) -> ([hook_pre], [hook_post]) of
+    the whole text (the prompt's own means)."""
+    P, bos = model['P'], model['bos']
     chunks, offset = [], 0
 
     def put(t):
@@ -514,16 +526,19 @@ def write_intervention_golden(name, bpe):
                 'top_ids': top.tolist(), 'top_probs': probs.tolist(),
                 # gap between the k-th and (k+1)-th logit: a near tie may order differently in fp32
                 'top_gaps': (srt[:, :TOP_K] - srt[:, 1:TOP_K + 1]).tolist(),
-                'logits_slice': put(logits[:, INTERVENTION_LOGIT_IDS]), 'logsumexp': put(torch.logsumexp(logits, -1))}
+                'logits_slice': put(logits[:, logit_ids]), 'logsumexp': put(torch.logsumexp(logits, -1))}
+
+    def scored(ids, edits=None, rng=None):
+        return side(*windowed_scores(model['run'], P, model['eps'], ids, edits, rng, bos))
 
     cases = []
-    for label, text_i, hook, kind, value, neurons, rng in INTERVENTION_CASES[name]:
-        ids = [BOS] + bpe.encode(TEXTS[text_i])
+    for label, text_i, hook, kind, value, neurons, rng in case_specs:
+        ids = [bos] + encode(texts[text_i])
         n = len(ids)
         a, b = (rng[0], rng[1] if rng[1] is not None else n) if rng else (0, n)
         means = None
         if kind == 'mean' and value == 'prompt':
-            pres, posts, _, _ = forward_text(w64, cfg, ids)
+            pres, posts = model['hooks'](ids)
             hooks = pres if hook == 'pre' else posts
             means = [hooks[l][1:, m].mean().item() for l, m in neurons]  # every token but BOS
         elif kind == 'mean':
@@ -532,17 +547,17 @@ def write_intervention_golden(name, bpe):
         for k, (l, m) in enumerate(neurons):
             val = means[k] if kind == 'mean' else value
             edits.setdefault((l, hook), []).append((m, kind, val))
-        cases.append({'label': label, 'ids': ids, 'text': TEXTS[text_i], 'hook': hook, 'mode': kind,
+        cases.append({'label': label, 'ids': ids, 'text': texts[text_i], 'hook': hook, 'mode': kind,
                       'value': value if kind in ('fix', 'scale') else None,
                       'means': value if kind == 'mean' and value != 'prompt' else ('prompt' if kind == 'mean' else None),
                       'resolved_means': means, 'neurons': [list(x) for x in neurons], 'range': [a, b],
-                      'windows': 1 + max(0, math.ceil((n - cfg['n_positions']) / (cfg['n_positions'] - 1))),
-                      'clean': side(*windowed_scores(w64, cfg, ids)),
-                      'intervened': side(*windowed_scores(w64, cfg, ids, edits, (a, b)))})
+                      'windows': 1 + max(0, math.ceil((n - P) / (P - 1))),
+                      'clean': scored(ids),
+                      'intervened': scored(ids, edits, (a, b))})
         c = cases[-1]
         moved = max(abs(x - y) for x, y in zip(c['clean']['loss'], c['intervened']['loss']))
         print(f'  {name}: {label}: {n} tokens, {c["windows"]} window(s), max |d loss| {moved:.3g}')
-    out = {'fixture': name, 'top_k': TOP_K, 'logit_ids': INTERVENTION_LOGIT_IDS, 'cases': cases,
+    out = {'fixture': name, 'top_k': TOP_K, 'logit_ids': logit_ids, 'cases': cases,
            'note': 'per case, per side: loss[i] = -log p(ids[i+1] | window of i) (n-1), entropy, ln_scale (n), '
                    'top_ids/top_probs [n, k], logits_slice [n, len(logit_ids)] and logsumexp [n] as float32 LE in '
                    '<fixture>.interventions.bin (offset/length in floats); float64 torch'}

@@ -28,6 +28,9 @@ The forward runs in float64 on the (possibly F16-rounded) stored weights, so the
 exact function of the stored checkpoint; the engine computes in fp32.
 
 Run:  /usr/bin/python3 tools/torch_reference_neox.py   (a few seconds; deterministic)
+      /usr/bin/python3 tools/torch_reference_neox.py scores          (only neox-14m.scores.json)
+      /usr/bin/python3 tools/torch_reference_neox.py interventions [NAME...]
+                       (only <fixture>.interventions.json/.bin of neox-14m and neox-tiny-seq)
 """
 import json
 import math
@@ -38,7 +41,8 @@ import unicodedata
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import GOLDEN, FIXTURES, ROOT, TOKENIZER_JSON, _bytes_to_unicode, pretokenize, write_safetensors  # noqa: E402
+from torch_reference import (GOLDEN, FIXTURES, ROOT, TOKENIZER_JSON, _bytes_to_unicode, edit_hook, pretokenize,  # noqa: E402
+                             write_interventions, write_safetensors)
 
 BOS = 0  # <|endoftext|>: TransformerLens prepends the tokenizer's bos_token, id 0 for Pythia
 N_MERGES = 200
@@ -187,10 +191,14 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def forward(w, cfg, ids, intervention=None, resid_out=None):
+def forward(w, cfg, ids, intervention=None, resid_out=None, edits=None, gate=None):
     """One row of ids -> (hook_pre per layer, hook_post per layer, logits), float64.
     intervention = (layer, neuron, value) fixes that neuron's hook_post before dense_4h_to_h;
-    resid_out, a list, receives the final LayerNorm's input."""
+    resid_out, a list, receives the final LayerNorm's input.
+    edits = {(layer, 'pre'|'post'): [(neuron, 'zero'|'fix'|'mean'|'scale', value)]} edits the hooks
+    at the positions where the bool vector `gate` is true, as TransformerLens hooks on
+    blocks.l.mlp.hook_pre / hook_post would (torch_reference.edit_hook; a hook_pre edit feeds the
+    activation)."""
     d, H = cfg['hidden_size'], cfg['num_attention_heads']
     dh = d // H
     rot = int(dh * cfg['rotary_pct'])
@@ -229,8 +237,8 @@ def forward(w, cfg, ids, intervention=None, resid_out=None):
         p = f'layers.{l}'
         a = attention(ln(x, p + '.input_layernorm'), l)
         mlp_in = x if cfg['use_parallel_residual'] else x + a
-        pre = linear(ln(mlp_in, p + '.post_attention_layernorm'), p + '.mlp.dense_h_to_4h')
-        post = act(pre)
+        pre = edit_hook(linear(ln(mlp_in, p + '.post_attention_layernorm'), p + '.mlp.dense_h_to_4h'), l, 'pre', edits, gate)
+        post = edit_hook(act(pre), l, 'post', edits, gate)
         if intervention is not None and intervention[0] == l:
             post = post.clone()
             post[:, intervention[1]] = intervention[2]
@@ -404,6 +412,45 @@ def write_scores_golden(tok):
     print(f'  {SCORES_FIXTURE}: scores of {len(rows)} rows ({sum(map(len, rows))} tokens) -> {path}')
 
 
+# Interventions goldens (the steer graph on GPT-NeoX, issue #15): the format and the case list of
+# tools/torch_reference.py --interventions (several neurons, modes, hooks, layers and token ranges
+# at once, texts that need windows), from the stored fixture's weights.
+INTERVENTION_CASES = {
+    # name: (text index, hook, mode, value, neurons [(layer, neuron)], token range [a, b) or None = all)
+    'neox-14m': [
+        ('zero at hook_post, both layers, all tokens', 3, 'post', 'zero', None, [(0, 37), (1, 5), (1, 300)], None),
+        ('fix 2.5 at hook_pre, a token range', 0, 'pre', 'fix', 2.5, [(0, 3), (1, 200)], (2, 6)),
+        ('scale -1.5 at hook_post to the end', 3, 'post', 'scale', -1.5, [(0, 10), (0, 511)], (5, None)),
+        ("mean (the prompt's own) at hook_pre", 3, 'pre', 'mean', 'prompt', [(0, 1), (1, 60)], None),
+        ('fix -3 at hook_post at BOS only', 3, 'post', 'fix', -3.0, [(0, 0), (1, 1)], (0, 1)),
+    ],
+    'neox-tiny-seq': [
+        ('zero at hook_post, three layers', 3, 'post', 'zero', None, [(0, 4), (1, 17), (2, 100)], None),
+        ('fix 1.5 at hook_pre, a range', 2, 'pre', 'fix', 1.5, [(1, 0), (2, 191)], (3, 12)),
+        ('mean (given) at hook_post', 3, 'post', 'mean', [0.3, -1.2], [(0, 20), (2, 33)], (1, 20)),
+    ],
+}
+
+
+def write_intervention_goldens(tok, only=()):
+    from torch_weight_stats import read_safetensors  # float64 tensors, the stored file as the engine reads it
+    for name, case_specs in INTERVENTION_CASES.items():
+        if only and name not in only:
+            continue
+        folder = os.path.join(FIXTURES, name)
+        cfg = json.load(open(os.path.join(folder, 'config.json')))
+        w = read_safetensors(os.path.join(folder, 'model.safetensors'))
+
+        def run(row, edits, gate, w=w, cfg=cfg):
+            resid = []
+            logits = forward(w, cfg, row, resid_out=resid, edits=edits, gate=gate)[2]
+            return logits, resid[0]
+
+        model = dict(run=run, hooks=lambda ids, w=w, cfg=cfg: forward_text(w, cfg, ids)[:2],
+                     P=cfg['max_position_embeddings'], eps=cfg['layer_norm_eps'], bos=BOS)
+        write_interventions(name, model, case_specs, TEXTS, tok.encode, LOGIT_IDS[:64])
+
+
 # Tokenizer goldens: ids of texts that exercise every branch (the TS test compares the engine
 # and @huggingface/tokenizers with these).
 TOKENIZER_TEXTS = TEXTS[:3] + [
@@ -425,6 +472,9 @@ def main():
     only = sys.argv[1:]
     if only == ['scores']:  # the scores golden only; fixtures untouched
         write_scores_golden(tok)
+        return
+    if only[:1] == ['interventions']:  # the interventions goldens only (optionally of the fixtures named after); fixtures untouched
+        write_intervention_goldens(tok, only[1:])
         return
     for name, spec in FIXTURE_SPECS.items():
         if not only or name in only:

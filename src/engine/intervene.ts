@@ -4,8 +4,9 @@
  * of the actual next token, the entropy, the final-LN scale and the top next tokens, clean and
  * intervened.
  *
- * One ONNX graph serves every intervention (gpt2.ts, `steer`): each layer's hooks take the edit
- * as inputs (a mask, a scale and an offset per neuron, and a 0/1 gate per position). The clean
+ * One ONNX graph serves every intervention (the `steer` variant of each architecture's graph,
+ * arch/common.ts MlpHooks; GPT-2 and GPT-NeoX): each layer's hooks take the edit as inputs (a
+ * mask, a scale and an offset per neuron, and a 0/1 gate per position). The clean
  * side is that graph with every edit off; its per-window results (scores, top k, the final
  * normalized residual and log-sum-exp) are kept until the text changes, so the common re-run (a
  * new neuron or mode on the same prompt) runs only the edited side, which scores the clean side
@@ -379,7 +380,8 @@ export class Intervener {
     }
 
     const tok = this.model.tokenizer;
-    const text = (id: number): string => tok.tokenString(id);
+    // tokenLabel: a padded vocabulary's rows past the tokenizer (NeoX) can be top tokens.
+    const text = (id: number): string => tok.tokenLabel(id);
     const side = (s: 0 | 1): SideScores => ({
       loss: Array.from(nll[s]!.subarray(0, n - 1)),
       entropy: Array.from(entropy[s]!),

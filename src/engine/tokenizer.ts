@@ -364,6 +364,14 @@ export class Tokenizer {
     return this.decode([id]);
   }
 
+  /**
+   * tokenString, or ⟨id⟩ for an id with no vocabulary entry: the rows of a padded unembedding
+   * (Pythia: 50,277 tokens in 50,304 rows) have logits, so they can rank among the top tokens.
+   */
+  tokenLabel(id: number): string {
+    return this.tokenRaw(id) === undefined ? `⟨${id}⟩` : this.tokenString(id);
+  }
+
   /** The vocabulary entry (byte-level form, e.g. "Ġworld") of an id. */
   tokenRaw(id: number): string | undefined {
     return this.addedById.get(id)?.content ?? this.idToToken[id];

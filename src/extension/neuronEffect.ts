@@ -61,7 +61,7 @@ export class EffectRunner {
       const contexts = contextPrompts(ex, model.tokenizer.bosId);
       return neuronEffect(await this.intervenerFor(model, threads), ref, contexts, ablations, { signal, progress });
     });
-    const data = effectPayload(r, run.info.models[0] ?? '', run.tokenizer ? (id) => run.tokenizer!.tokenString(id) : null, notes);
+    const data = effectPayload(r, run.info.models[0] ?? '', run.tokenizer ? (id) => run.tokenizer!.tokenLabel(id) : null, notes);
     if (this.cache.size >= CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(key, data);
     return data;

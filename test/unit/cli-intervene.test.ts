@@ -174,6 +174,29 @@ describe('intervene: the CLI', () => {
     assert.match(post.err, /holds each neuron's hook_pre mean only/);
   });
 
+  test('GPT-NeoX (#15): the same document on neox-14m, BOS id 0, windows, and equal to the engine API', async () => {
+    const neox = join(ROOT, 'test', 'fixtures', 'neox-14m');
+    const json = join(tmp, 'neox.json');
+    const r = cli('intervene', '--model', neox, '--text', TEXT, '--neuron', 'L0.N37,L1.N5', '--mode', 'zero', '--top', '3', '--json', json, '--threads', '1');
+    assert.equal(r.code, 0, r.err);
+    const doc = JSON.parse(readFileSync(json, 'utf8'));
+    assert.deepEqual(doc.tokens[0], { id: 0, text: '<|endoftext|>', start: 0, end: 0 });
+    assert.ok(doc.windows > 1, `${doc.tokens.length} tokens in a 32-token context`);
+    for (let t = 1; t < doc.tokens.length; t++) assert.equal(TEXT.slice(doc.tokens[t].start, doc.tokens[t].end), doc.tokens[t].text);
+    assert.match(r.out.split('\n')[0]!, /neox-14m: 2 layers x 512 neurons, \d+ tokens \(BOS first\), run as \d+ windows/);
+    const model = await openModel(neox, { threads: 1 });
+    const iv = await openIntervener(model, { threads: 1 });
+    try {
+      const res = await iv.run(TEXT, { neurons: [{ layer: 0, neuron: 37 }, { layer: 1, neuron: 5 }], mode: { kind: 'zero' } }, { topK: 3 });
+      assert.deepEqual(doc.intervened.loss, res.intervened.loss);
+      assert.deepEqual(doc.delta.loss, res.delta.loss);
+      assert.ok(res.delta.loss.some((d) => Math.abs(d) > 1e-3), 'the ablation moves the loss');
+    } finally {
+      await iv.close();
+      await model.close();
+    }
+  });
+
   test('--help lists intervene', () => {
     const r = cli('--help');
     assert.equal(r.code, 0);

@@ -1,5 +1,6 @@
 // Neuron interventions (#16, src/engine/intervene.ts) against an independent PyTorch forward:
 // tools/torch_reference.py --interventions writes test/fixtures/golden/<fixture>.interventions.*
+// for the GPT-2 fixtures, tools/torch_reference_neox.py interventions for the GPT-NeoX ones
 // (several neurons, modes, hooks, layers and token ranges at once, on texts that need windows).
 // Then the API's bookkeeping (deltas, top-token changes, batching) and its errors.
 import assert from 'node:assert/strict';
@@ -135,7 +136,9 @@ function compareSide(g: Golden, got: SideScores, logits: Float32Array, want: Gol
 
 const summary: string[] = [];
 
-for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied']) {
+// GPT-NeoX (#15): tools/torch_reference_neox.py interventions, parallel (neox-14m) and sequential
+// (neox-tiny-seq) residual, in the same format.
+for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied', 'neox-14m', 'neox-tiny-seq']) {
   describe(`interventions against torch: ${name}`, () => {
     const g = loadGolden(name);
     let model: Model;
@@ -155,6 +158,11 @@ for (const name of ['gpt2-tiny-crfm', 'gpt2-tiny-untied']) {
         assert.deepEqual(new Set(g.cases.map((c) => c.mode)), new Set(['zero', 'fix', 'scale', 'mean']));
         assert.deepEqual(new Set(g.cases.map((c) => c.hook)), new Set(['pre', 'post']));
         assert.ok(g.cases.some((c) => c.means === 'prompt') && g.cases.some((c) => Array.isArray(c.means)));
+      }
+      if (name.startsWith('neox')) {
+        assert.equal(model.config.modelType, 'gpt_neox');
+        assert.ok(g.cases.some((c) => c.mode === 'zero' && c.hook === 'post') && g.cases.some((c) => c.mode === 'fix' && c.hook === 'pre'));
+        assert.ok(g.cases.some((c) => c.windows > 1));
       }
       for (const c of g.cases) {
         assert.ok(new Set(c.neurons.map(([l]) => l)).size > 1 || c.neurons.length > 1, `${c.label}: several neurons`);

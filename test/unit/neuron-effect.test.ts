@@ -11,16 +11,20 @@ import type { NeuronExamples } from '../../src/engine/run/examples';
 import { Model, openModel } from '../../src/engine/runtime';
 import { CancelledError, EngineError } from '../../src/engine/errors';
 
-const FIXTURE = join(__dirname, '..', 'fixtures', 'gpt2-tiny-crfm');
-const BOS = 50256;
+const FIXTURES = join(__dirname, '..', 'fixtures');
+// GPT-2 and GPT-NeoX (#15: the steer graph on NeoX, parallel residual; BOS is Pythia's id 0).
+const CASES = [
+  { name: 'gpt2-tiny-crfm', bos: 50256, first: [464, 3797, 3332, 319, 262, 2603, 13], mid: [1110, 373, 257, 922, 1110] },
+  { name: 'neox-14m', bos: 0, first: [300, 45, 270, 81, 260, 400, 14], mid: [120, 77, 33, 290, 120] },
+];
 
 /** Two stored contexts the way examples.bin holds them: one starting its row (BOS), one mid-row, −1 padded. */
-function planted(): NeuronExamples {
+function plantedFor(bos: number, first: number[], mid: number[]): NeuronExamples {
   const W = 8;
   const K = 3;
   const ids = new Float64Array(K * W).fill(-1);
-  ids.set([BOS, 464, 3797, 3332, 319, 262, 2603, 13], 0);
-  ids.set([1110, 373, 257, 922, 1110], W);
+  ids.set([bos, ...first], 0);
+  ids.set(mid, W);
   const f = (xs: number[]) => Float64Array.from(xs);
   return {
     count: 2,
@@ -51,11 +55,12 @@ function topIds(p: Float64Array, k: number): number[] {
   return [...p.keys()].sort((a, b) => p[b]! - p[a]!).slice(0, k);
 }
 
-describe('neuron effect on the top contexts', () => {
+for (const { name, bos: BOS, first, mid } of CASES) describe(`neuron effect on the top contexts: ${name}`, () => {
+  const planted = (): NeuronExamples => plantedFor(BOS, first, mid);
   let model: Model;
   let iv: Intervener;
   before(async () => {
-    model = await openModel(FIXTURE, { threads: 1 });
+    model = await openModel(join(FIXTURES, name), { threads: 1 });
     iv = await openIntervener(model, { threads: 1 });
   });
   after(async () => {
@@ -66,8 +71,8 @@ describe('neuron effect on the top contexts', () => {
   test('contextPrompts: BOS kept or added, the max index follows, padding dropped', () => {
     const c = contextPrompts(planted(), BOS);
     assert.deepEqual(c, [
-      { ids: [BOS, 464, 3797, 3332, 319, 262, 2603, 13], maxIndex: 3 },
-      { ids: [BOS, 1110, 373, 257, 922, 1110], maxIndex: 3 },
+      { ids: [BOS, ...first], maxIndex: 3 },
+      { ids: [BOS, ...mid], maxIndex: 3 },
     ]);
   });
 

@@ -208,6 +208,86 @@ export function topChanges(g: OnnxGraph, cfg: ModelConfig, final: string, head: 
 }
 
 
+/** Refuses option combinations no architecture builds (GraphOptions). */
+export function checkGraphOptions(arch: string, cfg: ModelConfig, opts: GraphOptions): void {
+  if (opts.intervention) checkNeuron(cfg, opts.intervention);
+  if (opts.kept && (opts.logits || opts.scores || opts.intervention || opts.steer)) throw new Error(`${arch} graph: the kept layout is for activations only`);
+  if (opts.steer && opts.intervention) throw new Error(`${arch} graph: the steer variant replaces the single-neuron intervention`);
+}
+
+/**
+ * Every layer's MLP hooks as the variant wants them, for any architecture: the architecture
+ * gives each layer's input projection and its residual stream, this names the hooks, applies the
+ * steer edit or the single-neuron intervention, gathers the kept layout, and ends the graph after
+ * the last hook_post (activations) or with the LM head's outputs (logits, scores, steer).
+ */
+export class MlpHooks {
+  /** steer: 1 at the positions that the edit covers ([B·S, 1]). */
+  private readonly gate: string;
+  private readonly pres: string[] = [];
+  private readonly posts: string[] = [];
+
+  constructor(
+    private readonly g: OnnxGraph,
+    private readonly cfg: ModelConfig,
+    private readonly opts: GraphOptions,
+  ) {
+    this.gate = opts.steer ? g.op('Reshape', [g.input(STEER_TOKENS, 'float', ['batch', 'seq']), g.constI64([-1, 1])]) : '';
+  }
+
+  /** At the gated positions and the masked neurons, v·scale + add; elsewhere v untouched. */
+  private edit(l: number, hook: Hook, v: string, out: string): string {
+    const g = this.g;
+    const input = (part: SteerPart): string => g.input(steerName(l, hook, part), 'float', [this.cfg.dMlp]);
+    const [mask, scale, add] = [input('mask'), input('scale'), input('add')];
+    const on = g.op('Greater', [g.op('Mul', [this.gate, mask]), g.constF32([0], [])]); // [N, d_mlp]
+    return g.op('Where', [on, g.op('Add', [g.op('Mul', [v, scale]), add]), v], {}, out);
+  }
+
+  /**
+   * Layer l's hook_pre and hook_post; `project(out)` builds the MLP's input projection (named
+   * `out` when given). `graph` is the finished graph when the variant needs nothing after this
+   * layer (activations only: everything after the last hook_post is dead code).
+   */
+  layer(l: number, project: (out?: string) => string): { pre: string; post: string; graph?: OnnxGraph } {
+    const { g, cfg, opts } = this;
+    const iv = opts.intervention;
+    const pre = opts.steer ? this.edit(l, 'pre', project(), hookName(l, 'pre')) : project(hookName(l, 'pre'));
+    const post = opts.steer
+      ? this.edit(l, 'post', activation(g, cfg.activation, pre), hookName(l, 'post'))
+      : iv?.layer === l
+        ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
+        : activation(g, cfg.activation, pre, hookName(l, 'post'));
+    if (opts.kept) {
+      this.pres.push(pre);
+      this.posts.push(post);
+    } else {
+      g.output(pre, 'float', ['tokens', cfg.dMlp]);
+      g.output(post, 'float', ['tokens', cfg.dMlp]);
+    }
+    const last = l === cfg.nLayer - 1;
+    if (last && opts.kept) return { pre, post, graph: keptOutputs(g, cfg.nLayer * cfg.dMlp, this.pres, this.posts) };
+    if (last && !opts.logits && !opts.scores && !opts.steer) return { pre, post, graph: g };
+    return { pre, post };
+  }
+
+  /**
+   * The LM head and the variant's outputs: `resid` the final LayerNorm's input, `final` its
+   * output, `head` the unembedding [V, d_model] (Gemm's transB reads it as stored, so a tied
+   * head shares the embedding's buffer).
+   */
+  head(resid: string, final: string, head: string): OnnxGraph {
+    const { g, cfg, opts } = this;
+    const logits = g.op('Gemm', [final, head], { transB: { i: 1 } }, LOGITS);
+    if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
+    if (opts.steer || opts.scores) {
+      const logp = scores(g, cfg, resid, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
+      if (opts.steer) topChanges(g, cfg, final, head, logits, logp);
+    }
+    return g;
+  }
+}
+
 export function checkNeuron(cfg: ModelConfig, n: NeuronRef): void {
   if (!Number.isInteger(n.layer) || n.layer < 0 || n.layer >= cfg.nLayer) {
     throw new EngineError(`intervention layer ${n.layer} is outside this model's layers 0..${cfg.nLayer - 1}`);

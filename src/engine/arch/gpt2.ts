@@ -42,26 +42,15 @@ import { OnnxGraph } from '../onnx';
 import {
   type Activation,
   ACTIVATIONS,
-  activation,
   causalMask,
-  checkNeuron,
+  checkGraphOptions,
   checkWeightsFinite,
   type GraphOptions,
-  type Hook,
-  hookName,
-  intervene,
-  keptOutputs,
-  LOGITS,
   INPUT_IDS,
+  MlpHooks,
   type ModelConfig,
   OPSET,
   type ResolvedWeights,
-  scores,
-  STEER_TOKENS,
-  type SteerPart,
-  steerName,
-  TARGETS,
-  topChanges,
   type WeightSource,
   weightInitializer,
 } from './common';
@@ -353,8 +342,7 @@ export function checkGpt2WeightsFinite(w: Gpt2Weights, file: string): void {
  */
 export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
   const cfg = w.config;
-  const iv = opts.intervention;
-  if (iv) checkNeuron(cfg, iv);
+  checkGraphOptions('gpt2', cfg, opts);
   const g = new OnnxGraph('gpt2', OPSET);
   const d = cfg.nEmbd;
   const shapes = gpt2TensorShapes(cfg);
@@ -384,18 +372,7 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
   const mask = causalMask(g, cfg.nPositions, seq1);
   const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
 
-  if (opts.kept && (opts.logits || opts.scores || iv || opts.steer)) throw new Error('gpt2 graph: the kept layout is for activations only');
-  if (opts.steer && iv) throw new Error('gpt2 graph: the steer variant replaces the single-neuron intervention');
-  // steer: 1 at the positions that the edit covers ([B·S, 1]).
-  const gate = opts.steer ? g.op('Reshape', [g.input(STEER_TOKENS, 'float', ['batch', 'seq']), g.constI64([-1, 1])]) : '';
-  const edit = (l: number, hook: Hook, v: string, out: string): string => {
-    const input = (part: SteerPart): string => g.input(steerName(l, hook, part), 'float', [cfg.dMlp]);
-    const [mask, scale, add] = [input('mask'), input('scale'), input('add')];
-    const on = g.op('Greater', [g.op('Mul', [gate, mask]), g.constF32([0], [])]); // [N, d_mlp]
-    return g.op('Where', [on, g.op('Add', [g.op('Mul', [v, scale]), add]), v], {}, out);
-  };
-  const pres: string[] = [];
-  const posts: string[] = [];
+  const hooks = new MlpHooks(g, cfg, opts);
   for (let l = 0; l < cfg.nLayer; l++) {
     const h = `h.${l}`;
     // HF: scores / sqrt(d_head) (if scale_attn_weights), then / (l+1) (if inverse-layer-idx).
@@ -407,39 +384,13 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
     const qkv = linear(layerNorm(x, `${h}.ln_1`), `${h}.attn.c_attn`);
     const ctx = attention(g, cfg, qkv, heads, flat, mask, scale, l);
     x = g.op('Add', [x, linear(ctx, `${h}.attn.c_proj`)]);
-    const pre = opts.steer
-      ? edit(l, 'pre', linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`), hookName(l, 'pre'))
-      : linear(layerNorm(x, `${h}.ln_2`), `${h}.mlp.c_fc`, hookName(l, 'pre'));
-    const post = opts.steer
-      ? edit(l, 'post', activation(g, cfg.activation, pre), hookName(l, 'post'))
-      : iv?.layer === l
-        ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
-        : activation(g, cfg.activation, pre, hookName(l, 'post'));
-    if (opts.kept) {
-      pres.push(pre);
-      posts.push(post);
-    } else {
-      g.output(pre, 'float', ['tokens', cfg.dMlp]);
-      g.output(post, 'float', ['tokens', cfg.dMlp]);
-    }
-    // Everything after the last hook_post is dead code for activations: stop here.
-    if (l === cfg.nLayer - 1 && opts.kept) return keptOutputs(g, cfg.nLayer * cfg.dMlp, pres, posts);
-    if (l === cfg.nLayer - 1 && !opts.logits && !opts.scores && !opts.steer) return g;
+    const resid = x;
+    const { post, graph } = hooks.layer(l, (out) => linear(layerNorm(resid, `${h}.ln_2`), `${h}.mlp.c_fc`, out));
+    if (graph) return graph;
     x = g.op('Add', [x, linear(post, `${h}.mlp.c_proj`)]);
   }
-
-  // LM head [V, d]: Gemm with transB reads it as stored, so a tied head shares wte's buffer.
   const head = cfg.tieWordEmbeddings ? wte : W('lm_head.weight');
-  const final = layerNorm(x, 'ln_f');
-  const logits = g.op('Gemm', [final, head], { transB: { i: 1 } }, LOGITS);
-  if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
-  if (opts.steer) {
-    const logp = scores(g, cfg, x, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
-    topChanges(g, cfg, final, head, logits, logp);
-  } else if (opts.scores) {
-    scores(g, cfg, x, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
-  }
-  return g;
+  return hooks.head(x, layerNorm(x, 'ln_f'), head);
 }
 
 function attention(

@@ -25,26 +25,20 @@ import { EngineError } from '../errors';
 import { OnnxGraph } from '../onnx';
 import {
   ACTIVATIONS,
-  activation,
   bad,
   bool,
   causalMask,
+  checkGraphOptions,
   checkFloatDtype,
-  checkNeuron,
   type GraphOptions,
-  hookName,
   INPUT_IDS,
-  intervene,
-  keptOutputs,
   layerNormEps,
-  LOGITS,
+  MlpHooks,
   type ModelConfig,
   OPSET,
   positiveInt,
   type ResolvedWeights,
-  scores,
   shapeStr,
-  TARGETS,
   type WeightSource,
   weightInitializer,
 } from './common';
@@ -295,12 +289,7 @@ export function rotaryTables(cfg: Pick<NeoxConfig, 'nPositions' | 'rotaryDims' |
 /** The GPT-NeoX forward as an ONNX graph; the options and outputs are those of common.ts. */
 export function buildNeoxGraph(w: NeoxWeights, opts: GraphOptions): OnnxGraph {
   const cfg = w.config;
-  const iv = opts.intervention;
-  if (iv) checkNeuron(cfg, iv);
-  if (opts.kept && (opts.logits || opts.scores || iv)) throw new Error('gpt_neox graph: the kept layout is for activations only');
-  if (opts.steer) {
-    throw new EngineError('neuron interventions (intervene, the steer graph) are implemented for GPT-2 models only so far, not for GPT-NeoX');
-  }
+  checkGraphOptions('gpt_neox', cfg, opts);
   const g = new OnnxGraph('gpt_neox', OPSET);
   const { nEmbd: d, nHead: H, dHead: dh, rotaryDims: r } = cfg;
   const shapes = neoxTensorShapes(cfg);
@@ -352,34 +341,18 @@ export function buildNeoxGraph(w: NeoxWeights, opts: GraphOptions): OnnxGraph {
     return linear(merged, `layers.${l}.attention.dense`, cfg.attentionBias);
   };
 
-  const pres: string[] = [];
-  const posts: string[] = [];
+  const hooks = new MlpHooks(g, cfg, opts);
   for (let l = 0; l < cfg.nLayer; l++) {
     const p = `layers.${l}`;
     const attn = attention(layerNorm(x, `${p}.input_layernorm`), l);
     const mlpIn = cfg.parallelResidual ? x : g.op('Add', [x, attn]);
-    const pre = linear(layerNorm(mlpIn, `${p}.post_attention_layernorm`), `${p}.mlp.dense_h_to_4h`, true, hookName(l, 'pre'));
-    const post =
-      iv?.layer === l
-        ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
-        : activation(g, cfg.activation, pre, hookName(l, 'post'));
-    if (opts.kept) {
-      pres.push(pre);
-      posts.push(post);
-    } else {
-      g.output(pre, 'float', ['tokens', cfg.dMlp]);
-      g.output(post, 'float', ['tokens', cfg.dMlp]);
-    }
-    if (l === cfg.nLayer - 1 && opts.kept) return keptOutputs(g, cfg.nLayer * cfg.dMlp, pres, posts);
-    if (l === cfg.nLayer - 1 && !opts.logits && !opts.scores) return g;
+    const { post, graph } = hooks.layer(l, (out) => linear(layerNorm(mlpIn, `${p}.post_attention_layernorm`), `${p}.mlp.dense_h_to_4h`, true, out));
+    if (graph) return graph;
     const mlpOut = linear(post, `${p}.mlp.dense_4h_to_h`, true);
     x = cfg.parallelResidual ? g.op('Add', [g.op('Add', [x, attn]), mlpOut]) : g.op('Add', [mlpIn, mlpOut]);
   }
 
   // The unembedding [V, d], read as stored by Gemm's transB (tied: embed_in's buffer).
   const head = cfg.tieWordEmbeddings ? embedIn : W('embed_out.weight');
-  const logits = g.op('Gemm', [layerNorm(x, 'final_layer_norm'), head], { transB: { i: 1 } }, LOGITS);
-  if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
-  if (opts.scores) scores(g, cfg, x, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
-  return g;
+  return hooks.head(x, layerNorm(x, 'final_layer_norm'), head);
 }

@@ -40,7 +40,8 @@ export interface RunHeader {
   created: string;
 }
 
-export type TokenText = { tokenString(id: number): string };
+/** tokenLabel: tokenString, or ⟨id⟩ for an id past the tokenizer (a padded unembedding's rows). */
+export type TokenText = { tokenString(id: number): string; tokenLabel(id: number): string };
 
 export interface RunData {
   dir: string;
