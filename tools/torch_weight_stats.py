@@ -10,7 +10,9 @@ statistics of docs/method-notes.md "Weight statistics" to test/fixtures/weightst
   W_U' = diag(ln_f.w) W_U (W_U = wte^T when tied, lm_head.weight^T otherwise), centred over
   d_model per token, then minus its mean over the vocab;
   c = (w_out/|w_out|) @ (W_U' with unit columns); population moments of c (kurtosis non-excess).
-For GPT-NeoX also the attention-deactivation raw scores of roles.ts (attention_h, neox_attention_h).
+For GPT-NeoX also the attention-deactivation raw scores of roles.ts (attention_h, neox_attention_h):
+with rotary keys, the mean over the query positions 1 .. n_positions-1 of the score of the query
+rotated to each position (as the forward rotates it) against the unrotated k_BOS at position 0.
 
 Nothing here imports or mirrors our TypeScript: it follows the formulas in the method and in
 TransformerLens (fold_layer_norm, center_writing_weights, center_unembed).
@@ -177,9 +179,12 @@ def gelu(x, act):
 def neox_attention_h(folder, unit_w_out):
     """Attention-deactivation raw scores h[l][n][l2·H + head] (l2 > l) of a GPT-NeoX, from the method:
     k_BOS from a one-token forward of BOS (id bos_token_id; rotary is the identity at position 0;
-    the parallel residual feeds the MLP the layer's input), g = diag(input_layernorm.w) W_Q[:, head]
-    k_BOS[head] / sqrt(d_head) with W_Q the head's q rows of the fused query_key_value (per head
-    [q | k | v], HF's view(..., H, 3·d_head)), h = w_out_unit . g."""
+    the parallel residual feeds the MLP the layer's input); for each neuron the query of its unit
+    output direction, q = W_Q[:, head]^T (input_layernorm.w * w_out_unit) with W_Q the head's q rows
+    of the fused query_key_value (per head [q | k | v], HF's view(..., H, 3·d_head)); at each query
+    position p = 1 .. P-1 (P = max_position_embeddings) q is rotated as HF's apply_rotary_pos_emb
+    does (q·cos + rotate_half(q)·sin on the first rotary_ndims dims) and scored against k_BOS,
+    h_p = q_p . k_BOS / sqrt(d_head); h is the mean of h_p over p. Returns (h per layer, (1, P-1))."""
     cfg = json.load(open(os.path.join(folder, 'config.json')))
     W = read_safetensors(os.path.join(folder, 'model.safetensors'))
 
@@ -198,8 +203,11 @@ def neox_attention_h(folder, unit_w_out):
     def ln(x, p):
         return torch.nn.functional.layer_norm(x, (d,), get(p + '.weight'), get(p + '.bias'), eps)
 
+    rot = int(dh * cfg.get('rotary_pct', 0.25))
+    P = cfg['max_position_embeddings']
+    inv_freq = 1.0 / (cfg.get('rotary_emb_base', 10000) ** (torch.arange(0, rot, 2, dtype=torch.float64) / rot))
     x = get('embed_in.weight')[cfg.get('bos_token_id', 0)].clone()
-    gs = []  # per layer [H, d]
+    qs, ks = [], []  # per layer: W_Q folded with input_layernorm.w [H, dh, d], k_BOS [H, dh]
     for l in range(L):
         p = f'layers.{l}.'
         Wqkv = get(p + 'attention.query_key_value.weight').view(H, 3, dh, d)
@@ -210,18 +218,31 @@ def neox_attention_h(folder, unit_w_out):
         o = get(p + 'attention.dense.weight') @ v.reshape(d)
         if has_bias:
             o = o + get(p + 'attention.dense.bias')
-        g = torch.einsum('hkd,hk->hd', Wqkv[:, 0], k) * get(p + 'input_layernorm.weight')[None, :] / math.sqrt(dh)
-        gs.append(g)
+        qs.append(Wqkv[:, 0] * get(p + 'input_layernorm.weight')[None, None, :])
+        ks.append(k)
         mlp_in = x if parallel else x + o
         hid = gelu(get(p + 'mlp.dense_h_to_4h.weight') @ ln(mlp_in, p + 'post_attention_layernorm') + get(p + 'mlp.dense_h_to_4h.bias'), cfg['hidden_act'])
         y = get(p + 'mlp.dense_4h_to_h.weight') @ hid + get(p + 'mlp.dense_4h_to_h.bias')
         x = x + o + y if parallel else mlp_in + y
     m = cfg['intermediate_size']
+
+    def rotate_half(t):
+        return torch.cat((-t[..., rot // 2 : rot], t[..., : rot // 2]), dim=-1)
+
     out = []
     for l in range(L - 1):
-        later = torch.cat(gs[l + 1 :])  # [(L-1-l)·H, d]
-        out.append(unit_w_out[l * m : (l + 1) * m] @ later.T)
-    return out
+        u = unit_w_out[l * m : (l + 1) * m]  # [m, d]
+        cols = []
+        for l2 in range(l + 1, L):
+            q = torch.einsum('hkd,nd->nhk', qs[l2], u)  # [m, H, dh], unrotated (position 0)
+            total = torch.zeros(m, H, dtype=torch.float64)
+            for pos in range(1, P):
+                emb = torch.cat((pos * inv_freq, pos * inv_freq))
+                qp = torch.cat((q[..., :rot] * emb.cos() + rotate_half(q[..., :rot]) * emb.sin(), q[..., rot:]), dim=-1)
+                total += torch.einsum('nhk,hk->nh', qp, ks[l2]) / math.sqrt(dh)
+            cols.append(total / (P - 1))
+        out.append(torch.cat(cols, dim=1))  # [m, (L-1-l)·H]
+    return out, (1, P - 1)
 
 
 def main():
@@ -251,7 +272,9 @@ def main():
             },
         }
         if cfg['model_type'] == 'gpt_neox':
-            golden['attention_h'] = [[[sig7(x) for x in row] for row in h.tolist()] for h in neox_attention_h(folder, A)]
+            h, positions = neox_attention_h(folder, A)
+            golden['attention_h'] = [[[sig7(x) for x in row] for row in hl.tolist()] for hl in h]
+            golden['attention_positions'] = list(positions)
         path = os.path.join(OUT, name + '.json')
         with open(path, 'w') as f:
             json.dump(golden, f, separators=(',', ':'))

@@ -66,7 +66,15 @@ describe('analyze on two GPT-NeoX seeds', () => {
     const table = tableFromIPC(new Uint8Array(readFileSync(join(out, 'neurons.arrow'))));
     const family = (table.getChild('family')!.toArray() as (string | null)[]).filter((x) => x);
     assert.ok(family.length > 0, 'some neuron gets a family label');
-    const roles = JSON.parse(readFileSync(join(out, 'roles.json'), 'utf8')) as { entropy: { baseline: { loss: number } }[]; attention: { head: string }[] };
+    const roles = JSON.parse(readFileSync(join(out, 'roles.json'), 'utf8')) as {
+      entropy: { baseline: { loss: number } }[];
+      attention: { head: string }[];
+      attentionQuery: { positions: number[]; rotaryDims: number };
+    };
+    // Rotary keys: the attention score is the mean over the query positions of the run's rows
+    // (32 tokens, neox-tiny-seq's context).
+    assert.deepEqual(roles.attentionQuery.positions, [1, 31]);
+    assert.ok(roles.attentionQuery.rotaryDims > 0);
     assert.ok(roles.entropy.length > 0 && roles.entropy.every((e) => Number.isFinite(e.baseline.loss)), 'the entropy intervention ran');
     assert.ok(roles.attention.length > 0 && roles.attention.every((p) => /^L[12]\.H\d+$/.test(p.head)), 'attention pairs name later heads');
   });

@@ -142,7 +142,8 @@ export async function familyResults(
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'roles from the weights' });
-  const r = neuronRoles(inputs.weights, inputs.ws, inputs.paperKurt, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal, bos: ctx.handles[0]!.tokenizer.bosId });
+  // contextLength: a rotary model's attention score averages over the query positions of these rows.
+  const r = neuronRoles(inputs.weights, inputs.ws, inputs.paperKurt, { seed: ctx.settings.seed, ...o.roles, signal: ctx.signal, bos: ctx.handles[0]!.tokenizer.bosId, contextLength: T });
   throwIfCancelled(ctx.signal);
 
   ctx.progress({ phase: 'write', message: 'entropy intervention' });
@@ -173,6 +174,8 @@ export async function familyResults(
     thresholds: th,
     entropyQuery: { ...DEFAULT_ENTROPY_QUERY, ...o.roles?.entropy },
     intervention: { rows: nRows, neurons: o.interventions ?? DEFAULT_INTERVENTIONS, values: ENTROPY_INTERVENTION_VALUES },
+    // Rotary models only (GPT-2's file is unchanged): the query positions the attention score averages over.
+    ...(r.attentionQuery ? { attentionQuery: r.attentionQuery } : {}),
   });
 
   // Which of each neuron's top examples carry its best label (one char per example, rank order).

@@ -10,6 +10,8 @@
  * - attention deactivation: h = ŵ_outᵀ·W_Qᵀ·k_BOS/√d_head for every later head. The listed pairs
  *   are the top `topPairs` by |h|, as the paper ranks them (h > 0: the neuron pushes the head onto
  *   BOS; h < 0: off it); the role needs h's z-score against random unit directions > `attentionZ`.
+ *   With rotary keys (GPT-NeoX) h is the mean over the query positions of a run's rows
+ *   (attentionScores).
  *
  * "Random direction" means a Gaussian vector in the residual stream, centred over d_model (as
  * processed W_out rows are) and normalised. A direction's vocab_var is uᵀMu − (u·μ)², with
@@ -19,7 +21,7 @@
 import type { ResolvedWeights } from '../arch/common';
 import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
 import { rotationMatrix } from '../rng';
-import { attentionTensors, embedAtStart, mlpTensors, parallelResidual } from '../arch/index';
+import { attentionTensors, embedAtStart, mlpTensors, parallelResidual, type Rotary, rotaryOf } from '../arch/index';
 import { processMlpWeights, unitUnembedRows, type WeightStats } from './weightstats';
 
 // The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
@@ -44,6 +46,11 @@ export interface RoleOptions {
   signal?: CancellationSignal;
   /** The tokenizer's BOS id, whose keys the attention scores read (default: GPT-2's 50256, GPT-2 only). */
   bos?: number;
+  /**
+   * Tokens per row of the run (n_ctx; default the model's context): with rotary keys the attention
+   * score is the mean over query positions 1 … n_ctx−1 (attentionScores). Unused without rotary.
+   */
+  contextLength?: number;
 }
 
 /** The paper's entropy-neuron query (GPT2-small: layer ≥ 10 of 12, l2 ≥ 3, vocab_kurt ≤ 10, kurt ≤ 10). */
@@ -82,6 +89,15 @@ export interface AttentionPair {
   raw: number;
 }
 
+/** What a rotary model's attention score averaged over (roles.json `attentionQuery`). */
+export interface AttentionQuery {
+  /** Query positions first … last (1 … n_ctx−1), each weighted equally; BOS at position 0. */
+  positions: [number, number];
+  /** Rotated dimensions of each head, and the rotary base. */
+  rotaryDims: number;
+  rotaryBase: number;
+}
+
 export interface NeuronRoles {
   /** Primary role per neuron, in ROLES order of precedence; '' for none. */
   role: string[];
@@ -96,6 +112,8 @@ export interface NeuronRoles {
    */
   entropyRanking: { index: number; candidate: boolean }[];
   attention: AttentionPair[];
+  /** With rotary keys: the query positions the attention score averages over (first, last) and the rotated dims; null without. */
+  attentionQuery: AttentionQuery | null;
   /** The random-direction baselines actually used. */
   baseline: { directions: number; vocabVarMin: number; vocabVarMax: number; seed: number };
 }
@@ -315,9 +333,13 @@ export function bosForward(w: ResolvedWeights, bosId?: number): { keys: Float64A
  * Attention-deactivation scores of every neuron against every head of every later layer:
  * g = diag(γ₁)·W_Q[:, head]·k_BOS/√d_head (ln_1 folded as TransformerLens does; centring does not
  * matter against a centred ŵ_out), h = ŵ_out·g, z = h/σ with σ the spread of u·g over random u.
- * With rotary embeddings (GPT-NeoX) a query at position p meets k_BOS rotated by −p on the rotary
- * dims; the score is the position-independent part at p = 0 (no rotation), as a weights-only
- * score has no position. Pythia rotates a quarter of each head (rotary_pct 0.25).
+ *
+ * With rotary embeddings (GPT-NeoX; Pythia rotates a quarter of each head) a query at position p
+ * meets k_BOS, at position 0 and so unrotated, as q_p·k_BOS = q·R_{−p}·k_BOS: the score depends on
+ * p, the paper's does not. h is then the mean over the query positions a run's rows hold,
+ * p = 1 … contextLength−1 (position 0 is BOS itself), each weighted equally. Linear in the key, it
+ * is the score against k̄ = mean_p R_{−p}·k_BOS (meanRotatedKey), so it costs what the unrotated
+ * score costs. `queryPositions` says what was used (null without rotary: GPT-2 is unchanged).
  */
 export function attentionScores(
   w: ResolvedWeights,
@@ -326,10 +348,24 @@ export function attentionScores(
   topPairs = 20,
   signal?: CancellationSignal,
   bos?: number,
-): { z: Float64Array; head: string[]; pairs: AttentionPair[] } {
+  contextLength?: number,
+): { z: Float64Array; head: string[]; pairs: AttentionPair[]; query: AttentionQuery | null } {
   const c = w.config;
   const { nLayer: L, nEmbd: d, nHead: H, dHead: dh, dMlp: D } = c;
-  const keys = bosKeys(w, bos);
+  const rotary = rotaryOf(w);
+  let keys = bosKeys(w, bos);
+  let query: AttentionQuery | null = null;
+  if (rotary) {
+    const n = contextLength ?? c.nPositions;
+    if (!Number.isInteger(n) || n < 2 || n > c.nPositions) {
+      throw new EngineError(
+        `roles: the attention-deactivation score of a rotary model averages over the query positions 1 … n−1 of a run's rows; ` +
+          `a row length of ${n} is not in 2..${c.nPositions} (the model's context)`,
+      );
+    }
+    keys = keys.map((k) => meanRotatedKey(k, H, dh, rotary, n));
+    query = { positions: [1, n - 1], rotaryDims: rotary.dims, rotaryBase: rotary.base };
+  }
   const R = directions.length / d;
   const g: Float64Array[] = []; // [L·H] of [d]
   const sigma: number[] = [];
@@ -384,7 +420,38 @@ export function attentionScores(
     }
   }
   trimByAbsH(pairs, keep);
-  return { z, head, pairs };
+  return { z, head, pairs, query };
+}
+
+/**
+ * k̄ = mean over p = 1 … n−1 of R_{−p}·k for every head's slice of `key` [H·d_head]: on each
+ * rotary pair (j, j + dims/2), R_{−p} turns (a, b) into (a·cos pθ_j + b·sin pθ_j,
+ * b·cos pθ_j − a·sin pθ_j), the inverse of HF's x·cos + rotate_half(x)·sin; the other dims pass.
+ */
+export function meanRotatedKey(key: Float64Array, nHead: number, dHead: number, rotary: Rotary, n: number): Float64Array {
+  const half = rotary.dims / 2;
+  const C = new Float64Array(half);
+  const S = new Float64Array(half);
+  for (let j = 0; j < half; j++) {
+    const theta = 1 / rotary.base ** ((2 * j) / rotary.dims);
+    for (let p = 1; p < n; p++) {
+      C[j]! += Math.cos(p * theta);
+      S[j]! += Math.sin(p * theta);
+    }
+    C[j]! /= n - 1;
+    S[j]! /= n - 1;
+  }
+  const out = Float64Array.from(key);
+  for (let h = 0; h < nHead; h++) {
+    const o = h * dHead;
+    for (let j = 0; j < half; j++) {
+      const a = key[o + j]!;
+      const b = key[o + j + half]!;
+      out[o + j] = a * C[j]! + b * S[j]!;
+      out[o + j + half] = b * C[j]! - a * S[j]!;
+    }
+  }
+  return out;
 }
 
 /**
@@ -428,7 +495,14 @@ export function neuronRoles(w: ResolvedWeights, ws: WeightStats, kurt: ArrayLike
     return u;
   });
   throwIfCancelled(opts.signal);
-  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? ROLE_SETTINGS.attentionPairs.default, opts.signal, opts.bos);
+  const attn = attentionScores(w, wOutUnit, dirs, opts.topPairs ?? ROLE_SETTINGS.attentionPairs.default, opts.signal, opts.bos, opts.contextLength);
   const rules = applyRoleRules(ws, kurt, { min, max }, attn, opts);
-  return { ...rules, attnHead: attn.head, attnScore: attn.z, attention: attn.pairs, baseline: { directions: R, vocabVarMin: min, vocabVarMax: max, seed } };
+  return {
+    ...rules,
+    attnHead: attn.head,
+    attnScore: attn.z,
+    attention: attn.pairs,
+    attentionQuery: attn.query,
+    baseline: { directions: R, vocabVarMin: min, vocabVarMax: max, seed },
+  };
 }

@@ -60,6 +60,18 @@ interface Architecture {
   parallel(w: ArchWeights): boolean;
   /** The unembedding [V × d_model] as the forward uses it (tied: the embedding) and the final LayerNorm's weight. */
   unembed(w: ArchWeights): { rows: Float32Array; lnWeight: Float32Array };
+  /** Rotary positions on q and k (Rotary), or null when positions enter otherwise (GPT-2's wpe). */
+  rotary(w: ArchWeights): Rotary | null;
+}
+
+/**
+ * Rotary embeddings as GPT-NeoX applies them to each head's q and k: the first `dims` of its
+ * d_head dimensions, dimension j < dims/2 paired with j + dims/2 and turned by position·θ_j,
+ * θ_j = base^(−2j/dims) (HF rotate_half).
+ */
+export interface Rotary {
+  dims: number;
+  base: number;
 }
 
 /** [r × c] row-major → [c × r]. */
@@ -116,6 +128,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
       rows: readWeight(w, (w.config as Gpt2Config).tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'),
       lnWeight: readWeight(w, 'ln_f.weight'),
     }),
+    rotary: () => null,
   },
   gpt_neox: {
     label: 'GPT-NeoX (Pythia)',
@@ -180,6 +193,10 @@ const ARCHITECTURES: Record<string, Architecture> = {
       rows: readWeight(w, (w.config as NeoxConfig).tieWordEmbeddings ? 'embed_in.weight' : 'embed_out.weight'),
       lnWeight: readWeight(w, 'final_layer_norm.weight'),
     }),
+    rotary: (w) => {
+      const c = w.config as NeoxConfig;
+      return c.rotaryDims > 0 ? { dims: c.rotaryDims, base: c.rotaryBase } : null;
+    },
   },
 };
 
@@ -245,6 +262,11 @@ export function parallelResidual(w: ResolvedWeights): boolean {
 /** The unembedding rows [V × d_model] and the final LayerNorm's weight. */
 export function unembedTensors(w: ResolvedWeights): { rows: Float32Array; lnWeight: Float32Array } {
   return archOf(w.config.modelType).unembed(w as ArchWeights);
+}
+
+/** The rotary embedding of q and k, or null for an architecture without one. */
+export function rotaryOf(w: ResolvedWeights): Rotary | null {
+  return archOf(w.config.modelType).rotary(w as ArchWeights);
 }
 
 /** The label of an architecture (messages): "GPT-2", "GPT-NeoX (Pythia)". */

@@ -4,7 +4,9 @@
  *   { "entropy":   [ { layer, neuron, candidate?, rows?, baseline: {lnScale, entropy, loss},
  *                      points: [ {value, lnScale, entropy, loss, dLoss, dEntropy}, … ] } ],
  *     "attention": [ { layer, neuron, head: "L3.H1", score, raw }, … ]   (largest |raw| = |h| first),
- *     "baseline": …, "thresholds": …, "entropyQuery": …, "intervention": { rows, neurons, values } }
+ *     "baseline": …, "thresholds": …, "entropyQuery": …, "intervention": { rows, neurons, values },
+ *     "attentionQuery": { positions: [1, n_ctx−1], rotaryDims, rotaryBase }   (rotary models only: the
+ *                        query positions the attention score averages over; analysis/roles.ts) }
  *
  * Reading checks every entry; a bad entry is skipped and counted in the note, a bad file gives
  * only a note: the neuron pages must open whatever this optional file holds. Non-finite numbers
