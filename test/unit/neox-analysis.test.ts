@@ -1,7 +1,8 @@
 // The CLI on GPT-NeoX checkpoints, as a user runs it (a child process through tsx): `activations
 // --model DIR` on a NeoX fixture, and `analyze` on two random-weight NeoX seeds
-// (tools/random_neox.ts) over the held-out text, with and without families, plus the refusals that
-// concern architectures.
+// (tools/random_neox.ts) over the held-out text, with and without families, then the neuron
+// interventions on that run (What it does, intervene --run), plus the refusals that concern
+// architectures.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -9,6 +10,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tableFromIPC } from 'apache-arrow';
+import { loadRun } from '../../src/engine/run/data';
+import { openModel } from '../../src/engine/runtime';
+import { EffectRunner } from '../../src/extension/neuronEffect';
+import { isToWebview } from '../../src/protocol';
 import { writeRandomNeox } from '../../tools/random_neox';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -77,6 +82,32 @@ describe('analyze on two GPT-NeoX seeds', () => {
     assert.ok(roles.attentionQuery.rotaryDims > 0);
     assert.ok(roles.entropy.length > 0 && roles.entropy.every((e) => Number.isFinite(e.baseline.loss)), 'the entropy intervention ran');
     assert.ok(roles.attention.length > 0 && roles.attention.every((p) => /^L[12]\.H\d+$/.test(p.head)), 'attention pairs name later heads');
+  });
+
+  test("neuron interventions on the NeoX run: What it does from its stored contexts and means, and intervene --run's means", async () => {
+    const out = join(tmp, 'run-families'); // written by the test above
+    const run = await loadRun(out);
+    assert.equal(run.modelDir, seeds[0]);
+    const model = await openModel(run.modelDir!, { threads: 1 });
+    const runner = new EffectRunner({ use: async (_dir, _threads, fn) => fn(undefined as never, model) }, () => 1);
+    try {
+      const j = [...run.rowOf.keys()].find((c) => run.rowOf[c]! >= 0 && c >= run.dMlp)!; // a layer-1 neuron with contexts
+      const ref = { layer: Math.floor(j / run.dMlp), neuron: j % run.dMlp };
+      const d = await runner.measure(run, ref, { cancelled: false }, () => undefined);
+      assert.ok(isToWebview({ type: 'effect', layer: ref.layer, neuron: ref.neuron, state: 'done', data: d }), 'the webview guard rejects the payload');
+      assert.deepEqual(d.ablations.map((a) => [a.kind, a.hook]), [['zero', 'post'], ['mean', 'pre']]);
+      assert.ok(d.contexts > 0 && d.ablations.every((a) => Number.isFinite(a.meanDeltaLoss) && a.up.length > 0));
+    } finally {
+      runner.dispose();
+      await model.close();
+    }
+    const json = join(tmp, 'neox-iv.json');
+    const r = cli('intervene', '--model', seeds[0]!, '--text', 'The cat sat on the mat.', '--neuron', 'L1.N7,L2.N3', '--mode', 'mean', '--hook', 'pre', '--run', out, '--threads', '1', '--json', json);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /means \(the run's corpus means\): L1\.N7=-?\d+\.\d{4} L2\.N3=/);
+    const doc = JSON.parse(readFileSync(json, 'utf8')) as { tokens: { id: number }[]; delta: { loss: number[] } };
+    assert.equal(doc.tokens[0]!.id, 0);
+    assert.ok(doc.delta.loss.some((x) => Math.abs(x) > 0), 'the mean ablation moves the loss');
   });
 
   test('a GPT-2 and a GPT-NeoX model in one analysis are refused, naming both folders and their model_type', () => {
