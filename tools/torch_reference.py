@@ -13,6 +13,9 @@ The forward runs in float64 on the (possibly F16/BF16-rounded) stored weights, s
 the exact function of the stored checkpoint; the engine computes in fp32.
 
 Run:  /usr/bin/python3 tools/torch_reference.py   (about 10 s; deterministic)
+      /usr/bin/python3 tools/torch_reference.py --interventions [--only NAME...]
+                       (only the <fixture>.interventions.{json,bin} goldens; fixtures untouched. Their
+                       writer, write_interventions, also serves tools/torch_reference_neox.py)
 """
 import argparse
 import json
