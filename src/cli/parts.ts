@@ -109,6 +109,8 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
     // A failed job's exit line, unless the part was resumed since (by hand: the job script removes it).
     const e = m.status === 'complete' ? undefined : partEnd(logs, m.part.block);
     const end = e && e.code !== 0 && !(e.at !== undefined && e.at < Date.parse(m.updated) - 1000) ? e : undefined;
+    // Slurm's own word on why, when it has one, is the log's last line ("CANCELLED … DUE TO TIME LIMIT", an oom_kill event).
+    const tail = end ? logTail(logs, m.part.block) : '';
     const live = m.status === 'running' ? runLiveness(m) : undefined;
     let state: string;
     let why = '';
@@ -119,10 +121,10 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
     else if (live === 'unknown') {
       // Killed where its manifest could not say so (out of memory, a limit, on another node).
       state = 'failed';
-      why = `${end!.text}; resume it with: ${resume}`;
+      why = `${end!.text}${tail ? `; ${tail}` : ''}; resume it with: ${resume}`;
     } else {
       state = m.status === 'running' ? 'interrupted' : m.status;
-      why = `it ${statusText(m, resume)}${end ? ` (${end.text})` : ''}`;
+      why = `it ${statusText(m, resume)}${end ? ` (${end.text}${tail ? `; ${tail}` : ''})` : ''}`;
     }
     if (state !== 'done' && state !== 'running') failed.push(m.part.block);
     lines.push(`block ${m.part.block}: ${state}, ${tokens} (${p})${why ? `: ${why}` : ''}`);
@@ -135,9 +137,7 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
   // limit can kill it while it opens the models) has only its exit line and its Slurm log.
   for (const i of absent) {
     const end = partEnd(logs, i);
-    const log = join(logs, `part-${i}.out`);
-    const last = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).pop() ?? '(empty)' : undefined;
-    const tail = last === undefined ? '' : `its job's log ${log} ends: ${last}`;
+    const tail = logTail(logs, i);
     if (end && end.code !== 0) {
       failed.push(i);
       lines.push(`block ${i}: failed before its part folder existed: ${end.text}${tail ? `; ${tail}` : ''}`);
@@ -147,6 +147,14 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
     if (tail) lines.push(`block ${i}: no part folder; ${tail}`);
   }
   return { lines, missing, failed: failed.sort((a, b) => a - b), done, blocks };
+}
+
+/** "its job's log L ends: LINE" for part J's Slurm log (slurm.ts: DIR/logs/part-J.out), or '' without one. */
+function logTail(logs: string, block: number): string {
+  const log = join(logs, `part-${block}.out`);
+  if (!fs.existsSync(log)) return '';
+  const last = fs.readFileSync(log, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).pop();
+  return `its job's log ${log} ends: ${last ?? '(empty)'}`;
 }
 
 /** The number of parts the job scripts of DIR (slurm.ts) run; 0 without them. */

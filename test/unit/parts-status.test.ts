@@ -72,19 +72,21 @@ test("a part killed on another node (its manifest still says running): the job's
     const parts = join(root, 'parts');
     const t = Date.parse('2026-12-02T10:00:00Z');
     part(join(parts, 'part-0000'), 0, 'complete', 256);
-    // The OOM killer's SIGKILL leaves the manifest as it was: running, on node7.
+    // Slurm's time limit (SIGTERM to the part) leaves the manifest as it was: running, on node7.
     const running = { pid: 4242, hostname: 'node7-not-this-host', updated: new Date(t).toISOString() };
     part(join(parts, 'part-0001'), 1, 'running', 128, running);
     part(join(parts, 'part-0002'), 2, 'running', 64, running);
     mkdirSync(join(root, 'logs'));
-    writeFileSync(join(root, 'logs', 'part-1.exit'), `exit 137 on node7, Slurm job 42, ${iso(t + 5000)}\n`);
+    writeFileSync(join(root, 'logs', 'part-1.exit'), `exit 143 on node7, Slurm job 42, ${iso(t + 5000)}\n`);
+    const limit = 'slurmstepd: error: *** JOB 42 ON node7 CANCELLED AT 2026-12-02T10:00:05 DUE TO TIME LIMIT ***';
+    writeFileSync(join(root, 'logs', 'part-1.out'), `pass 1/1: computing correlations and statistics\n${limit}\n`);
     // Part 2 failed before, and was resumed by hand since (its manifest is newer): running.
     writeFileSync(join(root, 'logs', 'part-2.exit'), `exit 1 on node7, Slurm job 41, ${iso(t - 60_000)}\n`);
     const s = await partsStatus(parts);
     assert.deepEqual(s.failed, [1]);
     assert.deepEqual(s.missing, []);
     assert.equal(s.done, 1);
-    assert.equal(s.lines[1], `block 1: failed, 128 of 256 tokens (${join(parts, 'part-0001')}): its job exited with status 137 (SIGKILL) on node7, Slurm job 42, ${iso(t + 5000)}; resume it with: universal-neurons analyze --resume ${join(parts, 'part-0001')}`);
+    assert.equal(s.lines[1], `block 1: failed, 128 of 256 tokens (${join(parts, 'part-0001')}): its job exited with status 143 (SIGTERM) on node7, Slurm job 42, ${iso(t + 5000)}; its job's log ${join(root, 'logs', 'part-1.out')} ends: ${limit}; resume it with: universal-neurons analyze --resume ${join(parts, 'part-0001')}`);
     assert.match(s.lines[2]!, /^block 2: running, 64 of 256 tokens/);
     // A success line does not make a part failed.
     writeFileSync(join(root, 'logs', 'part-1.exit'), `exit 0 on node7, ${iso(t + 5000)}\n`);
