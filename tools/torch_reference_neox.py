@@ -53,7 +53,9 @@ VOCAB_PADDED = 512
 # ---------------------------------------------------------------------------------------------
 # The Pythia-like tokenizer.json
 
-def pythia_like_tokenizer():
+def pythia_like_tokenizer(n_merges=N_MERGES):
+    """n_merges: how many of GPT-2's merges (the fixtures: 200; tools/train_family.py's tiny NeoX
+    takes more, so its tokens are words)."""
     with open(TOKENIZER_JSON, encoding='utf-8') as f:
         gpt2 = json.load(f)
     byte_chars = sorted(_bytes_to_unicode().values(), key=ord)  # GPT-2's byte tokens, in their id order
@@ -62,7 +64,7 @@ def pythia_like_tokenizer():
         vocab[c] = len(vocab)
     merges = []
     for m in gpt2['model']['merges']:
-        if len(merges) == N_MERGES:
+        if len(merges) == n_merges:
             break
         a, b = m.split(' ') if isinstance(m, str) else m
         assert a in vocab and b in vocab, m
