@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TopExamples, TopExamplesOptions, TopExamplesResult } from '../../src/engine/analysis/examples';
+import { mergeExampleStates, TopExamples, TopExamplesOptions, TopExamplesResult } from '../../src/engine/analysis/examples';
 import { readExamples, serializeExamples } from '../../src/engine/run/examples';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
@@ -225,12 +225,12 @@ test('interval samples: exact bucket edges, counts and capacities after the scal
     const n = res.neuron(j);
     assert.equal(n.intervals.reduce((s, iv) => s + iv.seen, 0), positive.length);
     n.intervals.forEach((iv, b) => {
-      const inBucket = positive.filter((v) => v >= iv.lo && (v < iv.hi || (b === F - 1 && v <= iv.hi))).length;
+      const inBucket = positive.filter((v) => v > iv.lo && v <= iv.hi).length;
       assert.equal(iv.seen, inBucket, `neuron ${j} bucket ${b} seen`);
       assert.equal(iv.examples.length, Math.min(R, inBucket));
       const rowsSeen = new Set<number>();
       for (const e of iv.examples) {
-        assert.ok(e.value >= iv.lo && e.value <= iv.hi, `value ${e.value} outside [${iv.lo}, ${iv.hi}]`);
+        assert.ok(e.value > iv.lo && e.value <= iv.hi, `value ${e.value} outside (${iv.lo}, ${iv.hi}]`);
         assert.equal(e.value, maxes[e.row], 'an example is its row’s max');
         assert.ok(!rowsSeen.has(e.row), 'no duplicates in a bucket');
         rowsSeen.add(e.row);
@@ -326,4 +326,36 @@ test('the SIMD kernel (default) and the JS loop give bit-identical state: ties, 
     feed(b, rows, N, act, [1, 4, 7], 2);
     assertSameState(a.state(), b.state(), `N ${N}`);
   }
+});
+
+test('token shards: states over row ranges merge to one stream\'s results, whatever the shards\' order (ties, powers of two)', () => {
+  const rows = corpus(90, 9);
+  const N = 5;
+  // Ties across shards (values repeat every 30 rows), exact powers of two (0.5, 1, 2), a scale
+  // that doubles inside some shards and not others.
+  const act: Act = (r, p, j) => {
+    if (j === 0) return p === 2 ? [0.5, 1, 2, 0.25][r % 4]! : -1;
+    if (j === 1) return p === 1 + (r % 7) ? ((r % 30) + 1) / 8 : -0.5;
+    return Math.fround(Math.sin(r * 3.1 + p * 1.7 + j) * (1 + r / 20));
+  };
+  const opts = { nNeurons: N, k: 4, intervals: 8, perInterval: 2, bins: 8, seed: 3 };
+  const whole = new TopExamples(opts);
+  feed(whole, rows, N, act, [7]);
+  const cuts = [0, 21, 22, 60, 90];
+  const shards = cuts.slice(0, -1).map((r0, i) => {
+    const acc = new TopExamples(opts);
+    // Each shard fixes its histogram range from the corpus' first batch, as the pipeline primes it.
+    acc.prime(makeBatch(rows.slice(0, 7), 0, N, act));
+    for (let at = r0; at < cuts[i + 1]!; at += 7) acc.add(makeBatch(rows.slice(at, Math.min(at + 7, cuts[i + 1]!)), at, N, act));
+    return acc.state();
+  });
+  const want = whole.finish()[0]!;
+  for (const order of [shards, [...shards].reverse(), [shards[2]!, shards[0]!, shards[3]!, shards[1]!]]) {
+    const merged = TopExamples.restore(mergeExampleStates(order), opts).finish()[0]!;
+    for (let j = 0; j < N; j++) assert.deepEqual(merged.neuron(j), want.neuron(j), `neuron ${j}`);
+  }
+  // A merge of merges (a tree) too.
+  const tree = mergeExampleStates([mergeExampleStates(shards.slice(0, 2)), mergeExampleStates(shards.slice(2))]);
+  const t = TopExamples.restore(tree, opts).finish()[0]!;
+  for (let j = 0; j < N; j++) assert.deepEqual(t.neuron(j), want.neuron(j), `tree, neuron ${j}`);
 });

@@ -157,6 +157,31 @@ export class Histograms {
     if (!this.fixed && rows > 0) this.fix(x, rows);
   }
 
+  /**
+   * Adds another histogram's counts (other tokens: a token shard). Both ranges were fixed by the
+   * corpus' first batch with kept tokens, so they must agree; a range fixed by nothing takes the other's.
+   */
+  mergeFrom(o: Histograms): void {
+    if (!o.fixed) return;
+    if (!this.fixed) {
+      this.lo.set(o.lo);
+      this.hi.set(o.hi);
+      this.inv.set(o.inv);
+      this.fixed = true;
+    } else {
+      for (let j = 0; j < this.n; j++) {
+        if (this.lo[j] !== o.lo[j] || this.hi[j] !== o.hi[j]) {
+          throw new EngineError(`histograms of column ${j} have other ranges ([${this.lo[j]}, ${this.hi[j]}] vs [${o.lo[j]}, ${o.hi[j]}]): their states were not fixed by the same first batch of the corpus`);
+        }
+      }
+    }
+    for (let e = 0; e < this.counts.length; e++) this.counts[e]! += o.counts[e]!;
+    for (let j = 0; j < this.n; j++) {
+      if (o.min[j]! < this.min[j]!) this.min[j] = o.min[j]!;
+      if (o.max[j]! > this.max[j]!) this.max[j] = o.max[j]!;
+    }
+  }
+
   result(): HistogramSet {
     return { bins: this.bins, lo: this.lo.slice(), hi: this.hi.slice(), counts: this.counts.slice(), min: this.min.slice(), max: this.max.slice() };
   }
@@ -484,6 +509,37 @@ export class ActivationStats implements Accumulator<ActivationStatsResult[]> {
     });
   }
 
+  /** Whether a histogram's range is still open (prime() fixes it from the corpus' first batches). */
+  needsPrime(): boolean {
+    return this.hists.some((h) => !h.fixed);
+  }
+
+  /**
+   * A batch before a token shard's first, seen only to fix the histograms' range as the corpus'
+   * first batch with kept tokens fixes it in a single run (nothing is counted).
+   */
+  prime(batch: ActivationBatch): void {
+    this.models.forEach((m, i) => {
+      const acts = batch.models[m];
+      if (acts && !this.hists[i]!.fixed) this.hists[i]!.fixFrom(acts.keptPre, batch.nKept);
+    });
+  }
+
+  /** Adds another accumulator's tokens (a token shard): Pébay's merge of the moments, counts summed. */
+  mergeFrom(o: ActivationStats): void {
+    this.usable();
+    o.usable();
+    this.models.forEach((_, i) => {
+      const a = this.moments[i]!;
+      const b = o.moments[i]!;
+      if (b.count > 0) a.merge(b.count, b.mean, b.m2, b.m3, b.m4);
+      const p = this.positive[i]!;
+      const q = o.positive[i]!;
+      for (let j = 0; j < this.nNeurons; j++) p[j]! += q[j]!;
+      this.hists[i]!.mergeFrom(o.hists[i]!);
+    });
+  }
+
   private usable(): void {
     for (const mo of this.moments) if (mo.broken) throw new EngineError(`ActivationStats holds part of a refused batch: ${mo.broken}`);
   }
@@ -556,6 +612,18 @@ export class ActivationStats implements Accumulator<ActivationStatsResult[]> {
       return r;
     });
   }
+}
+
+/** ActivationStats states over disjoint tokens (token shards), merged in the order given. */
+export function mergeActivationStates(states: readonly AccumulatorState[]): AccumulatorState {
+  if (states.length === 0) throw new EngineError('ActivationStats: no states to merge');
+  const st = states[0]!;
+  const models = st['models'];
+  if (!Array.isArray(models)) throw new EngineError('accumulator state: "models" of ActivationStats is missing');
+  const opts: ActivationStatsOptions = { nNeurons: num(st, 'nNeurons'), models, bins: num(st, 'bins'), margin: num(st, 'margin') };
+  const acc = ActivationStats.restore(st, opts);
+  for (const s of states.slice(1)) acc.mergeFrom(ActivationStats.restore(s, opts));
+  return acc.state();
 }
 
 // ---- state helpers (shared with examples.ts) ----

@@ -340,6 +340,60 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     return c;
   }
 
+  /** Whether the reference shift is still open (prime() sets it from the corpus' first kept token). */
+  needsPrime(): boolean {
+    return !this.kx;
+  }
+
+  /**
+   * A batch before a token shard's first, seen only to take the shift a single run takes from the
+   * corpus' first kept token: every shard then sums x' = x − k_x with the same k_x.
+   */
+  prime(batch: ActivationBatch): void {
+    const a = batch.models[0];
+    if (!this.kx && a && batch.nKept > 0 && a.keptPost.length === batch.nKept * this.Na) this.kx = a.keptPost.slice(this.a0, this.a1);
+  }
+
+  /**
+   * Adds another accumulator over other tokens of the corpus (a token shard, exact mode) into
+   * this one: its float64 sums (each shard flushed its fp32 partial into them at its end) and
+   * counts. Equal to one accumulator fed every token up to the order of float64 additions, when
+   * each shard began where a single run flushes (parts.ts chooses shard boundaries so).
+   */
+  mergeFrom(o: CrossMoments): void {
+    if (this.mode !== 'exact' || o.mode !== 'exact') throw new EngineError('CrossMoments: only exact mode merges over tokens');
+    if (this.kx && o.kx && this.kx.some((v, i) => !Object.is(v, o.kx![i]))) {
+      throw new EngineError('CrossMoments: the shards shifted the reference by different first tokens (each must take the corpus\' first kept token)');
+    }
+    this.kx ??= o.kx;
+    this.xs.sx.forEach((_, i) => {
+      this.xs.sx[i]! += o.xs.sx[i]!;
+      this.xs.sxx[i]! += o.xs.sxx[i]!;
+    });
+    this.xs.n += o.xs.n;
+    this.dense!.absorb(o.dense!);
+  }
+
+  /** The options a state was written with (its header), enough to restore and merge it. */
+  static optionsOf(st: AccumulatorState): CrossMomentsOptions {
+    const h = st.header;
+    if (!Array.isArray(h) || h.length < 11) throw new EngineError('CrossMoments: the state has no header');
+    const [model, refL, refD, L, d, a0, a1, chunk, split, seed, fast] = h as number[];
+    if (fast) throw new EngineError('CrossMoments: only exact mode merges over tokens');
+    const shared = h.length > 11 && h[11] === 1;
+    return {
+      model: model!,
+      ref: { nLayers: refL!, dMlp: refD! },
+      other: { nLayers: L!, dMlp: d! },
+      block: [a0!, a1!],
+      chunkTokens: chunk!,
+      gramSplit: split!,
+      seed: seed!,
+      mode: 'exact',
+      ...(shared ? { yMoments: () => { throw new EngineError('CrossMoments: a merged state is not finished here'); } } : {}),
+    };
+  }
+
   // ---- results ---------------------------------------------------------------------------
 
   async finish(signal?: CancellationSignal): Promise<CrossMomentsResult> {
@@ -367,4 +421,13 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   candidates(): { partners: number; rotated: number } | null {
     return this.fast ? { partners: this.fast.rpP[this.B]!, rotated: this.fast.rpR[this.B]! } : null;
   }
+}
+
+/** CrossMoments states over disjoint tokens (token shards, exact mode), merged in the order given. */
+export function mergeCrossStates(states: readonly AccumulatorState[]): AccumulatorState {
+  if (states.length === 0) throw new EngineError('CrossMoments: no states to merge');
+  const opts = CrossMoments.optionsOf(states[0]!);
+  const acc = CrossMoments.restore(states[0]!, opts);
+  for (const s of states.slice(1)) acc.mergeFrom(CrossMoments.restore(s, opts));
+  return acc.state();
 }

@@ -17,15 +17,18 @@
  * a per-neuron threshold (the heap's root once full) rejects almost every candidate with one
  * compare. Ties keep the earlier row.
  *
- * Interval samples: the activation range (0, S] is cut into `intervals` equal buckets, S a power
- * of two ≥ the running max. Each bucket keeps a uniform reservoir (Algorithm R, seeded) of
- * `perInterval` contexts whose max falls in it. When the max passes S, S doubles and adjacent
- * bucket pairs merge: the merged reservoir draws a hypergeometric split of its size between
- * the two halves (by their seen counts), then a uniform subset of each — still a uniform sample
- * of everything the new bucket covers. So the final max lies in (S/2, S]: between
- * intervals/2 and intervals buckets lie below it, and their edges are exact. Memory is fixed.
+ * Interval samples: the activation range (0, S] is cut into `intervals` equal buckets
+ * (b·S/F, (b+1)·S/F], S a power of two ≥ the running max. Each bucket keeps the `perInterval`
+ * contexts of smallest sample key, the key a hash of (seed, model, neuron, corpus row): keys are
+ * i.i.d. uniform, so that is a uniform sample without replacement of the bucket's contexts. When
+ * the max passes S, S doubles and adjacent bucket pairs merge, keeping the smallest keys of both
+ * (the smallest keys of their union). So the final max lies in (S/2, S], and between
+ * intervals/2 and intervals buckets lie below it, with exact edges. Memory is fixed.
  *
- * Processing order is the corpus order, and the RNG state is part of state(), so a resumed run
+ * Nothing depends on the order rows arrive in (issue #17, token shards): S is the smallest power
+ * of two ≥ the max, a bucket's sample is the smallest keys of the contexts in it (ties of keys
+ * broken by the lower row), and the top-K is ranked by value, then row. So the states of shards
+ * of the corpus merge (`mergeExampleStates`) to what one pass over it holds, and a resumed run
  * and any batch split give bit-identical results.
  *
  * The run folder's examples.json + examples.bin (their layout, writer and readers) are
@@ -36,7 +39,6 @@ import { KernelMemory } from '../kernels';
 import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import { checkHeader, copyInto, HistogramSet, Histograms, num, PANEL, Panels } from './actstats';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
-import { Rng } from '../rng';
 
 export interface TopExamplesOptions {
   /** Neurons per model (L·d_mlp). */
@@ -95,7 +97,31 @@ export interface ExampleSlots {
   acts: Float32Array;
 }
 
-const KIND = 'TopExamples/1';
+// 2: sample keys by hash instead of one RNG in corpus order; buckets (lo, hi] (issue #17).
+const KIND = 'TopExamples/2';
+
+/** murmur3's 32-bit finalizer: every input bit flips each output bit with probability about 1/2. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * A context's sample key, uniform over 2^32: a hash of (seed of the run and model, neuron,
+ * corpus row). It depends on nothing else, so any machine holding the row draws the same key.
+ */
+export function sampleKey(keySeed: number, j: number, row: number): number {
+  return fmix32(Math.imul(fmix32((keySeed ^ Math.imul(j, 0x9e3779b1)) >>> 0) ^ row, 0x27d4eb2f) ^ (j >>> 16));
+}
+
+/** The bucket (b·S/F, (b+1)·S/F] holding v ∈ (0, S]: halving S halves v·F/S exactly, so buckets merge in pairs consistently. */
+export function bucketOf(v: number, S: number, F: number): number {
+  const b = Math.ceil((v / S) * F) - 1;
+  return b < 0 ? 0 : b >= F ? F - 1 : b;
+}
 /** The arrays of an ExampleSlots block (also the names run/examples.ts stores them under). */
 export const SLOT_FIELDS = ['value', 'row', 'pos', 'start', 'len', 'ids', 'acts'] as const;
 
@@ -196,6 +222,8 @@ class ModelState {
     readonly s: Settings,
     bins: number,
     margin: number,
+    /** Seeds the sample keys: the run's seed and which model (sampleKey). */
+    readonly keySeed: number,
     mem?: KernelMemory,
   ) {
     const { N, K, W, F, R } = s;
@@ -256,7 +284,26 @@ class ModelState {
     this.thr[j] = this.top.value[base + h[base]!]!;
   }
 
-  offerSample(j: number, v: number, rng: Rng, cand: Candidate): void {
+  /** The sample key of neuron j's context in corpus row `row` (see the file comment). */
+  key(j: number, row: number): number {
+    return sampleKey(this.keySeed, j, row);
+  }
+
+  /** Slot a of the samples has a larger (key, row) than a candidate's: the candidate stays before it. */
+  private worstSlot(base: number, n: number, j: number): number {
+    let w = base;
+    let wk = this.key(j, this.samples.row[w]!);
+    for (let q = base + 1; q < base + n; q++) {
+      const k = this.key(j, this.samples.row[q]!);
+      if (k > wk || (k === wk && this.samples.row[q]! > this.samples.row[w]!)) {
+        w = q;
+        wk = k;
+      }
+    }
+    return w;
+  }
+
+  offerSample(j: number, v: number, cand: Candidate): void {
     const { F, R } = this.s;
     let S = this.scale[j]!;
     if (S === 0) {
@@ -266,72 +313,98 @@ class ModelState {
       while (S / 2 >= v) S /= 2;
       this.scale[j] = S;
     }
-    while (v > S) S = this.double(j, rng);
-    let b = Math.floor((v / S) * F);
-    if (b >= F) b = F - 1;
-    const idx = j * F + b;
-    const c = ++this.seen[idx]!;
+    while (v > S) S = this.double(j);
+    const idx = j * F + bucketOf(v, S, F);
+    this.seen[idx]!++;
     const f = this.fill[idx]!;
     if (f < R) {
       writeSlot(this.samples, idx * R + f, cand);
       this.fill[idx] = f + 1;
-    } else {
-      const u = rng.int(c);
-      if (u < R) writeSlot(this.samples, idx * R + u, cand);
+      return;
     }
+    const w = this.worstSlot(idx * R, R, j);
+    const k = this.key(j, cand.corpusRow);
+    const wk = this.key(j, this.samples.row[w]!);
+    if (k < wk || (k === wk && cand.corpusRow < this.samples.row[w]!)) writeSlot(this.samples, w, cand);
   }
 
-  /** S → 2S: bucket i takes old buckets 2i and 2i+1; the upper half empties. */
-  private double(j: number, rng: Rng): number {
-    const { F, R, W } = this.s;
-    const sm = this.samples;
+  /**
+   * Bucket `dst` takes the contexts of smallest key among `n` slots of `src` (from `at`), which
+   * must not be `this.samples` rows that `dst` overwrites: they are copied through the scratch.
+   */
+  private keepSmallest(j: number, src: ExampleSlots, at: readonly number[], dst: number): void {
+    const { R, W } = this.s;
+    const order = at
+      .map((s) => ({ s, k: this.key(j, src.row[s]!), row: src.row[s]! }))
+      .sort((a, b) => a.k - b.k || a.row - b.row)
+      .slice(0, R);
     const sc = this.scratch;
-    const idxA = new Array<number>(R);
-    const idxB = new Array<number>(R);
+    order.forEach((o, q) => copySlot(src, o.s, sc, q, W));
+    order.forEach((_, q) => copySlot(sc, q, this.samples, dst * R + q, W));
+    this.fill[dst] = order.length;
+  }
+
+  /** S → 2S: bucket i takes old buckets 2i and 2i+1 (the smallest keys of both); the upper half empties. */
+  double(j: number): number {
+    const { F, R } = this.s;
     for (let i = 0; i < F / 2; i++) {
       const a = j * F + 2 * i;
       const b = a + 1;
-      const ca = this.seen[a]!;
-      const cb = this.seen[b]!;
-      const fa = this.fill[a]!;
-      const fb = this.fill[b]!;
-      const k = Math.min(R, ca + cb);
-      // Hypergeometric: how many of k uniform draws from ca+cb items come from a.
-      let ra = ca;
-      let rb = cb;
-      let ta = 0;
-      for (let q = 0; q < k; q++) {
-        if (rng.next() * (ra + rb) < ra) {
-          ta++;
-          ra--;
-        } else rb--;
-      }
-      const tb = k - ta;
-      // ta ≤ min(k, ca) ≤ fa: a's reservoir is a uniform sample of a, so a uniform subset of it is too.
-      const pick = (ix: number[], f: number, t: number): void => {
-        for (let q = 0; q < f; q++) ix[q] = q;
-        for (let q = 0; q < t; q++) {
-          const r = q + rng.int(f - q);
-          const tmp = ix[q]!;
-          ix[q] = ix[r]!;
-          ix[r] = tmp;
-        }
-      };
-      pick(idxA, fa, ta);
-      pick(idxB, fb, tb);
-      let n = 0;
-      for (let q = 0; q < ta; q++) copySlot(sm, a * R + idxA[q]!, sc, n++, W);
-      for (let q = 0; q < tb; q++) copySlot(sm, b * R + idxB[q]!, sc, n++, W);
-      const dst = j * F + i;
-      for (let q = 0; q < n; q++) copySlot(sc, q, sm, dst * R + q, W);
-      this.fill[dst] = n;
-      this.seen[dst] = ca + cb;
+      const at: number[] = [];
+      for (let q = 0; q < this.fill[a]!; q++) at.push(a * R + q);
+      for (let q = 0; q < this.fill[b]!; q++) at.push(b * R + q);
+      const seen = this.seen[a]! + this.seen[b]!;
+      this.keepSmallest(j, this.samples, at, j * F + i);
+      this.seen[j * F + i] = seen;
     }
     for (let i = F / 2; i < F; i++) {
       this.fill[j * F + i] = 0;
       this.seen[j * F + i] = 0;
     }
     return (this.scale[j] = this.scale[j]! * 2);
+  }
+
+  /**
+   * Adds `o`'s contexts (another shard of the corpus: other rows) into this state, as if its rows
+   * had been offered here: the top-K by value then row, the buckets at the larger scale, the
+   * histograms summed (their ranges must agree: both fixed by the corpus' first batch).
+   */
+  mergeFrom(o: ModelState): void {
+    const { N, K, F, R, W } = this.s;
+    const both = newSlots(2 * R, W);
+    for (let j = 0; j < N; j++) {
+      // Top-K: the union, ranked, the first K, laid out as a heap again.
+      const cand: { sl: ExampleSlots; s: number }[] = [];
+      for (let q = 0; q < this.topCount[j]!; q++) cand.push({ sl: this.top, s: j * K + q });
+      for (let q = 0; q < o.topCount[j]!; q++) cand.push({ sl: o.top, s: j * K + q });
+      cand.sort((a, b) => b.sl.value[b.s]! - a.sl.value[a.s]! || a.sl.row[a.s]! - b.sl.row[b.s]!);
+      const keep = cand.slice(0, K);
+      const tmp = newSlots(keep.length, W);
+      keep.forEach((c, q) => copySlot(c.sl, c.s, tmp, q, W));
+      // Descending by (value, −row) is a valid min-heap reversed: fill the heap from the end.
+      for (let q = 0; q < keep.length; q++) copySlot(tmp, q, this.top, j * K + q, W);
+      for (let q = 0; q < keep.length; q++) this.heap[j * K + q] = keep.length - 1 - q;
+      this.topCount[j] = keep.length;
+      // Buckets: both at the larger scale, then each bucket's smallest keys of the two.
+      const so = o.scale[j]!;
+      if (so === 0) continue;
+      if (this.scale[j] === 0) this.scale[j] = so;
+      while (this.scale[j]! < so) this.double(j);
+      let s = so;
+      while (s < this.scale[j]!) s = o.double(j);
+      for (let b = 0; b < F; b++) {
+        const idx = j * F + b;
+        if (o.fill[idx] === 0 && o.seen[idx] === 0) continue;
+        const at: number[] = [];
+        let n = 0;
+        for (let q = 0; q < this.fill[idx]!; q++) copySlot(this.samples, idx * R + q, both, n++, W);
+        for (let q = 0; q < o.fill[idx]!; q++) copySlot(o.samples, idx * R + q, both, n++, W);
+        for (let q = 0; q < n; q++) at.push(q);
+        this.keepSmallest(j, both, at, idx);
+        this.seen[idx]! += o.seen[idx]!;
+      }
+    }
+    this.hist.mergeFrom(o.hist);
   }
 
   /** Rebuilds the thresholds from the heaps (not stored in state). */
@@ -356,7 +429,7 @@ export class TopExamplesResult {
     /** [N] valid top slots per neuron; slots j·K … j·K+count−1 in rank order (value desc, row asc). */
     readonly topCount: Int32Array,
     readonly top: ExampleSlots,
-    /** [N] S per neuron: bucket b covers [b·S/F, (b+1)·S/F) (the last one also S); 0 = never positive. */
+    /** [N] S per neuron: bucket b covers (b·S/F, (b+1)·S/F]; 0 = never positive. */
     readonly scale: Float64Array,
     /** [N×F] contexts seen per bucket. */
     readonly seen: Float64Array,
@@ -417,7 +490,6 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
   readonly margin: number;
   readonly seed: number;
   private readonly per: ModelState[];
-  private readonly rng: Rng;
   /** [rows × N] per batch row and neuron: the max over its kept tokens, and the first token holding it. */
   private rowMax: Float32Array<ArrayBufferLike> = new Float32Array(0);
   private rowArg: Int32Array<ArrayBufferLike> = new Int32Array(0);
@@ -465,8 +537,7 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       R: this.perInterval,
     };
     this.mem = opts.kernel === false ? undefined : new KernelMemory();
-    this.per = this.models.map(() => new ModelState(s, this.bins, this.margin, this.mem));
-    this.rng = new Rng(this.seed | 0);
+    this.per = this.models.map((m) => new ModelState(s, this.bins, this.margin, fmix32((this.seed ^ Math.imul(m + 1, 0x6d2b79f5)) >>> 0), this.mem));
   }
 
   add(batch: ActivationBatch): void {
@@ -516,9 +587,34 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
           ctx.end = end;
           ctx.j = j;
           if (overTop) st.offerTop(j, ctx);
-          if (v > 0) st.offerSample(j, v, this.rng, ctx);
+          if (v > 0) st.offerSample(j, v, ctx);
         }
       }
+    });
+  }
+
+  /** Whether a histogram's range is still open (prime() fixes it from the corpus' first batches). */
+  needsPrime(): boolean {
+    return this.per.some((st) => !st.hist.fixed);
+  }
+
+  /**
+   * A batch before a token shard's first, seen only to fix what the corpus' first batch fixes in
+   * a single run: the histograms' range (nothing is counted).
+   */
+  prime(batch: ActivationBatch): void {
+    this.models.forEach((m, i) => {
+      const acts = batch.models[m];
+      const h = this.per[i]!.hist;
+      if (acts && !h.fixed) h.fixFrom(acts.keptPost, batch.nKept);
+    });
+  }
+
+  /** Adds another accumulator's contexts (other corpus rows: a token shard) into this one. */
+  mergeFrom(o: TopExamples): void {
+    this.per.forEach((st, i) => {
+      st.mergeFrom(o.per[i]!);
+      st.recomputeThresholds();
     });
   }
 
@@ -588,7 +684,6 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
     const s: AccumulatorState = {
       kind: KIND,
       ...this.header(),
-      rng: this.rng.s,
     };
     this.per.forEach((st, i) => {
       const p = `m${i}.`;
@@ -624,7 +719,6 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
   static restore(state: AccumulatorState, opts: TopExamplesOptions): TopExamples {
     const a = new TopExamples(opts);
     checkHeader(state, KIND, a.header());
-    a.rng.s = num(state, 'rng') | 0;
     a.per.forEach((st, i) => {
       const p = `m${i}.`;
       copyInto(st.topCount, state, p + 'topCount');
@@ -676,4 +770,25 @@ export class TopExamples implements Accumulator<TopExamplesResult[]> {
       );
     });
   }
+}
+
+/** The options a TopExamples state was written with (its header). */
+function optionsOf(st: AccumulatorState): TopExamplesOptions {
+  const models = st['models'];
+  if (!Array.isArray(models)) throw new EngineError('accumulator state: "models" of TopExamples is missing');
+  const o: TopExamplesOptions = { nNeurons: num(st, 'nNeurons'), models };
+  for (const k of ['k', 'before', 'after', 'intervals', 'perInterval', 'bins', 'margin', 'seed'] as const) o[k] = num(st, k);
+  return o;
+}
+
+/**
+ * The states of TopExamples over disjoint sets of corpus rows (token shards), merged: the state
+ * one accumulator fed every row would hold, up to the heap's slot layout (finish() ranks them).
+ */
+export function mergeExampleStates(states: readonly AccumulatorState[]): AccumulatorState {
+  if (states.length === 0) throw new EngineError('TopExamples: no states to merge');
+  const opts = optionsOf(states[0]!);
+  const acc = TopExamples.restore(states[0]!, opts);
+  for (const s of states.slice(1)) acc.mergeFrom(TopExamples.restore(s, opts));
+  return acc.state();
 }

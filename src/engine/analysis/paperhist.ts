@@ -226,3 +226,17 @@ export class PaperHistogram implements Accumulator<PaperHistogramResult> {
     return out;
   }
 }
+
+/** PaperHistogram states over disjoint tokens (token shards), merged: the counts summed (fixed edges). */
+export function mergePaperHistStates(states: readonly AccumulatorState[]): AccumulatorState {
+  if (states.length === 0) throw new EngineError('PaperHistogram: no states to merge');
+  const N = states[0]!.nNeurons;
+  if (typeof N !== 'number') throw new EngineError('checkpoint paper histogram is malformed');
+  const acc = PaperHistogram.restore(states[0]!, N);
+  for (const s of states.slice(1)) {
+    const o = PaperHistogram.restore(s, N);
+    for (let e = 0; e < acc.counts.length; e++) acc.counts[e]! += o.counts[e]!;
+    acc.n += o.n;
+  }
+  return { ...acc.state(), counts: acc.counts.slice() };
+}

@@ -110,6 +110,33 @@ export class DenseMoments {
     });
   }
 
+  /**
+   * Adds another DenseMoments over other tokens (a token shard) into this one, both partials
+   * first flushed: float64 totals summed, partials left empty (the flush rule: crossmoments.ts).
+   */
+  absorb(o: DenseMoments): void {
+    if (this.subs.length || o.subs.length) throw new EngineError('CrossMoments: a fast-mode screen does not merge');
+    this.flushAll();
+    o.flushAll();
+    addInto(this.sxy, o.sxy);
+    addInto(this.syAcc, o.syAcc);
+    addInto(this.gram, o.gram);
+    this.xs.sx.forEach((_, i) => {
+      this.xs.sx[i]! += o.xs.sx[i]!;
+      this.xs.sxx[i]! += o.xs.sxx[i]!;
+    });
+    this.xs.n += o.xs.n;
+  }
+
+  /** Flushes the partials into float64 totals, which exist afterwards even if empty of tokens. */
+  private flushAll(): void {
+    if (!this.totals) {
+      this.sxy = new Float64Array(this.B * this.Nm);
+      this.totals = true;
+    }
+    if (this.partialTokens > 0) this.flush();
+  }
+
   /** A screen's sub-screen sums into one (fp32, in place of the first), for the baseline's candidates. */
   pool(): void {
     const [first, ...rest] = this.subs;
