@@ -1,6 +1,6 @@
 // `status PARTS-DIR` when a part's job failed (issue #17: the afterok merge does not run, and
 // status must say which part failed and why). Manifests as the pipeline writes them on failure
-// (pipeline.ts markEnded: status failed, error, reason), and the exit line the generated job
+// (pipeline/finish.ts markEnded: status failed, error, reason), and the exit line the generated job
 // script writes (DIR/logs/part-J.exit, run here by bash without Slurm); no Slurm daemons needed.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -182,3 +182,97 @@ export interface RunResult {
   manifest: Manifest;
   results: Map<string, unknown>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A run in progress: runAnalysis (pipeline.ts) runs its phases, pipeline/open.ts, plan.ts,
+// pass.ts and finish.ts, which hand these on.
+
+/**
+ * What a run has taken so far, given back (and, once there is a manifest, marked failed or
+ * cancelled) by runAnalysis whatever stops it: the phases fill it in as they take each thing.
+ */
+export interface RunHold {
+  /** The run folder's lock (store.acquireRunLock). */
+  release?: () => void;
+  /** The models' sessions (closing one twice is harmless: the last pass closes all but the reference first). */
+  handles: Model[];
+  rotations?: RotationCache;
+  /** From the first manifest on, a failure or cancel is recorded in it. */
+  manifest?: Manifest;
+  runDir?: string;
+}
+
+/** The open phase's product (pipeline/open.ts): settings, models and corpus, checked against each other and a resumed run. */
+export interface OpenedRun {
+  /** A resumed run's folder and id; '' for a new run until the plan phase creates its folder. */
+  runDir: string;
+  id: string;
+  /** The resumed run's manifest. */
+  previous?: Manifest;
+  /** Where models, corpus and settings came from: the resumed run's manifest, or a merge's parts. */
+  source?: Manifest;
+  corpusPaths: string[];
+  /** Final but for the memory plan's fields (batchRows, gramBlock, refBlock), set by the plan phase. */
+  settings: Settings;
+  handles: Model[];
+  infos: ModelInfo[];
+  /** The manifest's model entries (hashes, revisions). */
+  entries: Manifest['models'];
+  corpus: Corpus;
+  /** This session's part of a split run, if it is one. */
+  part?: PartRequest;
+  /** Why fast mode ran exact, for the manifest. */
+  fastFallback?: string;
+  /** Date.now() once the models were open. */
+  tOpen: number;
+}
+
+/** The plan phase's product (pipeline/plan.ts), fixed for the rest of the run. */
+export interface RunContext {
+  runDir: string;
+  id: string;
+  /** The manifest object the run keeps writing (progress, timings, results). */
+  manifest: Manifest;
+  plan: AnalysisPlan;
+  /** What the plan's accumulators() and finalize() get. */
+  planCtx: PlanContext;
+  /** The plan's accumulators grouped into passes over the corpus (parts.ts planPasses). */
+  passes: AccumulatorSpec[][];
+  nBatches: number;
+  part?: PartRequest;
+  /** A part resumed after writing its state: nothing left to stream. */
+  partDone: boolean;
+  merge?: AnalysisOptions['merge'];
+  handles: Model[];
+  corpus: Corpus;
+  settings: Settings;
+  signal?: CancellationSignal;
+  progress: (p: Progress) => void;
+  /** Forwards kept between passes when one batch holds the whole corpus (pipeline/pass.ts). */
+  forwards?: Map<string, ModelActivations>;
+  /** One batch per pass: checkpoints only at pass boundaries, holding the finished results. */
+  boundaryOnly: boolean;
+  tokensTotal: number;
+}
+
+/** Where a run is, updated as it goes: the pass, its accumulators, the finished results, the clock. */
+export interface RunState {
+  pass: number;
+  /** The batch this pass (re)starts at. */
+  start: number;
+  /** This pass's accumulators; empty between passes, so that a finished pass's memory can go. */
+  accs: Accumulator<unknown>[];
+  /** Whether the accumulators are new and must screen first (restored ones were checkpointed after it). */
+  fresh: boolean;
+  /** The finished accumulators' results, by spec name. */
+  results: Map<string, unknown>;
+  /** The finished passes' results as checkpoint state (`done:NAME`), before the last pass. */
+  packed: Record<string, AccumulatorState>;
+  /** Date.now() when this session began streaming, the manifest's stream_s then, and tokens done by then. */
+  tStream: number;
+  streamBase: number;
+  sessionStart: number;
+  /** Seconds this session spent finishing passes; Date.now() when the last finish ended. */
+  finishSecs: number;
+  tWrite: number;
+}

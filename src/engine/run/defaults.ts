@@ -24,7 +24,7 @@ export const isUniversal = (excess: number, threshold: number): boolean => Numbe
 /** The thresholds the summaries count at, besides the run's own. */
 export const SUMMARY_THRESHOLDS = [0.3, 0.4, 0.5] as const;
 
-/** Settings an analysis takes when not given (pipeline.ts settingsFrom). */
+/** Settings an analysis takes when not given (analysis/pipeline/open.ts settingsFrom). */
 export const ANALYSIS_DEFAULTS = {
   threshold: DEFAULT_THRESHOLD,
   seed: 0,

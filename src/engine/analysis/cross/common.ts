@@ -61,7 +61,7 @@ export function refStep(batch: number, x: Float32Array, Na: number, a0: number, 
   }
   const step = { kx, xs, sx, sxx };
   // Another block's steps of this buffer are done with: a batch kept from pass to pass (one batch
-  // holds the whole corpus: pipeline.ts) would otherwise hold every block's shifted copy.
+  // holds the whole corpus: RunContext.forwards, pipeline/pass.ts) would otherwise hold every block's shifted copy.
   const block = `${batch}:${a0}:${a1}:`;
   for (const k of m.keys()) if (!k.startsWith(block)) m.delete(k);
   m.set(key, step);

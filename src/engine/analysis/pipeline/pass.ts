@@ -1,0 +1,183 @@
+/**
+ * The pass phase of a run (runAnalysis, pipeline.ts): one pass over the corpus. It drops the kept
+ * forwards the pass does not read, makes (or, for a merge, restores) the pass's accumulators,
+ * runs their screens, streams every batch into them in spec order, checkpoints every K batches
+ * and at the end of the stream, and for a part writes the accumulators' state instead (parts.ts).
+ */
+import { join } from 'node:path';
+import { EngineError, throwIfCancelled } from '../../errors';
+import type { Model } from '../../runtime';
+import { writeCheckpoint, writeJsonAtomic } from '../../store';
+import { reclaim } from '../blocking';
+import { writePartState } from '../parts';
+import type { Accumulator, AccumulatorSpec, ActivationBatch, RunContext, RunState } from '../types';
+import { buildBatch, forwardKeys, nonFiniteError, unionReads, type BatchReads } from './batch';
+
+/** Tokens in batches [0, b) of a pass. */
+export function tokensAt(rc: RunContext, b: number): number {
+  return Math.min(b * rc.settings.batchRows, rc.corpus.nRows) * rc.corpus.nPositions;
+}
+
+/** The progress messages' prefix in a run of several passes. */
+export function passNote(rc: RunContext, pass: number): string {
+  const P = rc.passes.length;
+  return P > 1 ? `pass ${pass + 1}/${P}: ` : '';
+}
+
+/** What a pass forwards: the union of its specs' reads, per model (everything if one does not say). */
+function readsOf(rc: RunContext, ps: AccumulatorSpec[]): BatchReads | undefined {
+  return ps.every((s) => s.reads) ? unionReads(ps.map((s) => s.reads!), rc.handles.length) : undefined;
+}
+
+/** A checkpoint within the pass: the finished passes' results and this pass's states after batch `next − 1`. */
+function checkpoint(rc: RunContext, st: RunState, next: number): void {
+  const { nBatches, settings, corpus, manifest: m } = rc;
+  const P = rc.passes.length;
+  const { pass } = st;
+  const cur = rc.passes[pass]!;
+  rc.progress({ phase: 'checkpoint', batch: pass * nBatches + next, batches: P * nBatches });
+  writeCheckpoint(rc.runDir, {
+    nextBatch: next,
+    meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches, ...(P > 1 ? { pass } : {}) },
+    states: { ...st.packed, ...Object.fromEntries(cur.map((s, i) => [s.name, st.accs[i]!.state()])) },
+  });
+  m.progress = { batches_done: pass * nBatches + next, batches_total: P * nBatches, tokens_done: tokensAt(rc, next) };
+  m.updated = new Date().toISOString();
+  writeJsonAtomic(join(rc.runDir, 'manifest.json'), m);
+}
+
+/**
+ * Streams pass `st.pass` from batch `st.start`: `st.accs` then hold its accumulators' end-of-
+ * stream state. A cancel writes no checkpoint on the way out: the run resumes from its last
+ * periodic one.
+ */
+export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
+  const { handles, corpus, settings, nBatches, signal, forwards } = rc;
+  const P = rc.passes.length;
+  const cur = rc.passes[st.pass]!;
+  const reads = readsOf(rc, cur);
+  if (forwards) {
+    // Before the pass allocates its accumulators: the last pair's forwards go first.
+    const wanted = forwardKeys(reads, handles.length, corpus.nRows);
+    const before = forwards.size;
+    for (const key of [...forwards.keys()]) if (!wanted.has(key)) forwards.delete(key);
+    if (forwards.size < before) await reclaim();
+  }
+  if (st.accs.length === 0 && rc.merge) {
+    // A merge: the parts' end-of-stream states, finished as a resume finishes its last checkpoint.
+    const states = rc.merge.states;
+    st.accs = cur.map((s) => {
+      const state = states[s.name];
+      if (!state) throw new EngineError(`the parts hold no state for ${s.name}`);
+      return s.restore(state, st.results);
+    });
+    st.start = nBatches;
+    st.fresh = false;
+  } else if (st.accs.length === 0) {
+    st.accs = cur.map((s) => s.create(st.results));
+    st.fresh = true;
+  }
+  const note = passNote(rc, st.pass);
+
+  let lastCheckpoint = st.start;
+  const sample = async (b: number, r: AccumulatorSpec['reads']): Promise<ActivationBatch> => {
+    throwIfCancelled(signal);
+    rc.progress({ phase: 'stream', message: `${note}screening sample, batch ${b + 1} of ${nBatches}` });
+    return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, r);
+  };
+  // Checkpointed once screened, so that a resume does not screen again.
+  if (st.fresh && (await screenPass(cur, st.accs, nBatches, sample, handles)) && !rc.boundaryOnly) checkpoint(rc, st, 0);
+  st.fresh = false;
+  for (let b = st.start; b < nBatches; b++) {
+    // A cancel writes no checkpoint on the way out: the run resumes from its last periodic one.
+    throwIfCancelled(signal);
+    const rowStart = b * settings.batchRows;
+    const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads, forwards);
+    await addBatch(st.accs, batch, handles);
+    const done = st.pass * rc.tokensTotal + tokensAt(rc, b + 1);
+    const secs = (Date.now() - st.tStream) / 1000;
+    const rate = (done - st.sessionStart) / Math.max(secs, 1e-3);
+    rc.manifest.timings.stream_s = st.streamBase + secs - st.finishSecs;
+    if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
+      checkpoint(rc, st, b + 1);
+      lastCheckpoint = b + 1;
+    }
+    rc.progress({
+      phase: 'stream',
+      ...(note ? { message: `${note}${cur.map((s) => s.name).join(', ')}` } : {}),
+      batch: st.pass * nBatches + b + 1,
+      batches: P * nBatches,
+      tokensDone: done,
+      tokensTotal: P * rc.tokensTotal,
+      tokensPerSec: rate,
+      etaSec: (P * rc.tokensTotal - done) / Math.max(rate, 1e-9),
+    });
+  }
+  // A cancel during the last batch: the manifest then says cancelled.
+  throwIfCancelled(signal);
+  // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the
+  // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small
+  // size: 450 s of a 2,600 s run went to these writes) costs more than the batch it saves. Not for
+  // a part: its product is the state writePart writes.
+  if (!rc.part && lastCheckpoint < nBatches && !rc.boundaryOnly) checkpoint(rc, st, nBatches);
+}
+
+/** A part's product: its accumulators' state at the end of the stream, for the merge (parts.ts). */
+export function writePart(rc: RunContext, st: RunState): void {
+  const P = rc.passes.length;
+  const cur = rc.passes[st.pass]!;
+  rc.progress({ phase: 'checkpoint', message: `writing part ${rc.part!.block} of ${P}` });
+  writePartState(
+    rc.runDir,
+    st.pass,
+    { corpusHash: rc.corpus.hash, batchRows: rc.settings.batchRows, nBatches: rc.nBatches },
+    Object.fromEntries(cur.map((s, i) => [s.name, st.accs[i]!.state()])),
+  );
+  st.accs = [];
+}
+
+// The pass loop's accumulator calls live in their own frames: a loop in runAnalysis left the last
+// accumulator it called in a register of that suspended async frame, so a finished pass's arrays
+// (2.5 GB per GPT-2-small-size block) stayed reachable until the next pass had allocated its own
+// (a heap snapshot showed the finished CrossMoments held by "(Stack roots)" alone). Likewise the
+// accumulators live in RunState, never in a local of runAnalysis or of a phase that outlives them.
+async function addBatch(accs: readonly Accumulator<unknown>[], batch: ActivationBatch, handles: readonly Model[]): Promise<void> {
+  try {
+    for (const a of accs) await a.add(batch);
+  } catch (e) {
+    throw nonFiniteError(batch, handles) ?? e;
+  }
+}
+
+/**
+ * The screens of a pass's specs that have one (`screen`): each sample batch is built once, with the
+ * reads of the specs that screen it, and handed to their screen(). Returns whether any screened.
+ */
+async function screenPass(
+  specs: AccumulatorSpec[],
+  accs: Accumulator<unknown>[],
+  nBatches: number,
+  build: (b: number, reads: AccumulatorSpec['reads']) => Promise<ActivationBatch>,
+  handles: readonly Model[],
+): Promise<boolean> {
+  const who = specs.flatMap((s, i) => (s.screen ? [{ s, a: accs[i]!, every: s.screen.every }] : []));
+  if (who.length === 0) return false;
+  for (const w of who) {
+    if (!(Number.isSafeInteger(w.every) && w.every >= 1)) throw new EngineError(`accumulator ${w.s.name}: screen every ${w.every} is not a positive integer`);
+    if (!w.a.screen) throw new EngineError(`accumulator ${w.s.name} has a screen but no screen()`);
+  }
+  for (let b = 0; b < nBatches; b++) {
+    const now = who.filter((w) => b % w.every === 0);
+    if (now.length === 0) continue;
+    const reads = now.every((w) => w.s.reads)
+      ? { models: [...new Set(now.flatMap((w) => w.s.reads!.models))], arrays: [...new Set(now.flatMap((w) => w.s.reads!.arrays))] }
+      : undefined;
+    const batch = await build(b, reads);
+    try {
+      for (const w of now) await w.a.screen!(batch);
+    } catch (e) {
+      throw nonFiniteError(batch, handles) ?? e;
+    }
+  }
+  return true;
+}
