@@ -5,7 +5,7 @@ baseline is high").
 Each "model" is one MLP layer reading the same token representations: x ~ N(0, I_{d_model}) per
 token (the information both seeds share), activations gelu(x·W + b) with its own random
 W ~ N(0, 1/d_model) [d_model × d_mlp] and b ~ N(-1, 0.25) (sparse, as trained layers are: about
-19% of pre-activations > 0). The baseline is the engine's (analysis/crossmoments.ts): rotate the
+19% of pre-activations > 0). The baseline is the engine's (analysis/cross/baseline.ts): rotate the
 reference layer's activations by a random orthogonal R [d_mlp × d_mlp], take each rotated
 neuron's largest correlation with the other model's neurons, average over the other models, and
 report the median over neurons. No neuron of these layers is "universal" by construction (W is

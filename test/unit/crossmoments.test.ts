@@ -1,3 +1,6 @@
+// Over 600 lines: one accumulator's tests, sharing the data builders and direct float64 references
+// at the top (exact, planted, blocks and resume, the baseline finish, inputs, rotations, fast mode,
+// the SDDMM arena). The seam if it grows: fast mode and SddmmArena (from line ~600) apart.
 // CrossMoments against direct float64 computations on the same data: Pearson maxima, the
 // rotation baseline done the long way (R·V materialised), planted universal neurons, blocks and
 // resume. Data on a grid of 1/8 with small magnitudes keeps every fp32 partial sum exact, so the

@@ -52,7 +52,7 @@ const SLACK = 0.75 * GiB;
 
 const gramBytes = (m: MemoryModel): number => 12 * m.nLayers * m.dMlp * m.dMlp;
 /**
- * `fp32Only`: the pair never flushes its fp32 partial, so no float64 total exists (crossmoments.ts,
+ * `fp32Only`: the pair never flushes its fp32 partial, so no float64 total exists (cross/dense.ts,
  * DenseMoments.sxy): 4 bytes per element are held, but 8 are counted. Measured at GPT-2-small size
  * (1,024 tokens, 8 GB): counting 4, the run peaked at 9.18 GB. What the model misses is ~1.2 GB:
  * the finish's temporaries beyond `24·d` per column (+0.88 GB over a 6,916-column first block's

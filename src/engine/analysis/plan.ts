@@ -55,7 +55,7 @@ const PLAN_CHOICES: Record<string, string> = {
   weights: "weight statistics on TransformerLens-processed weights of the reference model (weightstats.ts)",
   partner: 'argmax over every neuron of every layer of the other model; ties keep the lowest column',
   baseline:
-    'R_l per layer and pair: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (the pair\'s seed, layer) by crossmoments.ts rotationMatrix, a fresh R_l for each other model as the paper draws it (settings.rotationSeeds); computed from accumulated moments, no second pass',
+    'R_l per layer and pair: i.i.d. N(0,1) d_mlp×d_mlp, rows normalised, not orthogonalised; drawn from (the pair\'s seed, layer) by rng.ts rotationMatrix, a fresh R_l for each other model as the paper draws it (settings.rotationSeeds); computed from accumulated moments, no second pass',
   basis:
     'top-5 principal components of each layer\'s post-activation covariance (kept tokens; fp32 Gram per batch summed in float64; subspace iteration) over its trace; skipped when the covariance would exceed 512 MiB',
   zero_variance: 'a neuron constant over the counted tokens gets ρ = 0 with every partner (partner column −1)',
@@ -65,7 +65,7 @@ const PLAN_CHOICES: Record<string, string> = {
     'are the neurons within 0.05 of the best screened ρ of any sub-screen, or within max(0.05, 3·√2·σ, 0.125·(1 − best²)) of the ' +
     'pooled screen\'s best (σ: the sampling error of the screened ρ, from the sub-screens\' spread), at most 256; rotated-neuron ' +
     'candidates within max(0.05, 3·√2·σ) on the pooled screen, at most 256; then exact float64 sums over all tokens for the ' +
-    'candidates (crossmoments.ts)',
+    'candidates (crossmoments.ts, cross/fast.ts)',
 };
 
 /** Fast mode's screen: about this many tokens, every k-th batch of the budget. */
