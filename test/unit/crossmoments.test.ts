@@ -728,4 +728,21 @@ describe('SddmmArena', () => {
     }
     void r;
   });
+
+  it('transposes token-major rows exactly, any shape, on the kernel and in JS', async () => {
+    const { SddmmArena } = await import('../../src/engine/analysis/gemm');
+    for (const [n, cols] of [[1, 1], [3, 5], [4, 16], [17, 35], [64, 2048 / 8]] as const) {
+      for (const js of [false, true]) {
+        const a = new SddmmArena();
+        const src = a.alloc(4 * n * cols);
+        const dst = a.alloc(4 * n * cols);
+        a.seal(js);
+        const S = a.f32(src, n * cols);
+        S.forEach((_, i, v) => (v[i] = i + 0.5));
+        a.transpose(src, n, cols, dst);
+        const D = a.f32(dst, n * cols);
+        for (let k = 0; k < n; k++) for (let j = 0; j < cols; j++) assert.equal(D[j * n + k], S[k * cols + j], `n=${n} cols=${cols} js=${js}`);
+      }
+    }
+  });
 });

@@ -15,7 +15,7 @@ import type * as Ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { EngineError } from '../errors';
 import { KernelMemory } from '../kernels';
-import { kernelPool, partsFor } from '../kernels/pool';
+import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import { OnnxGraph } from '../onnx';
 import { sessionProviders } from '../provider';
 
@@ -160,41 +160,22 @@ export class Gemm {
   }
 
   /**
-   * One step of fast mode's candidate accumulation: writes xᵀ [a × t], Yᵀ [b × t] and m's
-   * rotated activations (R_l·Y_lᵀ per layer, stacked: [b × t]) into the
-   * given buffers (views of the SDDMM arena). `rot.R` are the per-layer d×d matrices (fp32,
-   * constants of the graph); `rot.key` names them in the session cache.
+   * One step of fast mode's candidate accumulation: m's rotated activations R_l·Y_lᵀ per layer,
+   * stacked ([b × t], row-major), written into `rt`. Gemm with transB straight from the
+   * token-major Y (MLAS transposes while packing), so no transposed copy of Y is made. `rot.R` are
+   * the per-layer d×d matrices (fp32, constants of the graph); `rot.key` names them in the
+   * session cache.
    */
-  async fastStep(args: {
-    x: Float32Array;
-    y: Float32Array;
-    t: number;
-    a: number;
-    b: number;
-    rot: { layers: number; d: number; R: Float32Array[]; key: string };
-    xt: Float32Array;
-    yt: Float32Array;
-    rt: Float32Array;
-  }): Promise<void> {
-    const { x, y, t, a, b, rot, xt, yt, rt } = args;
-    check(x, t * a, 'X');
+  async rotateStep(args: { y: Float32Array; t: number; b: number; rot: { layers: number; d: number; R: Float32Array[]; key: string }; rt: Float32Array }): Promise<void> {
+    const { y, t, b, rot, rt } = args;
     check(y, t * b, 'Y');
-    check(xt, a * t, 'Xᵀ');
-    check(yt, b * t, 'Yᵀ');
     check(rt, b * t, '(RV)ᵀ');
     if (rot.layers * rot.d !== b) throw new EngineError(`gemm: ${rot.layers} rotations of ${rot.d} do not cover ${b} columns`);
     const ort = loadOrt();
-    const s = await this.session(`fast:${a}:${b}:${rot.layers}x${rot.d}:${rot.key}`, () => fastGraph(a, b, rot.layers, rot.d, rot.R));
-    const fetches: Record<string, Ort.Tensor> = {
-      XT: new ort.Tensor('float32', xt, [a, t]),
-      YT: new ort.Tensor('float32', yt, [b, t]),
-    };
+    const s = await this.session(`rotate:${b}:${rot.layers}x${rot.d}:${rot.key}`, () => rotateGraph(b, rot.layers, rot.d, rot.R));
+    const fetches: Record<string, Ort.Tensor> = {};
     for (let l = 0; l < rot.layers; l++) fetches[`RT${l}`] = new ort.Tensor('float32', rt.subarray(l * rot.d * t, (l + 1) * rot.d * t), [rot.d, t]);
-    const feeds = {
-      X: new ort.Tensor('float32', x, [t, a]),
-      Y: new ort.Tensor('float32', y, [t, b]),
-    };
-    await s.run(feeds, fetches);
+    await s.run({ Y: new ort.Tensor('float32', y, [t, b]) }, fetches);
   }
 
   /**
@@ -322,19 +303,14 @@ function crossGraph(a: number, b: number, blocks: readonly GramBlock[]): Uint8Ar
   return g.toBytes();
 }
 
-function fastGraph(a: number, b: number, layers: number, d: number, R: readonly Float32Array[]): Uint8Array {
-  const g = new OnnxGraph('fast', OPSET);
-  g.input('X', 'float', ['t', a]);
+function rotateGraph(b: number, layers: number, d: number, R: readonly Float32Array[]): Uint8Array {
+  const g = new OnnxGraph('rotate', OPSET);
   g.input('Y', 'float', ['t', b]);
-  g.op('Transpose', ['X'], { perm: { ints: [1, 0] } }, 'XT');
-  g.output('XT', 'float', [a, 't']);
-  g.op('Transpose', ['Y'], { perm: { ints: [1, 0] } }, 'YT');
-  g.output('YT', 'float', [b, 't']);
-  const axis0 = g.constI64([0]);
+  const axis1 = g.constI64([1]);
   for (let l = 0; l < layers; l++) {
-    const yl = g.op('Slice', ['YT', g.constI64([l * d]), g.constI64([(l + 1) * d]), axis0]);
+    const yl = g.op('Slice', ['Y', g.constI64([l * d]), g.constI64([(l + 1) * d]), axis1]);
     const r = g.initializer(`R${l}`, 'float', [d, d], R[l]!);
-    g.op('MatMul', [r, yl], {}, `RT${l}`);
+    g.op('Gemm', [r, yl], { transB: { i: 1 } }, `RT${l}`);
     g.output(`RT${l}`, 'float', [d, 't']);
   }
   return g.toBytes();
@@ -375,7 +351,8 @@ function abt64Graph(): Uint8Array {
  * A fixed-size arena for fast mode: the transposed activations, the candidate lists and the
  * candidate totals live here, on a shared kernel memory, so that the SDDMM kernel runs over row
  * ranges on every core (kernels/pool.ts). onnxruntime-node refuses to write into a
- * SharedArrayBuffer, so the transposed activations are copied in (a few ms per step). Allocate everything first (`alloc`), then `seal()`; views stay valid for the
+ * SharedArrayBuffer, so what ORT computes (the rotated activations) is copied in; x and y are
+ * copied in token-major and transposed by the kernel (`transpose`). Allocate everything first (`alloc`), then `seal()`; views stay valid for the
  * arena's life. Without WebAssembly SIMD the same products run in plain JS (float64 sums).
  */
 export class SddmmArena {
@@ -423,16 +400,42 @@ export class SddmmArena {
     return new Int32Array(this.buf!, this.base + off, n);
   }
 
+  /**
+   * dst[j·n + k] = src[k·cols + j]: n token-major rows of `cols` values (at `src`) to [cols × n]
+   * (at `dst`), over column ranges on the pool's threads. Exact (moves values only).
+   */
+  transpose(src: number, n: number, cols: number, dst: number): void {
+    if (this.fn) {
+      const b = this.base;
+      const parts = partsFor(cols, n);
+      kernelPool().run(this.mem!, 'sddmm', 'transpose', parts, (p) => {
+        const [j0, j1] = columnRange(cols, parts, p);
+        return [b + src, n, cols, j0, j1, b + dst];
+      });
+      return;
+    }
+    const S = this.f32(src, n * cols);
+    const D = this.f32(dst, n * cols);
+    for (let k = 0; k < n; k++) for (let j = 0; j < cols; j++) D[j * n + k] = S[k * cols + j]!;
+  }
+
   /** out[c] += Σ_k x[i·t+k]·y[cols[c]·t+k] for rows i < nrows and their candidates c (CSR). */
   sddmm(x: number, y: number, t: number, rowptr: number, cols: number, nrows: number, out: number): void {
     if (this.fn) {
-      // Row ranges on the pool's threads: each row's candidates and outputs are its own.
+      // Row ranges on the pool's threads, cut at equal numbers of candidates (a reference neuron
+      // constant on the screen lists every neuron); each row's candidates and outputs are its own.
       const b = this.base;
-      const parts = Math.min(partsFor(t, nrows), nrows);
-      kernelPool().run(this.mem!, 'sddmm', 'sddmm', parts, (p) => {
-        const [i0, i1] = [Math.round((nrows * p) / parts), Math.round((nrows * (p + 1)) / parts)];
-        return [b + x, b + y, t, b + rowptr, b + cols, i0, i1, b + out];
-      });
+      const rp = this.i32(rowptr, nrows + 1);
+      const nnz = rp[nrows]! - rp[0]!;
+      const parts = Math.max(1, Math.min(partsFor(t, nrows), nrows));
+      const cuts = [0];
+      for (let p = 1, i = 0; p < parts; p++) {
+        const goal = rp[0]! + (nnz * p) / parts;
+        while (i < nrows && rp[i]! < goal) i++;
+        cuts.push(i);
+      }
+      cuts.push(nrows);
+      kernelPool().run(this.mem!, 'sddmm', 'sddmm', parts, (p) => [b + x, b + y, t, b + rowptr, b + cols, cuts[p]!, cuts[p + 1]!, b + out]);
       return;
     }
     const X = this.f32(x, nrows * t);

@@ -1,7 +1,7 @@
 /**
  * CrossMoments' fast mode (crossmoments.ts, "Fast mode"): candidates drawn from the screen's dense
- * moments, the candidates' sums per step (ORT transposes, a SIMD SDDMM kernel in an arena), and
- * the finish over the candidates.
+ * moments, the candidates' sums per step (ORT rotates m; SIMD kernels in an arena transpose x' and
+ * y and take the sampled products), and the finish over the candidates.
  */
 import { EngineError, throwIfCancelled } from '../../errors';
 import { rotationMatrix } from '../../rng';
@@ -25,7 +25,7 @@ export const NOISE_Z = 3;
 export const LOW_CORR_MARGIN = 0.125;
 /** Partners per row whose spread across sub-screens estimates the row's sampling error. */
 const TOP_SPREAD = 16;
-/** Fast mode's arena (the transposed activations of one step) stays under this many bytes. */
+/** Fast mode's arena (one step's activations: x'ᵀ, Yᵀ, (RV)ᵀ and a token-major staging copy) stays under this many bytes. */
 const FAST_ARENA_BYTES = 64 * 1024 * 1024;
 
 function rotations(c: CrossMoments): Float64Array[] {
@@ -163,21 +163,17 @@ export async function addFast(c: CrossMoments, f: FastState, kx: Float32Array, b
   for (const [s0, s1] of steps(t0, t1, f.tc)) {
     const n = s1 - s0;
     const r = refStep(batch, x, c.Na, c.a0, c.a1, s0, s1, kx);
-    await c.gemm.fastStep({
-      x: r.xs,
-      y: y.subarray(s0 * Nm, s1 * Nm),
-      t: n,
-      a: B,
-      b: Nm,
-      rot: { layers: c.L, d: c.d, R: f.R32, key: String(c.opts.seed) },
-      xt: f.stage.xt.subarray(0, B * n),
-      yt: f.stage.yt.subarray(0, Nm * n),
-      rt: f.stage.rt.subarray(0, Nm * n),
-    });
-    // Into the shared arena, where the kernel's threads read them.
-    f.arena.f32(f.xt, B * n).set(f.stage.xt.subarray(0, B * n));
-    f.arena.f32(f.yt, Nm * n).set(f.stage.yt.subarray(0, Nm * n));
-    f.arena.f32(f.rt, Nm * n).set(f.stage.rt.subarray(0, Nm * n));
+    const a = f.arena;
+    // x' and y go into the shared arena token-major (one copy each) and the kernel transposes them
+    // there; ORT rotates m from the token-major y (it cannot write into the arena: a third copy).
+    a.f32(f.src, B * n).set(r.xs);
+    a.transpose(f.src, n, B, f.xt);
+    const ys = y.subarray(s0 * Nm, s1 * Nm);
+    a.f32(f.src, Nm * n).set(ys);
+    a.transpose(f.src, n, Nm, f.yt);
+    const rt = f.stage.subarray(0, Nm * n);
+    await c.gemm.rotateStep({ y: ys, t: n, b: Nm, rot: { layers: c.L, d: c.d, R: f.R32, key: String(c.opts.seed) }, rt });
+    a.f32(f.rt, Nm * n).set(rt);
     c.xs.add(r, n);
     f.step(n);
   }
@@ -228,14 +224,16 @@ export class FastState {
   /** Tokens per step (bounded by the arena size). */
   readonly tc: number;
   readonly R32: Float32Array[];
-  /** Where ORT writes each step's x'ᵀ, Yᵀ and (RV)ᵀ (it cannot write into the shared arena). */
-  readonly stage: { xt: Float32Array; yt: Float32Array; rt: Float32Array };
+  /** Where ORT writes each step's (RV)ᵀ (it cannot write into the shared arena). */
+  readonly stage: Float32Array;
   private readonly B: number;
   private readonly Nm: number;
   // Byte offsets in the arena.
   readonly xt: number;
   readonly yt: number;
   readonly rt: number;
+  /** Token-major x' or y of a step, before the kernel transposes it. */
+  readonly src: number;
   private readonly oOnes: number;
   private readonly oIdRp: number;
   private readonly oIdCl: number;
@@ -265,13 +263,14 @@ export class FastState {
     const { B, Nm } = c;
     this.B = B;
     this.Nm = Nm;
-    this.tc = Math.max(16, Math.min(c.chunk, Math.floor(FAST_ARENA_BYTES / (4 * (B + 2 * Nm)))));
+    this.tc = Math.max(16, Math.min(c.chunk, Math.floor(FAST_ARENA_BYTES / (4 * (B + 2 * Nm + Math.max(B, Nm))))));
     this.R32 = Array.from({ length: c.L }, (_, l) => Float32Array.from(rotationMatrix(c.opts.seed, l, c.d)));
-    this.stage = { xt: new Float32Array(B * this.tc), yt: new Float32Array(Nm * this.tc), rt: new Float32Array(Nm * this.tc) };
+    this.stage = new Float32Array(Nm * this.tc);
     const a = this.arena;
     this.xt = a.alloc(4 * B * this.tc);
     this.yt = a.alloc(4 * Nm * this.tc);
     this.rt = a.alloc(4 * Nm * this.tc);
+    this.src = a.alloc(4 * Math.max(B, Nm) * this.tc);
     // Row sums and sums of squares run through the same kernel: dot with a ones row, and with itself.
     this.oOnes = a.alloc(4 * this.tc);
     this.oIdRp = a.alloc(4 * (Nm + 1));
