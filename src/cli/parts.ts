@@ -86,9 +86,8 @@ export function partEnd(logs: string, block: number): { code: number; at?: numbe
 
 /** One line per part: block, state, tokens streamed of its pass; then the blocks missing, and those whose job failed before writing anything. */
 export async function partsStatus(dir: string): Promise<{ lines: string[]; missing: number[]; failed: number[]; done: number; blocks: number }> {
-  const { readJson } = await import('../engine/store');
+  const { readRunManifest } = await import('../engine/run/manifest');
   const { statusText, runLiveness } = await import('../engine/run/liveness');
-  type M = import('../engine/run/manifest').Manifest;
   const lines: string[] = [];
   const seen = new Set<number>();
   const failed: number[] = [];
@@ -99,7 +98,7 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
   const folders = fs.existsSync(dir) ? fs.readdirSync(dir).sort().map((n) => join(dir, n)) : [];
   for (const p of folders) {
     if (!fs.existsSync(join(p, 'manifest.json'))) continue;
-    const m = readJson<M>(join(p, 'manifest.json'));
+    const m = readRunManifest(p);
     if (!m.part) continue;
     blocks = Math.max(blocks, m.part.blocks);
     seen.add(m.part.block);

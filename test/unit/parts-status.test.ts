@@ -16,6 +16,8 @@ function part(dir: string, block: number, status: string, tokensDone: number, ex
   const m = {
     format: 'universal-neurons/run@1',
     status,
+    // What status reads is checked as every reader checks a manifest (run/manifest.ts): the models are required.
+    models: [{ label: 'a', dir: '/models/a', nLayers: 2, dMlp: 8 }, { label: 'b', dir: '/models/b', nLayers: 2, dMlp: 8 }],
     part: { block, blocks: 3 },
     corpus: { rows: 4, row_length: 64 },
     progress: { tokens_done: tokensDone },

@@ -21,8 +21,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { EngineError } from '../errors';
-import { decodeCheckpoint, encodeCheckpoint, readJson, writeFileAtomic, writeJsonAtomic } from '../store';
-import type { Manifest, PartInfo, Settings } from '../run/manifest';
+import { decodeCheckpoint, encodeCheckpoint, writeFileAtomic } from '../store';
+import { readRunManifest, writeManifest, type Manifest, type PartInfo, type Settings } from '../run/manifest';
 import type { AccumulatorSpec, AccumulatorState, AnalysisOptions, PartRequest } from './types';
 
 /** A part's accumulator states, written once its pass has streamed. */
@@ -116,8 +116,7 @@ interface Part {
 function readPart(dir: string): Part {
   const path = join(dir, 'manifest.json');
   if (!fs.existsSync(path)) throw new EngineError(`${dir} is not a part of a split run: it has no manifest.json`, dir);
-  const m = readJson<Manifest>(path);
-  if (m.format !== 'universal-neurons/run@1') throw new EngineError(`${path} is not a run manifest of this tool`, path);
+  const m = readRunManifest(dir);
   if (!m.part) throw new EngineError(`${dir} is a whole run, not a part of a split run (its manifest has no "part")`, dir);
   if (m.status !== 'complete') {
     throw new EngineError(`part ${dir} (block ${m.part.block}) is ${m.status}, not complete${m.reason ? ` (${m.reason})` : ''}; finish it with: universal-neurons analyze --resume ${dir}`, dir);
@@ -184,6 +183,6 @@ export function combineParts(dirs: readonly string[], out: string): { dir: strin
   // The states first: a part folder counts once its manifest is there.
   writeFileAtomic(join(dir, PART_STATE), encodeCheckpoint({ nextBatch: meta.nBatches, meta: { ...meta, passes }, states }));
   const m: Manifest = { ...first.manifest, id: basename(dir), part: { ...first.manifest.part!, block: passes[0]! }, updated: new Date().toISOString() };
-  writeJsonAtomic(join(dir, 'manifest.json'), m);
+  writeManifest(dir, m);
   return { dir, passes };
 }

@@ -1,7 +1,8 @@
 /**
  * `manifest.json`: what a run is (models, corpus, settings) and where it stands (status,
- * progress, timings). The pipeline writes it as `Manifest`; every reader goes through
- * `readManifest`, which checks it against `MANIFEST_SCHEMA` (src/schema.ts) rather than trusting a cast, so a
+ * progress, timings). The pipeline writes it as `Manifest` (`writeManifest`); every reader goes
+ * through `readManifest` (or `readRunManifest`, the analysis' own: resume, merge, parts' status),
+ * which checks it against `MANIFEST_SCHEMA` (src/schema.ts) rather than trusting a cast, so a
  * hand-edited, truncated or older manifest is refused with the field named, never a TypeError
  * later on.
  *
@@ -228,16 +229,30 @@ export function checkManifest(json: unknown, dir: string, path = runFile(dir, 'm
  * field of the wrong type).
  */
 export function readManifest(dir: string): StoredManifest {
+  const { json, path } = parseManifest(dir);
+  return checkManifest(json, dir, path);
+}
+
+/**
+ * The manifest as the analysis wrote it, for the analysis to go on from: a resume, a merge of
+ * parts, the parts' status. Checked as readManifest checks it, then returned as written (no
+ * label or id filled in: a resume keeps what the run recorded).
+ */
+export function readRunManifest(dir: string): Manifest {
+  const { json, path } = parseManifest(dir);
+  checkManifest(json, dir, path);
+  return json as Manifest;
+}
+
+function parseManifest(dir: string): { json: unknown; path: string } {
   if (!fs.existsSync(dir)) throw new RunError(`the run folder ${dir} does not exist (moved or deleted)`, 'missing', dir);
   const path = runFile(dir, 'manifest');
   if (!fs.existsSync(path)) throw new RunError(`${dir} is not an analysis run: it has no manifest.json`, 'corrupt', dir);
-  let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(path, 'utf8'));
+    return { json: JSON.parse(fs.readFileSync(path, 'utf8')), path };
   } catch (e) {
     throw new RunError(`${path} is unreadable or not valid JSON (${(e as Error).message})`, 'corrupt', dir);
   }
-  return checkManifest(json, dir, path);
 }
 
 /** Throws a RunError `incomplete` unless the run is complete (the editor's wording: what to do next). */

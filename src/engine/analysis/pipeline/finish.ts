@@ -7,10 +7,10 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { CancelledError, EngineError, ioReason, throwIfCancelled, type CancellationSignal } from '../../errors';
-import { writeCheckpoint, writeJsonAtomic } from '../../store';
+import { writeCheckpoint } from '../../store';
 import { reclaim } from '../blocking';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, RunContext, RunResult, RunState } from '../types';
-import type { Manifest } from '../../run/manifest';
+import { writeManifest, type Manifest } from '../../run/manifest';
 import { passNote } from './pass';
 
 /**
@@ -41,7 +41,7 @@ export async function finishPass(rc: RunContext, st: RunState): Promise<void> {
     });
     m.progress = { batches_done: (pass + 1) * nBatches, batches_total: P * nBatches, tokens_done: 0 };
     m.updated = new Date().toISOString();
-    writeJsonAtomic(join(rc.runDir, 'manifest.json'), m);
+    writeManifest(rc.runDir, m);
   }
   st.tWrite = Date.now();
   st.finishSecs += (st.tWrite - tFinish) / 1000;
@@ -83,7 +83,7 @@ export function completeRun(rc: RunContext, st: RunState, t0: number): RunResult
   m.timings.finish_s = st.finishSecs;
   m.timings.write_s = (tEnd - st.tWrite) / 1000;
   m.timings.total_s += (tEnd - t0) / 1000;
-  writeJsonAtomic(join(runDir, 'manifest.json'), m);
+  writeManifest(runDir, m);
   // The checkpoint has served its purpose; the results are final.
   fs.rmSync(join(runDir, 'checkpoint'), { recursive: true, force: true });
   rc.progress({ phase: 'done', message: runDir });
@@ -122,7 +122,7 @@ export function markEnded(m: Manifest, runDir: string, e: unknown, phase: string
   m.updated = new Date().toISOString();
   m.timings.total_s += (Date.now() - t0) / 1000;
   try {
-    writeJsonAtomic(join(runDir, 'manifest.json'), m);
+    writeManifest(runDir, m);
   } catch {
     // the original error matters more (a full disk may refuse this write too)
   }

@@ -14,12 +14,12 @@ import type { Model } from '../../runtime';
 import { hashVocab, Tokenizer } from '../../tokenizer';
 import { checkExecutionProvider, setExecutionProvider } from '../../provider';
 import { resolveThreads } from '../../threads';
-import { acquireRunLock, readJson, resolveRunDir } from '../../store';
+import { acquireRunLock, resolveRunDir } from '../../store';
 import { setKernelThreads } from '../../kernels/pool';
 import { checkPartRequest } from '../parts';
 import type { AnalysisOptions, OpenedRun, Progress, RunHold } from '../types';
 import { ANALYSIS_DEFAULTS as DEFAULTS, isUsableThreshold } from '../../run/defaults';
-import type { Manifest, ModelInfo, Settings } from '../../run/manifest';
+import { readRunManifest, type Manifest, type ModelInfo, type Settings } from '../../run/manifest';
 
 /**
  * Below this budget fast mode runs exact. Its screen is at most half the budget, and at 20,480
@@ -225,8 +225,7 @@ export async function openRun(opts: AnalysisOptions, onProgress: (p: Progress) =
   const inherit = opts.merge?.inherit;
   if (opts.resume) {
     runDir = resolveRunDir(opts.resume, opts.workspace);
-    previous = readJson<Manifest>(join(runDir, 'manifest.json'));
-    if (previous.format !== 'universal-neurons/run@1') throw new EngineError(`${runDir}/manifest.json is not a run manifest of this tool`, runDir);
+    previous = readRunManifest(runDir);
     if (previous.status === 'complete') throw new EngineError(`run ${runDir} is already complete; nothing to resume`, runDir);
     id = previous.id;
     held.release = acquireRunLock(runDir);

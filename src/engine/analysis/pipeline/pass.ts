@@ -4,10 +4,10 @@
  * runs their screens, streams every batch into them in spec order, checkpoints every K batches
  * and at the end of the stream, and for a part writes the accumulators' state instead (parts.ts).
  */
-import { join } from 'node:path';
 import { EngineError, throwIfCancelled } from '../../errors';
 import type { Model } from '../../runtime';
-import { writeCheckpoint, writeJsonAtomic } from '../../store';
+import { writeCheckpoint } from '../../store';
+import { writeManifest } from '../../run/manifest';
 import { reclaim } from '../blocking';
 import { writePartState } from '../parts';
 import type { Accumulator, AccumulatorSpec, ActivationBatch, RunContext, RunState } from '../types';
@@ -43,7 +43,7 @@ function checkpoint(rc: RunContext, st: RunState, next: number): void {
   });
   m.progress = { batches_done: pass * nBatches + next, batches_total: P * nBatches, tokens_done: tokensAt(rc, next) };
   m.updated = new Date().toISOString();
-  writeJsonAtomic(join(rc.runDir, 'manifest.json'), m);
+  writeManifest(rc.runDir, m);
 }
 
 /**

@@ -9,13 +9,13 @@ import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { EngineError, type CancellationSignal } from '../../errors';
-import { acquireRunLock, createRunDir, readCheckpoint, writeJsonAtomic } from '../../store';
+import { acquireRunLock, createRunDir, readCheckpoint } from '../../store';
 import { GB, planMemory } from '../blocking';
 import { CHUNK_TOKENS } from '../crossmoments';
 import { pairSeed, RotationCache } from '../rotations';
 import { partInfo, planPasses, readPartState } from '../parts';
 import type { Accumulator, AccumulatorState, AnalysisOptions, AnalysisPlan, OpenedRun, PlanContext, Progress, RunContext, RunHold, RunState } from '../types';
-import type { Manifest } from '../../run/manifest';
+import { writeManifest, type Manifest } from '../../run/manifest';
 import { tokensAt } from './pass';
 
 /** Choices the pipeline itself makes where docs/method-notes.md is silent. */
@@ -196,7 +196,7 @@ export async function planRun(
   };
   const state = restoreState(rc, previous !== undefined);
   m.progress = { batches_done: state.pass * nBatches + state.start, batches_total: P * nBatches, tokens_done: tokensAt(rc, state.start) };
-  writeJsonAtomic(join(runDir, 'manifest.json'), m);
+  writeManifest(runDir, m);
   const tStream = Date.now();
   state.tStream = tStream;
   state.streamBase = m.timings.stream_s;
