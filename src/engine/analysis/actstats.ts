@@ -1,3 +1,7 @@
+// Over 600 lines: one accumulator, ActivationStats, with the pieces of its state: fixed-range
+// histograms (Histograms, the SIMD kernel's column panels), the streaming moments
+// (MomentAccumulator) and the merge of shards' states, which share one state layout. The seam if
+// it grows: Histograms and Panels into a histograms.ts.
 /**
  * ActivationStats: exact streaming moments of every neuron's pre-activation over kept tokens
  * (docs/method-notes.md "Activation statistics"), plus a fixed-bin histogram per neuron for the charts.
