@@ -54,7 +54,8 @@ export function renderDevelopment(root: HTMLElement, d: NeuronData, ctx: ViewCon
     ),
   );
   const chart = themedChart(box.canvas, (th) => {
-    const base = baseOptions(th, { title: 'training step' }, { title: `max correlation with final ${name}` })!;
+    // A short y title: the long one ("… with final L1.N195") was cut at the chart's height (e2e screenshot).
+    const base = baseOptions(th, { title: 'training step' }, { title: 'max correlation' })!;
     return {
       type: 'scatter',
       data: {
@@ -67,6 +68,8 @@ export function renderDevelopment(root: HTMLElement, d: NeuronData, ctx: ViewCon
             backgroundColor: th.series.blue,
             borderWidth: 2,
             pointRadius: 4,
+            // The final point sits at y = 1, the axis maximum: drawn whole, not cut by the chart area.
+            clip: false,
           },
         ],
       },

@@ -92,6 +92,26 @@ node dist/cli.js analyze --models models/tiny-gpt2-a models/tiny-gpt2-b --corpus
 echo "run written to $E2E_RUN_DIR in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 export E2E_RUN_DIR
 
+# A Hugging Face cache of its own (the model pickers list it; the server and its extension hosts
+# inherit HF_HOME) holding the training checkpoints of test/fixtures: the tiny GPT-NeoX's steps
+# 250-2000 and tiny-gpt2-a's 50-800 (symlinks into blobs/ kept, as huggingface_hub lays them out).
+echo "== GPT-NeoX development run (CLI) =="
+export HF_HOME="$OUT/hf"
+unset HF_HUB_CACHE
+mkdir -p "$HF_HOME/hub"
+cp -a "$ROOT/test/fixtures/checkpoints/models--local--tiny-gpt2-a" "$ROOT/test/fixtures/neox-checkpoints/models--local--tiny-neox-a" "$HF_HOME/hub/"
+NEOX="$HF_HOME/hub/models--local--tiny-neox-a"
+# Made outside the workspace and moved in after the extension-host suite, whose first-run checks
+# expect the workspace to hold one run.
+NEOX_RUN_TMP="$OUT/neox-dev"
+t0=$(date +%s%N)
+node dist/cli.js development --final "$NEOX" --checkpoints "$NEOX@step250,$NEOX@step500,$NEOX@step1000" \
+  --corpus models/corpus/heldout.jsonl --tokens 8192 --out "$NEOX_RUN_TMP" >"$OUT/development.log" 2>&1 || { cat "$OUT/development.log"; exit 1; }
+[ -f "$NEOX_RUN_TMP/manifest.json" ] || { echo "development wrote no run:"; cat "$OUT/development.log"; exit 1; }
+echo "development run written in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $(grep -A6 '^For each neuron' "$OUT/development.log" | tail -5 | tr -s ' ' | paste -sd';')"
+export E2E_NEOX_RUN_DIR="$WS/.universal-neurons/runs/neox-dev"
+export E2E_WS="$WS"
+
 PORT="$("$NODE24" -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")"
 # setsid: own process group, so cleanup also ends the extension hosts and watchers it forks.
 setsid "$NODE24" "$SERVER" --host 127.0.0.1 --port "$PORT" --without-connection-token \
@@ -113,6 +133,10 @@ echo "VS Code server up at $BASE"
 rc=0
 echo "== extension-host tests =="
 node "$HERE/exthost.js" "$BASE" "$WS" "$EXT_DIR" "$OUT/build/suite.js" || rc=1
+# For the UI tests (ui-neox.js): the NeoX development run, and a checkpoint folder in the workspace
+# for the model picker's Workspace group.
+mv "$NEOX_RUN_TMP" "$E2E_NEOX_RUN_DIR"
+mkdir -p "$WS/checkpoints" && cp -r "$ROOT/test/fixtures/neox-14m" "$WS/checkpoints/neox-14m"
 echo "== UI tests (playwright-core + chromium) =="
 node "$HERE/ui.js" "$BASE/?folder=$WS" "$OUT/shots" "$BASE/?folder=$WS_FRESH" || rc=1
 exit $rc

@@ -44,8 +44,34 @@ async function wordPos(page, word, charIndex = 1) {
   }, [word, charIndex]);
 }
 
+/** Moves the mouse onto `word` (its character charIndex) until the Universal Neurons hover's text passes `done` (5 tries); returns the text. */
+async function hoverText(page, word, done, charIndex = 1) {
+  const pos = await wordPos(page, word, charIndex);
+  let text = '';
+  for (let attempt = 0; attempt < 5 && !done(text); attempt++) {
+    await page.mouse.move(pos.x - 40, pos.y + 60);
+    await page.mouse.move(pos.x, pos.y, { steps: 5 });
+    try {
+      await page.waitForSelector('.monaco-hover:visible >> text=Universal Neurons', { timeout: 8000 });
+    } catch (_) { /* retry */ }
+    text = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join(' | ');
+  }
+  return text;
+}
+
+/** In the open quick pick: types `text`, waits for a row showing it, and picks the first row. */
+async function pickItem(page, text) {
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 15000 });
+  await input.fill(text);
+  await page.waitForSelector(`.quick-input-list .monaco-list-row >> text=${text}`, { timeout: 20000 });
+  await page.keyboard.press('Enter');
+}
+
 exports.frameWith = frameWith;
+exports.pickItem = pickItem;
 exports.wordPos = wordPos;
+exports.hoverText = hoverText;
 
 exports.editorUi = async function editorUi({ page, palette, check, shot }) {
   const tryPalette = async (text) => {
@@ -56,13 +82,7 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
       await page.keyboard.press('Escape');
     }
   };
-  const quickPick = async (text) => {
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible', timeout: 15000 });
-    await input.fill(text);
-    await page.waitForSelector(`.quick-input-list .monaco-list-row >> text=${text}`, { timeout: 20000 });
-    await page.keyboard.press('Enter');
-  };
+  const quickPick = (text) => pickItem(page, text);
 
   await check('restore the panel; Open Run… from the palette picks the CLI-made run', async () => {
     await page.keyboard.press('Escape');
@@ -84,16 +104,7 @@ exports.editorUi = async function editorUi({ page, palette, check, shot }) {
   });
 
   await check('hover a token: the hover lists neurons with values', async () => {
-    const pos = await wordPos(page, 'cat');
-    let text = '';
-    for (let attempt = 0; attempt < 5 && !HOVER_ROW.test(text); attempt++) {
-      await page.mouse.move(pos.x - 40, pos.y + 60);
-      await page.mouse.move(pos.x, pos.y, { steps: 5 });
-      try {
-        await page.waitForSelector('.monaco-hover:visible >> text=Universal Neurons', { timeout: 8000 });
-      } catch (_) { /* retry */ }
-      text = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join(' | ');
-    }
+    const text = await hoverText(page, 'cat', (t) => HOVER_ROW.test(t));
     await page.waitForTimeout(300);
     await shot('06-hover.png');
     if (!/" cat"/.test(text)) throw new Error('hover is not about " cat": ' + JSON.stringify(text.slice(0, 400)));

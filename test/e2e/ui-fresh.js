@@ -4,7 +4,7 @@
 // "Demo run (shipped family)" as current; the table opens without asking for a run.
 // Screenshots 00a-… to 00c-… in <shots>.
 
-const { frameWith, wordPos } = require('./ui-editor');
+const { frameWith, hoverText } = require('./ui-editor');
 
 exports.freshUi = async function freshUi({ page, url, palette, check, shot }) {
   await check('first run: a fresh workspace (no runs) loads', async () => {
@@ -21,16 +21,7 @@ exports.freshUi = async function freshUi({ page, url, palette, check, shot }) {
     await page.waitForSelector('.statusbar >> text=/tokens analysed on tiny-gpt2-a/', { timeout: 60000 });
     // " a" (of "a man") fires L1.N263, a universal neuron of the demo run, first of its top 3.
     // The editor renders spaces as U+00A0: aim at "man", two characters back.
-    const pos = await wordPos(page, 'man', -2);
-    let text = '';
-    for (let attempt = 0; attempt < 5 && !/★/.test(text); attempt++) {
-      await page.mouse.move(pos.x - 40, pos.y + 60);
-      await page.mouse.move(pos.x, pos.y, { steps: 5 });
-      try {
-        await page.waitForSelector('.monaco-hover:visible >> text=Universal Neurons', { timeout: 8000 });
-      } catch (_) { /* retry */ }
-      text = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join(' | ');
-    }
+    const text = await hoverText(page, 'man', (t) => /★/.test(t), -2);
     await page.waitForTimeout(300);
     await shot('00a-first-run-hover.png');
     if (!/" a"/.test(text)) throw new Error('hover is not about " a": ' + JSON.stringify(text.slice(0, 400)));

@@ -1,6 +1,8 @@
 // UI tests in the real workbench (headless Debian chromium via playwright-core), extension loaded
 // from the installed VSIX: open prompt.txt, run "Universal Neurons: Show Token Activations" from
-// the command palette, and read the table from the Output panel. Screenshots go to <shots-dir>.
+// the command palette, and read the table from the Output panel; then the editor features
+// (ui-editor.js) and GPT-NeoX with its training checkpoints and the model picker (ui-neox.js).
+// Screenshots go to <shots-dir>.
 // With a third argument, first the first-run checks (ui-fresh.js) in that fresh workspace.
 // Usage: node ui.js <workbench-url> <shots-dir> [<fresh-workspace-url>]. Prints "N passed, N failed"; exits non-zero on failure.
 const { chromium } = require('playwright-core');
@@ -112,6 +114,8 @@ async function check(name, fn) {
   });
 
   await require('./ui-editor').editorUi({ page, palette, check, shot });
+  // GPT-NeoX, training checkpoints and the model picker (needs run.sh's NeoX development run).
+  await require('./ui-neox').neoxUi({ page, palette, check, shot });
 
   fs.writeFileSync(path.join(shots, 'browser-console-errors.txt'), consoleErrors.join('\n'));
   await browser.close();
