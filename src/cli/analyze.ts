@@ -130,7 +130,7 @@ export async function runAnalyze(
         resume: cmd.resume,
         plan: planOptions,
         ...(cmd.blockSize ? { refBlocks: cmd.blockSize } : {}),
-        ...(cmd.block !== undefined ? { part: { block: cmd.block, plan: planOptions } } : {}),
+        ...(cmd.block !== undefined || cmd.shard ? { part: { ...(cmd.block !== undefined ? { block: cmd.block } : {}), ...(cmd.shard ? { shard: cmd.shard } : {}), plan: planOptions } } : {}),
       },
       (p) => {
         if (p.runDir) runDir = p.runDir;
@@ -146,7 +146,11 @@ export async function runAnalyze(
     const part = r.manifest.part;
     if (part) {
       // A part has no results of its own: the merge of all its siblings does.
-      print(`part ${part.block} of ${part.blocks} (blocks 0 to ${part.blocks - 1}); when every part is done: universal-neurons merge PART... --out RUN`);
+      const which = [
+        ...(part.block !== undefined ? [`part ${part.block} of ${part.blocks} (blocks 0 to ${part.blocks - 1})`] : []),
+        ...(part.shard ? [`token shard ${part.shard.index} of ${part.shard.count}: corpus rows ${part.shard.rows[0]} to ${part.shard.rows[1] - 1}`] : []),
+      ].join(', ');
+      print(`${which}; when every part is done: universal-neurons merge PART... --out RUN`);
       return r.runDir;
     }
     print('');

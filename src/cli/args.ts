@@ -79,6 +79,8 @@ export interface AnalyzeCommand {
   /** Part J of a split run (parts.ts), with the blocks [first, rest] every part uses. */
   block?: number;
   blockSize?: readonly [number, number];
+  /** Token shard I of N of a split run (parts.ts), alone or with --block. */
+  shard?: { index: number; count: number };
   /** Top universal neurons listed in the summary. */
   top: number;
 }
@@ -147,7 +149,7 @@ export type Command =
 const LIST_FLAGS = new Set(['--models', '--corpus', '--checkpoints']);
 
 /** Flags that take a value (a value that looks negative, `--seed -1`, is joined as `--seed=-1`). */
-const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--roles', '--resume', '--block', '--block-size', '--d-mlp', '--neuron', '--hook', '--run', '--final', '--execution-provider']);
+const VALUE_FLAGS = new Set(['--model', '--text', '--file', '--top', '--json', '--threads', '--tokens', '--out', '--reference', '--threshold', '--seed', '--batch-rows', '--checkpoint-every', '--memory-gb', '--mode', '--family-vr', '--roles', '--resume', '--block', '--block-size', '--shard', '--d-mlp', '--neuron', '--hook', '--run', '--final', '--execution-provider']);
 
 function expandLists(argv: string[]): string[] {
   const out: string[] = [];
@@ -282,6 +284,7 @@ export function parseCli(argv: string[]): Command {
         resume: { type: 'string' },
         block: { type: 'string' },
         'block-size': { type: 'string' },
+        shard: { type: 'string' },
         'd-mlp': { type: 'string' },
         neuron: { type: 'string' },
         hook: { type: 'string' },
@@ -388,6 +391,8 @@ export function parseCli(argv: string[]): Command {
   const blockSize = v['block-size'] === undefined ? undefined : parseBlockSize(v['block-size']);
   if (v.block !== undefined && !blockSize) throw new UsageError('--block needs --block-size A[,B]: every part of a split run must cut the reference neurons the same way');
   if (v.block !== undefined && mode === 'fast') throw new UsageError('--block needs mode exact: fast mode\'s parts would not merge to the single run');
+  const shard = v.shard === undefined ? undefined : parseShard(v.shard as string);
+  if (shard && mode === 'fast') throw new UsageError('--shard needs mode exact: fast mode\'s parts would not merge to the single run');
   return {
     kind: 'analyze',
     models: v.models,
@@ -405,6 +410,7 @@ export function parseCli(argv: string[]): Command {
     ...(v['family-vr'] !== undefined ? { familyThresholds: familyThresholds(v['family-vr']) } : {}),
     ...(v.block !== undefined ? { block: integer('block', v.block, 0, 0) } : {}),
     ...(blockSize ? { blockSize } : {}),
+    ...(shard ? { shard } : {}),
     ...(v.roles !== undefined ? { roles: roleSettings(v.roles as string) } : {}),
     threads,
     ...provider,
@@ -436,6 +442,16 @@ function parseDevelopment(v: Record<string, string | boolean | string[] | undefi
   if (!corpus || corpus.length === 0) throw new UsageError('development needs --corpus PATH...');
   if (str('tokens') === undefined) throw new UsageError('development needs --tokens N (the token budget)');
   return { kind: 'development', final: str('final')!, checkpoints, corpus, tokens: count('tokens', str('tokens')!, 2), out: str('out'), threads };
+}
+
+/** `--shard I/N`: token shard I (0 ≤ I < N) of N. */
+function parseShard(raw: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(raw.trim());
+  const [index, count] = m ? [Number(m[1]), Number(m[2])] : [-1, 0];
+  if (!m || !(Number.isSafeInteger(count) && count >= 1 && index < count)) {
+    throw new UsageError(`--shard needs I/N, token shard I of N with 0 ≤ I < N (e.g. --shard 0/4), got ${JSON.stringify(raw)}`);
+  }
+  return { index, count };
 }
 
 /** `--block-size A[,B]`: the first block's reference neurons and the others' (default B = A). */

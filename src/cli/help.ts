@@ -20,7 +20,7 @@ Usage:
   universal-neurons development RUN [--neuron L1.N5]
   universal-neurons merge PART... --out RUN [--partial] [--threads N]
   universal-neurons status PARTS-DIR
-  universal-neurons slurm --models DIR... --corpus PATH... --tokens N --block-size A[,B] --dir DIR
+  universal-neurons slurm --models DIR... --corpus PATH... --tokens N (--block-size A[,B] | --shards N) --dir DIR
                     [--partition P] [--time T] [--mem M] [--cpus C] [--cli CMD] [--image I]
                     [--pvc NAME] [analyze options]
   universal-neurons COMMAND --help
@@ -49,8 +49,8 @@ Commands:
                 analysis (final as reference, no families) and prints per step the mean and
                 median best correlation and the share above 0.5 and 0.9; with RUN it prints
                 that of a finished run, and with --neuron one neuron's partner per step.
-  merge         Check that the parts of a split run (analyze --block) belong to one run
-                (models, corpus, settings, version) and that every block is there once, and
+  merge         Check that the parts of a split run (analyze --block, --shard) belong to one run
+                (models, corpus, settings, version) and that every block and shard is there once, and
                 finish the run: the same files as a single-machine run. A folder holding the
                 parts as subfolders may stand for them. --partial joins some parts into one part,
                 merged later with the rest (a tree reduction). README "Runs on a cluster".
@@ -105,6 +105,9 @@ Options of analyze:
                        --out RUN; README "Runs on a cluster"). Needs --block-size; exact mode only.
   --block-size A[,B]   Reference neurons per block (the first block A, the rest B; default B = A),
                        fixed so that every machine cuts the run the same way.
+  --shard I/N          Compute token shard I (0 to N-1) of N only: its corpus rows, every pass (or
+                       with --block J, pass J), for merge to sum. Boundaries follow from the corpus
+                       and settings alone (where the cross moments add their fp32 sums into float64).
 
 Options of intervene:
   --neuron L3.N120[,...]  Neurons to edit, L{layer}.N{neuron}, comma-separated.
@@ -140,6 +143,7 @@ Options of slurm:
   --time T             Time limit per task, as Slurm writes it (e.g. 2:00:00).
   --mem M              Memory per task, as Slurm writes it: a whole number with K, M, G or T (e.g. 16G).
   --cpus C             CPUs per task (default 2), also each part's --threads.
+  --shards N           Token shards: N tasks (with --block-size, N per block), each --shard I/N.
   --cli CMD            How the jobs call this tool (default: this installation's path).
   --image I, --pvc NAME  The Kubernetes Jobs' container image and the volume claim holding DIR.
   Every other option is analyze's (checked here), passed to each part.
@@ -230,7 +234,7 @@ export function commandHelp(cmd: string): string {
 export const ALLOWED: Record<string, readonly string[]> = {
   activations: ['model', 'text', 'file', 'top', 'json', 'threads', 'execution-provider'],
   demo: ['tokens', 'threads', 'top', 'out', 'execution-provider'],
-  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'roles', 'resume', 'threads', 'top', 'block', 'block-size', 'execution-provider'],
+  analyze: ['models', 'corpus', 'tokens', 'out', 'reference', 'threshold', 'seed', 'batch-rows', 'checkpoint-every', 'memory-gb', 'mode', 'no-families', 'family-vr', 'roles', 'resume', 'threads', 'top', 'block', 'block-size', 'shard', 'execution-provider'],
   summary: ['top'],
   development: ['final', 'checkpoints', 'corpus', 'tokens', 'out', 'threads', 'neuron', 'execution-provider'],
   table: ['top', 'threshold', 'd-mlp', 'run'],

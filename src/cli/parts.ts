@@ -47,7 +47,8 @@ export async function runMerge(cmd: MergeCommand, print: Print, note: Print, sig
   const { mergeParts } = await import('../engine/analysis/merge');
   if (values.partial) {
     const c = combineParts(partFolders(positionals), values.out as string);
-    print(`wrote part ${c.dir} holding blocks ${c.passes.join(', ')}; merge it with the others as any part`);
+    const sh = c.shards.length > 1 || c.shards[0] !== 0 ? ` of token shards ${c.shards.join(', ')}` : '';
+    print(`wrote part ${c.dir} holding blocks ${c.passes.join(', ')}${sh}; merge it with the others as any part`);
     return;
   }
   const progress = progressReporter(process.stderr);
@@ -84,10 +85,16 @@ export function partEnd(logs: string, block: number): { code: number; at?: numbe
   return { code, at: at ? Date.parse(at) : undefined, text: `its job exited with status ${code}${sig ? ` (${sig})` : ''}${m[2]}` };
 }
 
-/** One line per part: block, state, tokens streamed of its pass; then the blocks missing, and those whose job failed before writing anything. */
-export async function partsStatus(dir: string): Promise<{ lines: string[]; missing: number[]; failed: number[]; done: number; blocks: number }> {
+/**
+ * One line per part: its block and/or token shard, state, tokens streamed of its pass (a token
+ * shard: of its own rows); then the parts missing, and those whose job failed before writing
+ * anything. Parts are numbered as slurm.ts numbers its tasks (`taskIndex`): `missing` and
+ * `failed` are those numbers, `names` says what each is (block J, shard I/N, or both).
+ */
+export async function partsStatus(dir: string): Promise<{ lines: string[]; missing: number[]; failed: number[]; done: number; blocks: number; names: Record<number, string> }> {
   const { readRunManifest } = await import('../engine/run/manifest');
   const { statusText, runLiveness } = await import('../engine/run/liveness');
+  const { partName } = await import('../engine/analysis/parts');
   const lines: string[] = [];
   const seen = new Set<number>();
   const failed: number[] = [];
@@ -95,21 +102,32 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
   const logs = join(dirname(dir), 'logs');
   let blocks = 0;
   let done = 0;
+  // Token shards: N, and whether the parts are blocks × shards (else shards alone).
+  let shards = 1;
+  let byBlock = true;
+  const names: Record<number, string> = {};
   const folders = fs.existsSync(dir) ? fs.readdirSync(dir).sort().map((n) => join(dir, n)) : [];
   for (const p of folders) {
     if (!fs.existsSync(join(p, 'manifest.json'))) continue;
     const m = readRunManifest(p);
     if (!m.part) continue;
-    blocks = Math.max(blocks, m.part.blocks);
-    seen.add(m.part.block);
-    const total = m.corpus.rows * m.corpus.row_length;
+    const sh = m.part.shard;
+    if (sh) {
+      shards = sh.count;
+      byBlock = m.part.block !== undefined;
+    }
+    const J = taskIndex(m.part);
+    blocks = Math.max(blocks, (byBlock ? m.part.blocks : 1) * shards);
+    seen.add(J);
+    names[J] = partName(m.part);
+    const total = sh ? (sh.rows[1] - sh.rows[0]) * m.corpus.row_length : m.corpus.rows * m.corpus.row_length;
     const tokens = `${m.progress.tokens_done.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} tokens`;
     const resume = `universal-neurons analyze --resume ${p}`;
     // A failed job's exit line, unless the part was resumed since (by hand: the job script removes it).
-    const e = m.status === 'complete' ? undefined : partEnd(logs, m.part.block);
+    const e = m.status === 'complete' ? undefined : partEnd(logs, J);
     const end = e && e.code !== 0 && !(e.at !== undefined && e.at < Date.parse(m.updated) - 1000) ? e : undefined;
     // Slurm's own word on why, when it has one, is the log's last line ("CANCELLED … DUE TO TIME LIMIT", an oom_kill event).
-    const tail = end ? logTail(logs, m.part.block) : '';
+    const tail = end ? logTail(logs, J) : '';
     const live = m.status === 'running' ? runLiveness(m) : undefined;
     let state: string;
     let why = '';
@@ -125,12 +143,13 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
       state = m.status === 'running' ? 'interrupted' : m.status;
       why = `it ${statusText(m, resume)}${end ? ` (${end.text}${tail ? `; ${tail}` : ''})` : ''}`;
     }
-    if (state !== 'done' && state !== 'running') failed.push(m.part.block);
-    lines.push(`block ${m.part.block}: ${state}, ${tokens} (${p})${why ? `: ${why}` : ''}`);
+    if (state !== 'done' && state !== 'running') failed.push(J);
+    lines.push(`${names[J]}: ${state}, ${tokens} (${p})${why ? `: ${why}` : ''}`);
   }
   // Parts whose jobs all stopped before writing anything leave no manifest: the job scripts say how many there are.
   blocks = Math.max(blocks, scriptedParts(dirname(dir)));
   const absent = Array.from({ length: blocks }, (_, i) => i).filter((i) => !seen.has(i));
+  for (const i of absent) names[i] = shards === 1 ? `block ${i}` : partName({ ...(byBlock ? { block: Math.floor(i / shards) } : {}), shard: { index: i % shards, count: shards, batches: [0, 0], rows: [0, 0] } });
   const missing: number[] = [];
   // A part whose job stopped before its folder existed (bad input is refused before any work, a
   // limit can kill it while it opens the models) has only its exit line and its Slurm log.
@@ -139,13 +158,18 @@ export async function partsStatus(dir: string): Promise<{ lines: string[]; missi
     const tail = logTail(logs, i);
     if (end && end.code !== 0) {
       failed.push(i);
-      lines.push(`block ${i}: failed before its part folder existed: ${end.text}${tail ? `; ${tail}` : ''}`);
+      lines.push(`${names[i]}: failed before its part folder existed: ${end.text}${tail ? `; ${tail}` : ''}`);
       continue;
     }
     missing.push(i);
-    if (tail) lines.push(`block ${i}: no part folder; ${tail}`);
+    if (tail) lines.push(`${names[i]}: no part folder; ${tail}`);
   }
-  return { lines, missing, failed: failed.sort((a, b) => a - b), done, blocks };
+  return { lines, missing, failed: failed.sort((a, b) => a - b), done, blocks, names };
+}
+
+/** The task of a part in slurm.ts' numbering: block J of shard I is J·N + I (blocks alone: J; shards alone: I). */
+export function taskIndex(p: { block?: number; shard?: { index: number; count: number } }): number {
+  return (p.block ?? 0) * (p.shard?.count ?? 1) + (p.shard?.index ?? 0);
 }
 
 /** "its job's log L ends: LINE" for part J's Slurm log (slurm.ts: DIR/logs/part-J.out), or '' without one. */
@@ -175,7 +199,8 @@ export async function runStatus(cmd: { dir: string }, print: Print): Promise<voi
     return;
   }
   for (const l of s.lines) print(l);
-  print(`${s.done} of ${s.blocks} parts done` + (s.missing.length ? `; not started: block ${s.missing.join(', ')}` : '') + (s.failed.length ? `; failed: block ${s.failed.join(', ')}` : ''));
+  const named = (xs: number[]): string => (xs.every((i) => s.names[i] === `block ${i}`) ? `block ${xs.join(', ')}` : xs.map((i) => `${s.names[i]} (task ${i})`).join('; '));
+  print(`${s.done} of ${s.blocks} parts done` + (s.missing.length ? `; not started: ${named(s.missing)}` : '') + (s.failed.length ? `; failed: ${named(s.failed)}` : ''));
   const top = dirname(dir);
   if (s.failed.length && fs.existsSync(join(top, 'analyze.sbatch'))) {
     // The first merge job waits forever (afterok, DependencyNeverSatisfied): a new one follows the rerun.

@@ -1,8 +1,10 @@
 /**
  * `slurm`: the job scripts of a split run (parts.ts). The parts of a run are the passes of its
- * plan, so their number follows from the models' shapes and the block size alone: no model is
- * opened here. Slurm runs them as a job array and the merge as a job that starts only when every
- * task succeeded (`afterok`); Kubernetes as an Indexed Job, then a merge Job.
+ * plan (`--block-size`), its token shards (`--shards N`), or both (every block of every shard),
+ * so their number follows from the models' shapes, the block size and N alone: no model is
+ * opened here (a shard count the corpus cannot honour is refused by the first part that runs).
+ * Slurm runs them as a job array and the merge as a job that starts only when every task
+ * succeeded (`afterok`); Kubernetes as an Indexed Job, then a merge Job.
  */
 import * as fs from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -11,13 +13,15 @@ import type { Print } from './activations';
 import { parseCli, UsageError, type AnalyzeCommand } from './args';
 
 /** Flags of `slurm` itself; the others are analyze's, passed to every part. */
-const OWN = new Set(['--dir', '--partition', '--time', '--mem', '--cpus', '--cli', '--image', '--pvc']);
+const OWN = new Set(['--dir', '--partition', '--time', '--mem', '--cpus', '--cli', '--image', '--pvc', '--shards']);
 
 const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export interface SlurmFiles {
   dir: string;
   parts: number;
+  /** Token shards (1: none); parts = blocks × shards. */
+  shards: number;
   files: string[];
 }
 
@@ -48,17 +52,22 @@ export async function writeSlurm(argv: readonly string[]): Promise<SlurmFiles> {
     } else analyzeArgs.push(a);
   }
   if (!own.dir) throw new UsageError('slurm needs --dir DIR (where the scripts, parts and run go)');
-  if (analyzeArgs.includes('--block') || analyzeArgs.includes('--out') || analyzeArgs.includes('--resume')) {
-    throw new UsageError('slurm sets --block, --out and --resume of each part itself; drop them');
+  if (['--block', '--shard', '--out', '--resume'].some((f) => analyzeArgs.includes(f))) {
+    throw new UsageError('slurm sets --block, --shard, --out and --resume of each part itself; drop them');
   }
+  const shards = own.shards === undefined ? 1 : Number(own.shards);
+  if (own.shards !== undefined && !(/^\d+$/.test(own.shards) && shards >= 1)) throw new UsageError(`--shards needs a positive number of token shards, got ${JSON.stringify(own.shards)}`);
   // analyze's own parser checks the options every part will get.
-  const cmd = parseCli(['analyze', ...analyzeArgs, '--block', '0']) as AnalyzeCommand;
-  if (!cmd.blockSize) throw new UsageError('slurm needs --block-size A[,B]');
+  const probe = analyzeArgs.includes('--block-size') ? ['--block', '0'] : [];
+  const cmd = parseCli(['analyze', ...analyzeArgs, ...probe, ...(own.shards !== undefined ? ['--shard', `0/${shards}`] : [])]) as AnalyzeCommand;
+  if (!cmd.blockSize && own.shards === undefined) throw new UsageError('slurm needs --block-size A[,B] (parts by blocks of reference neurons), --shards N (token shards), or both');
   const cpus = own.cpus ?? '2';
   if (!/^\d+$/.test(cpus) || Number(cpus) < 1) throw new UsageError(`--cpus needs a positive integer, got ${JSON.stringify(cpus)}`);
   // Slurm's --mem: a whole number, in MB without a unit; a typo would fail only once queued.
   if (own.mem !== undefined && !/^\d+[KMGT]?$/i.test(own.mem)) throw new UsageError(`--mem needs a whole number with K, M, G or T (e.g. 16G), got ${JSON.stringify(own.mem)}`);
-  const P = await countParts(cmd.models, cmd.blockSize, cmd.reference);
+  // Blocks × shards tasks; task J is block ⌊J/N⌋ of shard J mod N (blocks alone: J; shards alone: J/N).
+  const blocks = cmd.blockSize ? await countParts(cmd.models, cmd.blockSize, cmd.reference) : 1;
+  const P = blocks * shards;
   const dir = resolve(own.dir);
   fs.mkdirSync(join(dir, 'parts'), { recursive: true });
   fs.mkdirSync(join(dir, 'logs'), { recursive: true });
@@ -80,6 +89,8 @@ export async function writeSlurm(argv: readonly string[]): Promise<SlurmFiles> {
     ...rest.map(q),
   ].join(' ');
   const logs = join(dir, 'logs');
+  // Task J: block ⌊J/N⌋ of token shard J mod N (cli/parts.ts taskIndex); blocks alone: J; shards alone: J/N.
+  const partFlags = [...(cmd.blockSize ? [shards > 1 ? `--block "$((J / ${shards}))"` : '--block "$J"'] : []), ...(own.shards !== undefined ? [blocks > 1 ? `--shard "$((J % ${shards}))/${shards}"` : `--shard "$J/${shards}"`] : [])].join(' ');
   const partBody = (index: string, threads: string): string => `set -euo pipefail
 J=${index}
 PART=${q(join(dir, 'parts'))}/part-$(printf %04d "$J")
@@ -106,7 +117,7 @@ if [ -f "$PART/manifest.json" ]; then
   if grep -q '"status": "complete"' "$PART/manifest.json"; then echo "part $J is done"; exit 0; fi
   run ${cli} analyze --resume "$PART" --threads ${threads}
 else
-  run ${cli} ${analyze} --block "$J" --out "$PART" --threads ${threads}
+  run ${cli} ${analyze} ${partFlags} --out "$PART" --threads ${threads}
 fi
 `;
   const mergeCmd = `${cli} merge ${q(join(dir, 'parts'))} --out ${q(join(dir, 'run'))}`;
@@ -145,7 +156,7 @@ echo "progress: ${cli.replace(/'/g, '')} status ${join(dir, 'parts')}"
     const p = join(dir, name);
     fs.writeFileSync(p, text, { mode: name.endsWith('.yaml') ? 0o644 : 0o755 });
   }
-  return { dir, parts: P, files: Object.keys(files).map((f) => join(dir, f)) };
+  return { dir, parts: P, shards, files: Object.keys(files).map((f) => join(dir, f)) };
 }
 
 /**
@@ -204,7 +215,7 @@ export async function runSlurm(argv: string[], print: Print): Promise<void> {
   const r = await writeSlurm(argv).catch((e: unknown) => {
     throw e instanceof UsageError || e instanceof EngineError ? e : new EngineError(String(e));
   });
-  print(`${r.parts} parts; wrote ${r.files.join(', ')}`);
+  print(`${r.parts} parts${r.shards > 1 ? ` (${r.parts / r.shards} per token shard × ${r.shards} shards)` : ''}; wrote ${r.files.join(', ')}`);
   print('');
   print('Slurm:');
   print(`  bash ${join(r.dir, 'submit.sh')}        # the job array, then the merge (afterok)`);

@@ -1,5 +1,6 @@
-// Over 600 lines: one accumulator, TopExamples: its per-model state (top-K heaps, interval
-// reservoirs that merge as the scale doubles, histograms), the SIMD path and the result. The
+// Over 700 lines: one accumulator, TopExamples: its per-model state (top-K heaps, keyed interval
+// samples that merge as the scale doubles and across token shards, histograms), the SIMD path and
+// the result; they share the slot layout. The merge of shards (mergeFrom) could move out with it. The
 // run folder's format of it is src/engine/run/examples.ts.
 /**
  * TopExamples: per neuron, the contexts that activate it most, contexts sampled across its

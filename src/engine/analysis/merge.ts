@@ -1,7 +1,7 @@
 /** `merge`: the parts of a split run (parts.ts) finished into its run folder by the pipeline. */
 import type { CancellationSignal } from '../errors';
-import type { AccumulatorState, Progress, RunResult } from './types';
-import { checkParts, readPartState } from './parts';
+import type { Progress, RunResult } from './types';
+import { partStates } from './parts';
 import { runAnalysis } from './pipeline';
 import { defaultPlan } from './plan';
 
@@ -16,9 +16,7 @@ export async function mergeParts(
   signal?: CancellationSignal,
   threads = 0,
 ): Promise<RunResult> {
-  const parts = checkParts(dirs);
-  const states: Record<string, AccumulatorState> = {};
-  for (const p of parts) Object.assign(states, readPartState(p.dir)!.states);
+  const { parts, states } = partStates(dirs);
   const inherit = parts[0]!.manifest;
   const s = inherit.settings;
   return runAnalysis(

@@ -76,9 +76,13 @@ export async function runAnalysis(
     try {
       const run = await openRun(opts, progress, signal, held);
       const { rc, state } = await planRun(run, opts, plan, t0, progress, signal, held);
-      for (; state.pass < rc.passes.length; state.pass++, state.start = 0) {
-        // A part streams its own pass only, and keeps its accumulators' state instead of finishing them.
-        if (rc.part && (state.pass !== rc.part.block || rc.partDone)) continue;
+      for (; state.pass < rc.passes.length; state.pass++, state.start = rc.b0) {
+        // A part streams its own pass only (a token shard alone: every pass), once, and keeps its
+        // accumulators' state instead of finishing them.
+        if (rc.part && ((rc.part.block !== undefined && state.pass !== rc.part.block) || rc.partDone.has(state.pass))) {
+          state.accs = [];
+          continue;
+        }
         await streamPass(rc, state);
         if (rc.part) writePart(rc, state);
         else await finishPass(rc, state);

@@ -125,6 +125,7 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     // The pair's own rotations (runs made before per-pair seeds share the run's seed).
     seed: s.rotationSeeds?.[ctx.models[m]!.label] ?? s.seed,
     mode: s.mode,
+    ...(s.chunkTokens ? { chunkTokens: s.chunkTokens } : {}),
     threads: threadsOf(s),
     ...(ctx.rotations ? { rotations: ctx.rotations } : {}),
   });
@@ -168,6 +169,8 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
           : {
               add: (b) => c.add(b),
               screen: (b) => c.screen(b),
+              needsPrime: () => c.needsPrime(),
+              prime: (b) => c.prime(b),
               state: () => c.state(),
               finish: async (signal) => {
                 const parts = Array.from({ length: k - 1 }, (_, q) => done.get(name(q)) as CrossMomentsResult);

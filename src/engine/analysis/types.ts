@@ -10,7 +10,7 @@ import type { Corpus } from '../corpus';
 import type { CancellationSignal } from '../errors';
 import type { ExecutionProvider } from '../provider';
 import type { Model } from '../runtime';
-import type { Manifest, Mode, ModelInfo, Settings } from '../run/manifest';
+import type { Manifest, Mode, ModelInfo, Settings, ShardInfo } from '../run/manifest';
 import type { RotationCache } from './rotations';
 
 /** Neuron (l, n) of a model with d_mlp neurons per layer is column l·d_mlp + n. */
@@ -64,6 +64,13 @@ export interface Accumulator<R> {
   screen?(batch: ActivationBatch): void | Promise<void>;
   /** Everything needed to resume: plain typed arrays and JSON-able numbers. */
   state(): AccumulatorState;
+  /**
+   * Token shards (parts.ts): whether something a single run fixes from the corpus' first batch
+   * (a histogram range, a shift) is still open, and prime() to fix it from such a batch without
+   * counting it. Accumulators without them depend on no batch but their own.
+   */
+  needsPrime?(): boolean;
+  prime?(batch: ActivationBatch): void;
   /** Final results; may be called once at the end. A long finish checks `signal` (CancelledError) in its loops. */
   finish(signal?: CancellationSignal): R | Promise<R>;
 }
@@ -101,6 +108,8 @@ export interface AnalysisOptions {
   memoryGb?: number;
   /** Reference blocks [first, rest] instead of what the budget gives ([0, 0]: unblocked; tests, measurements). */
   refBlocks?: readonly [number, number];
+  /** The cross moments' fp32 chunk (settings.chunkTokens; tests: token shards at small budgets). */
+  chunkTokens?: number;
   /** Fast mode on a budget of fewer tokens (rows × context) runs exact (default FAST_MIN_TOKENS; tests lower it). */
   fastMinTokens?: number;
   /** Replaces the accumulators and result writing (tests; other analyses). */
@@ -113,7 +122,10 @@ export interface AnalysisOptions {
 
 /** Which part of a split run to compute: a pass of the plan (a block of reference neurons against one other model, or the statistics). */
 export interface PartRequest {
-  block: number;
+  /** The pass; absent: every pass (a token shard alone). */
+  block?: number;
+  /** Token shard `index` of `count` (parts.ts: its batches follow from the corpus and settings). */
+  shard?: { index: number; count: number };
   /** The plan's options, recorded so that the merge builds the same plan. */
   plan?: Record<string, unknown>;
 }
@@ -240,8 +252,12 @@ export interface RunContext {
   passes: AccumulatorSpec[][];
   nBatches: number;
   part?: PartRequest;
-  /** A part resumed after writing its state: nothing left to stream. */
-  partDone: boolean;
+  /** The passes a part has written its state for (a resumed part): nothing left to stream in them. */
+  partDone: ReadonlySet<number>;
+  /** A token shard (parts.ts): the batches [b0, b1) it streams; a whole run: [0, nBatches). */
+  shard?: ShardInfo;
+  b0: number;
+  b1: number;
   merge?: AnalysisOptions['merge'];
   handles: Model[];
   corpus: Corpus;
@@ -252,6 +268,7 @@ export interface RunContext {
   forwards?: Map<string, ModelActivations>;
   /** One batch per pass: checkpoints only at pass boundaries, holding the finished results. */
   boundaryOnly: boolean;
+  /** Tokens a pass streams (a token shard: its rows'). */
   tokensTotal: number;
 }
 

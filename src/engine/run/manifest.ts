@@ -56,6 +56,12 @@ export interface Settings {
    * paper draws it (analysis/rotations.ts pairSeed). Missing in earlier runs: every pair used `seed`.
    */
   rotationSeeds?: Record<string, number>;
+  /**
+   * The cross moments' fp32 partial sums are added into float64 every this many kept tokens
+   * (crossmoments.ts; default CHUNK_TOKENS). Recorded only when a run sets it (tests: token
+   * shards begin where these additions happen, so small budgets need small chunks).
+   */
+  chunkTokens?: number;
 }
 
 export interface ModelInfo {
@@ -113,12 +119,21 @@ export interface Manifest {
 }
 
 export interface PartInfo {
-  /** The plan's pass this part computed (its state is part.ckpt). */
-  block: number;
+  /** The plan's pass this part computed (its state is part.ckpt); absent: every pass (a token shard alone). */
+  block?: number;
   blocks: number;
+  /** A token shard (analysis/parts.ts): shard `index` of `count`, its batches and corpus rows [start, end). */
+  shard?: ShardInfo;
   /** sha256 over what the parts of one run share: version, models, corpus, settings, plan. */
   key: string;
   plan?: Record<string, unknown>;
+}
+
+export interface ShardInfo {
+  index: number;
+  count: number;
+  batches: [number, number];
+  rows: [number, number];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,6 +177,7 @@ const SETTINGS_SCHEMA = object({
   gramBlock: optional(nat),
   refBlock: optional(nat),
   rotationSeeds: optional(record(nat)),
+  chunkTokens: optional(positive),
 });
 
 const CORPUS_SCHEMA = object({

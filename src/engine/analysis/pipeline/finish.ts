@@ -72,14 +72,16 @@ async function finishAccumulators(
 
 /** Marks the run complete (every pass done, or this part's state written) and removes its checkpoint. */
 export function completeRun(rc: RunContext, st: RunState, t0: number): RunResult {
-  const { nBatches, manifest: m, runDir } = rc;
+  const { manifest: m, runDir } = rc;
   const P = rc.passes.length;
   const tEnd = Date.now();
   m.status = 'complete';
   delete m.error;
   delete m.reason;
   m.updated = new Date().toISOString();
-  m.progress = { batches_done: P * nBatches, batches_total: P * nBatches, tokens_done: rc.tokensTotal };
+  // A token shard counts its own batches.
+  const nb = rc.b1 - rc.b0;
+  m.progress = { batches_done: P * nb, batches_total: P * nb, tokens_done: rc.tokensTotal };
   m.timings.finish_s = st.finishSecs;
   m.timings.write_s = (tEnd - st.tWrite) / 1000;
   m.timings.total_s += (tEnd - t0) / 1000;

@@ -162,6 +162,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     seed: opts.seed ?? DEFAULTS.seed,
     batchRows: opts.batchRows ?? DEFAULTS.batchRows,
     checkpointEvery: opts.checkpointEvery ?? DEFAULTS.checkpointEvery,
+    ...(opts.chunkTokens !== undefined ? { chunkTokens: opts.chunkTokens } : {}),
     mode: opts.mode ?? DEFAULTS.mode,
     threads: opts.threads ?? DEFAULTS.threads,
     topK: opts.topK ?? DEFAULTS.topK,
@@ -294,8 +295,11 @@ export async function openRun(opts: AnalysisOptions, onProgress: (p: Progress) =
     throw new EngineError(`the corpus changed since run ${source.id} started (token hash differs); start a new run`, corpusPaths[0]);
   }
   // A part of a split run: its own pass, on the settings every part computes alike.
-  const part = opts.part ?? (previous?.part ? { block: previous.part.block, ...(previous.part.plan ? { plan: previous.part.plan } : {}) } : undefined);
-  if (part && !previous) checkPartRequest(settings, opts);
+  const pp = previous?.part;
+  const part =
+    opts.part ??
+    (pp ? { ...(pp.block !== undefined ? { block: pp.block } : {}), ...(pp.shard ? { shard: { index: pp.shard.index, count: pp.shard.count } } : {}), ...(pp.plan ? { plan: pp.plan } : {}) } : undefined);
+  if (part && !previous) checkPartRequest(settings, opts, part);
   let fastFallback: string | undefined;
   const budget = corpus.nRows * corpus.nPositions;
   if (!source && settings.mode === 'fast' && budget < (opts.fastMinTokens ?? FAST_MIN_TOKENS)) {

@@ -9,13 +9,14 @@ import type { Model } from '../../runtime';
 import { writeCheckpoint } from '../../store';
 import { writeManifest } from '../../run/manifest';
 import { reclaim } from '../blocking';
-import { writePartState } from '../parts';
+import { partName, writePartState } from '../parts';
 import type { Accumulator, AccumulatorSpec, ActivationBatch, RunContext, RunState } from '../types';
 import { buildBatch, forwardKeys, nonFiniteError, unionReads, type BatchReads } from './batch';
 
-/** Tokens in batches [0, b) of a pass. */
-export function tokensAt(rc: RunContext, b: number): number {
-  return Math.min(b * rc.settings.batchRows, rc.corpus.nRows) * rc.corpus.nPositions;
+/** Tokens in batches [b0, b) of a pass (a whole run: b0 = 0; a token shard: its first batch). */
+export function tokensAt(rc: Pick<RunContext, 'settings' | 'corpus' | 'b0'>, b: number): number {
+  const rows = (x: number): number => Math.min(x * rc.settings.batchRows, rc.corpus.nRows);
+  return (rows(b) - rows(rc.b0)) * rc.corpus.nPositions;
 }
 
 /** The progress messages' prefix in a run of several passes. */
@@ -31,17 +32,18 @@ function readsOf(rc: RunContext, ps: AccumulatorSpec[]): BatchReads | undefined 
 
 /** A checkpoint within the pass: the finished passes' results and this pass's states after batch `next − 1`. */
 function checkpoint(rc: RunContext, st: RunState, next: number): void {
-  const { nBatches, settings, corpus, manifest: m } = rc;
+  const { nBatches, settings, corpus, manifest: m, b0, b1 } = rc;
   const P = rc.passes.length;
   const { pass } = st;
   const cur = rc.passes[pass]!;
-  rc.progress({ phase: 'checkpoint', batch: pass * nBatches + next, batches: P * nBatches });
+  const nb = b1 - b0;
+  rc.progress({ phase: 'checkpoint', batch: pass * nb + next - b0, batches: P * nb });
   writeCheckpoint(rc.runDir, {
     nextBatch: next,
     meta: { corpusHash: corpus.hash, batchRows: settings.batchRows, nBatches, ...(P > 1 ? { pass } : {}) },
     states: { ...st.packed, ...Object.fromEntries(cur.map((s, i) => [s.name, st.accs[i]!.state()])) },
   });
-  m.progress = { batches_done: pass * nBatches + next, batches_total: P * nBatches, tokens_done: tokensAt(rc, next) };
+  m.progress = { batches_done: pass * nb + next - b0, batches_total: P * nb, tokens_done: tokensAt(rc, next) };
   m.updated = new Date().toISOString();
   writeManifest(rc.runDir, m);
 }
@@ -52,7 +54,8 @@ function checkpoint(rc: RunContext, st: RunState, next: number): void {
  * periodic one.
  */
 export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
-  const { handles, corpus, settings, nBatches, signal, forwards } = rc;
+  const { handles, corpus, settings, nBatches, signal, forwards, b0, b1 } = rc;
+  const nb = b1 - b0;
   const P = rc.passes.length;
   const cur = rc.passes[st.pass]!;
   const reads = readsOf(rc, cur);
@@ -80,15 +83,18 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
   const note = passNote(rc, st.pass);
 
   let lastCheckpoint = st.start;
-  const sample = async (b: number, r: AccumulatorSpec['reads']): Promise<ActivationBatch> => {
+  const sample = async (b: number, r: AccumulatorSpec['reads'], all?: BatchReads): Promise<ActivationBatch> => {
     throwIfCancelled(signal);
-    rc.progress({ phase: 'stream', message: `${note}screening sample, batch ${b + 1} of ${nBatches}` });
-    return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, r);
+    rc.progress({ phase: 'stream', message: `${note}${all ? "the corpus' first batches, for ranges" : 'screening sample'}, batch ${b + 1} of ${nBatches}` });
+    return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, all ?? r);
   };
   // Checkpointed once screened, so that a resume does not screen again.
   if (st.fresh && (await screenPass(cur, st.accs, nBatches, sample, handles)) && !rc.boundaryOnly) checkpoint(rc, st, 0);
+  // A token shard after the first: what the corpus' first batch fixes in a single run (histogram
+  // ranges, the cross moments' shift) is fixed from it here too (parts.ts).
+  if (st.fresh && st.start > 0) await primePass(st.accs, st.start, (b) => sample(b, undefined, reads));
   st.fresh = false;
-  for (let b = st.start; b < nBatches; b++) {
+  for (let b = st.start; b < b1; b++) {
     // A cancel writes no checkpoint on the way out: the run resumes from its last periodic one.
     throwIfCancelled(signal);
     const rowStart = b * settings.batchRows;
@@ -98,15 +104,15 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
     const secs = (Date.now() - st.tStream) / 1000;
     const rate = (done - st.sessionStart) / Math.max(secs, 1e-3);
     rc.manifest.timings.stream_s = st.streamBase + secs - st.finishSecs;
-    if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < nBatches) {
+    if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < b1) {
       checkpoint(rc, st, b + 1);
       lastCheckpoint = b + 1;
     }
     rc.progress({
       phase: 'stream',
       ...(note ? { message: `${note}${cur.map((s) => s.name).join(', ')}` } : {}),
-      batch: st.pass * nBatches + b + 1,
-      batches: P * nBatches,
+      batch: st.pass * nb + b + 1 - b0,
+      batches: P * nb,
       tokensDone: done,
       tokensTotal: P * rc.tokensTotal,
       tokensPerSec: rate,
@@ -119,19 +125,20 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
   // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small
   // size: 450 s of a 2,600 s run went to these writes) costs more than the batch it saves. Not for
   // a part: its product is the state writePart writes.
-  if (!rc.part && lastCheckpoint < nBatches && !rc.boundaryOnly) checkpoint(rc, st, nBatches);
+  if (!rc.part && lastCheckpoint < b1 && !rc.boundaryOnly) checkpoint(rc, st, b1);
 }
 
 /** A part's product: its accumulators' state at the end of the stream, for the merge (parts.ts). */
 export function writePart(rc: RunContext, st: RunState): void {
   const P = rc.passes.length;
   const cur = rc.passes[st.pass]!;
-  rc.progress({ phase: 'checkpoint', message: `writing part ${rc.part!.block} of ${P}` });
+  rc.progress({ phase: 'checkpoint', message: `writing part ${rc.manifest.part ? partName(rc.manifest.part) : ''}, pass ${st.pass + 1} of ${P}` });
   writePartState(
     rc.runDir,
     st.pass,
     { corpusHash: rc.corpus.hash, batchRows: rc.settings.batchRows, nBatches: rc.nBatches },
     Object.fromEntries(cur.map((s, i) => [s.name, st.accs[i]!.state()])),
+    rc.shard,
   );
   st.accs = [];
 }
@@ -146,6 +153,18 @@ async function addBatch(accs: readonly Accumulator<unknown>[], batch: Activation
     for (const a of accs) await a.add(batch);
   } catch (e) {
     throw nonFiniteError(batch, handles) ?? e;
+  }
+}
+
+/**
+ * Feeds batches 0, 1, … (before `start`) to the accumulators' prime() while any needs it: what a
+ * single run fixes from the corpus' first batch with kept tokens (parts.ts, token shards).
+ */
+async function primePass(accs: readonly Accumulator<unknown>[], start: number, build: (b: number) => Promise<ActivationBatch>): Promise<void> {
+  const open = (): Accumulator<unknown>[] => accs.filter((a) => a.needsPrime?.() === true);
+  for (let b = 0; b < start && open().length > 0; b++) {
+    const batch = await build(b);
+    for (const a of open()) a.prime!(batch);
   }
 }
 

@@ -13,7 +13,8 @@ import { acquireRunLock, createRunDir, readCheckpoint } from '../../store';
 import { GB, planMemory } from '../blocking';
 import { CHUNK_TOKENS } from '../crossmoments';
 import { pairSeed, RotationCache } from '../rotations';
-import { partInfo, planPasses, readPartState } from '../parts';
+import { partInfo, planPasses, readPartState, shardInfo } from '../parts';
+import { keptFilter } from '../../corpus';
 import type { Accumulator, AccumulatorState, AnalysisOptions, AnalysisPlan, OpenedRun, PlanContext, Progress, RunContext, RunHold, RunState } from '../types';
 import { writeManifest, type Manifest } from '../../run/manifest';
 import { tokensAt } from './pass';
@@ -87,6 +88,13 @@ export async function planRun(
       fp32Only: budget <= CHUNK_TOKENS,
       blocks: opts.refBlocks,
     });
+    // A token shard's blocks must be every shard's: the planner's depend on this machine's memory.
+    if (part?.shard && !opts.refBlocks && mem.refBlock) {
+      throw new EngineError(
+        `a token shard (--shard) of a run the memory planner cuts into blocks of reference neurons needs the blocks given, so that every machine cuts alike: ` +
+          `the planner chose --block-size ${mem.gramBlock},${mem.refBlock} here; give it (or a size of your own) to every shard`,
+      );
+    }
     settings.batchRows = mem.batchRows;
     settings.gramBlock = mem.gramBlock;
     settings.refBlock = mem.refBlock;
@@ -94,6 +102,11 @@ export async function planRun(
     // A fresh rotation per pair, as the paper draws it; recorded, so a resume draws the same.
     settings.rotationSeeds = Object.fromEntries(infos.slice(1).map((m, i) => [m.label, pairSeed(settings.seed, i + 1)]));
   }
+  // A token shard: its batches, from the corpus and settings alone (refused here, before any
+  // work, when the corpus does not split into that many: parts.ts shardCuts).
+  const shard = part?.shard
+    ? (previous?.part?.shard ?? shardInfo(corpus, keptFilter(handles[0]!.tokenizer), settings.batchRows, settings.chunkTokens ?? CHUNK_TOKENS, part.shard.index, part.shard.count))
+    : undefined;
   // A new run's folder appears only once models and corpus are known to be usable.
   if (!previous) {
     ({ dir: runDir, id } = createRunDir({ out: opts.out, workspace: opts.workspace }));
@@ -163,11 +176,12 @@ export async function planRun(
   const passes = planPasses(specs);
   const P = passes.length;
   if (part) {
-    if (!(Number.isSafeInteger(part.block) && part.block >= 0 && part.block < P)) {
+    if (part.block !== undefined && !(Number.isSafeInteger(part.block) && part.block >= 0 && part.block < P)) {
       throw new EngineError(`--block ${part.block}: this run's plan has ${P} parts, --block 0 to ${P - 1}`);
     }
-    m.part = partInfo(m, part, P);
+    m.part = partInfo(m, part, P, shard);
   }
+  const [b0, b1] = shard ? shard.batches : [0, nBatches];
   const rc: RunContext = {
     runDir,
     id,
@@ -177,8 +191,11 @@ export async function planRun(
     passes,
     nBatches,
     ...(part ? { part } : {}),
-    // A part resumed after writing its state has nothing left to stream.
-    partDone: part ? readPartState(runDir)?.passes.includes(part.block) === true : false,
+    // The passes a resumed part has written its state for: nothing left to stream in them.
+    partDone: new Set(part ? (readPartState(runDir)?.passes ?? []) : []),
+    ...(shard ? { shard } : {}),
+    b0,
+    b1,
     ...(opts.merge ? { merge: opts.merge } : {}),
     handles,
     corpus,
@@ -192,10 +209,14 @@ export async function planRun(
     // 4·T·N = 0.15 GB a model; the planner's reserve for fp32-only blocks covers them).
     ...(nBatches === 1 && P > 1 ? { forwards: new Map() } : {}),
     boundaryOnly: nBatches === 1,
-    tokensTotal: corpus.nRows * corpus.nPositions,
+    tokensTotal: 0,
   };
+  rc.tokensTotal = tokensAt(rc, b1);
   const state = restoreState(rc, previous !== undefined);
-  m.progress = { batches_done: state.pass * nBatches + state.start, batches_total: P * nBatches, tokens_done: tokensAt(rc, state.start) };
+  // A token shard streams (and counts) its own batches.
+  state.start = Math.max(state.start, b0);
+  const nb = b1 - b0;
+  m.progress = { batches_done: state.pass * nb + state.start - b0, batches_total: P * nb, tokens_done: tokensAt(rc, state.start) };
   writeManifest(runDir, m);
   const tStream = Date.now();
   state.tStream = tStream;
