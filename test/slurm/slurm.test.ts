@@ -3,7 +3,8 @@
 // 3 parts submitted as they are (the job array, then the merge with afterok), and the merged run
 // compared with a single-machine run. Then a task that fails for real (a CPU-time limit): the
 // afterok merge never runs, `status` names the part, and rerunning it alone with the merge gives
-// the single run. The daemons this test started are stopped by their pids.
+// the single run. And the same by token shards (slurm --shards). The daemons this test started are
+// stopped by their pids.
 // Slurm and munge come from Debian (setup.sh, as the e2e installs its tools); when apt cannot be
 // reached the test is skipped with a loud message.
 import assert from 'node:assert/strict';
@@ -187,6 +188,32 @@ describe('a split run on a real localhost Slurm', { skip }, () => {
     assert.match(status.out, /3 of 3 parts done/, status.out);
 
     await assertSameRun(await singleRun(), join(dir, 'run'));
+  });
+
+  test('token shards: slurm --shards 2 runs the shards as the array, and the merge gives the single run', async () => {
+    const dir = join(tmp, 'shards');
+    // 72 rows in batches of 8: the cross moments add their fp32 sums into float64 before batch 8,
+    // the one place a shard may begin (parts.ts shardCuts): 2 shards, rows 0–63 and 64–71.
+    const args = ['--models', ...MODELS, '--corpus', HELDOUT, '--tokens', '9216'];
+    const w = sh(process.execPath, [CLI, 'slurm', ...args, '--shards', '2', '--dir', dir, '--cpus', '1', '--time', '30', '--cli', `${process.execPath} ${CLI}`], env);
+    assert.equal(w.status, 0, w.out);
+    assert.match(w.out, /2 parts/);
+    const sbatch = readFileSync(join(dir, 'analyze.sbatch'), 'utf8');
+    assert.match(sbatch, /#SBATCH --array=0-1/);
+    assert.ok(sbatch.includes('--shard "$J/2"'), sbatch);
+    const sub = sh('bash', [join(dir, 'submit.sh')], env);
+    assert.equal(sub.status, 0, sub.out);
+    const jobs = [...sub.out.matchAll(/job (\d+)/g)].map((m) => m[1]!);
+    assert.equal(jobs.length, 2, sub.out);
+    await waitFor('the shards and the merge', () => sh('squeue', ['-h', '-j', jobs.join(',')], env).out.trim() === '', 900);
+    assert.ok(existsSync(join(dir, 'run', 'neurons.arrow')), `the merge wrote no run\n${logsOf(dir)}`);
+    const status = sh(process.execPath, [CLI, 'status', join(dir, 'parts')], env);
+    assert.match(status.out, /shard 1\/2: done, 1,024 of 1,024 tokens/, status.out);
+    assert.match(status.out, /2 of 2 parts done/, status.out);
+    const single = join(tmp, 'single-shards');
+    const s = sh(process.execPath, [CLI, 'analyze', ...args, '--out', single], process.env, 900);
+    assert.equal(s.status, 0, s.out);
+    await assertSameRun(single, join(dir, 'run'));
   });
 
   test('a task that fails: the merge never runs, status names the part; rerunning it alone, then the merge, gives the single run', async () => {
