@@ -83,6 +83,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that closes early (`… | head`) is not an error: stop quietly, as Unix tools do on
+// SIGPIPE (Node ignores SIGPIPE and reports the closed pipe as an EPIPE on the next write).
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -289,3 +289,13 @@ describe('checked before any model is opened; same folders for every command', (
     assert.equal(r.manifest.models[0]!.safetensors_sha256, await hashFile(join(dirs[0]!, 'weights.safetensors')));
   });
 });
+
+test('a reader that closes the pipe early (`| head -1`): exit 0, no EPIPE trace', () => {
+  // bash runs the pipeline so that the CLI writes into a pipe whose reader has gone.
+  const text = 'The cat sat on the mat. ' + 'word '.repeat(300);
+  const cmd = `"${process.execPath}" --import tsx src/cli/main.ts activations --model models/tiny-gpt2-a --top 50 --text "${text}" | head -1; exit \${PIPESTATUS[0]}`;
+  const r = spawnSync('bash', ['-c', cmd], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /EPIPE|Error/);
+  assert.match(r.stdout, /^model .*tiny-gpt2-a/);
+});
