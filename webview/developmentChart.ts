@@ -40,7 +40,7 @@ export function renderDevelopment(root: HTMLElement, d: NeuronData, ctx: ViewCon
           el('th', { class: 'num', text: stepText(p.step), attrs: { scope: 'row' } }),
           el('td', { text: p.label }),
           el('td', { text: p.partner ? neuronName(p.partner.layer, p.partner.neuron) : 'itself' }),
-          el('td', { class: 'num', text: fmt(p.corr, 3) }),
+          el('td', { class: 'num', text: p.corr === null ? '—' : p.corr.toFixed(3) }),
         ),
       ),
     ),

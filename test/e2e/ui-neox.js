@@ -79,7 +79,7 @@ exports.neoxUi = async function neoxUi({ page, palette, check, shot }) {
     const rows = (await section.locator('tbody tr').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
     if (!title.includes(linkText)) throw new Error(`page "${title}" is not the linked ${linkText}`);
     if (painted < 500) throw new Error(`development chart has ${painted} painted pixels`);
-    // Steps 250, 500, 1000 (a partner and its correlation each, trailing zeros dropped), then the
+    // Steps 250, 500, 1000 (a partner and its correlation each, three decimals), then the
     // final step (itself, 1).
     const want = [/^250 tiny-neox-a@step250 L\d+\.N\d+ -?[01](\.\d{1,3})?$/, /^500 tiny-neox-a@step500 L\d+\.N\d+ -?[01](\.\d{1,3})?$/, /^1,000 tiny-neox-a@step1000 L\d+\.N\d+ -?[01](\.\d{1,3})?$/, /^2,000 tiny-neox-a@main itself 1(\.0+)?$/];
     if (rows.length !== want.length || !want.every((re, i) => re.test(rows[i]))) throw new Error('development table: ' + JSON.stringify(rows));
