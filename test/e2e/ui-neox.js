@@ -144,7 +144,10 @@ exports.neoxUi = async function neoxUi({ page, palette, check, shot }) {
     const box = await page.locator('.part.panel .monaco-editor .overflow-guard').first().boundingBox();
     let text = '';
     const until = Date.now() + 60000;
-    while (Date.now() < until && !text.includes(`model ${snap}`)) {
+    // The Output wraps long lines (a snapshot path in a deep folder breaks after a '/'): read the
+    // view lines joined without the wrap's line breaks.
+    const flat = () => text.replace(/\n/g, '');
+    while (Date.now() < until && !flat().includes(`model ${snap}`)) {
       await page.waitForTimeout(300);
       if (box) {
         await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
@@ -153,8 +156,9 @@ exports.neoxUi = async function neoxUi({ page, palette, check, shot }) {
       text = (await page.locator('.part.panel .view-lines').allInnerTexts().catch(() => [])).join('\n').replace(/\u00a0/g, ' ');
     }
     await shot('14-choose-model-activations.png');
-    const header = text.split('\n').find((l) => /^prompt\.txt — model /.test(l)) || '';
-    if (!header.includes(snap)) throw new Error(`Output header ${JSON.stringify(header)} is not step500's snapshot ${snap}`);
+    const at = flat().indexOf('prompt.txt — model ');
+    const header = at < 0 ? '' : flat().slice(at, at + 19 + snap.length);
+    if (header !== `prompt.txt — model ${snap}`) throw new Error(`Output header ${JSON.stringify(header)} is not step500's snapshot ${snap}`);
     if (!/2 layers x 256 neurons/.test(text)) throw new Error('not the tiny NeoX shape: ' + JSON.stringify(text.slice(0, 300)));
     return `setting ${value}; ${header.slice(0, 160)}`;
   });
