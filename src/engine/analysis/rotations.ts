@@ -1,6 +1,7 @@
 /**
  * The baseline's rotation matrices, drawn once per run. A blocked run finishes every block with
- * all L matrices R_l of the other model (the same for every pair: one seed), and drawing one
+ * all L matrices R_l of the other model (drawn from the pair's own seed, pairSeed below, so the
+ * same for every block of a pair), and drawing one
  * costs ~0.4 s at d = 3,072 (9.4M Box–Muller normals in JS): 5 s per pass, 16–32 passes at
  * GPT-2-small size. Keeping them in memory would take 8·L·d² = 0.9 GB from the blocks, so they go
  * to a temporary file instead and are read back (~75 MB per layer from the page cache, a few
