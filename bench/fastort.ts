@@ -16,6 +16,16 @@ const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => 
 const R = Array.from({ length: L }, () => rnd(d * d));
 
 type Build = (g: OnnxGraph) => string[];
+/** Yᵀ and R·Yᵀ as one batched MatMul over Yᵀ seen as [L, d, t]. */
+function batchedRotation(g: OnnxGraph): string[] {
+  g.op('Transpose', ['Y'], { perm: { ints: [1, 0] } }, 'YT');
+  const y3 = g.op('Reshape', ['YT', g.constI64([L, d, -1])]);
+  const Rs = new Float32Array(L * d * d);
+  R.forEach((r, l) => Rs.set(r, l * d * d));
+  const r3 = g.op('MatMul', [g.initializer('R', 'float', [L, d, d], Rs), y3]);
+  g.op('Reshape', [r3, g.constI64([N, -1])], {}, 'RT');
+  return ['YT', 'RT'];
+}
 const variants: Record<string, Build> = {
   // As before this change: transposes, a Slice of Yᵀ per layer, MatMul per layer.
   current: (g) => {
@@ -33,24 +43,10 @@ const variants: Record<string, Build> = {
   // One batched MatMul over Yᵀ seen as [L, d, t]: no slices.
   batched: (g) => {
     g.op('Transpose', ['X'], { perm: { ints: [1, 0] } }, 'XT');
-    g.op('Transpose', ['Y'], { perm: { ints: [1, 0] } }, 'YT');
-    const y3 = g.op('Reshape', ['YT', g.constI64([L, d, -1])]);
-    const Rs = new Float32Array(L * d * d);
-    R.forEach((r, l) => Rs.set(r, l * d * d));
-    const r3 = g.op('MatMul', [g.initializer('R', 'float', [L, d, d], Rs), y3]);
-    g.op('Reshape', [r3, g.constI64([N, -1])], {}, 'RT');
-    return ['XT', 'YT', 'RT'];
+    return ['XT', ...batchedRotation(g)];
   },
   // The same without xᵀ (shared by the pairs of a batch).
-  batchedNoX: (g) => {
-    g.op('Transpose', ['Y'], { perm: { ints: [1, 0] } }, 'YT');
-    const y3 = g.op('Reshape', ['YT', g.constI64([L, d, -1])]);
-    const Rs = new Float32Array(L * d * d);
-    R.forEach((r, l) => Rs.set(r, l * d * d));
-    const r3 = g.op('MatMul', [g.initializer('R', 'float', [L, d, d], Rs), y3]);
-    g.op('Reshape', [r3, g.constI64([N, -1])], {}, 'RT');
-    return ['YT', 'RT'];
-  },
+  batchedNoX: (g) => batchedRotation(g),
   // Gemm on a column slice of Y with transB: (R_l·Y_lᵀ) straight from the token-major Y.
   gemmT: (g) => {
     g.op('Transpose', ['X'], { perm: { ints: [1, 0] } }, 'XT');
