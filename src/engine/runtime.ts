@@ -28,6 +28,7 @@ import {
   KEPT_PRE,
   LOGITS,
   POST_ALL,
+  PRE_ALL,
 } from './arch/common';
 import { type ArchConfig, type ArchWeights, buildGraph } from './arch/index';
 import { loadCheckpoint } from './checkpoint';
@@ -107,31 +108,40 @@ const MAX_ACTIVATION_BYTES = 4 * 2 ** 30;
 
 export { defaultThreads } from './threads';
 
+/** The engine's session settings for a forward graph (plain data: a worker thread gets them too). */
+export function sessionOptions(opts: ForwardOptions): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: sessionProviders(),
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: resolveThreads(opts.threads),
+    interOpNumThreads: 1,
+    enableCpuMemArena: opts.memArena ?? true,
+    enableMemPattern: true,
+    extra: { session: { intra_op: { allow_spinning: opts.spinWait ? '1' : '0' } } },
+  };
+}
+
+/**
+ * What ORT loads a graph from: its bytes, or past `externalDataBytes` the path of a model written
+ * with external data into a temp folder appended to `tempDirs` (the caller removes them).
+ */
+export function graphSource(graph: OnnxGraph, opts: ForwardOptions, tempDirs: string[]): Uint8Array | string {
+  if (graph.weightBytes() <= (opts.externalDataBytes ?? DEFAULT_EXTERNAL_BYTES)) return graph.toBytes();
+  const dir = mkdtempSync(join(opts.cacheDir ?? tmpdir(), 'universal-neurons-onnx-'));
+  tempDirs.push(dir);
+  return graph.writeExternal(dir);
+}
+
 /**
  * Loads a graph on ORT with the engine's session settings, as embedded bytes or, past
  * `externalDataBytes`, as external data in a temp folder appended to `tempDirs` (the caller
  * removes them on close).
  */
 export async function createSession(graph: OnnxGraph, want: readonly string[], opts: ForwardOptions, tempDirs: string[]): Promise<ort.InferenceSession> {
-  const threads = resolveThreads(opts.threads);
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: sessionProviders(),
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    enableCpuMemArena: opts.memArena ?? true,
-    enableMemPattern: true,
-    extra: { session: { intra_op: { allow_spinning: opts.spinWait ? '1' : '0' } } },
-  };
-  let session: ort.InferenceSession;
-  if (graph.weightBytes() > (opts.externalDataBytes ?? DEFAULT_EXTERNAL_BYTES)) {
-    const dir = mkdtempSync(join(opts.cacheDir ?? tmpdir(), 'universal-neurons-onnx-'));
-    tempDirs.push(dir);
-    session = await ort.InferenceSession.create(graph.writeExternal(dir), options);
-  } else {
-    session = await ort.InferenceSession.create(graph.toBytes(), options);
-  }
+  const src = graphSource(graph, opts, tempDirs);
+  const options = sessionOptions(opts);
+  const session = typeof src === 'string' ? await ort.InferenceSession.create(src, options) : await ort.InferenceSession.create(src, options);
   // Graph optimisation must not rename or drop the outputs we read.
   const missing = want.filter((n) => !session.outputNames.includes(n));
   if (missing.length) {
@@ -142,6 +152,10 @@ export async function createSession(graph: OnnxGraph, want: readonly string[], o
 }
 
 type Variant = 'acts' | 'logits' | 'kept';
+
+/** runKept's outputs by what the analysis calls them. */
+export const KEPT_OUTPUTS = { keptPre: KEPT_PRE, keptPost: KEPT_POST, post: POST_ALL, pre: PRE_ALL } as const;
+type KeptKind = keyof typeof KEPT_OUTPUTS;
 
 /**
  * One architecture-resolved model on ORT, without a tokenizer: the fast path. Two session
@@ -196,13 +210,33 @@ export class Forward {
     return s;
   }
 
+  /**
+   * The analysis forward's graph and session settings, for a session on another thread
+   * (pipeline/prefetch.ts); with `threads` its intra-op thread count instead of this model's.
+   */
+  keptGraph(threads?: number): { source: Uint8Array | string; options: ort.InferenceSession.SessionOptions } {
+    if (this.closed) throw new EngineError('the model has been closed');
+    const opts = threads ? { ...this.opts, threads } : this.opts;
+    return { source: graphSource(buildGraph(this.weights, { logits: false, kept: true }), opts, this.tempDirs), options: sessionOptions(opts) };
+  }
+
+  /**
+   * Releases every loaded session (each holds every weight); the next use loads again. For a
+   * stream whose forwards run on another thread (pipeline/prefetch.ts).
+   */
+  async releaseSessions(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await s.then((x) => x.release()).catch(() => {});
+  }
+
   /** The session variants loaded now (tests). */
   loadedVariants(): Variant[] {
     return [...this.sessions.keys()];
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {
-    if (variant === 'kept') return createSession(buildGraph(this.weights, { logits: false, kept: true }), [KEPT_PRE, KEPT_POST, POST_ALL], this.opts, this.tempDirs);
+    if (variant === 'kept') return createSession(buildGraph(this.weights, { logits: false, kept: true }), Object.values(KEPT_OUTPUTS), this.opts, this.tempDirs);
     const want = [...Array(this.config.nLayer).keys()].flatMap((l) => [hookName(l, 'pre'), hookName(l, 'post')]);
     if (variant === 'logits') want.push(LOGITS);
     return createSession(buildGraph(this.weights, { logits: variant === 'logits' }), want, this.opts, this.tempDirs);
@@ -212,35 +246,43 @@ export class Forward {
    * The analysis' forward: rows of one length in one ORT run, returning only what `want` names,
    * already in the analysis' layout (neuron (l, n) at column l·d_mlp + n): the kept tokens'
    * pre- and post-activations (`keptIndex`: token indices into the concatenated rows) and every
-   * token's post-activations. ORT concatenates and gathers (see GraphOptions.kept in arch/common.ts), so
+   * token's pre- and post-activations. ORT concatenates and gathers (see GraphOptions.kept in arch/common.ts), so
    * nothing is copied in JavaScript. Rows of different lengths, or more tokens than one run
    * holds, go through runTokens instead (the caller interleaves).
    */
   async runKept(
     rows: readonly (readonly number[])[],
     keptIndex: Int32Array,
-    want: readonly ('keptPre' | 'keptPost' | 'post')[],
+    want: readonly KeptKind[],
     signal?: CancellationSignal,
-  ): Promise<{ keptPre?: Float32Array; keptPost?: Float32Array; post?: Float32Array } | undefined> {
+  ): Promise<Partial<Record<KeptKind, Float32Array>> | undefined> {
+    const feeds = this.keptFeeds(rows, keptIndex);
+    if (!feeds) return undefined;
+    throwIfCancelled(signal);
+    const session = await this.session('kept');
+    const res = await session.run(
+      { [INPUT_IDS]: new ort.Tensor('int64', feeds.ids, feeds.shape), [KEPT_INDEX]: new ort.Tensor('int64', feeds.kept, [feeds.kept.length]) },
+      want.map((w) => KEPT_OUTPUTS[w]),
+    );
+    const out: Partial<Record<KeptKind, Float32Array>> = {};
+    for (const w of want) out[w] = res[KEPT_OUTPUTS[w]]!.data as Float32Array;
+    return out;
+  }
+
+  /**
+   * runKept's inputs (token ids [rows × S], kept token indices), checked; undefined when rows
+   * differ in length or the outputs would exceed one run (the caller uses runTokens instead).
+   */
+  keptFeeds(rows: readonly (readonly number[])[], keptIndex: Int32Array): { ids: BigInt64Array; shape: [number, number]; kept: BigInt64Array } | undefined {
     const S = rows[0]?.length ?? 0;
     if (rows.length === 0 || rows.some((r) => r.length !== S)) return undefined;
     rowOffsets(rows, this.config); // checks lengths and ids
     const nTokens = rows.length * S;
     const N = this.config.nLayer * this.config.dMlp;
-    if (4 * N * (nTokens + 2 * keptIndex.length) > MAX_ACTIVATION_BYTES) return undefined;
-    throwIfCancelled(signal);
-    const session = await this.session('kept');
+    if (4 * N * (2 * nTokens + 2 * keptIndex.length) > MAX_ACTIVATION_BYTES) return undefined;
     const ids = new BigInt64Array(nTokens);
     rows.forEach((r, b) => r.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
-    const kept = BigInt64Array.from(keptIndex, (k) => BigInt(k));
-    const names = { keptPre: KEPT_PRE, keptPost: KEPT_POST, post: POST_ALL } as const;
-    const res = await session.run(
-      { [INPUT_IDS]: new ort.Tensor('int64', ids, [rows.length, S]), [KEPT_INDEX]: new ort.Tensor('int64', kept, [kept.length]) },
-      want.map((w) => names[w]),
-    );
-    const out: { keptPre?: Float32Array; keptPost?: Float32Array; post?: Float32Array } = {};
-    for (const w of want) out[w] = res[names[w]]!.data as Float32Array;
-    return out;
+    return { ids, shape: [rows.length, S], kept: BigInt64Array.from(keptIndex, (k) => BigInt(k)) };
   }
 
   private defaultBatchTokens(logits: boolean, hooks: number): number {

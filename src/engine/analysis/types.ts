@@ -100,6 +100,8 @@ export interface AnalysisOptions {
   mode?: Mode;
   /** onnxruntime intra-op threads (0: engine default). */
   threads?: number;
+  /** False: no forward worker (Settings.overlap). */
+  overlap?: boolean;
   /** onnxruntime's execution provider for this session (provider.ts; default cpu); checked before any model opens. */
   executionProvider?: ExecutionProvider;
   /** Top examples kept per neuron (reference model). */

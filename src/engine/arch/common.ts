@@ -104,6 +104,7 @@ export const KEPT_INDEX = 'kept_index';
 export const KEPT_PRE = 'kept_pre';
 export const KEPT_POST = 'kept_post';
 export const POST_ALL = 'post_all';
+export const PRE_ALL = 'pre_all';
 export const STEER_TOKENS = 'steer_tokens';
 export const TOP_K = 'top_k';
 export const TOP_IDS = 'top_ids';
@@ -138,7 +139,7 @@ export interface GraphOptions {
   intervention?: NeuronRef;
   /**
    * The analysis' layout instead of per-layer hooks (activations only): every layer side by side
-   * (neuron (l, n) at column l·d_mlp + n), as `post_all` [tokens, L·d_mlp], and the rows of input
+   * (neuron (l, n) at column l·d_mlp + n), as `post_all` and `pre_all` [tokens, L·d_mlp], and the rows of input
    * `kept_index` (int64 token indices) of pre and post, as `kept_pre`/`kept_post` [kept, L·d_mlp].
    * ORT does the gathering, so no activation is copied in JavaScript.
    */
@@ -162,13 +163,14 @@ export const MASK_MIN = -3.4028234663852886e38;
 export function keptOutputs(g: OnnxGraph, N: number, pres: string[], posts: string[]): OnnxGraph {
   const kept = g.input(KEPT_INDEX, 'int64', ['kept']);
   const all = (xs: string[], out?: string): string => (xs.length === 1 ? g.op('Identity', xs, {}, out) : g.op('Concat', xs, { axis: { i: 1 } }, out));
-  const preAll = all(pres);
+  const preAll = all(pres, PRE_ALL);
   const postAll = all(posts, POST_ALL);
   g.op('Gather', [preAll, kept], { axis: { i: 0 } }, KEPT_PRE);
   g.op('Gather', [postAll, kept], { axis: { i: 0 } }, KEPT_POST);
   g.output(KEPT_PRE, 'float', ['kept', N]);
   g.output(KEPT_POST, 'float', ['kept', N]);
   g.output(POST_ALL, 'float', ['tokens', N]);
+  g.output(PRE_ALL, 'float', ['tokens', N]);
   return g;
 }
 

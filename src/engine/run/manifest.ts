@@ -14,7 +14,7 @@
  */
 import * as fs from 'node:fs';
 import { basename } from 'node:path';
-import { array, integer, literal, nullable, number, object, optional, picklist, problem, record, refine, string, unknown, type Infer } from '../../schema';
+import { array, boolean, integer, literal, nullable, number, object, optional, picklist, problem, record, refine, string, unknown, type Infer } from '../../schema';
 import type { Corpus } from '../corpus';
 import { RunError } from '../errors';
 import { writeJsonAtomic } from '../store';
@@ -62,6 +62,12 @@ export interface Settings {
    * shards begin where these additions happen, so small budgets need small chunks).
    */
   chunkTokens?: number;
+  /**
+   * False: every forward runs on the analysis' own thread. Default (missing): the next batch's
+   * forwards run on a worker thread while this one accumulates (pipeline/prefetch.ts); the
+   * numbers are the same either way.
+   */
+  overlap?: boolean;
 }
 
 export interface ModelInfo {
@@ -178,6 +184,7 @@ const SETTINGS_SCHEMA = object({
   refBlock: optional(nat),
   rotationSeeds: optional(record(nat)),
   chunkTokens: optional(positive),
+  overlap: optional(boolean()),
 });
 
 const CORPUS_SCHEMA = object({

@@ -5,9 +5,10 @@
  */
 import { keptFilter, row, type Corpus } from '../../corpus';
 import { firstNonFinite } from '../../arch/common';
-import { EngineError, type CancellationSignal } from '../../errors';
+import { EngineError, throwIfCancelled, type CancellationSignal } from '../../errors';
 import type { Model } from '../../runtime';
 import type { AccumulatorSpec, ActivationBatch, ModelActivations } from '../types';
+import type { ForwardPrefetch } from './prefetch';
 
 /**
  * Layer arrays [T×d_mlp] interleaved into one [rows×N] matrix (neuron (l,n) at column
@@ -41,9 +42,9 @@ export function unionReads(reads: readonly NonNullable<AccumulatorSpec['reads']>
   return Array.from({ length: nModels }, (_, i) => [...new Set(reads.filter((r) => r.models.includes(i)).flatMap((r) => r.arrays))]);
 }
 
-/** The arrays of a model that `runKept` returns, when a pass wants no full `pre`. */
-function keptKinds(want: (k: keyof ModelActivations) => boolean): ('keptPre' | 'keptPost' | 'post')[] {
-  return (['keptPre', 'keptPost', 'post'] as const).filter((k) => want(k));
+/** The arrays of a model that a pass wants, as `runKept` returns them. */
+function keptKinds(want: (k: keyof ModelActivations) => boolean): (keyof ModelActivations)[] {
+  return (['keptPre', 'keptPost', 'post', 'pre'] as const).filter((k) => want(k));
 }
 
 function forwardKey(batchIndex: number, rowStart: number, nRows: number, model: number, kinds: readonly string[]): string {
@@ -55,7 +56,7 @@ export function forwardKeys(reads: BatchReads | undefined, models: number, nRows
   const keys = new Set<string>();
   for (let i = 0; i < models && reads; i++) {
     const want = (k: keyof ModelActivations): boolean => reads[i]!.includes(k);
-    if (!want('pre')) keys.add(forwardKey(0, 0, nRows, i, keptKinds(want)));
+    keys.add(forwardKey(0, 0, nRows, i, keptKinds(want)));
   }
   return keys;
 }
@@ -75,8 +76,92 @@ export async function buildBatch(
   reads?: AccumulatorSpec['reads'] | BatchReads,
   /** Forwards kept from an earlier pass over the same batch (RunContext.forwards), filled as they run. */
   forwards?: Map<string, ModelActivations>,
+  /** Forwards on a worker thread (prefetch.ts): taken when requested ahead, else run there now. */
+  prefetch?: ForwardPrefetch,
 ): Promise<ActivationBatch> {
-  const perModel: BatchReads | undefined = reads && !Array.isArray(reads) ? unionReads([reads as NonNullable<AccumulatorSpec['reads']>], handles.length) : (reads as BatchReads | undefined);
+  const perModel = perModelReads(reads, handles.length);
+  const { rows, offsets, nTokens, keep, keptIndex } = batchTokens(handles, corpus, rowStart, nRows);
+  const models: ModelActivations[] = [];
+  const empty = new Float32Array(0);
+  for (const [i, m] of handles.entries()) {
+    const want = (k: keyof ModelActivations): boolean => !perModel || perModel[i]!.includes(k);
+    const wantPre = want('pre') || want('keptPre');
+    const wantPost = want('post') || want('keptPost');
+    if (!(wantPre || wantPost)) {
+      models.push({ pre: empty, post: empty, keptPre: empty, keptPost: empty });
+      continue;
+    }
+    // The analysis' layout straight from ORT (it concatenates layers and gathers kept rows).
+    {
+      const kind = keptKinds(want);
+      const key = forwardKey(batchIndex, rowStart, nRows, i, kind);
+      const kept = forwards?.get(key);
+      if (kept) {
+        models.push(kept);
+        continue;
+      }
+      let ahead = prefetch?.take(key);
+      if (!ahead && prefetch?.has(i)) {
+        throwIfCancelled(signal);
+        if (prefetch.request(key, i, m, rows, keptIndex, kind)) ahead = prefetch.take(key);
+      }
+      const k = ahead ? await ahead : await m.runKept(rows, keptIndex, kind, signal);
+      if (k) {
+        const acts = { pre: k.pre ?? empty, post: k.post ?? empty, keptPre: k.keptPre ?? empty, keptPost: k.keptPost ?? empty };
+        forwards?.set(key, acts);
+        models.push(acts);
+        continue;
+      }
+    }
+    const hooks: ('pre' | 'post')[] = [...(wantPre ? ['pre' as const] : []), ...(wantPost ? ['post' as const] : [])];
+    const run = await m.runTokens(rows, { hooks, signal });
+    const d = m.dMlp;
+    models.push({
+      pre: want('pre') ? interleave(run.hookPre, nTokens, d) : empty,
+      post: want('post') ? interleave(run.hookPost, nTokens, d) : empty,
+      keptPre: want('keptPre') ? interleave(run.hookPre, nTokens, d, keptIndex) : empty,
+      keptPost: want('keptPost') ? interleave(run.hookPost, nTokens, d, keptIndex) : empty,
+    });
+  }
+  return { batchIndex, rows, rowStart, offsets, nTokens, keep, keptIndex, nKept: keptIndex.length, models };
+}
+
+function perModelReads(reads: AccumulatorSpec['reads'] | BatchReads | undefined, nModels: number): BatchReads | undefined {
+  return reads && !Array.isArray(reads) ? unionReads([reads as NonNullable<AccumulatorSpec['reads']>], nModels) : (reads as BatchReads | undefined);
+}
+
+/**
+ * Starts on the worker the forwards that buildBatch will ask for batch `batchIndex` (those that
+ * go through runKept), so that they run while this thread accumulates the batch before.
+ */
+export function prefetchBatch(
+  prefetch: ForwardPrefetch,
+  handles: readonly Model[],
+  corpus: Corpus,
+  batchIndex: number,
+  rowStart: number,
+  nRows: number,
+  reads?: AccumulatorSpec['reads'] | BatchReads,
+): void {
+  const perModel = perModelReads(reads, handles.length);
+  let tokens: ReturnType<typeof batchTokens> | undefined;
+  for (const [i, m] of handles.entries()) {
+    const want = (k: keyof ModelActivations): boolean => !perModel || perModel[i]!.includes(k);
+    if (!prefetch.has(i)) continue;
+    const kind = keptKinds(want);
+    if (kind.length === 0) continue;
+    tokens ??= batchTokens(handles, corpus, rowStart, nRows);
+    prefetch.request(forwardKey(batchIndex, rowStart, nRows, i, kind), i, m, tokens.rows, tokens.keptIndex, kind);
+  }
+}
+
+/** The models a pass forwards (every one when the pass does not say): what the forward worker loads. */
+export function keptModels(reads: BatchReads | undefined, nModels: number): number[] {
+  return Array.from({ length: nModels }, (_, i) => i).filter((i) => !reads || reads[i]!.length > 0);
+}
+
+/** A batch's rows of token ids, their offsets, and which tokens the analysis keeps. */
+function batchTokens(handles: readonly Model[], corpus: Corpus, rowStart: number, nRows: number) {
   const rows: number[][] = [];
   for (let r = rowStart; r < rowStart + nRows; r++) rows.push(row(corpus, r));
   const offsets = [0];
@@ -96,44 +181,7 @@ export async function buildBatch(
     }
   }
   const keptIndex = Int32Array.from(kept);
-  const models: ModelActivations[] = [];
-  const empty = new Float32Array(0);
-  for (const [i, m] of handles.entries()) {
-    const want = (k: keyof ModelActivations): boolean => !perModel || perModel[i]!.includes(k);
-    const wantPre = want('pre') || want('keptPre');
-    const wantPost = want('post') || want('keptPost');
-    if (!(wantPre || wantPost)) {
-      models.push({ pre: empty, post: empty, keptPre: empty, keptPost: empty });
-      continue;
-    }
-    // The analysis' layout straight from ORT (it concatenates layers and gathers kept rows).
-    if (!want('pre')) {
-      const kind = keptKinds(want);
-      const key = forwardKey(batchIndex, rowStart, nRows, i, kind);
-      const kept = forwards?.get(key);
-      if (kept) {
-        models.push(kept);
-        continue;
-      }
-      const k = await m.runKept(rows, keptIndex, kind, signal);
-      if (k) {
-        const acts = { pre: empty, post: k.post ?? empty, keptPre: k.keptPre ?? empty, keptPost: k.keptPost ?? empty };
-        forwards?.set(key, acts);
-        models.push(acts);
-        continue;
-      }
-    }
-    const hooks: ('pre' | 'post')[] = [...(wantPre ? ['pre' as const] : []), ...(wantPost ? ['post' as const] : [])];
-    const run = await m.runTokens(rows, { hooks, signal });
-    const d = m.dMlp;
-    models.push({
-      pre: want('pre') ? interleave(run.hookPre, nTokens, d) : empty,
-      post: want('post') ? interleave(run.hookPost, nTokens, d) : empty,
-      keptPre: want('keptPre') ? interleave(run.hookPre, nTokens, d, keptIndex) : empty,
-      keptPost: want('keptPost') ? interleave(run.hookPost, nTokens, d, keptIndex) : empty,
-    });
-  }
-  return { batchIndex, rows, rowStart, offsets, nTokens, keep, keptIndex, nKept: keptIndex.length, models };
+  return { rows, offsets, nTokens, keep, keptIndex };
 }
 
 /**

@@ -168,6 +168,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     topK: opts.topK ?? DEFAULTS.topK,
     tokens: opts.tokens,
     memoryGb: opts.memoryGb ?? DEFAULTS.memoryGb,
+    ...(opts.overlap === false ? { overlap: false } : {}),
   };
   if (!isUsableThreshold(s.threshold)) throw new EngineError(`threshold ${s.threshold} is not a usable excess correlation`);
   if (!Number.isSafeInteger(s.seed) || s.seed < 0 || s.seed >= 2 ** 32) throw new EngineError(`seed ${s.seed} must be an integer in [0, 2^32)`);

@@ -11,7 +11,9 @@ import { writeManifest } from '../../run/manifest';
 import { reclaim } from '../blocking';
 import { partName, writePartState } from '../parts';
 import type { Accumulator, AccumulatorSpec, ActivationBatch, RunContext, RunState } from '../types';
-import { buildBatch, forwardKeys, nonFiniteError, unionReads, type BatchReads } from './batch';
+import { threadsOf } from '../../threads';
+import { buildBatch, forwardKeys, keptModels, nonFiniteError, prefetchBatch, unionReads, type BatchReads } from './batch';
+import { ForwardPrefetch } from './prefetch';
 
 /** Tokens in batches [b0, b) of a pass (a whole run: b0 = 0; a token shard: its first batch). */
 export function tokensAt(rc: Pick<RunContext, 'settings' | 'corpus' | 'b0'>, b: number): number {
@@ -54,9 +56,7 @@ function checkpoint(rc: RunContext, st: RunState, next: number): void {
  * periodic one.
  */
 export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
-  const { handles, corpus, settings, nBatches, signal, forwards, b0, b1 } = rc;
-  const nb = b1 - b0;
-  const P = rc.passes.length;
+  const { handles, corpus, settings, nBatches, signal, forwards, b1 } = rc;
   const cur = rc.passes[st.pass]!;
   const reads = readsOf(rc, cur);
   if (forwards) {
@@ -94,11 +94,67 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
   // ranges, the cross moments' shift) is fixed from it here too (parts.ts).
   if (st.fresh && st.start > 0) await primePass(st.accs, st.start, (b) => sample(b, undefined, reads));
   st.fresh = false;
+  const prefetch = await startPrefetch(rc, reads, b1 - st.start);
+  try {
+    await streamBatches(rc, st, reads, prefetch, note, cur, (b) => (lastCheckpoint = b));
+  } finally {
+    await prefetch?.close();
+  }
+  // A cancel during the last batch: the manifest then says cancelled.
+  throwIfCancelled(signal);
+  // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the
+  // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small
+  // size: 450 s of a 2,600 s run went to these writes) costs more than the batch it saves. Not for
+  // a part: its product is the state writePart writes.
+  if (!rc.part && lastCheckpoint < b1 && !rc.boundaryOnly) checkpoint(rc, st, b1);
+}
+
+/** Share of the memory budget one more batch of forwards may take for the overlap (prefetch.ts). */
+const PREFETCH_SHARE = 0.05;
+
+/**
+ * The forward worker of a pass (prefetch.ts), or none: with one batch there is nothing to
+ * overlap, and a batch ahead must fit in a small share of the memory budget (the planner does not
+ * count it: at GPT-2-small size a batch of forwards is GBs, and there batches are few).
+ */
+async function startPrefetch(rc: RunContext, reads: BatchReads | undefined, batches: number): Promise<ForwardPrefetch | undefined> {
+  const s = rc.settings;
+  if (s.overlap === false || batches < 2 || rc.forwards) return undefined;
+  const models = keptModels(reads, rc.handles.length);
+  if (models.length === 0) return undefined;
+  const T = s.batchRows * rc.corpus.nPositions;
+  const bytes = models.reduce((a, i) => a + 4 * T * rc.handles[i]!.nLayers * rc.handles[i]!.dMlp * (reads ? reads[i]!.length : 4), 0);
+  if (bytes > PREFETCH_SHARE * (s.memoryGb ?? 8) * 1e9) return undefined;
+  const p = new ForwardPrefetch(Number(process.env.UN_PREFETCH_THREADS) || threadsOf(s));
+  try {
+    for (const i of models) await p.load(i, rc.handles[i]!);
+  } catch (e) {
+    await p.close();
+    throw e;
+  }
+  return p;
+}
+
+async function streamBatches(
+  rc: RunContext,
+  st: RunState,
+  reads: BatchReads | undefined,
+  prefetch: ForwardPrefetch | undefined,
+  note: string,
+  cur: AccumulatorSpec[],
+  checkpointed: (b: number) => void,
+): Promise<void> {
+  const { handles, corpus, settings, signal, forwards, b1, b0 } = rc;
+  const nb = b1 - b0;
+  const P = rc.passes.length;
+  const rowsAt = (b: number): number => Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows);
   for (let b = st.start; b < b1; b++) {
     // A cancel writes no checkpoint on the way out: the run resumes from its last periodic one.
     throwIfCancelled(signal);
     const rowStart = b * settings.batchRows;
-    const batch = await buildBatch(handles, corpus, b, rowStart, Math.min(settings.batchRows, corpus.nRows - rowStart), signal, reads, forwards);
+    const batch = await buildBatch(handles, corpus, b, rowStart, rowsAt(b), signal, reads, forwards, prefetch);
+    // The next batch's forwards run on the worker while this thread accumulates this one.
+    if (prefetch && b + 1 < b1) prefetchBatch(prefetch, handles, corpus, b + 1, (b + 1) * settings.batchRows, rowsAt(b + 1), reads);
     await addBatch(st.accs, batch, handles);
     const done = st.pass * rc.tokensTotal + tokensAt(rc, b + 1);
     const secs = (Date.now() - st.tStream) / 1000;
@@ -106,7 +162,7 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
     rc.manifest.timings.stream_s = st.streamBase + secs - st.finishSecs;
     if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < b1) {
       checkpoint(rc, st, b + 1);
-      lastCheckpoint = b + 1;
+      checkpointed(b + 1);
     }
     rc.progress({
       phase: 'stream',
@@ -119,13 +175,6 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
       etaSec: (P * rc.tokensTotal - done) / Math.max(rate, 1e-9),
     });
   }
-  // A cancel during the last batch: the manifest then says cancelled.
-  throwIfCancelled(signal);
-  // A checkpoint at the end: if finishing or writing fails (a full disk), resume skips the
-  // stream. Not when the stream is one batch: there the accumulators' state (GBs at GPT-2-small
-  // size: 450 s of a 2,600 s run went to these writes) costs more than the batch it saves. Not for
-  // a part: its product is the state writePart writes.
-  if (!rc.part && lastCheckpoint < b1 && !rc.boundaryOnly) checkpoint(rc, st, b1);
 }
 
 /** A part's product: its accumulators' state at the end of the stream, for the merge (parts.ts). */

@@ -1,0 +1,153 @@
+/**
+ * The next batch's forwards on a worker thread while this thread accumulates the current one
+ * (issue 13: the cores sat partly idle through a stream). onnxruntime-node's run() blocks the
+ * thread that calls it, so on one thread a forward and the accumulators' work (GEMMs, also ORT
+ * runs, and the kernels) could only take turns. The worker holds the analysis forward's session
+ * of each model a pass reads: the same graph and settings as Forward.runKept, so the activations
+ * are bit-identical. This thread releases its own sessions of those models, so the weights are
+ * not held twice; they load again on next use.
+ *
+ * A worker that fails or dies fails the batch that waits on it with a clear error: the run stops
+ * at its last checkpoint, which resumes with identical results. A cancel waits for the forwards
+ * already started (a batch ahead, well under a second: prefetch is on only where a batch is small).
+ */
+import { Worker } from 'node:worker_threads';
+import { EngineError } from '../../errors';
+import { INPUT_IDS, KEPT_INDEX } from '../../arch/common';
+import { KEPT_OUTPUTS, type Model } from '../../runtime';
+
+type Kind = keyof typeof KEPT_OUTPUTS;
+export type KeptForward = Partial<Record<Kind, Float32Array>>;
+
+// Messages are handled one at a time, in order: onnxruntime-node's run() resolves on a later
+// tick, and a session must not be released (close) while a run on it is pending.
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const ort = require(workerData.ort);
+const sessions = new Map();
+async function handle(m) {
+  if (m.op === 'close') {
+    for (const s of sessions.values()) await s.release().catch(() => {});
+    sessions.clear();
+    process.exit(0);
+  }
+  try {
+    if (m.op === 'load') {
+      const old = sessions.get(m.model);
+      sessions.delete(m.model);
+      if (old) await old.release();
+      sessions.set(m.model, await ort.InferenceSession.create(m.source, m.options));
+      parentPort.postMessage({ id: m.id });
+    } else if (m.op === 'run') {
+      const s = sessions.get(m.model);
+      if (!s) throw new Error('model ' + m.model + ' is not loaded');
+      const res = await s.run({ [m.inIds]: new ort.Tensor('int64', m.ids, m.shape), [m.inKept]: new ort.Tensor('int64', m.kept, [m.kept.length]) }, m.names);
+      const out = {};
+      for (const n of m.names) out[n] = res[n].data;
+      parentPort.postMessage({ id: m.id, out }, m.names.map((n) => out[n].buffer));
+    }
+  } catch (e) {
+    parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });
+  }
+}
+let queue = Promise.resolve();
+parentPort.on('message', (m) => (queue = queue.then(() => handle(m))));
+`;
+
+interface Waiter {
+  resolve: (v: Record<string, Float32Array> | undefined) => void;
+  reject: (e: Error) => void;
+}
+
+export class ForwardPrefetch {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly waiting = new Map<number, Waiter>();
+  private dead = '';
+  /** Models whose session the worker holds, by model index. */
+  private readonly loaded = new Set<number>();
+  /** Requested forwards by batch key (pipeline/batch.ts forwardKey), not yet taken. */
+  private readonly ahead = new Map<string, Promise<KeptForward>>();
+
+  constructor(private readonly threads: number) {
+    this.worker = new Worker(WORKER, { eval: true, workerData: { ort: require.resolve('onnxruntime-node') } });
+    this.worker.on('message', (m: { id: number; out?: Record<string, Float32Array>; error?: string }) => {
+      const w = this.waiting.get(m.id);
+      if (!w) return;
+      this.waiting.delete(m.id);
+      if (m.error !== undefined) w.reject(new EngineError(`the forward worker failed: ${m.error}; the run stops (its last checkpoint can be resumed)`));
+      else w.resolve(m.out);
+    });
+    const fail = (why: string): void => {
+      this.dead ||= why;
+      for (const w of this.waiting.values()) w.reject(new EngineError(`the forward worker ${this.dead}; the run stops (its last checkpoint can be resumed)`));
+      this.waiting.clear();
+    };
+    this.worker.on('error', (e) => fail(`threw: ${e.message}`));
+    this.worker.on('exit', (code) => fail(`exited (code ${code})`));
+  }
+
+  private call(msg: Record<string, unknown>): Promise<Record<string, Float32Array> | undefined> {
+    if (this.dead) return Promise.reject(new EngineError(`the forward worker ${this.dead}; the run stops (its last checkpoint can be resumed)`));
+    const id = this.nextId++;
+    const p = new Promise<Record<string, Float32Array> | undefined>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    this.worker.postMessage({ ...msg, id });
+    return p;
+  }
+
+  /** Whether model `i`'s session is on the worker. */
+  has(i: number): boolean {
+    return this.loaded.has(i);
+  }
+
+  /** Loads model `i`'s analysis forward on the worker and releases this thread's sessions of it. */
+  async load(i: number, m: Model): Promise<void> {
+    if (this.loaded.has(i)) return;
+    const { source, options } = m.forward.keptGraph(this.threads);
+    await this.call({ op: 'load', model: i, source, options });
+    this.loaded.add(i);
+    await m.forward.releaseSessions();
+  }
+
+  /** Starts model `i`'s forward of one batch (Forward.runKept's inputs), to be taken by `key`. */
+  request(key: string, i: number, m: Model, rows: readonly (readonly number[])[], keptIndex: Int32Array, kinds: readonly Kind[]): boolean {
+    if (!this.loaded.has(i) || this.ahead.has(key)) return this.ahead.has(key);
+    const feeds = m.forward.keptFeeds(rows, keptIndex);
+    if (!feeds) return false;
+    const names = kinds.map((k) => KEPT_OUTPUTS[k]);
+    const p = this.call({ op: 'run', model: i, ids: feeds.ids, shape: feeds.shape, kept: feeds.kept, names, inIds: INPUT_IDS, inKept: KEPT_INDEX }).then((out) => {
+      const r: KeptForward = {};
+      for (const k of kinds) r[k] = out![KEPT_OUTPUTS[k]]!;
+      return r;
+    });
+    // Awaited by take(); a failure not yet taken must not surface as an unhandled rejection.
+    p.catch(() => {});
+    this.ahead.set(key, p);
+    return true;
+  }
+
+  /** The forward requested under `key`, if any (taken once). */
+  take(key: string): Promise<KeptForward> | undefined {
+    const p = this.ahead.get(key);
+    this.ahead.delete(key);
+    return p;
+  }
+
+  /** Drops requests not taken (their results are garbage once they arrive). */
+  forget(): void {
+    this.ahead.clear();
+  }
+
+  /**
+   * Ends the worker once the forwards it has started are done (their results are dropped). Not
+   * terminate(): a worker terminated inside onnxruntime's run aborts the whole process.
+   */
+  async close(): Promise<void> {
+    this.ahead.clear();
+    if (this.dead) return;
+    this.dead = 'was closed';
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage({ op: 'close' });
+    await exited;
+  }
+}
