@@ -1,4 +1,4 @@
-// The analysis' per-value loops, JS against the WebAssembly SIMD kernels on 1 thread and on every
+// The analysis' per-value loops (activation statistics, top examples, the paper histogram), JS against the WebAssembly SIMD kernels on 1 thread and on every
 // core (kernels/pool.ts), on batches of the tiny family's shape (2,048 neurons × 1,024 kept
 // tokens). Not a test: figures go in BENCHMARKS.md ("Per-value kernels").
 //
@@ -9,6 +9,7 @@
 import { cpus, loadavg } from 'node:os';
 import { ActivationStats } from '../src/engine/analysis/actstats';
 import { TopExamples } from '../src/engine/analysis/examples';
+import { PaperHistogram } from '../src/engine/analysis/paperhist';
 import type { ActivationBatch } from '../src/engine/analysis/types';
 import { setKernelThreads } from '../src/engine/kernels/pool';
 
@@ -55,7 +56,10 @@ function batch(i: number): ActivationBatch {
 const data = Array.from({ length: B }, (_, i) => batch(i));
 const values = data.reduce((s, b) => s + b.nKept, 0) * N;
 
-function time(what: string, make: () => { add(b: ActivationBatch): void }): void {
+/** The paper histogram counts every token's pre, not only the kept ones. */
+const allValues = data.reduce((s, b) => s + b.nTokens, 0) * N;
+
+function time(what: string, make: () => { add(b: ActivationBatch): void }, n = values): void {
   const acc = make();
   acc.add(data[0]!); // warm-up (and the histogram's range)
   const c0 = process.cpuUsage();
@@ -64,7 +68,7 @@ function time(what: string, make: () => { add(b: ActivationBatch): void }): void
   const wall = performance.now() - t0;
   const cu = process.cpuUsage(c0);
   const cpu = (cu.user + cu.system) / 1000;
-  console.log(`| ${what} | ${((wall * 1e6) / values).toFixed(2)} | ${((cpu * 1e6) / values).toFixed(2)} | ${(cpu / wall).toFixed(2)} |`);
+  console.log(`| ${what} | ${((wall * 1e6) / n).toFixed(2)} | ${((cpu * 1e6) / n).toFixed(2)} | ${(cpu / wall).toFixed(2)} |`);
 }
 
 console.log(`${N} neurons × ${ROWS} kept tokens × ${B} batches; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
@@ -73,10 +77,12 @@ console.log('|---|---:|---:|---:|');
 for (let rep = 0; rep < 2; rep++) {
   time('activation statistics, JS', () => new ActivationStats({ nNeurons: N, kernel: false }));
   time('top examples, JS', () => new TopExamples({ nNeurons: N, kernel: false }));
+  time('paper histogram, JS', () => new PaperHistogram(N, { kernel: false }), allValues);
   for (const t of THREADS) {
     setKernelThreads(t);
     time(`activation statistics, kernel, ${t} thread${t > 1 ? 's' : ''}`, () => new ActivationStats({ nNeurons: N }));
     time(`top examples, kernel, ${t} thread${t > 1 ? 's' : ''}`, () => new TopExamples({ nNeurons: N }));
+    time(`paper histogram, kernel, ${t} thread${t > 1 ? 's' : ''}`, () => new PaperHistogram(N), allValues);
   }
 }
 setKernelThreads(0);

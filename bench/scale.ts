@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     threads,
     peak_rss_gb: Number(gb(hwm)),
     wall_s: (tEnd - tRun) / 1000,
-    checkpoints_write_s: (tModels - t0) / 1000,
+    models_write_s: (tModels - t0) / 1000,
     open_s: sum(/^open$/) + sum(/^corpus$/),
     cross_stream_s: sum(/stream$/) - sum(new RegExp(`^${statsPass}stream$`)),
     cross_finish_s: sum(/finish$/) - sum(new RegExp(`^${statsPass}finish$`)),

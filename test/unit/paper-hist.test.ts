@@ -109,3 +109,49 @@ test('checkpoint and restore keep the counts', () => {
   for (let j = 0; j < N; j++) assert.deepEqual(Array.from(b.counts.subarray(j * PAPER_BINS, (j + 1) * PAPER_BINS)), golden.counts[j]);
   assert.throws(() => PaperHistogram.restore(a.state(), N + 1), /neurons/);
 });
+
+test('the kernel counts what the JS loop counts: values at, just above and just below every edge, fp16 ties, subnormals, NaN, ±Infinity; 1 and 3 threads', async () => {
+  const { setKernelThreads } = await import('../../src/engine/kernels/pool');
+  const near = (v: number, k: number): number => {
+    const f = new Float32Array([v]);
+    const u = new Uint32Array(f.buffer);
+    if (v === 0) return k * 1e-45;
+    u[0] = u[0]! + (v > 0 ? k : -k);
+    return f[0]!;
+  };
+  const vals: number[] = [NaN, Infinity, -Infinity, 0, -0, 1e-40, -1e-40, 6e-8, 3e-8, -10, 15, 65504, 65520, -7e4, 1e30];
+  for (const e of PAPER_EDGES) for (const k of [-3, -1, 0, 1, 3]) vals.push(near(e, k));
+  // fp16 ties that straddle an edge: x halfway between the fp16 values h1 ≤ e < h2 around edge e,
+  // so rounding to even (or not) decides the bin.
+  for (const e of PAPER_EDGES) {
+    if (e === 0) continue;
+    const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(e))), -14) - 10);
+    const h1 = Math.floor(e / ulp) * ulp;
+    vals.push(h1 + ulp / 2, -(h1 + ulp / 2));
+  }
+  let s = 7;
+  while (vals.length % 13 !== 0 || vals.length < 2000) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    vals.push((s / 2 ** 31) * 30 - 12);
+  }
+  // Tokens × 13 neurons: each neuron sees every value (rotated), so every column meets every case.
+  const Nn = 13;
+  const Tn = vals.length;
+  const pre = new Float32Array(Tn * Nn);
+  for (let t = 0; t < Tn; t++) for (let j = 0; j < Nn; j++) pre[t * Nn + j] = vals[(t + 37 * j) % Tn]!;
+  const empty = new Float32Array(0);
+  const b: ActivationBatch = { batchIndex: 0, rows: [], rowStart: 0, offsets: [0, Tn], nTokens: Tn, keep: new Uint8Array(Tn), keptIndex: new Int32Array(0), nKept: 0, models: [{ pre, post: empty, keptPre: empty, keptPost: empty }] };
+  const js = new PaperHistogram(Nn, { kernel: false });
+  js.add(b);
+  try {
+    for (const threads of [1, 3]) {
+      setKernelThreads(threads);
+      const k = new PaperHistogram(Nn);
+      k.add(b);
+      assert.deepEqual(Array.from(k.counts), Array.from(js.counts), `${threads} threads`);
+      assert.deepEqual(k.state().counts, js.state().counts);
+    }
+  } finally {
+    setKernelThreads(0);
+  }
+});

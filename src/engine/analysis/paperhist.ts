@@ -14,6 +14,8 @@
  * streaming values stay in neurons.arrow as `act_freq` and `*_exact`.
  */
 import { EngineError } from '../errors';
+import { KernelMemory } from '../kernels';
+import { columnRange, kernelPool, partsFor } from '../kernels/pool';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 
 export const PAPER_BINS = 257;
@@ -136,14 +138,35 @@ export interface PaperHistogramResult {
 
 const KIND = 'paper-histogram';
 
-/** The reference model's 257-bin fp16 histograms over all tokens; one accumulator per run. */
+/**
+ * The reference model's 257-bin fp16 histograms over all tokens; one accumulator per run. The
+ * counting runs as a WebAssembly kernel over column ranges on the worker pool
+ * (kernels/assembly/paperhist.ts: paperBinFast's operations, so the same counts); `kernel:
+ * false` keeps the JS loop (tests compare the two). The JS loop was 27 ns per value on the
+ * main thread: 56 s of a 1M-token run of the tiny family (BENCHMARKS.md).
+ */
 export class PaperHistogram implements Accumulator<PaperHistogramResult> {
   readonly counts: Uint32Array;
   n = 0;
+  private readonly mem?: KernelMemory;
+  private readonly at?: { counts: number; lut: number; edges: number };
 
-  constructor(readonly nNeurons: number) {
+  constructor(
+    readonly nNeurons: number,
+    opts: { kernel?: boolean } = {},
+  ) {
     if (!Number.isInteger(nNeurons) || nNeurons < 1) throw new EngineError(`nNeurons must be a positive integer, got ${nNeurons}`);
-    this.counts = new Uint32Array(nNeurons * PAPER_BINS);
+    const n = nNeurons * PAPER_BINS;
+    if (opts.kernel === false) {
+      this.counts = new Uint32Array(n);
+      return;
+    }
+    const mem = new KernelMemory(4 * n + 2 * LUT.length + 4 * 256 + 1024);
+    this.mem = mem;
+    this.at = { counts: mem.alloc(4 * n), lut: mem.alloc(2 * LUT.length), edges: mem.alloc(4 * 256) };
+    this.counts = mem.u32(this.at.counts, n);
+    new Int16Array(mem.buffer, this.at.lut, LUT.length).set(LUT);
+    mem.f32(this.at.edges, 256).set(PAPER_EDGES);
   }
 
   /** Bytes held, for the memory planner. */
@@ -160,15 +183,24 @@ export class PaperHistogram implements Accumulator<PaperHistogramResult> {
     if (x.length !== T * N) throw new EngineError(`PaperHistogram: reference pre has ${x.length} values, expected nTokens·N = ${T}·${N}`);
     if (this.n + T > 0xffffffff) throw new EngineError('PaperHistogram: more than 2^32 tokens; split the run');
     const c = this.counts;
-    for (let t = 0; t < T; t++) {
-      const o = t * N;
-      for (let j = 0; j < N; j++) c[j * PAPER_BINS + paperBinFast(x[o + j]!)]!++;
+    const { mem, at } = this;
+    if (mem && at) {
+      const xOff = mem.scratch(4 * x.length);
+      mem.f32(xOff, x.length).set(x);
+      const parts = partsFor(N, T);
+      kernelPool().run(mem, 'paperhist', 'paperCounts', parts, (p) => [xOff, T, N, ...columnRange(N, parts, p), at.counts, at.lut, LUT.length, at.edges]);
+    } else {
+      for (let t = 0; t < T; t++) {
+        const o = t * N;
+        for (let j = 0; j < N; j++) c[j * PAPER_BINS + paperBinFast(x[o + j]!)]!++;
+      }
     }
     this.n += T;
   }
 
   state(): AccumulatorState {
-    return { kind: KIND, nNeurons: this.nNeurons, n: this.n, counts: this.counts };
+    // A copy: the counts may be a view of the kernels' shared memory.
+    return { kind: KIND, nNeurons: this.nNeurons, n: this.n, counts: this.counts.slice() };
   }
 
   static restore(st: AccumulatorState, nNeurons: number): PaperHistogram {

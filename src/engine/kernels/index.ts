@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EngineError } from '../errors';
 
-export type KernelName = 'stats' | 'families' | 'sddmm' | 'vocab';
+export type KernelName = 'stats' | 'families' | 'sddmm' | 'vocab' | 'finish' | 'paperhist';
 
 const modules = new Map<KernelName, WebAssembly.Module>();
 
@@ -118,6 +118,10 @@ export class KernelMemory {
 
   u32(off: number, n: number): Uint32Array {
     return new Uint32Array(this.buffer, off, n);
+  }
+
+  u8(off: number, n: number): Uint8Array {
+    return new Uint8Array(this.buffer, off, n);
   }
 
   i32(off: number, n: number): Int32Array {

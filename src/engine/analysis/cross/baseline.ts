@@ -9,6 +9,7 @@ import { reclaim } from '../blocking';
 import type { CrossMoments } from '../crossmoments';
 import type { Gemm } from '../gemm';
 import { clampCorr, invStd, Y_REL } from './common';
+import { ScreenKernels } from './finishKernels';
 import type { DenseMoments } from './dense';
 import type { YMoments } from './types';
 
@@ -122,11 +123,12 @@ export async function rotatedMax(
   const sy = D.sy();
   const iy = invStd(sy, ym.syy, n, Y_REL);
   const step = Math.min(B, rowsPerGemm32(d));
-  const cov = new Float64Array(step * d);
+  // The per-element passes on the kernel pool (finishKernels.ts; the same operations). The
+  // fp32 covariances are copied out of its shared memory for the GEMM (onnxruntime refuses it).
+  const K = new ScreenKernels(step, d, D.sxy instanceof Float64Array);
   const cov32 = new Float32Array(step * d);
   const out32 = new Float32Array(step * d);
   const R32 = new Float32Array(d * d);
-  const sumSq = new Float64Array(step);
   // This layer's Σy and constant-neuron flags, contiguous: the loop below runs B·N_m times.
   const syl = new Float64Array(d);
   const cy = new Uint8Array(d);
@@ -138,6 +140,7 @@ export async function rotatedMax(
       syl[b] = sy[off + b]!;
       cy[b] = iy[off + b] === 0 ? 1 : 0;
     }
+    K.setLayer(syl, cy);
     const Rl = R(l);
     R32.set(Rl);
     const rNorm = maxRowNorm(Rl, d);
@@ -148,24 +151,13 @@ export async function rotatedMax(
       const rows = Math.min(step, B - i0);
       // The centred covariances in float64, their fp32 copy for the screen and their squared
       // norms, in one pass (screenRefine's own first pass, done here).
-      for (let r = 0; r < rows; r++) {
-        const src = (i0 + r) * Nm + off;
-        const dst = r * d;
-        const sxi = sx[i0 + r]!;
-        let q = 0;
-        for (let b = 0; b < d; b++) {
-          const v = cy[b] ? 0 : sxy[src + b]! - (sxi * syl[b]!) / n;
-          cov[dst + b] = v;
-          cov32[dst + b] = v;
-          q += v * v;
-        }
-        sumSq[r] = q;
-      }
+      const k = K.cov(sxy, Nm, off, i0, rows, sx, n);
+      cov32.set(k.cov32);
       refined += await screenRefine(c.gemm, {
-        sumSq: sumSq.subarray(0, rows),
+        sumSq: k.sumSq,
         rows,
         d,
-        cov: cov.subarray(0, rows * d),
+        cov: k.cov,
         cov32: cov32.subarray(0, rows * d),
         out32: out32.subarray(0, rows * d),
         R: Rl,
@@ -176,6 +168,7 @@ export async function rotatedMax(
         col0: off,
         best: best.subarray(i0, i0 + rows),
         arg: arg.subarray(i0, i0 + rows),
+        kernels: K,
       });
     }
     if (bigFinish(c)) await reclaim();
@@ -246,6 +239,8 @@ export async function screenRefine(
     col0: number;
     best: Float64Array;
     arg: Int32Array;
+    /** The screen's pass on the kernel pool (rotatedMax's); else the JS loop. */
+    kernels?: ScreenKernels;
   },
 ): Promise<number> {
   const { rows, d, cov, cov32, R, ix, irv, col0, best, arg } = a;
@@ -274,7 +269,8 @@ export async function screenRefine(
     e[r] = (G * M + under + 2 ** -45 * M) * ix[r]! * (1 + 2 ** -30);
   }
   const P = await gemm.abt32(cov32, a.R32, rows, d, d, a.out32);
-  const cand = new Int32Array(d);
+  const scanned = a.kernels?.scan(P, rows, ix, e, irv, best);
+  let cand: Int32Array<ArrayBufferLike> = new Int32Array(scanned ? 0 : d);
   let refined = 0;
   for (let r = 0; r < rows; r++) {
     const xi = ix[r]!;
@@ -283,21 +279,29 @@ export async function screenRefine(
     const er = e[r]!;
     // One pass: the largest lower bound so far (or the exact best of earlier layers) rules out
     // every entry whose upper bound is below it; what is left (a handful) is refined after.
-    let thr = best[r]!;
+    // (screenScan in kernels/assembly/finish.ts is this loop.)
     let lbMax = -Infinity;
     let seed = -1;
     let nc = 0;
-    for (let k = 0; k < d; k++) {
-      const t = P[o + k]! * xi;
-      const s = irv[k]!;
-      const lb = (t - er) * s;
-      if (lb > lbMax) {
-        lbMax = lb;
-        seed = k;
-        if (lb > thr) thr = lb;
+    if (scanned) {
+      lbMax = scanned.lbMax[r]!;
+      seed = scanned.seed[r]!;
+      nc = scanned.nc[r]!;
+      cand = scanned.cand.subarray(o, o + d);
+    } else {
+      let thr = best[r]!;
+      for (let k = 0; k < d; k++) {
+        const t = P[o + k]! * xi;
+        const s = irv[k]!;
+        const lb = (t - er) * s;
+        if (lb > lbMax) {
+          lbMax = lb;
+          seed = k;
+          if (lb > thr) thr = lb;
+        }
+        // Kept unless its float64 ρ is surely below another's (ties and NaN are kept).
+        if (!((t + er) * s < thr)) cand[nc++] = k;
       }
-      // Kept unless its float64 ρ is surely below another's (ties and NaN are kept).
-      if (!((t + er) * s < thr)) cand[nc++] = k;
     }
     let bestR = best[r]!;
     let argR = arg[r]!;

@@ -2,13 +2,14 @@
  * CrossMoments' dense products (exact mode, and fast mode's screen or counted prefix) and the
  * exact finish from them (crossmoments.ts has the design).
  */
-import { EngineError, throwIfCancelled } from '../../errors';
+import { EngineError } from '../../errors';
 import { reclaim } from '../blocking';
 import type { CrossMoments } from '../crossmoments';
 import type { GramLayout } from '../gemm';
 import type { AccumulatorState } from '../types';
 import { bigFinish, gramMoments, rotatedCorr, rotatedMax } from './baseline';
 import { addInto, copyInto, invStd, num, XStats, Y_REL } from './common';
+import { partnerMax } from './finishKernels';
 import type { ArrayPool } from './pool';
 import type { CrossMomentsResult, YMoments } from './types';
 
@@ -271,30 +272,8 @@ export async function finishExact(c: CrossMoments, D: DenseMoments): Promise<Cro
   for (let j = 0; j < Nm; j++) my[j] = n > 0 ? sy[j]! / n : 0;
   const maxCorr = new Float64Array(B);
   const partner = new Int32Array(B).fill(-1);
-  const sxy = D.sxy;
-  for (let i = 0; i < B; i++) {
-    if ((i & 63) === 0) throwIfCancelled(c.signal);
-    if (ix[i] === 0) continue;
-    const row = i * Nm;
-    const sxi = sx[i]!;
-    const ixi = ix[i]!;
-    let best = -Infinity;
-    let arg = -1;
-    for (let j = 0; j < Nm; j++) {
-      // clampCorr written out: B·N_m calls (3·10⁸ per GPT-2-small-size block), and under tsx an
-      // imported function is reached through a getter (69 s of a 1,024-token run's profile).
-      let r = (sxy[row + j]! - sxi * my[j]!) * ixi * iy[j]!;
-      if (!(r === r)) r = 0;
-      else if (r > 1) r = 1;
-      else if (r < -1) r = -1;
-      if (r > best) {
-        best = r;
-        arg = j;
-      }
-    }
-    maxCorr[i] = best;
-    partner[i] = arg;
-  }
+  // On the kernel pool (finishKernels.ts): the same operations per element as the JS loop.
+  partnerMax(D.sxy, B, Nm, sx, ix, my, iy, maxCorr, partner, c.signal);
   const baseline = new Float64Array(B).fill(-Infinity);
   const baselinePartner = new Int32Array(B).fill(-1);
   const d = c.d;

@@ -1,0 +1,150 @@
+/**
+ * The exact finish's per-element passes over a block's B × N_m sums as WebAssembly kernels on the
+ * worker pool (kernels/assembly/finish.ts): the partner maximum (finishExact), the centred
+ * covariances of a layer's rows (rotatedMax) and the screen's pass (screenRefine). Each does the
+ * JS loop's float64 operations in the same order, so the results are bit-identical.
+ *
+ * Why: at GPT-2-small size a block is 8,018 × 36,864 = 3·10⁸ elements, each pass ~2.5–3 s of
+ * the main thread while the other core idled, and a 1,024-token run has 21 blocks (BENCHMARKS.md).
+ * The sums live in JS arrays (onnxruntime writes them, and it refuses shared memory), so each
+ * call copies its rows into the kernels' shared memory in chunks of at most CHUNK_BYTES.
+ */
+import { throwIfCancelled, type CancellationSignal } from '../../errors';
+import { KernelMemory } from '../../kernels';
+import { kernelPool } from '../../kernels/pool';
+
+/** Bytes of sums copied into kernel memory per call. */
+const CHUNK_BYTES = 32 * 1024 * 1024;
+
+/** [r0, r1) of part p of `rows` rows in `parts` parts. */
+function rowRange(rows: number, parts: number, p: number): [number, number] {
+  return [Math.floor((p * rows) / parts), Math.floor(((p + 1) * rows) / parts)];
+}
+
+function partsOf(rows: number): number {
+  return Math.max(1, Math.min(kernelPool().threads, rows));
+}
+
+/**
+ * finishExact's partner maximum: for each row i of the [B × Nm] sums with ix[i] ≠ 0,
+ * best[i]/arg[i] = the largest clamp((sxy[i,j] − sx[i]·my[j])·ix[i]·iy[j]) and its first j.
+ */
+export function partnerMax(
+  sxy: Float32Array | Float64Array,
+  B: number,
+  Nm: number,
+  sx: Float64Array,
+  ix: Float64Array,
+  my: Float64Array,
+  iy: Float64Array,
+  best: Float64Array,
+  arg: Int32Array,
+  signal?: CancellationSignal,
+): void {
+  const wide = sxy instanceof Float64Array ? 1 : 0;
+  const bytes = wide ? 8 : 4;
+  const chunk = Math.max(1, Math.min(B, Math.floor(CHUNK_BYTES / (Nm * bytes))));
+  const mem = new KernelMemory(chunk * Nm * bytes + 16 * Nm + 24 * chunk + 1024);
+  const at = {
+    s: mem.alloc(chunk * Nm * bytes),
+    my: mem.alloc(8 * Nm),
+    iy: mem.alloc(8 * Nm),
+    sx: mem.alloc(8 * chunk),
+    ix: mem.alloc(8 * chunk),
+    best: mem.alloc(8 * chunk),
+    arg: mem.alloc(4 * chunk),
+  };
+  mem.f64(at.my, Nm).set(my);
+  mem.f64(at.iy, Nm).set(iy);
+  const pool = kernelPool();
+  for (let i0 = 0; i0 < B; i0 += chunk) {
+    throwIfCancelled(signal);
+    const rows = Math.min(chunk, B - i0);
+    (wide ? mem.f64(at.s, rows * Nm) : mem.f32(at.s, rows * Nm)).set(sxy.subarray(i0 * Nm, (i0 + rows) * Nm));
+    mem.f64(at.sx, rows).set(sx.subarray(i0, i0 + rows));
+    mem.f64(at.ix, rows).set(ix.subarray(i0, i0 + rows));
+    const b = mem.f64(at.best, rows);
+    const a = mem.i32(at.arg, rows);
+    b.set(best.subarray(i0, i0 + rows));
+    a.set(arg.subarray(i0, i0 + rows));
+    const parts = partsOf(rows);
+    pool.run(mem, 'finish', 'partnerMax', parts, (p) => [at.s, wide, Nm, ...rowRange(rows, parts, p), at.sx, at.ix, at.my, at.iy, at.best, at.arg]);
+    best.set(b, i0);
+    arg.set(a, i0);
+  }
+}
+
+/**
+ * rotatedMax's and screenRefine's per-element passes for one layer's rows, with the kernel
+ * memory reused from chunk to chunk and layer to layer (one per block's finish).
+ */
+export class ScreenKernels {
+  readonly mem: KernelMemory;
+  private readonly at: Record<'s' | 'cov' | 'cov32' | 'P' | 'cand' | 'nc' | 'lbMax' | 'seed' | 'sx' | 'syl' | 'cy' | 'sumSq' | 'ix' | 'e' | 'irv' | 'best', number>;
+
+  constructor(
+    /** Rows per chunk (rotatedMax's step). */
+    readonly step: number,
+    readonly d: number,
+    readonly wide: boolean,
+  ) {
+    const n = step * d;
+    const sb = wide ? 8 : 4;
+    this.mem = new KernelMemory(n * (sb + 8 + 4 + 4 + 4) + 40 * step + 17 * d + 4096);
+    const m = this.mem;
+    this.at = {
+      s: m.alloc(n * sb),
+      cov: m.alloc(8 * n),
+      cov32: m.alloc(4 * n),
+      P: m.alloc(4 * n),
+      cand: m.alloc(4 * n),
+      nc: m.alloc(4 * step),
+      lbMax: m.alloc(8 * step),
+      seed: m.alloc(4 * step),
+      sx: m.alloc(8 * step),
+      syl: m.alloc(8 * d),
+      cy: m.alloc(d),
+      sumSq: m.alloc(8 * step),
+      ix: m.alloc(8 * step),
+      e: m.alloc(8 * step),
+      irv: m.alloc(8 * d),
+      best: m.alloc(8 * step),
+    };
+  }
+
+  /** This layer's Σy and constant-neuron flags (rotatedMax's syl, cy). */
+  setLayer(syl: Float64Array, cy: Uint8Array): void {
+    this.mem.f64(this.at.syl, this.d).set(syl);
+    this.mem.u8(this.at.cy, this.d).set(cy);
+  }
+
+  /**
+   * covRows for `rows` rows: row r's sums are sxy[(i0 + r)·Nm + off …+ d). Returns views of the
+   * float64 covariances, their fp32 copy and Σ v² per row (valid until the next call).
+   */
+  cov(sxy: Float32Array | Float64Array, Nm: number, off: number, i0: number, rows: number, sx: Float64Array, n: number): { cov: Float64Array; cov32: Float32Array; sumSq: Float64Array } {
+    const { mem, at, d } = this;
+    const s = this.wide ? mem.f64(at.s, rows * d) : mem.f32(at.s, rows * d);
+    for (let r = 0; r < rows; r++) s.set(sxy.subarray((i0 + r) * Nm + off, (i0 + r) * Nm + off + d), r * d);
+    mem.f64(at.sx, rows).set(sx.subarray(i0, i0 + rows));
+    const parts = partsOf(rows);
+    kernelPool().run(mem, 'finish', 'covRows', parts, (p) => [at.s, this.wide ? 1 : 0, d, ...rowRange(rows, parts, p), at.sx, at.syl, at.cy, n, at.cov, at.cov32, at.sumSq]);
+    return { cov: mem.f64(at.cov, rows * d), cov32: mem.f32(at.cov32, rows * d), sumSq: mem.f64(at.sumSq, rows) };
+  }
+
+  /**
+   * screenScan over the screen P (`rows` × d): per row its candidates (a view per row), the
+   * largest lower bound and its k.
+   */
+  scan(P: Float32Array, rows: number, ix: Float64Array, e: Float64Array, irv: Float64Array, best: Float64Array): { cand: Int32Array; nc: Int32Array; lbMax: Float64Array; seed: Int32Array } {
+    const { mem, at, d } = this;
+    mem.f32(at.P, rows * d).set(P.subarray(0, rows * d));
+    mem.f64(at.ix, rows).set(ix.subarray(0, rows));
+    mem.f64(at.e, rows).set(e.subarray(0, rows));
+    mem.f64(at.irv, d).set(irv);
+    mem.f64(at.best, rows).set(best.subarray(0, rows));
+    const parts = partsOf(rows);
+    kernelPool().run(mem, 'finish', 'screenScan', parts, (p) => [at.P, d, ...rowRange(rows, parts, p), at.ix, at.e, at.irv, at.best, at.cand, at.nc, at.lbMax, at.seed]);
+    return { cand: mem.i32(at.cand, rows * d), nc: mem.i32(at.nc, rows), lbMax: mem.f64(at.lbMax, rows), seed: mem.i32(at.seed, rows) };
+  }
+}
