@@ -84,7 +84,9 @@ test('covRows and screenScan: bit-identical to rotatedMax and screenRefine loops
     setKernelThreads(threads);
     for (const sxy of [D.s32, D.s64]) {
       const step = 16;
-      const K = new ScreenKernels(step, d, sxy instanceof Float64Array);
+      // 5 rows per kernel call: the calls' boundaries fall inside the 16-row chunks.
+      const K = new ScreenKernels(d, sxy instanceof Float64Array, 5 * d * 28);
+      assert.equal(K.sub, 5);
       for (let l = 0; l < L; l++) {
         const off = l * d;
         const syl = Float64Array.from({ length: d }, () => (r() - 0.5) * 10);
@@ -92,7 +94,8 @@ test('covRows and screenScan: bit-identical to rotatedMax and screenRefine loops
         K.setLayer(syl, cy);
         for (let i0 = 0; i0 < B; i0 += step) {
           const rows = Math.min(step, B - i0);
-          const k = K.cov(sxy, Nm, off, i0, rows, D.sx, n);
+          const k = { cov: new Float64Array(rows * d), cov32: new Float32Array(rows * d), sumSq: new Float64Array(rows) };
+          K.cov(sxy, Nm, off, i0, rows, D.sx, n, k);
           // rotatedMax's loop as it was.
           const cov = new Float64Array(rows * d);
           const cov32 = new Float32Array(rows * d);
@@ -120,8 +123,10 @@ test('covRows and screenScan: bit-identical to rotatedMax and screenRefine loops
           const e = Float64Array.from({ length: rows }, () => r() * 0.3);
           const irv = Float64Array.from({ length: d }, (_, b) => (b % 19 === 1 ? 0 : 0.5 + r()));
           const best = Float64Array.from({ length: rows }, (_, q) => (q % 3 === 0 ? -Infinity : r() - 0.5));
-          const got = K.scan(P, rows, ix, e, irv, best);
           for (let q = 0; q < rows; q++) {
+            const q0 = q - (q % K.sub);
+            const got = K.scan(P, q0, Math.min(K.sub, rows - q0), ix, e, irv, best);
+            const w = q - q0;
             const xi = ix[q]!;
             const cand: number[] = [];
             let thr = best[q]!;
@@ -140,10 +145,10 @@ test('covRows and screenScan: bit-identical to rotatedMax and screenRefine loops
                 if (!((t + e[q]!) * s < thr)) cand.push(b);
               }
             }
-            assert.equal(got.nc[q], cand.length, `${what} row ${q}: candidates`);
-            same(got.cand.subarray(q * d, q * d + cand.length), cand, `${what} row ${q}: candidate list`);
-            assert.ok(Object.is(got.lbMax[q], lbMax), `${what} row ${q}: largest lower bound`);
-            assert.equal(got.seed[q], seed, `${what} row ${q}: its k`);
+            assert.equal(got.nc[w], cand.length, `${what} row ${q}: candidates`);
+            same(got.cand.subarray(w * d, w * d + cand.length), cand, `${what} row ${q}: candidate list`);
+            assert.ok(Object.is(got.lbMax[w], lbMax), `${what} row ${q}: largest lower bound`);
+            assert.equal(got.seed[w], seed, `${what} row ${q}: its k`);
           }
         }
       }

@@ -125,8 +125,10 @@ export async function rotatedMax(
   const step = Math.min(B, rowsPerGemm32(d));
   // The per-element passes on the kernel pool (finishKernels.ts; the same operations). The
   // fp32 covariances are copied out of its shared memory for the GEMM (onnxruntime refuses it).
-  const K = new ScreenKernels(step, d, D.sxy instanceof Float64Array);
+  const K = new ScreenKernels(d, D.sxy instanceof Float64Array);
+  const cov = new Float64Array(step * d);
   const cov32 = new Float32Array(step * d);
+  const sumSq = new Float64Array(step);
   const out32 = new Float32Array(step * d);
   const R32 = new Float32Array(d * d);
   // This layer's Σy and constant-neuron flags, contiguous: the loop below runs B·N_m times.
@@ -151,13 +153,12 @@ export async function rotatedMax(
       const rows = Math.min(step, B - i0);
       // The centred covariances in float64, their fp32 copy for the screen and their squared
       // norms, in one pass (screenRefine's own first pass, done here).
-      const k = K.cov(sxy, Nm, off, i0, rows, sx, n);
-      cov32.set(k.cov32);
+      K.cov(sxy, Nm, off, i0, rows, sx, n, { cov, cov32, sumSq });
       refined += await screenRefine(c.gemm, {
-        sumSq: k.sumSq,
+        sumSq: sumSq.subarray(0, rows),
         rows,
         d,
-        cov: k.cov,
+        cov: cov.subarray(0, rows * d),
         cov32: cov32.subarray(0, rows * d),
         out32: out32.subarray(0, rows * d),
         R: Rl,
@@ -269,8 +270,10 @@ export async function screenRefine(
     e[r] = (G * M + under + 2 ** -45 * M) * ix[r]! * (1 + 2 ** -30);
   }
   const P = await gemm.abt32(cov32, a.R32, rows, d, d, a.out32);
-  const scanned = a.kernels?.scan(P, rows, ix, e, irv, best);
-  let cand: Int32Array<ArrayBufferLike> = new Int32Array(scanned ? 0 : d);
+  const K = a.kernels;
+  // The kernel's scan of rows [at, at + K.sub), done when the loop reaches them.
+  let win: (ReturnType<ScreenKernels['scan']> & { at: number; n: number }) | undefined;
+  let cand: Int32Array<ArrayBufferLike> = new Int32Array(K ? 0 : d);
   let refined = 0;
   for (let r = 0; r < rows; r++) {
     const xi = ix[r]!;
@@ -283,11 +286,16 @@ export async function screenRefine(
     let lbMax = -Infinity;
     let seed = -1;
     let nc = 0;
-    if (scanned) {
-      lbMax = scanned.lbMax[r]!;
-      seed = scanned.seed[r]!;
-      nc = scanned.nc[r]!;
-      cand = scanned.cand.subarray(o, o + d);
+    if (K) {
+      if (!win || r >= win.at + win.n) {
+        const n = Math.min(K.sub, rows - r);
+        win = { ...K.scan(P, r, n, ix, e, irv, best), at: r, n };
+      }
+      const w = r - win.at;
+      lbMax = win.lbMax[w]!;
+      seed = win.seed[w]!;
+      nc = win.nc[w]!;
+      cand = win.cand.subarray(w * d, (w + 1) * d);
     } else {
       let thr = best[r]!;
       for (let k = 0; k < d; k++) {

@@ -74,23 +74,31 @@ export function partnerMax(
   }
 }
 
+/** Bytes of a ScreenKernels' memory: sub-chunks of rows are copied in and out. */
+const SCREEN_BYTES = 16 * 1024 * 1024;
+
 /**
- * rotatedMax's and screenRefine's per-element passes for one layer's rows, with the kernel
- * memory reused from chunk to chunk and layer to layer (one per block's finish).
+ * rotatedMax's and screenRefine's per-element passes for one layer's rows, `sub` rows per kernel
+ * call, with the kernel memory reused from call to call (one per block's finish). Results are
+ * copied out into the caller's arrays, so the memory stays a few MB whatever the block.
  */
 export class ScreenKernels {
   readonly mem: KernelMemory;
+  /** Rows per kernel call. */
+  readonly sub: number;
   private readonly at: Record<'s' | 'cov' | 'cov32' | 'P' | 'cand' | 'nc' | 'lbMax' | 'seed' | 'sx' | 'syl' | 'cy' | 'sumSq' | 'ix' | 'e' | 'irv' | 'best', number>;
 
   constructor(
-    /** Rows per chunk (rotatedMax's step). */
-    readonly step: number,
     readonly d: number,
     readonly wide: boolean,
+    /** The memory's size, which sets the rows per call (tests make it small). */
+    bytes = SCREEN_BYTES,
   ) {
-    const n = step * d;
     const sb = wide ? 8 : 4;
-    this.mem = new KernelMemory(n * (sb + 8 + 4 + 4 + 4) + 40 * step + 17 * d + 4096);
+    const sub = Math.max(1, Math.floor(bytes / (d * (sb + 8 + 4 + 4 + 4))));
+    this.sub = sub;
+    const n = sub * d;
+    this.mem = new KernelMemory(n * (sb + 8 + 4 + 4 + 4) + 40 * sub + 17 * d + 4096);
     const m = this.mem;
     this.at = {
       s: m.alloc(n * sb),
@@ -98,17 +106,17 @@ export class ScreenKernels {
       cov32: m.alloc(4 * n),
       P: m.alloc(4 * n),
       cand: m.alloc(4 * n),
-      nc: m.alloc(4 * step),
-      lbMax: m.alloc(8 * step),
-      seed: m.alloc(4 * step),
-      sx: m.alloc(8 * step),
+      nc: m.alloc(4 * sub),
+      lbMax: m.alloc(8 * sub),
+      seed: m.alloc(4 * sub),
+      sx: m.alloc(8 * sub),
       syl: m.alloc(8 * d),
       cy: m.alloc(d),
-      sumSq: m.alloc(8 * step),
-      ix: m.alloc(8 * step),
-      e: m.alloc(8 * step),
+      sumSq: m.alloc(8 * sub),
+      ix: m.alloc(8 * sub),
+      e: m.alloc(8 * sub),
       irv: m.alloc(8 * d),
-      best: m.alloc(8 * step),
+      best: m.alloc(8 * sub),
     };
   }
 
@@ -119,32 +127,40 @@ export class ScreenKernels {
   }
 
   /**
-   * covRows for `rows` rows: row r's sums are sxy[(i0 + r)·Nm + off …+ d). Returns views of the
-   * float64 covariances, their fp32 copy and Σ v² per row (valid until the next call).
+   * covRows for `rows` rows, row r's sums at sxy[(i0 + r)·Nm + off …+ d): the float64
+   * covariances into `cov`, their fp32 copy into `cov32`, Σ v² per row into `sumSq`.
    */
-  cov(sxy: Float32Array | Float64Array, Nm: number, off: number, i0: number, rows: number, sx: Float64Array, n: number): { cov: Float64Array; cov32: Float32Array; sumSq: Float64Array } {
-    const { mem, at, d } = this;
-    const s = this.wide ? mem.f64(at.s, rows * d) : mem.f32(at.s, rows * d);
-    for (let r = 0; r < rows; r++) s.set(sxy.subarray((i0 + r) * Nm + off, (i0 + r) * Nm + off + d), r * d);
-    mem.f64(at.sx, rows).set(sx.subarray(i0, i0 + rows));
-    const parts = partsOf(rows);
-    kernelPool().run(mem, 'finish', 'covRows', parts, (p) => [at.s, this.wide ? 1 : 0, d, ...rowRange(rows, parts, p), at.sx, at.syl, at.cy, n, at.cov, at.cov32, at.sumSq]);
-    return { cov: mem.f64(at.cov, rows * d), cov32: mem.f32(at.cov32, rows * d), sumSq: mem.f64(at.sumSq, rows) };
+  cov(sxy: Float32Array | Float64Array, Nm: number, off: number, i0: number, rows: number, sx: Float64Array, n: number, out: { cov: Float64Array; cov32: Float32Array; sumSq: Float64Array }): void {
+    const { mem, at, d, sub } = this;
+    for (let q0 = 0; q0 < rows; q0 += sub) {
+      const qn = Math.min(sub, rows - q0);
+      const s = this.wide ? mem.f64(at.s, qn * d) : mem.f32(at.s, qn * d);
+      for (let r = 0; r < qn; r++) {
+        const src = (i0 + q0 + r) * Nm + off;
+        s.set(sxy.subarray(src, src + d), r * d);
+      }
+      mem.f64(at.sx, qn).set(sx.subarray(i0 + q0, i0 + q0 + qn));
+      const parts = partsOf(qn);
+      kernelPool().run(mem, 'finish', 'covRows', parts, (p) => [at.s, this.wide ? 1 : 0, d, ...rowRange(qn, parts, p), at.sx, at.syl, at.cy, n, at.cov, at.cov32, at.sumSq]);
+      out.cov.set(mem.f64(at.cov, qn * d), q0 * d);
+      out.cov32.set(mem.f32(at.cov32, qn * d), q0 * d);
+      out.sumSq.set(mem.f64(at.sumSq, qn), q0);
+    }
   }
 
   /**
-   * screenScan over the screen P (`rows` × d): per row its candidates (a view per row), the
-   * largest lower bound and its k.
+   * screenScan over rows [q0, q0 + qn) of the screen P ([rows × d]): per row (index r − q0) its
+   * candidates, their count, the largest lower bound and its k. Views, valid until the next call.
    */
-  scan(P: Float32Array, rows: number, ix: Float64Array, e: Float64Array, irv: Float64Array, best: Float64Array): { cand: Int32Array; nc: Int32Array; lbMax: Float64Array; seed: Int32Array } {
+  scan(P: Float32Array, q0: number, qn: number, ix: Float64Array, e: Float64Array, irv: Float64Array, best: Float64Array): { cand: Int32Array; nc: Int32Array; lbMax: Float64Array; seed: Int32Array } {
     const { mem, at, d } = this;
-    mem.f32(at.P, rows * d).set(P.subarray(0, rows * d));
-    mem.f64(at.ix, rows).set(ix.subarray(0, rows));
-    mem.f64(at.e, rows).set(e.subarray(0, rows));
+    mem.f32(at.P, qn * d).set(P.subarray(q0 * d, (q0 + qn) * d));
+    mem.f64(at.ix, qn).set(ix.subarray(q0, q0 + qn));
+    mem.f64(at.e, qn).set(e.subarray(q0, q0 + qn));
     mem.f64(at.irv, d).set(irv);
-    mem.f64(at.best, rows).set(best.subarray(0, rows));
-    const parts = partsOf(rows);
-    kernelPool().run(mem, 'finish', 'screenScan', parts, (p) => [at.P, d, ...rowRange(rows, parts, p), at.ix, at.e, at.irv, at.best, at.cand, at.nc, at.lbMax, at.seed]);
-    return { cand: mem.i32(at.cand, rows * d), nc: mem.i32(at.nc, rows), lbMax: mem.f64(at.lbMax, rows), seed: mem.i32(at.seed, rows) };
+    mem.f64(at.best, qn).set(best.subarray(q0, q0 + qn));
+    const parts = partsOf(qn);
+    kernelPool().run(mem, 'finish', 'screenScan', parts, (p) => [at.P, d, ...rowRange(qn, parts, p), at.ix, at.e, at.irv, at.best, at.cand, at.nc, at.lbMax, at.seed]);
+    return { cand: mem.i32(at.cand, qn * d), nc: mem.i32(at.nc, qn), lbMax: mem.f64(at.lbMax, qn), seed: mem.i32(at.seed, qn) };
   }
 }
