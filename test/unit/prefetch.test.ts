@@ -132,7 +132,8 @@ const plan: AnalysisPlan = {
   },
 };
 
-const BASE = { models: [MODEL('a'), MODEL('b'), MODEL('c')], corpus: [HELDOUT], tokens: 128 * 12, batchRows: 2, checkpointEvery: 2, threads: 1, plan };
+// 2 threads: with one, the run has no worker (a second thread).
+const BASE = { models: [MODEL('a'), MODEL('b'), MODEL('c')], corpus: [HELDOUT], tokens: 128 * 12, batchRows: 2, checkpointEvery: 2, threads: 2, plan };
 
 /** Counts the forwards requested from workers while `f` runs; `onRequest` sees each. */
 async function counting<T>(f: () => Promise<T>, onRequest: (p: ForwardPrefetch, n: number) => void = () => {}): Promise<{ value: T; requests: number }> {
@@ -157,6 +158,12 @@ describe('a run with the forward worker', () => {
     assert.equal(requests, 0, 'overlap off: no worker');
     assert.equal(value.manifest.settings.overlap, false, 'recorded in the manifest');
     off = readFileSync(join(tmp, 'off', 'sums.bin'));
+  });
+
+  test('one thread asked for: no worker', async () => {
+    const { requests, value } = await counting(() => runAnalysis({ ...BASE, threads: 1, out: join(tmp, 'one-thread') }));
+    assert.equal(requests, 0);
+    assert.equal(value.manifest.status, 'complete');
   });
 
   test('on (the default) and off give byte-identical results; every batch of every model went to the worker', async () => {

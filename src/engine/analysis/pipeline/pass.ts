@@ -114,18 +114,20 @@ const PREFETCH_SHARE = 0.05;
 
 /**
  * The forward worker of a pass (prefetch.ts), or none: with one batch there is nothing to
- * overlap, and a batch ahead must fit in a small share of the memory budget (the planner does not
- * count it: at GPT-2-small size a batch of forwards is GBs, and there batches are few).
+ * overlap, with one thread asked for there is no core for it, and a batch ahead must fit in a
+ * small share of the memory budget (the planner does not count it: at GPT-2-small size a batch of
+ * forwards is GBs, and there batches are few).
  */
 async function startPrefetch(rc: RunContext, reads: BatchReads | undefined, batches: number): Promise<ForwardPrefetch | undefined> {
   const s = rc.settings;
-  if (s.overlap === false || batches < 2 || rc.forwards) return undefined;
+  // One thread asked for: the worker would be a second one.
+  if (s.overlap === false || batches < 2 || rc.forwards || threadsOf(s) < 2) return undefined;
   const models = keptModels(reads, rc.handles.length);
   if (models.length === 0) return undefined;
   const T = s.batchRows * rc.corpus.nPositions;
   const bytes = models.reduce((a, i) => a + 4 * T * rc.handles[i]!.nLayers * rc.handles[i]!.dMlp * (reads ? reads[i]!.length : 4), 0);
   if (bytes > PREFETCH_SHARE * (s.memoryGb ?? 8) * 1e9) return undefined;
-  const p = new ForwardPrefetch(Number(process.env.UN_PREFETCH_THREADS) || threadsOf(s));
+  const p = new ForwardPrefetch(threadsOf(s));
   try {
     for (const i of models) await p.load(i, rc.handles[i]!);
   } catch (e) {
