@@ -109,8 +109,9 @@ export function planMemory(args: {
   const unblocked = (rows: number): number =>
     baseBytes + SLACK + statsBytes + allActs(rows) + staging(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m, args.fp32Only), 0);
   // The statistics pass also stages each batch into the kernels' memories (kernels/index.ts
-  // scratch): one [T × Na] float32 copy each for the statistics and the examples, two for families.
-  const staging = (rows: number): number => 16 * T(rows) * Na;
+  // scratch): one [T × Na] float32 copy each for the statistics, the examples and the paper
+  // histogram, two for families.
+  const staging = (rows: number): number => 20 * T(rows) * Na;
   const statsActs = (rows: number): number =>
     16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons)) + staging(rows);
   const pairActs = (rows: number): number => Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons)));

@@ -125,7 +125,7 @@ export async function rotatedMax(
   const step = Math.min(B, rowsPerGemm32(d));
   // The per-element passes on the kernel pool (finishKernels.ts; the same operations). The
   // fp32 covariances are copied out of its shared memory for the GEMM (onnxruntime refuses it).
-  const K = new ScreenKernels(d, D.sxy instanceof Float64Array);
+  const K = ScreenKernels.for(d, D.sxy instanceof Float64Array);
   const cov = new Float64Array(step * d);
   const cov32 = new Float32Array(step * d);
   const sumSq = new Float64Array(step);

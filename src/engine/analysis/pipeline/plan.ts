@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { EngineError, type CancellationSignal } from '../../errors';
 import { acquireRunLock, createRunDir, readCheckpoint } from '../../store';
-import { GB, planMemory } from '../blocking';
+import { GB, planMemory, reclaim } from '../blocking';
 import { CHUNK_TOKENS } from '../crossmoments';
 import { pairSeed, RotationCache } from '../rotations';
 import { partInfo, planPasses, readPartState, shardInfo } from '../parts';
@@ -75,6 +75,10 @@ export async function planRun(
     // Measured after opening the models and reading the corpus: they are the base every pass holds.
     const budget = corpus.nRows * corpus.nPositions;
     const statsBytes = plan.statsBytes?.({ models: infos, handles, settings, corpus, runDir: '', signal, progress: onProgress }) ?? 0;
+    // What opening left as garbage (a GPT-2-small-size graph's bytes, the weights' conversions)
+    // is not held: without a collection first the measured base varied by ~0.1 GB from run to
+    // run, and the 8 GB default sometimes refused a GPT-2-small-size run it had planned before.
+    await reclaim();
     const mem = planMemory({
       statsBytes,
       models: infos,
