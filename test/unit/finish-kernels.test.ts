@@ -124,9 +124,9 @@ test('covRows and screenScan: bit-identical to rotatedMax and screenRefine loops
           const irv = Float64Array.from({ length: d }, (_, b) => (b % 19 === 1 ? 0 : 0.5 + r()));
           const best = Float64Array.from({ length: rows }, (_, q) => (q % 3 === 0 ? -Infinity : r() - 0.5));
           for (let q = 0; q < rows; q++) {
-            const q0 = q - (q % K.sub);
+            const q0: number = q - (q % K.sub);
             const got = K.scan(P, q0, Math.min(K.sub, rows - q0), ix, e, irv, best);
-            const w = q - q0;
+            const w: number = q - q0;
             const xi = ix[q]!;
             const cand: number[] = [];
             let thr = best[q]!;
