@@ -33,6 +33,16 @@ function reused<T>(key: string, make: () => T): T {
   return value;
 }
 
+/** A kernel memory holding one array of each named size (bytes), and their offsets. */
+function layout<K extends string>(sizes: Record<K, number>): { mem: KernelMemory; at: Record<K, number> } {
+  const names = Object.keys(sizes) as K[];
+  // alloc rounds each up to 64 bytes.
+  const mem = new KernelMemory(names.reduce((t, k) => t + Math.ceil(sizes[k] / 64) * 64, 1024));
+  const at = {} as Record<K, number>;
+  for (const k of names) at[k] = mem.alloc(sizes[k]);
+  return { mem, at };
+}
+
 /** [r0, r1) of part p of `rows` rows in `parts` parts. */
 function rowRange(rows: number, parts: number, p: number): [number, number] {
   return [Math.floor((p * rows) / parts), Math.floor(((p + 1) * rows) / parts)];
@@ -62,17 +72,7 @@ export function partnerMax(
   const bytes = wide ? 8 : 4;
   const chunk = Math.max(1, Math.min(B, Math.floor(CHUNK_BYTES / (Nm * bytes))));
   const { mem, at } = reused(`partnerMax:${chunk}:${Nm}:${bytes}`, () => {
-    const mem = new KernelMemory(chunk * Nm * bytes + 16 * Nm + 24 * chunk + 1024);
-    const at = {
-      s: mem.alloc(chunk * Nm * bytes),
-      my: mem.alloc(8 * Nm),
-      iy: mem.alloc(8 * Nm),
-      sx: mem.alloc(8 * chunk),
-      ix: mem.alloc(8 * chunk),
-      best: mem.alloc(8 * chunk),
-      arg: mem.alloc(4 * chunk),
-    };
-    return { mem, at };
+    return layout({ s: chunk * Nm * bytes, my: 8 * Nm, iy: 8 * Nm, sx: 8 * chunk, ix: 8 * chunk, best: 8 * chunk, arg: 4 * chunk });
   });
   mem.f64(at.my, Nm).set(my);
   mem.f64(at.iy, Nm).set(iy);
@@ -118,26 +118,10 @@ export class ScreenKernels {
     const sub = Math.max(1, Math.floor(bytes / (d * (sb + 8 + 4 + 4 + 4))));
     this.sub = sub;
     const n = sub * d;
-    this.mem = new KernelMemory(n * (sb + 8 + 4 + 4 + 4) + 40 * sub + 17 * d + 4096);
-    const m = this.mem;
-    this.at = {
-      s: m.alloc(n * sb),
-      cov: m.alloc(8 * n),
-      cov32: m.alloc(4 * n),
-      P: m.alloc(4 * n),
-      cand: m.alloc(4 * n),
-      nc: m.alloc(4 * sub),
-      lbMax: m.alloc(8 * sub),
-      seed: m.alloc(4 * sub),
-      sx: m.alloc(8 * sub),
-      syl: m.alloc(8 * d),
-      cy: m.alloc(d),
-      sumSq: m.alloc(8 * sub),
-      ix: m.alloc(8 * sub),
-      e: m.alloc(8 * sub),
-      irv: m.alloc(8 * d),
-      best: m.alloc(8 * sub),
-    };
+    ({ mem: this.mem, at: this.at } = layout({
+      s: n * sb, cov: 8 * n, cov32: 4 * n, P: 4 * n, cand: 4 * n,
+      nc: 4 * sub, lbMax: 8 * sub, seed: 4 * sub, sx: 8 * sub, syl: 8 * d, cy: d, sumSq: 8 * sub, ix: 8 * sub, e: 8 * sub, irv: 8 * d, best: 8 * sub,
+    }));
   }
 
   /** The instance for this shape, reused from block to block (see `reused`). */
