@@ -1,8 +1,10 @@
 // The forward worker (src/engine/analysis/pipeline/prefetch.ts): the next batch's forwards on a
 // worker thread while the analysis' thread accumulates. Its activations are bit-identical to the
 // analysis' thread's own forward, a run gives byte-identical results with it on and off, a worker
-// that dies stops the run with a clear error and the run resumes to the same results.
+// that dies stops the run with a clear error and the run resumes to the same results; a thread
+// that ends while its worker is inside a forward does not take the process down.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +79,18 @@ describe('ForwardPrefetch', () => {
     await assert.rejects(p.take('b')!, /the forward worker exited/);
     await p.close();
   });
+
+  // Node terminates a worker when the thread that made it ends; terminated inside onnxruntime's
+  // run, it aborted the whole process (found by the analysis worker's crash test in CI).
+  for (const how of ['exit', 'uncaught'] as const) {
+    test(`a thread that ends by ${how === 'exit' ? 'process.exit' : 'an uncaught exception'} inside the worker's forward ends with its own code, not SIGABRT`, () => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'fixtures', 'prefetch-exit.ts'), how], { encoding: 'utf8', timeout: 120_000 });
+      assert.match(r.stdout, /ending inside the forward/);
+      assert.doesNotMatch(r.stderr, /terminate called/);
+      assert.equal(r.signal, null, r.stderr);
+      assert.equal(r.status, how === 'exit' ? 3 : 1, r.stderr);
+    });
+  }
 });
 
 /** Float64 sums of each model's kept pre/post activations and a fingerprint of the batch order. */

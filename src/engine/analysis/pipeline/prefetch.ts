@@ -10,6 +10,12 @@
  * A worker that fails or dies fails the batch that waits on it with a clear error: the run stops
  * at its last checkpoint, which resumes with identical results. A cancel waits for the forwards
  * already started (a batch ahead, well under a second: prefetch is on only where a batch is small).
+ *
+ * A worker terminated while inside onnxruntime's native code aborts the whole process ("terminate
+ * called after throwing an instance of 'Napi::Error'"): the extension host with it. Node terminates
+ * this worker when the thread that made it ends, so when that thread dies (an uncaught exception,
+ * process.exit) its 'exit' handler waits, in shared memory, until the worker is outside native
+ * code and will not enter it again. The CI run that found it: the analysis worker's crash test.
  */
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors';
@@ -17,17 +23,36 @@ import { INPUT_IDS, KEPT_INDEX } from '../../arch/common';
 import { KEPT_OUTPUTS, type Model } from '../../runtime';
 
 type Kind = keyof typeof KEPT_OUTPUTS;
+
+/** Indices into the worker's guard (shared memory): inside native code; the owner is ending. */
+const IN_NATIVE = 0;
+const ENDING = 1;
+/** How long a dying thread waits for the worker's forward in progress (one batch: well under). */
+const EXIT_WAIT_MS = 120_000;
 export type KeptForward = Partial<Record<Kind, Float32Array>>;
 
 // Messages are handled one at a time, in order: onnxruntime-node's run() resolves on a later
 // tick, and a session must not be released (close) while a run on it is pending.
+// Every native call goes through native(): guard[IN_NATIVE] is 1 while one may be under way, and
+// none starts once guard[ENDING] is set (Dekker-style on sequentially consistent atomics).
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require(workerData.ort);
+const guard = new Int32Array(workerData.guard);
 const sessions = new Map();
+async function native(f) {
+  Atomics.store(guard, ${IN_NATIVE}, 1);
+  try {
+    if (Atomics.load(guard, ${ENDING}) !== 0) throw new Error('the thread that started this worker is ending');
+    return await f();
+  } finally {
+    Atomics.store(guard, ${IN_NATIVE}, 0);
+    Atomics.notify(guard, ${IN_NATIVE});
+  }
+}
 async function handle(m) {
   if (m.op === 'close') {
-    for (const s of sessions.values()) await s.release().catch(() => {});
+    for (const s of sessions.values()) await native(() => s.release()).catch(() => {});
     sessions.clear();
     process.exit(0);
   }
@@ -35,13 +60,13 @@ async function handle(m) {
     if (m.op === 'load') {
       const old = sessions.get(m.model);
       sessions.delete(m.model);
-      if (old) await old.release();
-      sessions.set(m.model, await ort.InferenceSession.create(m.source, m.options));
+      if (old) await native(() => old.release());
+      sessions.set(m.model, await native(() => ort.InferenceSession.create(m.source, m.options)));
       parentPort.postMessage({ id: m.id });
     } else if (m.op === 'run') {
       const s = sessions.get(m.model);
       if (!s) throw new Error('model ' + m.model + ' is not loaded');
-      const res = await s.run({ [m.inIds]: new ort.Tensor('int64', m.ids, m.shape), [m.inKept]: new ort.Tensor('int64', m.kept, [m.kept.length]) }, m.names);
+      const res = await native(() => s.run({ [m.inIds]: new ort.Tensor('int64', m.ids, m.shape), [m.inKept]: new ort.Tensor('int64', m.kept, [m.kept.length]) }, m.names));
       const out = {};
       for (const n of m.names) out[n] = res[n].data;
       parentPort.postMessage({ id: m.id, out }, m.names.map((n) => out[n].buffer));
@@ -69,8 +94,17 @@ export class ForwardPrefetch {
   /** Requested forwards by batch key (pipeline/batch.ts forwardKey), not yet taken. */
   private readonly ahead = new Map<string, Promise<KeptForward>>();
 
+  private readonly guard = new Int32Array(new SharedArrayBuffer(8));
+  /** process 'exit' handler while the worker lives: see the top of the file. */
+  private readonly onExit = (): void => {
+    Atomics.store(this.guard, ENDING, 1);
+    const end = Date.now() + EXIT_WAIT_MS;
+    while (Atomics.load(this.guard, IN_NATIVE) !== 0 && Date.now() < end) Atomics.wait(this.guard, IN_NATIVE, 1, 100);
+  };
+
   constructor(private readonly threads: number) {
-    this.worker = new Worker(WORKER, { eval: true, workerData: { ort: require.resolve('onnxruntime-node') } });
+    this.worker = new Worker(WORKER, { eval: true, workerData: { ort: require.resolve('onnxruntime-node'), guard: this.guard.buffer } });
+    process.on('exit', this.onExit);
     this.worker.on('message', (m: { id: number; out?: Record<string, Float32Array>; error?: string }) => {
       const w = this.waiting.get(m.id);
       if (!w) return;
@@ -84,7 +118,10 @@ export class ForwardPrefetch {
       this.waiting.clear();
     };
     this.worker.on('error', (e) => fail(`threw: ${e.message}`));
-    this.worker.on('exit', (code) => fail(`exited (code ${code})`));
+    this.worker.on('exit', (code) => {
+      process.off('exit', this.onExit);
+      fail(`exited (code ${code})`);
+    });
   }
 
   private call(msg: Record<string, unknown>): Promise<Record<string, Float32Array> | undefined> {
