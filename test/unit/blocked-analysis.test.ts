@@ -19,12 +19,14 @@ import { after, before, describe, test } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
 import { blockBounds, GiB, planMemory, reclaim } from '../../src/engine/analysis/blocking';
 import { Gemm } from '../../src/engine/analysis/gemm';
+import { fastStateBytes } from '../../src/engine/analysis/cross/fast';
 import { pairSeed } from '../../src/engine/analysis/rotations';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readCheckpoint, readJson } from '../../src/engine/store';
 import { Model } from '../../src/engine/runtime';
 import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
-import { defaultPlan, mapSpecs } from '../../src/engine/analysis/plan';
+import { crossSpecs, defaultPlan, mapSpecs } from '../../src/engine/analysis/plan';
+import type { PlanContext } from '../../src/engine/analysis/types';
 
 const ROOT = join(__dirname, '..', '..');
 const MODELS = ['a', 'b', 'c'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
@@ -205,20 +207,108 @@ describe('one batch holding the whole corpus: the forwards are kept from pass to
   });
 });
 
-// Fast mode screens every reference neuron's candidates from the same sampled batches whatever its
-// block, and keeps m's moments in every block, so the same bit-for-bit claim holds for it.
+// Fast mode, blocked (plan.ts fastBlockSpecs): each block only screens, in a pass of its own, and
+// one pass counts the pair's candidates, the blocks' lists joined. A reference neuron's candidates
+// come from the same sampled batches whatever its block, and the candidates' pass is the unblocked
+// run's candidate pass, so the same bit-for-bit claim holds.
 describe('blocked fast mode equals unblocked fast mode', () => {
-  test('max_corr, partner, baseline and its partner are bit-identical; so are the files', async () => {
-    // Two models (one pair) keep it short; the three-model runs above cover pairs in turn.
-    const fast = { ...BASE, models: MODELS.slice(0, 2), mode: 'fast' as const, fastMinTokens: 0 };
-    const full = await runAnalysis({ ...fast, out: join(tmp, 'fast-full') });
-    const blocked = await runAnalysis({ ...fast, out: join(tmp, 'fast-blocked'), refBlocks: BLOCKS });
+  // Two models (one pair) keep it short; the three-model runs above cover pairs in turn.
+  const fast = { ...BASE, models: MODELS.slice(0, 2), mode: 'fast' as const, fastMinTokens: 0, plan: defaultPlan({ families: { enabled: false } }) };
+  let full: RunResult;
+  let blocked: RunResult;
+  const adds = new Map<string, number>();
+  const screens = new Map<string, number>();
+  const streamed = new Map<string, number>();
+  before(async () => {
+    full = await runAnalysis({ ...fast, out: join(tmp, 'fast-full') });
+    const counted = mapSpecs(fast.plan, (s) => ({
+      ...s,
+      create: (done) => {
+        const a = s.create(done);
+        return {
+          ...a,
+          state: () => a.state(),
+          finish: (sig) => a.finish(sig),
+          add: (b) => (adds.set(s.name, (adds.get(s.name) ?? 0) + 1), a.add(b)),
+          ...(a.screen ? { screen: (b: Parameters<NonNullable<typeof a.screen>>[0]) => (screens.set(s.name, (screens.get(s.name) ?? 0) + 1), a.screen!(b)) } : {}),
+        };
+      },
+    }));
+    blocked = await runAnalysis({ ...fast, plan: counted, out: join(tmp, 'fast-blocked'), refBlocks: BLOCKS }, (p) => {
+      const pass = /^pass (\d+)\//.exec(p.message ?? '')?.[1];
+      if (p.phase === 'stream' && p.batch !== undefined && pass) streamed.set(pass, (streamed.get(pass) ?? 0) + 1);
+    });
+  });
+
+  test('max_corr, partner, baseline and its partner are bit-identical; so are the files', () => {
     assert.equal(blocked.manifest.settings.mode, 'fast');
     assert.deepEqual([blocked.manifest.settings.gramBlock, blocked.manifest.settings.refBlock], [500, 700]);
     assert.ok(/screen/.test(JSON.stringify(blocked.manifest.choices)), 'the manifest records the screen');
     assertSameCross(blocked, full, OTHERS.slice(0, 1));
     assertSameFiles(blocked.runDir, full.runDir);
   });
+
+  test('the blocks only screen (3 sample batches of 6 each, nothing streamed); one pass counts the candidates', () => {
+    const names = ['screen:tiny-gpt2-b@0', 'screen:tiny-gpt2-b@500', 'screen:tiny-gpt2-b@1016', 'screen:tiny-gpt2-b@1532'];
+    for (const n of names) {
+      assert.equal(screens.get(n), 3, `${n} screened every 2nd batch`);
+      assert.equal(adds.get(n), undefined, `${n} was given no batch to count`);
+    }
+    assert.equal(adds.get('cross:tiny-gpt2-b'), 6);
+    assert.equal(screens.get('cross:tiny-gpt2-b'), undefined, 'the candidates are not screened again');
+    // Passes 1–4 (screens) stream no batch; pass 5 (candidates) and 6 (statistics) stream 6 each.
+    assert.deepEqual([...streamed.entries()].sort(), [['5', 6], ['6', 6]]);
+  });
+
+  test("the candidates' passes group the pairs as the planner says (settings.candidatePairs)", () => {
+    const info = (label: string) => ({ label, nLayers: 4, dMlp: 512, nNeurons: 2048 });
+    const ctx = {
+      models: ['a', 'b', 'c', 'd'].map(info),
+      settings: { mode: 'fast', seed: 0, threads: 1, gramBlock: 500, refBlock: 700, candidatePairs: 2 },
+      corpus: { nRows: 24, nPositions: 128 },
+    } as unknown as PlanContext;
+    const specs = crossSpecs(ctx);
+    const at = (name: string) => specs.find((s) => s.name === name)?.pass;
+    // 3 pairs × 4 blocks of screens: passes 0–11; then candidates of b and c, then of d.
+    assert.deepEqual([at('screen:a@0'), at('screen:b@0'), at('screen:d@1532')], [undefined, 0, 11]);
+    assert.deepEqual([at('cross:b'), at('cross:c'), at('cross:d')], [12, 12, 13]);
+    assert.ok(specs.filter((s) => s.name.startsWith('screen:')).every((s) => s.screenOnly && s.screen?.every === 2));
+    const all = crossSpecs({ ...ctx, settings: { ...ctx.settings, candidatePairs: undefined } } as PlanContext);
+    assert.deepEqual(['b', 'c', 'd'].map((l) => all.find((s) => s.name === `cross:${l}`)!.pass), [12, 12, 12], 'without the setting (earlier runs) one pass holds every pair');
+  });
+
+  for (const where of ['screen', 'candidates'] as const) {
+    test(`cancelled in the ${where === 'screen' ? 'third block\'s screen' : "candidates' pass"}: the resume gives the same files`, async () => {
+      const dir = join(tmp, `fast-cancelled-${where}`);
+      let cancelled = false;
+      const signal = {
+        get cancelled() {
+          return cancelled;
+        },
+      };
+      await assert.rejects(
+        runAnalysis({ ...fast, out: dir, refBlocks: BLOCKS }, (p) => {
+          if (where === 'screen' && p.phase === 'stream' && /^pass 3\/6: screening sample, batch 3 /.test(p.message ?? '')) cancelled = true;
+          // Pass 5's third batch: after its checkpoint at batch 2.
+          if (where === 'candidates' && p.phase === 'stream' && p.batch === 4 * 6 + 3) cancelled = true;
+        }, signal),
+        (e: unknown) => e instanceof Error && e.name === 'CancelledError',
+      );
+      const ck = readCheckpoint(dir)!;
+      const done = Object.keys(ck.states).filter((k) => k.startsWith('done:'));
+      if (where === 'screen') {
+        assert.deepEqual([ck.meta.pass, ck.nextBatch], [2, 0], 'at the start of the third screen');
+        assert.deepEqual(done, ['done:screen:tiny-gpt2-b@0', 'done:screen:tiny-gpt2-b@500']);
+      } else {
+        assert.deepEqual([ck.meta.pass, ck.nextBatch], [4, 2]);
+        assert.equal(done.length, 4);
+        assert.ok(ck.states['cross:tiny-gpt2-b'], "the candidates' state");
+      }
+      const r = await runAnalysis({ models: [], corpus: [], tokens: 0, resume: dir, plan: fast.plan });
+      assertSameCross(r, blocked, OTHERS.slice(0, 1));
+      assertSameFiles(r.runDir, blocked.runDir);
+    });
+  }
 });
 
 describe('a finished pass frees its memory before the next pass allocates', () => {
@@ -268,6 +358,18 @@ describe('memory planner', () => {
     // Fast mode keeps a Gram in every block, so its blocks are all as narrow as the first.
     const f = planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base, everyBlockGram: true });
     assert.ok(f.refBlock <= f.gramBlock + 1, `fast blocks ${f.gramBlock}, ${f.refBlock}`);
+  });
+
+  test("fast mode at GPT-2-small size: the candidates' passes hold as many pairs as fit (3 of 4 at 8 GB, all 4 at 12 GB)", () => {
+    const args = { models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: false, baseBytes: 2.5 * GiB, everyBlockGram: true, statsBytes: 2e9, fastCandidates: fastStateBytes(36864, 12, 3072) };
+    // A pair's state: the arena, both candidate lists at the cap, R_l in fp32 (onnxruntime's copy).
+    assert.ok(Math.abs(fastStateBytes(36864, 12, 3072) / 1e9 - 0.78) < 0.01);
+    const p8 = planMemory({ ...args, budgetBytes: 8e9 });
+    assert.equal(p8.candidatePairs, 3);
+    assert.ok(p8.refBlock > 0 && p8.estimateBytes <= 8e9);
+    assert.equal(planMemory({ ...args, budgetBytes: 12e9 }).candidatePairs, 4);
+    // Exact mode has no candidates' pass.
+    assert.equal(planMemory({ ...args, fastCandidates: undefined, budgetBytes: 8e9 }).candidatePairs, 0);
   });
 
   test('the statistics pass counts its accumulators: statsBytes that cannot fit are refused, a smaller sum fits', () => {

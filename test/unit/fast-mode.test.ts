@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { runAnalysis, type AnalysisPlan, type Progress } from '../../src/engine/analysis/pipeline';
-import { crossSpecs, defaultPlan, screenEvery } from '../../src/engine/analysis/plan';
+import { crossSpecs, defaultPlan, screenEvery, screenTokens } from '../../src/engine/analysis/plan';
 import { universalityTable } from '../../src/engine/analysis/universality';
 import { CancelledError } from '../../src/engine/errors';
 
@@ -33,6 +33,19 @@ const plan = (withExact: boolean): AnalysisPlan => ({
 });
 
 const BASE = { models: MODELS, corpus: [HELDOUT], tokens: TOKENS, mode: 'fast' as const, threads: 2 };
+
+describe("fast mode's screen sized to the model", () => {
+  test('65,536 tokens up to 4,096 neurons, then shrinking as 1/N to 8,192 (GPT-2 small and medium)', () => {
+    assert.equal(screenTokens(2048), 65536);
+    assert.equal(screenTokens(4096), 65536);
+    assert.equal(screenTokens(8192), 32768);
+    assert.equal(screenTokens(36864), 8192);
+    assert.equal(screenTokens(98304), 8192);
+    // 100k tokens of GPT-2 small: every 12th batch, ~8.3k screened tokens.
+    assert.equal(screenEvery(100_000, 36864), 12);
+    assert.equal(screenEvery(100_000, 2048), 2);
+  });
+});
 
 describe('fast mode in the pipeline', () => {
   test('a spread screen gives the exact results: same universal sets, |Δ max_corr|, |Δ baseline| ≤ 1e-3', async () => {

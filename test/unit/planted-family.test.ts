@@ -109,6 +109,30 @@ describe('planted family: permuted, perturbed copies of one model', () => {
   });
 });
 
+describe('planted family, fast mode in blocks (the path models of GPT-2-small size take)', () => {
+  test('each block screens alone, one pass counts the candidates: every planted partner, exact mode’s numbers', async () => {
+    const dir = join(tmp, 'blocked');
+    const a = writeRandomGpt2(join(dir, 'planted-a'), 'planted-2x64', { layers: L, embd: 64, heads: 4, positions: 128 });
+    const family = writePlantedFamily(a, dir, ['b', 'c'], { seed: 4, noise: 0.01 });
+    const models = [a, ...family.map((m) => m.dir)];
+    const o = { models, corpus: [HELDOUT], tokens: TOKENS, batchRows: 4, threads: 2, plan: crossOnly };
+    const exact = await runAnalysis({ ...o, out: join(dir, 'exact') });
+    // 512 reference neurons in blocks of 100, then 206 and 206: 3 screen passes per pair (blocking.ts blockBounds).
+    const fast = await runAnalysis({ ...o, mode: 'fast', fastMinTokens: 0, refBlocks: [100, 250], out: join(dir, 'fast') });
+    assert.deepEqual([fast.manifest.settings.gramBlock, fast.manifest.settings.refBlock], [100, 250]);
+    assert.ok(fast.results.has('screen:planted-b@306'), 'the third block screened');
+    assertPlanted(fast, family, 'fast, blocked');
+    for (const m of family) {
+      const f = fast.results.get(`cross:planted-${m.label}`) as CrossMomentsResult;
+      const e = exact.results.get(`cross:planted-${m.label}`) as CrossMomentsResult;
+      for (let i = 0; i < N; i++) {
+        assert.ok(Math.abs(f.maxCorr[i]! - e.maxCorr[i]!) < 1e-6, `max_corr ${i}: fast ${f.maxCorr[i]} exact ${e.maxCorr[i]}`);
+        assert.ok(Math.abs(f.baseline[i]! - e.baseline[i]!) < 1e-6, `baseline ${i}: fast ${f.baseline[i]} exact ${e.baseline[i]}`);
+      }
+    }
+  });
+});
+
 describe('planted family tool', () => {
   test('without noise a planted model computes a’s activations, permuted: max_corr 1 for every neuron', async () => {
     const dir = join(tmp, 'exact-copy');

@@ -13,6 +13,9 @@
  *   keptPost).
  * - the statistics accumulators (activation statistics, examples, families): `statsBytes`, fixed
  *   whatever the batch; at GPT-2-small size ≈ 2 GB, most of it the families' group sums.
+ * - fast mode, blocked: the blocks only screen, and passes of their own hold the pairs'
+ *   candidates (`fastCandidates` per pair), as many pairs each as fit, with the reference and
+ *   those pairs' models forwarded.
  * The base is what the process holds when the run is planned (open models, the corpus).
  * Unblocked, everything is held during the one pass. Blocked, a pass holds one block of one pair,
  * with the reference and m forwarded: a pair's first block also holds m's Gram, so it is narrower
@@ -38,6 +41,8 @@ export interface MemoryPlan {
   gramBlock: number;
   /** Reference columns of the pair's other blocks (no Gram, so they can be wider); 0: unblocked. */
   refBlock: number;
+  /** Fast mode, blocked: pairs whose candidates one pass counts (`fastCandidates`); else 0. */
+  candidatePairs: number;
   batchRows: number;
   /** Estimated peak of the run, bytes. */
   estimateBytes: number;
@@ -92,6 +97,12 @@ export function planMemory(args: {
   statsBytes?: number;
   /** Fast mode's screen needs m's Gram in every block. */
   everyBlockGram?: boolean;
+  /**
+   * Fast mode, blocked: bytes of one pair's candidate state (cross/fast.ts fastStateBytes). A
+   * candidates' pass holds as many pairs as fit, with the reference and their models forwarded
+   * (plan.ts fastBlockSpecs).
+   */
+  fastCandidates?: number;
   /** The corpus fits in one fp32 partial (kept tokens ≤ CHUNK_TOKENS): 4 bytes per S_xy element, not 12. */
   fp32Only?: boolean;
   blocks?: readonly [number, number];
@@ -119,15 +130,32 @@ export function planMemory(args: {
   const perCol = Math.max(...others.map((m) => perColumn(m, args.fp32Only)));
   const statsPass = (rows: number): number => baseBytes + SLACK + statsBytes + statsActs(rows);
   const restFixed = (rows: number): number => baseBytes + SLACK + pairActs(rows) + (args.everyBlockGram ? gram : 0);
+  // Fast mode's candidates' pass (blocked), `k` pairs: their states, the reference's and their
+  // models' keptPost forwards (the widest models counted).
+  const widest = Math.max(...others.map((m) => m.nNeurons));
+  const candPass = (rows: number, k: number): number =>
+    args.fastCandidates === undefined ? 0 : baseBytes + SLACK + k * args.fastCandidates + 12 * T(rows) * (Na + k * widest);
+  /** The most pairs one candidates' pass holds within the budget (0: not even one). */
+  const candPairs = (rows: number): number => {
+    if (args.fastCandidates === undefined) return 0;
+    let k = others.length;
+    while (k > 0 && candPass(rows, k) > budgetBytes) k--;
+    return k;
+  };
   const estimate = (rows: number, first: number, rest: number): number =>
-    Math.max(statsPass(rows), restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram + first * perCol, restFixed(rows) + rest * perCol);
+    Math.max(
+      statsPass(rows),
+      candPass(rows, Math.max(1, candPairs(rows))),
+      restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram + first * perCol,
+      restFixed(rows) + rest * perCol,
+    );
 
   if (args.blocks !== undefined) {
     const [first, rest] = args.blocks;
     for (const v of [first, rest]) if (!Number.isSafeInteger(v) || v < 0) throw new EngineError(`reference block ${v} must be a non-negative integer (0: unblocked)`);
     if ((first === 0) !== (rest === 0)) throw new EngineError('reference blocks: both sizes are 0 (unblocked) or neither');
     const est = first === 0 ? unblocked(args.batchRows) : estimate(args.batchRows, first, rest);
-    return { gramBlock: first, refBlock: rest, batchRows: args.batchRows, estimateBytes: est };
+    return { gramBlock: first, refBlock: rest, batchRows: args.batchRows, estimateBytes: est, candidatePairs: first === 0 ? 0 : Math.max(1, candPairs(args.batchRows)) };
   }
 
   const start = Math.max(1, Math.min(args.batchRows, args.corpusRows ?? Infinity));
@@ -138,19 +166,19 @@ export function planMemory(args: {
   let best: MemoryPlan | undefined;
   let bestBlocks = Infinity;
   for (const rows of tries) {
-    if (unblocked(rows) <= budgetBytes) return { gramBlock: 0, refBlock: 0, batchRows: rows, estimateBytes: unblocked(rows) };
+    if (unblocked(rows) <= budgetBytes) return { gramBlock: 0, refBlock: 0, batchRows: rows, estimateBytes: unblocked(rows), candidatePairs: 0 };
   }
   for (const rows of tries) {
     const maxFirst = Math.min(Na, Math.floor((budgetBytes - (restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram)) / perCol));
     const maxRest = Math.min(Na, Math.floor((budgetBytes - restFixed(rows)) / perCol));
-    if (statsPass(rows) > budgetBytes || maxFirst < 1 || maxRest < 1) continue;
+    if (statsPass(rows) > budgetBytes || (args.fastCandidates !== undefined && candPairs(rows) < 1) || maxFirst < 1 || maxRest < 1) continue;
     // The rest in equal blocks: as few passes as fit, none of them nearly empty.
     const left = Na - maxFirst;
     const rest = left === 0 ? maxRest : Math.ceil(left / Math.ceil(left / maxRest));
     const blocks = blockBounds(Na, maxFirst, rest).length;
     if (blocks < bestBlocks) {
       bestBlocks = blocks;
-      best = { gramBlock: maxFirst, refBlock: rest, batchRows: rows, estimateBytes: estimate(rows, maxFirst, rest) };
+      best = { gramBlock: maxFirst, refBlock: rest, batchRows: rows, estimateBytes: estimate(rows, maxFirst, rest), candidatePairs: candPairs(rows) };
     }
   }
   if (best) return best;

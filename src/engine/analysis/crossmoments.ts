@@ -59,7 +59,7 @@ import { EngineError, type CancellationSignal } from '../errors';
 import { rotationMatrix } from '../rng';
 import { DenseMoments, finishExact, sumSquares } from './cross/dense';
 import { addInto, copyInto, num, refStep, steps, XStats } from './cross/common';
-import { addFast, FastState, finishFast, LOW_CORR_MARGIN, MAX_CANDIDATES, NOISE_Z, SCREEN_TOKENS, startFast, SUB_SCREENS } from './cross/fast';
+import { addFast, FastState, finishFast, LOW_CORR_MARGIN, MAX_CANDIDATES, NOISE_Z, pickCandidates, SCREEN_TOKENS, startFast, SUB_SCREENS, type Candidates } from './cross/fast';
 import { CHUNK_TOKENS, type CrossMomentsOptions, type CrossMomentsResult } from './cross/types';
 import { Gemm, gramLayout, GramLayout } from './gemm';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
@@ -68,6 +68,7 @@ import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 export { CHUNK_TOKENS, type CrossMomentsOptions, type CrossMomentsResult, type FastOptions, type ModelShape, type YMoments } from './cross/types';
 export { mergeBlocks, packResult, unpackResult } from './cross/result';
 export { maxRowNorm, screenRefine } from './cross/baseline';
+export { joinCandidates, type Candidates } from './cross/fast';
 export { rotationMatrix } from '../rng';
 export { ArrayPool } from './cross/pool';
 
@@ -216,6 +217,40 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const D = this.denseFor(true);
     const part = D.screenCalls++ % D.subs.length;
     await this.addDense(batch.batchIndex, x, y, 0, t, false, part);
+  }
+
+  /**
+   * Fast mode, a block's screen alone (a blocked run at model size): the candidates its screen
+   * picked, which `withCandidates` takes for the whole pair. Ends this accumulator.
+   */
+  async screenCandidates(): Promise<Candidates> {
+    if (this.mode !== 'fast' || !this.screened || this.xs.n > 0 || this.fast) throw new EngineError('CrossMoments: screenCandidates() needs a fast-mode screen and nothing counted');
+    if (this.finished) throw new EngineError('CrossMoments: screenCandidates() after finish()');
+    this.finished = true;
+    try {
+      const { cand } = await pickCandidates(this, this.dense!);
+      this.dense = undefined;
+      return cand;
+    } finally {
+      if (this.ownGemm) await this.gemm.release();
+    }
+  }
+
+  /**
+   * Fast mode with the candidates already picked (the blocks' screens, joined): every add() is
+   * counted into the candidates' totals. `opts.block` must be the rows `cand` covers.
+   */
+  static withCandidates(opts: CrossMomentsOptions, cand: Candidates): CrossMoments {
+    const c = new CrossMoments({ ...opts, mode: 'fast' });
+    if (cand.P.rowptr.length !== c.B + 1 || cand.R.rowptr.length !== c.B + 1) {
+      throw new EngineError(`CrossMoments: candidate lists for ${cand.P.rowptr.length - 1} reference neurons, the block has ${c.B}`);
+    }
+    for (const q of [cand.P, cand.R]) {
+      if (q.rowptr[c.B] !== q.cols.length || q.cols.some((j) => j < 0 || j >= c.Nm)) throw new EngineError('CrossMoments: the candidate lists do not fit this pair');
+    }
+    c.screened = true;
+    c.fast = new FastState(c, cand.P, cand.R);
+    return c;
   }
 
   private operands(batch: ActivationBatch): { x: Float32Array; y: Float32Array; t: number } {

@@ -166,13 +166,13 @@ export class Gemm {
    * the per-layer d×d matrices (fp32, constants of the graph); `rot.key` names them in the
    * session cache.
    */
-  async rotateStep(args: { y: Float32Array; t: number; b: number; rot: { layers: number; d: number; R: Float32Array[]; key: string }; rt: Float32Array }): Promise<void> {
+  async rotateStep(args: { y: Float32Array; t: number; b: number; rot: { layers: number; d: number; R: () => Float32Array[]; key: string }; rt: Float32Array }): Promise<void> {
     const { y, t, b, rot, rt } = args;
     check(y, t * b, 'Y');
     check(rt, b * t, '(RV)ᵀ');
     if (rot.layers * rot.d !== b) throw new EngineError(`gemm: ${rot.layers} rotations of ${rot.d} do not cover ${b} columns`);
     const ort = loadOrt();
-    const s = await this.session(`rotate:${b}:${rot.layers}x${rot.d}:${rot.key}`, () => rotateGraph(b, rot.layers, rot.d, rot.R));
+    const s = await this.session(`rotate:${b}:${rot.layers}x${rot.d}:${rot.key}`, () => rotateGraph(b, rot.layers, rot.d, rot.R()));
     const fetches: Record<string, Ort.Tensor> = {};
     for (let l = 0; l < rot.layers; l++) fetches[`RT${l}`] = new ort.Tensor('float32', rt.subarray(l * rot.d * t, (l + 1) * rot.d * t), [rot.d, t]);
     await s.run({ Y: new ort.Tensor('float32', y, [t, b]) }, fetches);

@@ -30,7 +30,7 @@ import { COVARIANCE_MAX_BYTES, LayerCovariance, PCA_TOP, type LayerPca } from '.
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { PaperHistogram, type PaperHistogramResult } from './paperhist';
 import { blockBounds } from './blocking';
-import { ArrayPool, CrossMoments, mergeBlocks, packResult, unpackResult, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
+import { ArrayPool, CrossMoments, joinCandidates, mergeBlocks, packResult, unpackResult, type Candidates, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
 import { TopExamples, type TopExamplesResult } from './examples';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, PlanContext } from './types';
 import { universalityTable } from './universality';
@@ -61,19 +61,40 @@ const PLAN_CHOICES: Record<string, string> = {
   zero_variance: 'a neuron constant over the counted tokens gets ρ = 0 with every partner (partner column −1)',
   correlation_precision:
     'S_xy per batch as a float32 GEMM, accumulated in float64 (mode exact). Mode fast: a screening sample of every k-th batch, ' +
-    'k = max(2, floor(tokens / 65536)), read before the main pass, in 3 interleaved sub-screens; a neuron\'s partner candidates ' +
+    'k = max(2, floor(tokens / S)), S = 65536 for models of up to 4,096 neurons and 65536·4096/N (at least 8,192) above, ' +
+    'read before the main pass, in 3 interleaved sub-screens; a neuron\'s partner candidates ' +
     'are the neurons within 0.05 of the best screened ρ of any sub-screen, or within max(0.05, 3·√2·σ, 0.125·(1 − best²)) of the ' +
     'pooled screen\'s best (σ: the sampling error of the screened ρ, from the sub-screens\' spread), at most 256; rotated-neuron ' +
     'candidates within max(0.05, 3·√2·σ) on the pooled screen, at most 256; then exact float64 sums over all tokens for the ' +
-    'candidates (crossmoments.ts, cross/fast.ts)',
+    'candidates (crossmoments.ts, cross/fast.ts). When the pairs do not fit in memory at once, each block of reference neurons ' +
+    'screens in a pass of its own and one pass counts every pair\'s candidates (plan.ts fastBlockSpecs)',
 };
 
-/** Fast mode's screen: about this many tokens, every k-th batch of the budget. */
+/** Fast mode's screen: about this many tokens, every k-th batch of the budget (models up to SCREEN_FULL_NEURONS). */
 export const SCREEN_TOKENS = 65536;
+/** Neurons per model up to which the screen is SCREEN_TOKENS; beyond, it shrinks as 1/N. */
+export const SCREEN_FULL_NEURONS = 4096;
+/**
+ * The smallest screen: at 8,192 tokens the screened ρ's sampling error σ ≈ 1/√8192 puts the noise
+ * margin z·√2·σ (z = 3) at 0.047, inside the 0.05 base margin; fewer tokens would widen every
+ * row's margin, so more candidates, for less screen.
+ */
+export const SCREEN_MIN_TOKENS = 8192;
+
+/**
+ * The screen's tokens for models of `nNeurons` neurons (the larger of the pair's). Its dense sums
+ * cost 2·N_a·N_m per token while the candidates' cost per token grows as N: at GPT-2-small size
+ * (36,864 neurons) a 65,536-token screen alone would be ~180 TFLOP per pair, over twice the whole
+ * candidate pass at 100k tokens. So it shrinks as 1/N above 4,096 neurons, to 8,192 tokens.
+ */
+export function screenTokens(nNeurons = 0): number {
+  if (nNeurons <= SCREEN_FULL_NEURONS) return SCREEN_TOKENS;
+  return Math.max(SCREEN_MIN_TOKENS, Math.round((SCREEN_TOKENS * SCREEN_FULL_NEURONS) / nNeurons));
+}
 
 /** Fast mode's screening stride for a corpus of `tokens` tokens: every k-th batch, k ≥ 2. */
-export function screenEvery(tokens: number): number {
-  return Math.max(2, Math.floor(tokens / SCREEN_TOKENS));
+export function screenEvery(tokens: number, nNeurons = 0): number {
+  return Math.max(2, Math.floor(tokens / screenTokens(nNeurons)));
 }
 
 export interface PlanOptions {
@@ -117,7 +138,8 @@ export function mapSpecs(base: AnalysisPlan, f: (s: AccumulatorSpec) => Accumula
 export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   const ref = ctx.models[0]!;
   const s = ctx.settings;
-  const screen = s.mode === 'fast' ? { screen: { every: screenEvery(ctx.corpus.nRows * ctx.corpus.nPositions) } } : {};
+  const widest = Math.max(...ctx.models.map((m) => m.nNeurons));
+  const screen = s.mode === 'fast' ? { screen: { every: screenEvery(ctx.corpus.nRows * ctx.corpus.nPositions, widest) } } : {};
   const crossOpts = (m: number): CrossMomentsOptions => ({
     model: m,
     ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
@@ -146,13 +168,12 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   // the pool holds no more than one block's arrays, which the planner counts; cross/pool.ts).
   const pool = new ArrayPool();
   const last = ctx.models.length - 2;
+  if (s.mode === 'fast') return fastBlockSpecs(ctx, bounds, pool, crossOpts, screen.screen!);
   return ctx.models.slice(1).flatMap((m, i) => {
     const name = (j: number): string => (j === k - 1 ? `cross:${m.label}` : `cross:${m.label}@${bounds[j]![0]}`);
     return bounds.map((block, j): AccumulatorSpec => {
       const opts = (done: ReadonlyMap<string, unknown>): CrossMomentsOptions => {
         const o: CrossMomentsOptions = { ...crossOpts(i + 1), block, pool };
-        // Fast mode's screen needs the Gram itself, so there every block keeps its own.
-        if (s.mode !== 'exact') return o;
         if (j === 0) return k > 1 ? { ...o, exportY: true } : o;
         return {
           ...o,
@@ -192,6 +213,99 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
       };
     });
   });
+}
+
+/**
+ * Fast mode when the pairs do not fit at once (models of GPT-2-small size): what does not fit is
+ * the screen's dense sums, B × N_m per sub-screen. So each block of reference neurons screens in a
+ * pass of its own (the sample batches alone: a few thousand tokens), and finishes into its
+ * candidate lists; then one pass streams the corpus for every pair's candidates at once, the
+ * blocks' lists joined (`screen:<label>@<first>` → `cross:<label>`). Streaming the corpus once per
+ * block instead would forward the reference and m, and rotate m, in every block's pass. The
+ * candidates get passes of their own, as many pairs each as the planner fits, not the
+ * statistics': at GPT-2-small size each pair's candidate state and rotations hold ~0.8 GB, and the
+ * statistics ~2 GB (blocking.ts).
+ */
+function fastBlockSpecs(
+  ctx: PlanContext,
+  bounds: readonly [number, number][],
+  pool: ArrayPool,
+  crossOpts: (m: number) => CrossMomentsOptions,
+  screen: { every: number },
+): AccumulatorSpec[] {
+  const k = bounds.length;
+  const pairs = ctx.models.length - 1;
+  const screenName = (label: string, j: number): string => `screen:${label}@${bounds[j]![0]}`;
+  const blocks = ctx.models.slice(1).flatMap((m, i) =>
+    bounds.map(
+      (block, j): AccumulatorSpec => ({
+        name: screenName(m.label, j),
+        pass: i * k + j,
+        screen,
+        screenOnly: true,
+        reads: { models: [0, i + 1], arrays: ['keptPost'] },
+        pack: (r) => packCandidates(r as Candidates),
+        unpack: unpackCandidates,
+        create: () => {
+          const c = new CrossMoments({ ...crossOpts(i + 1), block, pool });
+          return {
+            add: () => {
+              throw new EngineError(`${screenName(m.label, j)} screens only; it was given a batch to count`);
+            },
+            screen: (b) => c.screen(b),
+            state: () => c.state(),
+            finish: async () => {
+              const r = await c.screenCandidates();
+              // The candidates' pass gets the memory back.
+              if (i === pairs - 1 && j === k - 1) pool.clear();
+              return r;
+            },
+          };
+        },
+        restore: () => {
+          throw new EngineError(`${screenName(m.label, j)}: a screen is not resumed part-way (its pass starts again)`);
+        },
+      }),
+    ),
+  );
+  // As many pairs per candidates' pass as the planner fits (blocking.ts).
+  const group = ctx.settings.candidatePairs ?? pairs;
+  const candidates = ctx.models.slice(1).map(
+    (m, i): AccumulatorSpec => ({
+      name: `cross:${m.label}`,
+      pass: pairs * k + Math.floor(i / group),
+      reads: { models: [0, i + 1], arrays: ['keptPost'] },
+      pack: (r) => packResult(r as CrossMomentsResult),
+      unpack: unpackResult,
+      create: (done) =>
+        CrossMoments.withCandidates(
+          crossOpts(i + 1),
+          joinCandidates(
+            bounds.map((_, j) => {
+              const c = done.get(screenName(m.label, j)) as Candidates | undefined;
+              if (!c) throw new EngineError(`cross:${m.label}: the candidates of ${screenName(m.label, j)} are missing`);
+              return c;
+            }),
+          ),
+        ),
+      restore: (st) => CrossMoments.restore(st, crossOpts(i + 1)),
+    }),
+  );
+  return [...blocks, ...candidates];
+}
+
+function packCandidates(c: Candidates): AccumulatorState {
+  return { kind: 'candidates', rowptrP: c.P.rowptr, colsP: c.P.cols, rowptrR: c.R.rowptr, colsR: c.R.cols };
+}
+
+function unpackCandidates(st: AccumulatorState): Candidates {
+  const arr = (k: string): Int32Array => {
+    const v = st[k];
+    if (!(v instanceof Int32Array)) throw new EngineError(`a screen's candidates: checkpoint field ${k} is missing or not an Int32Array`);
+    return v;
+  };
+  if (st.kind !== 'candidates') throw new EngineError(`a screen's candidates: the checkpoint holds ${String(st.kind)}`);
+  return { P: { rowptr: arr('rowptrP'), cols: arr('colsP') }, R: { rowptr: arr('rowptrR'), cols: arr('colsR') } };
 }
 
 /** Activation statistics of every model and top examples of the reference. */

@@ -161,6 +161,12 @@ export interface AccumulatorSpec {
    * the screen screens again on resume.
    */
   screen?: { every: number };
+  /**
+   * With `screen`: the accumulator only screens (add() is never called), and finishes once its
+   * screen is read. A pass of such specs forwards the sample batches alone and checkpoints at its
+   * end (its finished results); its accumulators' state is never written.
+   */
+  screenOnly?: boolean;
   /** Required of specs that finish before the last pass: their result as checkpoint state, and back. */
   pack?(result: unknown): AccumulatorState;
   unpack?(state: AccumulatorState): unknown;

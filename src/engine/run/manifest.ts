@@ -51,6 +51,8 @@ export interface Settings {
   gramBlock?: number;
   /** Reference columns of the pair's other blocks; 0: unblocked. */
   refBlock?: number;
+  /** Fast mode, blocked: pairs whose candidates one pass counts (the memory planner's; missing: all). */
+  candidatePairs?: number;
   /**
    * The baseline's rotation seed of each other model (label → seed): a fresh R_l per pair, as the
    * paper draws it (analysis/rotations.ts pairSeed). Missing in earlier runs: every pair used `seed`.
@@ -182,6 +184,7 @@ const SETTINGS_SCHEMA = object({
   memoryGb: optional(finite),
   gramBlock: optional(nat),
   refBlock: optional(nat),
+  candidatePairs: optional(positive),
   rotationSeeds: optional(record(nat)),
   chunkTokens: optional(positive),
   overlap: optional(boolean()),

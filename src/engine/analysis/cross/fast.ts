@@ -4,7 +4,6 @@
  * y and take the sampled products), and the finish over the candidates.
  */
 import { EngineError, throwIfCancelled } from '../../errors';
-import { rotationMatrix } from '../../rng';
 import type { CrossMoments } from '../crossmoments';
 import { SddmmArena } from '../gemm';
 import type { AccumulatorState } from '../types';
@@ -28,8 +27,24 @@ const TOP_SPREAD = 16;
 /** Fast mode's arena (one step's activations: x'ᵀ, Yᵀ, (RV)ᵀ and a token-major staging copy) stays under this many bytes. */
 const FAST_ARENA_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Bytes a pair's candidate state holds at most (FastState, and onnxruntime's copy of the rotations):
+ * the arena, both candidate lists at the cap (a column and a float64 total each), R_l in fp32, the
+ * staging of one step and m's sums. The planner counts it (blocking.ts).
+ */
+export function fastStateBytes(B: number, L: number, d: number, cap = MAX_CANDIDATES): number {
+  const Nm = L * d;
+  return FAST_ARENA_BYTES + 2 * 12 * B * Math.min(cap, Nm) + 4 * L * d * d + FAST_ARENA_BYTES / 2 + 32 * Nm;
+}
+
 function rotations(c: CrossMoments): Float64Array[] {
   return Array.from({ length: c.L }, (_, l) => c.rotation(l, new Float64Array(c.d * c.d)));
+}
+
+/** Candidate lists of a block's reference neurons (CSR over its rows): partners and rotated neurons of m. */
+export interface Candidates {
+  P: { rowptr: Int32Array; cols: Int32Array };
+  R: { rowptr: Int32Array; cols: Int32Array };
 }
 
 /**
@@ -37,8 +52,51 @@ function rotations(c: CrossMoments): Float64Array[] {
  * the screen (`screened`: fed through screen()) or of the counted prefix.
  */
 export async function startFast(c: CrossMoments, D: DenseMoments, screened: boolean): Promise<FastState> {
-  D.finalize();
+  const { cand, Rs, sy } = await pickCandidates(c, D);
   const { B, Nm, L, d } = c;
+  const f = new FastState(c, cand.P, cand.R);
+  if (!screened) {
+    // The prefix is part of the counted tokens: every total starts from its dense products.
+    for (let i = 0; i < B; i++) {
+      for (let c = f.rpP[i]!; c < f.rpP[i + 1]!; c++) f.cxy[c] = D.sxy[i * Nm + f.clP[c]!]!;
+      for (let c = f.rpR[i]!; c < f.rpR[i + 1]!; c++) {
+        const col = f.clR[c]!;
+        const l = Math.floor(col / d);
+        const k = col - l * d;
+        const r = Rs[l]!;
+        let s = 0;
+        for (let b = 0; b < d; b++) s += D.sxy[i * Nm + l * d + b]! * r[k * d + b]!;
+        f.cxr[c] = s;
+      }
+    }
+    f.sy.set(sy);
+    f.syy.set(D.syy());
+    for (let l = 0; l < L; l++) {
+      const r = Rs[l]!;
+      const RC = await c.gemm.abt64(r, D.gram.subarray(l * d * d, (l + 1) * d * d), d, d, d);
+      for (let k = 0; k < d; k++) {
+        let s1 = 0;
+        let s2 = 0;
+        for (let b = 0; b < d; b++) {
+          s1 += r[k * d + b]! * sy[l * d + b]!;
+          s2 += RC[k * d + b]! * r[k * d + b]!;
+        }
+        f.sr[l * d + k] = s1;
+        f.srr[l * d + k] = s2;
+      }
+    }
+  }
+  return f;
+}
+
+/**
+ * The candidates of the block's reference neurons from the screen's dense moments `D` (see
+ * crossmoments.ts, "Fast mode"). Also returns the rotations and Σy it used (a prefix screen's
+ * totals start from them).
+ */
+export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<{ cand: Candidates; Rs: Float64Array[]; sy: Float64Array }> {
+  D.finalize();
+  const { B, Nm, d } = c;
   const margin = c.opts.fast?.margin ?? 0.05;
   const bMargin = c.opts.fast?.baselineMargin ?? 0.05;
   const cap = c.opts.fast?.maxCandidates ?? MAX_CANDIDATES;
@@ -123,39 +181,26 @@ export async function startFast(c: CrossMoments, D: DenseMoments, screened: bool
     const order = [...candR[i]!.keys()].sort((p, q) => vals[i]![q]! - vals[i]![p]! || candR[i]![p]! - candR[i]![q]!);
     candR[i] = order.slice(0, cap).map((o) => candR[i]![o]!);
   }
-  const f = new FastState(c, csr(candP), csr(candR));
-  if (!screened) {
-    // The prefix is part of the counted tokens: every total starts from its dense products.
-    for (let i = 0; i < B; i++) {
-      for (let c = f.rpP[i]!; c < f.rpP[i + 1]!; c++) f.cxy[c] = D.sxy[i * Nm + f.clP[c]!]!;
-      for (let c = f.rpR[i]!; c < f.rpR[i + 1]!; c++) {
-        const col = f.clR[c]!;
-        const l = Math.floor(col / d);
-        const k = col - l * d;
-        const r = Rs[l]!;
-        let s = 0;
-        for (let b = 0; b < d; b++) s += D.sxy[i * Nm + l * d + b]! * r[k * d + b]!;
-        f.cxr[c] = s;
-      }
+  return { cand: { P: csr(candP), R: csr(candR) }, Rs, sy };
+}
+
+/** Blocks' candidate lists, in order of their rows, as one list over all of them. */
+export function joinCandidates(blocks: readonly Candidates[]): Candidates {
+  const join = (qs: readonly { rowptr: Int32Array; cols: Int32Array }[]) => {
+    const rows = qs.reduce((a, q) => a + q.rowptr.length - 1, 0);
+    const rowptr = new Int32Array(rows + 1);
+    const cols = new Int32Array(qs.reduce((a, q) => a + q.cols.length, 0));
+    let r = 0;
+    let at = 0;
+    for (const q of qs) {
+      for (let i = 1; i < q.rowptr.length; i++) rowptr[r + i] = at + q.rowptr[i]!;
+      cols.set(q.cols, at);
+      r += q.rowptr.length - 1;
+      at += q.cols.length;
     }
-    f.sy.set(sy);
-    f.syy.set(D.syy());
-    for (let l = 0; l < L; l++) {
-      const r = Rs[l]!;
-      const RC = await c.gemm.abt64(r, D.gram.subarray(l * d * d, (l + 1) * d * d), d, d, d);
-      for (let k = 0; k < d; k++) {
-        let s1 = 0;
-        let s2 = 0;
-        for (let b = 0; b < d; b++) {
-          s1 += r[k * d + b]! * sy[l * d + b]!;
-          s2 += RC[k * d + b]! * r[k * d + b]!;
-        }
-        f.sr[l * d + k] = s1;
-        f.srr[l * d + k] = s2;
-      }
-    }
-  }
-  return f;
+    return { rowptr, cols };
+  };
+  return { P: join(blocks.map((b) => b.P)), R: join(blocks.map((b) => b.R)) };
 }
 
 export async function addFast(c: CrossMoments, f: FastState, kx: Float32Array, batch: number, x: Float32Array, y: Float32Array, t0: number, t1: number): Promise<void> {
@@ -172,7 +217,7 @@ export async function addFast(c: CrossMoments, f: FastState, kx: Float32Array, b
     a.f32(f.src, Nm * n).set(ys);
     a.transpose(f.src, n, Nm, f.yt);
     const rt = f.stage.subarray(0, Nm * n);
-    await c.gemm.rotateStep({ y: ys, t: n, b: Nm, rot: { layers: c.L, d: c.d, R: f.R32, key: String(c.opts.seed) }, rt });
+    await c.gemm.rotateStep({ y: ys, t: n, b: Nm, rot: { layers: c.L, d: c.d, R: f.rotations, key: String(c.opts.seed) }, rt });
     a.f32(f.rt, Nm * n).set(rt);
     c.xs.add(r, n);
     f.step(n);
@@ -223,7 +268,11 @@ export class FastState {
   readonly arena = new SddmmArena();
   /** Tokens per step (bounded by the arena size). */
   readonly tc: number;
-  readonly R32: Float32Array[];
+  /**
+   * The pair's R_l in fp32, drawn when the rotation's graph is built: only onnxruntime's session
+   * holds them after that (4·L·d² bytes, 0.45 GB at GPT-2-small size, not twice).
+   */
+  readonly rotations: () => Float32Array[];
   /** Where ORT writes each step's (RV)ᵀ (it cannot write into the shared arena). */
   readonly stage: Float32Array;
   private readonly B: number;
@@ -264,7 +313,7 @@ export class FastState {
     this.B = B;
     this.Nm = Nm;
     this.tc = Math.max(16, Math.min(c.chunk, Math.floor(FAST_ARENA_BYTES / (4 * (B + 2 * Nm + Math.max(B, Nm))))));
-    this.R32 = Array.from({ length: c.L }, (_, l) => Float32Array.from(rotationMatrix(c.opts.seed, l, c.d)));
+    this.rotations = () => Array.from({ length: c.L }, (_, l) => Float32Array.from(c.rotation(l, new Float64Array(c.d * c.d))));
     this.stage = new Float32Array(Nm * this.tc);
     const a = this.arena;
     this.xt = a.alloc(4 * B * this.tc);

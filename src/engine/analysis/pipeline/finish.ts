@@ -11,7 +11,7 @@ import { writeCheckpoint } from '../../store';
 import { reclaim } from '../blocking';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, RunContext, RunResult, RunState } from '../types';
 import { writeManifest, type Manifest } from '../../run/manifest';
-import { passNote } from './pass';
+import { passNote, screenOnly } from './pass';
 
 /**
  * Finishes pass `st.pass` (its accumulators go once finished, before the next pass allocates
@@ -30,9 +30,9 @@ export async function finishPass(rc: RunContext, st: RunState): Promise<void> {
   // The finished accumulators' memory goes before the next pass allocates its own.
   st.accs = [];
   if (P > 1) await reclaim();
-  if (rc.boundaryOnly && pass < P - 1) {
-    // The finished passes' packed results (per-neuron vectors: small); a resume starts the
-    // next pass afresh.
+  if ((rc.boundaryOnly || screenOnly(rc.passes[pass]!)) && pass < P - 1) {
+    // The finished passes' packed results (per-neuron vectors or candidate lists: small); a
+    // resume starts the next pass afresh.
     rc.progress({ phase: 'checkpoint', batch: (pass + 1) * nBatches, batches: P * nBatches });
     writeCheckpoint(rc.runDir, {
       nextBatch: 0,

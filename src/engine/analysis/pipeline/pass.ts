@@ -88,6 +88,13 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
     rc.progress({ phase: 'stream', message: `${note}${all ? "the corpus' first batches, for ranges" : 'screening sample'}, batch ${b + 1} of ${nBatches}` });
     return buildBatch(handles, corpus, b, b * settings.batchRows, Math.min(settings.batchRows, corpus.nRows - b * settings.batchRows), signal, all ?? r);
   };
+  if (screenOnly(cur)) {
+    // Nothing to stream; the pass's end is checkpointed once its results are (finish.ts).
+    if (st.fresh) await screenPass(cur, st.accs, nBatches, sample, handles);
+    st.fresh = false;
+    throwIfCancelled(signal);
+    return;
+  }
   // Checkpointed once screened, so that a resume does not screen again.
   if (st.fresh && (await screenPass(cur, st.accs, nBatches, sample, handles)) && !rc.boundaryOnly) checkpoint(rc, st, 0);
   // A token shard after the first: what the corpus' first batch fixes in a single run (histogram
@@ -107,6 +114,11 @@ export async function streamPass(rc: RunContext, st: RunState): Promise<void> {
   // size: 450 s of a 2,600 s run went to these writes) costs more than the batch it saves. Not for
   // a part: its product is the state writePart writes.
   if (!rc.part && lastCheckpoint < b1 && !rc.boundaryOnly) checkpoint(rc, st, b1);
+}
+
+/** A pass whose accumulators only screen (AccumulatorSpec.screenOnly): it streams nothing. */
+export function screenOnly(specs: readonly AccumulatorSpec[]): boolean {
+  return specs.length > 0 && specs.every((s) => s.screen && s.screenOnly);
 }
 
 /** Share of the memory budget one more batch of forwards may take for the overlap (prefetch.ts). */

@@ -12,6 +12,7 @@ import { EngineError, type CancellationSignal } from '../../errors';
 import { acquireRunLock, createRunDir, readCheckpoint } from '../../store';
 import { GB, planMemory, reclaim } from '../blocking';
 import { CHUNK_TOKENS } from '../crossmoments';
+import { fastStateBytes } from '../cross/fast';
 import { pairSeed, RotationCache } from '../rotations';
 import { partInfo, planPasses, readPartState, shardInfo } from '../parts';
 import { keptFilter } from '../../corpus';
@@ -89,6 +90,7 @@ export async function planRun(
       budgetBytes: settings.memoryGb! * GB,
       baseBytes: process.memoryUsage().rss,
       everyBlockGram: settings.mode !== 'exact',
+      ...(settings.mode === 'fast' ? { fastCandidates: Math.max(...infos.slice(1).map((m) => fastStateBytes(infos[0]!.nNeurons, m.nLayers, m.dMlp))) } : {}),
       fp32Only: budget <= CHUNK_TOKENS,
       blocks: opts.refBlocks,
     });
@@ -102,6 +104,7 @@ export async function planRun(
     settings.batchRows = mem.batchRows;
     settings.gramBlock = mem.gramBlock;
     settings.refBlock = mem.refBlock;
+    if (settings.mode === 'fast' && mem.refBlock) settings.candidatePairs = mem.candidatePairs;
     memEstimate = mem.estimateBytes;
     // A fresh rotation per pair, as the paper draws it; recorded, so a resume draws the same.
     settings.rotationSeeds = Object.fromEntries(infos.slice(1).map((m, i) => [m.label, pairSeed(settings.seed, i + 1)]));
