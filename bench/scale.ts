@@ -3,7 +3,11 @@
  * 36,864 neurons each) within a memory budget, over a small token count. A measurement, not a
  * test: the point is peak memory and where the time goes, not the numbers (the models are random).
  *
- *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--layers 12] [--stats-only | --write-only]
+ *   npm run bench:scale -- [--tokens 1024] [--memory-gb 8] [--threads 2] [--batch-rows R] [--layers 12] [--mode exact|fast] [--planted] [--passes K] [--stats-only | --write-only]
+ *
+ * `--planted`: models b…e are model a with each layer's MLP neurons permuted and perturbed by 1%
+ * noise (tools/planted_family.ts), so every reference neuron has a known partner in each other
+ * model; the report counts the partners recovered (issue 13: all of them, at full size, fast mode).
  *
  * `--layers L`: models of L layers at GPT-2-small width (d_mlp 3,072), for a reduced run whose
  * passes and arrays have the full-size shapes per layer (page faults, system time) in minutes.
@@ -17,11 +21,13 @@
  * VmRSS seen at progress events and every 250 ms.
  */
 import * as fs from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { defaultPlan } from '../src/engine/analysis/plan';
 import type { CrossMomentsResult } from '../src/engine/analysis/crossmoments';
 import { runAnalysis, type AccumulatorSpec, type AnalysisPlan, type Progress } from '../src/engine/analysis/pipeline';
+import { CancelledError } from '../src/engine/errors';
 import { GPT2_SMALL, writeRandomGpt2 } from '../tools/random_gpt2';
+import { writePlantedFamily, type PlantedModel } from '../tools/planted_family';
 
 const ROOT = join(__dirname, '..');
 const CACHE = join(ROOT, 'tools', '.cache');
@@ -93,7 +99,22 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const layers = Number(arg('layers', String(GPT2_SMALL.layers)));
   const shape = { ...GPT2_SMALL, layers };
-  const models = ['a', 'b', 'c', 'd', 'e'].map((s) => writeRandomGpt2(join(CACHE, `random-gpt2-${layers}x768-${s}`), s, shape));
+  const mode = arg('mode', 'exact') as 'exact' | 'fast';
+  if (mode !== 'exact' && mode !== 'fast') throw new Error(`--mode ${String(mode)}: exact or fast`);
+  const planted = process.argv.includes('--planted');
+  const random = (l: string): string => writeRandomGpt2(join(CACHE, `random-gpt2-${layers}x768-${l}`), l, shape);
+  let family: PlantedModel[] = [];
+  if (planted) {
+    const dir = join(CACHE, `planted-gpt2-${layers}x768`);
+    const a = random('a');
+    const labels = ['b', 'c', 'd', 'e'];
+    const meta = labels.map((l) => join(dir, `planted-${l}`, 'planted.json'));
+    // Written once (1.5 GB of checkpoints); planted.json last, so its presence means complete.
+    family = meta.every((f) => fs.existsSync(f))
+      ? labels.map((l, i) => ({ label: l, dir: join(dir, `planted-${l}`), perm: (JSON.parse(fs.readFileSync(meta[i]!, 'utf8')) as { perm: number[][] }).perm.map((q) => Int32Array.from(q)) }))
+      : writePlantedFamily(a, dir, labels, { seed: 7, noise: 0.01 });
+  }
+  const models = planted ? [random('a'), ...family.map((m) => m.dir)] : ['a', 'b', 'c', 'd', 'e'].map(random);
   const tModels = Date.now();
   const out = join(CACHE, statsOnly ? 'scale-run-stats' : writeOnly ? 'scale-run-write' : 'scale-run');
   fs.rmSync(out, { recursive: true, force: true });
@@ -158,8 +179,16 @@ async function main(): Promise<void> {
       process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${p.phase} ${p.message ?? ''} batch ${p.batch ?? ''}/${p.batches ?? ''} rss ${gb(status('VmRSS'))} GB\n`);
     }
   };
+  // `--passes K`: stop (cancel) when pass K + 1 starts, and report the phases so far (a
+  // GPT-2-size run takes hours here; its first passes tell what each kind of pass costs).
+  const stopAfter = Number(arg('passes', '0'));
+  const signal = {
+    get cancelled() {
+      return stopAfter > 0 && pass > stopAfter;
+    },
+  };
   const tRun = Date.now();
-  const r = await runAnalysis(
+  const run = runAnalysis(
     {
       models,
       corpus: [join(ROOT, 'models', 'corpus', 'heldout.tokens.bin')],
@@ -167,18 +196,40 @@ async function main(): Promise<void> {
       out,
       memoryGb,
       threads,
+      mode,
       ...(batchRows ? { batchRows } : {}),
       ...(statsOnly ? { plan: statsPlan() } : writeOnly ? { plan: writePlan() } : {}),
     },
     onProgress,
+    signal,
   );
+  const r = await run.catch((e: unknown) => {
+    if (!(e instanceof CancelledError) || stopAfter === 0) throw e;
+    if (cur) cur.end = Date.now();
+    const done = phases.filter((p) => !p.name.startsWith(`pass ${stopAfter + 1} `));
+    console.log(JSON.stringify({ stopped_after_passes: stopAfter, of: passes, peak_rss_gb: Number(gb(status('VmHWM'))), phases: done.map((p) => ({ name: p.name, s: (p.end - p.start) / 1000, peak_rss_gb: Number(gb(p.peakRss)) })) }, null, 2));
+    return undefined;
+  });
   clearInterval(timer);
+  if (!r) return;
   if (cur) cur.end = Date.now();
   const tEnd = Date.now();
   const hwm = status('VmHWM');
 
   const s = r.manifest.settings;
   const N = layers * 3072;
+  // Planted: every reference neuron's partner in each model is its permuted self, same layer.
+  const recovered = family.map((m) => {
+    const c = r.results.get(`cross:${basename(m.dir)}`) as CrossMomentsResult | undefined;
+    let ok = 0;
+    let lo = Infinity;
+    for (let i = 0; c && i < N; i++) {
+      const l = Math.floor(i / 3072);
+      if (c.partner[i] === l * 3072 + m.perm[l]![i % 3072]!) ok++;
+      lo = Math.min(lo, c.maxCorr[i]!);
+    }
+    return { model: m.label, recovered: ok, of: N, min_max_corr: lo };
+  });
   const sum = (re: RegExp): number => phases.filter((p) => re.test(p.name)).reduce((a, p) => a + (p.end - p.start) / 1000, 0);
   const peak = (re: RegExp): number => Math.max(0, ...phases.filter((p) => re.test(p.name)).map((p) => p.peakRss));
   const statsPass = `pass ${passes} `;
@@ -191,6 +242,9 @@ async function main(): Promise<void> {
     ref_block: s.refBlock,
     blocks_per_pair: s.refBlock ? Math.ceil(N / s.refBlock) : 1,
     passes,
+    mode: s.mode,
+    candidate_pairs_per_pass: s.candidatePairs,
+    ...(planted ? { planted: recovered } : {}),
     batch_rows: s.batchRows,
     threads,
     peak_rss_gb: Number(gb(hwm)),

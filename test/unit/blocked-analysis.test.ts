@@ -355,13 +355,10 @@ describe('memory planner', () => {
     assert.equal(b[b.length - 1]![1], 36864);
     const widths = b.slice(1).map(([x, y]) => y - x);
     assert.ok(Math.max(...widths) - Math.min(...widths) <= 1 && Math.max(...widths) <= p.refBlock, 'the rest are equal up to rounding');
-    // Fast mode keeps a Gram in every block, so its blocks are all as narrow as the first.
-    const f = planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: true, budgetBytes: 8 * GiB, baseBytes: base, everyBlockGram: true });
-    assert.ok(f.refBlock <= f.gramBlock + 1, `fast blocks ${f.gramBlock}, ${f.refBlock}`);
   });
 
   test("fast mode at GPT-2-small size: the candidates' passes hold as many pairs as fit (3 of 4 at 8 GB, all 4 at 12 GB)", () => {
-    const args = { models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: false, baseBytes: 2.5 * GiB, everyBlockGram: true, statsBytes: 2e9, fastCandidates: fastStateBytes(36864, 12, 3072) };
+    const args = { models: Array(5).fill(gpt2), batchRows: 8, batchRowsFixed: false, baseBytes: 2.5 * GiB, statsBytes: 2e9, fastCandidates: fastStateBytes(36864, 12, 3072) };
     // A pair's state: the arena, both candidate lists at the cap, R_l in fp32 (onnxruntime's copy).
     assert.ok(Math.abs(fastStateBytes(36864, 12, 3072) / 1e9 - 0.78) < 0.01);
     const p8 = planMemory({ ...args, budgetBytes: 8e9 });

@@ -95,8 +95,6 @@ export function planMemory(args: {
   baseBytes: number;
   /** What the statistics accumulators hold (AnalysisPlan.statsBytes). */
   statsBytes?: number;
-  /** Fast mode's screen needs m's Gram in every block. */
-  everyBlockGram?: boolean;
   /**
    * Fast mode, blocked: bytes of one pair's candidate state (cross/fast.ts fastStateBytes). A
    * candidates' pass holds as many pairs as fit, with the reference and their models forwarded
@@ -129,7 +127,7 @@ export function planMemory(args: {
   const gram = Math.max(...others.map(gramBytes));
   const perCol = Math.max(...others.map((m) => perColumn(m, args.fp32Only)));
   const statsPass = (rows: number): number => baseBytes + SLACK + statsBytes + statsActs(rows);
-  const restFixed = (rows: number): number => baseBytes + SLACK + pairActs(rows) + (args.everyBlockGram ? gram : 0);
+  const restFixed = (rows: number): number => baseBytes + SLACK + pairActs(rows);
   // Fast mode's candidates' pass (blocked), `k` pairs: their states, the reference's and their
   // models' keptPost forwards (the widest models counted).
   const widest = Math.max(...others.map((m) => m.nNeurons));
@@ -146,7 +144,7 @@ export function planMemory(args: {
     Math.max(
       statsPass(rows),
       candPass(rows, Math.max(1, candPairs(rows))),
-      restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram + first * perCol,
+      restFixed(rows) + gram + first * perCol,
       restFixed(rows) + rest * perCol,
     );
 
@@ -169,7 +167,7 @@ export function planMemory(args: {
     if (unblocked(rows) <= budgetBytes) return { gramBlock: 0, refBlock: 0, batchRows: rows, estimateBytes: unblocked(rows), candidatePairs: 0 };
   }
   for (const rows of tries) {
-    const maxFirst = Math.min(Na, Math.floor((budgetBytes - (restFixed(rows) - (args.everyBlockGram ? gram : 0) + gram)) / perCol));
+    const maxFirst = Math.min(Na, Math.floor((budgetBytes - (restFixed(rows) + gram)) / perCol));
     const maxRest = Math.min(Na, Math.floor((budgetBytes - restFixed(rows)) / perCol));
     if (statsPass(rows) > budgetBytes || (args.fastCandidates !== undefined && candPairs(rows) < 1) || maxFirst < 1 || maxRest < 1) continue;
     // The rest in equal blocks: as few passes as fit, none of them nearly empty.

@@ -53,14 +53,19 @@
  *   the price; it is 1/L of the dense product. Reported numbers are exact sums over all counted tokens; only the set
  *   searched for each maximum comes from the screen. A prefix screen of a corpus that drifts
  *   (source after source) misses partners: give `screen()` a sample spread over the corpus. A
- *   neuron constant on the screen keeps every candidate.
+ *   neuron constant on the screen keeps every candidate. The screen picks candidates with fp32
+ *   products for the rotated neurons (its margins are ≥ 0.05; only selection depends on it).
+ * - Fast mode in blocks (models of GPT-2-small size): a block may only screen
+ *   (`screenCandidates`, `screenOnly`), its first exporting m's screen moments to the pair's
+ *   other blocks as above; `withCandidates` then counts the joined lists of every block over the
+ *   corpus in one accumulator for the whole pair (plan.ts fastBlockSpecs).
  */
 import { EngineError, type CancellationSignal } from '../errors';
 import { rotationMatrix } from '../rng';
 import { DenseMoments, finishExact, sumSquares } from './cross/dense';
 import { addInto, copyInto, num, refStep, steps, XStats } from './cross/common';
 import { addFast, FastState, finishFast, LOW_CORR_MARGIN, MAX_CANDIDATES, NOISE_Z, pickCandidates, SCREEN_TOKENS, startFast, SUB_SCREENS, type Candidates } from './cross/fast';
-import { CHUNK_TOKENS, type CrossMomentsOptions, type CrossMomentsResult } from './cross/types';
+import { CHUNK_TOKENS, type CrossMomentsOptions, type CrossMomentsResult, type YMoments } from './cross/types';
 import { Gemm, gramLayout, GramLayout } from './gemm';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 
@@ -157,7 +162,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     if (f.subScreens !== undefined && !(Number.isSafeInteger(f.subScreens) && f.subScreens >= 1 && f.subScreens <= 64)) {
       throw new EngineError(`CrossMoments: fast subScreens ${f.subScreens} must be an integer in [1, 64]`);
     }
-    if (opts.yMoments && this.mode !== 'exact') throw new EngineError('CrossMoments: yMoments (a block without its own Gram) needs exact mode');
+    // Fast mode shares them only between blocks that screen alone (screenCandidates; plan.ts fastBlockSpecs).
+    if (opts.yMoments && this.mode !== 'exact' && !opts.screenOnly) throw new EngineError('CrossMoments: yMoments (a block without its own Gram) needs exact mode, or a fast-mode block that only screens');
     this.ownGemm = !opts.gemm;
     this.gemm = opts.gemm ?? new Gemm({ threads: opts.threads });
     this.xs = new XStats(this.B);
@@ -175,7 +181,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
 
   /** Fast mode's dense moments: a counted prefix (float64 totals), or a screen (sub-screen sums). */
   private denseFor(screen: boolean): DenseMoments {
-    this.dense ??= new DenseMoments(this.B, this.Nm, this.layout, true, screen ? this.subScreens : 0, this.opts.pool);
+    this.dense ??= new DenseMoments(this.B, this.Nm, this.layout, !this.opts.yMoments, screen ? this.subScreens : 0, this.opts.pool);
     return this.dense;
   }
 
@@ -223,14 +229,15 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
    * Fast mode, a block's screen alone (a blocked run at model size): the candidates its screen
    * picked, which `withCandidates` takes for the whole pair. Ends this accumulator.
    */
-  async screenCandidates(): Promise<Candidates> {
+  async screenCandidates(): Promise<Candidates & { y?: YMoments }> {
     if (this.mode !== 'fast' || !this.screened || this.xs.n > 0 || this.fast) throw new EngineError('CrossMoments: screenCandidates() needs a fast-mode screen and nothing counted');
     if (this.finished) throw new EngineError('CrossMoments: screenCandidates() after finish()');
     this.finished = true;
     try {
-      const { cand } = await pickCandidates(this, this.dense!);
+      const { cand, ym } = await pickCandidates(this, this.dense!);
       this.dense = undefined;
-      return cand;
+      // m's screen moments, for the pair's other blocks (`exportY`), which then hold no Gram.
+      return this.opts.exportY ? { ...cand, y: ym } : cand;
     } finally {
       if (this.ownGemm) await this.gemm.release();
     }

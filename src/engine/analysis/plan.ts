@@ -30,7 +30,8 @@ import { COVARIANCE_MAX_BYTES, LayerCovariance, PCA_TOP, type LayerPca } from '.
 import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { PaperHistogram, type PaperHistogramResult } from './paperhist';
 import { blockBounds } from './blocking';
-import { ArrayPool, CrossMoments, joinCandidates, mergeBlocks, packResult, unpackResult, type Candidates, type CrossMomentsOptions, type CrossMomentsResult } from './crossmoments';
+import { num } from './cross/common';
+import { ArrayPool, CrossMoments, joinCandidates, mergeBlocks, packResult, unpackResult, type Candidates, type CrossMomentsOptions, type CrossMomentsResult, type YMoments } from './crossmoments';
 import { TopExamples, type TopExamplesResult } from './examples';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, PlanContext } from './types';
 import { universalityTable } from './universality';
@@ -246,8 +247,20 @@ function fastBlockSpecs(
         reads: { models: [0, i + 1], arrays: ['keptPost'] },
         pack: (r) => packCandidates(r as Candidates),
         unpack: unpackCandidates,
-        create: () => {
-          const c = new CrossMoments({ ...crossOpts(i + 1), block, pool });
+        create: (done) => {
+          // The pair's first block holds m's Gram over the screen and passes m's moments on; the
+          // others hold none, so they are wider (blocking.ts counts the Gram in the first only).
+          const y =
+            j === 0
+              ? { exportY: true }
+              : {
+                  yMoments: () => {
+                    const r = done.get(screenName(m.label, 0)) as (Candidates & { y?: YMoments }) | undefined;
+                    if (!r?.y) throw new EngineError(`${screenName(m.label, j)}: the screen moments of ${screenName(m.label, 0)} are missing`);
+                    return r.y;
+                  },
+                };
+          const c = new CrossMoments({ ...crossOpts(i + 1), block, pool, screenOnly: true, ...y });
           return {
             add: () => {
               throw new EngineError(`${screenName(m.label, j)} screens only; it was given a batch to count`);
@@ -294,18 +307,32 @@ function fastBlockSpecs(
   return [...blocks, ...candidates];
 }
 
-function packCandidates(c: Candidates): AccumulatorState {
-  return { kind: 'candidates', rowptrP: c.P.rowptr, colsP: c.P.cols, rowptrR: c.R.rowptr, colsR: c.R.cols };
+function packCandidates(c: Candidates & { y?: YMoments }): AccumulatorState {
+  return {
+    kind: 'candidates',
+    rowptrP: c.P.rowptr,
+    colsP: c.P.cols,
+    rowptrR: c.R.rowptr,
+    colsR: c.R.cols,
+    ...(c.y ? { yN: c.y.n, ySeed: c.y.seed, ySyy: c.y.syy, yRotVar: c.y.rotVar } : {}),
+  };
 }
 
-function unpackCandidates(st: AccumulatorState): Candidates {
+function unpackCandidates(st: AccumulatorState): Candidates & { y?: YMoments } {
   const arr = (k: string): Int32Array => {
     const v = st[k];
     if (!(v instanceof Int32Array)) throw new EngineError(`a screen's candidates: checkpoint field ${k} is missing or not an Int32Array`);
     return v;
   };
   if (st.kind !== 'candidates') throw new EngineError(`a screen's candidates: the checkpoint holds ${String(st.kind)}`);
-  return { P: { rowptr: arr('rowptrP'), cols: arr('colsP') }, R: { rowptr: arr('rowptrR'), cols: arr('colsR') } };
+  const cand = { P: { rowptr: arr('rowptrP'), cols: arr('colsP') }, R: { rowptr: arr('rowptrR'), cols: arr('colsR') } };
+  if (st.yN === undefined) return cand;
+  const f64 = (k: string): Float64Array => {
+    const v = st[k];
+    if (!(v instanceof Float64Array)) throw new EngineError(`a screen's candidates: checkpoint field ${k} is missing or not a Float64Array`);
+    return v;
+  };
+  return { ...cand, y: { n: num(st, 'yN'), seed: num(st, 'ySeed'), syy: f64('ySyy'), rotVar: f64('yRotVar') } };
 }
 
 /** Activation statistics of every model and top examples of the reference. */

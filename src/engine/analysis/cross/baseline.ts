@@ -22,14 +22,14 @@ export function bigFinish(c: CrossMoments): boolean {
  * m's moments from its finalized Gram over n tokens: Σy², and r_k Σ_l r_kᵀ with Σ_l = C_l − s sᵀ/n
  * centred in float64 and m's constant neurons zeroed (0 for every k when n ≤ 1).
  */
-export async function gramMoments(c: CrossMoments, D: DenseMoments, n: number, R: (layer: number) => Float64Array): Promise<YMoments> {
+export async function gramMoments(c: CrossMoments, D: DenseMoments, n: number, R: (layer: number) => Float64Array, f32 = false): Promise<YMoments> {
   const { Nm, d, L } = c;
   const sy = D.sy();
   const syy = D.syy();
   const iy = invStd(sy, syy, n, Y_REL);
   const rotVar = new Float64Array(Nm);
-  const Sig = new Float64Array(d * d);
-  let RSbuf: Float64Array | undefined;
+  const Sig = f32 ? new Float32Array(d * d) : new Float64Array(d * d);
+  let RSbuf: Float64Array | Float32Array | undefined;
   for (let l = 0; l < L && n > 1; l++) {
     const off = l * d;
     const constY = (b: number): boolean => iy[off + b] === 0;
@@ -40,12 +40,16 @@ export async function gramMoments(c: CrossMoments, D: DenseMoments, n: number, R
     }
     throwIfCancelled(c.signal);
     const Rl = R(l);
+    const R32 = f32 ? Float32Array.from(Rl) : undefined;
     const step = rowsPerGemm(d);
-    RSbuf ??= new Float64Array(Math.min(step, d) * d);
+    RSbuf ??= f32 ? new Float32Array(Math.min(step, d) * d) : new Float64Array(Math.min(step, d) * d);
     for (let k0 = 0; k0 < d; k0 += step) {
       throwIfCancelled(c.signal);
       const rows = Math.min(step, d - k0);
-      const RS = await c.gemm.abt64(Rl.subarray(k0 * d, (k0 + rows) * d), Sig, rows, d, d, RSbuf.subarray(0, rows * d)); // R·Σᵀ = R·Σ
+      // R·Σᵀ = R·Σ
+      const RS = R32
+        ? await c.gemm.abt32(R32.subarray(k0 * d, (k0 + rows) * d), Sig as Float32Array, rows, d, d, (RSbuf as Float32Array).subarray(0, rows * d))
+        : await c.gemm.abt64(Rl.subarray(k0 * d, (k0 + rows) * d), Sig as Float64Array, rows, d, d, (RSbuf as Float64Array).subarray(0, rows * d));
       for (let r = 0; r < rows; r++) {
         let v = 0;
         for (let b = 0; b < d; b++) v += RS[r * d + b]! * Rl[(k0 + r) * d + b]!;
@@ -62,7 +66,8 @@ export async function gramMoments(c: CrossMoments, D: DenseMoments, n: number, R
  * layer and at most `rowsPerGemm(d)` reference neurons at a time (rows × d, handed to `visit`
  * with the first row's index), from finalized dense moments over n tokens and m's moments `ym`:
  * Cov_l·R_lᵀ over sqrt(var x_i · r_k Σ_l r_kᵀ), with Cov centred in float64 and constant
- * neurons of m zeroed.
+ * neurons of m zeroed. `f32`: the product in fp32 (fast mode's screen, which only selects
+ * candidates by margins of ≥ 0.05: fp32's error is ~1e-6 of that; ~4× the float64 GEMM's speed).
  */
 export async function rotatedCorr(
   c: CrossMoments,
@@ -72,19 +77,22 @@ export async function rotatedCorr(
   ix: Float64Array,
   ym: YMoments,
   visit: (layer: number, i0: number, rows: number, rho: Float64Array) => void,
+  f32 = false,
 ): Promise<void> {
   const { B, Nm, d, L } = c;
   const sx = D.xs.sx;
   const sy = D.sy();
   const iy = invStd(sy, ym.syy, n, Y_REL);
-  const step = rowsPerGemm(d);
-  const cov = new Float64Array(Math.min(B, step) * d);
+  const step = f32 ? rowsPerGemm32(d) : rowsPerGemm(d);
+  const cov = f32 ? new Float32Array(Math.min(B, step) * d) : new Float64Array(Math.min(B, step) * d);
   // ρ of one chunk, reused (`visit` is done with it before the next).
   const out = new Float64Array(Math.min(B, step) * d);
+  const out32 = f32 ? new Float32Array(Math.min(B, step) * d) : undefined;
   for (let l = 0; l < L; l++) {
     const off = l * d;
     const constY = (b: number): boolean => iy[off + b] === 0;
     const Rl = R(l);
+    const R32 = f32 ? Float32Array.from(Rl) : undefined;
     const irv = new Float64Array(d);
     for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
     for (let i0 = 0; i0 < B; i0 += step) {
@@ -94,8 +102,11 @@ export async function rotatedCorr(
         const i = i0 + r;
         for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
       }
-      const rho = await c.gemm.abt64(cov.subarray(0, rows * d), Rl, rows, d, d, out.subarray(0, rows * d));
-      for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(rho[r * d + k]! * ix[i0 + r]! * irv[k]!);
+      const prod = R32
+        ? await c.gemm.abt32(cov.subarray(0, rows * d) as Float32Array, R32, rows, d, d, out32!.subarray(0, rows * d))
+        : await c.gemm.abt64(cov.subarray(0, rows * d) as Float64Array, Rl, rows, d, d, out.subarray(0, rows * d));
+      const rho = out.subarray(0, rows * d);
+      for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(prod[r * d + k]! * ix[i0 + r]! * irv[k]!);
       visit(l, i0, rows, rho);
     }
     if (bigFinish(c)) await reclaim();

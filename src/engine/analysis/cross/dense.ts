@@ -305,7 +305,7 @@ export async function finishExact(c: CrossMoments, D: DenseMoments): Promise<Cro
 }
 
 /** The `yMoments` of another block, checked to be of the same tokens and rotations. */
-function sharedY(c: CrossMoments, n: number): YMoments {
+export function sharedY(c: CrossMoments, n: number): YMoments {
   const y = c.opts.yMoments!();
   if (y.n !== n || y.seed !== c.opts.seed || y.syy.length !== c.Nm || y.rotVar.length !== c.Nm) {
     throw new EngineError(`CrossMoments: the shared moments of model ${c.opts.model} are of other tokens or rotations (n ${y.n} vs ${n}, seed ${y.seed} vs ${c.opts.seed})`);

@@ -9,8 +9,8 @@ import { SddmmArena } from '../gemm';
 import type { AccumulatorState } from '../types';
 import { gramMoments, rotatedCorr } from './baseline';
 import { addInto, clampCorr, copyInto, invStd, refStep, steps, Y_REL } from './common';
-import type { DenseMoments } from './dense';
-import type { CrossMomentsResult } from './types';
+import { sharedY, type DenseMoments } from './dense';
+import type { CrossMomentsResult, YMoments } from './types';
 
 /** Default kept tokens of a prefix screen. */
 export const SCREEN_TOKENS = 65536;
@@ -94,7 +94,7 @@ export async function startFast(c: CrossMoments, D: DenseMoments, screened: bool
  * crossmoments.ts, "Fast mode"). Also returns the rotations and Σy it used (a prefix screen's
  * totals start from them).
  */
-export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<{ cand: Candidates; Rs: Float64Array[]; sy: Float64Array }> {
+export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<{ cand: Candidates; Rs: Float64Array[]; sy: Float64Array; ym: YMoments }> {
   D.finalize();
   const { B, Nm, d } = c;
   const margin = c.opts.fast?.margin ?? 0.05;
@@ -123,6 +123,9 @@ export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<
   const row = new Float64Array(Nm);
   const score = new Float64Array(Nm);
   const rks = parts.map(() => new Float64Array(Nm));
+  /** The sub-screens a row is not constant on: their ρ rows and maxima. */
+  const live: Float64Array[] = [];
+  const bks = new Float64Array(parts.length);
   const pooled = new Float64Array(subs.length ? Nm : 0);
   /** z·√2·σ_i per reference neuron (0 without sub-screens): the rotated neurons' margin widens to it too. */
   const noise = new Float64Array(B);
@@ -139,49 +142,93 @@ export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<
       sxy = pooled;
     }
     const best = corrRow(row, sxy, D.xs.sx[i]!, sy, n, ix[i]!, iy);
-    const live = parts.flatMap((q, k) => (q.ix[i] === 0 ? [] : [{ rk: rks[k]!, bk: corrRow(rks[k]!, q.u.xy.subarray(i * Nm, (i + 1) * Nm), q.u.xs.sx[i]!, q.u.sy, q.u.xs.n, q.ix[i]!, q.iy) }]));
-    noise[i] = z * Math.SQRT2 * spread(row, live.map((q) => q.rk));
+    let nLive = 0;
+    for (let k = 0; k < parts.length; k++) {
+      const q = parts[k]!;
+      if (q.ix[i] === 0) continue;
+      bks[nLive] = corrRow(rks[k]!, q.u.xy.subarray(i * Nm, (i + 1) * Nm), q.u.xs.sx[i]!, q.u.sy, q.u.xs.n, q.ix[i]!, q.iy);
+      live[nLive++] = rks[k]!;
+    }
+    noise[i] = z * Math.SQRT2 * spread(row, live.slice(0, nLive));
     const mi = margin > 0 ? Math.max(margin, noise[i]!, low * (1 - best * best)) : 0;
-    for (let j = 0; j < Nm; j++) score[j] = mi > 0 ? (row[j]! - best) / mi : row[j]! - best;
-    for (const { rk, bk } of live) {
-      for (let j = 0; j < Nm; j++) {
-        const v = margin > 0 ? (rk[j]! - bk) / margin : rk[j]! - bk;
-        if (v > score[j]!) score[j] = v;
+    if (mi > 0) for (let j = 0; j < Nm; j++) score[j] = (row[j]! - best) / mi;
+    else for (let j = 0; j < Nm; j++) score[j] = row[j]! - best;
+    for (let q = 0; q < nLive; q++) {
+      const rk = live[q]!;
+      const bk = bks[q]!;
+      if (margin > 0) {
+        for (let j = 0; j < Nm; j++) {
+          const v = (rk[j]! - bk) / margin;
+          if (v > score[j]!) score[j] = v;
+        }
+      } else {
+        for (let j = 0; j < Nm; j++) {
+          const v = rk[j]! - bk;
+          if (v > score[j]!) score[j] = v;
+        }
       }
     }
     candP.push(pick(score, margin > 0 ? -1 : 0, cap, row));
   }
   if (subs.length) D.pool();
   // Rotated neurons: the same on the pooled screen's baseline correlations, the margin widened to
-  // the row's noise estimate as for partners (the sub-screens hold no Gram), two passes over the layers
-  // (row maxima, then candidates) so that no B×N_m matrix is held.
+  // the row's noise estimate as for partners (the sub-screens hold no Gram). One pass over the
+  // layers in fp32 (selection only: fp32's error is far below the margins): a row keeps what is
+  // within its margin of its maximum so far, and what falls below the final maximum's is dropped
+  // at the end, so no B×N_m matrix is held.
   const Rs = rotations(c);
   const R = (l: number): Float64Array => Rs[l]!;
-  const ym = await gramMoments(c, D, n, R);
+  // A block after the pair's first takes m's screen moments from it (no Gram of its own).
+  const ym = c.opts.yMoments ? sharedY(c, n) : await gramMoments(c, D, n, R, true);
   const best = new Float64Array(B).fill(-Infinity);
-  await rotatedCorr(c, D, n, R, ix, ym, (_l, i0, rows, rho) => {
-    for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) if (rho[r * d + k]! > best[i0 + r]!) best[i0 + r] = rho[r * d + k]!;
-  });
+  const widen = (i: number): number => (ix[i] === 0 ? Infinity : bMargin > 0 ? Math.max(bMargin, noise[i]!) : 0);
   const candR: number[][] = Array.from({ length: B }, () => []);
   const vals: number[][] = Array.from({ length: B }, () => []);
-  await rotatedCorr(c, D, n, R, ix, ym, (l, i0, rows, rho) => {
-    for (let r = 0; r < rows; r++) {
-      const i = i0 + r;
-      const lim = ix[i] === 0 ? -Infinity : best[i]! - (bMargin > 0 ? Math.max(bMargin, noise[i]!) : 0);
-      for (let k = 0; k < d; k++) {
-        if (rho[r * d + k]! >= lim) {
-          candR[i]!.push(l * d + k);
-          vals[i]!.push(rho[r * d + k]!);
-        }
+  const keep = (i: number, lim: number): void => {
+    const c = candR[i]!;
+    const v = vals[i]!;
+    let w = 0;
+    for (let q = 0; q < c.length; q++) {
+      if (v[q]! >= lim) {
+        c[w] = c[q]!;
+        v[w++] = v[q]!;
       }
     }
-  });
+    c.length = w;
+    v.length = w;
+  };
+  await rotatedCorr(
+    c,
+    D,
+    n,
+    R,
+    ix,
+    ym,
+    (l, i0, rows, rho) => {
+      for (let r = 0; r < rows; r++) {
+        const i = i0 + r;
+        let b = best[i]!;
+        for (let k = 0; k < d; k++) if (rho[r * d + k]! > b) b = rho[r * d + k]!;
+        best[i] = b;
+        const lim = b - widen(i);
+        for (let k = 0; k < d; k++) {
+          if (rho[r * d + k]! >= lim) {
+            candR[i]!.push(l * d + k);
+            vals[i]!.push(rho[r * d + k]!);
+          }
+        }
+        if (candR[i]!.length > 8 * cap) keep(i, lim);
+      }
+    },
+    true,
+  );
+  for (let i = 0; i < B; i++) keep(i, best[i]! - widen(i));
   for (let i = 0; i < B; i++) {
     if (ix[i] === 0) continue; // every rotated neuron, as for partners
     const order = [...candR[i]!.keys()].sort((p, q) => vals[i]![q]! - vals[i]![p]! || candR[i]![p]! - candR[i]![q]!);
     candR[i] = order.slice(0, cap).map((o) => candR[i]![o]!);
   }
-  return { cand: { P: csr(candP), R: csr(candR) }, Rs, sy };
+  return { cand: { P: csr(candP), R: csr(candR) }, Rs, sy, ym };
 }
 
 /** Blocks' candidate lists, in order of their rows, as one list over all of them. */
@@ -407,18 +454,54 @@ export class FastState {
 }
 
 /** Indices with value ≥ lim, largest value first (ties: larger `then`, then lower index), at most `cap`. */
-function pick(v: Float64Array, lim: number, cap: number, then: Float64Array = v): number[] {
+export function pick(v: Float64Array, lim: number, cap: number, then: Float64Array = v): number[] {
+  // A low-correlation row may admit most of m (tens of thousands at GPT-2-small size): only values
+  // ≥ the cap-th largest can be among the first `cap`, so that value is found by selection
+  // first, and the comparator sort sees only those (and their ties).
+  if (scratch.length < v.length) scratch = new Float64Array(v.length);
+  let m = 0;
+  for (let j = 0; j < v.length; j++) if (v[j]! >= lim) scratch[m++] = v[j]!;
+  const thr = m > cap ? Math.max(lim, kthLargest(scratch, m, cap)) : lim;
   const idx: number[] = [];
-  for (let j = 0; j < v.length; j++) if (v[j]! >= lim) idx.push(j);
+  for (let j = 0; j < v.length; j++) if (v[j]! >= thr) idx.push(j);
   idx.sort((a, b) => v[b]! - v[a]! || then[b]! - then[a]! || a - b);
   return idx.slice(0, cap);
+}
+
+let scratch = new Float64Array(0);
+
+/** The k-th largest of a[0..m) (1 ≤ k ≤ m; no NaN), by quickselect; reorders a. */
+export function kthLargest(a: Float64Array, m: number, k: number): number {
+  const t = m - k; // its index in ascending order
+  let lo = 0;
+  let hi = m - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const x = a[i]!;
+        a[i++] = a[j]!;
+        a[j--] = x;
+      }
+    }
+    if (t <= j) hi = j;
+    else if (t >= i) lo = i;
+    else break;
+  }
+  return a[t]!;
 }
 
 /** One reference neuron's ρ with every neuron of m from sums over n tokens (`out`); returns the maximum. */
 function corrRow(out: Float64Array, sxy: ArrayLike<number>, sx: number, sy: Float64Array, n: number, ix: number, iy: Float64Array): number {
   let best = -Infinity;
+  // clampCorr written out: under tsx (benches, tests) an imported call per element goes through a getter.
   for (let j = 0; j < out.length; j++) {
-    out[j] = clampCorr((sxy[j]! - (sx * sy[j]!) / n) * ix * iy[j]!);
+    const r = (sxy[j]! - (sx * sy[j]!) / n) * ix * iy[j]!;
+    out[j] = !(r === r) ? 0 : r > 1 ? 1 : r < -1 ? -1 : r;
     if (out[j]! > best) best = out[j]!;
   }
   return best;

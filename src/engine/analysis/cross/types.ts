@@ -77,6 +77,8 @@ export interface CrossMomentsOptions {
    * Gram is accumulated. Called by finish(); exact mode only.
    */
   yMoments?: () => YMoments;
+  /** Fast mode: a block that only screens (screenCandidates), which may take `yMoments`. */
+  screenOnly?: boolean;
   /** Put m's moments into the result (`y`), for the pair's other blocks. */
   exportY?: boolean;
   /**

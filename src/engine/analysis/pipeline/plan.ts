@@ -89,7 +89,6 @@ export async function planRun(
       corpusRows: corpus.nRows,
       budgetBytes: settings.memoryGb! * GB,
       baseBytes: process.memoryUsage().rss,
-      everyBlockGram: settings.mode !== 'exact',
       ...(settings.mode === 'fast' ? { fastCandidates: Math.max(...infos.slice(1).map((m) => fastStateBytes(infos[0]!.nNeurons, m.nLayers, m.dMlp))) } : {}),
       fp32Only: budget <= CHUNK_TOKENS,
       blocks: opts.refBlocks,
