@@ -24,7 +24,7 @@ import { pairSeed } from '../../src/engine/analysis/rotations';
 import type { CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { readCheckpoint, readJson } from '../../src/engine/store';
 import { Model } from '../../src/engine/runtime';
-import { runAnalysis, type Manifest, type RunResult } from '../../src/engine/analysis/pipeline';
+import { runAnalysis, type Manifest, type Progress, type RunResult } from '../../src/engine/analysis/pipeline';
 import { crossSpecs, defaultPlan, mapSpecs } from '../../src/engine/analysis/plan';
 import type { PlanContext } from '../../src/engine/analysis/types';
 
@@ -55,6 +55,20 @@ function assertSameCross(got: RunResult, want: RunResult, others = OTHERS): void
       }
     }
   }
+}
+
+/** Runs `opts` and cancels it at the first progress event for which `when` is true; it must end cancelled. */
+async function runCancelled(opts: Parameters<typeof runAnalysis>[0], when: (p: Progress) => boolean): Promise<void> {
+  let cancelled = false;
+  const signal = {
+    get cancelled() {
+      return cancelled;
+    },
+  };
+  await assert.rejects(
+    runAnalysis(opts, (p) => void (when(p) && (cancelled = true)), signal),
+    (e: unknown) => e instanceof Error && e.name === 'CancelledError',
+  );
 }
 
 function assertSameFiles(a: string, b: string): void {
@@ -115,20 +129,9 @@ describe('blocked analysis equals the unblocked run', () => {
 
   test('a blocked run cancelled in a middle pass resumes to the same results', async () => {
     const dir = join(tmp, 'blocked-cancelled');
-    let cancelled = false;
-    const signal = {
-      get cancelled() {
-        return cancelled;
-      },
-    };
     // Batch 5 of pass 6 (model c, second block): past a checkpoint, with passes finished before it
     // (b's four blocks, and c's first, whose moments the rest of c's blocks read).
-    await assert.rejects(
-      runAnalysis({ ...BASE, out: dir, refBlocks: BLOCKS }, (p) => {
-        if (p.phase === 'stream' && p.batch === 5 * 6 + 5) cancelled = true;
-      }, signal),
-      (e: unknown) => e instanceof Error && e.name === 'CancelledError',
-    );
+    await runCancelled({ ...BASE, out: dir, refBlocks: BLOCKS }, (p) => p.phase === 'stream' && p.batch === 5 * 6 + 5);
     const m = readJson<Manifest>(join(dir, 'manifest.json'));
     assert.equal(m.status, 'cancelled');
     // No checkpoint on the way out: the last periodic one (every 2 batches) is after batch 4 of pass 6.
@@ -172,21 +175,12 @@ describe('one batch holding the whole corpus: the forwards are kept from pass to
     const one = { ...BASE, tokens: 128 * 8, batchRows: 8, refBlocks: BLOCKS, plan: defaultPlan({ families: { enabled: false } }) };
     const ref = await runAnalysis({ ...one, out: join(tmp, 'one-ref') });
     const dir = join(tmp, 'one-cancelled');
-    let cancelled = false;
-    const signal = {
-      get cancelled() {
-        return cancelled;
-      },
-    };
     const checkpoints: number[] = [];
-    await assert.rejects(
-      runAnalysis({ ...one, out: dir }, (p) => {
-        if (p.phase === 'checkpoint') checkpoints.push(p.batch!);
-        // Pass 6 has streamed its one batch: cancelled before it finishes.
-        if (p.phase === 'stream' && p.batch === 6) cancelled = true;
-      }, signal),
-      (e: unknown) => e instanceof Error && e.name === 'CancelledError',
-    );
+    await runCancelled({ ...one, out: dir }, (p) => {
+      if (p.phase === 'checkpoint') checkpoints.push(p.batch!);
+      // Pass 6 has streamed its one batch: cancelled before it finishes.
+      return p.phase === 'stream' && p.batch === 6;
+    });
     assert.deepEqual(checkpoints, [1, 2, 3, 4, 5], 'one checkpoint after each finished pass');
     const ck = readCheckpoint(dir)!;
     assert.equal(ck.nextBatch, 0);
@@ -280,19 +274,11 @@ describe('blocked fast mode equals unblocked fast mode', () => {
   for (const where of ['screen', 'candidates'] as const) {
     test(`cancelled in the ${where === 'screen' ? 'third block\'s screen' : "candidates' pass"}: the resume gives the same files`, async () => {
       const dir = join(tmp, `fast-cancelled-${where}`);
-      let cancelled = false;
-      const signal = {
-        get cancelled() {
-          return cancelled;
-        },
-      };
-      await assert.rejects(
-        runAnalysis({ ...fast, out: dir, refBlocks: BLOCKS }, (p) => {
-          if (where === 'screen' && p.phase === 'stream' && /^pass 3\/6: screening sample, batch 3 /.test(p.message ?? '')) cancelled = true;
-          // Pass 5's third batch: after its checkpoint at batch 2.
-          if (where === 'candidates' && p.phase === 'stream' && p.batch === 4 * 6 + 3) cancelled = true;
-        }, signal),
-        (e: unknown) => e instanceof Error && e.name === 'CancelledError',
+      await runCancelled({ ...fast, out: dir, refBlocks: BLOCKS }, (p) =>
+        where === 'screen'
+          ? p.phase === 'stream' && /^pass 3\/6: screening sample, batch 3 /.test(p.message ?? '')
+          : // Pass 5's third batch: after its checkpoint at batch 2.
+            p.phase === 'stream' && p.batch === 4 * 6 + 3,
       );
       const ck = readCheckpoint(dir)!;
       const done = Object.keys(ck.states).filter((k) => k.startsWith('done:'));
