@@ -66,8 +66,8 @@ export async function gramMoments(c: CrossMoments, D: DenseMoments, n: number, R
  * layer and at most `rowsPerGemm(d)` reference neurons at a time (rows × d, handed to `visit`
  * with the first row's index), from finalized dense moments over n tokens and m's moments `ym`:
  * Cov_l·R_lᵀ over sqrt(var x_i · r_k Σ_l r_kᵀ), with Cov centred in float64 and constant
- * neurons of m zeroed. `f32`: the product in fp32 (fast mode's screen, which only selects
- * candidates by margins of ≥ 0.05: fp32's error is ~1e-6 of that; ~4× the float64 GEMM's speed).
+ * neurons of m zeroed. The float64 finish (`baselineFinish: 'float64'`); fast mode's screen has
+ * its fp32 version (fast.ts).
  */
 export async function rotatedCorr(
   c: CrossMoments,
@@ -77,22 +77,19 @@ export async function rotatedCorr(
   ix: Float64Array,
   ym: YMoments,
   visit: (layer: number, i0: number, rows: number, rho: Float64Array) => void,
-  f32 = false,
 ): Promise<void> {
   const { B, Nm, d, L } = c;
   const sx = D.xs.sx;
   const sy = D.sy();
   const iy = invStd(sy, ym.syy, n, Y_REL);
-  const step = f32 ? rowsPerGemm32(d) : rowsPerGemm(d);
-  const cov = f32 ? new Float32Array(Math.min(B, step) * d) : new Float64Array(Math.min(B, step) * d);
+  const step = rowsPerGemm(d);
+  const cov = new Float64Array(Math.min(B, step) * d);
   // ρ of one chunk, reused (`visit` is done with it before the next).
   const out = new Float64Array(Math.min(B, step) * d);
-  const out32 = f32 ? new Float32Array(Math.min(B, step) * d) : undefined;
   for (let l = 0; l < L; l++) {
     const off = l * d;
     const constY = (b: number): boolean => iy[off + b] === 0;
     const Rl = R(l);
-    const R32 = f32 ? Float32Array.from(Rl) : undefined;
     const irv = new Float64Array(d);
     for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
     for (let i0 = 0; i0 < B; i0 += step) {
@@ -102,9 +99,7 @@ export async function rotatedCorr(
         const i = i0 + r;
         for (let b = 0; b < d; b++) cov[r * d + b] = constY(b) ? 0 : D.sxy[i * Nm + off + b]! - (sx[i]! * sy[off + b]!) / n;
       }
-      const prod = R32
-        ? await c.gemm.abt32(cov.subarray(0, rows * d) as Float32Array, R32, rows, d, d, out32!.subarray(0, rows * d))
-        : await c.gemm.abt64(cov.subarray(0, rows * d) as Float64Array, Rl, rows, d, d, out.subarray(0, rows * d));
+      const prod = await c.gemm.abt64(cov.subarray(0, rows * d), Rl, rows, d, d, out.subarray(0, rows * d));
       const rho = out.subarray(0, rows * d);
       for (let r = 0; r < rows; r++) for (let k = 0; k < d; k++) rho[r * d + k] = clampCorr(prod[r * d + k]! * ix[i0 + r]! * irv[k]!);
       visit(l, i0, rows, rho);
@@ -199,7 +194,7 @@ function rowsPerGemm(d: number): number {
 }
 
 /** Rows of one fp32 screening GEMM at the end (32 MB of fp32 output, as `rowsPerGemm`'s float64). */
-function rowsPerGemm32(d: number): number {
+export function rowsPerGemm32(d: number): number {
   return Math.max(1, Math.floor((8 * 1024 * 1024) / d));
 }
 

@@ -7,9 +7,11 @@ import { EngineError, throwIfCancelled } from '../../errors';
 import type { CrossMoments } from '../crossmoments';
 import { SddmmArena } from '../gemm';
 import type { AccumulatorState } from '../types';
-import { gramMoments, rotatedCorr } from './baseline';
+import { reclaim } from '../blocking';
+import { bigFinish, gramMoments, rowsPerGemm32 } from './baseline';
 import { addInto, clampCorr, copyInto, invStd, refStep, steps, Y_REL } from './common';
 import { sharedY, type DenseMoments } from './dense';
+import { pickPartners, RotatedKeep, ScreenKernels } from './finishKernels';
 import type { CrossMomentsResult, YMoments } from './types';
 
 /** Default kept tokens of a prefix screen. */
@@ -22,8 +24,6 @@ export const MAX_CANDIDATES = 256;
 export const NOISE_Z = 3;
 /** Default c of the pooled screen's low-correlation margin c·(1 − best²). */
 export const LOW_CORR_MARGIN = 0.125;
-/** Partners per row whose spread across sub-screens estimates the row's sampling error. */
-const TOP_SPREAD = 16;
 /** Fast mode's arena (one step's activations: x'ᵀ, Yᵀ, (RV)ᵀ and a token-major staging copy) stays under this many bytes. */
 const FAST_ARENA_BYTES = 64 * 1024 * 1024;
 
@@ -107,69 +107,29 @@ export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<
   // The pooled screen's Σy² from the sub-screens' float64 sums (the Gram diagonal went through fp32 partials).
   const syy = subs.length ? sumOf(subs.map((u) => u.syy)) : D.syy();
   const iy = invStd(sy, syy, n, Y_REL);
-  // Sub-screens with tokens: their own statistics (tokens over which x is constant are skipped per row).
-  const parts = subs
-    .filter((u) => u.xs.n > 1)
-    .map((u) => ({ u, ix: invStd(u.xs.sx, u.xs.sxx, u.xs.n), iy: invStd(u.sy, u.syy, u.xs.n, Y_REL) }));
   // Partners: j is a candidate when its screened ρ is within `margin` of the best of any
-  // sub-screen, or within m_i of the pooled screen's best, m_i = max(margin, z·√2·σ_i,
-  // c·(1 − best²)) with σ_i the pooled ρ's sampling error estimated from the sub-screens (the
-  // spread of the row's top TOP_SPREAD partners' ρ across them, over √K). Score: the largest (ρ − best)/margin over the
-  // screens, ≥ −1 for a candidate; best score first, then pooled ρ, at most `cap`.
-  const z = c.opts.fast?.noiseZ ?? NOISE_Z;
-  // Only with sub-screens (screen()): a prefix screen keeps its plain margin.
-  const low = subs.length ? (c.opts.fast?.lowCorrMargin ?? LOW_CORR_MARGIN) : 0;
-  const candP: number[][] = [];
-  const row = new Float64Array(Nm);
-  const score = new Float64Array(Nm);
-  const rks = parts.map(() => new Float64Array(Nm));
-  /** The sub-screens a row is not constant on: their ρ rows and maxima. */
-  const live: Float64Array[] = [];
-  const bks = new Float64Array(parts.length);
-  const pooled = new Float64Array(subs.length ? Nm : 0);
-  /** z·√2·σ_i per reference neuron (0 without sub-screens): the rotated neurons' margin widens to it too. */
-  const noise = new Float64Array(B);
-  for (let i = 0; i < B; i++) {
-    if (ix[i] === 0) {
-      // Constant on the screen: nothing to rank by, so every neuron stays a candidate.
-      candP.push([...Array(Nm).keys()]);
-      continue;
-    }
-    let sxy: ArrayLike<number> = D.sxy.subarray(i * Nm, (i + 1) * Nm);
-    if (subs.length) {
-      pooled.fill(0);
-      for (const u of subs) addInto(pooled, u.xy.subarray(i * Nm, (i + 1) * Nm));
-      sxy = pooled;
-    }
-    const best = corrRow(row, sxy, D.xs.sx[i]!, sy, n, ix[i]!, iy);
-    let nLive = 0;
-    for (let k = 0; k < parts.length; k++) {
-      const q = parts[k]!;
-      if (q.ix[i] === 0) continue;
-      bks[nLive] = corrRow(rks[k]!, q.u.xy.subarray(i * Nm, (i + 1) * Nm), q.u.xs.sx[i]!, q.u.sy, q.u.xs.n, q.ix[i]!, q.iy);
-      live[nLive++] = rks[k]!;
-    }
-    noise[i] = z * Math.SQRT2 * spread(row, live.slice(0, nLive));
-    const mi = margin > 0 ? Math.max(margin, noise[i]!, low * (1 - best * best)) : 0;
-    if (mi > 0) for (let j = 0; j < Nm; j++) score[j] = (row[j]! - best) / mi;
-    else for (let j = 0; j < Nm; j++) score[j] = row[j]! - best;
-    for (let q = 0; q < nLive; q++) {
-      const rk = live[q]!;
-      const bk = bks[q]!;
-      if (margin > 0) {
-        for (let j = 0; j < Nm; j++) {
-          const v = (rk[j]! - bk) / margin;
-          if (v > score[j]!) score[j] = v;
-        }
-      } else {
-        for (let j = 0; j < Nm; j++) {
-          const v = rk[j]! - bk;
-          if (v > score[j]!) score[j] = v;
-        }
-      }
-    }
-    candP.push(pick(score, margin > 0 ? -1 : 0, cap, row));
-  }
+  // sub-screen with tokens (tokens over which x is constant are skipped per row), or within m_i of
+  // the pooled screen's best, m_i = max(margin, z·√2·σ_i, c·(1 − best²)) with σ_i the pooled ρ's
+  // sampling error estimated from the sub-screens (the spread of the row's top 16 partners' ρ
+  // across them, over √K). Score: the largest (ρ − best)/margin over the screens, ≥ −1 for a
+  // candidate; best score first, then pooled ρ, at most `cap`. A row constant on the screen has
+  // nothing to rank by: every neuron stays a candidate. On the kernel pool (pickPartners): at
+  // GPT-2-small size a block is ~8,000 rows × 36,864 neurons × 4 screens.
+  // noise: z·√2·σ_i per reference neuron (0 without sub-screens); the rotated neurons' margin widens to it too.
+  const { cand: candP, noise } = pickPartners(
+    B,
+    Nm,
+    { xy: D.sxy, sx: D.xs.sx, ix, sy, iy, n },
+    subs.map((u) => ({ xy: u.xy, sx: u.xs.sx, ix: invStd(u.xs.sx, u.xs.sxx, u.xs.n), sy: u.sy, iy: invStd(u.sy, u.syy, u.xs.n, Y_REL), n: u.xs.n, live: u.xs.n > 1 })),
+    {
+      margin,
+      z: c.opts.fast?.noiseZ ?? NOISE_Z,
+      // Only with sub-screens (screen()): a prefix screen keeps its plain margin.
+      low: subs.length ? (c.opts.fast?.lowCorrMargin ?? LOW_CORR_MARGIN) : 0,
+      cap,
+    },
+    c.signal,
+  );
   if (subs.length) D.pool();
   // Rotated neurons: the same on the pooled screen's baseline correlations, the margin widened to
   // the row's noise estimate as for partners (the sub-screens hold no Gram). One pass over the
@@ -197,36 +157,58 @@ export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<
     c.length = w;
     v.length = w;
   };
-  await rotatedCorr(
-    c,
-    D,
-    n,
-    R,
-    ix,
-    ym,
-    (l, i0, rows, rho) => {
-      for (let r = 0; r < rows; r++) {
+  const widths = Float64Array.from({ length: B }, (_, i) => widen(i));
+  // Per layer and chunk of rows: the centred covariances (fp32), their product with R_l (an fp32
+  // GEMM), then ρ, the row maxima and what is within reach of them on the kernel pool.
+  const { Nm: N, L } = c;
+  const sx = D.xs.sx;
+  const syAll = D.sy();
+  const iyR = invStd(syAll, ym.syy, n, Y_REL);
+  const step = Math.min(B, rowsPerGemm32(d));
+  const K = ScreenKernels.for(d, D.sxy instanceof Float64Array);
+  const keeper = RotatedKeep.for(d);
+  const cov = new Float64Array(step * d);
+  const cov32 = new Float32Array(step * d);
+  const sumSq = new Float64Array(step);
+  const out32 = new Float32Array(step * d);
+  const syl = new Float64Array(d);
+  const cy = new Uint8Array(d);
+  for (let l = 0; l < L; l++) {
+    const off = l * d;
+    for (let b = 0; b < d; b++) {
+      syl[b] = syAll[off + b]!;
+      cy[b] = iyR[off + b] === 0 ? 1 : 0;
+    }
+    K.setLayer(syl, cy);
+    const R32 = Float32Array.from(R(l));
+    const irv = new Float64Array(d);
+    for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
+    for (let i0 = 0; i0 < B; i0 += step) {
+      throwIfCancelled(c.signal);
+      const rows = Math.min(step, B - i0);
+      K.cov(D.sxy, N, off, i0, rows, sx, n, { cov, cov32, sumSq });
+      const prod = await c.gemm.abt32(cov32.subarray(0, rows * d), R32, rows, d, d, out32.subarray(0, rows * d));
+      keeper.keep(prod, rows, ix.subarray(i0, i0 + rows), irv, best.subarray(i0, i0 + rows), widths.subarray(i0, i0 + rows), (r, ks, vs, count) => {
         const i = i0 + r;
-        let b = best[i]!;
-        for (let k = 0; k < d; k++) if (rho[r * d + k]! > b) b = rho[r * d + k]!;
-        best[i] = b;
-        const lim = b - widen(i);
-        for (let k = 0; k < d; k++) {
-          if (rho[r * d + k]! >= lim) {
-            candR[i]!.push(l * d + k);
-            vals[i]!.push(rho[r * d + k]!);
-          }
+        const ci = candR[i]!;
+        const vi = vals[i]!;
+        for (let q = 0; q < count; q++) {
+          ci.push(off + ks[q]!);
+          vi.push(vs[q]!);
         }
-        if (candR[i]!.length > 8 * cap) keep(i, lim);
-      }
-    },
-    true,
-  );
+        if (ci.length > 8 * cap) keep(i, best[i]! - widths[i]!);
+      });
+    }
+    if (bigFinish(c)) await reclaim();
+  }
   for (let i = 0; i < B; i++) keep(i, best[i]! - widen(i));
   for (let i = 0; i < B; i++) {
     if (ix[i] === 0) continue; // every rotated neuron, as for partners
-    const order = [...candR[i]!.keys()].sort((p, q) => vals[i]![q]! - vals[i]![p]! || candR[i]![p]! - candR[i]![q]!);
-    candR[i] = order.slice(0, cap).map((o) => candR[i]![o]!);
+    // Best ρ first, then the lower column: a row's columns are in increasing order (pushed layer
+    // by layer, k by k; keep() keeps the order), so pick's tie on position is the tie on column.
+    // A full comparator sort here took ~34 s per GPT-2-small-size block (thousands per row).
+    const cols = candR[i]!;
+    candR[i] = pick(Float64Array.from(vals[i]!), -Infinity, cap).map((o) => cols[o]!);
   }
   return { cand: { P: csr(candP), R: csr(candR) }, Rs, sy, ym };
 }
@@ -495,40 +477,6 @@ export function kthLargest(a: Float64Array, m: number, k: number): number {
   return a[t]!;
 }
 
-/** One reference neuron's ρ with every neuron of m from sums over n tokens (`out`); returns the maximum. */
-function corrRow(out: Float64Array, sxy: ArrayLike<number>, sx: number, sy: Float64Array, n: number, ix: number, iy: Float64Array): number {
-  let best = -Infinity;
-  // clampCorr written out: under tsx (benches, tests) an imported call per element goes through a getter.
-  for (let j = 0; j < out.length; j++) {
-    const r = (sxy[j]! - (sx * sy[j]!) / n) * ix * iy[j]!;
-    out[j] = !(r === r) ? 0 : r > 1 ? 1 : r < -1 ? -1 : r;
-    if (out[j]! > best) best = out[j]!;
-  }
-  return best;
-}
-
-/**
- * The sampling error of a pooled ρ row from K ≥ 2 sub-screen rows: for the pooled row's
- * TOP_SPREAD largest entries, the sample variance across sub-screens, averaged, over K; its square
- * root. 0 with fewer than 2 sub-screens.
- */
-function spread(pooled: Float64Array, subs: readonly Float64Array[]): number {
-  const K = subs.length;
-  if (K < 2) return 0;
-  const top = pick(pooled, -Infinity, TOP_SPREAD);
-  let v = 0;
-  for (const j of top) {
-    let s1 = 0;
-    let s2 = 0;
-    for (const r of subs) {
-      s1 += r[j]!;
-      s2 += r[j]! * r[j]!;
-    }
-    v += Math.max(0, s2 - (s1 * s1) / K) / (K - 1);
-  }
-  return Math.sqrt(v / top.length / K);
-}
-
 function sumOf(vs: readonly Float64Array[]): Float64Array {
   const out = new Float64Array(vs[0]!.length);
   for (const v of vs) addInto(out, v);
@@ -536,7 +484,7 @@ function sumOf(vs: readonly Float64Array[]): Float64Array {
 }
 
 /** Lists of columns per row as CSR (row pointers, columns). */
-function csr(lists: number[][]): { rowptr: Int32Array; cols: Int32Array } {
+function csr(lists: readonly ArrayLike<number>[]): { rowptr: Int32Array; cols: Int32Array } {
   const rowptr = new Int32Array(lists.length + 1);
   lists.forEach((l, i) => (rowptr[i + 1] = rowptr[i]! + l.length));
   const cols = new Int32Array(rowptr[lists.length]!);

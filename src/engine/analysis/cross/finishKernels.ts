@@ -173,3 +173,140 @@ export class ScreenKernels {
     return { cand: mem.i32(at.cand, qn * d), nc: mem.i32(at.nc, qn), lbMax: mem.f64(at.lbMax, qn), seed: mem.i32(at.seed, qn) };
   }
 }
+
+/** One screen's sums for pickPartners: Σ x'y per row ([B × Nm]), Σx and 1/σ_x per row, Σy and 1/σ_y per neuron, n. */
+export interface ScreenSums {
+  xy: Float32Array | Float64Array;
+  sx: Float64Array;
+  ix: Float64Array;
+  sy: Float64Array;
+  iy: Float64Array;
+  n: number;
+}
+
+/** Bytes of sub-screen (or pooled) rows copied into kernel memory per call. */
+const PICK_BYTES = 24 * 1024 * 1024;
+
+/**
+ * Fast mode's partner candidates of every reference row (cross/fast.ts pickCandidates), on the
+ * pool (kernels/assembly/pick.ts): with sub-screens, `pooled.xy` is unused and the pooled sums
+ * are theirs added in float64; a sub-screen whose 1/σ_x is 0 for a row (or that is not `live`
+ * at all) does not count for it. Returns each row's candidates, best first (every neuron of m
+ * for a row with ix = 0), and z·√2·σ per row. Bit-identical to the JS loop it replaced.
+ */
+export function pickPartners(
+  B: number,
+  Nm: number,
+  pooled: ScreenSums,
+  subs: readonly (ScreenSums & { live: boolean })[],
+  o: { margin: number; z: number; low: number; cap: number },
+  signal?: CancellationSignal,
+): { cand: Int32Array[]; noise: Float64Array } {
+  const S = subs.length;
+  const outCap = Math.max(1, Math.min(o.cap, Nm));
+  const rowBytes = S ? 4 * S * Nm : 8 * Nm;
+  const qn = Math.max(1, Math.min(B, Math.floor(PICK_BYTES / rowBytes)));
+  const threads = kernelPool().threads;
+  const workBytes = (S + 5) * 8 * Nm + 4 * Nm + 8 * S + 8 * 16 + 4 * 16;
+  // One work area per part, at 64-byte multiples.
+  const workStride = Math.ceil(workBytes / 64) * 64;
+  const { mem, at } = reused(`pick:${S}:${Nm}:${qn}:${outCap}:${threads}`, () =>
+    layout({
+      rows: qn * rowBytes, subSx: 8 * S * qn, subIx: 8 * S * qn, subSy: 8 * S * Nm, subIy: 8 * S * Nm, subN: 8 * S,
+      sx: 8 * qn, ix: 8 * qn, sy: 8 * Nm, iy: 8 * Nm, work: threads * workStride, out: 4 * qn * outCap, count: 4 * qn, noise: 8 * qn,
+    }),
+  );
+  mem.f64(at.sy, Nm).set(pooled.sy);
+  mem.f64(at.iy, Nm).set(pooled.iy);
+  subs.forEach((u, s) => {
+    mem.f64(at.subSy + 8 * s * Nm, Nm).set(u.sy);
+    mem.f64(at.subIy + 8 * s * Nm, Nm).set(u.live ? u.iy : new Float64Array(Nm));
+  });
+  mem.f64(at.subN, S).set(subs.map((u) => u.n));
+  const cand: Int32Array[] = [];
+  const noise = new Float64Array(B);
+  let all: Int32Array | undefined;
+  const pool = kernelPool();
+  for (let i0 = 0; i0 < B; i0 += qn) {
+    throwIfCancelled(signal);
+    const rows = Math.min(qn, B - i0);
+    if (S) {
+      subs.forEach((u, s) => {
+        mem.f32(at.rows + 4 * s * qn * Nm, rows * Nm).set(u.xy.subarray(i0 * Nm, (i0 + rows) * Nm));
+        mem.f64(at.subSx + 8 * s * qn, rows).set(u.sx.subarray(i0, i0 + rows));
+        const ixs = mem.f64(at.subIx + 8 * s * qn, rows);
+        if (u.live) ixs.set(u.ix.subarray(i0, i0 + rows));
+        else ixs.fill(0);
+      });
+    } else {
+      mem.f64(at.rows, rows * Nm).set(pooled.xy.subarray(i0 * Nm, (i0 + rows) * Nm));
+    }
+    mem.f64(at.sx, rows).set(pooled.sx.subarray(i0, i0 + rows));
+    mem.f64(at.ix, rows).set(pooled.ix.subarray(i0, i0 + rows));
+    const parts = partsOf(rows);
+    pool.run(mem, 'pick', 'pickPartners', parts, (p) => [
+      S, Nm, qn, ...rowRange(rows, parts, p),
+      at.rows, at.subSx, at.subIx, at.subSy, at.subIy, at.subN,
+      at.rows, at.sx, at.ix, at.sy, at.iy, pooled.n,
+      o.margin, o.z, o.low, o.cap, outCap,
+      at.work + p * workStride, at.out, at.count, at.noise,
+    ]);
+    const count = mem.i32(at.count, rows);
+    const out = mem.i32(at.out, rows * outCap);
+    noise.set(mem.f64(at.noise, rows), i0);
+    for (let r = 0; r < rows; r++) {
+      const k = count[r]!;
+      if (k < 0) cand.push((all ??= Int32Array.from({ length: Nm }, (_, j) => j)));
+      else cand.push(out.slice(r * outCap, r * outCap + k));
+    }
+  }
+  return { cand, noise };
+}
+
+/**
+ * Fast mode's rotated-neuron candidates of one layer from the fp32 products of a chunk of rows
+ * with R_l (kernels/assembly/pick.ts rotatedKeep), `sub` rows per kernel call: each row's maximum
+ * so far is raised to the layer's largest ρ, and the ρ within the row's widening of it are handed
+ * to `take` (the same operations as the JS loop it replaced: candidates bit-identical).
+ */
+export class RotatedKeep {
+  readonly mem: KernelMemory;
+  readonly sub: number;
+  private readonly at: Record<'P' | 'ix' | 'irv' | 'best' | 'widen' | 'k' | 'v' | 'nc', number>;
+
+  constructor(
+    readonly d: number,
+    bytes = SCREEN_BYTES,
+  ) {
+    const sub = Math.max(1, Math.floor(bytes / (d * (4 + 4 + 8))));
+    this.sub = sub;
+    ({ mem: this.mem, at: this.at } = layout({ P: 4 * sub * d, ix: 8 * sub, irv: 8 * d, best: 8 * sub, widen: 8 * sub, k: 4 * sub * d, v: 8 * sub * d, nc: 4 * sub }));
+  }
+
+  static for(d: number): RotatedKeep {
+    return reused(`rotatedKeep:${d}`, () => new RotatedKeep(d));
+  }
+
+  /**
+   * Rows [0, rows) of P ([rows × d]); ix, best (updated) and widen are the chunk's rows. `take(r,
+   * k, v, count)`: row r's kept neurons and their ρ, views valid during the call.
+   */
+  keep(P: Float32Array, rows: number, ix: Float64Array, irv: Float64Array, best: Float64Array, widen: Float64Array, take: (r: number, k: Int32Array, v: Float64Array, count: number) => void): void {
+    const { mem, at, d, sub } = this;
+    mem.f64(at.irv, d).set(irv);
+    for (let q0 = 0; q0 < rows; q0 += sub) {
+      const qn = Math.min(sub, rows - q0);
+      mem.f32(at.P, qn * d).set(P.subarray(q0 * d, (q0 + qn) * d));
+      mem.f64(at.ix, qn).set(ix.subarray(q0, q0 + qn));
+      mem.f64(at.best, qn).set(best.subarray(q0, q0 + qn));
+      mem.f64(at.widen, qn).set(widen.subarray(q0, q0 + qn));
+      const parts = partsOf(qn);
+      kernelPool().run(mem, 'pick', 'rotatedKeep', parts, (p) => [at.P, d, ...rowRange(qn, parts, p), at.ix, at.irv, at.best, at.widen, at.k, at.v, at.nc]);
+      best.set(mem.f64(at.best, qn), q0);
+      const nc = mem.i32(at.nc, qn);
+      const ks = mem.i32(at.k, qn * d);
+      const vs = mem.f64(at.v, qn * d);
+      for (let r = 0; r < qn; r++) take(q0 + r, ks.subarray(r * d, r * d + nc[r]!), vs.subarray(r * d, r * d + nc[r]!), nc[r]!);
+    }
+  }
+}
