@@ -45,10 +45,13 @@ function status(field: 'VmRSS' | 'VmHWM'): number {
 const GB = 1e9; // decimal GB, as the goal (8 GB) and --memory-gb
 const gb = (b: number): string => (b / GB).toFixed(2);
 
+/** The cross moments' specs: the pairs' passes, and in blocked fast mode the blocks' screens. */
+const crossSpec = (name: string): boolean => name.startsWith('cross:') || name.startsWith('screen:');
+
 function statsPlan(): AnalysisPlan {
   const full = defaultPlan();
   return {
-    accumulators: async (ctx) => (await full.accumulators(ctx)).filter((s) => !s.name.startsWith('cross:')),
+    accumulators: async (ctx) => (await full.accumulators(ctx)).filter((s) => !crossSpec(s.name)),
     statsBytes: full.statsBytes,
     finalize: async () => ({}),
   };
@@ -83,7 +86,7 @@ function writePlan(): AnalysisPlan {
           restore: () => ({ add: () => undefined, state: () => ({}), finish: zeros }),
         }),
       );
-      return [...fake, ...(await full.accumulators(ctx)).filter((s) => !s.name.startsWith('cross:'))];
+      return [...fake, ...(await full.accumulators(ctx)).filter((s) => !crossSpec(s.name))];
     },
   };
 }

@@ -137,23 +137,14 @@ export async function rotatedMax(
   const sumSq = new Float64Array(step);
   const out32 = new Float32Array(step * d);
   const R32 = new Float32Array(d * d);
-  // This layer's Σy and constant-neuron flags, contiguous: the loop below runs B·N_m times.
-  const syl = new Float64Array(d);
-  const cy = new Uint8Array(d);
   const sxy = D.sxy;
   let refined = 0;
   for (let l = 0; l < L; l++) {
     const off = l * d;
-    for (let b = 0; b < d; b++) {
-      syl[b] = sy[off + b]!;
-      cy[b] = iy[off + b] === 0 ? 1 : 0;
-    }
-    K.setLayer(syl, cy);
+    const irv = layerInputs(K, l, d, sy, iy, ym.rotVar);
     const Rl = R(l);
     R32.set(Rl);
     const rNorm = maxRowNorm(Rl, d);
-    const irv = new Float64Array(d);
-    for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
     for (let i0 = 0; i0 < B; i0 += step) {
       throwIfCancelled(c.signal);
       const rows = Math.min(step, B - i0);
@@ -181,6 +172,24 @@ export async function rotatedMax(
     if (bigFinish(c)) await reclaim();
   }
   return refined;
+}
+
+/**
+ * Layer l's Σy and constant-neuron flags into the kernels' memory (contiguous: their loops run
+ * B·N_m times), and 1/σ of the layer's rotated neurons (0 where the variance is 0).
+ */
+export function layerInputs(K: ScreenKernels, l: number, d: number, sy: Float64Array, iy: Float64Array, rotVar: Float64Array): Float64Array {
+  const off = l * d;
+  const syl = new Float64Array(d);
+  const cy = new Uint8Array(d);
+  for (let b = 0; b < d; b++) {
+    syl[b] = sy[off + b]!;
+    cy[b] = iy[off + b] === 0 ? 1 : 0;
+  }
+  K.setLayer(syl, cy);
+  const irv = new Float64Array(d);
+  for (let k = 0; k < d; k++) if (rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(rotVar[off + k]!);
+  return irv;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { CrossMoments } from '../crossmoments';
 import { SddmmArena } from '../gemm';
 import type { AccumulatorState } from '../types';
 import { reclaim } from '../blocking';
-import { bigFinish, gramMoments, rowsPerGemm32 } from './baseline';
+import { bigFinish, gramMoments, layerInputs, rowsPerGemm32 } from './baseline';
 import { addInto, clampCorr, copyInto, invStd, refStep, steps, Y_REL } from './common';
 import { sharedY, type DenseMoments } from './dense';
 import { pickPartners, RotatedKeep, ScreenKernels } from './finishKernels';
@@ -171,18 +171,10 @@ export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<
   const cov32 = new Float32Array(step * d);
   const sumSq = new Float64Array(step);
   const out32 = new Float32Array(step * d);
-  const syl = new Float64Array(d);
-  const cy = new Uint8Array(d);
   for (let l = 0; l < L; l++) {
     const off = l * d;
-    for (let b = 0; b < d; b++) {
-      syl[b] = syAll[off + b]!;
-      cy[b] = iyR[off + b] === 0 ? 1 : 0;
-    }
-    K.setLayer(syl, cy);
+    const irv = layerInputs(K, l, d, syAll, iyR, ym.rotVar);
     const R32 = Float32Array.from(R(l));
-    const irv = new Float64Array(d);
-    for (let k = 0; k < d; k++) if (ym.rotVar[off + k]! > 0) irv[k] = 1 / Math.sqrt(ym.rotVar[off + k]!);
     for (let i0 = 0; i0 < B; i0 += step) {
       throwIfCancelled(c.signal);
       const rows = Math.min(step, B - i0);
@@ -203,6 +195,7 @@ export async function pickCandidates(c: CrossMoments, D: DenseMoments): Promise<
   }
   for (let i = 0; i < B; i++) keep(i, best[i]! - widen(i));
   for (let i = 0; i < B; i++) {
+    if ((i & 255) === 0) throwIfCancelled(c.signal);
     if (ix[i] === 0) continue; // every rotated neuron, as for partners
     // Best ρ first, then the lower column: a row's columns are in increasing order (pushed layer
     // by layer, k by k; keep() keeps the order), so pick's tie on position is the tie on column.
