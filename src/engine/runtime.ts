@@ -25,7 +25,9 @@ import {
   INPUT_IDS,
   KEPT_INDEX,
   KEPT_POST,
+  KEPT_KINDS,
   KEPT_PRE,
+  type KeptKind,
   LOGITS,
   POST_ALL,
   PRE_ALL,
@@ -151,11 +153,18 @@ export async function createSession(graph: OnnxGraph, want: readonly string[], o
   return session;
 }
 
-type Variant = 'acts' | 'logits' | 'kept';
+/** 'kept:<kinds>': the kept layout with those outputs alone (GraphOptions.keptKinds). */
+type Variant = 'acts' | 'logits' | `kept:${string}`;
 
 /** runKept's outputs by what the analysis calls them. */
-export const KEPT_OUTPUTS = { keptPre: KEPT_PRE, keptPost: KEPT_POST, post: POST_ALL, pre: PRE_ALL } as const;
-type KeptKind = keyof typeof KEPT_OUTPUTS;
+export const KEPT_OUTPUTS = { keptPre: KEPT_PRE, keptPost: KEPT_POST, post: POST_ALL, pre: PRE_ALL } as const satisfies Record<KeptKind, string>;
+
+/** A set of kept kinds in one order (KEPT_KINDS'), so that one set is one session. */
+export function keptSet(kinds: readonly KeptKind[]): KeptKind[] {
+  const set = KEPT_KINDS.filter((k) => kinds.includes(k));
+  if (set.length === 0) throw new EngineError('the kept forward needs at least one of keptPre, keptPost, pre, post');
+  return set;
+}
 
 /**
  * One architecture-resolved model on ORT, without a tokenizer: the fast path. Two session
@@ -193,15 +202,15 @@ export class Forward {
     if (this.closed) throw new EngineError('the model has been closed');
     let s = this.sessions.get(variant);
     if (!s) {
-      // 'acts' and 'kept' each hold every weight (~0.5 GB at GPT-2-small size), and a caller uses
-      // one or the other for a whole pass (the analysis: 'kept' unless it reads every `pre`).
-      // Holding both grew a blocked GPT-2-small-size run by 0.5 GB per model forwarded, memory the
-      // planner had not counted; so loading one releases the other, which is rebuilt if wanted.
-      const other = variant === 'kept' ? 'acts' : variant === 'acts' ? 'kept' : undefined;
-      const prev = other ? this.sessions.get(other) : undefined;
-      if (prev) this.sessions.delete(other!);
+      // 'acts' and each 'kept:…' hold every weight (~0.5 GB at GPT-2-small size), and a caller
+      // uses one of them for a whole pass (the analysis: a kept set unless it reads every `pre`).
+      // Holding two grew a blocked GPT-2-small-size run by 0.5 GB per model forwarded, memory the
+      // planner had not counted; so loading one releases the others, rebuilt if wanted again.
+      const exclusive = (v: Variant): boolean => v === 'acts' || v.startsWith('kept:');
+      const prev = exclusive(variant) ? [...this.sessions.entries()].filter(([v]) => exclusive(v)) : [];
+      for (const [v] of prev) this.sessions.delete(v);
       s = (async () => {
-        if (prev) await prev.then((p) => p.release()).catch(() => {});
+        for (const [, p] of prev) await p.then((x) => x.release()).catch(() => {});
         return this.load(variant);
       })();
       this.sessions.set(variant, s);
@@ -214,10 +223,10 @@ export class Forward {
    * The analysis forward's graph and session settings, for a session on another thread
    * (pipeline/prefetch.ts); with `threads` its intra-op thread count instead of this model's.
    */
-  keptGraph(threads?: number): { source: Uint8Array | string; options: ort.InferenceSession.SessionOptions } {
+  keptGraph(kinds: readonly KeptKind[], threads?: number): { source: Uint8Array | string; options: ort.InferenceSession.SessionOptions } {
     if (this.closed) throw new EngineError('the model has been closed');
     const opts = threads ? { ...this.opts, threads } : this.opts;
-    return { source: graphSource(buildGraph(this.weights, { logits: false, kept: true }), opts, this.tempDirs), options: sessionOptions(opts) };
+    return { source: graphSource(buildGraph(this.weights, { logits: false, kept: true, keptKinds: keptSet(kinds) }), opts, this.tempDirs), options: sessionOptions(opts) };
   }
 
   /**
@@ -236,7 +245,10 @@ export class Forward {
   }
 
   private async load(variant: Variant): Promise<ort.InferenceSession> {
-    if (variant === 'kept') return createSession(buildGraph(this.weights, { logits: false, kept: true }), Object.values(KEPT_OUTPUTS), this.opts, this.tempDirs);
+    if (variant.startsWith('kept:')) {
+      const kinds = keptSet(variant.slice(5).split(',') as KeptKind[]);
+      return createSession(buildGraph(this.weights, { logits: false, kept: true, keptKinds: kinds }), kinds.map((k) => KEPT_OUTPUTS[k]), this.opts, this.tempDirs);
+    }
     const want = [...Array(this.config.nLayer).keys()].flatMap((l) => [hookName(l, 'pre'), hookName(l, 'post')]);
     if (variant === 'logits') want.push(LOGITS);
     return createSession(buildGraph(this.weights, { logits: variant === 'logits' }), want, this.opts, this.tempDirs);
@@ -259,7 +271,7 @@ export class Forward {
     const feeds = this.keptFeeds(rows, keptIndex);
     if (!feeds) return undefined;
     throwIfCancelled(signal);
-    const session = await this.session('kept');
+    const session = await this.session(`kept:${keptSet(want).join(',')}`);
     const res = await session.run(
       { [INPUT_IDS]: new ort.Tensor('int64', feeds.ids, feeds.shape), [KEPT_INDEX]: new ort.Tensor('int64', feeds.kept, [feeds.kept.length]) },
       want.map((w) => KEPT_OUTPUTS[w]),

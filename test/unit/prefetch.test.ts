@@ -48,7 +48,7 @@ describe('ForwardPrefetch', () => {
     const p = new ForwardPrefetch(1);
     try {
       assert.ok(there.forward.loadedVariants().length > 0, 'a model opens with a session');
-      await p.load(1, there);
+      await p.load(1, there, kinds);
       assert.deepEqual(there.forward.loadedVariants(), [], 'no session of the model left on this thread');
       assert.equal(p.request('k1', 1, there, rows, kept, kinds), true);
       const got = await p.take('k1')!;
@@ -69,7 +69,7 @@ describe('ForwardPrefetch', () => {
     const rows = [row(corpus, 0)];
     const kept = Int32Array.from({ length: 100 }, (_, k) => k);
     const p = new ForwardPrefetch(1);
-    await p.load(0, there);
+    await p.load(0, there, ['keptPost']);
     // The worker exits before it reads the request (as a crash would end it).
     exitWorker(p);
     p.request('a', 0, there, rows, kept, ['keptPost']);

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { onnx } from 'onnx-proto';
 import { buildGpt2Graph, gpt2TensorShapes, parseGpt2Config, resolveGpt2Weights } from '../../src/engine/arch/gpt2';
 import { CancelledError, EngineError } from '../../src/engine/errors';
 import { irVersionForOpset } from '../../src/engine/onnx';
@@ -183,13 +184,42 @@ describe('the analysis layout straight from ORT (runKept)', () => {
     assert.equal(await m.runKept([rows[0]!, rows[1]!.slice(0, 30)], keptIndex, ['post']), undefined);
   });
 
+  test('each set of kinds gets a graph of those outputs alone, with the same bits as the graph of all four', async () => {
+    const { buildGraph } = await import('../../src/engine/arch/index');
+    const { KEPT_OUTPUTS } = await import('../../src/engine/runtime');
+    const rows = Array.from({ length: 2 }, (_, r) => Array.from({ length: 33 }, (_, t) => (t === 0 ? 50256 : (r * 613 + t * 211) % 50000)));
+    const keptIndex = Int32Array.from([...Array(66).keys()].filter((t) => t % 33 !== 0 && t % 5 !== 2));
+    const all = ['keptPre', 'keptPost', 'post', 'pre'] as const;
+    const ref = (await m.runKept(rows, keptIndex, all))!;
+    const weights = (m.forward as unknown as { weights: Parameters<typeof buildGraph>[0] }).weights;
+    const sets: (typeof all)[number][][] = [['keptPre'], ['keptPost'], ['pre'], ['post'], ['keptPre', 'pre'], ['post', 'keptPost'], ['keptPost', 'keptPre'], ['keptPre', 'post']];
+    for (const kinds of sets) {
+      const got = (await m.runKept(rows, keptIndex, kinds))!;
+      assert.deepEqual(Object.keys(got).sort(), [...kinds].sort());
+      for (const k of kinds) assert.ok(Buffer.from(got[k]!.buffer, got[k]!.byteOffset, got[k]!.byteLength).equals(Buffer.from(ref[k]!.buffer, ref[k]!.byteOffset, ref[k]!.byteLength)), `${kinds.join(',')}: ${k} bit-identical`);
+      // One kept session at a time, of exactly this set.
+      assert.deepEqual(m.forward.loadedVariants(), [`kept:${all.filter((k) => kinds.includes(k)).join(',')}`]);
+      // Its graph outputs what was asked and computes no full array that was not: kept rows
+      // alone are gathered per layer, never from a [tokens × N] concatenation.
+      const g = buildGraph(weights, { logits: false, kept: true, keptKinds: kinds });
+      const proto = onnx.ModelProto.decode(g.toBytes());
+      assert.deepEqual(proto.graph!.output!.map((o) => o.name).sort(), kinds.map((k) => KEPT_OUTPUTS[k]).sort());
+      const made = new Set(proto.graph!.node!.flatMap((n) => n.output!));
+      for (const side of ['pre', 'post'] as const) assert.equal(made.has(KEPT_OUTPUTS[side]), kinds.includes(side), `${kinds.join(',')}: ${KEPT_OUTPUTS[side]} made`);
+      const gathersOfFull = proto.graph!.node!.filter((n) => n.opType === 'Gather' && (n.input![0] === KEPT_OUTPUTS.pre || n.input![0] === KEPT_OUTPUTS.post));
+      assert.equal(gathersOfFull.length, kinds.filter((k) => (k === 'keptPre' && kinds.includes('pre')) || (k === 'keptPost' && kinds.includes('post'))).length, `${kinds.join(',')}: gathers of a concatenation`);
+    }
+    assert.throws(() => buildGraph(weights, { logits: false, kept: true, keptKinds: [] }), /keptKinds/);
+    await assert.rejects(m.runKept(rows, keptIndex, []), /at least one of/);
+  });
+
   test("holds one of the two activation sessions at a time (each holds every weight), with the same numbers after a switch", async () => {
     const rows = [Array.from({ length: 24 }, (_, t) => (t * 389 + 7) % 50000)];
     const keptIndex = Int32Array.from([...Array(24).keys()].filter((t) => t % 3 !== 0));
     const first = (await m.runTokens(rows, { hooks: ['post'] })).hookPost.map((a) => a.slice());
     assert.deepEqual(m.forward.loadedVariants(), ['acts']);
     const k1 = (await m.runKept(rows, keptIndex, ['keptPost']))!.keptPost!.slice();
-    assert.deepEqual(m.forward.loadedVariants(), ['kept'], 'loading kept released acts');
+    assert.deepEqual(m.forward.loadedVariants(), ['kept:keptPost'], 'loading kept released acts');
     const again = (await m.runTokens(rows, { hooks: ['post'] })).hookPost;
     assert.deepEqual(m.forward.loadedVariants(), ['acts'], 'and acts released kept');
     assert.deepEqual(again, first);

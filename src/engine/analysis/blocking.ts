@@ -8,9 +8,11 @@
  *   corpus fits in one partial, which is then the total) + 24·d_m (at the
  *   end, a layer's Cov·Rᵀ and ρ in float64, and ORT's output);
  * - m's Gram matrices: 12·L·d² (float64 totals and the fp32 upper-triangle partials);
- * - a forwarded model with every array kept: 16·T·N (pre, post, their kept copies), plus 8·T·N
- *   for the per-layer outputs of the model running; with keptPost alone: 12·T·N (outputs, post,
- *   keptPost).
+ * - a forwarded model with every array kept: 16·T·N (pre, post, their kept copies), plus, while
+ *   one model runs, 8·T·N of per-layer arrays that its graph concatenates at the end and two
+ *   score-sized arrays of its attention, 8·rows·heads·S² (measured: 0.81 GB over the outputs at
+ *   4 rows of a 4-layer GPT-2-width model; the graphs of fewer outputs hold less, runtime.ts
+ *   keptSet); with keptPost alone: 12·T·N (outputs, post, keptPost).
  * - the statistics accumulators (activation statistics, examples, families): `statsBytes`, fixed
  *   whatever the batch; at GPT-2-small size ≈ 2 GB, most of it the families' group sums.
  * - fast mode, blocked: the blocks only screen, and passes of their own hold the pairs'
@@ -34,6 +36,8 @@ export interface MemoryModel {
   dMlp: number;
   nNeurons: number;
   nPositions: number;
+  /** Attention heads: a forward's scores are rows × heads × positions² (counted when given). */
+  nHeads?: number;
 }
 
 export interface MemoryPlan {
@@ -112,8 +116,8 @@ export function planMemory(args: {
   const T = (rows: number): number => rows * ref.nPositions;
   // Kept while the batch lives: pre, post and their kept copies of every model; while a model
   // runs, its per-layer outputs too.
-  const allActs = (rows: number): number =>
-    models.reduce((s, m) => s + 16 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons));
+  const running = (rows: number): number => Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons + 8 * rows * (m.nHeads ?? 0) * m.nPositions ** 2));
+  const allActs = (rows: number): number => models.reduce((s, m) => s + 16 * T(rows) * m.nNeurons, 0) + running(rows);
   const statsBytes = args.statsBytes ?? 0;
   const unblocked = (rows: number): number =>
     baseBytes + SLACK + statsBytes + allActs(rows) + staging(rows) + others.reduce((s, m) => s + gramBytes(m) + Na * perColumn(m, args.fp32Only), 0);
@@ -122,7 +126,7 @@ export function planMemory(args: {
   // histogram, two for families.
   const staging = (rows: number): number => 20 * T(rows) * Na;
   const statsActs = (rows: number): number =>
-    16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + Math.max(...models.map((m) => 8 * T(rows) * m.nNeurons)) + staging(rows);
+    16 * T(rows) * Na + others.reduce((s, m) => s + 4 * T(rows) * m.nNeurons, 0) + running(rows) + staging(rows);
   const pairActs = (rows: number): number => Math.max(...others.map((m) => 12 * T(rows) * (Na + m.nNeurons)));
   const gram = Math.max(...others.map(gramBytes));
   const perCol = Math.max(...others.map((m) => perColumn(m, args.fp32Only)));

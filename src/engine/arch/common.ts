@@ -145,6 +145,15 @@ export interface GraphOptions {
    */
   kept?: boolean;
   /**
+   * With `kept`, the outputs built (default all four). ORT runs every node of a graph whatever
+   * the outputs fetched: a graph of all four held 24·T·N bytes of layers, concatenations and
+   * gathers at its end (1.6 GB over the run's other memory at 4,096 tokens of a 4-layer
+   * GPT-2-width model, measured), where a pass reading kept_post alone needs a third of it.
+   * Kept rows alone are gathered layer by layer, so each layer's full [tokens × d_mlp] array is
+   * freed as soon as its gather and the next layer are done with it.
+   */
+  keptKinds?: readonly KeptKind[];
+  /**
    * One side of a neuron intervention (gpt2.ts's header): every layer's hook_pre and hook_post
    * take an edit as inputs, so one session serves the clean side (no edit) and any set of
    * neurons, modes and token ranges. Implies the scores; `logits` adds the [tokens × vocab] logits.
@@ -159,19 +168,37 @@ export const OPSET = 20;
 export const MASK_MIN = -3.4028234663852886e38;
 
 
-/** The kept layout's outputs (GraphOptions.kept): layers concatenated, kept rows gathered. */
-export function keptOutputs(g: OnnxGraph, N: number, pres: string[], posts: string[]): OnnxGraph {
-  const kept = g.input(KEPT_INDEX, 'int64', ['kept']);
+/** The kept layout's arrays by what the analysis calls them (GraphOptions.keptKinds). */
+export type KeptKind = 'keptPre' | 'keptPost' | 'pre' | 'post';
+export const KEPT_KINDS: readonly KeptKind[] = ['keptPre', 'keptPost', 'post', 'pre'];
+
+/**
+ * The kept layout's outputs (GraphOptions.kept): layers concatenated, kept rows gathered. `pres`
+ * and `posts` are each layer's array as `MlpHooks` left it: already gathered to the kept rows
+ * when only those are wanted (`gatheredEarly`).
+ */
+function keptOutputs(g: OnnxGraph, N: number, pres: string[], posts: string[], kinds: readonly KeptKind[]): OnnxGraph {
+  const kept = KEPT_INDEX;
   const all = (xs: string[], out?: string): string => (xs.length === 1 ? g.op('Identity', xs, {}, out) : g.op('Concat', xs, { axis: { i: 1 } }, out));
-  const preAll = all(pres, PRE_ALL);
-  const postAll = all(posts, POST_ALL);
-  g.op('Gather', [preAll, kept], { axis: { i: 0 } }, KEPT_PRE);
-  g.op('Gather', [postAll, kept], { axis: { i: 0 } }, KEPT_POST);
-  g.output(KEPT_PRE, 'float', ['kept', N]);
-  g.output(KEPT_POST, 'float', ['kept', N]);
-  g.output(POST_ALL, 'float', ['tokens', N]);
-  g.output(PRE_ALL, 'float', ['tokens', N]);
+  for (const [xs, allName, keptName, full, rows] of [
+    [pres, PRE_ALL, KEPT_PRE, 'pre', 'keptPre'],
+    [posts, POST_ALL, KEPT_POST, 'post', 'keptPost'],
+  ] as const) {
+    if (kinds.includes(full)) {
+      all(xs, allName);
+      g.output(allName, 'float', ['tokens', N]);
+      if (kinds.includes(rows)) g.op('Gather', [allName, kept], { axis: { i: 0 } }, keptName);
+    } else if (kinds.includes(rows)) {
+      all(xs, keptName);
+    }
+    if (kinds.includes(rows)) g.output(keptName, 'float', ['kept', N]);
+  }
   return g;
+}
+
+/** Whether a side's layers are gathered to the kept rows as they are made (its full array is not wanted). */
+function gatheredEarly(kinds: readonly KeptKind[], side: 'pre' | 'post'): boolean {
+  return !kinds.includes(side) && kinds.includes(side === 'pre' ? 'keptPre' : 'keptPost');
 }
 
 
@@ -214,6 +241,9 @@ export function topChanges(g: OnnxGraph, cfg: ModelConfig, final: string, head: 
 export function checkGraphOptions(arch: string, cfg: ModelConfig, opts: GraphOptions): void {
   if (opts.intervention) checkNeuron(cfg, opts.intervention);
   if (opts.kept && (opts.logits || opts.scores || opts.intervention || opts.steer)) throw new Error(`${arch} graph: the kept layout is for activations only`);
+  if (opts.keptKinds && (!opts.kept || opts.keptKinds.length === 0 || opts.keptKinds.some((k) => !KEPT_KINDS.includes(k)))) {
+    throw new Error(`${arch} graph: keptKinds ${JSON.stringify(opts.keptKinds)} needs the kept layout and some of ${KEPT_KINDS.join(', ')}`);
+  }
   if (opts.steer && opts.intervention) throw new Error(`${arch} graph: the steer variant replaces the single-neuron intervention`);
 }
 
@@ -261,14 +291,17 @@ export class MlpHooks {
         ? intervene(g, cfg.dMlp, iv.neuron, activation(g, cfg.activation, pre), hookName(l, 'post'))
         : activation(g, cfg.activation, pre, hookName(l, 'post'));
     if (opts.kept) {
-      this.pres.push(pre);
-      this.posts.push(post);
+      const kinds = opts.keptKinds ?? KEPT_KINDS;
+      if (l === 0) g.input(KEPT_INDEX, 'int64', ['kept']);
+      const rows = (v: string): string => g.op('Gather', [v, KEPT_INDEX], { axis: { i: 0 } });
+      this.pres.push(gatheredEarly(kinds, 'pre') ? rows(pre) : pre);
+      this.posts.push(gatheredEarly(kinds, 'post') ? rows(post) : post);
     } else {
       g.output(pre, 'float', ['tokens', cfg.dMlp]);
       g.output(post, 'float', ['tokens', cfg.dMlp]);
     }
     const last = l === cfg.nLayer - 1;
-    if (last && opts.kept) return { pre, post, graph: keptOutputs(g, cfg.nLayer * cfg.dMlp, this.pres, this.posts) };
+    if (last && opts.kept) return { pre, post, graph: keptOutputs(g, cfg.nLayer * cfg.dMlp, this.pres, this.posts, opts.keptKinds ?? KEPT_KINDS) };
     if (last && !opts.logits && !opts.scores && !opts.steer) return { pre, post, graph: g };
     return { pre, post };
   }

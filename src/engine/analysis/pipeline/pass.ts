@@ -5,6 +5,7 @@
  * and at the end of the stream, and for a part writes the accumulators' state instead (parts.ts).
  */
 import { EngineError, throwIfCancelled } from '../../errors';
+import { KEPT_KINDS } from '../../arch/common';
 import type { Model } from '../../runtime';
 import { writeCheckpoint } from '../../store';
 import { writeManifest } from '../../run/manifest';
@@ -141,7 +142,7 @@ async function startPrefetch(rc: RunContext, reads: BatchReads | undefined, batc
   if (bytes > PREFETCH_SHARE * (s.memoryGb ?? 8) * 1e9) return undefined;
   const p = new ForwardPrefetch(threadsOf(s));
   try {
-    for (const i of models) await p.load(i, rc.handles[i]!);
+    for (const i of models) await p.load(i, rc.handles[i]!, reads ? reads[i]! : KEPT_KINDS);
   } catch (e) {
     await p.close();
     throw e;

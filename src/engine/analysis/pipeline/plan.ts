@@ -82,7 +82,7 @@ export async function planRun(
     await reclaim();
     const mem = planMemory({
       statsBytes,
-      models: infos,
+      models: infos.map((m, i) => ({ ...m, nHeads: handles[i]!.config.nHead })),
       batchRows: settings.batchRows,
       // A part's batches must be cut as every other part's, whatever this machine's memory.
       batchRowsFixed: opts.batchRows !== undefined || part !== undefined,

@@ -20,7 +20,7 @@
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors';
 import { INPUT_IDS, KEPT_INDEX } from '../../arch/common';
-import { KEPT_OUTPUTS, type Model } from '../../runtime';
+import { KEPT_OUTPUTS, keptSet, type Model } from '../../runtime';
 
 type Kind = keyof typeof KEPT_OUTPUTS;
 
@@ -90,7 +90,8 @@ export class ForwardPrefetch {
   private readonly waiting = new Map<number, Waiter>();
   private dead = '';
   /** Models whose session the worker holds, by model index. */
-  private readonly loaded = new Set<number>();
+  /** Models loaded on the worker, with the kinds their graphs build (keptSet, joined). */
+  private readonly loaded = new Map<number, string>();
   /** Requested forwards by batch key (pipeline/batch.ts forwardKey), not yet taken. */
   private readonly ahead = new Map<string, Promise<KeptForward>>();
 
@@ -138,17 +139,19 @@ export class ForwardPrefetch {
   }
 
   /** Loads model `i`'s analysis forward on the worker and releases this thread's sessions of it. */
-  async load(i: number, m: Model): Promise<void> {
+  async load(i: number, m: Model, kinds: readonly Kind[]): Promise<void> {
     if (this.loaded.has(i)) return;
-    const { source, options } = m.forward.keptGraph(this.threads);
+    const set = keptSet(kinds);
+    const { source, options } = m.forward.keptGraph(set, this.threads);
     await this.call({ op: 'load', model: i, source, options });
-    this.loaded.add(i);
+    this.loaded.set(i, set.join(','));
     await m.forward.releaseSessions();
   }
 
   /** Starts model `i`'s forward of one batch (Forward.runKept's inputs), to be taken by `key`. */
   request(key: string, i: number, m: Model, rows: readonly (readonly number[])[], keptIndex: Int32Array, kinds: readonly Kind[]): boolean {
-    if (!this.loaded.has(i) || this.ahead.has(key)) return this.ahead.has(key);
+    // The worker's graph of this model builds the kinds it was loaded for, no others.
+    if (this.loaded.get(i) !== keptSet(kinds).join(',') || this.ahead.has(key)) return this.ahead.has(key);
     const feeds = m.forward.keptFeeds(rows, keptIndex);
     if (!feeds) return false;
     const names = kinds.map((k) => KEPT_OUTPUTS[k]);
