@@ -365,6 +365,21 @@ describe('memory planner', () => {
     );
   });
 
+  test("the statistics pass counts the running forward's attention scores (two arrays of rows × heads × positions²)", () => {
+    // Refused, so that the message names what a batch of every model takes.
+    const args = { models: Array(5).fill(gpt2), batchRows: 2, batchRowsFixed: true, budgetBytes: 4 * GiB, baseBytes: base, statsBytes: 2 * GiB };
+    const batchGb = (models: object[]): number => {
+      try {
+        planMemory({ ...args, models: models as typeof args.models });
+      } catch (e) {
+        return Number(/a batch of 2 row\(s\) of every model takes ([\d.]+) GB/.exec((e as Error).message)![1]);
+      }
+      return assert.fail('not refused');
+    };
+    const d = batchGb(Array(5).fill({ ...gpt2, nHeads: 12 })) - batchGb(Array(5).fill(gpt2));
+    assert.ok(Math.abs(d - (8 * 2 * 12 * 1024 ** 2) / 1e9) < 0.006, `${d} GB more`);
+  });
+
   test('impossible budgets are refused with the terms named', () => {
     assert.throws(
       () => planMemory({ models: Array(5).fill(gpt2), batchRows: 1, batchRowsFixed: false, budgetBytes: 4 * GiB, baseBytes: base }),
