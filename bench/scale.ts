@@ -17,8 +17,9 @@
  * cores.
  *
  * Checkpoints are written once into tools/.cache (tools/random_gpt2.ts); the run folder is
- * tools/.cache/scale-run (scale-run-stats). Peak RSS is the kernel's VmHWM of this process; per pass the highest
- * VmRSS seen at progress events and every 250 ms.
+ * tools/.cache/scale-run (scale-run-stats). Peak RSS is the kernel's VmHWM of this process; per
+ * phase both its VmHWM (reset as the phase starts) and the highest VmRSS sampled at progress events
+ * and every 250 ms (with the JS arrays at that moment).
  */
 import * as fs from 'node:fs';
 import { basename, join } from 'node:path';
@@ -40,6 +41,15 @@ function arg(name: string, def: string): string {
 function status(field: 'VmRSS' | 'VmHWM'): number {
   const m = fs.readFileSync('/proc/self/status', 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
   return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** VmHWM back to the current RSS ("5": reset the peak RSS, proc(5)); a no-op where not allowed. */
+function resetHwm(): void {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // Not Linux, or not permitted: phase peaks then fall back to the samples.
+  }
 }
 
 const GB = 1e9; // decimal GB, as the goal (8 GB) and --memory-gb
@@ -131,6 +141,12 @@ async function main(): Promise<void> {
     /** At the peak: JS ArrayBuffers (typed arrays) and the V8 heap; the rest of RSS is native (ORT, malloc, code). */
     peakArrays: number;
     peakHeap: number;
+    /**
+     * The kernel's high-water mark over the phase: VmHWM read as it ends, reset as it starts
+     * (/proc/self/clear_refs). The samples above cannot see inside an onnxruntime run, which
+     * blocks this thread: a forward's transient went unseen that way (BENCHMARKS.md, ninth session).
+     */
+    hwm: number;
   }
   const phases: Phase[] = [];
   let cur: Phase | undefined;
@@ -139,12 +155,14 @@ async function main(): Promise<void> {
     const now = Date.now();
     if (cur) {
       cur.end = now;
+      cur.hwm = status('VmHWM');
       // Each phase as it ends, so that an interrupted run still tells where time and memory went.
       process.stderr.write(
-        `  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GB (JS arrays ${gb(cur.peakArrays)}, heap ${gb(cur.peakHeap)})\n`,
+        `  ${cur.name}: ${((cur.end - cur.start) / 1000).toFixed(1)} s, peak RSS ${gb(cur.peakRss)} GB sampled, ${gb(cur.hwm)} GB VmHWM (JS arrays ${gb(cur.peakArrays)}, heap ${gb(cur.peakHeap)})\n`,
       );
     }
-    cur = { name, start: now, end: now, peakRss: 0, peakArrays: 0, peakHeap: 0 };
+    resetHwm();
+    cur = { name, start: now, end: now, peakRss: 0, peakArrays: 0, peakHeap: 0, hwm: 0 };
     sample();
     phases.push(cur);
   };
@@ -215,9 +233,13 @@ async function main(): Promise<void> {
   });
   clearInterval(timer);
   if (!r) return;
-  if (cur) cur.end = Date.now();
+  if (cur) {
+    cur.end = Date.now();
+    cur.hwm = status('VmHWM');
+  }
   const tEnd = Date.now();
-  const hwm = status('VmHWM');
+  // The run's peak: the highest phase high-water mark (VmHWM itself was reset phase by phase).
+  const hwm = Math.max(status('VmHWM'), ...phases.map((p) => p.hwm));
 
   const s = r.manifest.settings;
   const N = layers * 3072;
@@ -234,7 +256,7 @@ async function main(): Promise<void> {
     return { model: m.label, recovered: ok, of: N, min_max_corr: lo };
   });
   const sum = (re: RegExp): number => phases.filter((p) => re.test(p.name)).reduce((a, p) => a + (p.end - p.start) / 1000, 0);
-  const peak = (re: RegExp): number => Math.max(0, ...phases.filter((p) => re.test(p.name)).map((p) => p.peakRss));
+  const peak = (re: RegExp): number => Math.max(0, ...phases.filter((p) => re.test(p.name)).map((p) => Math.max(p.peakRss, p.hwm)));
   const statsPass = `pass ${passes} `;
   const report = {
     date: new Date().toISOString(),
@@ -259,7 +281,8 @@ async function main(): Promise<void> {
     stats_stream_s: sum(new RegExp(`^${statsPass}stream$`)),
     stats_finish_s: sum(new RegExp(`^${statsPass}finish$`)),
     write_s: sum(/^write/),
-    peak_rss_cross_passes_gb: Number(gb(Math.max(0, ...phases.filter((p) => /^pass/.test(p.name) && !p.name.startsWith(statsPass)).map((p) => p.peakRss)))),
+    planned_peak_gb: Number(/planned peak ([\d.]+) GB/.exec(String(r.manifest.choices?.memory ?? ''))?.[1] ?? NaN),
+    peak_rss_cross_passes_gb: Number(gb(Math.max(0, ...phases.filter((p) => /^pass/.test(p.name) && !p.name.startsWith(statsPass)).map((p) => Math.max(p.peakRss, p.hwm))))),
     peak_rss_stats_pass_gb: Number(gb(peak(new RegExp(`^${statsPass}`)))),
     peak_rss_write_gb: Number(gb(peak(/^write/))),
     universal: r.manifest.results?.universal,
@@ -267,6 +290,7 @@ async function main(): Promise<void> {
       name: p.name,
       s: (p.end - p.start) / 1000,
       peak_rss_gb: Number(gb(p.peakRss)),
+      hwm_gb: Number(gb(p.hwm)),
       js_arrays_gb: Number(gb(p.peakArrays)),
       heap_gb: Number(gb(p.peakHeap)),
     })),
