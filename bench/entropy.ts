@@ -3,7 +3,11 @@
 // the nine values; once with the scorer's own batching (several rows per onnxruntime run, the
 // analysis' way) and, with --per-row, one row per run (the previous design).
 //
-//   node --import tsx bench/entropy.ts [--rows 256] [--neurons 1] [--threads 0] [--per-row]
+// Last-layer neurons go through the sweep (one forward for every value, src/engine/entropySweep.ts);
+// --direct runs the forward per value instead (the path before it, and the one for other layers).
+// --layer L picks the neurons' layer (default the last).
+//
+//   node --import tsx bench/entropy.ts [--rows 256] [--neurons 1] [--threads 0] [--per-row] [--direct] [--layer 3]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { entropyInterventions, ENTROPY_INTERVENTION_VALUES } from '../src/engine/analysis/intervention';
@@ -14,12 +18,14 @@ const rowsN = opt('--rows', 256);
 const neurons = opt('--neurons', 1);
 const threads = opt('--threads', 0);
 const perRow = args.includes('--per-row');
+const direct = args.includes('--direct');
+const layer = opt('--layer', 3);
 const root = join(__dirname, '..');
 const T = 128;
 const ids = new Uint16Array(readFileSync(join(root, 'models', 'corpus', 'heldout.tokens.bin')).buffer.slice(0));
 // Rows as the analysis cuts them: BOS, then 127 corpus tokens (corpus.ts).
 const rows = Array.from({ length: rowsN }, (_, r) => [50256, ...ids.subarray(r * (T - 1), (r + 1) * (T - 1))]);
-const targets = Array.from({ length: neurons }, (_, i) => ({ layer: 3, neuron: i }));
+const targets = Array.from({ length: neurons }, (_, i) => ({ layer, neuron: i }));
 
 (async () => {
   const marks: number[] = [];
@@ -29,15 +35,17 @@ const targets = Array.from({ length: neurons }, (_, i) => ({ layer: 3, neuron: i
     threads,
     memArena: false,
     ...(perRow ? { batchTokens: T } : {}),
+    sweep: !direct,
     onTarget: () => marks.push(performance.now()),
   });
   const t1 = performance.now();
   const cpu = process.cpuUsage(cpu0);
   const cpuS = (cpu.user + cpu.system) / 1e6;
-  const forwards = 1 + neurons * ENTROPY_INTERVENTION_VALUES.length;
+  const swept = !direct && layer === 3;
+  const forwards = swept ? 1 : 1 + neurons * ENTROPY_INTERVENTION_VALUES.length;
   const s = (t1 - t0) / 1000;
   console.log(
-    `${rowsN} rows × ${T} tokens, ${neurons} neuron(s), ${forwards} forwards of ${(rowsN * T).toLocaleString('en-US')} tokens, ${perRow ? 'one row per run' : 'scorer batching'}: ` +
+    `${rowsN} rows × ${T} tokens, ${neurons} neuron(s), ${forwards} forwards of ${(rowsN * T).toLocaleString('en-US')} tokens, ${perRow ? 'one row per run' : 'scorer batching'}, ${swept ? 'sweep' : 'a forward per value'}: ` +
       `${s.toFixed(1)} s (${((1000 * s) / (forwards * rowsN * T)).toFixed(3)} ms per token-forward; per neuron after the first ${neurons > 1 ? ((t1 - marks[1]!) / 1000 / (neurons - 1)).toFixed(1) : '–'} s); ` +
       `CPU ${cpuS.toFixed(1)} s (${((1000 * cpuS) / (forwards * rowsN * T)).toFixed(3)} ms per token-forward)`,
   );

@@ -155,19 +155,7 @@ export class Scorer {
       },
       extraFeeds,
     );
-    // Weights are finite (checked at open), so a non-finite score is fp32 overflow in the forward.
-    for (const [what, a] of [['next-token loss', out.nll], ['next-token entropy', out.entropy], ['final LayerNorm scale', out.lnScale]] as const) {
-      const i = firstNonFinite(a);
-      if (i < 0) continue;
-      let r = 0;
-      while (offsets[r + 1]! <= i) r++;
-      throw new EngineError(
-        `${this.source}: the forward pass produced ${a[i]} as the ${what} at row ${r}, position ${i - offsets[r]!}` +
-          `${value !== undefined ? ` with ${this.intervention ? `L${this.intervention.layer}.N${this.intervention.neuron}` : 'the neuron'} fixed to ${value}` : ''}, ` +
-          'although every weight is finite: the model\'s weights overflow fp32 on these tokens, so its scores cannot be reported',
-        this.source,
-      );
-    }
+    checkFinite(out, this.source, value !== undefined ? ` with ${this.intervention ? `L${this.intervention.layer}.N${this.intervention.neuron}` : 'the neuron'} fixed to ${value}` : '');
     return out;
   }
 
@@ -176,6 +164,24 @@ export class Scorer {
     this.closed = true;
     await releaseSessions(this.sessions, this.tempDirs);
     this.closeWeights();
+  }
+}
+
+/**
+ * Refuses scores with a non-finite value, naming the row and position. Weights are finite (checked
+ * at open), so such a score is fp32 overflow in the forward. `fixed` says what was fixed, if anything.
+ */
+export function checkFinite(s: TokenScores, source: string, fixed: string): void {
+  for (const [what, a] of [['next-token loss', s.nll], ['next-token entropy', s.entropy], ['final LayerNorm scale', s.lnScale]] as const) {
+    const i = firstNonFinite(a);
+    if (i < 0) continue;
+    let r = 0;
+    while (s.offsets[r + 1]! <= i) r++;
+    throw new EngineError(
+      `${source}: the forward pass produced ${a[i]} as the ${what} at row ${r}, position ${i - s.offsets[r]!}${fixed}, ` +
+        "although every weight is finite: the model's weights overflow fp32 on these tokens, so its scores cannot be reported",
+      source,
+    );
   }
 }
 

@@ -99,7 +99,9 @@ describe('cancel within 1 s in every phase of analyze, resumable', () => {
     { name: 'weight statistics', when: (p) => /weight statistics/.test(p.message ?? ''), nth: 2, reason: /while weight statistics/ },
     { name: 'families', when: (p) => /^families: variance/.test(p.message ?? ''), nth: 2, reason: /while families: variance/ },
     { name: 'roles', when: (p) => /^roles from the weights/.test(p.message ?? ''), nth: 2, reason: /while roles/ },
-    { name: 'entropy intervention (between rows)', when: (p) => /^entropy intervention/.test(p.message ?? ''), nth: 4, reason: /while entropy intervention/, resume: true },
+    // The neuron is in the last layer, so the sweep (one forward for every value) scores it: the
+    // signal is read before each onnxruntime run, one row each; nth 2 is between the two rows.
+    { name: 'entropy intervention (between rows)', when: (p) => /^entropy intervention/.test(p.message ?? ''), nth: 2, reason: /while entropy intervention/, resume: true },
     { name: 'writing result files', when: (p) => /^result files: neurons/.test(p.message ?? ''), nth: 1, reason: /while result files: neurons/ },
     { name: 'examples', when: (p) => /^result files: examples/.test(p.message ?? ''), nth: 1, reason: /while result files: examples/ },
   ];

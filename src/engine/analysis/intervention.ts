@@ -4,9 +4,10 @@
  * the loss on held-out text. The per-token figures come from the scoring graph (`Scorer`), so the
  * [tokens × vocab] logits never leave onnxruntime.
  */
-import type { NeuronRef } from '../arch/common';
+import { checkNeuron, type NeuronRef } from '../arch/common';
 import type { ArchWeights } from '../arch/index';
 import { loadCheckpoint } from '../checkpoint';
+import { entropySweep, sweepable } from '../entropySweep';
 import { CancellationSignal, EngineError } from '../errors';
 import type { ForwardOptions } from '../runtime';
 import { openScorer, Scorer, type TokenScores } from '../scorer';
@@ -17,6 +18,11 @@ export const ENTROPY_INTERVENTION_VALUES: readonly number[] = [-0.17, 0, 0.5, 1,
 
 export interface InterventionOptions extends ForwardOptions {
   signal?: CancellationSignal;
+  /**
+   * Score last-layer neurons by the sweep (entropySweep.ts: one forward for every value) rather
+   * than one fixed forward per value. Default true; false is the reference path (tests, benches).
+   */
+  sweep?: boolean;
 }
 
 /** Means over the positions that have a target (every position but each row's last). */
@@ -82,7 +88,8 @@ export async function entropyIntervention(
  * `entropyIntervention` for several neurons of one model on the same rows. The checkpoint is read
  * once and the unfixed forward runs once, shared by every neuron: the cost is
  * (1 + targets·values) forwards of the rows, each batched as the scorer batches (several rows per
- * onnxruntime run, a cancel checked between runs). `onTarget(i)` is called before neuron i.
+ * onnxruntime run, a cancel checked between runs) — except for last-layer neurons, which all share
+ * one forward (the sweep). `onTarget(i)` is called before neuron i (the swept ones together, first).
  */
 export async function entropyInterventions(
   modelDir: string,
@@ -93,7 +100,7 @@ export async function entropyInterventions(
 ): Promise<InterventionResult[]> {
   const bad = values.find((v) => !Number.isFinite(v));
   if (bad !== undefined) throw new EngineError(`intervention value ${bad} is not a finite number`);
-  const { signal, onTarget, ...forwardOpts } = opts;
+  const { signal, onTarget, sweep = true, ...forwardOpts } = opts;
   const ck = loadCheckpoint(modelDir);
   try {
     const weights: ArchWeights = checkpointWeights(ck);
@@ -106,23 +113,29 @@ export async function entropyInterventions(
         await scorer.close();
       }
     };
-    const out: InterventionResult[] = [];
+    for (const t of targets) checkNeuron(weights.config, t);
+    const out: InterventionResult[] = new Array(targets.length);
     let baseline: ScoreMeans | undefined;
+    const point = (value: number, m: ScoreMeans, base: ScoreMeans): InterventionPoint => ({ value, ...m, dLoss: m.loss - base.loss, dEntropy: m.entropy - base.entropy });
+    // Last-layer neurons: every value's scores from one forward (entropySweep.ts).
+    const swept = sweep ? targets.flatMap((t, i) => (sweepable(weights, t) ? [i] : [])) : [];
+    if (swept.length) {
+      swept.forEach((i) => onTarget?.(i));
+      const sw = await entropySweep(weights, rows, swept.map((i) => targets[i]!), values, { ...forwardOpts, signal, source: ck.dir });
+      const base = (baseline = scoreMeans(sw.base));
+      swept.forEach((i, j) => (out[i] = { baseline: base, points: values.map((v, q) => point(v, scoreMeans(sw.byTarget[j]![q]!), base)) }));
+    }
     for (let i = 0; i < targets.length; i++) {
+      if (out[i]) continue;
       onTarget?.(i);
-      out.push(
-        await withScorer(targets[i]!, async (scorer) => {
-          // The first scorer also runs the unfixed forward (its plain session), after its neuron
-          // has been checked, so that a bad neuron fails before any forward.
-          const base = (baseline ??= scoreMeans(await scorer.score(rows, { signal })));
-          const points: InterventionPoint[] = [];
-          for (const value of values) {
-            const m = scoreMeans(await scorer.score(rows, { value, signal }));
-            points.push({ value, ...m, dLoss: m.loss - base.loss, dEntropy: m.entropy - base.entropy });
-          }
-          return { baseline: base, points };
-        }),
-      );
+      out[i] = await withScorer(targets[i]!, async (scorer) => {
+        // The first scorer also runs the unfixed forward (its plain session), after its neuron
+        // has been checked, so that a bad neuron fails before any forward.
+        const base = (baseline ??= scoreMeans(await scorer.score(rows, { signal })));
+        const points: InterventionPoint[] = [];
+        for (const value of values) points.push(point(value, scoreMeans(await scorer.score(rows, { value, signal })), base));
+        return { baseline: base, points };
+      });
     }
     return out;
   } finally {

@@ -95,6 +95,8 @@ export function indexStr(i: number, shape: readonly number[]): string {
 
 export const INPUT_IDS = 'input_ids';
 export const LOGITS = 'logits';
+/** The final LayerNorm's input (GraphOptions.residFinal). */
+export const RESID_FINAL = 'resid_final';
 export const TARGETS = 'targets';
 export const NLL = 'nll';
 export const ENTROPY = 'entropy';
@@ -159,6 +161,11 @@ export interface GraphOptions {
    * neurons, modes and token ranges. Implies the scores; `logits` adds the [tokens × vocab] logits.
    */
   steer?: boolean;
+  /**
+   * With `logits`: also the final LayerNorm's input, `resid_final` [tokens, d_model] (TransformerLens'
+   * last hook_resid_post), which the entropy sweep (entropySweep.ts) reads.
+   */
+  residFinal?: boolean;
 }
 
 
@@ -244,6 +251,7 @@ export function checkGraphOptions(arch: string, cfg: ModelConfig, opts: GraphOpt
   if (opts.keptKinds && (!opts.kept || opts.keptKinds.length === 0 || opts.keptKinds.some((k) => !KEPT_KINDS.includes(k)))) {
     throw new Error(`${arch} graph: keptKinds ${JSON.stringify(opts.keptKinds)} needs the kept layout and some of ${KEPT_KINDS.join(', ')}`);
   }
+  if (opts.residFinal && !opts.logits) throw new Error(`${arch} graph: resid_final comes with the logits`);
   if (opts.steer && opts.intervention) throw new Error(`${arch} graph: the steer variant replaces the single-neuron intervention`);
 }
 
@@ -315,6 +323,7 @@ export class MlpHooks {
     const { g, cfg, opts } = this;
     const logits = g.op('Gemm', [final, head], { transB: { i: 1 } }, LOGITS);
     if (opts.logits) g.output(LOGITS, 'float', ['tokens', cfg.vocabSize]);
+    if (opts.residFinal) g.output(g.op('Identity', [resid], {}, RESID_FINAL), 'float', ['tokens', cfg.nEmbd]);
     if (opts.steer || opts.scores) {
       const logp = scores(g, cfg, resid, logits, g.op('Reshape', [g.input(TARGETS, 'int64', ['batch', 'seq']), g.constI64([-1])]));
       if (opts.steer) topChanges(g, cfg, final, head, logits, logp);

@@ -58,10 +58,17 @@ interface Architecture {
   embedAtStart(w: ArchWeights, token: number): Float64Array;
   /** Whether attention and MLP both read the layer's input (GPT-NeoX's use_parallel_residual). */
   parallel(w: ArchWeights): boolean;
-  /** The unembedding [V × d_model] as the forward uses it (tied: the embedding) and the final LayerNorm's weight. */
-  unembed(w: ArchWeights): { rows: Float32Array; lnWeight: Float32Array };
+  /** The unembedding [V × d_model] as the forward uses it (tied: the embedding) and the final LayerNorm's weight and bias (no architecture here has an unembedding bias). */
+  unembed(w: ArchWeights): Unembed;
   /** Rotary positions on q and k (Rotary), or null when positions enter otherwise (GPT-2's wpe). */
   rotary(w: ArchWeights): Rotary | null;
+}
+
+/** The LM head as the forward applies it: logits = LayerNorm(resid; lnWeight, lnBias) · rowsᵀ. */
+export interface Unembed {
+  rows: Float32Array;
+  lnWeight: Float32Array;
+  lnBias: Float32Array;
 }
 
 /**
@@ -127,6 +134,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
     unembed: (w) => ({
       rows: readWeight(w, (w.config as Gpt2Config).tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight'),
       lnWeight: readWeight(w, 'ln_f.weight'),
+      lnBias: readWeight(w, 'ln_f.bias'),
     }),
     rotary: () => null,
   },
@@ -192,6 +200,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
     unembed: (w) => ({
       rows: readWeight(w, (w.config as NeoxConfig).tieWordEmbeddings ? 'embed_in.weight' : 'embed_out.weight'),
       lnWeight: readWeight(w, 'final_layer_norm.weight'),
+      lnBias: readWeight(w, 'final_layer_norm.bias'),
     }),
     rotary: (w) => {
       const c = w.config as NeoxConfig;
@@ -259,8 +268,8 @@ export function parallelResidual(w: ResolvedWeights): boolean {
   return archOf(w.config.modelType).parallel(w as ArchWeights);
 }
 
-/** The unembedding rows [V × d_model] and the final LayerNorm's weight. */
-export function unembedTensors(w: ResolvedWeights): { rows: Float32Array; lnWeight: Float32Array } {
+/** The unembedding rows [V × d_model] and the final LayerNorm's weight and bias. */
+export function unembedTensors(w: ResolvedWeights): Unembed {
   return archOf(w.config.modelType).unembed(w as ArchWeights);
 }
 

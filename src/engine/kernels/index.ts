@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EngineError } from '../errors';
 
-export type KernelName = 'stats' | 'families' | 'sddmm' | 'vocab' | 'finish' | 'paperhist' | 'pick';
+export type KernelName = 'stats' | 'families' | 'sddmm' | 'vocab' | 'finish' | 'paperhist' | 'pick' | 'entropy';
 
 const modules = new Map<KernelName, WebAssembly.Module>();
 
