@@ -1,7 +1,7 @@
 /**
- * The entropy intervention of last-layer neurons from one forward of the rows, not one per value.
+ * The entropy intervention: every neuron and value of a sweep on one unfixed forward of the rows.
  *
- * Fixing neuron n of the last layer to v changes the final residual by δ·w (δ = v − the neuron's
+ * Last-layer neurons need no other forward. Fixing neuron n of the last layer to v changes the final residual by δ·w (δ = v − the neuron's
  * own hook_post at that position, w = its W_out row) and nothing else before ln_f. Through the
  * LayerNorm and the LM head, with rc = r − mean(r), wc = w − mean(w), σ = sqrt(|rc|²/d + eps) and
  * σ' = sqrt(|rc + δ·wc|²/d + eps):
@@ -13,19 +13,25 @@
  * scorer ran per value — the layers, the [tokens × d_model]·[d_model × vocab] LM head and four
  * onnxruntime passes over [tokens × vocab] — is done once.
  *
+ * A neuron of an earlier layer l moves the residual after layer l by δ·w just the same, but the
+ * layers above are not linear: each value runs the suffix of the forward from layer l + 1 on that
+ * residual (a graph that starts there, GraphOptions.startLayer), not the layers below it again, and
+ * the same kernel turns its logits into the scores (instead of onnxruntime's four passes).
+ *
  * The same quantities as the scorer's fixed forward, up to float32 rounding in another order
- * (entropy-sweep test: per token against the scorer, which the torch goldens check). σ' and the
+ * (entropy-sweep test: per token against the fixed forward's logits in float64). σ' and the
  * final-LN scale come from float64 sums over the residual (two-pass, as TransformerLens' hook_scale).
  */
 // Must run before onnxruntime-node creates its environment: see ortTelemetry.ts.
 import './ortTelemetry';
-import type * as ort from 'onnxruntime-node';
-import { checkNeuron, hookName, LOGITS, type NeuronRef, RESID_FINAL } from './arch/common';
+import * as ort from 'onnxruntime-node';
+import { checkNeuron, hookName, INPUT_IDS, LOGITS, type NeuronRef, RESID_FINAL, RESID_IN, residPostName } from './arch/common';
 import { type ArchWeights, buildGraph, mlpTensors, unembedTensors } from './arch/index';
-import { CancellationSignal, EngineError } from './errors';
+import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { KernelMemory } from './kernels';
 import { kernelPool } from './kernels/pool';
-import { createSession, planBatches, releaseSessions, rowOffsets, runInBatches, type ForwardOptions } from './runtime';
+import type { OnnxGraph } from './onnx';
+import { batchIds, createSession, planBatches, releaseSessions, rowOffsets, runInBatches, type ForwardOptions } from './runtime';
 import { checkFinite, type TokenScores } from './scorer';
 
 export interface SweepOptions extends ForwardOptions {
@@ -41,9 +47,6 @@ export interface SweepResult {
   byTarget: TokenScores[][];
 }
 
-/** Whether the sweep applies: a neuron of the last layer. */
-export const sweepable = (w: ArchWeights, n: NeuronRef): boolean => n.layer === w.config.nLayer - 1;
-
 // The kernel works in base 2 (kernels/assembly/entropy.ts).
 const LOG2E = Math.LOG2E;
 
@@ -57,8 +60,8 @@ type EntropyRows = (
 ) => number;
 
 /**
- * Per-token scores of `rows` (token ids, BOS first) unfixed and with each of `targets` (all in
- * the last layer) fixed to each of `values`. Cancellation is checked between onnxruntime runs.
+ * Per-token scores of `rows` (token ids, BOS first) unfixed and with each of `targets` fixed to
+ * each of `values`. Cancellation is checked between onnxruntime runs.
  */
 export async function entropySweep(
   weights: ArchWeights,
@@ -69,10 +72,7 @@ export async function entropySweep(
 ): Promise<SweepResult> {
   const cfg = weights.config;
   const source = opts.source ?? 'the model';
-  for (const t of targets) {
-    checkNeuron(cfg, t);
-    if (!sweepable(weights, t)) throw new EngineError(`the entropy sweep is for last-layer neurons; L${t.layer}.N${t.neuron} is not in layer ${cfg.nLayer - 1}`);
-  }
+  for (const t of targets) checkNeuron(cfg, t);
   const bad = values.find((v) => !Number.isFinite(v));
   if (bad !== undefined) throw new EngineError(`intervention value ${bad} is not a finite number`);
   const L = cfg.nLayer;
@@ -80,27 +80,30 @@ export async function entropySweep(
   const V = cfg.vocabSize;
   const D = cfg.dMlp;
   const eps = cfg.layerNormEpsilon;
-  const nT = targets.length;
   const nV = values.length;
-  const K = 1 + nT * nV;
 
   const offsets = rowOffsets(rows, cfg);
   const nTokens = offsets[rows.length]!;
   const scores = (): TokenScores => ({ offsets, nTokens, nll: new Float32Array(nTokens), entropy: new Float32Array(nTokens), lnScale: new Float32Array(nTokens) });
   const out: SweepResult = { base: scores(), byTarget: targets.map(() => values.map(scores)) };
-  const byCombo = [out.base, ...out.byTarget.flat()];
   if (rows.length === 0) return out;
 
-  // Per target: wc (centred W_out row) and |wc|²/d; per vocabulary id: b (per target) and c, in float64.
-  const wOut = mlpTensors(weights, L - 1).wOut; // [d_mlp × d_model]
-  const wcs = targets.map((t) => {
-    const w = wOut.subarray(t.neuron * d, (t.neuron + 1) * d);
+  // The affine kernel run's combos: the unfixed forward, then each last-layer neuron's values.
+  const last = [...targets.keys()].filter((i) => targets[i]!.layer === L - 1);
+  const earlier = [...targets.keys()].filter((i) => targets[i]!.layer < L - 1);
+  const affine = [out.base, ...last.flatMap((i) => out.byTarget[i]!)];
+  const K = affine.length;
+  // A neuron's W_out row (the direction it writes to the residual stream).
+  const wOutRow = (t: NeuronRef): Float32Array => mlpTensors(weights, t.layer).wOut.slice(t.neuron * d, (t.neuron + 1) * d);
+  // Per last-layer neuron: wc (its W_out row centred) and |wc|²/d; per vocabulary id: b (per neuron) and c, in float64.
+  const wcs = last.map((i) => {
+    const w = wOutRow(targets[i]!);
     let mean = 0;
-    for (let i = 0; i < d; i++) mean += w[i]!;
+    for (let k = 0; k < d; k++) mean += w[k]!;
     mean /= d;
     const wc = Float64Array.from(w, (x) => x - mean);
     let ss = 0;
-    for (let i = 0; i < d; i++) ss += wc[i]! * wc[i]!;
+    for (let k = 0; k < d; k++) ss += wc[k]! * wc[k]!;
     return { wc, wc2: ss / d };
   });
   const { rows: E, lnWeight: g, lnBias: beta } = unembedTensors(weights);
@@ -116,7 +119,7 @@ export async function entropySweep(
   const at = {
     k0: mem.alloc(kernel.CONSTANTS_BYTES.value as number),
     z: mem.alloc(4 * P * V),
-    b: mem.alloc(4 * nT * V),
+    b: mem.alloc(4 * Math.max(1, last.length) * V),
     c: mem.alloc(4 * V),
     coef: mem.alloc(12 * K * P),
     bIndex: mem.alloc(4 * K),
@@ -126,18 +129,18 @@ export async function entropySweep(
     pick: mem.alloc(4 * K * P),
   };
   {
-    const b = mem.f32(at.b, nT * V);
+    const b = mem.f32(at.b, last.length * V);
     const c = mem.f32(at.c, V);
-    const gw = wcs.map(({ wc }) => Float64Array.from(wc, (x, i) => x * g[i]!));
+    const gw = wcs.map(({ wc }) => Float64Array.from(wc, (x, k) => x * g[k]!));
     for (let v = 0; v < V; v++) {
       const e = E.subarray(v * d, (v + 1) * d);
       let cv = 0;
-      for (let i = 0; i < d; i++) cv += beta[i]! * e[i]!;
+      for (let k = 0; k < d; k++) cv += beta[k]! * e[k]!;
       c[v] = cv;
-      for (let j = 0; j < nT; j++) {
+      for (let j = 0; j < last.length; j++) {
         const gwj = gw[j]!;
         let bv = 0;
-        for (let i = 0; i < d; i++) bv += gwj[i]! * e[i]!;
+        for (let k = 0; k < d; k++) bv += gwj[k]! * e[k]!;
         b[j * V + v] = bv;
       }
     }
@@ -146,90 +149,122 @@ export async function entropySweep(
   }
   kernel.constants(at.k0);
 
-  const post = hookName(L - 1, 'post');
-  const fetches = [LOGITS, RESID_FINAL, post];
+  /** The kernel over positions [0, Pb) and combos [0, Kb) of what is in memory, on every core; then the scores of each combo. */
+  const score = (Pb: number, Kb: number, combos: readonly TokenScores[], lnScale: Float64Array, batch: readonly number[], S: number): void => {
+    const n = Math.min(parts, Pb);
+    pool.run(mem, 'entropy', 'entropyRows', n, (q) => [
+      at.k0, at.z, Pb, V, Math.round((Pb * q) / n), Math.round((Pb * (q + 1)) / n), Kb, at.coef, at.b, at.bIndex, at.c, at.target, at.row + 4 * V * q, at.sums, at.pick,
+    ]);
+    const sums = mem.f64(at.sums, 2 * Kb * Pb);
+    const pick = mem.f32(at.pick, Kb * Pb);
+    batch.forEach((row, bi) => {
+      const len = rows[row]!.length;
+      const o = offsets[row]!;
+      for (let k = 0; k < Kb; k++) {
+        const s = combos[k]!;
+        for (let t = 0; t < len; t++) {
+          const q = k * Pb + bi * S + t;
+          const logS = Math.log(sums[2 * q]!);
+          s.entropy[o + t] = logS - (Math.LN2 * sums[2 * q + 1]!) / sums[2 * q]!;
+          s.nll[o + t] = t + 1 < len ? logS - Math.LN2 * pick[q]! : 0;
+          s.lnScale[o + t] = lnScale[q]!;
+        }
+      }
+    });
+  };
+  /** Mean and variance (two-pass, float64) of position p's residual. */
+  const moments = (r: Float32Array, p: number): [number, number] => {
+    let mean = 0;
+    for (let k = p * d; k < (p + 1) * d; k++) mean += r[k]!;
+    mean /= d;
+    let ss = 0;
+    for (let k = p * d; k < (p + 1) * d; k++) ss += (r[k]! - mean) ** 2;
+    return [mean, ss / d];
+  };
+
+  const earlierLayers = [...new Set(earlier.map((i) => targets[i]!.layer))];
+  const fetches = [LOGITS, RESID_FINAL, ...new Set(targets.map((t) => hookName(t.layer, 'post'))), ...earlierLayers.map(residPostName)];
   const tempDirs: string[] = [];
   const sessions = new Map<string, Promise<ort.InferenceSession>>();
-  const session = createSession(buildGraph(weights, { logits: true, residFinal: true }), fetches, opts, tempDirs);
-  sessions.set('sweep', session);
+  const session = (key: string, graph: () => OnnxGraph, want: readonly string[]): Promise<ort.InferenceSession> => {
+    let s = sessions.get(key);
+    if (!s) sessions.set(key, (s = createSession(graph(), want, opts, tempDirs)));
+    return s;
+  };
+  const clean = session('clean', () => buildGraph(weights, { logits: true, residFinal: true, residPost: earlierLayers }), fetches);
+  // The forward from layer l + 1, one per layer with a neuron to sweep (made on first use).
+  const suffix = (l: number): Promise<ort.InferenceSession> => session(`from ${l + 1}`, () => buildGraph(weights, { logits: true, residFinal: true, startLayer: l + 1 }), [LOGITS, RESID_FINAL]);
+  const earlierRows = new Map(earlier.map((i) => [i, wOutRow(targets[i]!)]));
   try {
-    await runInBatches(
-      await session,
-      rows,
-      batches,
-      fetches,
-      opts.signal,
-      (res, batch, S) => {
-        const Pb = batch.length * S;
-        mem.f32(at.z, Pb * V).set(res[LOGITS]!.data as Float32Array);
-        const r = res[RESID_FINAL]!.data as Float32Array;
-        const acts = res[post]!.data as Float32Array;
-        const coef = mem.f32(at.coef, 3 * K * Pb);
-        const target = mem.i32(at.target, Pb);
-        const lnScale = new Float64Array(K * Pb);
-        target.fill(-1);
-        batch.forEach((row, bi) => {
-          const ids = rows[row]!;
-          for (let t = 0; t + 1 < ids.length; t++) target[bi * S + t] = ids[t + 1]!;
-        });
-        for (let p = 0; p < Pb; p++) {
-          const x = r.subarray(p * d, (p + 1) * d);
-          let mean = 0;
-          for (let i = 0; i < d; i++) mean += x[i]!;
-          mean /= d;
-          let ss = 0;
-          for (let i = 0; i < d; i++) ss += (x[i]! - mean) ** 2;
-          const var0 = ss / d;
-          const sigma = Math.sqrt(var0 + eps);
-          coef.set([LOG2E, 0, 0], 3 * p);
-          lnScale[p] = sigma;
-          for (let j = 0; j < nT; j++) {
-            const { wc, wc2 } = wcs[j]!;
-            let dot = 0;
-            for (let i = 0; i < d; i++) dot += (x[i]! - mean) * wc[i]!;
-            dot /= d;
-            const a = acts[p * D + targets[j]!.neuron]!;
-            for (let q = 0; q < nV; q++) {
-              const delta = values[q]! - a;
-              const s = Math.sqrt(var0 + 2 * delta * dot + delta * delta * wc2 + eps);
-              const k = 1 + j * nV + q;
-              const alpha = sigma / s;
-              coef[3 * (k * Pb + p)] = LOG2E * alpha;
-              coef[3 * (k * Pb + p) + 1] = (LOG2E * delta) / s;
-              coef[3 * (k * Pb + p) + 2] = LOG2E * (1 - alpha);
-              lnScale[k * Pb + p] = s;
-            }
+    await runInBatches(await clean, rows, batches, fetches, opts.signal, async (res, batch, S) => {
+      const Pb = batch.length * S;
+      const target = mem.i32(at.target, Pb);
+      target.fill(-1);
+      batch.forEach((row, bi) => {
+        const ids = rows[row]!;
+        for (let t = 0; t + 1 < ids.length; t++) target[bi * S + t] = ids[t + 1]!;
+      });
+      // The unfixed forward and every last-layer neuron's values: one kernel run.
+      mem.f32(at.z, Pb * V).set(res[LOGITS]!.data as Float32Array);
+      const r = res[RESID_FINAL]!.data as Float32Array;
+      const coef = mem.f32(at.coef, 3 * K * Pb);
+      const lnScale = new Float64Array(K * Pb);
+      const lastPost = last.length ? (res[hookName(L - 1, 'post')]!.data as Float32Array) : undefined;
+      for (let p = 0; p < Pb; p++) {
+        const [mean, var0] = moments(r, p);
+        const sigma = Math.sqrt(var0 + eps);
+        coef.set([LOG2E, 0, 0], 3 * p);
+        lnScale[p] = sigma;
+        for (const [j, i] of last.entries()) {
+          const { wc, wc2 } = wcs[j]!;
+          let dot = 0;
+          for (let k = 0; k < d; k++) dot += (r[p * d + k]! - mean) * wc[k]!;
+          dot /= d;
+          const a = lastPost![p * D + targets[i]!.neuron]!;
+          for (let q = 0; q < nV; q++) {
+            const delta = values[q]! - a;
+            const s = Math.sqrt(var0 + 2 * delta * dot + delta * delta * wc2 + eps);
+            const k = 1 + j * nV + q;
+            const alpha = sigma / s;
+            coef[3 * (k * Pb + p)] = LOG2E * alpha;
+            coef[3 * (k * Pb + p) + 1] = (LOG2E * delta) / s;
+            coef[3 * (k * Pb + p) + 2] = LOG2E * (1 - alpha);
+            lnScale[k * Pb + p] = s;
           }
         }
-        const ranges = Array.from({ length: Math.min(parts, Pb) }, (_, q, n = Math.min(parts, Pb)) => [Math.round((Pb * q) / n), Math.round((Pb * (q + 1)) / n)]);
-        pool.run(mem, 'entropy', 'entropyRows', ranges.length, (q) => [
-          at.k0, at.z, Pb, V, ranges[q]![0]!, ranges[q]![1]!, K, at.coef, at.b, at.bIndex, at.c, at.target, at.row + 4 * V * q, at.sums, at.pick,
-        ]);
-        const sums = mem.f64(at.sums, 2 * K * Pb);
-        const pick = mem.f32(at.pick, K * Pb);
-        batch.forEach((row, bi) => {
-          const n = rows[row]!.length;
-          const o = offsets[row]!;
-          for (let k = 0; k < K; k++) {
-            const s = byCombo[k]!;
-            for (let t = 0; t < n; t++) {
-              const q = k * Pb + bi * S + t;
-              const logS = Math.log(sums[2 * q]!);
-              s.entropy[o + t] = logS - (Math.LN2 * sums[2 * q + 1]!) / sums[2 * q]!;
-              s.nll[o + t] = t + 1 < n ? logS - Math.LN2 * pick[q]! : 0;
-              s.lnScale[o + t] = lnScale[q]!;
-            }
+      }
+      score(Pb, K, affine, lnScale, batch, S);
+      // Earlier neurons: per value, the forward above their layer on the moved residual.
+      for (const i of earlier) {
+        const t = targets[i]!;
+        const w = earlierRows.get(i)!;
+        const resid = res[residPostName(t.layer)]!.data as Float32Array;
+        const acts = res[hookName(t.layer, 'post')]!.data as Float32Array;
+        for (const [q, value] of values.entries()) {
+          throwIfCancelled(opts.signal);
+          const moved = new Float32Array(Pb * d);
+          for (let p = 0; p < Pb; p++) {
+            const delta = value - acts[p * D + t.neuron]!;
+            for (let k = 0; k < d; k++) moved[p * d + k] = resid[p * d + k]! + delta * w[k]!;
           }
-        });
-        return false;
-      },
-    );
+          const up = await (await suffix(t.layer)).run({ [INPUT_IDS]: batchIds(rows, batch, S), [RESID_IN]: new ort.Tensor('float32', moved, [Pb, d]) }, [LOGITS, RESID_FINAL]);
+          mem.f32(at.z, Pb * V).set(up[LOGITS]!.data as Float32Array);
+          const rf = up[RESID_FINAL]!.data as Float32Array;
+          const ln = new Float64Array(Pb);
+          for (let p = 0; p < Pb; p++) {
+            coef.set([LOG2E, 0, 0], 3 * p);
+            ln[p] = Math.sqrt(moments(rf, p)[1] + eps);
+          }
+          for (const name of [LOGITS, RESID_FINAL]) up[name]!.dispose();
+          score(Pb, 1, [out.byTarget[i]![q]!], ln, batch, S);
+        }
+      }
+      return false;
+    });
   } finally {
     await releaseSessions(sessions, tempDirs);
   }
-  byCombo.forEach((s, k) => {
-    const t = targets[Math.floor((k - 1) / nV)];
-    checkFinite(s, source, k === 0 || !t ? '' : ` with L${t.layer}.N${t.neuron} fixed to ${values[(k - 1) % nV]}`);
-  });
+  checkFinite(out.base, source, '');
+  out.byTarget.forEach((byValue, i) => byValue.forEach((s, q) => checkFinite(s, source, ` with L${targets[i]!.layer}.N${targets[i]!.neuron} fixed to ${values[q]}`)));
   return out;
 }

@@ -103,6 +103,11 @@ export class OnnxGraph {
     return name;
   }
 
+  /** Whether a value of this name exists (an input, an initializer or a node output). */
+  has(name: string): boolean {
+    return this.used.has(name);
+  }
+
   input(name: string, type: ElemType, dims: Dim[]): string {
     this.inputs.push(valueInfo(this.claim(name), type, dims));
     return name;

@@ -412,7 +412,7 @@ export async function runInBatches(
   batches: readonly (readonly number[])[],
   fetches: readonly string[],
   signal: CancellationSignal | undefined,
-  take: (res: ort.InferenceSession.ReturnType, batch: readonly number[], S: number) => boolean,
+  take: (res: ort.InferenceSession.ReturnType, batch: readonly number[], S: number) => boolean | Promise<boolean>,
   extraFeeds?: (batch: readonly number[], S: number) => Record<string, ort.Tensor>,
 ): Promise<void> {
   for (const [q, batch] of batches.entries()) {
@@ -421,11 +421,16 @@ export async function runInBatches(
     if (signal && q > 0) await new Promise((r) => setImmediate(r));
     throwIfCancelled(signal);
     const S = rows[batch[0]!]!.length; // longest first
-    const ids = new BigInt64Array(batch.length * S); // padding id 0: any valid id will do
-    batch.forEach((r, b) => rows[r]!.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
-    const res = await session.run({ [INPUT_IDS]: new ort.Tensor('int64', ids, [batch.length, S]), ...extraFeeds?.(batch, S) }, fetches);
-    if (!take(res, batch, S)) for (const name of fetches) res[name]!.dispose();
+    const res = await session.run({ [INPUT_IDS]: batchIds(rows, batch, S), ...extraFeeds?.(batch, S) }, fetches);
+    if (!(await take(res, batch, S))) for (const name of fetches) res[name]!.dispose();
   }
+}
+
+/** A batch's input ids [rows × S], padded with id 0 (any valid id will do: rows are never left-padded). */
+export function batchIds(rows: readonly (readonly number[])[], batch: readonly number[], S: number): ort.Tensor {
+  const ids = new BigInt64Array(batch.length * S);
+  batch.forEach((r, b) => rows[r]!.forEach((id, t) => (ids[b * S + t] = BigInt(id))));
+  return new ort.Tensor('int64', ids, [batch.length, S]);
 }
 
 /** Copies each row's real tokens of a batch output ([batch × S × width]) to its place in the concatenation. */

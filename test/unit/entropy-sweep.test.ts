@@ -1,7 +1,8 @@
 // The entropy sweep (src/engine/entropySweep.ts): every value's scores of a last-layer neuron from
-// one forward. Checked per token against the direct fixed forward (the intervention graph, which
-// the torch goldens check in intervention.test.ts) with its softmax done in float64 here, on
-// GPT-2 (tied, untied, the shipped model) and GPT-NeoX; and through entropyInterventions.
+// one forward, of an earlier neuron from the layers above it. Checked per token against the direct
+// fixed forward (the intervention graph, which the torch goldens check in intervention.test.ts)
+// with its softmax done in float64 here, on GPT-2 (tied, untied, the shipped model) and GPT-NeoX;
+// and through entropyInterventions.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,6 +71,7 @@ const MODELS: [string, string][] = [
   ['gpt2-tiny-crfm', join(FIXTURES, 'gpt2-tiny-crfm')],
   ['gpt2-tiny-untied', join(FIXTURES, 'gpt2-tiny-untied')],
   ['neox-14m (GPT-NeoX, parallel residual)', join(FIXTURES, 'neox-14m')],
+  ['neox-tiny-seq (GPT-NeoX, sequential)', join(FIXTURES, 'neox-tiny-seq')],
   ['tiny-gpt2-a (shipped)', join(ROOT, 'models', 'tiny-gpt2-a')],
 ];
 
@@ -81,8 +83,10 @@ for (const [label, dir] of MODELS) {
         const w = checkpointWeights(ck);
         const L = w.config.nLayer;
         const rows = rowsFor(w.config.vocabSize);
+        // Two of the last layer (the affine path), one of layer 0 (the layers above it per value).
         const targets = [
           { layer: L - 1, neuron: 5 },
+          { layer: 0, neuron: 3 },
           { layer: L - 1, neuron: w.config.dMlp - 1 },
         ];
         setKernelThreads(1);
@@ -121,8 +125,10 @@ for (const [label, dir] of MODELS) {
         summary.push(`${label.padEnd(40)} entropy ${worst.entropy.toExponential(2)}  nll ${worst.nll.toExponential(2)}  ln scale (rel.) ${worst.lnScale.toExponential(2)}`);
         assert.ok(moved.entropy > 1e-3 && moved.lnScale > 1e-3, `the values move the scores (${JSON.stringify(moved)}): else this test could not fail`);
         assert.ok(worst.entropy <= 5e-5 && worst.nll <= 5e-5 && worst.lnScale <= 1e-5, JSON.stringify(worst));
-        const last = rows.map((r, i) => sw.byTarget[1]![3]!.nll[sw.base.offsets[i]! + r.length - 1]);
-        assert.deepEqual(last, [0, 0, 0], 'the last position has no target');
+        for (const j of [1, 2]) {
+          const last = rows.map((r, i) => sw.byTarget[j]![3]!.nll[sw.base.offsets[i]! + r.length - 1]);
+          assert.deepEqual(last, [0, 0, 0], 'the last position has no target');
+        }
       } finally {
         ck.weights.close();
       }
@@ -131,7 +137,7 @@ for (const [label, dir] of MODELS) {
 }
 
 describe('entropyInterventions with the sweep', () => {
-  test('a last-layer neuron swept and a middle-layer one forwarded, in order, one baseline; the same means as the forward per value', async () => {
+  test('a last-layer and a middle-layer neuron: in order, one baseline, the same means as the scorer\'s forward per value', async () => {
     const dir = join(FIXTURES, 'gpt2-tiny-crfm');
     const rows = rowsFor(50257);
     const targets = [
@@ -141,7 +147,7 @@ describe('entropyInterventions with the sweep', () => {
     const seen: number[] = [];
     const swept = await entropyInterventions(dir, rows, targets, VALUES, { threads: 2, onTarget: (i) => seen.push(i) });
     const direct = await entropyInterventions(dir, rows, targets, VALUES, { threads: 2, sweep: false });
-    assert.deepEqual(seen, [1, 0], 'the swept neuron first');
+    assert.deepEqual(seen, [0, 1]);
     assert.deepEqual(swept[0]!.baseline, swept[1]!.baseline);
     for (const [i, res] of swept.entries()) {
       res.points.forEach((p, q) => {
@@ -156,12 +162,7 @@ describe('entropyInterventions with the sweep', () => {
     const dir = join(FIXTURES, 'gpt2-tiny-crfm');
     await assert.rejects(entropyInterventions(dir, [[0, 1, 2]], [{ layer: 2, neuron: 1 }, { layer: 2, neuron: 99999 }], VALUES), /L2\.N99999 is outside this model's neurons/);
     await assert.rejects(entropyInterventions(dir, [[0, 1, 2]], [{ layer: 2, neuron: 1 }], [1, Infinity]), /intervention value Infinity is not a finite number/);
-    const ck = loadCheckpoint(dir);
-    try {
-      await assert.rejects(entropySweep(checkpointWeights(ck), [[0, 1]], [{ layer: 1, neuron: 1 }], [1]), /for last-layer neurons; L1\.N1 is not in layer 2/);
-    } finally {
-      ck.weights.close();
-    }
+    await assert.rejects(entropyInterventions(dir, [[0, 1, 2]], [{ layer: 3, neuron: 1 }], VALUES), /intervention layer 3 is outside this model's layers 0\.\.2/);
   });
 });
 

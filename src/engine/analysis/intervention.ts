@@ -7,7 +7,7 @@
 import { checkNeuron, type NeuronRef } from '../arch/common';
 import type { ArchWeights } from '../arch/index';
 import { loadCheckpoint } from '../checkpoint';
-import { entropySweep, sweepable } from '../entropySweep';
+import { entropySweep } from '../entropySweep';
 import { CancellationSignal, EngineError } from '../errors';
 import type { ForwardOptions } from '../runtime';
 import { openScorer, Scorer, type TokenScores } from '../scorer';
@@ -19,8 +19,9 @@ export const ENTROPY_INTERVENTION_VALUES: readonly number[] = [-0.17, 0, 0.5, 1,
 export interface InterventionOptions extends ForwardOptions {
   signal?: CancellationSignal;
   /**
-   * Score last-layer neurons by the sweep (entropySweep.ts: one forward for every value) rather
-   * than one fixed forward per value. Default true; false is the reference path (tests, benches).
+   * Score by the sweep (entropySweep.ts: one unfixed forward for every neuron and value, and per
+   * value only the layers above an earlier neuron's) rather than one whole fixed forward per neuron
+   * and value through the scorer. Default true; false is the reference path (tests, benches).
    */
   sweep?: boolean;
 }
@@ -88,8 +89,9 @@ export async function entropyIntervention(
  * `entropyIntervention` for several neurons of one model on the same rows. The checkpoint is read
  * once and the unfixed forward runs once, shared by every neuron: the cost is
  * (1 + targets·values) forwards of the rows, each batched as the scorer batches (several rows per
- * onnxruntime run, a cancel checked between runs) — except for last-layer neurons, which all share
- * one forward (the sweep). `onTarget(i)` is called before neuron i (the swept ones together, first).
+ * onnxruntime run, a cancel checked between runs) without the sweep; with it (the default), one
+ * forward of the rows plus, per value of a neuron below the last layer, the layers above it.
+ * `onTarget(i)` is called before neuron i (with the sweep, for all of them as it starts).
  */
 export async function entropyInterventions(
   modelDir: string,
@@ -117,16 +119,14 @@ export async function entropyInterventions(
     const out: InterventionResult[] = new Array(targets.length);
     let baseline: ScoreMeans | undefined;
     const point = (value: number, m: ScoreMeans, base: ScoreMeans): InterventionPoint => ({ value, ...m, dLoss: m.loss - base.loss, dEntropy: m.entropy - base.entropy });
-    // Last-layer neurons: every value's scores from one forward (entropySweep.ts).
-    const swept = sweep ? targets.flatMap((t, i) => (sweepable(weights, t) ? [i] : [])) : [];
-    if (swept.length) {
-      swept.forEach((i) => onTarget?.(i));
-      const sw = await entropySweep(weights, rows, swept.map((i) => targets[i]!), values, { ...forwardOpts, signal, source: ck.dir });
-      const base = (baseline = scoreMeans(sw.base));
-      swept.forEach((i, j) => (out[i] = { baseline: base, points: values.map((v, q) => point(v, scoreMeans(sw.byTarget[j]![q]!), base)) }));
+    if (sweep) {
+      // Every neuron and value on one unfixed forward (entropySweep.ts).
+      targets.forEach((_, i) => onTarget?.(i));
+      const sw = await entropySweep(weights, rows, targets, values, { ...forwardOpts, signal, source: ck.dir });
+      const base = scoreMeans(sw.base);
+      return sw.byTarget.map((byValue) => ({ baseline: base, points: values.map((v, q) => point(v, scoreMeans(byValue[q]!), base)) }));
     }
     for (let i = 0; i < targets.length; i++) {
-      if (out[i]) continue;
       onTarget?.(i);
       out[i] = await withScorer(targets[i]!, async (scorer) => {
         // The first scorer also runs the unfixed forward (its plain session), after its neuron

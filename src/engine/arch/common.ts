@@ -97,6 +97,10 @@ export const INPUT_IDS = 'input_ids';
 export const LOGITS = 'logits';
 /** The final LayerNorm's input (GraphOptions.residFinal). */
 export const RESID_FINAL = 'resid_final';
+/** The residual stream a suffix graph starts from (GraphOptions.startLayer). */
+export const RESID_IN = 'resid_in';
+/** The residual stream after layer l (GraphOptions.residPost): TransformerLens' blocks.l.hook_resid_post. */
+export const residPostName = (layer: number): string => `L${layer}.hook_resid_post`;
 export const TARGETS = 'targets';
 export const NLL = 'nll';
 export const ENTROPY = 'entropy';
@@ -166,6 +170,14 @@ export interface GraphOptions {
    * last hook_resid_post), which the entropy sweep (entropySweep.ts) reads.
    */
   residFinal?: boolean;
+  /**
+   * Start at this layer from the input `resid_in` [tokens, d_model], the residual stream entering
+   * it (an earlier run's `resid_post` with an edit): no embedding and no layer before it. The
+   * input ids still give the batch's shape (mask, positions). Needs `logits`.
+   */
+  startLayer?: number;
+  /** Also output the residual stream after each of these layers, `residPostName(l)` [tokens, d_model]. */
+  residPost?: readonly number[];
 }
 
 
@@ -252,6 +264,12 @@ export function checkGraphOptions(arch: string, cfg: ModelConfig, opts: GraphOpt
     throw new Error(`${arch} graph: keptKinds ${JSON.stringify(opts.keptKinds)} needs the kept layout and some of ${KEPT_KINDS.join(', ')}`);
   }
   if (opts.residFinal && !opts.logits) throw new Error(`${arch} graph: resid_final comes with the logits`);
+  if (opts.startLayer !== undefined && (!opts.logits || !Number.isInteger(opts.startLayer) || opts.startLayer < 0 || opts.startLayer > cfg.nLayer)) {
+    throw new Error(`${arch} graph: startLayer ${opts.startLayer} needs the logits and a layer in 0..${cfg.nLayer}`);
+  }
+  if (opts.residPost?.some((l) => !Number.isInteger(l) || l < (opts.startLayer ?? 0) || l >= cfg.nLayer)) {
+    throw new Error(`${arch} graph: residPost ${JSON.stringify(opts.residPost)} must be layers the graph runs`);
+  }
   if (opts.steer && opts.intervention) throw new Error(`${arch} graph: the steer variant replaces the single-neuron intervention`);
 }
 
@@ -495,6 +513,8 @@ export function readWeight(w: ResolvedWeights, name: string): Float32Array {
 
 /** A lazy initializer of `g` for the resolved weight `name` with the shape `shapes` gives it. */
 export function weightInitializer(g: OnnxGraph, w: ResolvedWeights, shapes: Map<string, number[]>, name: string): string {
+  // Once per graph: a tied head reads the embedding's initializer.
+  if (g.has(name)) return name;
   const storedName = w.stored.get(name);
   if (storedName === undefined) throw new Error(`${g.name} graph: ${name} was not resolved`);
   return g.initializer(name, 'float', shapes.get(name)!, () => w.source.read(storedName));

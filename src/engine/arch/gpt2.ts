@@ -51,6 +51,8 @@ import {
   type ModelConfig,
   OPSET,
   type ResolvedWeights,
+  RESID_IN,
+  residPostName,
   type WeightSource,
   weightInitializer,
 } from './common';
@@ -352,12 +354,15 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
   const idsShape = g.op('Shape', [ids]); // [batch, seq]
   // Position ids 0..seq-1 for every row: rows are never left-padded (see runtime.ts).
   const seq1 = g.op('Slice', [idsShape, g.constI64([1]), g.constI64([2])]); // [seq]
-  const seq = g.op('Squeeze', [seq1, g.constI64([0])]);
-  const positions = g.op('Range', [g.constI64([0], []), seq, g.constI64([1], [])]);
-  const wte = W('wte.weight');
-  const embed = g.op('Add', [g.op('Gather', [wte, ids]), g.op('Gather', [W('wpe.weight'), positions])]); // [B,S,d]
   const flat = g.constI64([-1, d]);
-  let x = g.op('Reshape', [embed, flat]); // [B·S, d]
+  const start = opts.startLayer ?? 0;
+  const embed = (): string => {
+    const seq = g.op('Squeeze', [seq1, g.constI64([0])]);
+    const positions = g.op('Range', [g.constI64([0], []), seq, g.constI64([1], [])]);
+    return g.op('Reshape', [g.op('Add', [g.op('Gather', [W('wte.weight'), ids]), g.op('Gather', [W('wpe.weight'), positions])]), flat]); // [B·S, d]
+  };
+  // A suffix graph (startLayer) begins from the residual stream it is given.
+  let x = start > 0 ? g.input(RESID_IN, 'float', ['tokens', d]) : embed();
 
   const layerNorm = (input: string, prefix: string): string =>
     g.op('LayerNormalization', [input, W(prefix + '.weight'), W(prefix + '.bias')], {
@@ -373,7 +378,7 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
   const heads = g.op('Concat', [idsShape, g.constI64([cfg.nHead, cfg.dHead])], { axis: { i: 0 } }); // [B,S,H,Dh]
 
   const hooks = new MlpHooks(g, cfg, opts);
-  for (let l = 0; l < cfg.nLayer; l++) {
+  for (let l = start; l < cfg.nLayer; l++) {
     const h = `h.${l}`;
     // HF: scores / sqrt(d_head) (if scale_attn_weights), then / (l+1) (if inverse-layer-idx).
     // The reorder_and_upcast path instead multiplies q·kᵀ by one combined factor (baddbmm alpha)
@@ -388,8 +393,9 @@ export function buildGpt2Graph(w: Gpt2Weights, opts: GraphOptions): OnnxGraph {
     const { post, graph } = hooks.layer(l, (out) => linear(layerNorm(resid, `${h}.ln_2`), `${h}.mlp.c_fc`, out));
     if (graph) return graph;
     x = g.op('Add', [x, linear(post, `${h}.mlp.c_proj`)]);
+    if (opts.residPost?.includes(l)) g.output(g.op('Identity', [x], {}, residPostName(l)), 'float', ['tokens', d]);
   }
-  const head = cfg.tieWordEmbeddings ? wte : W('lm_head.weight');
+  const head = W(cfg.tieWordEmbeddings ? 'wte.weight' : 'lm_head.weight');
   return hooks.head(x, layerNorm(x, 'ln_f'), head);
 }
 

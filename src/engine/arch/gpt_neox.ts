@@ -38,6 +38,8 @@ import {
   OPSET,
   positiveInt,
   type ResolvedWeights,
+  RESID_IN,
+  residPostName,
   shapeStr,
   type WeightSource,
   weightInitializer,
@@ -299,8 +301,9 @@ export function buildNeoxGraph(w: NeoxWeights, opts: GraphOptions): OnnxGraph {
   const idsShape = g.op('Shape', [ids]); // [batch, seq]
   const seq1 = g.op('Slice', [idsShape, g.constI64([1]), g.constI64([2])]); // [seq]
   const flat = g.constI64([-1, d]);
-  const embedIn = W('embed_in.weight');
-  let x = g.op('Reshape', [g.op('Gather', [embedIn, ids]), flat]); // [B·S, d]
+  const start = opts.startLayer ?? 0;
+  // A suffix graph (startLayer) begins from the residual stream it is given.
+  let x = start > 0 ? g.input(RESID_IN, 'float', ['tokens', d]) : g.op('Reshape', [g.op('Gather', [W('embed_in.weight'), ids]), flat]); // [B·S, d]
 
   const layerNorm = (input: string, prefix: string): string =>
     g.op('LayerNormalization', [input, W(prefix + '.weight'), W(prefix + '.bias')], { axis: { i: -1 }, epsilon: { f: cfg.layerNormEpsilon } });
@@ -342,7 +345,7 @@ export function buildNeoxGraph(w: NeoxWeights, opts: GraphOptions): OnnxGraph {
   };
 
   const hooks = new MlpHooks(g, cfg, opts);
-  for (let l = 0; l < cfg.nLayer; l++) {
+  for (let l = start; l < cfg.nLayer; l++) {
     const p = `layers.${l}`;
     const attn = attention(layerNorm(x, `${p}.input_layernorm`), l);
     const mlpIn = cfg.parallelResidual ? x : g.op('Add', [x, attn]);
@@ -350,9 +353,10 @@ export function buildNeoxGraph(w: NeoxWeights, opts: GraphOptions): OnnxGraph {
     if (graph) return graph;
     const mlpOut = linear(post, `${p}.mlp.dense_4h_to_h`, true);
     x = cfg.parallelResidual ? g.op('Add', [g.op('Add', [x, attn]), mlpOut]) : g.op('Add', [mlpIn, mlpOut]);
+    if (opts.residPost?.includes(l)) g.output(g.op('Identity', [x], {}, residPostName(l)), 'float', ['tokens', d]);
   }
 
   // The unembedding [V, d], read as stored by Gemm's transB (tied: embed_in's buffer).
-  const head = cfg.tieWordEmbeddings ? embedIn : W('embed_out.weight');
+  const head = W(cfg.tieWordEmbeddings ? 'embed_in.weight' : 'embed_out.weight');
   return hooks.head(x, layerNorm(x, 'final_layer_norm'), head);
 }
