@@ -44,11 +44,12 @@ const targets = Array.from({ length: neurons }, (_, i) => ({ layer, neuron: i })
   const t1 = performance.now();
   const cpu = process.cpuUsage(cpu0);
   const cpuS = (cpu.user + cpu.system) / 1e6;
-  const swept = !direct && layer === config.n_layer - 1;
-  const forwards = swept ? 1 : 1 + neurons * ENTROPY_INTERVENTION_VALUES.length;
+  // The sweep: one whole forward, plus per value the layers above a neuron below the last layer.
+  const lastLayer = layer === config.n_layer - 1;
+  const forwards = !direct && lastLayer ? 1 : 1 + neurons * ENTROPY_INTERVENTION_VALUES.length;
   const s = (t1 - t0) / 1000;
   console.log(
-    `${model.split('/').pop()}: ${rowsN} rows × ${T} tokens, ${neurons} neuron(s), ${forwards} forwards of ${(rowsN * T).toLocaleString('en-US')} tokens, ${perRow ? 'one row per run' : 'scorer batching'}, ${swept ? 'sweep' : 'a forward per value'}: ` +
+    `${model.split('/').pop()}: ${rowsN} rows × ${T} tokens, ${neurons} neuron(s), ${forwards} forwards of ${(rowsN * T).toLocaleString('en-US')} tokens, ${perRow ? 'one row per run' : 'scorer batching'}, ${direct ? 'a forward per value' : lastLayer ? 'sweep' : `sweep (per value, layers ${layer + 1}.. and the head)`}: ` +
       `${s.toFixed(1)} s (${((1000 * s) / (forwards * rowsN * T)).toFixed(3)} ms per token-forward; per neuron after the first ${neurons > 1 ? ((t1 - marks[1]!) / 1000 / (neurons - 1)).toFixed(1) : '–'} s); ` +
       `CPU ${cpuS.toFixed(1)} s (${((1000 * cpuS) / (forwards * rowsN * T)).toFixed(3)} ms per token-forward)`,
   );

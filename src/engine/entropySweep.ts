@@ -31,7 +31,7 @@ import { CancellationSignal, EngineError, throwIfCancelled } from './errors';
 import { KernelMemory } from './kernels';
 import { kernelPool } from './kernels/pool';
 import type { OnnxGraph } from './onnx';
-import { batchIds, createSession, planBatches, releaseSessions, rowOffsets, runInBatches, type ForwardOptions } from './runtime';
+import { batchIds, createSession, planBatches, releaseSessions, rowOffsets, type ForwardOptions } from './runtime';
 import { checkFinite, type TokenScores } from './scorer';
 
 export interface SweepOptions extends ForwardOptions {
@@ -195,9 +195,19 @@ export async function entropySweep(
   // The forward from layer l + 1, one per layer with a neuron to sweep (made on first use).
   const suffix = (l: number): Promise<ort.InferenceSession> => session(`from ${l + 1}`, () => buildGraph(weights, { logits: true, residFinal: true, startLayer: l + 1 }), [LOGITS, RESID_FINAL]);
   const earlierRows = new Map(earlier.map((i) => [i, wOutRow(targets[i]!)]));
+  // onnxruntime writes the logits into this buffer, reused by every run: a fresh [tokens × vocab]
+  // output per run cost more in page faults than the layers (measured: bench/entropy.ts).
+  const logits = new Float32Array(P * V);
+  const into = (Pb: number): Record<string, ort.Tensor | null> => ({ [LOGITS]: new ort.Tensor('float32', logits.subarray(0, Pb * V), [Pb, V]) });
   try {
-    await runInBatches(await clean, rows, batches, fetches, opts.signal, async (res, batch, S) => {
+    const cleanSession = await clean;
+    for (const [n, batch] of batches.entries()) {
+      // A turn of the event loop between runs, so that a signal set from a handler is seen.
+      if (opts.signal && n > 0) await new Promise((r) => setImmediate(r));
+      throwIfCancelled(opts.signal);
+      const S = rows[batch[0]!]!.length; // longest first
       const Pb = batch.length * S;
+      const res = await cleanSession.run({ [INPUT_IDS]: batchIds(rows, batch, S) }, { ...Object.fromEntries(fetches.map((f) => [f, null])), ...into(Pb) });
       const target = mem.i32(at.target, Pb);
       target.fill(-1);
       batch.forEach((row, bi) => {
@@ -205,7 +215,7 @@ export async function entropySweep(
         for (let t = 0; t + 1 < ids.length; t++) target[bi * S + t] = ids[t + 1]!;
       });
       // The unfixed forward and every last-layer neuron's values: one kernel run.
-      mem.f32(at.z, Pb * V).set(res[LOGITS]!.data as Float32Array);
+      mem.f32(at.z, Pb * V).set(logits.subarray(0, Pb * V));
       const r = res[RESID_FINAL]!.data as Float32Array;
       const coef = mem.f32(at.coef, 3 * K * Pb);
       const lnScale = new Float64Array(K * Pb);
@@ -247,20 +257,20 @@ export async function entropySweep(
             const delta = value - acts[p * D + t.neuron]!;
             for (let k = 0; k < d; k++) moved[p * d + k] = resid[p * d + k]! + delta * w[k]!;
           }
-          const up = await (await suffix(t.layer)).run({ [INPUT_IDS]: batchIds(rows, batch, S), [RESID_IN]: new ort.Tensor('float32', moved, [Pb, d]) }, [LOGITS, RESID_FINAL]);
-          mem.f32(at.z, Pb * V).set(up[LOGITS]!.data as Float32Array);
+          const up = await (await suffix(t.layer)).run({ [INPUT_IDS]: batchIds(rows, batch, S), [RESID_IN]: new ort.Tensor('float32', moved, [Pb, d]) }, { [RESID_FINAL]: null, ...into(Pb) });
+          mem.f32(at.z, Pb * V).set(logits.subarray(0, Pb * V));
           const rf = up[RESID_FINAL]!.data as Float32Array;
           const ln = new Float64Array(Pb);
           for (let p = 0; p < Pb; p++) {
             coef.set([LOG2E, 0, 0], 3 * p);
             ln[p] = Math.sqrt(moments(rf, p)[1] + eps);
           }
-          for (const name of [LOGITS, RESID_FINAL]) up[name]!.dispose();
+          up[RESID_FINAL]!.dispose();
           score(Pb, 1, [out.byTarget[i]![q]!], ln, batch, S);
         }
       }
-      return false;
-    });
+      for (const f of fetches) if (f !== LOGITS) res[f]!.dispose();
+    }
   } finally {
     await releaseSessions(sessions, tempDirs);
   }

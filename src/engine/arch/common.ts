@@ -264,8 +264,8 @@ export function checkGraphOptions(arch: string, cfg: ModelConfig, opts: GraphOpt
     throw new Error(`${arch} graph: keptKinds ${JSON.stringify(opts.keptKinds)} needs the kept layout and some of ${KEPT_KINDS.join(', ')}`);
   }
   if (opts.residFinal && !opts.logits) throw new Error(`${arch} graph: resid_final comes with the logits`);
-  if (opts.startLayer !== undefined && (!opts.logits || !Number.isInteger(opts.startLayer) || opts.startLayer < 0 || opts.startLayer > cfg.nLayer)) {
-    throw new Error(`${arch} graph: startLayer ${opts.startLayer} needs the logits and a layer in 0..${cfg.nLayer}`);
+  if (opts.startLayer !== undefined && (!opts.logits || !Number.isInteger(opts.startLayer) || opts.startLayer < 0 || opts.startLayer >= cfg.nLayer)) {
+    throw new Error(`${arch} graph: startLayer ${opts.startLayer} needs the logits and a layer in 0..${cfg.nLayer - 1}`);
   }
   if (opts.residPost?.some((l) => !Number.isInteger(l) || l < (opts.startLayer ?? 0) || l >= cfg.nLayer)) {
     throw new Error(`${arch} graph: residPost ${JSON.stringify(opts.residPost)} must be layers the graph runs`);
