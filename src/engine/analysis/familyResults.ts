@@ -150,7 +150,8 @@ export async function familyResults(
   const nRows = Math.min(o.interventionRows ?? DEFAULT_INTERVENTION_ROWS, ctx.corpus.nRows);
   const rows = Array.from({ length: nRows }, (_, q) => Array.from(ctx.corpus.ids.subarray(q * T, (q + 1) * T)));
   const passing = r.entropyRanking.filter((e) => e.candidate).slice(0, o.interventions ?? DEFAULT_INTERVENTIONS);
-  // Without a candidate the top-ranked neuron shows the shape. The cost is (1 + neurons × 9) forwards of the rows.
+  // Without a candidate the top-ranked neuron shows the shape. The cost: one forward of the rows, and 9
+  // forwards of the layers above each neuron below the last layer (entropySweep.ts).
   const chosen = passing.length ? passing : r.entropyRanking.slice(0, 1);
   const targets = chosen.map(({ index }) => ({ layer: Math.floor(index / D), neuron: index % D }));
   const results = await entropyInterventions(ref.dir, rows, targets, ENTROPY_INTERVENTION_VALUES, {
@@ -160,8 +161,8 @@ export async function familyResults(
     // (1,024-token rows) that held ~3 GB past the memory budget (bench:scale --write-only).
     memArena: false,
     // One row per onnxruntime run, so that a cancel stops between rows (a run of 8 rows took
-    // seconds at GPT-2-small size). Several rows per run saved nothing on the tiny family (0.79
-    // vs 0.75 CPU-ms per token-forward): the cost is the LM head's [tokens × vocab] work (BENCHMARKS.md).
+    // seconds at GPT-2-small size). Several rows per run saved nothing on the tiny family (the
+    // sweep: 21.7 s one row per run, 26.4 s five; BENCHMARKS.md).
     batchTokens: T,
     onTarget: (i) => ctx.progress({ phase: 'write', message: `entropy intervention: L${targets[i]!.layer}.N${targets[i]!.neuron} (${i + 1} of ${targets.length}, ${nRows} rows)` }),
   });

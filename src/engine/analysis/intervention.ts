@@ -1,8 +1,10 @@
 /**
  * The entropy-neuron intervention (docs/method-notes.md "Entropy neurons"): fix one neuron's activation at
  * values from −0.17 to 6 and measure the final-LN scale, the next-token entropy −Σ p·log p and
- * the loss on held-out text. The per-token figures come from the scoring graph (`Scorer`), so the
- * [tokens × vocab] logits never leave onnxruntime.
+ * the loss on held-out text. The per-token figures come from the sweep (entropySweep.ts: one
+ * unfixed forward whose logits give every value of a last-layer neuron, and the layers above an
+ * earlier neuron per value) or, with `sweep: false`, from the scoring graph (`Scorer`), one whole
+ * fixed forward per value.
  */
 import { checkNeuron, type NeuronRef } from '../arch/common';
 import type { ArchWeights } from '../arch/index';

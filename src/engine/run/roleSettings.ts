@@ -32,12 +32,13 @@ export const ROLE_SETTINGS = {
   entropyKurt: { cli: 'entropy-kurt', default: 10, min: 0, description: "Entropy candidates: activation kurtosis (the paper's histogram column) at most this (the paper's 10)." },
   entropyNeurons: {
     cli: 'entropy-neurons',
-    // Each neuron costs 9 forwards of the rows with the LM head: 1 neuron on 256 rows is 10
-    // forwards of 32,768 tokens on the shipped family, ~260 CPU-s (BENCHMARKS.md); 3 would be 28.
+    // The sweep (entropySweep.ts) shares one forward of the rows: a last-layer neuron adds a kernel
+    // pass over its logits (~20 s for 256 rows on the shipped family), an earlier one 9 forwards of
+    // the layers above it with the LM head (BENCHMARKS.md, "The entropy intervention from one forward").
     default: 1,
     min: 0,
     integer: true,
-    description: 'Entropy intervention: this many of the top-ranked candidates (by vocab_var, smallest first) are measured; each costs 9 forwards of the rows.',
+    description: 'Entropy intervention: this many of the top-ranked candidates (by vocab_var, smallest first) are measured; a last-layer one costs a kernel pass over the one shared forward, an earlier one 9 forwards of the layers above it.',
   },
   interventionRows: {
     cli: 'intervention-rows',
