@@ -115,9 +115,9 @@ export async function entropySweep(
   const parts = Math.max(1, Math.min(pool.threads, P));
 
   const mem = new KernelMemory(0);
-  const kernel = mem.exports<{ entropyRows: EntropyRows; constants: (k0: number) => void; CONSTANTS_BYTES: WebAssembly.Global }>('entropy');
+  const kernel = mem.exports<{ entropyRows: EntropyRows; constants: (k0: number) => void; CONSTANTS_BYTES: { value: number } }>('entropy');
   const at = {
-    k0: mem.alloc(kernel.CONSTANTS_BYTES.value as number),
+    k0: mem.alloc(kernel.CONSTANTS_BYTES.value),
     z: mem.alloc(4 * P * V),
     b: mem.alloc(4 * Math.max(1, last.length) * V),
     c: mem.alloc(4 * V),

@@ -171,8 +171,8 @@ describe('the entropy kernel', () => {
     const V = 11;
     const P = 3;
     const mem = new KernelMemory(0);
-    const k = mem.exports<{ entropyRows: (...a: number[]) => number; constants: (k0: number) => void; CONSTANTS_BYTES: WebAssembly.Global }>('entropy');
-    const at = { k0: mem.alloc(k.CONSTANTS_BYTES.value as number), z: mem.alloc(4 * P * V), b: mem.alloc(4 * V), c: mem.alloc(4 * V), coef: mem.alloc(12 * P), bIndex: mem.alloc(4), target: mem.alloc(4 * P), row: mem.alloc(4 * V), sums: mem.alloc(16 * P), pick: mem.alloc(4 * P) };
+    const k = mem.exports<{ entropyRows: (...a: number[]) => number; constants: (k0: number) => void; CONSTANTS_BYTES: { value: number } }>('entropy');
+    const at = { k0: mem.alloc(k.CONSTANTS_BYTES.value), z: mem.alloc(4 * P * V), b: mem.alloc(4 * V), c: mem.alloc(4 * V), coef: mem.alloc(12 * P), bIndex: mem.alloc(4), target: mem.alloc(4 * P), row: mem.alloc(4 * V), sums: mem.alloc(16 * P), pick: mem.alloc(4 * P) };
     const z = mem.f32(at.z, P * V);
     z.forEach((_, i) => (z[i] = 3 * Math.sin(i)));
     z[V + 4] = NaN;
