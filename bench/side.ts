@@ -30,7 +30,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { readManifest } from '../src/engine/run/manifest';
 import { readNeuronArrow } from '../src/engine/run/neurons';
 import { runFile } from '../src/engine/run/files';
@@ -143,12 +143,13 @@ function corpusFor(tokens: number): string[] {
 function buildCli(): string {
   const out = join(ROOT, 'tools', '.cache', 'side', 'cli.js');
   mkdirSync(join(ROOT, 'tools', '.cache', 'side'), { recursive: true });
-  // As esbuild.config.mjs bundles dist/cli.js (npm run build), into a folder of our own.
+  // As esbuild.config.mjs bundles dist/cli.js (npm run build), into a folder of our own, with the
+  // analysis worker the CLI starts from the folder it runs from.
   const r = spawnSync(
     process.execPath,
     [
       '-e',
-      `require('esbuild').buildSync({ entryPoints: ['src/cli/main.ts'], outfile: ${JSON.stringify(out)}, bundle: true, ` +
+      `require('esbuild').buildSync({ entryPoints: { cli: 'src/cli/main.ts', analysisWorker: 'src/engine/analysis/workerMain.ts' }, outdir: ${JSON.stringify(dirname(out))}, bundle: true, ` +
         `platform: 'node', format: 'cjs', target: 'node20', external: ['vscode', 'onnxruntime-node'], logLevel: 'warning' })`,
     ],
     { cwd: ROOT, encoding: 'utf8' },
