@@ -32,7 +32,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } fr
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { readManifest } from '../src/engine/run/manifest';
-import { readNeuronArrow } from '../src/engine/run/neurons';
+import { EXACT_OF, readNeuronArrow } from '../src/engine/run/neurons';
 import { runFile } from '../src/engine/run/files';
 
 const ROOT = join(__dirname, '..');
@@ -258,8 +258,10 @@ async function compare(runDir: string, peerFile: string): Promise<string> {
     `max_corr, peer vs project: max |Δ| ${dMax.toExponential(2)} (${dMaxAt}; per model ${perModel.join(', ')}); ` +
       `partners differing ${partners} of ${runBase.length}${partners ? ` (${partnersNear} of them near-ties, |Δρ| < 1e-4)` : ''}`,
   );
-  const momentDiff = (name: string, mine: number[], rel: boolean): string => {
-    const theirs = col(name);
+  // The exact streaming moments (mean_exact, …, act_freq): the paper-named columns are read off
+  // its fp16 histogram since #14 (run/neurons.ts EXACT_OF), not what the peer computes.
+  const momentDiff = (name: keyof typeof EXACT_OF, mine: number[], rel: boolean): string => {
+    const theirs = col(EXACT_OF[name]);
     let d = 0;
     for (let i = 0; i < theirs.length; i++) {
       const x = Math.abs(theirs[i]! - mine[i]!) / (rel ? Math.max(1e-12, Math.abs(theirs[i]!)) : 1);
@@ -274,7 +276,7 @@ async function compare(runDir: string, peerFile: string): Promise<string> {
       momentDiff('var', mo.var, true),
       momentDiff('skew', mo.skew, false),
       momentDiff('kurt', mo.kurt, true),
-      momentDiff('sparsity', mo.frac_pos, false),
+      momentDiff('sparsity', mo.frac_pos, false), // act_freq: P(pre > 0) over kept tokens
     ].join(', ')}`,
   );
   const q = (v: number[]): string => [0.1, 0.5, 0.9].map((x) => quantile(v, x).toFixed(3)).join(' / ');
