@@ -18,6 +18,7 @@
 // Everything runs on 2 ORT threads; the machine may be shared, so each figure is the best (and
 // median) of several turns.
 import { spawnSync } from 'node:child_process';
+import { torchEnv } from './torchEnv';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -105,6 +106,7 @@ interface TorchPaper {
 function torchPaper(): TorchPaper | undefined {
   const r = spawnSync('/usr/bin/python3', ['bench/torch_paper.py', '--tokens', '8192', '--chunks', '2', '--pairs', '4', '--threads', String(THREADS)], {
     encoding: 'utf8',
+    env: torchEnv('/usr/bin/python3').env,
   });
   if (r.status !== 0) {
     console.log(`(torch baseline unavailable: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`);

@@ -12,6 +12,7 @@
 //   npm run bench -- --configs tiny --threads 2 --seconds 10 --extra --spin
 //     --extra: post-only, 16x128 and with-logits rows; --spin: also ORT's spin-waiting threads
 import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { torchEnv } from './torchEnv';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -70,7 +71,7 @@ class TorchServer {
     this.lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
   }
   static async start(name: Name, threads: number): Promise<TorchServer | undefined> {
-    const proc = spawn('/usr/bin/python3', ['bench/torch_forward.py', '--serve', '--configs', name, '--threads', String(threads)]);
+    const proc = spawn('/usr/bin/python3', ['bench/torch_forward.py', '--serve', '--configs', name, '--threads', String(threads)], { env: torchEnv('/usr/bin/python3').env });
     let err = '';
     proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
     proc.on('error', (e) => (err += e.message));

@@ -10,7 +10,9 @@
 //
 // Options: --modes exact,fast (default both), --families on|off (project; default on, the whole
 // analysis), --python PATH (default /usr/bin/python3), --peer-omp passive (OMP_WAIT_POLICY=PASSIVE
-// for the peer; default: as a researcher runs it), --rounds R (medians), --keep (run folders),
+// for the peer; default: as a researcher runs it), --peer-blas as-is (leave OpenBLAS on the core it
+// detects; default: name the CPU's best core when OpenBLAS fell back to a generic one, bench/torchEnv.ts),
+// --rounds R (medians), --keep (run folders),
 // --no-gnu-time (measure from /proc even where /usr/bin/time exists).
 //
 // Per thread count N (both sides get N: `analyze --threads N`, `torch.set_num_threads(N)`), each
@@ -34,6 +36,7 @@ import { dirname, join } from 'node:path';
 import { readManifest } from '../src/engine/run/manifest';
 import { EXACT_OF, readNeuronArrow } from '../src/engine/run/neurons';
 import { runFile } from '../src/engine/run/files';
+import { torchEnv } from './torchEnv';
 
 const ROOT = join(__dirname, '..');
 const MODELS = ['a', 'b', 'c', 'd', 'e'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
@@ -169,13 +172,13 @@ async function runProject(cli: string, mode: 'exact' | 'fast', tokens: number, t
   return { m, out, manifest };
 }
 
-async function runPeer(python: string, tokens: number, threads: number, work: string, ompPassive: boolean) {
+async function runPeer(python: string, tokens: number, threads: number, work: string, ompPassive: boolean, base: NodeJS.ProcessEnv) {
   const out = join(work, `peer-${threads}.json`);
   const args = [PEER, '--models', ...MODELS, '--corpus', ...corpusFor(tokens), '--tokens', String(tokens), '--threads', String(threads), '--out', out];
   // OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep at the end of a parallel region instead of
   // spinning (GNU OpenMP's default); with other processes on the cores, spinning threads get
   // descheduled mid-region and 2 threads can run slower than 1 (BENCHMARKS.md).
-  const env = ompPassive ? { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } : process.env;
+  const env = ompPassive ? { ...base, OMP_WAIT_POLICY: 'PASSIVE' } : base;
   const m = await measure(python, args, work, env);
   if (m.code !== 0) throw failed(`torch peer (${threads} threads)`, m);
   const line = m.stdout.trim().split('\n').pop()!;
@@ -319,6 +322,7 @@ async function main(): Promise<void> {
     );
   }
   const torchVersion = probe.stdout.trim();
+  const blas = torchEnv(python, arg('peer-blas') === 'as-is');
   const cli = buildCli();
   const work = mkdtempSync(join(tmpdir(), 'un-side-'));
   const cleanup = (): void => {
@@ -333,7 +337,7 @@ async function main(): Promise<void> {
 
   console.log(
     `side by side: ${tokens.toLocaleString('en-US')} tokens of ${corpusFor(tokens).length} × models/corpus/heldout.tokens.bin, 5 models (reference tiny-gpt2-a), ` +
-      `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}${ompPassive ? ', OMP_WAIT_POLICY=PASSIVE' : ''}; ` +
+      `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}${ompPassive ? ', OMP_WAIT_POLICY=PASSIVE' : ''}, ${blas.note}; ` +
       `${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; measured with ${useGnuTime ? 'GNU time' : '/proc'}`,
   );
   const rows: Row[] = [];
@@ -362,7 +366,7 @@ async function main(): Promise<void> {
           if (mode === 'exact') exactRun = out;
           else rmSync(out, { recursive: true, force: true });
         }
-        const { m, out, report } = await runPeer(python, tokens, threads, work, ompPassive);
+        const { m, out, report } = await runPeer(python, tokens, threads, work, ompPassive, blas.env);
         rows.push({
           side: 'torch peer',
           threads,
