@@ -18,6 +18,8 @@ import {
   unembedMomentsPlain,
 } from '../../src/engine/analysis/roles';
 import { openModelWeights, processMlpWeights, readTensor, unitUnembedRows, weightStats } from '../../src/engine/analysis/weightstats';
+import { CancelledError } from '../../src/engine/errors';
+import { setKernelThreads } from '../../src/engine/kernels/pool';
 
 const FIXTURE = join(__dirname, '..', 'fixtures', 'gpt2-tiny-crfm');
 
@@ -105,20 +107,33 @@ test('random directions are centred unit vectors, reproducible from the seed', (
   }
 });
 
-test('the unembedding moments in cache-sized bands equal the plain rank-1 loop bit for bit', () => {
-  // d = 300: bands of 109 rows (three of them); V = 51: four v at a time, then a remainder of 3.
-  for (const [V, d] of [
-    [51, 300],
-    [8, 5],
-    [3, 7],
-  ] as const) {
-    let s = 12345;
-    const U = Float32Array.from({ length: V * d }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
-    const got = unembedMoments(U, d);
-    const want = unembedMomentsPlain(U, d);
-    for (let e = 0; e < d * d; e++) if (!Object.is(got.M[e], want.M[e])) assert.fail(`V ${V} d ${d}: M[${e}] ${got.M[e]} vs ${want.M[e]}`);
-    for (let i = 0; i < d; i++) assert.ok(Object.is(got.mu[i], want.mu[i]), `mu[${i}]`);
+test('the unembedding moments on the kernel pool equal the plain rank-1 loop bit for bit, on 1 and 3 threads', (t) => {
+  // d = 300: bands of 13 rows, rows of odd and even length (the kernel's pairs and its last
+  // single column); V = 51: four v at a time, then a remainder of 3; d = 2 and 1: fewer rows than
+  // the pool has parts.
+  t.after(() => setKernelThreads(0));
+  for (const threads of [1, 3]) {
+    setKernelThreads(threads);
+    for (const [V, d] of [
+      [51, 300],
+      [8, 5],
+      [3, 7],
+      [6, 2],
+      [5, 1],
+    ] as const) {
+      let s = 12345;
+      const U = Float32Array.from({ length: V * d }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
+      const got = unembedMoments(U, d);
+      const want = unembedMomentsPlain(U, d);
+      for (let e = 0; e < d * d; e++) if (!Object.is(got.M[e], want.M[e])) assert.fail(`${threads} threads, V ${V} d ${d}: M[${e}] ${got.M[e]} vs ${want.M[e]}`);
+      for (let i = 0; i < d; i++) assert.ok(Object.is(got.mu[i], want.mu[i]), `mu[${i}]`);
+    }
   }
+});
+
+test('the unembedding moments stop at a cancel before the kernel runs', () => {
+  const U = new Float32Array(40 * 16).fill(0.25);
+  assert.throws(() => unembedMoments(U, 16, { cancelled: true }), CancelledError);
 });
 
 test("a direction's vocab_var from the unembedding moments equals the weight statistics' vocab_var", async () => {

@@ -23,6 +23,8 @@ import { EngineError, throwIfCancelled, type CancellationSignal } from '../error
 import { rotationMatrix } from '../rng';
 import { attentionTensors, embedAtStart, mlpTensors, parallelResidual, type Rotary, rotaryOf } from '../arch/index';
 import { processMlpWeights, unitUnembedRows, type WeightStats } from './weightstats';
+import { KernelMemory } from '../kernels';
+import { kernelPool } from '../kernels/pool';
 
 // The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
 import { ROLES, type Role } from '../run/families';
@@ -141,45 +143,39 @@ export function randomDirections(seed: number, count: number, d: number): Float6
  * M = mean_v ŵ_v ŵ_vᵀ and μ = mean_v ŵ_v of the unit unembedding rows [V × d].
  *
  * Each element of M is summed over v in order, as the plain rank-1 loop does (`unembedMomentsPlain`,
- * the tests' reference: bit-identical), but M is done in bands of rows that stay in cache while
- * every v passes, four v at a time: at GPT-2 size (d = 768, V = 50,257) the plain loop streamed
- * the 4.7 MB upper triangle through memory once per token, ~50 s on this 2-core VM.
+ * the tests' reference: bit-identical), by the vocab kernel's `gramRows` on the worker pool: row
+ * ranges of the upper triangle of equal area, in chunks so that a cancel is seen between them. At
+ * GPT-2 size (d = 768, V = 50,257: 14.8·10⁹ products) the JS loop in cache-sized bands took
+ * 26.7 s on this 2-core VM, 42 s of the roles step (BENCHMARKS.md).
  */
 export function unembedMoments(U: Float32Array, d: number, signal?: CancellationSignal): { M: Float64Array; mu: Float64Array } {
   const V = U.length / d;
-  const M = new Float64Array(d * d);
   const mu = new Float64Array(d);
   for (let v = 0; v < V; v++) for (let i = 0; i < d; i++) mu[i]! += U[v * d + i]!;
-  // A band's upper-triangle rows: ≤ 256 KB of float64.
-  const band = Math.max(1, Math.floor(32768 / d));
-  for (let i0 = 0; i0 < d; i0 += band) {
-    const i1 = Math.min(d, i0 + band);
-    let v = 0;
-    for (; v + 4 <= V; v += 4) {
-      if ((v & 4095) === 0) throwIfCancelled(signal);
-      const o0 = v * d;
-      const o1 = o0 + d;
-      const o2 = o1 + d;
-      const o3 = o2 + d;
-      for (let i = i0; i < i1; i++) {
-        const a0 = U[o0 + i]!;
-        const a1 = U[o1 + i]!;
-        const a2 = U[o2 + i]!;
-        const a3 = U[o3 + i]!;
-        const row = i * d;
-        // The same additions, in the same order, as four rank-1 steps.
-        for (let j = i; j < d; j++) M[row + j] = M[row + j]! + a0 * U[o0 + j]! + a1 * U[o1 + j]! + a2 * U[o2 + j]! + a3 * U[o3 + j]!;
-      }
-    }
-    for (; v < V; v++) {
-      const o = v * d;
-      for (let i = i0; i < i1; i++) {
-        const ui = U[o + i]!;
-        const row = i * d;
-        for (let j = i; j < d; j++) M[row + j]! += ui * U[o + j]!;
-      }
+  const mem = new KernelMemory(4 * U.length + 8 * d * d + 256);
+  const at = { U: mem.alloc(4 * U.length), M: mem.alloc(8 * d * d) };
+  mem.f32(at.U, U.length).set(U);
+  const pool = kernelPool();
+  // Rows cut where the upper triangle's area reaches k/cuts of the whole: row i holds d − i elements.
+  const chunks = Math.max(1, Math.min(d, 16));
+  const cuts = Math.min(d, chunks * pool.threads);
+  const bounds: number[] = [0];
+  let area = 0;
+  for (let i = 0, k = 1; i < d && k < cuts; i++) {
+    area += d - i;
+    if (area * cuts >= k * ((d * (d + 1)) / 2)) {
+      bounds.push(i + 1);
+      while (k < cuts && area * cuts >= k * ((d * (d + 1)) / 2)) k++;
     }
   }
+  if (bounds[bounds.length - 1] !== d) bounds.push(d);
+  const ranges = bounds.slice(1).map((b, r) => [bounds[r]!, b] as const);
+  for (let r = 0; r < ranges.length; r += pool.threads) {
+    throwIfCancelled(signal);
+    const group = ranges.slice(r, r + pool.threads);
+    pool.run(mem, 'vocab', 'gramRows', group.length, (p) => [at.U, V, d, group[p]![0], group[p]![1], at.M]);
+  }
+  const M = Float64Array.from(mem.f64(at.M, d * d));
   for (let i = 0; i < d; i++) {
     mu[i]! /= V;
     for (let j = i; j < d; j++) M[j * d + i] = M[i * d + j]! /= V;

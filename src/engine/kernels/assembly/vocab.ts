@@ -72,3 +72,65 @@ export function vocabRows(
   }
   return -1;
 }
+
+/**
+ * The unembedding moments' Gram (roles.ts unembedMoments): for rows [i0, i1) of the d × d float64
+ * matrix at `M`, M[i][j] += Σ_v U[v][i]·U[v][j] for j ≥ i, U the [V × d] float32 matrix at `U`.
+ * Each element gets its products added one v at a time in v order, as the plain rank-1 loop adds
+ * them (a product of two float32 values is exact in float64), so the sums are bit-identical to it;
+ * lanes are neighbouring j. Rows go in bands of ≤ 32 KB of M (L1/L2-resident while every v
+ * passes), four v at a time so each M pair is loaded and stored once per four products.
+ */
+export function gramRows(U: usize, V: i32, d: i32, i0: i32, i1: i32, M: usize): void {
+  const rowBytes = <usize>d << 2;
+  const band = max<i32>(1, 4096 / d);
+  for (let b0 = i0; b0 < i1; b0 += band) {
+    const b1 = min<i32>(i1, b0 + band);
+    let v = 0;
+    for (; v + 4 <= V; v += 4) {
+      const r0 = U + <usize>v * rowBytes;
+      const r1 = r0 + rowBytes;
+      const r2 = r1 + rowBytes;
+      const r3 = r2 + rowBytes;
+      for (let i = b0; i < b1; i++) {
+        const io = <usize>i << 2;
+        const a0 = <f64>load<f32>(r0 + io);
+        const a1 = <f64>load<f32>(r1 + io);
+        const a2 = <f64>load<f32>(r2 + io);
+        const a3 = <f64>load<f32>(r3 + io);
+        const A0 = f64x2.splat(a0);
+        const A1 = f64x2.splat(a1);
+        const A2 = f64x2.splat(a2);
+        const A3 = f64x2.splat(a3);
+        const row = M + ((<usize>i * <usize>d) << 3);
+        let j = i;
+        for (; j + 2 <= d; j += 2) {
+          const jo = <usize>j << 2;
+          const p = row + (<usize>j << 3);
+          let m = v128.load(p);
+          m = f64x2.add(m, f64x2.mul(A0, f64x2.promote_low_f32x4(v128.load64_zero(r0 + jo))));
+          m = f64x2.add(m, f64x2.mul(A1, f64x2.promote_low_f32x4(v128.load64_zero(r1 + jo))));
+          m = f64x2.add(m, f64x2.mul(A2, f64x2.promote_low_f32x4(v128.load64_zero(r2 + jo))));
+          m = f64x2.add(m, f64x2.mul(A3, f64x2.promote_low_f32x4(v128.load64_zero(r3 + jo))));
+          v128.store(p, m);
+        }
+        if (j < d) {
+          const jo = <usize>j << 2;
+          const p = row + (<usize>j << 3);
+          store<f64>(p, load<f64>(p) + a0 * <f64>load<f32>(r0 + jo) + a1 * <f64>load<f32>(r1 + jo) + a2 * <f64>load<f32>(r2 + jo) + a3 * <f64>load<f32>(r3 + jo));
+        }
+      }
+    }
+    for (; v < V; v++) {
+      const r0 = U + <usize>v * rowBytes;
+      for (let i = b0; i < b1; i++) {
+        const a0 = <f64>load<f32>(r0 + (<usize>i << 2));
+        const row = M + ((<usize>i * <usize>d) << 3);
+        for (let j = i; j < d; j++) {
+          const p = row + (<usize>j << 3);
+          store<f64>(p, load<f64>(p) + a0 * <f64>load<f32>(r0 + (<usize>j << 2)));
+        }
+      }
+    }
+  }
+}
