@@ -24,7 +24,7 @@ import { rotationMatrix } from '../rng';
 import { attentionTensors, embedAtStart, mlpTensors, parallelResidual, type Rotary, rotaryOf } from '../arch/index';
 import { processMlpWeights, unitUnembedRows, type WeightStats } from './weightstats';
 import { KernelMemory } from '../kernels';
-import { kernelPool } from '../kernels/pool';
+import { forgetMemory, kernelPool } from '../kernels/pool';
 
 // The role names (in order of precedence) are the run folder's vocabulary: src/engine/run/families.ts.
 import { ROLES, type Role } from '../run/families';
@@ -176,6 +176,7 @@ export function unembedMoments(U: Float32Array, d: number, signal?: Cancellation
     pool.run(mem, 'vocab', 'gramRows', group.length, (p) => [at.U, V, d, group[p]![0], group[p]![1], at.M]);
   }
   const M = Float64Array.from(mem.f64(at.M, d * d));
+  forgetMemory(mem);
   for (let i = 0; i < d; i++) {
     mu[i]! /= V;
     for (let j = i; j < d; j++) M[j * d + i] = M[i * d + j]! /= V;

@@ -87,9 +87,21 @@ class PoolWorker {
 
 let nextMem = 1;
 const memIds = new WeakMap<KernelMemory, number>();
-const drops = new FinalizationRegistry<number>((id) => {
+const drops = new FinalizationRegistry<number>((id) => dropEverywhere(id));
+
+function dropEverywhere(id: number): void {
   for (const w of pool?.workers ?? []) if (w.known.delete(id) && !w.dead) w.worker.postMessage({ mem: id, drop: true });
-});
+}
+
+/**
+ * Lets the workers drop their handles of `mem` now, not when this thread's collector finalizes it:
+ * a memory used once (roles.ts unembedMoments: the whole unembedding) would otherwise stay mapped
+ * in every worker until then. Use `mem` again only through `run`, which hands it over anew.
+ */
+export function forgetMemory(mem: KernelMemory): void {
+  const id = memIds.get(mem);
+  if (id !== undefined) dropEverywhere(id);
+}
 
 function memId(mem: KernelMemory): number {
   let id = memIds.get(mem);
