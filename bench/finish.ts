@@ -8,6 +8,7 @@
  *
  *   node --import tsx bench/finish.ts [--rows 2730] [--tokens 1024] [--reps 2] [--threads 2]
  *        [--layers 12] [--d 3072] [--skip-stream] [--skip-split] [--fake-y]
+ *        [--variants float64,screen,lowrank]
  *   node --import tsx bench/finish.ts --tiny [--tokens 8192]
  *
  * Reports, per variant, the finish of a block without its own Gram (the pair's blocks after the
@@ -173,14 +174,17 @@ async function main(): Promise<void> {
     y64 = r.y!;
   }
 
+  // 'lowrank': the screen from the activations (cross/lowrank.ts), which a run uses when one
+  // batch holds fewer tokens than the covariance screen costs.
+  const variants = arg('variants', 'float64,screen').split(',') as ('float64' | 'screen' | 'lowrank')[];
   const results = new Map<string, CrossMomentsResult[]>();
   const times = new Map<string, number[]>();
   const cpuTimes = new Map<string, number[]>();
-  const refinedCounts: number[] = [];
+  const refinedCounts = new Map<string, number[]>();
   for (let rep = 0; rep < reps; rep++) {
-    const order = rep % 2 === 0 ? (['float64', 'screen'] as const) : (['screen', 'float64'] as const);
+    const order = rep % 2 === 0 ? variants : [...variants].reverse();
     for (const v of order) {
-      const c = new CrossMoments({ ...base, yMoments: () => y64, baselineFinish: v });
+      const c = new CrossMoments({ ...base, yMoments: () => y64, baselineFinish: v === 'float64' ? 'float64' : 'screen', ...(v === 'lowrank' ? { keepActivations: true } : {}) });
       await c.add(batch);
       const t = performance.now();
       const cpu0 = process.cpuUsage();
@@ -189,35 +193,33 @@ async function main(): Promise<void> {
       const cu = process.cpuUsage(cpu0);
       const cpu = (cu.user + cu.system) / 1000;
       (cpuTimes.get(v) ?? cpuTimes.set(v, []).get(v)!).push(cpu);
-      if (v === 'screen') refinedCounts.push(c.refined);
+      if (v !== 'float64') (refinedCounts.get(v) ?? refinedCounts.set(v, []).get(v)!).push(c.refined);
       (times.get(v) ?? times.set(v, []).get(v)!).push(ms);
       (results.get(v) ?? results.set(v, []).get(v)!).push(r);
-      console.log(`  rep ${rep} ${v}: finish ${s1(ms)} s (CPU ${s1(cpu)} s)${v === 'screen' ? `, ${c.refined} float64 refinements (${(c.refined / rows / L).toFixed(2)} per row and layer)` : ''}, load ${load()}`);
+      if (v === 'lowrank' && !c.lowRank) throw new Error('the low-rank screen did not apply (T·(B + d) ≥ B·d?)');
+      console.log(`  rep ${rep} ${v}: finish ${s1(ms)} s (CPU ${s1(cpu)} s)${v !== 'float64' ? `, ${c.refined} float64 refinements (${(c.refined / rows / L).toFixed(2)} per row and layer)` : ''}, load ${load()}`);
     }
   }
-  const a = results.get('float64')![0]!;
-  const b = results.get('screen')![0]!;
-  let dmax = 0;
-  let bp = 0;
-  let mc = 0;
-  let pp = 0;
-  for (let i = 0; i < rows; i++) {
-    dmax = Math.max(dmax, Math.abs(a.baseline[i]! - b.baseline[i]!));
-    if (a.baselinePartner[i] !== b.baselinePartner[i]) bp++;
-    if (!Object.is(a.maxCorr[i], b.maxCorr[i])) mc++;
-    if (a.partner[i] !== b.partner[i]) pp++;
-  }
   const med = (v: number[]): number => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)]!;
-  const f64 = med(times.get('float64')!);
-  const scr = med(times.get('screen')!);
   const flops = 2 * rows * Nm * d;
-  const c64 = med(cpuTimes.get('float64')!);
-  const cScr = med(cpuTimes.get('screen')!);
-  console.log(`  CPU time (user+sys, all threads), median: float64 ${s1(c64)} s, screen ${s1(cScr)} s, ratio ${(c64 / cScr).toFixed(2)}`);
-  console.log(`  float64 finish: median ${s1(f64)} s (${(flops / f64 / 1e6).toFixed(1)} GFLOP/s of Cov·Rᵀ) → ${s1((f64 * NA) / rows)} s per pair`);
-  console.log(`  screen finish:  median ${s1(scr)} s (${(flops / scr / 1e6).toFixed(1)} GFLOP/s equivalent) → ${s1((scr * NA) / rows)} s per pair`);
-  console.log(`  baseline: max |Δ| ${dmax.toExponential(2)}, ${bp} baseline partners differ; max_corr bit-identical except ${mc}, partners differ ${pp}; mean baseline ${(a.baseline.reduce((p, q) => p + q, 0) / rows).toFixed(4)}`);
-  console.log(`  refinements per row and layer: ${refinedCounts.map((c) => (c / rows / L).toFixed(2)).join(', ')}`);
+  const a = results.get(variants[0]!)![0]!;
+  for (const v of variants) {
+    const b = results.get(v)![0]!;
+    let dmax = 0;
+    let bp = 0;
+    let mc = 0;
+    let pp = 0;
+    for (let i = 0; i < rows; i++) {
+      dmax = Math.max(dmax, Math.abs(a.baseline[i]! - b.baseline[i]!));
+      if (a.baselinePartner[i] !== b.baselinePartner[i]) bp++;
+      if (!Object.is(a.maxCorr[i], b.maxCorr[i])) mc++;
+      if (a.partner[i] !== b.partner[i]) pp++;
+    }
+    const w = med(times.get(v)!);
+    console.log(`  ${v}: finish median ${s1(w)} s, CPU ${s1(med(cpuTimes.get(v)!))} s (${(flops / w / 1e6).toFixed(1)} GFLOP/s of Cov·Rᵀ equivalent) → ${s1((w * NA) / rows)} s per pair`);
+    if (v !== variants[0]) console.log(`    against ${variants[0]}: baseline max |Δ| ${dmax.toExponential(2)}, ${bp} baseline partners differ; max_corr different ${mc}, partners ${pp}; mean baseline ${(b.baseline.reduce((p, q) => p + q, 0) / rows).toFixed(4)}`);
+    if (refinedCounts.has(v)) console.log(`    refinements per row and layer: ${refinedCounts.get(v)!.map((c) => (c / rows / L).toFixed(2)).join(', ')}`);
+  }
 
   if (!flag('skip-split')) await splitVariants(gemm);
   if (!flag('skip-stream')) await streamDesign(gemm, x, y);

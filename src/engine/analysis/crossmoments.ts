@@ -65,6 +65,7 @@ import { rotationMatrix } from '../rng';
 import { DenseMoments, finishExact, sumSquares } from './cross/dense';
 import { addInto, copyInto, num, refStep, steps, XStats } from './cross/common';
 import { addFast, FastState, finishFast, LOW_CORR_MARGIN, MAX_CANDIDATES, NOISE_Z, pickCandidates, SCREEN_TOKENS, startFast, SUB_SCREENS, type Candidates } from './cross/fast';
+import type { KeptActivations } from './cross/lowrank';
 import { CHUNK_TOKENS, type CrossMomentsOptions, type CrossMomentsResult, type YMoments } from './cross/types';
 import { Gemm, gramLayout, GramLayout } from './gemm';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
@@ -107,6 +108,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   signal: CancellationSignal | undefined;
   /** After an exact finish: the (reference, rotated) neuron pairs whose ρ the baseline refined in float64. */
   refined = 0;
+  /** After an exact finish: whether the baseline's screen came from the activations (cross/lowrank.ts). */
+  lowRank = false;
 
   /** The reference block's shift: its first token's values. */
   private kx?: Float32Array;
@@ -118,6 +121,8 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
   private screened = false;
   /** Fast mode, after the screen. */
   private fast?: FastState;
+  /** `keepActivations`: the one batch's activations (null once a second batch came). */
+  private acts?: { x: Float32Array; y: Float32Array; t: number } | null;
 
   constructor(readonly opts: CrossMomentsOptions) {
     const { ref, other } = opts;
@@ -190,6 +195,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     const { x, y, t } = this.operands(batch);
     const b = batch.batchIndex;
     if (this.mode === 'exact') {
+      if (this.opts.keepActivations && t > 0) this.acts = this.acts === undefined ? { x, y, t } : null;
       await this.addDense(b, x, y, 0, t, true);
       return;
     }
@@ -304,6 +310,11 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
     }
   }
 
+
+  /** The one batch's activations (`keepActivations`), if that is all this accumulator saw. */
+  keptActivations(): KeptActivations | undefined {
+    return this.acts && this.kx && this.acts.t === this.xs.n ? { ...this.acts, kx: this.kx } : undefined;
+  }
 
   /** R_l into `out`, from the run's cache of drawn matrices when there is one. */
   rotation(l: number, out: Float64Array): Float64Array {
@@ -451,6 +462,7 @@ export class CrossMoments implements Accumulator<CrossMomentsResult> {
       // Exact mode, or fast mode whose whole run fit in the prefix screen: the dense products are exact.
       return await finishExact(this, this.dense ?? this.denseFor(false));
     } finally {
+      this.acts = null;
       if (this.ownGemm) await this.gemm.release();
     }
   }

@@ -31,6 +31,7 @@ import { ActivationStats, type ActivationStatsResult } from './actstats';
 import { PaperHistogram, type PaperHistogramResult } from './paperhist';
 import { blockBounds } from './blocking';
 import { num } from './cross/common';
+import { lowRankPays } from './cross/lowrank';
 import { ArrayPool, CrossMoments, joinCandidates, mergeBlocks, packResult, unpackResult, type Candidates, type CrossMomentsOptions, type CrossMomentsResult, type YMoments } from './crossmoments';
 import { TopExamples, type TopExamplesResult } from './examples';
 import type { Accumulator, AccumulatorSpec, AccumulatorState, AnalysisPlan, PlanContext } from './types';
@@ -141,6 +142,10 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
   const s = ctx.settings;
   const widest = Math.max(...ctx.models.map((m) => m.nNeurons));
   const screen = s.mode === 'fast' ? { screen: { every: screenEvery(ctx.corpus.nRows * ctx.corpus.nPositions, widest) } } : {};
+  // One batch is the whole corpus, with fewer tokens than a layer's width: the finish's baseline
+  // screen multiplies the activations, which the run holds anyway (cross/lowrank.ts).
+  const tokens = ctx.corpus.nRows * ctx.corpus.nPositions;
+  const lowRank = (m: number, width: number): boolean => s.mode === 'exact' && ctx.corpus.nRows <= s.batchRows && lowRankPays(tokens, width, ctx.models[m]!.dMlp);
   const crossOpts = (m: number): CrossMomentsOptions => ({
     model: m,
     ref: { nLayers: ref.nLayers, dMlp: ref.dMlp },
@@ -159,7 +164,7 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
       ...screen,
       // The stream reads every model for the statistics; this narrows what the screen forwards.
       reads: { models: [0, i + 1], arrays: ['keptPost'] },
-      create: () => new CrossMoments(crossOpts(i + 1)),
+      create: () => new CrossMoments({ ...crossOpts(i + 1), ...(lowRank(i + 1, N) ? { keepActivations: true } : {}) }),
       restore: (st: AccumulatorState) => CrossMoments.restore(st, crossOpts(i + 1)),
     }));
   }
@@ -174,7 +179,7 @@ export function crossSpecs(ctx: PlanContext): AccumulatorSpec[] {
     const name = (j: number): string => (j === k - 1 ? `cross:${m.label}` : `cross:${m.label}@${bounds[j]![0]}`);
     return bounds.map((block, j): AccumulatorSpec => {
       const opts = (done: ReadonlyMap<string, unknown>): CrossMomentsOptions => {
-        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block, pool };
+        const o: CrossMomentsOptions = { ...crossOpts(i + 1), block, pool, ...(lowRank(i + 1, block[1] - block[0]) ? { keepActivations: true } : {}) };
         if (j === 0) return k > 1 ? { ...o, exportY: true } : o;
         return {
           ...o,

@@ -11,6 +11,7 @@ import type { Gemm } from '../gemm';
 import { clampCorr, invStd, Y_REL } from './common';
 import { ScreenKernels } from './finishKernels';
 import type { DenseMoments } from './dense';
+import { LowRankScreen } from './lowrank';
 import type { YMoments } from './types';
 
 /** A layer's arrays at the end reach 64 MB (GPT-2-small size, not the tiny family): collect as they go. */
@@ -138,6 +139,10 @@ export async function rotatedMax(
   const out32 = new Float32Array(step * d);
   const R32 = new Float32Array(d * d);
   const sxy = D.sxy;
+  // Fewer tokens than the screen's product costs: the screen from the activations (lowrank.ts).
+  const low = LowRankScreen.for(c, D, n);
+  const e = low ? new Float64Array(step) : undefined;
+  c.lowRank = low !== undefined;
   let refined = 0;
   for (let l = 0; l < L; l++) {
     const off = l * d;
@@ -145,13 +150,20 @@ export async function rotatedMax(
     const Rl = R(l);
     R32.set(Rl);
     const rNorm = maxRowNorm(Rl, d);
+    if (low) await low.layer(l, R32, sy, iy);
     for (let i0 = 0; i0 < B; i0 += step) {
       throwIfCancelled(c.signal);
       const rows = Math.min(step, B - i0);
       // The centred covariances in float64, their fp32 copy for the screen and their squared
       // norms, in one pass (screenRefine's own first pass, done here).
       K.cov(sxy, Nm, off, i0, rows, sx, n, { cov, cov32, sumSq });
+      let screen: { P: Float32Array; e: Float64Array } | undefined;
+      if (low) {
+        low.bounds(i0, rows, sumSq, rNorm, ix, e!);
+        screen = { P: await low.product(i0, rows, out32.subarray(0, rows * d)), e: e!.subarray(0, rows) };
+      }
       refined += await screenRefine(c.gemm, {
+        ...(screen ? { screen } : {}),
         sumSq: sumSq.subarray(0, rows),
         rows,
         d,
@@ -257,6 +269,8 @@ export async function screenRefine(
     arg: Int32Array;
     /** The screen's pass on the kernel pool (rotatedMax's); else the JS loop. */
     kernels?: ScreenKernels;
+    /** P and each row's e_r made another way (lowrank.ts), under the same guarantee. */
+    screen?: { P: Float32Array; e: Float64Array };
   },
 ): Promise<number> {
   const { rows, d, cov, cov32, R, ix, irv, col0, best, arg } = a;
@@ -269,8 +283,8 @@ export async function screenRefine(
   // Per row, e_r such that the float64 ρ lies in [(P·ix − e_r)·irv_k, (P·ix + e_r)·irv_k] as
   // computed in float64: the screen's bound E_r = G·‖c_r‖·max‖R_k‖ + under, plus 2⁻⁴⁵·M_r
   // (M_r ≥ |P|, |c·R_k|) for the roundings of the scalings and of the bounds themselves.
-  const e = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
+  const e = a.screen ? a.screen.e : new Float64Array(rows);
+  for (let r = 0; r < rows && !a.screen; r++) {
     let s = 0;
     if (a.sumSq) {
       s = a.sumSq[r]!;
@@ -284,7 +298,7 @@ export async function screenRefine(
     const M = 1.01 * Math.sqrt(s) * rNorm;
     e[r] = (G * M + under + 2 ** -45 * M) * ix[r]! * (1 + 2 ** -30);
   }
-  const P = await gemm.abt32(cov32, a.R32, rows, d, d, a.out32);
+  const P = a.screen ? a.screen.P : await gemm.abt32(cov32, a.R32, rows, d, d, a.out32);
   const K = a.kernels;
   // The kernel's scan of rows [at, at + K.sub), done when the loop reaches them.
   let win: (ReturnType<ScreenKernels['scan']> & { at: number; n: number }) | undefined;

@@ -92,6 +92,13 @@ export interface CrossMomentsOptions {
   rotations?: RotationCache;
   /** A blocked run's arrays reused from pass to pass (cross/pool.ts); default: fresh arrays. */
   pool?: ArrayPool;
+  /**
+   * Exact mode: hold the activations of the batch added, when it is the only one, until the
+   * finish, whose baseline screen then multiplies them instead of the covariances when the
+   * corpus has fewer tokens than that costs (cross/lowrank.ts). For runs whose one batch the
+   * run keeps anyway (RunContext.forwards); results are the same either way.
+   */
+  keepActivations?: boolean;
 }
 
 export interface CrossMomentsResult {
