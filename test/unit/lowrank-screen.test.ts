@@ -4,7 +4,7 @@
 // m's activations have a large mean and the stored covariances' own fp32 error dominates.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { CrossMoments, rotationMatrix, type CrossMomentsOptions, type CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
+import { CrossMoments, rotationMatrix, screenRefine, type CrossMomentsOptions, type CrossMomentsResult } from '../../src/engine/analysis/crossmoments';
 import { invStd, Y_REL } from '../../src/engine/analysis/cross/common';
 import type { DenseMoments } from '../../src/engine/analysis/cross/dense';
 import { LowRankScreen, lowRankPays } from '../../src/engine/analysis/cross/lowrank';
@@ -159,6 +159,43 @@ describe('the baseline screen from the activations', () => {
       }
       // The worst case is far from the typical error; the bound is not vacuous either.
       assert.ok(worst > 1e-4 && worst < 1, `largest error / bound ${worst}`);
+    }
+  });
+
+  it('a screen that rules nothing out: every entry refined, four at a time, and the maximum still exact', async () => {
+    const r = rng(21);
+    const g = gauss(r);
+    const rows = 40;
+    const d = 37;
+    const cov = Float64Array.from({ length: rows * d }, () => g());
+    const R = rotationMatrix(2, 0, d);
+    // Ties inside rows: rotated neurons 5 and 30 identical (5 must win where they are the best).
+    R.copyWithin(30 * d, 5 * d, 6 * d);
+    const ix = Float64Array.from({ length: rows }, (_, i) => (i === 3 ? 0 : 1 / Math.hypot(...cov.subarray(i * d, (i + 1) * d))));
+    const irv = Float64Array.from({ length: d }, () => 0.5 + r());
+    const best = new Float64Array(rows).fill(-Infinity);
+    const arg = new Int32Array(rows).fill(-1);
+    const refined = await screenRefine(gemm, {
+      rows, d, cov, cov32: new Float32Array(rows * d), out32: new Float32Array(rows * d), R, R32: Float32Array.from(R), ix, irv, col0: 100, best, arg,
+      // P = 0 and a bound of 10 around it: every entry of every row is a candidate.
+      screen: { P: new Float32Array(rows * d), e: new Float64Array(rows).fill(10) },
+    });
+    assert.equal(refined, (rows - 1) * d, 'every entry of the rows with variance');
+    for (let i = 0; i < rows; i++) {
+      if (i === 3) {
+        assert.equal(arg[i], -1);
+        continue;
+      }
+      let bb = -Infinity;
+      let ba = -1;
+      for (let k = 0; k < d; k++) {
+        let s = 0;
+        for (let b = 0; b < d; b++) s += cov[i * d + b]! * R[k * d + b]!;
+        const v = Math.max(-1, Math.min(1, s * ix[i]! * irv[k]!));
+        if (v > bb) [bb, ba] = [v, 100 + k];
+      }
+      assert.ok(Object.is(best[i], bb), `row ${i}: ${best[i]} vs ${bb}`);
+      assert.equal(arg[i], ba, `row ${i}`);
     }
   });
 });

@@ -304,6 +304,7 @@ export async function screenRefine(
   let win: (ReturnType<ScreenKernels['scan']> & { at: number; n: number }) | undefined;
   let cand: Int32Array<ArrayBufferLike> = new Int32Array(K ? 0 : d);
   let refined = 0;
+  const group = new Int32Array(4);
   for (let r = 0; r < rows; r++) {
     const xi = ix[r]!;
     if (xi === 0) continue; // a constant reference neuron: the caller sets 0
@@ -342,13 +343,13 @@ export async function screenRefine(
     }
     let bestR = best[r]!;
     let argR = arg[r]!;
-    const refine = (k: number): void => {
+    // Surely not the maximum: below another entry's lower bound, or below the best so far, or
+    // equal to it at a higher index.
+    const ruledOut = (k: number): boolean => {
       const u = (P[o + k]! * xi + er) * irv[k]!;
-      // Surely not the maximum: below another entry's lower bound, or below the best so far, or
-      // equal to it at a higher index.
-      if (u < lbMax || u < bestR || (u <= bestR && col0 + k > argR)) return;
-      let s = 0;
-      for (let b = 0; b < d; b++) s += cov[o + b]! * R[k * d + b]!;
+      return u < lbMax || u < bestR || (u <= bestR && col0 + k > argR);
+    };
+    const take = (k: number, s: number): void => {
       const v = clampCorr(s * xi * irv[k]!);
       const c = col0 + k;
       if (v > bestR || (v === bestR && c < argR)) {
@@ -358,8 +359,43 @@ export async function screenRefine(
       refined++;
     };
     // The largest lower bound first: after it, few others can still win.
-    if (seed >= 0) refine(seed);
-    for (let q = 0; q < nc; q++) if (cand[q] !== seed) refine(cand[q]!);
+    if (seed >= 0 && !ruledOut(seed)) {
+      let s = 0;
+      for (let b = 0; b < d; b++) s += cov[o + b]! * R[seed * d + b]!;
+      take(seed, s);
+    }
+    // The rest four at a time: four independent sums (each still the sequential dot, so the
+    // same value), where one sum's chain of dependent additions left the core mostly idle.
+    // Refining an entry that the three before it would have ruled out changes nothing: the
+    // result is the maximum over a set that holds it either way.
+    const g = group;
+    let ng = 0;
+    for (let q = 0; q <= nc; q++) {
+      const k = q < nc ? cand[q]! : -1;
+      if (k >= 0 && k !== seed && !ruledOut(k)) g[ng++] = k;
+      if (ng === 4 || (q === nc && ng > 0)) {
+        const o0 = g[0]! * d;
+        const o1 = (ng > 1 ? g[1]! : g[0]!) * d;
+        const o2 = (ng > 2 ? g[2]! : g[0]!) * d;
+        const o3 = (ng > 3 ? g[3]! : g[0]!) * d;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let b = 0; b < d; b++) {
+          const cv = cov[o + b]!;
+          s0 += cv * R[o0 + b]!;
+          s1 += cv * R[o1 + b]!;
+          s2 += cv * R[o2 + b]!;
+          s3 += cv * R[o3 + b]!;
+        }
+        take(g[0]!, s0);
+        if (ng > 1) take(g[1]!, s1);
+        if (ng > 2) take(g[2]!, s2);
+        if (ng > 3) take(g[3]!, s3);
+        ng = 0;
+      }
+    }
     best[r] = bestR;
     arg[r] = argR;
   }
