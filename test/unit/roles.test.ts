@@ -20,6 +20,7 @@ import {
 import { openModelWeights, processMlpWeights, readTensor, unitUnembedRows, weightStats } from '../../src/engine/analysis/weightstats';
 import { CancelledError } from '../../src/engine/errors';
 import { setKernelThreads } from '../../src/engine/kernels/pool';
+import { mulberry32 } from '../../src/engine/rng';
 
 const FIXTURE = join(__dirname, '..', 'fixtures', 'gpt2-tiny-crfm');
 
@@ -204,6 +205,32 @@ test('attention score: a neuron writing along a head’s BOS-query direction sco
     // The last layer has no later head.
     assert.ok(Number.isNaN(s.z[L * c.dMlp]!));
   } finally {
+    close();
+  }
+});
+
+test('attention scores: the kernel gives the plain loop\'s raw scores and z bit for bit (1 and 3 kernel threads)', async () => {
+  const { weights, close } = openModelWeights(FIXTURE);
+  try {
+    const c = weights.config;
+    const r = mulberry32(5);
+    // Random unit rows, with d not a multiple of the kernel's 8 lanes in the head count.
+    const wOut = processMlpWeights(weights).wOut.map((w) => Float64Array.from(w, () => r() - 0.5));
+    const dirs = randomDirections(3, 64, c.nEmbd);
+    const want = attentionScores(weights, wOut, dirs, 1e9, undefined, undefined, undefined, true);
+    for (const threads of [1, 3]) {
+      setKernelThreads(threads);
+      const got = attentionScores(weights, wOut, dirs, 1e9);
+      assert.equal(got.pairs.length, want.pairs.length);
+      got.pairs.forEach((p, i) => {
+        const q = want.pairs[i]!;
+        assert.ok(p.layer === q.layer && p.neuron === q.neuron && p.head === q.head && Object.is(p.raw, q.raw) && Object.is(p.score, q.score), `pair ${i}, ${threads} threads`);
+      });
+      got.z.forEach((v, j) => assert.ok(Object.is(v, want.z[j]), `z ${j}`));
+      assert.deepEqual(got.head, want.head);
+    }
+  } finally {
+    setKernelThreads(0);
     close();
   }
 });

@@ -6,7 +6,8 @@
  * The dominant terms, in bytes (T = tokens per batch = batch rows × context length, N = L·d_mlp):
  * - per pair and reference column: 12·N_m (float64 S_xy and its fp32 partial; 4·N_m when the
  *   corpus fits in one partial, which is then the total) + 24·d_m (at the
- *   end, a layer's Cov·Rᵀ and ρ in float64, and ORT's output);
+ *   end, a layer's Cov·Rᵀ and ρ in float64, and ORT's output; the screen finish holds less, and
+ *   the low-rank screen's X̃ᵀ, 4·T per column with T < d_m, fits in it: cross/lowrank.ts);
  * - m's Gram matrices: 12·L·d² (float64 totals and the fp32 upper-triangle partials);
  * - a forwarded model with every array kept: 16·T·N (pre, post, their kept copies), plus, while
  *   one model runs, 8·T·N of per-layer arrays that its graph concatenates at the end and two

@@ -28,6 +28,9 @@
  *   rules out all but a handful of entries per row; those get their float64 dot (`screenRefine`).
  *   Only the maximum is kept, so the result is the float64 finish's up to its dots' summation
  *   order (|Δ baseline| ≤ 2.4e-15 measured), at the cost of an fp32 GEMM (`baselineFinish`).
+ *   When one batch holds the corpus and it has fewer tokens than that GEMM costs
+ *   (`keepActivations`: T·(B + d) < B·d), the screen is X̃ᵀ·(Ỹ_l·R_lᵀ) from the activations
+ *   instead, under a wider bound and with the same results (cross/lowrank.ts).
  * - Zero variance gives ρ = 0 (never NaN); ρ is clamped to [−1, 1].
  * - Blocks: `block: [start, end)` restricts the reference side to those columns; memory is about
  *   12·(end−start)·N_m bytes (float64 total + fp32 partial), plus m's Gram matrices (12·L·d²

@@ -134,3 +134,47 @@ export function gramRows(U: usize, V: i32, d: i32, i0: i32, i1: i32, M: usize): 
     }
   }
 }
+
+/**
+ * The roles' attention scores (roles.ts attentionScores): out[n·H + h] = Σ_i A[n·d + i]·Bt[i·H + h]
+ * for rows [n0, n1) of A [rows × d] and the H columns of Bt [d × H] (float64). Each sum is added
+ * in i order from 0, one product at a time, as the JS loop adds it (`h += Wo[n·d + i]·v[i]`), so
+ * the results are bit-identical; lanes are neighbouring h, eight at a time in four accumulators.
+ */
+export function dotColumns(A: usize, d: i32, n0: i32, n1: i32, Bt: usize, H: i32, out: usize): void {
+  const colBytes = <usize>H << 3;
+  for (let n = n0; n < n1; n++) {
+    const row = A + ((<usize>n * <usize>d) << 3);
+    const o = out + ((<usize>n * <usize>H) << 3);
+    let h = 0;
+    for (; h + 8 <= H; h += 8) {
+      let s0 = f64x2.splat(0);
+      let s1 = f64x2.splat(0);
+      let s2 = f64x2.splat(0);
+      let s3 = f64x2.splat(0);
+      let b = Bt + (<usize>h << 3);
+      for (let i = 0; i < d; i++) {
+        const a = f64x2.splat(load<f64>(row + (<usize>i << 3)));
+        s0 = f64x2.add(s0, f64x2.mul(a, v128.load(b)));
+        s1 = f64x2.add(s1, f64x2.mul(a, v128.load(b + 16)));
+        s2 = f64x2.add(s2, f64x2.mul(a, v128.load(b + 32)));
+        s3 = f64x2.add(s3, f64x2.mul(a, v128.load(b + 48)));
+        b += colBytes;
+      }
+      const p = o + (<usize>h << 3);
+      v128.store(p, s0);
+      v128.store(p + 16, s1);
+      v128.store(p + 32, s2);
+      v128.store(p + 48, s3);
+    }
+    for (; h < H; h++) {
+      let s: f64 = 0;
+      let b = Bt + (<usize>h << 3);
+      for (let i = 0; i < d; i++) {
+        s += load<f64>(row + (<usize>i << 3)) * load<f64>(b);
+        b += colBytes;
+      }
+      store<f64>(o + (<usize>h << 3), s);
+    }
+  }
+}
