@@ -7,8 +7,12 @@ import { errorLine } from '../format';
 import { runActivations } from './activations';
 import { runAnalyze, runSummary, runTable } from './analyze';
 import { commandHelp, HELP, parseCli, UsageError, type Command } from './args';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { hugePagesEnv } from '../engine/hugePages';
 import { packageRoot } from '../locate';
 import { runDemo } from './demo';
 import { runDevelopment } from './development';
@@ -46,10 +50,22 @@ async function main(argv: string[]): Promise<number> {
     print(`universal-neurons ${cliVersion()}`);
     return 0;
   }
-  // First Ctrl-C asks the engine to stop between steps; a second one kills as usual.
+  // First Ctrl-C asks the engine to stop between steps; a second one kills as usual. Started
+  // again with huge pages, a terminal's Ctrl-C arrives twice (from the terminal, and forwarded by
+  // the first process, which must forward it for a signal sent to it alone): one second apart.
   let cancelled = false;
   const signal: CancellationSignal = { get cancelled() { return cancelled; } };
-  process.once('SIGINT', () => (cancelled = true));
+  let firstInt = -1;
+  const onInt = (): void => {
+    if (firstInt < 0) {
+      firstInt = Date.now();
+      cancelled = true;
+    } else if (!(RELAUNCHED && Date.now() - firstInt < 1000)) {
+      process.removeListener('SIGINT', onInt);
+      process.kill(process.pid, 'SIGINT');
+    }
+  };
+  process.on('SIGINT', onInt);
   try {
     // Before any model opens: a missing CUDA provider fails now, with how to install it. The
     // analysis (analyze, demo, development) runs in a worker, which checks and sets it itself.
@@ -90,12 +106,46 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    note(`universal-neurons: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    process.exitCode = 1;
-  },
-);
+/** Commands that forward models or run the analysis: they start again with huge pages (hugePages.ts). */
+const HEAVY = new Set(['analyze', 'demo', 'development', 'merge', 'activations', 'intervene']);
+
+/**
+ * Runs this CLI again as a child with `env` and ends with its exit status. SIGINT, SIGTERM and
+ * SIGHUP sent to this process go on to the child; the child ends itself at once (SIGKILL) when
+ * this process is gone, so that killing this one stops the run as it would have without huge
+ * pages (its last checkpoint stays resumable).
+ */
+function relaunch(env: NodeJS.ProcessEnv): void {
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...env, UN_PARENT_PID: String(process.pid) } });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
+  child.on('error', (e) => {
+    note(`universal-neurons: internal error: could not start again with huge pages (${e.message}); run with UN_HUGEPAGES=0`);
+    process.exit(1);
+  });
+  child.on('exit', (code, sig) => process.exit(code ?? 128 + (sig ? (osConstants.signals[sig] ?? 1) : 1)));
+}
+
+/** Started again by relaunch(): the first process's pid, watched. */
+const RELAUNCHED = Number(process.env.UN_PARENT_PID ?? 0) > 0;
+if (RELAUNCHED) {
+  const parent = Number(process.env.UN_PARENT_PID);
+  // Not for what this process starts (a Slurm job's own CLI would watch the wrong parent).
+  delete process.env.UN_PARENT_PID;
+  // On a thread of its own: the main thread can be inside onnxruntime for seconds.
+  new Worker(`setInterval(() => { if (process.ppid !== ${parent}) process.kill(process.pid, 'SIGKILL'); }, 50);`, { eval: true }).unref();
+}
+
+const env = !RELAUNCHED && HEAVY.has(process.argv[2] ?? '') ? hugePagesEnv() : undefined;
+if (env) {
+  relaunch(env);
+} else {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      note(`universal-neurons: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -14,6 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import { EngineError, ioReason } from './errors';
 import type { AccumulatorState, StateValue } from './analysis/types';
 import { RUNS_DIR, RUN_FILES } from './run/files';
+import { processAlive } from './run/liveness';
 
 export { RUNS_DIR };
 
@@ -137,15 +138,6 @@ export function createRunDir(opts: { out?: string; workspace?: string; id?: stri
     throw new EngineError(`${dir} already holds a run (manifest.json); choose another --out or --resume it`, dir);
   }
   return { dir, id };
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -5,6 +5,7 @@
  * manifest; readers (the CLI's summary, the editor's Runs view) say it was interrupted, and how
  * to resume it, instead of "is running".
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 /**
@@ -17,12 +18,28 @@ export function runLiveness(m: { pid?: number; hostname?: string }, host: string
   if (m.pid === undefined || !Number.isSafeInteger(m.pid) || m.pid <= 0 || m.hostname === undefined) return 'unknown';
   if (m.hostname !== host) return 'unknown';
   if (m.pid === process.pid) return 'alive';
+  return processAlive(m.pid) ? 'alive' : 'dead';
+}
+
+/**
+ * Whether process `pid` exists and has not ended. A zombie has ended: a CLI started again with
+ * huge pages (cli/main.ts) and killed with its first process is reaped by init, which may take
+ * a second, and `kill(pid, 0)` still finds it until then (Linux: its /proc state is Z or X).
+ */
+export function processAlive(pid: number): boolean {
   try {
-    process.kill(m.pid, 0);
-    return 'alive';
+    process.kill(pid, 0);
   } catch (e) {
     // EPERM: it exists, owned by another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM' ? 'alive' : 'dead';
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    // No /proc (not Linux), or it ended just now.
+    return process.platform !== 'linux';
   }
 }
 

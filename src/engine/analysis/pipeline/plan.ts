@@ -5,6 +5,7 @@
  * accumulator states a checkpoint holds. The plan itself (which accumulators, how their results
  * are written) is ../plan.ts's defaultPlan or the caller's.
  */
+import { hugePagesOn, HUGEPAGES_TUNABLE } from '../../hugePages';
 import * as fs from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -46,6 +47,8 @@ function packageVersion(): string {
 
 async function softwareVersions(): Promise<Record<string, string>> {
   const out: Record<string, string> = { 'universal-neurons': packageVersion(), node: process.version };
+  // The allocator's huge pages change how fast a run is, not its numbers (hugePages.ts).
+  out['huge pages'] = hugePagesOn() ? HUGEPAGES_TUNABLE : 'off';
   try {
     const ort = await import('onnxruntime-node');
     out['onnxruntime-node'] = String(ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown');
