@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { CrossMoments, CrossMomentsResult } from '../src/engine/analysis/crossmoments';
 import { Gemm, loadOrt } from '../src/engine/analysis/gemm';
 import { screenEvery } from '../src/engine/analysis/plan';
-import type { ActivationBatch } from '../src/engine/analysis/types';
+import { keptBatch } from '../test/helpers/batches';
 import { universalityTable } from '../src/engine/analysis/universality';
 import { OnnxGraph } from '../src/engine/onnx';
 import { HELDOUT_TOKENS, heldoutBatches, ROW } from './heldout';
@@ -60,20 +60,6 @@ function synthetic(T: number, seed: number): Float32Array {
     a[i] = u > 0 ? u * 2 : u * 0.1; // GELU-like: mostly small negatives, some positives
   }
   return a;
-}
-
-function batchOf(models: Float32Array[], T: number, index = 0): ActivationBatch {
-  return {
-    batchIndex: index,
-    rows: [],
-    rowStart: 0,
-    offsets: [0, T],
-    nTokens: T,
-    keep: new Uint8Array(T).fill(1),
-    keptIndex: new Int32Array(T),
-    nKept: T,
-    models: models.map((m) => ({ pre: m, post: m, keptPre: m, keptPost: m })),
-  };
 }
 
 async function ceilingSession() {
@@ -125,7 +111,7 @@ async function exactSynthetic(gemm: Gemm, ceiling: () => Promise<number>, out: R
   for (const T of [1024, 8192]) {
     const ys = [4, 5, 6, 7].map((s) => synthetic(T, s));
     const nb = T === 1024 ? 8 : 2; // 1024: 8 batches fill one fp32 partial
-    const bs = Array.from({ length: nb + 1 }, (_, b) => batchOf([synthetic(T, 100 + b), ...ys], T, b));
+    const bs = Array.from({ length: nb + 1 }, (_, b) => keptBatch([synthetic(T, 100 + b), ...ys], T, b));
     const cs = [1, 2, 3, 4].map((m) => new CrossMoments({ model: m, ref: shape, other: shape, seed: m, gemm }));
     for (const c of cs) await c.add(bs[0]!); // warm the sessions
     ceil.push(await ceiling());
@@ -157,7 +143,7 @@ async function exactSynthetic(gemm: Gemm, ceiling: () => Promise<number>, out: R
 
 async function finishTime(gemm: Gemm): Promise<number> {
   const c = new CrossMoments({ model: 1, ref: shape, other: shape, seed: 1, gemm });
-  await c.add(batchOf([synthetic(1024, 1), synthetic(1024, 2)], 1024));
+  await c.add(keptBatch([synthetic(1024, 1), synthetic(1024, 2)], 1024));
   const t0 = performance.now();
   await c.finish();
   return (performance.now() - t0) / 1000;

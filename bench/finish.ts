@@ -21,7 +21,6 @@ import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
 import { CrossMoments, rotationMatrix, type CrossMomentsResult, type YMoments } from '../src/engine/analysis/crossmoments';
 import { Gemm } from '../src/engine/analysis/gemm';
-import type { ActivationBatch } from '../src/engine/analysis/types';
 import { OnnxGraph } from '../src/engine/onnx';
 import { loadOrt } from '../src/engine/analysis/gemm';
 import { mulberry32 } from '../src/engine/rng';
@@ -30,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runAnalysis, type AnalysisPlan } from '../src/engine/analysis/pipeline';
 import { crossSpecs } from '../src/engine/analysis/plan';
+import { keptBatch } from '../test/helpers/batches';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -70,21 +70,6 @@ function activations(z: Float64Array, K: number, N: number, seed: number): Float
     }
   }
   return out;
-}
-
-function batchOf(x: Float32Array, y: Float32Array): ActivationBatch {
-  const m = (v: Float32Array) => ({ pre: v, post: v, keptPre: v, keptPost: v });
-  return {
-    batchIndex: 0,
-    rows: [],
-    rowStart: 0,
-    offsets: [0, T],
-    nTokens: T,
-    keep: new Uint8Array(T).fill(1),
-    keptIndex: Int32Array.from({ length: T }, (_, i) => i),
-    nKept: T,
-    models: [m(x), m(y)],
-  };
 }
 
 /**
@@ -136,7 +121,7 @@ async function main(): Promise<void> {
   const x = activations(z, K, rows, 2);
   const y = activations(z, K, Nm, 3);
   console.log(`  data ${s1(performance.now() - t0)} s`);
-  const batch = batchOf(x, y);
+  const batch = keptBatch([x, y], T);
   const gemm = new Gemm({ threads });
   const base = { model: 1, ref: { nLayers: 1, dMlp: rows }, other: { nLayers: L, dMlp: d }, seed: 7, gemm, threads };
 

@@ -11,6 +11,7 @@ import { CrossMoments, CrossMomentsOptions, CrossMomentsResult, rotationMatrix, 
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 import { EngineError } from '../../src/engine/errors';
+import { keptBatch } from '../helpers/batches';
 import { rng } from '../helpers/synthetic-run';
 
 const gemm = new Gemm({ threads: 2 });
@@ -23,28 +24,12 @@ function gauss(r: () => number): () => number {
 
 /** Splits [T × N] activations of several models into batches of the given kept-token sizes. */
 function batches(models: Float32Array[], widths: number[], sizes: number[]): ActivationBatch[] {
-  const out: ActivationBatch[] = [];
   let t0 = 0;
-  sizes.forEach((n, b) => {
-    const ms = models.map((m, i) => {
-      const w = widths[i]!;
-      const kept = m.slice(t0 * w, (t0 + n) * w);
-      return { pre: kept, post: kept, keptPre: kept, keptPost: kept };
-    });
-    out.push({
-      batchIndex: b,
-      rows: [],
-      rowStart: 0,
-      offsets: [0, n],
-      nTokens: n,
-      keep: new Uint8Array(n).fill(1),
-      keptIndex: Int32Array.from({ length: n }, (_, i) => i),
-      nKept: n,
-      models: ms,
-    });
+  return sizes.map((n, b) => {
+    const ms = models.map((m, i) => m.slice(t0 * widths[i]!, (t0 + n) * widths[i]!));
     t0 += n;
+    return keptBatch(ms, n, b);
   });
-  return out;
 }
 
 function splitSizes(T: number, r: () => number, max: number): number[] {

@@ -10,6 +10,7 @@ import type { DenseMoments } from '../../src/engine/analysis/cross/dense';
 import { LowRankScreen, lowRankPays } from '../../src/engine/analysis/cross/lowrank';
 import { Gemm } from '../../src/engine/analysis/gemm';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
+import { keptBatch } from '../helpers/batches';
 import { rng } from '../helpers/synthetic-run';
 
 const gemm = new Gemm({ threads: 2 });
@@ -17,21 +18,6 @@ after(() => gemm.release());
 
 function gauss(r: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
-
-function batch(X: Float32Array, Y: Float32Array, T: number): ActivationBatch {
-  const m = (v: Float32Array) => ({ pre: v, post: v, keptPre: v, keptPost: v });
-  return {
-    batchIndex: 0,
-    rows: [],
-    rowStart: 0,
-    offsets: [0, T],
-    nTokens: T,
-    keep: new Uint8Array(T).fill(1),
-    keptIndex: Int32Array.from({ length: T }, (_, i) => i),
-    nKept: T,
-    models: [m(X), m(Y)],
-  };
 }
 
 /** GELU-like activations, a few planted partners, constant neurons, and `yMean` added to m's. */
@@ -79,7 +65,7 @@ describe('the baseline screen from the activations', () => {
       const T = 40;
       const p = data(T, L, d, 7, yMean);
       const shape = { nLayers: L, dMlp: d };
-      const b = batch(p.X, p.Y, T);
+      const b = keptBatch([p.X, p.Y], T);
       for (const block of [undefined, [0, 70], [70, 192]] as const) {
         const opts: CrossMomentsOptions = { model: 1, ref: shape, other: shape, seed: 5, ...(block ? { block } : {}) };
         const cov = await run(opts, b);
@@ -102,8 +88,8 @@ describe('the baseline screen from the activations', () => {
     const shape = { nLayers: 2, dMlp: 64 };
     const p = data(40, 2, 64, 9);
     const c = new CrossMoments({ gemm, model: 1, ref: shape, other: shape, seed: 5, keepActivations: true });
-    await c.add(batch(p.X.subarray(0, 20 * 128), p.Y.subarray(0, 20 * 128), 20));
-    await c.add({ ...batch(p.X.subarray(20 * 128), p.Y.subarray(20 * 128), 20), batchIndex: 1 });
+    await c.add(keptBatch([p.X.subarray(0, 20 * 128), p.Y.subarray(0, 20 * 128)], 20));
+    await c.add(keptBatch([p.X.subarray(20 * 128), p.Y.subarray(20 * 128)], 20, 1));
     await c.finish();
     assert.equal(c.lowRank, false);
   });
@@ -116,7 +102,7 @@ describe('the baseline screen from the activations', () => {
       const p = data(T, L, d, 13, yMean);
       const shape = { nLayers: L, dMlp: d };
       const c = new CrossMoments({ gemm, model: 1, ref: shape, other: shape, seed: 3, keepActivations: true });
-      await c.add(batch(p.X, p.Y, T));
+      await c.add(keptBatch([p.X, p.Y], T));
       const D = (c as unknown as { dense: DenseMoments }).dense;
       D.finalize();
       const n = T;
