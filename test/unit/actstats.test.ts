@@ -281,11 +281,13 @@ test('activation frequency counts only values > 0: not +0, −0, or negatives; d
 
 test('the SIMD kernel (default) and the JS loop give bit-identical state: widths with a tail, ties, ±0, outliers, several batches', () => {
   const r = rng(11);
+  // 37 and 64: lines of 16 columns, strips of 4 and single columns; batches longer than the
+  // kernel's tiles of 64 rows, and not a multiple of them.
   for (const W of [4, 7, 37, 64]) {
     const a = new ActivationStats({ nNeurons: W, models: [0, 1], bins: 16, kernel: false });
     const b = new ActivationStats({ nNeurons: W, models: [0, 1], bins: 16 });
     for (let bi = 0; bi < 5; bi++) {
-      const T = 3 + bi * 17;
+      const T = 3 + bi * 47;
       const x = new Float32Array(T * W).map(() => {
         const u = r();
         // Quantised values (ties, exact 0s of both signs), rare outliers beyond the histogram's range.
