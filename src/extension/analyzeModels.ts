@@ -2,8 +2,10 @@
  * `Universal Neurons: Analyze Models…`: pick models (the shipped tiny family first), a corpus
  * (the shipped held-out corpus first) and a token budget, then run the engine's analysis pipeline
  * under a cancellable progress notification and make the new run current. The analysis runs in a
- * worker thread (engine/analysis/workerClient.ts, dist/analysisWorker.js) with its own onnxruntime
- * sessions, so the extension host stays responsive (hovers, the UI) while it runs.
+ * child process of its own (engine/analysis/workerClient.ts, `isolation: 'process'`;
+ * dist/analysisWorker.js) with its own onnxruntime sessions: the extension host stays responsive
+ * (hovers, the UI) while it runs, a native fault cannot take the host down, and on Linux the child
+ * starts with huge pages (engine/hugePages.ts), as the CLI's heavy commands do.
  * Callers (tests) may pass the choices as an argument and skip the pickers.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -238,6 +240,7 @@ export async function analyzeModels(
             plan: { families: { enabled: settings.families, thresholds: settings.familyThresholds, roleSettings: settings.roles } },
           },
           {
+            isolation: 'process',
             onProgress: (p) => {
               let message = p.message ?? p.phase;
               // Cancellation is checked during the stream (a cancel inside a batch keeps the last

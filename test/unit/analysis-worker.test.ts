@@ -4,6 +4,9 @@
 // cancel stops within a batch, leaving a checkpoint that resumes to the same files; a worker that
 // throws, dies of an uncaught exception or exits ends the run with a clear error, and its last
 // checkpoint resumes to the same files too. The manifest records the threads asked and used.
+// The same run in a child process (`isolation: 'process'`, the editor's): the same files, its own
+// pid in the manifest, huge pages where they apply; cancel; a child killed mid-run leaves a
+// resumable run and says so; a worker's EngineError crosses both hops as is.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +18,7 @@ import { runAnalysis, type Manifest, type Progress } from '../../src/engine/anal
 import { defaultPlan } from '../../src/engine/analysis/plan';
 import { runAnalysisInWorker, startAnalysisWorker, type WorkerAnalysisOptions } from '../../src/engine/analysis/workerClient';
 import { readCheckpoint } from '../../src/engine/store';
+import { hugePagesEnv, HUGEPAGES_TUNABLE } from '../../src/engine/hugePages';
 import { resolveThreads } from '../../src/engine/threads';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -195,5 +199,92 @@ describe('analysis in a worker thread', () => {
     // The worker thread, plus onnxruntime's pool threads of its sessions (threads − 1 per session).
     assert.ok(niced >= 1 + (resolveThreads(0) > 1 ? 1 : 0), `threads at nice 7: ${niced} of ${seen.length} (${seen.join(',')})`);
     assert.ok(seen.filter((n) => n === 0).length >= 1, 'the main thread kept its niceness');
+  });
+});
+
+describe('analysis in a child process', () => {
+  const ref = join(tmp, 'in-thread');
+  const dir = join(tmp, 'in-process');
+  let pid: number | undefined;
+  let exitCode = -1;
+  const phases = new Set<string>();
+  before(async () => {
+    if (!existsSync(join(ref, 'universal.csv'))) {
+      const { plan, ...o } = options(ref);
+      await runAnalysis({ ...o, plan: defaultPlan(plan) });
+    }
+    const run = startAnalysisWorker(options(dir), { isolation: 'process', onProgress: (p) => phases.add(p.phase) });
+    pid = run.pid;
+    await run.result;
+    exitCode = await run.exited;
+  });
+
+  test('round trip: the in-thread run’s files byte for byte, run by the child (its pid), huge pages where they apply', () => {
+    for (const ph of ['open', 'stream', 'write', 'done']) assert.ok(phases.has(ph), `no ${ph} progress`);
+    const m = manifest(dir);
+    assert.equal(m.status, 'complete');
+    sameFiles(dir, ref);
+    assert.ok(pid && pid !== process.pid);
+    assert.equal(m.pid, pid, 'the run was not made by the child process');
+    assert.equal(m.software['huge pages'], hugePagesEnv() ? HUGEPAGES_TUNABLE : 'off');
+    assert.equal(existsSync(join(dir, 'run.lock')), false);
+    assert.equal(exitCode, 0, 'the child ends by itself after its run');
+  });
+
+  test('cancel: stops within a batch or two; the resume gives the same files', async () => {
+    const d = join(tmp, 'process-cancelled');
+    let cancelledAt = 0;
+    const run = startAnalysisWorker(options(d), {
+      isolation: 'process',
+      onProgress: (p) => {
+        if (p.phase === 'stream' && p.batch === 3 && !cancelledAt) {
+          cancelledAt = performance.now();
+          run.cancel();
+        }
+      },
+    });
+    await assert.rejects(run.result, (e: Error) => e instanceof CancelledError);
+    const ms = performance.now() - cancelledAt;
+    console.log(`     cancel → rejected in ${ms.toFixed(0)} ms`);
+    assert.ok(ms < 3000, `cancel took ${ms.toFixed(0)} ms`);
+    assert.equal(manifest(d).status, 'cancelled');
+    assert.equal(await run.exited, 0);
+    await resumeMatches(d, ref);
+  });
+
+  test('a child killed mid-run: a clear error naming the run and its checkpoint, its lock dropped; the resume gives the same files', async () => {
+    const d = join(tmp, 'process-killed');
+    let killed = false;
+    const run = startAnalysisWorker(options(d), {
+      isolation: 'process',
+      onProgress: (p) => {
+        if (p.phase === 'stream' && p.batch === 7 && !killed) {
+          killed = true;
+          process.kill(run.pid!, 'SIGKILL');
+        }
+      },
+    });
+    const error = await run.result.then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.ok(error instanceof EngineError, String(error));
+    console.log(`     ${error.message}`);
+    assert.match(error.message, /^the analysis process was killed \(SIGKILL\) before the run finished; the run folder /);
+    assert.ok(error.message.includes(`--resume ${d}`) && /checkpoint after batch \d+ of 10 is kept/.test(error.message), error.message);
+    const m = manifest(d);
+    assert.equal(m.status, 'failed');
+    assert.equal(existsSync(join(d, 'run.lock')), false, 'the killed child’s lock was left behind');
+    await resumeMatches(d, ref);
+  });
+
+  test('a worker that throws inside the child: its EngineError as is (file and tensor kept)', async () => {
+    const d = join(tmp, 'process-throws');
+    await assert.rejects(
+      startAnalysisWorker(options(d), { isolation: 'process', script: FAULTY, workerData: { kind: 'throw', afterBatch: 5 } }).result,
+      (e: Error) => e instanceof EngineError && e.message === 'simulated failure after batch 5' && e.file === 'fault.bin' && e.tensor === 'fault.tensor',
+    );
+    assert.equal(manifest(d).status, 'failed');
+    assert.equal(readCheckpoint(d)?.nextBatch, 4);
   });
 });

@@ -16,17 +16,27 @@
  * onnxruntime call aborted the whole process here ("terminate called after throwing an instance of
  * 'Napi::Error'"), which in the editor is the extension host. A run is stopped by cancel(); a
  * finished worker ends by itself.
+ *
+ * `isolation: 'process'` (the editor's) runs the same worker inside a child process of its own
+ * (the bundle's process side, relayAnalysis: it starts the worker and relays the messages). Two
+ * gains: the child starts with glibc's huge-pages tunable (hugePages.ts; a tunable is read only
+ * when a process starts, and the extension host is not ours to restart), which halved a
+ * GPT-2-small-size cross step; and a native fault in onnxruntime ends the child, not the
+ * extension host. The parent sees the same messages and the same outcomes; a child that dies
+ * unannounced (killed, aborted) is handled as a dead worker, with the tail of its stderr in the error.
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError, type CancellationSignal } from '../errors';
+import { hugePagesEnv } from '../hugePages';
 import { RUN_FILES } from '../run/files';
 import { readManifest, writeManifest } from '../run/manifest';
 import type { Progress } from './pipeline';
-import { fromWorkerError, type FromWorker, type ToWorker, type WorkerAnalysisOptions, type WorkerRunResult } from './workerProtocol';
+import { fromWorkerError, toWorkerError, type FromWorker, type ToWorker, type WorkerAnalysisOptions, type WorkerRunResult } from './workerProtocol';
 
 export type { WorkerAnalysisOptions, WorkerRunResult } from './workerProtocol';
 
@@ -44,6 +54,11 @@ export interface WorkerClientOptions {
   nice?: number;
   /** Handed to the worker as `workerData` (a test worker's fault, say). */
   workerData?: unknown;
+  /**
+   * 'thread' (default): a worker thread of this process. 'process': the worker inside a child
+   * process of its own, started with huge pages where they apply (see the file comment).
+   */
+  isolation?: 'thread' | 'process';
 }
 
 export interface AnalysisWorkerRun {
@@ -53,8 +68,10 @@ export interface AnalysisWorkerRun {
   readonly runDir: string | undefined;
   /** Asks the worker to stop at its next cancel point; `result` then rejects with CancelledError. */
   cancel(): void;
-  /** The worker thread's exit code, once it has ended (it ends by itself after its run). */
+  /** The worker thread's (or child process') exit code, once it has ended (it ends by itself after its run). */
   readonly exited: Promise<number>;
+  /** The child process' pid (`isolation: 'process'`); undefined for a worker thread. */
+  readonly pid: number | undefined;
 }
 
 /** The worker bundle beside the running bundle (dist/), else the TypeScript source (tests, benchmarks under tsx). */
@@ -98,12 +115,74 @@ function devBundle(script: string): string {
   return out;
 }
 
-function createWorker(script: string, workerData: unknown): Worker {
-  return new Worker(script.endsWith('.ts') ? devBundle(script) : script, { execArgv: [], workerData });
+const runnable = (script: string): string => (script.endsWith('.ts') ? devBundle(script) : script);
+
+/** What the client needs of a worker thread or a child process. */
+interface Channel {
+  send(m: ToWorker): void;
+  onMessage(f: (m: FromWorker) => void): void;
+  /** A failure the channel reports before it ends (a worker's uncaught exception, a message that could not be read). */
+  onFault(f: (e: Error) => void): void;
+  /** When the other side ended: its exit code, why (the code, or the signal that killed a process), and what it last said. */
+  onEnd(f: (code: number, why: string, lastWords: string) => void): void;
+  /** The pid its run lock holds. */
+  readonly lockPid: number;
+  readonly pid: number | undefined;
 }
 
-/** Marks the manifest of a run whose worker died unannounced, and drops the lock it left behind. */
-function markStopped(runDir: string, reason: string): void {
+function threadChannel(script: string, workerData: unknown): Channel {
+  const worker = new Worker(runnable(script), { execArgv: [], workerData });
+  return {
+    send: (m) => worker.postMessage(m),
+    onMessage: (f) => worker.on('message', f),
+    onFault: (f) => {
+      worker.on('error', f);
+      worker.on('messageerror', f);
+    },
+    onEnd: (f) => worker.on('exit', (code) => f(code, `the analysis worker exited (code ${code})`, '')),
+    lockPid: process.pid,
+    pid: undefined,
+  };
+}
+
+/** Bytes of a child's stderr kept for the error when it dies unannounced. */
+const STDERR_TAIL = 2048;
+
+function processChannel(script: string): Channel {
+  const child: ChildProcess = fork(runnable(script), [], {
+    execArgv: [],
+    env: hugePagesEnv(process.env) ?? process.env,
+    // Structured clone, as a worker's messages (the progress and manifest objects as they are).
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+  });
+  let tail = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    process.stderr.write(b);
+    tail = (tail + b.toString('utf8')).slice(-STDERR_TAIL);
+  });
+  const lastWords = (): string => {
+    const t = tail.trim().split('\n').slice(-3).join(' | ');
+    return t ? `; its last output: ${t}` : '';
+  };
+  return {
+    send: (m) => {
+      if (child.connected) child.send(m);
+    },
+    onMessage: (f) => child.on('message', (m) => f(m as FromWorker)),
+    onFault: (f) => child.on('error', f),
+    onEnd: (f) =>
+      // 'close': after stderr is read to its end, so the tail is whole.
+      child.on('close', (code, signal) =>
+        f(code ?? 128, signal ? `the analysis process was killed (${signal})` : `the analysis process exited (code ${code})`, lastWords()),
+      ),
+    lockPid: child.pid ?? -1,
+    pid: child.pid,
+  };
+}
+
+/** Marks the manifest of a run whose worker died unannounced, and drops the lock it left behind (held by `lockPid`). */
+function markStopped(runDir: string, reason: string, lockPid: number): void {
   try {
     const m = readManifest(runDir);
     if (m.status === 'running') writeManifest(runDir, { ...m, status: 'failed', error: reason, updated: new Date().toISOString() });
@@ -112,7 +191,7 @@ function markStopped(runDir: string, reason: string): void {
   }
   const lock = join(runDir, RUN_FILES.lock);
   try {
-    if (fs.readFileSync(lock, 'utf8').trim() === String(process.pid)) fs.rmSync(lock, { force: true });
+    if (fs.readFileSync(lock, 'utf8').trim() === String(lockPid)) fs.rmSync(lock, { force: true });
   } catch {
     // no lock
   }
@@ -128,25 +207,31 @@ function lastCheckpoint(runDir: string): string {
   return 'it has no checkpoint yet';
 }
 
-/** Starts the analysis in a new worker thread. */
+/** Starts the analysis in a new worker thread (or, with `isolation: 'process'`, a child process). */
 export function startAnalysisWorker(options: WorkerAnalysisOptions, client: WorkerClientOptions = {}): AnalysisWorkerRun {
-  const worker = createWorker(client.script ?? defaultWorkerScript(), client.workerData);
-  const flagBuf = new SharedArrayBuffer(4);
-  const flag = new Int32Array(flagBuf);
+  const inProcess = client.isolation === 'process';
+  const script = client.script ?? defaultWorkerScript();
+  // A child process runs the shipped bundle's process side, which starts the worker (`script`, bundled here when a .ts).
+  const ch = inProcess ? processChannel(defaultWorkerScript()) : threadChannel(script, client.workerData);
+  const what = inProcess ? 'the analysis process' : 'the analysis worker';
+  // Shared memory does not cross a process: the child's relay sets its worker's flag on `cancel`.
+  const flagBuf = inProcess ? undefined : new SharedArrayBuffer(4);
+  const flag = flagBuf ? new Int32Array(flagBuf) : undefined;
   let runDir: string | undefined = options.resume;
   let settled = false;
   let crash: Error | undefined;
   let poll: ReturnType<typeof setInterval> | undefined;
 
   const cancel = (): void => {
-    Atomics.store(flag, 0, 1);
+    if (flag) Atomics.store(flag, 0, 1);
     try {
-      worker.postMessage({ type: 'cancel' } satisfies ToWorker);
+      ch.send({ type: 'cancel' });
     } catch {
       // already gone
     }
   };
 
+  const exited = new Promise<number>((res) => ch.onEnd((code) => res(code)));
   const result = new Promise<WorkerRunResult>((resolve, reject) => {
     const finish = (f: () => void): void => {
       if (settled) return;
@@ -154,7 +239,7 @@ export function startAnalysisWorker(options: WorkerAnalysisOptions, client: Work
       if (poll) clearInterval(poll);
       f();
     };
-    worker.on('message', (msg: FromWorker) => {
+    ch.onMessage((msg: FromWorker) => {
       if (msg.type === 'progress') {
         if (msg.progress.runDir) runDir = msg.progress.runDir;
         try {
@@ -168,23 +253,20 @@ export function startAnalysisWorker(options: WorkerAnalysisOptions, client: Work
         finish(() => reject(fromWorkerError(msg.error)));
       }
     });
-    worker.on('error', (e) => {
-      crash = e;
-    });
-    worker.on('messageerror', (e) => {
+    ch.onFault((e) => {
       // A message that could not be read: the run cannot be followed, so it stops at its next cancel point.
-      crash = e;
+      crash ??= e;
       cancel();
     });
-    worker.on('exit', (code) => {
+    ch.onEnd((_code, ended, lastWords) => {
       if (settled) return;
-      const why = crash ? `the analysis worker failed: ${crash.message}` : `the analysis worker exited (code ${code}) before the run finished`;
+      const why = crash ? `${what} failed: ${crash.message}` : `${ended} before the run finished`;
       let message = why;
       if (runDir) {
-        markStopped(runDir, why);
+        markStopped(runDir, why, ch.lockPid);
         message += `; the run folder ${runDir} stays resumable (${lastCheckpoint(runDir)}): universal-neurons analyze --resume ${runDir}`;
       }
-      finish(() => reject(new EngineError(message, runDir)));
+      finish(() => reject(new EngineError(message + lastWords, runDir)));
     });
   });
 
@@ -197,9 +279,13 @@ export function startAnalysisWorker(options: WorkerAnalysisOptions, client: Work
       }
     }, 50);
   }
-  worker.postMessage({ type: 'start', options, cancelFlag: flagBuf, ...(client.nice !== undefined ? { nice: client.nice } : {}) } satisfies ToWorker);
-
-  const exited = new Promise<number>((res) => worker.once('exit', res));
+  ch.send({
+    type: 'start',
+    options,
+    ...(flagBuf ? { cancelFlag: flagBuf } : {}),
+    ...(client.nice !== undefined ? { nice: client.nice } : {}),
+    ...(inProcess ? { worker: { script: runnable(script), workerData: client.workerData } } : {}),
+  });
   return {
     result,
     get runDir() {
@@ -207,7 +293,48 @@ export function startAnalysisWorker(options: WorkerAnalysisOptions, client: Work
     },
     cancel,
     exited,
+    pid: ch.pid,
   };
+}
+
+/**
+ * The child process' side of `isolation: 'process'` (the bundle's entry when it runs as a process,
+ * workerMain.ts): takes one `start`, runs it in a worker thread of this process as
+ * startAnalysisWorker does, and relays progress, the outcome and `cancel`. This thread only relays,
+ * so a cancel is read at once. The parent gone (its channel closed), the run is cancelled and the
+ * process leaves.
+ */
+export function relayAnalysis(): void {
+  const send = process.send!.bind(process);
+  let run: AnalysisWorkerRun | undefined;
+  let done = false;
+  process.on('message', (msg: ToWorker) => {
+    if (msg.type === 'cancel') return run?.cancel();
+    if (msg.type !== 'start' || run) return;
+    // The same bundle is the worker (the first process bundled a test's worker entry when it named one).
+    const script = msg.worker?.script ?? process.argv[1]!;
+    run = startAnalysisWorker(msg.options, {
+      script,
+      workerData: msg.worker?.workerData,
+      ...(msg.nice !== undefined ? { nice: msg.nice } : {}),
+      onProgress: (progress) => send({ type: 'progress', progress } satisfies FromWorker),
+    });
+    const end = (m: FromWorker): void => {
+      done = true;
+      send(m, undefined, undefined, () => process.disconnect());
+    };
+    run.result.then(
+      (result) => end({ type: 'done', result }),
+      (e: unknown) => end({ type: 'error', error: toWorkerError(e) }),
+    );
+  });
+  process.on('disconnect', () => {
+    if (done) return;
+    run?.cancel();
+    // A cancel stops at the next batch; a run stuck in one call is ended with the process.
+    setTimeout(() => process.exit(1), 10_000).unref();
+    if (!run) process.exit(1);
+  });
 }
 
 /** `runAnalysis`'s shape, in a worker: progress to `onProgress`, `signal` cancels. */

@@ -38,6 +38,8 @@ export type ToWorker =
       cancelFlag?: SharedArrayBuffer;
       /** Niceness for the worker thread and the onnxruntime threads it creates (Linux); absent: unchanged. */
       nice?: number;
+      /** To a child process (workerClient.ts relayAnalysis): the worker it starts, when not its own bundle. */
+      worker?: { script?: string; workerData?: unknown };
     }
   | { type: 'cancel' };
 

@@ -132,7 +132,10 @@ export async function editorTests(test: Test): Promise<void> {
     assert.equal(r.status, 'ok', JSON.stringify(r));
     assert.equal(api.testing.currentRunDir(), out);
     assert.ok(existsSync(join(out, 'universal.csv')));
-    console.log(`     Analyze Models: ${r.universal}/${r.neurons} universal in ${Date.now() - t0} ms`);
+    // It ran in a child process of its own (workerClient.ts, isolation 'process'), not in this extension host.
+    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { pid: number; software: Record<string, string> };
+    assert.ok(Number.isInteger(m.pid) && m.pid !== process.pid, `the run's pid ${m.pid} is the extension host's`);
+    console.log(`     Analyze Models: ${r.universal}/${r.neurons} universal in ${Date.now() - t0} ms (child process ${m.pid}, huge pages ${m.software['huge pages']})`);
     const back = await exec<OpenRunResult>('universalNeurons.openRun', runDir);
     assert.equal(back.status, 'ok');
   });
