@@ -55,6 +55,26 @@ async function resumeMatches(dir: string, ref: string): Promise<void> {
   assert.equal(existsSync(join(dir, 'run.lock')), false);
 }
 
+/** Starts a run, cancels it at stream batch 3, and checks it rejects as cancelled within a batch or two. */
+async function cancelAtBatch3(dir: string, isolation: 'thread' | 'process') {
+  let cancelledAt = 0;
+  const run = startAnalysisWorker(options(dir), {
+    isolation,
+    onProgress: (p) => {
+      if (p.phase === 'stream' && p.batch === 3 && !cancelledAt) {
+        cancelledAt = performance.now();
+        run.cancel();
+      }
+    },
+  });
+  await assert.rejects(run.result, (e: Error) => e instanceof CancelledError);
+  const ms = performance.now() - cancelledAt;
+  console.log(`     ${isolation}: cancel → rejected in ${ms.toFixed(0)} ms`);
+  // The bound is loose for a shared test machine; what must hold is that it stopped within a batch or two.
+  assert.ok(ms < 3000, `cancel took ${ms.toFixed(0)} ms`);
+  return run;
+}
+
 describe('analysis in a worker thread', () => {
   const inThread = join(tmp, 'in-thread');
   const inWorker = join(tmp, 'in-worker');
@@ -100,20 +120,7 @@ describe('analysis in a worker thread', () => {
 
   test('cancel: stops within a batch, a checkpoint kept; the resume gives the same files', async () => {
     const dir = join(tmp, 'cancelled');
-    let cancelledAt = 0;
-    const run = startAnalysisWorker(options(dir), {
-      onProgress: (p) => {
-        if (p.phase === 'stream' && p.batch === 3 && !cancelledAt) {
-          cancelledAt = performance.now();
-          run.cancel();
-        }
-      },
-    });
-    await assert.rejects(run.result, (e: Error) => e instanceof CancelledError);
-    const ms = performance.now() - cancelledAt;
-    console.log(`     cancel → rejected in ${ms.toFixed(0)} ms`);
-    // The bound is loose for a shared test machine; what must hold is that it stopped within a batch or two.
-    assert.ok(ms < 3000, `cancel took ${ms.toFixed(0)} ms`);
+    await cancelAtBatch3(dir, 'thread');
     const m = manifest(dir);
     assert.equal(m.status, 'cancelled');
     const ck = readCheckpoint(dir);
@@ -233,20 +240,7 @@ describe('analysis in a child process', () => {
 
   test('cancel: stops within a batch or two; the resume gives the same files', async () => {
     const d = join(tmp, 'process-cancelled');
-    let cancelledAt = 0;
-    const run = startAnalysisWorker(options(d), {
-      isolation: 'process',
-      onProgress: (p) => {
-        if (p.phase === 'stream' && p.batch === 3 && !cancelledAt) {
-          cancelledAt = performance.now();
-          run.cancel();
-        }
-      },
-    });
-    await assert.rejects(run.result, (e: Error) => e instanceof CancelledError);
-    const ms = performance.now() - cancelledAt;
-    console.log(`     cancel → rejected in ${ms.toFixed(0)} ms`);
-    assert.ok(ms < 3000, `cancel took ${ms.toFixed(0)} ms`);
+    const run = await cancelAtBatch3(d, 'process');
     assert.equal(manifest(d).status, 'cancelled');
     assert.equal(await run.exited, 0);
     await resumeMatches(d, ref);

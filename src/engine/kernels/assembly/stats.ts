@@ -226,7 +226,9 @@ function rowMax4(x: usize, rowBytes: usize, n: i32, j: i32, r: i32, ks: usize, k
 }
 
 // rowMaxHist's extremes and histogram of columns j…j+3 over `m` rows from `base`, continuing the
-// extremes in the arrays.
+// extremes in the arrays. Its set-up repeats central4's on purpose: the lanes' constants (lo, inv,
+// the histogram bases) must be locals for the whole tile loop, and a helper returning them one row
+// at a time would load them from memory on every row.
 // @ts-ignore: decorator
 @inline
 function extremesHist4(base: usize, rowBytes: usize, m: i32, j: i32, mn: usize, mx: usize, lo: usize, inv: usize, counts: usize, hstride: usize, binsF: f64): void {
