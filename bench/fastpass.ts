@@ -1,7 +1,7 @@
 // Fast mode's candidate pass alone (issue #13 item 2; numbers in BENCHMARKS.md, "Fast mode's
 // candidate pass"):
 //
-//   node --import tsx bench/fastpass.ts [--tokens 131072] [--pairs 1] [--copies 1] [--exact]
+//   node --import tsx bench/fastpass.ts [--tokens 131072] [--pairs 1] [--copies 1] [--exact] [--threads 2]
 //
 // The shipped tiny models a (reference) and b..e on held-out rows, as bench/analysis.ts section 4
 // reads them: fast mode's screen is every k-th batch (plan.ts screenEvery) fed to screen() first,
@@ -30,7 +30,7 @@ const TOKENS = Number(arg('tokens') ?? 131072);
 const PAIRS = Number(arg('pairs') ?? 1);
 const COPIES = Number(arg('copies') ?? 1);
 const VARIANTS = Array.from({ length: COPIES }, (_, k) => `copy ${k + 1}`);
-const THREADS = 2;
+const THREADS = Number(arg('threads') ?? 2);
 const shape = { nLayers: 4, dMlp: 512 };
 
 /** Wall and CPU (user + system, every thread of the process) seconds of what `f` runs. */

@@ -77,7 +77,8 @@ Options of analyze:
   --threshold T        Universal if excess correlation > T (default 0.5).
   --seed S             Seed of the baseline's random rotations: an integer in [0, 2^32) (default 0).
   --batch-rows B       Corpus rows per batch (default 8).
-  --checkpoint-every K Checkpoint every K batches (default 25).
+  --checkpoint-every K Checkpoint every K batches (default: every 25 batches that are also a minute
+                       of stream after the last checkpoint).
   --memory-gb G        Peak memory to plan for, GB (10^9 bytes; default 8). Models whose cross moments do not fit
                        run in blocks of reference columns, one pass over the corpus per block and
                        other model (slower; same results); the batch rows shrink if needed.

@@ -185,6 +185,48 @@ describe('checkpoint and resume', () => {
     assert.equal(sums[2 * 2048], m.corpus.tokens.kept, 'kept count matches the corpus filter');
   });
 
+  test('checkpoints: every K batches that are also checkpointSeconds apart; the default is 25 batches and 60 s, an explicit K alone', async () => {
+    // A slow accumulator (60 ms a batch) and 0.2 s between checkpoints: each periodic checkpoint
+    // comes at least 0.2 s after the one before, on a batch that is a multiple of K = 1.
+    const plan = sumPlan();
+    const specs = plan.accumulators;
+    const slow: AnalysisPlan = {
+      ...plan,
+      accumulators: async (ctx) =>
+        (await specs(ctx)).map((sp) => ({
+          ...sp,
+          create: (done) => {
+            const a = sp.create(done) as SumAcc;
+            const add = a.add.bind(a);
+            return Object.assign(a, { add: async (b: ActivationBatch) => (add(b), await new Promise((r) => setTimeout(r, 20))) });
+          },
+        })),
+    };
+    const at: { batch: number; t: number }[] = [];
+    const r = await runAnalysis({ ...BASE, checkpointEvery: 1, checkpointSeconds: 0.2, out: join(tmp, 'spaced'), plan: slow }, (p) => {
+      if (p.phase === 'checkpoint') at.push({ batch: p.batch!, t: Date.now() });
+    });
+    assert.equal(r.manifest.settings.checkpointSeconds, 0.2);
+    assert.deepEqual(readFileSync(join(tmp, 'spaced', 'sums.bin')), full, 'spacing does not change the results');
+    const periodic = at.filter((c) => c.batch < 6);
+    assert.ok(periodic.length >= 1 && periodic.length < 5, `periodic checkpoints at ${periodic.map((c) => c.batch).join(', ')}: some, not every batch`);
+    for (let i = 1; i < periodic.length; i++) assert.ok(periodic[i]!.t - periodic[i - 1]!.t >= 200, `checkpoints ${i - 1} and ${i} ${periodic[i]!.t - periodic[i - 1]!.t} ms apart`);
+    assert.equal(at.at(-1)!.batch, 6, 'and one at the end of the stream');
+
+    // Without checkpointSeconds an explicit K means every K batches, recorded as 0 s.
+    const every: number[] = [];
+    const e = await runAnalysis({ ...BASE, checkpointEvery: 1, out: join(tmp, 'every'), plan: slow }, (p) => {
+      if (p.phase === 'checkpoint') every.push(p.batch!);
+    });
+    assert.deepEqual(every, [1, 2, 3, 4, 5, 6]);
+    assert.equal(e.manifest.settings.checkpointSeconds, 0);
+    const { checkpointEvery: _k, ...noK } = BASE;
+    const d = await runAnalysis({ ...noK, out: join(tmp, 'default'), plan: sumPlan() });
+    assert.equal(d.manifest.settings.checkpointEvery, 25);
+    assert.equal(d.manifest.settings.checkpointSeconds, 60);
+    await assert.rejects(runAnalysis({ ...BASE, checkpointSeconds: -1, out: join(tmp, 'bad-spacing'), plan: sumPlan() }), /checkpoint spacing -1 s must be a number ≥ 0/);
+  });
+
   test('cancel after batch 3, resume: byte-identical results', async () => {
     const dir = join(tmp, 'cancelled');
     let cancelled = false;

@@ -160,6 +160,24 @@ export class Gemm {
   }
 
   /**
+   * One batch's per-group Gram blocks and column sums of X [t × n], in one ORT run, no running
+   * partial: each block of `layout` (the upper block triangle of every group's X_gᵀ·X_g, see
+   * `gramLayout`) is written into `parts[i]`, and Σ_t x into `sums` [n] (fp32, both).
+   */
+  async gramStep(args: { x: Float32Array; t: number; n: number; layout: GramLayout; parts: Float32Array[]; sums: Float32Array }): Promise<void> {
+    const { x, t, n, layout, parts, sums } = args;
+    check(x, t * n, 'X');
+    check(sums, n, 'the column sums');
+    if (layout.groups * layout.width !== n) throw new EngineError(`gemm: Gram groups of ${layout.width} do not tile ${n} columns`);
+    layout.blocks.forEach((blk, i) => check(parts[i]!, blk.rows * blk.cols, `Gram block ${i}`));
+    const ort = loadOrt();
+    const fetches: Record<string, Ort.Tensor> = { SX: new ort.Tensor('float32', sums, [n]) };
+    layout.blocks.forEach((blk, i) => (fetches[`G${i}`] = new ort.Tensor('float32', parts[i]!, [blk.rows, blk.cols])));
+    const s = await this.session(`gram:${n}:${layout.key}`, () => gramGraph(n, layout.blocks));
+    await s.run({ X: new ort.Tensor('float32', x, [t, n]) }, fetches);
+  }
+
+  /**
    * One step of fast mode's candidate accumulation: m's rotated activations R_l·Y_lᵀ per layer,
    * stacked ([b × t], row-major), written into `rt`. Gemm with transB straight from the
    * token-major Y (MLAS transposes while packing), so no transposed copy of Y is made. `rot.R` are
@@ -298,6 +316,22 @@ function crossGraph(a: number, b: number, blocks: readonly GramBlock[]): Uint8Ar
       blk.rows === blk.cols ? right : g.op('Slice', ['Y', g.constI64([base + blk.r0]), g.constI64([base + blk.r0 + blk.rows]), axis1]);
     g.input(`Gp${i}`, 'float', [blk.rows, blk.cols]);
     g.op('Gemm', [left, right, `Gp${i}`], { transA: { i: 1 }, beta: { f: 1 } }, `G${i}`);
+    g.output(`G${i}`, 'float', [blk.rows, blk.cols]);
+  });
+  return g.toBytes();
+}
+
+function gramGraph(n: number, blocks: readonly GramBlock[]): Uint8Array {
+  const g = new OnnxGraph('gram', OPSET);
+  g.input('X', 'float', ['t', n]);
+  g.op('ReduceSum', ['X', g.constI64([0])], { keepdims: { i: 0 } }, 'SX');
+  g.output('SX', 'float', [n]);
+  const axis1 = g.constI64([1]);
+  blocks.forEach((blk, i) => {
+    const base = blk.offset;
+    const right = g.op('Slice', ['X', g.constI64([base + blk.c0]), g.constI64([base + blk.c0 + blk.cols]), axis1]);
+    const left = blk.rows === blk.cols ? right : g.op('Slice', ['X', g.constI64([base + blk.r0]), g.constI64([base + blk.r0 + blk.rows]), axis1]);
+    g.op('Gemm', [left, right], { transA: { i: 1 } }, `G${i}`);
     g.output(`G${i}`, 'float', [blk.rows, blk.cols]);
   });
   return g.toBytes();

@@ -5,9 +5,10 @@
  * rotated baseline is then high, and the neurons have less room to beat it.
  *
  * The accumulator sums, per layer, Σ x and the Gram Σ x xᵀ of the post-activations (hook_post, the
- * activations the correlations use) over kept tokens: each batch's Gram as an fp32 GEMM (MLAS via
- * gemm.ts), added into a float64 upper triangle, so batch splits and a resume give bit-identical
- * sums. At the end the covariance's top eigenvalues come from subspace iteration (topEigenvalues),
+ * activations the correlations use) over kept tokens: each batch's Gram blocks and column sums in
+ * fp32 from one ORT run (gemm.ts gramStep: the layers sliced in the graph, the upper block
+ * triangle only, 3/4 of a full Gram's flops), added into float64, so batch splits and a resume
+ * give bit-identical sums. At the end the covariance's top eigenvalues come from subspace iteration (topEigenvalues),
  * its trace is the total variance.
  *
  * Memory: L·d(d+1)/2 float64 (GPT-2 small: 453 MB). A model whose triangle would exceed
@@ -15,7 +16,7 @@
  * "not in this run").
  */
 import { EngineError, throwIfCancelled, type CancellationSignal } from '../errors';
-import { Gemm } from './gemm';
+import { Gemm, gramLayout, type GramLayout } from './gemm';
 import type { Accumulator, AccumulatorState, ActivationBatch } from './types';
 
 const KIND = 'layercov/1';
@@ -54,17 +55,23 @@ export class LayerCovariance implements Accumulator<LayerPca[]> {
   readonly gram: Float64Array;
   n = 0;
   private gemm: Gemm | undefined;
+  /** The layers' Gram blocks: the upper block triangle in two row blocks where d is even. */
+  private readonly layout: GramLayout;
+  /** One batch's fp32 blocks and column sums (reused). */
+  private step: { parts: Float32Array[]; sums: Float32Array } | undefined;
 
   constructor(readonly opts: LayerCovOptions) {
     const { nLayers: L, dMlp: d } = opts;
     if (!(Number.isInteger(L) && L > 0 && Number.isInteger(d) && d > 0)) throw new EngineError(`LayerCovariance: bad shape ${L} × ${d}`);
     this.sum = new Float64Array(L * d);
     this.gram = new Float64Array(L * triLen(d));
+    this.layout = gramLayout(L, d, d % 2 === 0 ? 2 : 1);
   }
 
   /** Bytes held, for the memory planner. */
   static bytes(o: { nLayers: number; dMlp: number }): number {
-    return 8 * o.nLayers * (o.dMlp + triLen(o.dMlp)) + 4 * o.dMlp * o.dMlp;
+    // float64 sums and triangles; one batch's fp32 blocks (≤ d² per layer) and column sums.
+    return 8 * o.nLayers * (o.dMlp + triLen(o.dMlp)) + 4 * o.nLayers * (o.dMlp * o.dMlp + o.dMlp);
   }
 
   private mm(): Gemm {
@@ -79,20 +86,20 @@ export class LayerCovariance implements Accumulator<LayerPca[]> {
     const T = batch.nKept;
     if (x.length !== T * N) throw new EngineError(`LayerCovariance: reference keptPost has ${x.length} values, expected nKept·N = ${T}·${N}`);
     if (T === 0) return;
-    const xl = new Float32Array(T * d);
+    const step = (this.step ??= { parts: this.layout.blocks.map((b) => new Float32Array(b.rows * b.cols)), sums: new Float32Array(N) });
+    await this.mm().gramStep({ x, t: T, n: N, layout: this.layout, parts: step.parts, sums: step.sums });
+    for (let k = 0; k < N; k++) this.sum[k]! += step.sums[k]!;
+    // Block i holds rows r0.. of its layer against columns c0 = r0 … d−1: row a's entries b ≥ a.
     const tri = triLen(d);
-    for (let l = 0; l < L; l++) {
-      const s = this.sum.subarray(l * d, (l + 1) * d);
-      for (let t = 0; t < T; t++) {
-        const src = x.subarray(t * N + l * d, t * N + (l + 1) * d);
-        xl.set(src, t * d);
-        for (let a = 0; a < d; a++) s[a]! += src[a]!;
+    this.layout.blocks.forEach((blk, i) => {
+      const part = step.parts[i]!;
+      const G = this.gram.subarray(blk.group * tri, (blk.group + 1) * tri);
+      for (let r = 0; r < blk.rows; r++) {
+        const a = blk.r0 + r;
+        const row = a * d - (a * (a - 1)) / 2; // the triangle's offset of (a, a)
+        for (let b = a; b < d; b++) G[row + b - a]! += part[r * blk.cols + b - blk.c0]!;
       }
-      const g = await this.mm().xty(xl, xl, T, d, d);
-      const G = this.gram.subarray(l * tri, (l + 1) * tri);
-      let k = 0;
-      for (let a = 0; a < d; a++) for (let b = a; b < d; b++) G[k++]! += g[a * d + b]!;
-    }
+    });
     this.n += T;
   }
 

@@ -95,8 +95,13 @@ export interface AnalysisOptions {
   /** Seed of the baseline's random rotations. */
   seed?: number;
   batchRows?: number;
-  /** Checkpoint every K batches. */
+  /**
+   * Checkpoint every K batches. Given, the checkpoints are exactly every K batches; left out,
+   * every 25 batches that are also `checkpointSeconds` (default 60) of stream after the last.
+   */
   checkpointEvery?: number;
+  /** Seconds of stream between checkpoints at least (0: none; default 60 unless checkpointEvery is given). */
+  checkpointSeconds?: number;
   mode?: Mode;
   /** onnxruntime intra-op threads (0: engine default). */
   threads?: number;

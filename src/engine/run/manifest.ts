@@ -36,6 +36,11 @@ export interface Settings {
   seed: number;
   batchRows: number;
   checkpointEvery: number;
+  /**
+   * …and at least this many seconds of stream apart (the default run's 60); 0 or missing (an
+   * explicit `checkpointEvery`, and runs made before it existed): every checkpointEvery batches.
+   */
+  checkpointSeconds?: number;
   mode: Mode;
   /** onnxruntime threads as asked (0: the engine default). */
   threads: number;
@@ -175,6 +180,7 @@ const SETTINGS_SCHEMA = object({
   seed: optional(nat),
   batchRows: optional(positive),
   checkpointEvery: optional(positive),
+  checkpointSeconds: optional(finite),
   mode: optional(picklist(['exact', 'fast'])),
   threads: optional(nat),
   threadsUsed: optional(nat),

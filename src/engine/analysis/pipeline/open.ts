@@ -162,6 +162,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
     seed: opts.seed ?? DEFAULTS.seed,
     batchRows: opts.batchRows ?? DEFAULTS.batchRows,
     checkpointEvery: opts.checkpointEvery ?? DEFAULTS.checkpointEvery,
+    checkpointSeconds: opts.checkpointSeconds ?? (opts.checkpointEvery !== undefined ? 0 : DEFAULTS.checkpointSeconds),
     ...(opts.chunkTokens !== undefined ? { chunkTokens: opts.chunkTokens } : {}),
     mode: opts.mode ?? DEFAULTS.mode,
     threads: opts.threads ?? DEFAULTS.threads,
@@ -174,6 +175,7 @@ function settingsFrom(opts: AnalysisOptions, reference: string): Settings {
   if (!Number.isSafeInteger(s.seed) || s.seed < 0 || s.seed >= 2 ** 32) throw new EngineError(`seed ${s.seed} must be an integer in [0, 2^32)`);
   if (!Number.isSafeInteger(s.batchRows) || s.batchRows < 1) throw new EngineError(`batch rows ${s.batchRows} must be a positive integer`);
   if (!Number.isSafeInteger(s.checkpointEvery) || s.checkpointEvery < 1) throw new EngineError(`checkpoint interval ${s.checkpointEvery} must be a positive integer`);
+  if (!(Number.isFinite(s.checkpointSeconds) && s.checkpointSeconds! >= 0)) throw new EngineError(`checkpoint spacing ${s.checkpointSeconds} s must be a number ≥ 0`);
   if (s.mode !== 'exact' && s.mode !== 'fast') throw new EngineError(`mode ${String(s.mode)} is neither exact nor fast`);
   if (!(Number.isFinite(s.memoryGb) && s.memoryGb! > 0)) throw new EngineError(`memory budget ${s.memoryGb} GB must be a positive number`);
   return s;

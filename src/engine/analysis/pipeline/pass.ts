@@ -173,6 +173,10 @@ async function streamBatches(
   // Collected after each such batch, before the next batch's forwards allocate (a few collections
   // per batch of ~20 s; the tiny family never gets here).
   const collect = !forwards && batchBytes(rc, reads) > PREFETCH_SHARE * (settings.memoryGb ?? 8) * 1e9;
+  // Checkpoints fall on multiples of checkpointEvery, and (by default) only once checkpointSeconds
+  // of stream have passed since the last one or since this session's stream began.
+  const spacingMs = 1000 * (settings.checkpointSeconds ?? 0);
+  let lastAt = Date.now();
   for (let b = st.start; b < b1; b++) {
     // A cancel writes no checkpoint on the way out: the run resumes from its last periodic one.
     throwIfCancelled(signal);
@@ -186,9 +190,10 @@ async function streamBatches(
     const secs = (Date.now() - st.tStream) / 1000;
     const rate = (done - st.sessionStart) / Math.max(secs, 1e-3);
     rc.manifest.timings.stream_s = st.streamBase + secs - st.finishSecs;
-    if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < b1) {
+    if ((b + 1) % settings.checkpointEvery === 0 && b + 1 < b1 && Date.now() - lastAt >= spacingMs) {
       checkpoint(rc, st, b + 1);
       checkpointed(b + 1);
+      lastAt = Date.now();
     }
     rc.progress({
       phase: 'stream',
