@@ -3,7 +3,7 @@
 // computation and a direct (Jacobi) eigen-decomposition, and bit-identical batch splits and resume.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { jacobiEigen, LayerCovariance, topEigenvalues } from '../../src/engine/analysis/layercov';
+import { COVARIANCE_MAX_BYTES, jacobiEigen, LayerCovariance, topEigenvalues } from '../../src/engine/analysis/layercov';
 import type { ActivationBatch } from '../../src/engine/analysis/types';
 
 function rng(seed: number): () => number {
@@ -110,4 +110,9 @@ test('LayerCovariance: batch splits and a resume give bit-identical state', asyn
   await whole.finish();
   await first.finish();
   await resumed.finish();
+});
+
+test('LayerCovariance fits GPT-2 small within the plan cap (one layer of fp32 blocks at a time), not GPT-2 medium', () => {
+  assert.ok(LayerCovariance.bytes({ nLayers: 12, dMlp: 3072 }) <= COVARIANCE_MAX_BYTES, String(LayerCovariance.bytes({ nLayers: 12, dMlp: 3072 })));
+  assert.ok(LayerCovariance.bytes({ nLayers: 24, dMlp: 4096 }) > COVARIANCE_MAX_BYTES);
 });

@@ -160,20 +160,22 @@ export class Gemm {
   }
 
   /**
-   * One batch's per-group Gram blocks and column sums of X [t × n], in one ORT run, no running
-   * partial: each block of `layout` (the upper block triangle of every group's X_gᵀ·X_g, see
-   * `gramLayout`) is written into `parts[i]`, and Σ_t x into `sums` [n] (fp32, both).
+   * One batch's Gram blocks of X [t × n], and its column sums when `sums` is given, in one ORT
+   * run, no running partial: each of `blocks` (of a `gramLayout` over X's columns, any subset,
+   * e.g. one group's) is written into `parts[i]`, and Σ_t x into `sums` [n] (fp32, both).
    */
-  async gramStep(args: { x: Float32Array; t: number; n: number; layout: GramLayout; parts: Float32Array[]; sums: Float32Array }): Promise<void> {
-    const { x, t, n, layout, parts, sums } = args;
+  async gramStep(args: { x: Float32Array; t: number; n: number; blocks: readonly GramBlock[]; key: string; parts: Float32Array[]; sums?: Float32Array }): Promise<void> {
+    const { x, t, n, blocks, key, parts, sums } = args;
     check(x, t * n, 'X');
-    check(sums, n, 'the column sums');
-    if (layout.groups * layout.width !== n) throw new EngineError(`gemm: Gram groups of ${layout.width} do not tile ${n} columns`);
-    layout.blocks.forEach((blk, i) => check(parts[i]!, blk.rows * blk.cols, `Gram block ${i}`));
+    if (sums) check(sums, n, 'the column sums');
+    blocks.forEach((blk, i) => {
+      check(parts[i]!, blk.rows * blk.cols, `Gram block ${i}`);
+      if (blk.offset + blk.c0 + blk.cols > n) throw new EngineError(`gemm: Gram block ${i} reaches column ${blk.offset + blk.c0 + blk.cols} of ${n}`);
+    });
     const ort = loadOrt();
-    const fetches: Record<string, Ort.Tensor> = { SX: new ort.Tensor('float32', sums, [n]) };
-    layout.blocks.forEach((blk, i) => (fetches[`G${i}`] = new ort.Tensor('float32', parts[i]!, [blk.rows, blk.cols])));
-    const s = await this.session(`gram:${n}:${layout.key}`, () => gramGraph(n, layout.blocks));
+    const fetches: Record<string, Ort.Tensor> = sums ? { SX: new ort.Tensor('float32', sums, [n]) } : {};
+    blocks.forEach((blk, i) => (fetches[`G${i}`] = new ort.Tensor('float32', parts[i]!, [blk.rows, blk.cols])));
+    const s = await this.session(`gram:${n}:${key}:${sums ? 'sums' : '-'}`, () => gramGraph(n, blocks, !!sums));
     await s.run({ X: new ort.Tensor('float32', x, [t, n]) }, fetches);
   }
 
@@ -321,11 +323,13 @@ function crossGraph(a: number, b: number, blocks: readonly GramBlock[]): Uint8Ar
   return g.toBytes();
 }
 
-function gramGraph(n: number, blocks: readonly GramBlock[]): Uint8Array {
+function gramGraph(n: number, blocks: readonly GramBlock[], sums: boolean): Uint8Array {
   const g = new OnnxGraph('gram', OPSET);
   g.input('X', 'float', ['t', n]);
-  g.op('ReduceSum', ['X', g.constI64([0])], { keepdims: { i: 0 } }, 'SX');
-  g.output('SX', 'float', [n]);
+  if (sums) {
+    g.op('ReduceSum', ['X', g.constI64([0])], { keepdims: { i: 0 } }, 'SX');
+    g.output('SX', 'float', [n]);
+  }
   const axis1 = g.constI64([1]);
   blocks.forEach((blk, i) => {
     const base = blk.offset;

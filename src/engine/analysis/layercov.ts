@@ -5,10 +5,11 @@
  * rotated baseline is then high, and the neurons have less room to beat it.
  *
  * The accumulator sums, per layer, Σ x and the Gram Σ x xᵀ of the post-activations (hook_post, the
- * activations the correlations use) over kept tokens: each batch's Gram blocks and column sums in
- * fp32 from one ORT run (gemm.ts gramStep: the layers sliced in the graph, the upper block
- * triangle only, 3/4 of a full Gram's flops), added into float64, so batch splits and a resume
- * give bit-identical sums. At the end the covariance's top eigenvalues come from subspace iteration (topEigenvalues),
+ * activations the correlations use) over kept tokens: per layer, one ORT run (gemm.ts gramStep:
+ * the layer sliced in the graph, the upper block triangle only, 3/4 of a full Gram's flops; the
+ * first run also sums the columns) gives the batch's fp32 blocks, added into float64, so batch
+ * splits and a resume give bit-identical sums. One layer's blocks at a time: at GPT-2-small size
+ * all twelve would be 340 MB more. At the end the covariance's top eigenvalues come from subspace iteration (topEigenvalues),
  * its trace is the total variance.
  *
  * Memory: L·d(d+1)/2 float64 (GPT-2 small: 453 MB). A model whose triangle would exceed
@@ -57,7 +58,7 @@ export class LayerCovariance implements Accumulator<LayerPca[]> {
   private gemm: Gemm | undefined;
   /** The layers' Gram blocks: the upper block triangle in two row blocks where d is even. */
   private readonly layout: GramLayout;
-  /** One batch's fp32 blocks and column sums (reused). */
+  /** One layer's fp32 blocks of a batch, and the batch's column sums (reused). */
   private step: { parts: Float32Array[]; sums: Float32Array } | undefined;
 
   constructor(readonly opts: LayerCovOptions) {
@@ -70,8 +71,8 @@ export class LayerCovariance implements Accumulator<LayerPca[]> {
 
   /** Bytes held, for the memory planner. */
   static bytes(o: { nLayers: number; dMlp: number }): number {
-    // float64 sums and triangles; one batch's fp32 blocks (≤ d² per layer) and column sums.
-    return 8 * o.nLayers * (o.dMlp + triLen(o.dMlp)) + 4 * o.nLayers * (o.dMlp * o.dMlp + o.dMlp);
+    // float64 sums and triangles; one layer's fp32 blocks (≤ d²) and a batch's column sums.
+    return 8 * o.nLayers * (o.dMlp + triLen(o.dMlp)) + 4 * (o.dMlp * o.dMlp + o.nLayers * o.dMlp);
   }
 
   private mm(): Gemm {
@@ -86,20 +87,24 @@ export class LayerCovariance implements Accumulator<LayerPca[]> {
     const T = batch.nKept;
     if (x.length !== T * N) throw new EngineError(`LayerCovariance: reference keptPost has ${x.length} values, expected nKept·N = ${T}·${N}`);
     if (T === 0) return;
-    const step = (this.step ??= { parts: this.layout.blocks.map((b) => new Float32Array(b.rows * b.cols)), sums: new Float32Array(N) });
-    await this.mm().gramStep({ x, t: T, n: N, layout: this.layout, parts: step.parts, sums: step.sums });
-    for (let k = 0; k < N; k++) this.sum[k]! += step.sums[k]!;
-    // Block i holds rows r0.. of its layer against columns c0 = r0 … d−1: row a's entries b ≥ a.
     const tri = triLen(d);
-    this.layout.blocks.forEach((blk, i) => {
-      const part = step.parts[i]!;
-      const G = this.gram.subarray(blk.group * tri, (blk.group + 1) * tri);
-      for (let r = 0; r < blk.rows; r++) {
-        const a = blk.r0 + r;
-        const row = a * d - (a * (a - 1)) / 2; // the triangle's offset of (a, a)
-        for (let b = a; b < d; b++) G[row + b - a]! += part[r * blk.cols + b - blk.c0]!;
-      }
-    });
+    for (let l = 0; l < L; l++) {
+      const blocks = this.layout.blocks.filter((b) => b.group === l);
+      // The blocks of every layer have the same shapes: one set of buffers serves them all.
+      const step = (this.step ??= { parts: blocks.map((b) => new Float32Array(b.rows * b.cols)), sums: new Float32Array(N) });
+      await this.mm().gramStep({ x, t: T, n: N, blocks, key: `${this.layout.key}#${l}`, parts: step.parts, ...(l === 0 ? { sums: step.sums } : {}) });
+      if (l === 0) for (let k = 0; k < N; k++) this.sum[k]! += step.sums[k]!;
+      // Block i holds rows r0.. of the layer against columns c0 = r0 … d−1: row a's entries b ≥ a.
+      const G = this.gram.subarray(l * tri, (l + 1) * tri);
+      blocks.forEach((blk, i) => {
+        const part = step.parts[i]!;
+        for (let r = 0; r < blk.rows; r++) {
+          const a = blk.r0 + r;
+          const row = a * d - (a * (a - 1)) / 2; // the triangle's offset of (a, a)
+          for (let b = a; b < d; b++) G[row + b - a]! += part[r * blk.cols + b - blk.c0]!;
+        }
+      });
+    }
     this.n += T;
   }
 
