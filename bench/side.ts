@@ -7,12 +7,16 @@
 //   npm run bench:side -- --tokens 20480 --threads 2
 //   npm run bench:side -- --tokens 131072 --threads 1,2 --rounds 3 --families off
 //   npm run bench:side -- --compare RUN_DIR PEER.json    only the correctness check of two results
+//   npm run bench:side -- --family gpt2-small --tokens 1024 --threads 2
 //
 // Options: --modes exact,fast (default both), --families on|off (project; default on, the whole
 // analysis), --python PATH (default /usr/bin/python3), --peer-omp passive (OMP_WAIT_POLICY=PASSIVE
 // for the peer; default: as a researcher runs it), --peer-blas as-is (leave OpenBLAS on the core it
 // detects; default: name the CPU's best core when OpenBLAS fell back to a generic one, bench/torchEnv.ts),
 // --rounds R (medians), --keep (run folders),
+// --family tiny|gpt2-small (default tiny: the shipped family; gpt2-small: five random-weight models
+// of GPT-2 small's shape, tools/random_gpt2.ts, as `bench:scale` runs; the peer then runs
+// `--pairwise`, one float64 S_xy of 10.9 GB at a time, since four would not fit 24 GB),
 // --no-gnu-time (measure from /proc even where /usr/bin/time exists).
 //
 // Per thread count N (both sides get N: `analyze --threads N`, `torch.set_num_threads(N)`), each
@@ -32,14 +36,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { readManifest } from '../src/engine/run/manifest';
 import { EXACT_OF, readNeuronArrow } from '../src/engine/run/neurons';
 import { runFile } from '../src/engine/run/files';
+import { GPT2_SMALL, writeRandomGpt2 } from '../tools/random_gpt2';
 import { torchEnv } from './torchEnv';
 
 const ROOT = join(__dirname, '..');
-const MODELS = ['a', 'b', 'c', 'd', 'e'].map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`));
+const LABELS = ['a', 'b', 'c', 'd', 'e'];
 const HELDOUT = join(ROOT, 'models', 'corpus', 'heldout.tokens.bin');
 const PEER = join(ROOT, 'bench', 'torch_peer.py');
 const FAST_FLOOR = 40_960; // below this the engine runs fast mode as exact (BENCHMARKS.md)
@@ -71,6 +76,23 @@ interface Row {
   peak_rss_bytes: number;
   load: number;
   universal?: number;
+}
+
+/** The five models both sides read, and their context length (the corpus is cut in rows of it). */
+interface Family {
+  name: 'tiny' | 'gpt2-small';
+  models: string[];
+  positions: number;
+}
+
+function family(name: string): Family {
+  if (name === 'tiny') return { name, models: LABELS.map((s) => join(ROOT, 'models', `tiny-gpt2-${s}`)), positions: 128 };
+  if (name === 'gpt2-small') {
+    // Written once into tools/.cache (the same folders bench/scale.ts uses).
+    const models = LABELS.map((s) => writeRandomGpt2(join(ROOT, 'tools', '.cache', `random-gpt2-${GPT2_SMALL.layers}x768-${s}`), s, GPT2_SMALL));
+    return { name, models, positions: GPT2_SMALL.positions };
+  }
+  throw new Error(`--family ${name}: tiny or gpt2-small`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,9 +159,9 @@ function failed(what: string, m: Measured): Error {
 // The two sides
 
 /** The corpus both sides read: the held-out tokens, repeated as often as the budget needs. */
-function corpusFor(tokens: number): string[] {
+function corpusFor(tokens: number, positions: number): string[] {
   const stream = statSync(HELDOUT).size / 2;
-  const need = Math.floor(tokens / 128) * 127;
+  const need = Math.floor(tokens / positions) * (positions - 1);
   return Array.from({ length: Math.max(1, Math.ceil((need + 1) / stream)) }, () => HELDOUT);
 }
 
@@ -161,10 +183,10 @@ function buildCli(): string {
   return out;
 }
 
-async function runProject(cli: string, mode: 'exact' | 'fast', tokens: number, threads: number, work: string, families: boolean) {
+async function runProject(fam: Family, cli: string, mode: 'exact' | 'fast', tokens: number, threads: number, work: string, families: boolean) {
   const out = join(work, `run-${mode}-${threads}`);
   rmSync(out, { recursive: true, force: true });
-  const args = [cli, 'analyze', '--models', ...MODELS, '--corpus', ...corpusFor(tokens), '--tokens', String(tokens), '--out', out, '--threads', String(threads), '--mode', mode];
+  const args = [cli, 'analyze', '--models', ...fam.models, '--corpus', ...corpusFor(tokens, fam.positions), '--tokens', String(tokens), '--out', out, '--threads', String(threads), '--mode', mode];
   if (!families) args.push('--no-families');
   const m = await measure(process.execPath, args, work);
   if (m.code !== 0) throw failed(`project ${mode} (${threads} threads)`, m);
@@ -172,9 +194,10 @@ async function runProject(cli: string, mode: 'exact' | 'fast', tokens: number, t
   return { m, out, manifest };
 }
 
-async function runPeer(python: string, tokens: number, threads: number, work: string, ompPassive: boolean, base: NodeJS.ProcessEnv) {
+async function runPeer(fam: Family, python: string, tokens: number, threads: number, work: string, ompPassive: boolean, base: NodeJS.ProcessEnv) {
   const out = join(work, `peer-${threads}.json`);
-  const args = [PEER, '--models', ...MODELS, '--corpus', ...corpusFor(tokens), '--tokens', String(tokens), '--threads', String(threads), '--out', out];
+  const args = [PEER, '--models', ...fam.models, '--corpus', ...corpusFor(tokens, fam.positions), '--tokens', String(tokens), '--threads', String(threads), '--out', out];
+  if (fam.name !== 'tiny') args.push('--pairwise');
   // OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep at the end of a parallel region instead of
   // spinning (GNU OpenMP's default); with other processes on the cores, spinning threads get
   // descheduled mid-region and 2 threads can run slower than 1 (BENCHMARKS.md).
@@ -322,6 +345,7 @@ async function main(): Promise<void> {
     );
   }
   const torchVersion = probe.stdout.trim();
+  const fam = family(arg('family') ?? 'tiny');
   const blas = torchEnv(python, arg('peer-blas') === 'as-is');
   const cli = buildCli();
   const work = mkdtempSync(join(tmpdir(), 'un-side-'));
@@ -336,7 +360,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   console.log(
-    `side by side: ${tokens.toLocaleString('en-US')} tokens of ${corpusFor(tokens).length} × models/corpus/heldout.tokens.bin, 5 models (reference tiny-gpt2-a), ` +
+    `side by side: ${tokens.toLocaleString('en-US')} tokens of ${corpusFor(tokens, fam.positions).length} × models/corpus/heldout.tokens.bin, 5 models (reference ${basename(fam.models[0]!)}${fam.name === 'tiny' ? '' : '; peer pairwise'}), ` +
       `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}${ompPassive ? ', OMP_WAIT_POLICY=PASSIVE' : ''}, ${blas.note}; ` +
       `${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; measured with ${useGnuTime ? 'GNU time' : '/proc'}`,
   );
@@ -347,7 +371,7 @@ async function main(): Promise<void> {
       for (const threads of threadList) {
         let exactRun: string | undefined;
         for (const mode of modes) {
-          const { m, out, manifest } = await runProject(cli, mode, tokens, threads, work, families);
+          const { m, out, manifest } = await runProject(fam, cli, mode, tokens, threads, work, families);
           rows.push({
             side: `project ${mode}`,
             threads,
@@ -366,7 +390,7 @@ async function main(): Promise<void> {
           if (mode === 'exact') exactRun = out;
           else rmSync(out, { recursive: true, force: true });
         }
-        const { m, out, report } = await runPeer(python, tokens, threads, work, ompPassive, blas.env);
+        const { m, out, report } = await runPeer(fam, python, tokens, threads, work, ompPassive, blas.env);
         rows.push({
           side: 'torch peer',
           threads,

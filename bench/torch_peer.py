@@ -182,14 +182,23 @@ class Pearson:
         self.syy += (y * y).sum(-1, dtype=torch.float64)
         self.n += x.shape[-1]
 
-    def corr(self):
+    def max_corr(self):
+        """Pearson ρ (zero variance → 0) and its max and argmax over y's neurons, per x neuron.
+        One x layer at a time, so the float64 temporaries are a twelfth of S_xy at GPT-2 size."""
         n = float(self.n)
-        num = self.sxy - torch.einsum('ab,cd->abcd', self.sx, self.sy) / n
         sa = (self.sxx - self.sx ** 2 / n).clamp(min=0).sqrt()
-        sb = (self.syy - self.sy ** 2 / n).clamp(min=0).sqrt()
-        den = torch.einsum('ab,cd->abcd', sa, sb)
-        rho = torch.where(den > 0, num / den, torch.zeros((), dtype=torch.float64))
-        return rho.reshape(self.sx.numel(), self.sy.numel()).clamp(-1, 1)
+        sb = (self.syy - self.sy ** 2 / n).clamp(min=0).sqrt().reshape(-1)
+        sy = self.sy.reshape(-1)
+        zero = torch.zeros((), dtype=torch.float64)
+        best, arg = [], []
+        for l1 in range(self.sx.shape[0]):
+            num = self.sxy[l1].reshape(self.sx.shape[1], -1) - torch.outer(self.sx[l1], sy) / n
+            den = torch.outer(sa[l1], sb)
+            rho = torch.where(den > 0, num / den, zero).clamp(-1, 1)
+            v, i = rho.max(dim=1)
+            best.append(v)
+            arg.append(i)
+        return torch.cat(best), torch.cat(arg)
 
 
 class Moments:
@@ -239,6 +248,8 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0, help='seed of the rotations')
     ap.add_argument('--out', help='write per-neuron results here (JSON)')
+    ap.add_argument('--pairwise', action='store_true',
+                    help='one other model at a time (a float64 S_xy per pair: GPT-2-small size fits 24 GB only this way)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
@@ -267,63 +278,77 @@ def main():
         return pre, post
 
     moments = [Moments(L, d) for _ in models]
-    plain = [Pearson(L, d, L, d) for _ in others]
-    rotated = [Pearson(L, d, L, d) for _ in others]
     rots = [rotations(L, d, a.seed * 1000 + k) for k in range(len(others))]
+    # Which other models share a pass: all of them (the paper's script), or one at a time
+    # (--pairwise: one float64 S_xy held instead of four, 10.9 GB at GPT-2-small size; the
+    # reference is forwarded again for each).
+    groups = [[k] for k in range(len(others))] if a.pairwise else [list(range(len(others)))]
+    per_model = [None] * len(others)
     kept = 0
     with torch.inference_mode():
-        # Pass 1: forwards, activation moments, cross moments.
-        for ids in batches:
-            keep = ((ids != EOS) & (ids != NEWLINE)).reshape(-1)
-            kept += int(keep.sum())
+        for gi, ks in enumerate(groups):
+            # Pass 1: forwards, activation moments (each model once), cross moments.
+            plain = {k: Pearson(L, d, L, d) for k in ks}
+            fwd = [0] + [k + 1 for k in ks]
+            for ids in batches:
+                keep = ((ids != EOS) & (ids != NEWLINE)).reshape(-1)
+                if gi == 0:
+                    kept += int(keep.sum())
+                t = time.perf_counter()
+                acts = {j: kept_acts(models[j], ids, keep) for j in fwd}
+                t1 = time.perf_counter()
+                for j in fwd:
+                    if gi == 0 or j != 0:
+                        moments[j].update(acts[j][0])
+                t2 = time.perf_counter()
+                for k in ks:
+                    plain[k].update(acts[0][1], acts[k + 1][1])
+                t3 = time.perf_counter()
+                ph['forward_1'] += t1 - t
+                ph['moments'] += t2 - t1
+                ph['cross'] += t3 - t2
+            # ρ's max now, so that S_xy is freed before the rotated one is made.
             t = time.perf_counter()
-            acts = [kept_acts(m, ids, keep) for m in models]
-            t1 = time.perf_counter()
-            for mo, (pre, _) in zip(moments, acts):
-                mo.update(pre)
-            t2 = time.perf_counter()
-            x = acts[0][1]
-            for k in range(len(others)):
-                plain[k].update(x, acts[k + 1][1])
-            t3 = time.perf_counter()
-            ph['forward_1'] += t1 - t
-            ph['moments'] += t2 - t1
-            ph['cross'] += t3 - t2
-        # Pass 2: the rotation baseline, a second run over the same tokens.
-        for ids in batches:
-            keep = ((ids != EOS) & (ids != NEWLINE)).reshape(-1)
+            best = {k: plain.pop(k).max_corr() for k in ks}
+            ph['finish'] += time.perf_counter() - t
+            # Pass 2: the rotation baseline, a second run over the same tokens.
+            rotated = {k: Pearson(L, d, L, d) for k in ks}
+            for ids in batches:
+                keep = ((ids != EOS) & (ids != NEWLINE)).reshape(-1)
+                t = time.perf_counter()
+                acts = {j: kept_acts(models[j], ids, keep)[1] for j in fwd}
+                t1 = time.perf_counter()
+                rot = {k: torch.stack([rots[k][l] @ acts[k + 1][l] for l in range(L)]) for k in ks}
+                t2 = time.perf_counter()
+                for k in ks:
+                    rotated[k].update(acts[0], rot[k])
+                t3 = time.perf_counter()
+                ph['forward_2'] += t1 - t
+                ph['rotate'] += t2 - t1
+                ph['cross_rotated'] += t3 - t2
+            del acts, rot
             t = time.perf_counter()
-            acts = [kept_acts(m, ids, keep)[1] for m in models]
-            t1 = time.perf_counter()
-            rot = [torch.stack([rots[k][l] @ acts[k + 1][l] for l in range(L)]) for k in range(len(others))]
-            t2 = time.perf_counter()
-            for k in range(len(others)):
-                rotated[k].update(acts[0], rot[k])
-            t3 = time.perf_counter()
-            ph['forward_2'] += t1 - t
-            ph['rotate'] += t2 - t1
-            ph['cross_rotated'] += t3 - t2
+            for k in ks:
+                mc, partner = best[k]
+                bl, bpartner = rotated.pop(k).max_corr()
+                per_model[k] = {'label': others[k].name, 'max_corr': mc.tolist(), 'partner': partner.tolist(),
+                                'baseline': bl.tolist(), 'baseline_partner': bpartner.tolist()}
+            ph['finish'] += time.perf_counter() - t
 
         t = time.perf_counter()
-        per_model = []
-        for k, m in enumerate(others):
-            mc, partner = plain[k].corr().max(dim=1)
-            bl, bpartner = rotated[k].corr().max(dim=1)
-            per_model.append({'label': m.name, 'max_corr': mc.tolist(), 'partner': partner.tolist(),
-                              'baseline': bl.tolist(), 'baseline_partner': bpartner.tolist()})
         mc = torch.tensor([p['max_corr'] for p in per_model], dtype=torch.float64)
         bl = torch.tensor([p['baseline'] for p in per_model], dtype=torch.float64)
         excess = mc.mean(0) - bl.mean(0)
         ref_moments = moments[0].result()
         for mo in moments[1:]:
             mo.result()  # computed for every model, as the engine does; only the reference's is written
-        ph['finish'] = time.perf_counter() - t
+        ph['finish'] += time.perf_counter() - t
 
     wall = time.perf_counter() - t_start
     stream = sum(ph[k] for k in ('forward_1', 'moments', 'cross', 'forward_2', 'rotate', 'cross_rotated'))
     used = int(rows.size)
     report = {
-        'peer': 'torch', 'torch': torch.__version__, 'threads': a.threads,
+        'peer': 'torch', 'torch': torch.__version__, 'threads': a.threads, 'pairwise': a.pairwise,
         'models': [m.name for m in models], 'tokens': used, 'rows': int(len(rows)), 'kept': kept, 'hash': digest,
         'wall_s': wall, 'stream_s': stream, 'phases_s': ph,
         'kept_tokens_per_s': kept / stream if stream > 0 else None,
