@@ -13,6 +13,9 @@
 // analysis), --python PATH (default /usr/bin/python3), --peer-omp passive (OMP_WAIT_POLICY=PASSIVE
 // for the peer; default: as a researcher runs it), --peer-blas as-is (leave OpenBLAS on the core it
 // detects; default: name the CPU's best core when OpenBLAS fell back to a generic one, bench/torchEnv.ts),
+// --peer-hugepages off (default on: the peer starts with the same glibc huge-pages tunable the
+// project's CLI gives itself, src/engine/hugePages.ts; without it the GPT-2-small peer's float64
+// temporaries faulted in 4 kB at a time and it took 1,892 s instead of 236 s; the tiny peer 0–4%),
 // --rounds R (medians), --keep (run folders),
 // --family tiny|gpt2-small (default tiny: the shipped family; gpt2-small: five random-weight models
 // of GPT-2 small's shape, tools/random_gpt2.ts, as `bench:scale` runs; the peer then runs
@@ -41,6 +44,7 @@ import { readManifest } from '../src/engine/run/manifest';
 import { EXACT_OF, readNeuronArrow } from '../src/engine/run/neurons';
 import { runFile } from '../src/engine/run/files';
 import { GPT2_SMALL, writeRandomGpt2 } from '../tools/random_gpt2';
+import { hugePagesEnv, hugePagesOn } from '../src/engine/hugePages';
 import { torchEnv } from './torchEnv';
 
 const ROOT = join(__dirname, '..');
@@ -347,6 +351,7 @@ async function main(): Promise<void> {
   const torchVersion = probe.stdout.trim();
   const fam = family(arg('family') ?? 'tiny');
   const blas = torchEnv(python, arg('peer-blas') === 'as-is');
+  if (arg('peer-hugepages') !== 'off') blas.env = hugePagesEnv(blas.env) ?? blas.env;
   const cli = buildCli();
   const work = mkdtempSync(join(tmpdir(), 'un-side-'));
   const cleanup = (): void => {
@@ -361,7 +366,7 @@ async function main(): Promise<void> {
 
   console.log(
     `side by side: ${tokens.toLocaleString('en-US')} tokens of ${corpusFor(tokens, fam.positions).length} × models/corpus/heldout.tokens.bin, 5 models (reference ${basename(fam.models[0]!)}${fam.name === 'tiny' ? '' : '; peer pairwise'}), ` +
-      `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}${ompPassive ? ', OMP_WAIT_POLICY=PASSIVE' : ''}, ${blas.note}; ` +
+      `threads ${threadList.join(', ')}, ${rounds} round(s); project: ${modes.join(' + ')}, families ${families ? 'on' : 'off'}; peer: torch ${torchVersion}${ompPassive ? ', OMP_WAIT_POLICY=PASSIVE' : ''}, ${blas.note}, huge pages ${hugePagesOn(blas.env) ? 'on' : 'off'}; ` +
       `${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; measured with ${useGnuTime ? 'GNU time' : '/proc'}`,
   );
   const rows: Row[] = [];
